@@ -1,0 +1,119 @@
+// The datapath contract the agent programs against: what eBPF + the native addon give the proxy.
+// The real implementation lives in `datapath.ts`; tests may substitute a fake.
+
+/** Well-known ports (ztunnel's numbers). Mirrored in bpf/include/nodemesh_abi.h. */
+export const PORT_OUTBOUND = 15001;
+export const PORT_INBOUND = 15006;
+export const PORT_HBONE = 15008;
+/** SO_MARK the agent puts on its own sockets so the BPF programs never redirect them. */
+export const AGENT_MARK = 1337;
+
+export interface DatapathOptions {
+  /** bpffs directory holding this agent's pinned maps and links (e.g. /sys/fs/bpf/nodemesh/v1). */
+  pinRoot: string;
+  /** cgroup v2 directory the cgroup programs (connect4/6, sockops) are attached to. */
+  cgroupRoot: string;
+  /** Path of the compiled BPF object; defaults to the one built in bpf/. */
+  objectPath?: string;
+}
+
+export interface PodNetSpec {
+  uid: string;
+  /** Path of the pod's network namespace (e.g. /run/netns/x or /proc/PID/ns/net). */
+  netnsPath: string;
+  /** The pod's IPs (v4 and/or v6); inbound steering is keyed by them. */
+  ips: string[];
+  /** When true and the agent's listener is gone, connects are refused instead of going direct. */
+  failClosed: boolean;
+}
+
+/** Listening sockets created inside the pod netns, handed over as fds: the caller owns and closes them. */
+export interface PodListeners {
+  /** 127.0.0.1:15001 */
+  outbound4: number;
+  /** [::1]:15001, when the netns has IPv6 loopback */
+  outbound6: number | null;
+  /** 0.0.0.0:15006 (steered to by sk_lookup) */
+  inbound4: number;
+  /** [::]:15006 v6only, when the netns has IPv6 */
+  inbound6: number | null;
+}
+
+export interface SocketAddress {
+  ip: string;
+  port: number;
+}
+
+export interface PodDatapath {
+  readonly uid: string;
+  /** The pod netns cookie (SO_NETNS_COOKIE), as the BPF programs see it. */
+  readonly netnsCookie: bigint;
+  readonly listeners: PodListeners;
+  /**
+   * A new, unconnected TCP socket created inside the pod netns with SO_MARK = AGENT_MARK, as an fd the
+   * caller owns. Served from a small pre-created pool so the common case does not wait on the native thread.
+   */
+  newSocket(family: 4 | 6): Promise<number>;
+  /**
+   * The original destination BPF recorded for a redirected connection accepted on 15001.
+   * `peer` is the accepted socket's remote address (the client's local address), `local` its local address.
+   * Consumes the entry. Returns null when nothing was recorded.
+   */
+  originalDst(peer: SocketAddress, local: SocketAddress): SocketAddress | null;
+}
+
+export interface AttachedProgram {
+  name: string;
+  attachType: string;
+  /** cgroup path or netns path */
+  target: string;
+  programId: number;
+  linkId: number;
+  /** True when an existing pinned link was reused (program updated in place). */
+  adopted: boolean;
+}
+
+export interface MapInfo {
+  name: string;
+  type: string;
+  entries: number;
+  maxEntries: number;
+}
+
+export interface PodCounters {
+  /** connects redirected to 15001 */
+  redirected: bigint;
+  /** connects left alone because the listener was missing */
+  failOpen: bigint;
+  /** connects refused because the pod is fail-closed and the listener was missing */
+  failClosedDenied: bigint;
+}
+
+export interface DatapathStatus {
+  pinRoot: string;
+  cgroupRoot: string;
+  programs: AttachedProgram[];
+  maps: MapInfo[];
+  /** Global per-event counters from the BPF stats map, by event name. */
+  stats: Record<string, bigint>;
+}
+
+export interface Datapath {
+  /**
+   * Enrolls a pod: opens its netns (clear error if missing), creates its listeners, attaches (or adopts) its
+   * sk_lookup link, registers inbound steering, then writes the pod's "on" entry last.
+   * On failure nothing is left behind.
+   */
+  enroll(spec: PodNetSpec): Promise<PodDatapath>;
+  /** Deletes the pod's "on" entry first, then its steering and sk_lookup link. Does not close listener fds. */
+  unenroll(uid: string): Promise<void>;
+  /** Removes pinned per-pod state (map entries, links) for pods not in `keepUids`: restart reconcile. */
+  pruneExcept(keepUids: Set<string>, keepNetnsCookies: Set<bigint>): Promise<number>;
+  podCounters(netnsCookie: bigint): PodCounters | null;
+  status(): DatapathStatus;
+  /**
+   * detach=true (SIGTERM): detach every program, unpin links and maps, remove the pin root.
+   * detach=false: release handles only; pinned state stays for the next agent to adopt.
+   */
+  close(opts: { detach: boolean }): Promise<void>;
+}

@@ -1,0 +1,65 @@
+// Finds (or mounts) the cgroup v2 hierarchy: cgroup-bpf programs only work there.
+
+import fs from 'node:fs';
+import { NodemeshError } from './errors';
+
+export class CgroupError extends NodemeshError {}
+
+const CGROUP2_MAGIC_PATHS = ['/sys/fs/cgroup', '/sys/fs/cgroup/unified'];
+
+/** Mount points of cgroup2 from /proc/self/mounts, in mount order. */
+export function cgroup2Mounts(mountsText = fs.readFileSync('/proc/self/mounts', 'utf8')): string[] {
+  const out: string[] = [];
+  for (const line of mountsText.split('\n')) {
+    const f = line.split(' ');
+    if (f[2] === 'cgroup2' && f[1]) out.push(f[1].replace(/\\040/g, ' '));
+  }
+  return out;
+}
+
+export interface Cgroup2Root {
+  path: string;
+  /** True when this call mounted it (the caller should say where). */
+  mounted: boolean;
+}
+
+/**
+ * Returns the cgroup v2 root. If none is mounted, mounts one at the first free candidate
+ * (`/sys/fs/cgroup/unified` on hybrid hosts) using `mountFn`, so callers decide how to mount.
+ */
+export function findOrMountCgroup2(mountFn?: (target: string) => void): Cgroup2Root {
+  const mounts = cgroup2Mounts();
+  const first = mounts[0];
+  if (first) return { path: first, mounted: false };
+  if (!mountFn) {
+    throw new CgroupError('NM_CGROUP2_MISSING', 'cgroup v2 is not mounted', {
+      hint: 'mount it with "mount -t cgroup2 none /sys/fs/cgroup/unified"; cgroup-bpf needs cgroup v2',
+    });
+  }
+  for (const target of CGROUP2_MAGIC_PATHS.slice(1).concat(['/run/nodemesh/cgroup2'])) {
+    try {
+      fs.mkdirSync(target, { recursive: true });
+      mountFn(target);
+      return { path: target, mounted: true };
+    } catch {
+      // try the next candidate
+    }
+  }
+  throw new CgroupError('NM_CGROUP2_MOUNT_FAILED', 'cgroup v2 is not mounted and mounting it failed', {
+    hint: 'the agent needs CAP_SYS_ADMIN to mount cgroup2, or mount it before starting the agent',
+  });
+}
+
+/** The cgroup v2 path (relative to the v2 root) of a process, from /proc/PID/cgroup's "0::" line. */
+export function processCgroup2Path(pid: number | 'self' = 'self'): string | null {
+  const text = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+  for (const line of text.split('\n')) {
+    if (line.startsWith('0::')) return line.slice(3);
+  }
+  return null;
+}
+
+/** cgroup v2 id as the kernel reports it to BPF (`bpf_get_current_cgroup_id`): the kernfs inode number. */
+export function cgroupId(absPath: string): bigint {
+  return fs.statSync(absPath, { bigint: true }).ino;
+}
