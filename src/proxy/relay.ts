@@ -1,0 +1,147 @@
+// Copies bytes both ways between two TCP sockets: backpressure, half-close, reset propagation, no per-chunk copies.
+
+import net from 'node:net';
+
+/** Default per-direction read buffer. Loopback reads rarely exceed 64 KiB; 32 KiB halves idle memory. */
+export const DEFAULT_RELAY_BUFFER = 32 * 1024;
+
+export interface RelayResult {
+  /** Bytes read from the downstream (client) and written upstream. */
+  bytesUp: number;
+  /** Bytes read from the upstream and written downstream. */
+  bytesDown: number;
+  /** First error seen on either side, if any. */
+  error: Error | null;
+  /** Which side's error or reset ended the relay, if one did. */
+  failedSide: 'downstream' | 'upstream' | null;
+}
+
+/**
+ * One direction of a relay. Reads land in a buffer owned by this direction (Node's `onread` option, so the
+ * stream machinery does not allocate a Buffer per read) and are written straight to the other socket. If the
+ * kernel does not take the whole chunk at once, libuv keeps pointing into our buffer, so reading pauses until
+ * that write completes: the buffer is never overwritten while referenced, and a slow reader slows the writer.
+ */
+export class Direction {
+  readonly buffer: Buffer;
+  bytes = 0;
+  private dst: net.Socket | null = null;
+  private src: net.Socket | null = null;
+  private waiting = false;
+
+  constructor(bufferSize: number) {
+    this.buffer = Buffer.allocUnsafe(bufferSize);
+  }
+
+  /** Socket options that make `socket` read into this direction's buffer. */
+  readOptions(): { buffer: Buffer; callback: (n: number, buf: Buffer) => boolean } {
+    return { buffer: this.buffer, callback: this.onRead };
+  }
+
+  bind(src: net.Socket, dst: net.Socket): void {
+    this.src = src;
+    this.dst = dst;
+  }
+
+  private readonly onRead = (n: number, buf: Buffer): boolean => {
+    const dst = this.dst;
+    if (dst === null || dst.destroyed) return false;
+    this.bytes += n;
+    dst.write(buf.subarray(0, n), this.onWritten);
+    if (dst.writableLength === 0) return true;
+    this.waiting = true;
+    return false;
+  };
+
+  private readonly onWritten = (err?: Error | null): void => {
+    if (!this.waiting || err) return;
+    this.waiting = false;
+    const src = this.src;
+    if (src !== null && !src.destroyed) src.resume();
+  };
+}
+
+export interface RelayHandlers {
+  /** Called exactly once, after both sockets are closed. */
+  onClose(result: RelayResult): void;
+}
+
+/**
+ * Starts relaying between two connected sockets whose reads were set up with `down.readOptions()` /
+ * `up.readOptions()` and created with `allowHalfOpen: true`. A FIN from one side is passed on as a FIN
+ * (half-close); an error or reset on one side resets the other, so clients see upstream failures.
+ */
+export function startRelay(
+  downstream: net.Socket,
+  upstream: net.Socket,
+  up: Direction,
+  down: Direction,
+  handlers: RelayHandlers,
+): void {
+  up.bind(downstream, upstream);
+  down.bind(upstream, downstream);
+  let open = 2;
+  let error: Error | null = null;
+  let failedSide: RelayResult['failedSide'] = null;
+
+  const fail = (side: 'downstream' | 'upstream', other: net.Socket) => (err: Error) => {
+    if (error === null) {
+      error = err;
+      failedSide = side;
+    }
+    if (!other.destroyed) other.resetAndDestroy();
+  };
+  const closed = (): void => {
+    if (--open > 0) return;
+    handlers.onClose({ bytesUp: up.bytes, bytesDown: down.bytes, error, failedSide });
+  };
+
+  downstream.on('error', fail('downstream', upstream));
+  upstream.on('error', fail('upstream', downstream));
+  // FIN from one side: finish writing what is queued, then send FIN to the other side.
+  downstream.on('end', () => upstream.end());
+  upstream.on('end', () => downstream.end());
+  downstream.on('close', closed);
+  upstream.on('close', closed);
+  downstream.resume();
+  upstream.resume();
+}
+
+// `handle`, `onread` and `manualStart` are accepted by net.Socket's constructor but absent from its typings.
+interface SocketInternals {
+  _handle: unknown;
+}
+type SocketCtorOptions = net.SocketConstructorOpts & {
+  handle?: unknown;
+  onread?: ReturnType<Direction['readOptions']>;
+  manualStart?: boolean;
+};
+
+/**
+ * Re-wraps a socket accepted by a `pauseOnConnect` server so its reads go into `dir`'s buffer
+ * (net.Server offers no `onread` for accepted sockets). The returned socket starts paused; the
+ * original wrapper must not be used afterwards.
+ */
+export function adoptAccepted(accepted: net.Socket, dir: Direction): net.Socket {
+  const internals = accepted as unknown as SocketInternals;
+  const handle = internals._handle;
+  internals._handle = null;
+  const opts: SocketCtorOptions = { handle, allowHalfOpen: true, onread: dir.readOptions() };
+  const socket = new net.Socket(opts);
+  socket.pause();
+  return socket;
+}
+
+/**
+ * An upstream socket reading into `dir`'s buffer. `fd` is an unconnected socket made inside the pod netns
+ * (null: a plain socket of the agent's own netns, for tests). Reading starts once `connect()` succeeds.
+ */
+export function newUpstream(fd: number | null, dir: Direction): net.Socket {
+  const opts: SocketCtorOptions = { allowHalfOpen: true, onread: dir.readOptions() };
+  if (fd !== null) {
+    opts.fd = fd;
+    // With an fd the constructor would start reading an unconnected socket (ENOTCONN): wait for connect.
+    opts.manualStart = true;
+  }
+  return new net.Socket(opts);
+}

@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { adoptAccepted, Direction, newUpstream, RelayResult, startRelay } from '../../src/proxy/relay';
+import { echoServer, listen, pump } from '../helpers/tcp';
+
+/** A loopback relay in front of `targetPort`, recording each relay's result. */
+function relayServer(targetPort: () => number, results: RelayResult[], bufferSize = 16 * 1024): net.Server {
+  return net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (accepted) => {
+    const up = new Direction(bufferSize);
+    const down = new Direction(bufferSize);
+    const downstream = adoptAccepted(accepted, up);
+    const upstream = newUpstream(null, down);
+    startRelay(downstream, upstream, up, down, { onClose: (r) => results.push(r) });
+    upstream.connect(targetPort(), '127.0.0.1');
+  });
+}
+
+describe('relay', () => {
+  const echo = echoServer();
+  const results: RelayResult[] = [];
+  let echoPort = 0;
+  let closedPort = 0;
+  const proxy = relayServer(() => echoPort, results);
+  const refusing = relayServer(() => closedPort, results);
+  let proxyPort = 0;
+  let refusingPort = 0;
+
+  before(async () => {
+    echoPort = await listen(echo);
+    // a port with nothing listening: bind, read the port, close
+    const tmp = net.createServer();
+    closedPort = await listen(tmp);
+    await new Promise((r) => tmp.close(r));
+    proxyPort = await listen(proxy);
+    refusingPort = await listen(refusing);
+  });
+  after(() => {
+    echo.close();
+    proxy.close();
+    refusing.close();
+  });
+
+  it('round-trips 8 MiB byte-exact with half-close and counts bytes both ways', async () => {
+    results.length = 0;
+    const r = await pump(proxyPort, 8 * 1024 * 1024);
+    assert.equal(r.received, r.sent);
+    assert.ok(r.intact, 'echoed bytes differ');
+    await waitFor(() => results.length === 1);
+    assert.equal(results[0]!.bytesUp, 8 * 1024 * 1024);
+    assert.equal(results[0]!.bytesDown, 8 * 1024 * 1024);
+    assert.equal(results[0]!.error, null);
+  });
+
+  it('carries 50 concurrent connections intact', async () => {
+    const all = await Promise.all(Array.from({ length: 50 }, (_, i) => pump(proxyPort, 1000 + i * 997)));
+    for (const r of all) assert.ok(r.intact);
+  });
+
+  it('resets the client when the upstream refuses', async () => {
+    results.length = 0;
+    const err = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+      const s = net.connect(refusingPort, '127.0.0.1');
+      s.on('error', (e) => resolve(e));
+      s.on('close', () => resolve(null));
+      s.resume();
+    });
+    assert.equal(err?.code, 'ECONNRESET');
+    await waitFor(() => results.length === 1);
+    assert.equal(results[0]!.failedSide, 'upstream');
+    assert.equal((results[0]!.error as NodeJS.ErrnoException).code, 'ECONNREFUSED');
+  });
+
+  it('applies backpressure: a client that stops reading stalls the sender instead of buffering', async () => {
+    // sink that never reads: the relay must stop reading from the client once kernel buffers fill
+    const sink = net.createServer({ pauseOnConnect: true }, () => undefined);
+    const sinkPort = await listen(sink);
+    const stalled = relayServer(() => sinkPort, []);
+    const stalledPort = await listen(stalled);
+    const c = net.connect(stalledPort, '127.0.0.1');
+    await new Promise((r) => c.once('connect', r));
+    const chunk = Buffer.alloc(64 * 1024);
+    let written = 0;
+    while (c.write(chunk) && written < 256 * 1024 * 1024) written += chunk.length;
+    // write() returned false well before 256 MiB: the relay stopped reading
+    assert.ok(written < 64 * 1024 * 1024, `wrote ${written} bytes without backpressure`);
+    c.destroy();
+    stalled.close();
+    sink.close();
+  });
+});
+
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
