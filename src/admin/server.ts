@@ -1,0 +1,69 @@
+// The agent's admin endpoints: readiness, config dump, metrics, live connections, log level.
+
+import type http from 'node:http';
+import type { Agent } from '../agent/agent';
+import type { Logger } from '../telemetry/logger';
+import { sendJson, sendText } from '../util/http';
+
+const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
+
+const INDEX = [
+  '/healthz/ready   200 when programs are attached and enrollment is reconciled',
+  '/config_dump     enrolled pods, attached programs, map sizes',
+  '/connections     open connections and recently closed ones, with original destinations',
+  '/metrics         Prometheus metrics',
+  '/logging         GET: current level; POST ?level=debug to change it',
+].join('\n');
+
+export function createAdminHandler(agent: Agent, log: Logger): http.RequestListener {
+  return (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    switch (url.pathname) {
+      case '/':
+        sendText(res, 200, INDEX + '\n');
+        return;
+      case '/healthz/ready': {
+        const reason = agent.notReadyReason();
+        sendText(res, reason === null ? 200 : 503, reason === null ? 'ready\n' : `not ready: ${reason}\n`);
+        return;
+      }
+      case '/config_dump':
+        sendJson(res, 200, {
+          node: agent.opts.node,
+          pinRoot: agent.opts.pinRoot,
+          cgroupRoot: agent.opts.cgroupRoot,
+          pods: agent.list(),
+          datapath: agent.datapathStatus(),
+        });
+        return;
+      case '/connections':
+        sendJson(res, 200, agent.tracker.snapshot());
+        return;
+      case '/metrics':
+        agent.tracker.flush();
+        agent.registry.metrics().then(
+          (text) => sendText(res, 200, text, agent.registry.contentType),
+          (err: unknown) => {
+            log.error({ err }, 'metrics collection failed');
+            sendText(res, 500, `metrics collection failed: ${(err as Error).message}\n`);
+          },
+        );
+        return;
+      case '/logging': {
+        const level = url.searchParams.get('level');
+        if (req.method === 'POST' && level !== null) {
+          if (!LEVELS.has(level)) {
+            sendText(res, 400, `unknown level "${level}"; use one of ${[...LEVELS].join(', ')}\n`);
+            return;
+          }
+          agent.setLogLevel(level);
+          log.info({ level }, 'log level changed');
+        }
+        sendJson(res, 200, { level: agent.logLevel });
+        return;
+      }
+      default:
+        sendText(res, 404, `no such admin path ${url.pathname}\n${INDEX}\n`);
+    }
+  };
+}

@@ -1,0 +1,291 @@
+// The node agent's lifecycle: datapath up, reconcile enrolled pods, serve enrollment/admin, drain on SIGTERM.
+
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { Registry } from 'prom-client';
+import type { Datapath, PodDatapath } from '../datapath/types';
+import { EnrollError, type EnrolledPod, type parseEnrollRequest } from '../enroll/protocol';
+import { createEnrollServer, type EnrollmentHandler } from '../enroll/server';
+import { ConnectionTracker } from '../proxy/connection-tracker';
+import type { ProxyContext } from '../proxy/context';
+import { PodProxy } from '../proxy/pod-proxy';
+import { DEFAULT_RELAY_BUFFER } from '../proxy/relay';
+import { WorkloadStore, workloadName, type Workload } from '../state/workloads';
+import { registerDatapathMetrics } from '../telemetry/datapath-metrics';
+import type { Logger } from '../telemetry/logger';
+import { ProxyMetrics } from '../telemetry/metrics';
+import { NodemeshError } from '../util/errors';
+import { closeServer, listenTcp, listenUnix } from '../util/http';
+import { createAdminHandler } from '../admin/server';
+import { PodStateFile } from './pod-state-file';
+
+export interface AgentOptions {
+  node: string;
+  stateDir: string;
+  pinRoot: string;
+  cgroupRoot: string;
+  /** TCP ports in the agent's netns on `adminHost`; 0 disables one. */
+  adminPort: number;
+  metricsPort: number;
+  readyPort: number;
+  adminHost: string;
+  drainMs: number;
+  bufferSize?: number;
+  connectTimeoutMs?: number;
+}
+
+type ValidRequest = ReturnType<typeof parseEnrollRequest>;
+
+interface PodEntry {
+  pod: EnrolledPod;
+  dp: PodDatapath;
+  proxy: PodProxy;
+}
+
+export class Agent implements EnrollmentHandler {
+  readonly registry = new Registry();
+  readonly metrics = new ProxyMetrics(this.registry);
+  readonly workloads = new WorkloadStore();
+  readonly tracker: ConnectionTracker;
+  private readonly ctx: ProxyContext;
+  private readonly pods = new Map<string, PodEntry>();
+  private readonly stateFile: PodStateFile;
+  private readonly servers: http.Server[] = [];
+  private datapath: Datapath | null = null;
+  private readonly enrollLog: Logger;
+  private reconciled = false;
+  private stopping = false;
+  /** Enrollment calls run one at a time so "nothing half-applied" holds under concurrent callers. */
+  private queue: Promise<unknown> = Promise.resolve();
+  /** The root logger and its children: pino children do not follow later level changes of their parent. */
+  private readonly loggers: Logger[];
+
+  constructor(
+    readonly opts: AgentOptions,
+    private readonly log: Logger,
+    private readonly openDatapath: () => Promise<Datapath>,
+  ) {
+    this.tracker = new ConnectionTracker(this.metrics);
+    const proxyLog = log.child({ component: 'proxy' });
+    this.enrollLog = log.child({ component: 'enroll' });
+    this.loggers = [log, proxyLog, this.enrollLog];
+    this.ctx = {
+      log: proxyLog,
+      metrics: this.metrics,
+      tracker: this.tracker,
+      workloads: this.workloads,
+      bufferSize: opts.bufferSize ?? DEFAULT_RELAY_BUFFER,
+      connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
+    };
+    this.stateFile = new PodStateFile(opts.stateDir);
+    registerDatapathMetrics(this.registry, () => this.datapath, this.workloads, (uid) => this.pods.get(uid)?.dp.netnsCookie);
+  }
+
+  get enrollSocket(): string {
+    return path.join(this.opts.stateDir, 'enroll.sock');
+  }
+
+  get adminSocket(): string {
+    return path.join(this.opts.stateDir, 'admin.sock');
+  }
+
+  /** Why the agent is not ready, or null when it is. */
+  notReadyReason(): string | null {
+    if (this.stopping) return 'draining';
+    if (!this.datapath) return 'datapath not attached';
+    if (!this.reconciled) return 'enrollment not reconciled';
+    return null;
+  }
+
+  async start(): Promise<void> {
+    fs.mkdirSync(this.opts.stateDir, { recursive: true, mode: 0o700 });
+    // Admin first, so a stuck start can be inspected (/healthz/ready says why it is not ready).
+    const admin = createAdminHandler(this, this.log);
+    await this.serve(http.createServer(admin), { unix: this.adminSocket });
+    if (this.opts.adminPort) await this.serve(http.createServer(admin), { port: this.opts.adminPort });
+    if (this.opts.metricsPort) await this.serve(http.createServer(admin), { port: this.opts.metricsPort });
+    if (this.opts.readyPort) await this.serve(http.createServer(admin), { port: this.opts.readyPort });
+
+    this.datapath = await this.openDatapath();
+    await this.reconcile();
+    await this.serve(createEnrollServer(this, this.enrollLog), { unix: this.enrollSocket });
+    this.tracker.startPeriodicFlush(5_000);
+    this.log.info({ node: this.opts.node, pods: this.pods.size, stateDir: this.opts.stateDir }, 'agent ready');
+  }
+
+  private async serve(server: http.Server, where: { unix?: string; port?: number }): Promise<void> {
+    if (where.unix) await listenUnix(server, where.unix);
+    else await listenTcp(server, where.port!, this.opts.adminHost);
+    this.servers.push(server);
+  }
+
+  /** Restart path: re-enroll the pods of the previous run, drop those whose netns is gone, prune stale kernel state. */
+  private async reconcile(): Promise<void> {
+    const previous = this.stateFile.load();
+    for (const pod of previous) {
+      try {
+        await this.apply(pod);
+      } catch (err) {
+        this.log.warn({ err, pod: `${pod.namespace}/${pod.name}`, uid: pod.uid }, 'dropping pod from previous run: it cannot be enrolled again');
+      }
+    }
+    const pruned = await this.datapath!.pruneExcept(
+      new Set(this.pods.keys()),
+      new Set([...this.pods.values()].map((e) => e.dp.netnsCookie)),
+    );
+    this.persist();
+    this.reconciled = true;
+    this.log.info({ restored: this.pods.size, previous: previous.length, pruned }, 'enrollment reconciled');
+  }
+
+  enroll(req: ValidRequest): Promise<EnrolledPod> {
+    return this.serialized(async () => {
+      if (this.stopping) throw new EnrollError('NM_ENROLL_DRAINING', 503, 'agent is shutting down; retry against the next agent');
+      const existing = this.pods.get(req.uid);
+      if (existing) {
+        throw new EnrollError('NM_ENROLL_DUPLICATE', 409, `pod uid ${req.uid} is already enrolled as ${existing.pod.namespace}/${existing.pod.name}`, {
+          hint: 'unenroll it first (DELETE /v1/pods/UID) or use a new uid',
+        });
+      }
+      for (const e of this.pods.values()) {
+        const clash = req.ips.find((ip) => e.pod.ips.includes(ip));
+        if (clash) {
+          throw new EnrollError('NM_ENROLL_IP_CONFLICT', 409, `IP ${clash} already belongs to enrolled pod ${e.pod.namespace}/${e.pod.name}`);
+        }
+      }
+      const pod = await this.apply({ ...req, netnsCookie: '', enrolledAt: new Date().toISOString() });
+      this.persist();
+      this.log.info({ pod: `${pod.namespace}/${pod.name}`, uid: pod.uid, ips: pod.ips, netnsCookie: pod.netnsCookie }, 'pod enrolled');
+      return pod;
+    });
+  }
+
+  unenroll(uid: string): Promise<void> {
+    return this.serialized(async () => {
+      const e = this.pods.get(uid);
+      if (!e) throw new EnrollError('NM_ENROLL_UNKNOWN_POD', 404, `no enrolled pod with uid ${uid}`, { hint: 'GET /v1/pods lists enrolled pods' });
+      // Kernel state first (new connects go direct), then stop accepting; open connections drain on their own.
+      await this.datapath!.unenroll(uid);
+      e.proxy.close();
+      this.pods.delete(uid);
+      this.workloads.remove(uid);
+      this.persist();
+      this.log.info({ pod: `${e.pod.namespace}/${e.pod.name}`, uid }, 'pod unenrolled');
+    });
+  }
+
+  list(): EnrolledPod[] {
+    return [...this.pods.values()].map((e) => e.pod);
+  }
+
+  /** Checks, datapath enroll, listeners; on any failure undoes what it did. */
+  private async apply(pod: EnrolledPod): Promise<EnrolledPod> {
+    this.checkPaths(pod);
+    const dp = this.datapath!;
+    let podDp: PodDatapath;
+    try {
+      podDp = await dp.enroll({
+        uid: pod.uid,
+        netnsPath: pod.netnsPath,
+        ips: pod.ips,
+        failClosed: pod.annotations?.['nodemesh.io/fail-closed'] === 'true',
+      });
+    } catch (err) {
+      if (err instanceof NodemeshError && /NETNS/.test(err.code)) {
+        throw new EnrollError('NM_ENROLL_NO_NETNS', 400, err.message, { cause: err });
+      }
+      throw new EnrollError('NM_ENROLL_DATAPATH', 500, `datapath could not enroll pod ${pod.namespace}/${pod.name}: ${(err as Error).message}`, { cause: err });
+    }
+    const workload: Workload = {
+      uid: pod.uid,
+      name: pod.name,
+      namespace: pod.namespace,
+      serviceAccount: pod.serviceAccount,
+      ips: pod.ips,
+      labels: pod.labels ?? {},
+      annotations: pod.annotations ?? {},
+      workloadName: workloadName(pod.name, pod.annotations ?? {}),
+    };
+    const proxy = new PodProxy(this.ctx, workload, podDp);
+    const l = podDp.listeners;
+    try {
+      await proxy.start({
+        outbound: [l.outbound4, l.outbound6].filter((fd): fd is number => fd !== null),
+        inbound: [l.inbound4, l.inbound6].filter((fd): fd is number => fd !== null),
+      });
+    } catch (err) {
+      await dp.unenroll(pod.uid).catch((e: unknown) => this.log.error({ err: e, uid: pod.uid }, 'rollback of datapath enrollment failed'));
+      throw new EnrollError('NM_ENROLL_LISTEN', 500, `cannot serve listeners for pod ${pod.namespace}/${pod.name}: ${(err as Error).message}`, { cause: err });
+    }
+    const enrolled: EnrolledPod = { ...pod, labels: workload.labels, annotations: workload.annotations, netnsCookie: podDp.netnsCookie.toString() };
+    this.pods.set(pod.uid, { pod: enrolled, dp: podDp, proxy });
+    this.workloads.upsert(workload);
+    return enrolled;
+  }
+
+  private checkPaths(pod: EnrolledPod): void {
+    if (!fs.existsSync(pod.netnsPath)) {
+      throw new EnrollError('NM_ENROLL_NO_NETNS', 400, `network namespace ${pod.netnsPath} does not exist`, {
+        hint: 'is the pod sandbox still running? the CNI must pass the netns path of the live pod',
+      });
+    }
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(pod.cgroupPath);
+    } catch {
+      throw new EnrollError('NM_ENROLL_NO_CGROUP', 400, `cgroup ${pod.cgroupPath} does not exist`, {
+        hint: 'pass the pod\'s cgroup v2 directory (absolute path)',
+      });
+    }
+    if (!st.isDirectory()) throw new EnrollError('NM_ENROLL_NO_CGROUP', 400, `cgroup ${pod.cgroupPath} is not a directory`);
+    const rel = path.relative(this.opts.cgroupRoot, pod.cgroupPath);
+    if (rel.startsWith('..') || path.isAbsolute(rel)) {
+      throw new EnrollError('NM_ENROLL_CGROUP_OUTSIDE_ROOT', 400, `cgroup ${pod.cgroupPath} is not under the agent's cgroup root ${this.opts.cgroupRoot}`, {
+        hint: 'connect-time redirection only applies below --cgroup-root; start the agent with a root that contains pod cgroups',
+      });
+    }
+  }
+
+  private persist(): void {
+    this.stateFile.save(this.list());
+  }
+
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  setLogLevel(level: string): void {
+    for (const l of this.loggers) l.level = level;
+  }
+
+  get logLevel(): string {
+    return this.log.level;
+  }
+
+  datapathStatus(): ReturnType<Datapath['status']> | null {
+    return this.datapath?.status() ?? null;
+  }
+
+  /**
+   * SIGTERM: stop accepting (new connects from pods fail open to direct), let open connections finish up to
+   * the drain deadline, then detach every program. The pod list stays on disk for the next agent.
+   */
+  async shutdown(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.log.info({ active: this.tracker.size, drainMs: this.opts.drainMs }, 'shutting down: no longer accepting, draining');
+    await this.serialized(async () => {
+      for (const e of this.pods.values()) e.proxy.close();
+    });
+    const left = await this.tracker.drain(this.opts.drainMs);
+    if (left > 0) this.log.warn({ left }, 'drain deadline reached; closing remaining connections');
+    this.tracker.stop();
+    if (this.datapath) await this.datapath.close({ detach: true });
+    this.datapath = null;
+    await Promise.all(this.servers.splice(0).map(closeServer));
+    this.log.info('agent stopped');
+  }
+}

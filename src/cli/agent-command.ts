@@ -1,0 +1,92 @@
+// `nodemesh agent`: runs the node agent until SIGTERM (drain + detach) or SIGKILL (pinned state stays).
+
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { Agent } from '../agent/agent';
+import { openDatapath } from '../datapath/datapath';
+import { createLogger } from '../telemetry/logger';
+import { findOrMountCgroup2 } from '../util/cgroup2';
+
+function int(v: string): number {
+  const n = Number.parseInt(v, 10);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`expected a non-negative integer, got "${v}"`);
+  return n;
+}
+
+export function registerAgentCommand(program: Command): void {
+  program
+    .command('agent')
+    .description('run the node agent (one per node)')
+    .option('--node <name>', 'node name', process.env.NODE_NAME ?? os.hostname())
+    .option('--state-dir <dir>', 'runtime state: enroll.sock, admin.sock, pods.json', '/run/nodemesh/agent')
+    .option('--pin-root <dir>', 'bpffs directory for pinned maps and links', '/sys/fs/bpf/nodemesh/v1')
+    .option('--cgroup-root <dir>', 'cgroup v2 directory to attach connect/sockops programs to (default: the cgroup v2 root)')
+    .option('--admin-port <port>', 'admin HTTP port on --admin-host (0: unix socket only)', int, 15000)
+    .option('--metrics-port <port>', 'Prometheus port (0: off)', int, 15020)
+    .option('--ready-port <port>', 'readiness port (0: off)', int, 15021)
+    .option('--admin-host <ip>', 'address for the admin, metrics and readiness ports', '127.0.0.1')
+    .option('--drain-seconds <s>', 'on SIGTERM, how long open connections may finish', int, 5)
+    .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
+    .action(async (o: {
+      node: string;
+      stateDir: string;
+      pinRoot: string;
+      cgroupRoot?: string;
+      adminPort: number;
+      metricsPort: number;
+      readyPort: number;
+      adminHost: string;
+      drainSeconds: number;
+      logLevel: string;
+    }) => {
+      const log = createLogger({ level: o.logLevel });
+      const cg2 = findOrMountCgroup2((target) => execFileSync('mount', ['-t', 'cgroup2', 'none', target]));
+      if (cg2.mounted) log.warn({ path: cg2.path }, 'cgroup v2 was not mounted; mounted it');
+      const cgroupRoot = path.resolve(o.cgroupRoot ?? cg2.path);
+      const agent = new Agent(
+        {
+          node: o.node,
+          stateDir: o.stateDir,
+          pinRoot: o.pinRoot,
+          cgroupRoot,
+          adminPort: o.adminPort,
+          metricsPort: o.metricsPort,
+          readyPort: o.readyPort,
+          adminHost: o.adminHost,
+          drainMs: o.drainSeconds * 1000,
+        },
+        log,
+        () => openDatapath({ pinRoot: o.pinRoot, cgroupRoot }, log.child({ component: 'datapath' })),
+      );
+      let exiting = false;
+      const stop = (signal: string): void => {
+        if (exiting) return;
+        exiting = true;
+        log.info({ signal }, 'signal received');
+        agent.shutdown().then(
+          () => {
+            log.flush();
+            process.exit(0);
+          },
+          (err: unknown) => {
+            log.error({ err }, 'shutdown failed');
+            log.flush();
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      try {
+        await agent.start();
+      } catch (err) {
+        const e = err as { code?: string; message?: string };
+        log.fatal({ err, code: e.code }, `agent cannot start: ${e.message}`);
+        log.flush();
+        process.stderr.write(`nodemesh agent: ${e.message}${e.code ? ` [${e.code}]` : ''}\n`);
+        process.exit(2);
+      }
+    });
+}

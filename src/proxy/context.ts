@@ -1,0 +1,24 @@
+// What every proxy stage receives: logger, metrics, connection tracker, local workload state, tunables.
+
+import type { WorkloadStore } from '../state/workloads';
+import type { Logger } from '../telemetry/logger';
+import type { ProxyMetrics } from '../telemetry/metrics';
+import type { ConnectionTracker, Endpoint } from './connection-tracker';
+
+/** Per-pod socket source: the datapath in production, plain sockets in tests. */
+export interface PodSockets {
+  /** An unconnected TCP socket fd inside the pod netns, or null for a plain socket in the agent's netns. */
+  newSocket(family: 4 | 6): Promise<number | null>;
+  /** The original destination of a connection redirected to 15001, or null if none was recorded. */
+  originalDst(peer: Endpoint, local: Endpoint): Endpoint | null;
+}
+
+export interface ProxyContext {
+  log: Logger;
+  metrics: ProxyMetrics;
+  tracker: ConnectionTracker;
+  workloads: WorkloadStore;
+  /** Per-direction relay buffer size in bytes. */
+  bufferSize: number;
+  connectTimeoutMs: number;
+}
