@@ -1,0 +1,301 @@
+// netns_thread.cc: NetnsThread — a dedicated std::thread that setns()es into pod netns and creates sockets.
+//
+// setns(CLONE_NEWNET) switches only the calling thread. Doing it on Node's main thread or a libuv pool
+// thread would silently move unrelated work (DNS, fs, other sockets) into a pod's namespace, so every
+// namespace-switching syscall happens here, on one thread we own, and fds come back as Promises through a
+// thread-safe function. Sockets are created CLOEXEC so child processes never inherit a pod's listener.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <napi.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common.h"
+
+namespace nm {
+
+namespace {
+
+struct Job {
+  enum Kind { kListen, kSocket } kind;
+  int nsfd = -1;  // our own dup, closed by the worker
+  int family = AF_INET;
+  sockaddr_storage addr = {};
+  socklen_t addrlen = 0;
+  std::string addrText;
+  int backlog = 0;
+  uint32_t mark = 0;
+  bool v6only = false;
+  Napi::Promise::Deferred deferred;
+  // results, written by the worker
+  int fd = -1;
+  int err = 0;
+  std::string what;
+
+  explicit Job(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+};
+
+struct State;
+void CallJs(Napi::Env env, Napi::Function, State* st, Job* job);
+using Tsfn = Napi::TypedThreadSafeFunction<State, Job, CallJs>;
+
+struct State {
+  std::thread thr;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Job*> q;
+  bool stopping = false;
+  Tsfn tsfn;
+  int pending = 0;  // main thread only: jobs whose promise has not settled
+};
+
+const char* HintFor(const Job& j) {
+  switch (j.err) {
+    case EPERM:
+      return "setns and SO_MARK need CAP_SYS_ADMIN and CAP_NET_ADMIN; running as root?";
+    case EADDRINUSE:
+      return "something in the pod netns already listens on this port without SO_REUSEPORT";
+    case EADDRNOTAVAIL:
+      return "address not configured in the pod netns: is lo up, is IPv6 enabled?";
+    case EAFNOSUPPORT:
+      return "the pod netns has this address family disabled";
+    case ECANCELED:
+      return "the netns thread was closed";
+    default:
+      return nullptr;
+  }
+}
+
+int Fail(Job* j, int fd, const std::string& what) {
+  j->err = errno;
+  j->what = what;
+  if (fd >= 0) close(fd);
+  return -1;
+}
+
+void Run(Job* j) {
+  if (setns(j->nsfd, CLONE_NEWNET)) {
+    Fail(j, -1, "setns(CLONE_NEWNET)");
+    return;
+  }
+  // SOCK_NONBLOCK: libuv expects it on adopted fds; CLOEXEC: never leak pod sockets into children
+  int fd = socket(j->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) {
+    Fail(j, -1, j->family == AF_INET6 ? "socket(AF_INET6)" : "socket(AF_INET)");
+    return;
+  }
+  int one = 1;
+  if (j->mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &j->mark, sizeof(j->mark))) {
+    Fail(j, fd, "setsockopt(SO_MARK)");
+    return;
+  }
+  if (j->kind == Job::kListen) {
+    // SO_REUSEPORT: a restarted agent binds the same ports while the old one drains
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one))) {
+      Fail(j, fd, "setsockopt(SO_REUSEPORT)");
+      return;
+    }
+    if (j->family == AF_INET6) {
+      int v = j->v6only ? 1 : 0;
+      if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v, sizeof(v))) {
+        Fail(j, fd, "setsockopt(IPV6_V6ONLY)");
+        return;
+      }
+    }
+    if (bind(fd, reinterpret_cast<sockaddr*>(&j->addr), j->addrlen)) {
+      Fail(j, fd, "bind " + j->addrText);
+      return;
+    }
+    if (listen(fd, j->backlog)) {
+      Fail(j, fd, "listen " + j->addrText);
+      return;
+    }
+  }
+  j->fd = fd;
+}
+
+void Worker(State* st) {
+  for (;;) {
+    Job* j;
+    bool cancelled;
+    {
+      std::unique_lock<std::mutex> lk(st->mu);
+      st->cv.wait(lk, [st] { return st->stopping || !st->q.empty(); });
+      if (st->q.empty()) break;
+      j = st->q.front();
+      st->q.pop_front();
+      cancelled = st->stopping;
+    }
+    if (cancelled) {
+      j->err = ECANCELED;
+      j->what = "netns thread";
+    } else {
+      Run(j);
+    }
+    close(j->nsfd);
+    j->nsfd = -1;
+    if (st->tsfn.BlockingCall(j) != napi_ok) {
+      // the environment is going away: nobody will take the fd
+      if (j->fd >= 0) close(j->fd);
+      delete j;
+    }
+  }
+}
+
+void CallJs(Napi::Env env, Napi::Function, State* st, Job* job) {
+  if (env == nullptr) {  // TSFN finalizing with calls still queued
+    if (job->fd >= 0) close(job->fd);
+    delete job;
+    return;
+  }
+  if (job->err == 0) {
+    job->deferred.Resolve(Napi::Number::New(env, job->fd));
+  } else {
+    Napi::Error e = ErrnoError(env, job->err, job->what, HintFor(*job));
+    job->deferred.Reject(e.Value());
+  }
+  delete job;
+  if (--st->pending == 0) st->tsfn.Unref(env);
+}
+
+}  // namespace
+
+class NetnsThread : public Napi::ObjectWrap<NetnsThread> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NetnsThread",
+                       {
+                           InstanceMethod<&NetnsThread::Listen>("listen"),
+                           InstanceMethod<&NetnsThread::Socket>("socket"),
+                           InstanceMethod<&NetnsThread::Close>("close"),
+                       });
+  }
+
+  explicit NetnsThread(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NetnsThread>(info) {
+    Napi::Env env = info.Env();
+    st_ = new State();
+    // The finalizer frees State once the last queued completion has run, even if this wrapper is gone.
+    st_->tsfn = Tsfn::New(env, "nodemesh-netns", 0, 1, st_, [](Napi::Env, void*, State* st) { delete st; });
+    st_->tsfn.Unref(env);  // an idle thread must not keep the process alive
+    st_->thr = std::thread(Worker, st_);
+  }
+
+  ~NetnsThread() override { Stop(); }
+
+ private:
+  void Stop() {
+    if (!st_) return;
+    {
+      std::lock_guard<std::mutex> lk(st_->mu);
+      st_->stopping = true;
+    }
+    st_->cv.notify_all();
+    st_->thr.join();  // jobs are short syscalls; queued ones are rejected with ECANCELED
+    st_->tsfn.Release();
+    st_ = nullptr;
+  }
+
+  State* Live(Napi::Env env) {
+    if (!st_) throw Napi::Error::New(env, "NetnsThread is closed");
+    return st_;
+  }
+
+  static int Family(const Napi::CallbackInfo& info, size_t i) {
+    int f = ArgInt(info, i, "family", 4, 6);
+    if (f != 4 && f != 6) ThrowType(info.Env(), "argument 'family' must be 4 or 6");
+    return f == 4 ? AF_INET : AF_INET6;
+  }
+
+  Napi::Value Enqueue(Napi::Env env, Job* j, int nsfd) {
+    State* st = Live(env);
+    j->nsfd = fcntl(nsfd, F_DUPFD_CLOEXEC, 3);
+    if (j->nsfd < 0) {
+      int err = errno;
+      delete j;
+      ThrowErrno(env, err, "dup(netnsFd)");
+    }
+    Napi::Promise p = j->deferred.Promise();
+    if (st->pending++ == 0) st->tsfn.Ref(env);
+    {
+      std::lock_guard<std::mutex> lk(st->mu);
+      st->q.push_back(j);
+    }
+    st->cv.notify_one();
+    return p;
+  }
+
+  // listen(netnsFd, family, ip, port, backlog, mark, v6only) -> Promise<fd>
+  Napi::Value Listen(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int nsfd = ArgFd(info, 0, "netnsFd");
+    int family = Family(info, 1);
+    std::string ip = ArgString(info, 2, "ip");
+    int port = ArgInt(info, 3, "port", 0, 65535);
+    int backlog = ArgInt(info, 4, "backlog", 1, 65535);
+    uint32_t mark = ArgU32(info, 5, "mark");
+    bool v6only = ArgBool(info, 6, "v6only");
+    Job* j = new Job(env);
+    j->kind = Job::kListen;
+    j->family = family;
+    j->backlog = backlog;
+    j->mark = mark;
+    j->v6only = v6only;
+    if (family == AF_INET) {
+      auto* sa = reinterpret_cast<sockaddr_in*>(&j->addr);
+      sa->sin_family = AF_INET;
+      sa->sin_port = htons(port);
+      if (inet_pton(AF_INET, ip.c_str(), &sa->sin_addr) != 1) {
+        delete j;
+        ThrowType(env, "argument 'ip' is not an IPv4 address: " + ip);
+      }
+      j->addrlen = sizeof(*sa);
+      j->addrText = ip + ":" + std::to_string(port);
+    } else {
+      auto* sa = reinterpret_cast<sockaddr_in6*>(&j->addr);
+      sa->sin6_family = AF_INET6;
+      sa->sin6_port = htons(port);
+      if (inet_pton(AF_INET6, ip.c_str(), &sa->sin6_addr) != 1) {
+        delete j;
+        ThrowType(env, "argument 'ip' is not an IPv6 address: " + ip);
+      }
+      j->addrlen = sizeof(*sa);
+      j->addrText = "[" + ip + "]:" + std::to_string(port);
+    }
+    return Enqueue(env, j, nsfd);
+  }
+
+  // socket(netnsFd, family, mark) -> Promise<fd>: unconnected, nonblocking TCP socket in the pod netns
+  Napi::Value Socket(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int nsfd = ArgFd(info, 0, "netnsFd");
+    int family = Family(info, 1);
+    uint32_t mark = ArgU32(info, 2, "mark");
+    Job* j = new Job(env);
+    j->kind = Job::kSocket;
+    j->family = family;
+    j->mark = mark;
+    return Enqueue(env, j, nsfd);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Stop();
+    return info.Env().Undefined();
+  }
+
+  State* st_ = nullptr;
+};
+
+void InitNetnsThread(Napi::Env env, Napi::Object exports) { exports.Set("NetnsThread", NetnsThread::Define(env)); }
+
+}  // namespace nm

@@ -1,0 +1,107 @@
+// sys_ops.cc: small syscalls the datapath needs that Node lacks: netns fds, socket cookies, bpffs mount.
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <linux/nsfs.h>
+#include <napi.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "common.h"
+
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+namespace nm {
+
+// openNetns(path) -> fd of a network namespace (O_RDONLY|O_CLOEXEC). The caller closes it with closeFd.
+static Napi::Value OpenNetns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgString(info, 0, "path");
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT)
+      ThrowErrno(env, err, "network namespace " + path + " does not exist",
+                 "is the pod sandbox still running?");
+    ThrowErrno(env, err, "open network namespace " + path);
+  }
+  int type = ioctl(fd, NS_GET_NSTYPE);
+  if (type != CLONE_NEWNET) {
+    close(fd);
+    ThrowErrno(env, EINVAL, path + " is not a network namespace",
+               "expected /run/netns/NAME or /proc/PID/ns/net");
+  }
+  return Napi::Number::New(env, fd);
+}
+
+static Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  if (close(fd) && errno != EINTR) ThrowErrno(info.Env(), errno, "close(" + std::to_string(fd) + ")");
+  return info.Env().Undefined();
+}
+
+// fdInode(fd) -> bigint: for a netns fd this is the netns inode, the id bpf_link_info reports.
+static Napi::Value FdInode(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  struct stat st;
+  if (fstat(fd, &st)) ThrowErrno(info.Env(), errno, "fstat");
+  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(st.st_ino));
+}
+
+static Napi::Value SockOptU64(const Napi::CallbackInfo& info, int opt, const char* what) {
+  int fd = ArgFd(info, 0, "socketFd");
+  uint64_t v = 0;
+  socklen_t len = sizeof(v);
+  if (getsockopt(fd, SOL_SOCKET, opt, &v, &len)) ThrowErrno(info.Env(), errno, what);
+  return Napi::BigInt::New(info.Env(), v);
+}
+
+// socketNetnsCookie(fd) -> bigint: the socket's netns cookie, what bpf_get_netns_cookie() returns for it.
+static Napi::Value SocketNetnsCookie(const Napi::CallbackInfo& info) {
+  return SockOptU64(info, SO_NETNS_COOKIE, "getsockopt(SO_NETNS_COOKIE)");
+}
+
+static Napi::Value SocketCookie(const Napi::CallbackInfo& info) {
+  return SockOptU64(info, SO_COOKIE, "getsockopt(SO_COOKIE)");
+}
+
+// mountBpffs(target): mount -t bpf bpf TARGET (mode 0700: pins are the agent's business only).
+static Napi::Value MountBpffs(const Napi::CallbackInfo& info) {
+  std::string target = ArgString(info, 0, "target");
+  if (mount("bpf", target.c_str(), "bpf", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700"))
+    ThrowErrno(info.Env(), errno, "mount -t bpf bpf " + target, errno == EPERM ? "needs CAP_SYS_ADMIN" : nullptr);
+  return info.Env().Undefined();
+}
+
+static Napi::Value NumPossibleCpus(const Napi::CallbackInfo& info) {
+  int n = libbpf_num_possible_cpus();
+  if (n < 0) ThrowErrno(info.Env(), -n, "libbpf_num_possible_cpus");
+  return Napi::Number::New(info.Env(), n);
+}
+
+static Napi::Value LibbpfVersion(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), libbpf_version_string());
+}
+
+void InitSysOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("openNetns", Napi::Function::New<OpenNetns>(env, "openNetns"));
+  exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));
+  exports.Set("fdInode", Napi::Function::New<FdInode>(env, "fdInode"));
+  exports.Set("socketNetnsCookie", Napi::Function::New<SocketNetnsCookie>(env, "socketNetnsCookie"));
+  exports.Set("socketCookie", Napi::Function::New<SocketCookie>(env, "socketCookie"));
+  exports.Set("mountBpffs", Napi::Function::New<MountBpffs>(env, "mountBpffs"));
+  exports.Set("numPossibleCpus", Napi::Function::New<NumPossibleCpus>(env, "numPossibleCpus"));
+  exports.Set("libbpfVersion", Napi::Function::New<LibbpfVersion>(env, "libbpfVersion"));
+}
+
+}  // namespace nm
