@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Sets up a Debian machine for nodemesh (apt packages, npm packages, BPF + native + TypeScript builds),
+# idempotently, then runs the demo or the whole test suite. Run as root.
+#   bash scripts/dev.sh demo [--keep]   # bring up examples/lab/basic.yaml, drive traffic, show what agents see
+#   bash scripts/dev.sh test            # lint, typecheck, unit + integration + e2e tests
+#   bash scripts/dev.sh setup           # only set up
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 cmake make g++ pkg-config util-linux procps)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+require_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "nodemesh needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run this as root" >&2
+    exit 1
+  fi
+}
+
+setup_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing system packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+setup_node() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "Node.js >= 20.17 with npm is required (Debian 12's nodejs package is too old); install it first" >&2
+    exit 1
+  fi
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$major" -lt 20 ]; then
+    echo "Node.js >= 20.17 required, found $(node -v)" >&2
+    exit 1
+  fi
+  # Reinstall npm packages only when the lockfile changed since the last install.
+  local stamp=node_modules/.nodemesh-lock-stamp
+  local want
+  want=$(sha256sum package-lock.json | cut -d' ' -f1)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    say "installing npm packages"
+    npm ci --no-audit --no-fund --loglevel=error
+    echo "$want" > "$stamp"
+  fi
+}
+
+build() {
+  say "building BPF programs, native addon and TypeScript"
+  npm run --silent build
+}
+
+setup() {
+  require_root
+  setup_apt
+  setup_node
+  build
+}
+
+cmd=${1:-test}
+shift || true
+case "$cmd" in
+  setup) setup ;;
+  demo)
+    setup
+    exec node dist/src/cli/main.js demo "$@"
+    ;;
+  test)
+    setup
+    say "lint"
+    npm run --silent lint
+    say "typecheck"
+    npm run --silent typecheck
+    say "tests (unit, integration, e2e)"
+    exec node scripts/run-tests.js unit integration e2e
+    ;;
+  *)
+    echo "usage: bash scripts/dev.sh demo [--keep] | test | setup" >&2
+    exit 2
+    ;;
+esac

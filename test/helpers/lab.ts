@@ -1,0 +1,99 @@
+// e2e helpers: bring a throwaway lab up from an inline manifest, run commands in pods, read agents' admin APIs.
+
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { unixRequest } from '../../src/enroll/client';
+import { labDown, labUp, readState, type LabState } from '../../src/lab';
+import { adminSocket } from '../../src/lab/paths';
+
+export const CLI = path.resolve(__dirname, '../../src/cli/main.js');
+export const PUMP_MANY = path.resolve(__dirname, 'pump-many.js');
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+export function uniqueLabName(prefix: string): string {
+  return `${prefix}${process.pid.toString(36)}${Math.floor(Math.random() * 1e4).toString(36)}`.slice(0, 10);
+}
+
+export async function upFromYaml(lab: string, yaml: string): Promise<LabState> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-lab-'));
+  const file = path.join(dir, 'lab.yaml');
+  fs.writeFileSync(file, yaml);
+  try {
+    await labUp({ file, lab });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  return readState(lab);
+}
+
+export async function down(lab: string): Promise<void> {
+  await labDown({ lab });
+}
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** `nodemesh lab exec` through the real CLI, capturing output. */
+export function execInPod(lab: string, pod: string, argv: string[], timeoutMs = 60_000): Promise<ExecResult> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [CLI, 'lab', 'exec', '--name', lab, pod, '--', ...argv],
+      { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const code = err ? ((err as { code?: number }).code ?? 1) : 0;
+        resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
+      },
+    );
+  });
+}
+
+export async function admin(lab: string, node: string, p: string): Promise<string> {
+  const res = await unixRequest(adminSocket(lab, node), 'GET', p);
+  if (res.status !== 200) throw new Error(`admin ${node} ${p}: ${res.status} ${res.body}`);
+  return res.body;
+}
+
+/** Sum of a metric's samples whose label set includes every `match` pair. */
+export function metricSum(text: string, name: string, match: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
+    if (!Object.entries(match).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+export async function connections(lab: string, node: string): Promise<{ active: unknown[]; recent: { direction: string; dst: string; src: string; bytesUp: number; bytesDown: number; error: string | null }[] }> {
+  return JSON.parse(await admin(lab, node, '/connections'));
+}
+
+export function podIP(state: LabState, name: string): string {
+  const p = state.pods.find((x) => x.name === name);
+  if (!p) throw new Error(`no pod ${name} in lab ${state.lab}`);
+  return p.ip;
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
