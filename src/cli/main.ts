@@ -4,6 +4,7 @@
 import { Command } from 'commander';
 import { registerAdminCommand } from './admin-command';
 import { registerAgentCommand } from './agent-command';
+import { registerDemoCommand } from './demo-command';
 import { registerLabCommand } from './lab-command';
 import { registerSampleCommand } from './sample-command';
 
@@ -17,6 +18,7 @@ registerAgentCommand(program);
 registerAdminCommand(program);
 registerLabCommand(program);
 registerSampleCommand(program);
+registerDemoCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const e = err as { code?: string; message?: string };

@@ -5,6 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import type { LabState } from '../../src/lab';
 import { killAgent, startAgent } from '../../src/lab/agent-control';
+import { unixRequest } from '../../src/enroll/client';
+import { enrollSocket } from '../../src/lab/paths';
 import { labStatus } from '../../src/lab/status';
 import { admin, connections, down, execInPod, isRoot, metricSum, PUMP_MANY, podIP, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
 import { leftovers } from '../helpers/leftovers';
@@ -141,6 +143,46 @@ describe('L4 mesh through the kernel', { skip: !isRoot() && 'needs root (eBPF, n
     assert.ok(metricSum(await admin(lab, 'node-a', '/metrics'), 'nodemesh_redirected_connections_total', { pod: 'client' }) > redirectedBefore);
     const s = await labStatus(lab);
     assert.ok(s.nodes.every((n) => n.ready), 'all agents ready again');
+  });
+
+  it('5. the enrollment API rejects bad requests with clear errors and applies nothing', async () => {
+    const sock = enrollSocket(lab, 'node-a');
+    const node = state.nodes.find((n) => n.name === 'node-a')!;
+    const mapEntries = async (): Promise<number> => {
+      const cfg = JSON.parse(await admin(lab, 'node-a', '/config_dump'));
+      return (cfg.datapath.maps as { name: string; entries: number }[]).find((m) => m.name === 'nm_pods')!.entries;
+    };
+    const podsBefore = await mapEntries();
+    const call = async (method: string, p: string, body?: string) => {
+      const res = await unixRequest(sock, method, p, body);
+      return { status: res.status, error: (JSON.parse(res.body) as { error: { code: string; message: string } }).error };
+    };
+    const good = {
+      uid: 'e2e-bad',
+      name: 'ghost',
+      namespace: 'default',
+      serviceAccount: 'default',
+      netnsPath: '/run/netns/nm-no-such-netns',
+      cgroupPath: node.podsCgroup,
+      ips: ['198.19.1.250'],
+    };
+    let r = await call('POST', '/v1/pods', '{"uid":"x", "name": ');
+    assert.equal(r.status, 400);
+    assert.equal(r.error.code, 'NM_ENROLL_MALFORMED_JSON');
+    r = await call('POST', '/v1/pods', JSON.stringify(good));
+    assert.equal(r.status, 400);
+    assert.equal(r.error.code, 'NM_ENROLL_NO_NETNS');
+    assert.match(r.error.message, /nm-no-such-netns does not exist/);
+    r = await call('DELETE', '/v1/pods/no-such-uid');
+    assert.equal(r.status, 404);
+    assert.equal(r.error.code, 'NM_ENROLL_UNKNOWN_POD');
+    const client = state.pods.find((p) => p.name === 'client')!;
+    r = await call('POST', '/v1/pods', JSON.stringify({ ...good, uid: client.uid, netnsPath: client.netnsPath }));
+    assert.equal(r.status, 409);
+    assert.equal(r.error.code, 'NM_ENROLL_DUPLICATE');
+    assert.equal(await mapEntries(), podsBefore, 'no kernel state from rejected requests');
+    const pods = JSON.parse((await unixRequest(sock, 'GET', '/v1/pods')).body).pods as { name: string }[];
+    assert.deepEqual(pods.map((p) => p.name), ['client']);
   });
 
   it('6. lab down leaves nothing of the lab in the kernel', async () => {

@@ -1,14 +1,13 @@
 // e2e helpers: bring a throwaway lab up from an inline manifest, run commands in pods, read agents' admin APIs.
 
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { unixRequest } from '../../src/enroll/client';
 import { labDown, labUp, readState, type LabState } from '../../src/lab';
+import { labExecCapture } from '../../src/lab/exec-capture';
 import { adminSocket } from '../../src/lab/paths';
 
-export const CLI = path.resolve(__dirname, '../../src/cli/main.js');
 export const PUMP_MANY = path.resolve(__dirname, 'pump-many.js');
 
 export function isRoot(): boolean {
@@ -35,26 +34,8 @@ export async function down(lab: string): Promise<void> {
   await labDown({ lab });
 }
 
-export interface ExecResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** `nodemesh lab exec` through the real CLI, capturing output. */
-export function execInPod(lab: string, pod: string, argv: string[], timeoutMs = 60_000): Promise<ExecResult> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [CLI, 'lab', 'exec', '--name', lab, pod, '--', ...argv],
-      { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        const code = err ? ((err as { code?: number }).code ?? 1) : 0;
-        resolve({ code: typeof code === 'number' ? code : 1, stdout, stderr });
-      },
-    );
-  });
-}
+export const execInPod = labExecCapture;
 
 export async function admin(lab: string, node: string, p: string): Promise<string> {
   const res = await unixRequest(adminSocket(lab, node), 'GET', p);
