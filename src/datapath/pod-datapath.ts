@@ -1,0 +1,246 @@
+// One enrolled pod: its listeners, sk_lookup link, steering entries and "on" entry, set up and torn down in order.
+
+import path from 'node:path';
+import * as abi from './abi';
+import { DatapathError, errnoCode, nativeHint } from './errors';
+import type { NativeBinding, NativeBpfMap, NativeBpfObject, NativeNetnsThread } from './native';
+import { SocketPool } from './socket-pool';
+import type { AttachedProgram, PodDatapath, PodListeners, PodNetSpec, SocketAddress } from './types';
+
+export interface DatapathLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+  debug(obj: object, msg: string): void;
+}
+
+/** What a pod needs from the open datapath. */
+export interface PodContext {
+  readonly native: NativeBinding;
+  readonly obj: NativeBpfObject;
+  readonly thread: NativeNetnsThread;
+  readonly pods: NativeBpfMap;
+  readonly steer: NativeBpfMap;
+  readonly tupleDst: NativeBpfMap;
+  readonly pinRoot: string;
+  readonly log: DatapathLogger;
+  /** Preallocated nm_tuple_dst key/value: originalDst() runs once per outbound connection. */
+  readonly hotKey: Buffer;
+  readonly hotOut: Buffer;
+  isClosed(): boolean;
+}
+
+const LISTEN_BACKLOG = 4096;
+const POOL_TARGET = 4;
+
+/** Pin path of a pod's sk_lookup link. The uid is sanitised: it becomes a bpffs file name. */
+export function skLookupPin(pinRoot: string, uid: string): string {
+  return path.join(pinRoot, 'links', `sk_lookup-${uid.replace(/[^A-Za-z0-9_.-]/g, '_')}`);
+}
+
+interface SteerEntry {
+  ip: string;
+  key: Buffer;
+  /** SO_COOKIE of the listener we stored: only delete the entry while it still points at our socket. */
+  socketCookie: bigint;
+}
+
+export class PodHandle implements PodDatapath {
+  constructor(
+    private readonly ctx: PodContext,
+    readonly uid: string,
+    readonly netnsPath: string,
+    readonly netnsFd: number,
+    readonly netnsCookie: bigint,
+    readonly listeners: PodListeners,
+    readonly ips: string[],
+    readonly link: AttachedProgram,
+    readonly steerEntries: SteerEntry[],
+    private readonly pool: SocketPool,
+  ) {}
+
+  newSocket(family: 4 | 6): Promise<number> {
+    if (family !== 4 && family !== 6) return Promise.reject(new TypeError(`family must be 4 or 6, got ${String(family)}`));
+    return this.pool.take(family);
+  }
+
+  originalDst(peer: SocketAddress, local: SocketAddress): SocketAddress | null {
+    const ctx = this.ctx;
+    if (ctx.isClosed()) return null;
+    if (!abi.writeTupleKey(ctx.hotKey, this.netnsCookie, peer, local)) return null;
+    if (!ctx.tupleDst.lookupAndDelete(ctx.hotKey, ctx.hotOut)) return null;
+    const a = abi.readAddr(ctx.hotOut, 0);
+    return { ip: a.ip, port: a.port };
+  }
+
+  /** Unenroll: "on" entry first (new connects go direct at once), then steering, then the link. */
+  teardown(): void {
+    const { ctx } = this;
+    const errors: unknown[] = [];
+    const attempt = (fn: () => void): void => {
+      try {
+        fn();
+      } catch (err) {
+        errors.push(err);
+      }
+    };
+    attempt(() => ctx.pods.delete(abi.u64Key(this.netnsCookie)));
+    for (const e of this.steerEntries) attempt(() => deleteSteer(ctx, e));
+    attempt(() => ctx.native.linkDetach(skLookupPin(ctx.pinRoot, this.uid)));
+    this.release();
+    if (errors.length) {
+      throw new DatapathError('NM_DATAPATH_MAP', `unenrolling pod ${this.uid} left state behind: ${(errors[0] as Error).message}`, {
+        cause: errors[0],
+        hint: 'a restart reconcile (pruneExcept) removes it',
+      });
+    }
+  }
+
+  /** Releases handles only; pinned state stays (restart adoption). Listener fds belong to the caller. */
+  release(): void {
+    this.pool.close();
+    try {
+      this.ctx.native.closeFd(this.netnsFd);
+    } catch (err) {
+      this.ctx.log.warn({ err, uid: this.uid }, 'closing pod netns fd failed');
+    }
+  }
+}
+
+function deleteSteer(ctx: PodContext, e: SteerEntry): void {
+  // A sockhash lookup from userspace yields the socket cookie. If the entry now belongs to another
+  // listener (the IP moved to a new pod), leave it alone.
+  const cur = Buffer.alloc(ctx.steer.valueBufferSize);
+  if (!ctx.steer.lookup(e.key, cur)) return;
+  if (cur.length === 8 && cur.readBigUInt64LE(0) !== e.socketCookie) return;
+  ctx.steer.delete(e.key);
+}
+
+function validate(spec: PodNetSpec): void {
+  const bad = (m: string): never => {
+    throw new DatapathError('NM_DATAPATH_BAD_SPEC', `invalid pod spec: ${m}`);
+  };
+  if (!spec || typeof spec !== 'object') bad('spec must be an object');
+  if (typeof spec.uid !== 'string' || spec.uid === '') bad('uid must be a non-empty string');
+  if (typeof spec.netnsPath !== 'string' || spec.netnsPath === '') bad('netnsPath must be a non-empty string');
+  if (!Array.isArray(spec.ips)) bad('ips must be an array of IP strings');
+  for (const ip of spec.ips) if (typeof ip !== 'string' || abi.writeIp(Buffer.alloc(16), 0, ip) === 0) bad(`"${String(ip)}" is not an IP address`);
+  if (typeof spec.failClosed !== 'boolean') bad('failClosed must be a boolean');
+}
+
+/**
+ * Enrolls a pod in the order that keeps the kernel consistent at every step: listeners exist before
+ * anything can point at them, and the nm_pods "on" entry comes last so connect4/6 never redirect into a
+ * half-built pod. Every step registers its undo; any failure unwinds them in reverse and throws.
+ */
+export async function enrollPod(ctx: PodContext, spec: PodNetSpec): Promise<PodHandle> {
+  validate(spec);
+  const { native, thread, log } = ctx;
+  const undo: { what: string; fn: () => void }[] = [];
+  const closeFdUndo = (fd: number, what: string): void => {
+    undo.push({ what, fn: () => native.closeFd(fd) });
+  };
+  try {
+    let nsfd: number;
+    try {
+      nsfd = native.openNetns(spec.netnsPath);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') {
+        throw new DatapathError('NM_DATAPATH_NETNS_MISSING', `network namespace ${spec.netnsPath} does not exist`, {
+          hint: 'is the pod sandbox still running?',
+          cause: err,
+        });
+      }
+      throw new DatapathError('NM_DATAPATH_NETNS', `cannot open network namespace ${spec.netnsPath}: ${(err as Error).message}`, { cause: err });
+    }
+    closeFdUndo(nsfd, 'netns fd');
+
+    const listen = async (family: 4 | 6, ip: string, port: number, optional: boolean): Promise<number | null> => {
+      try {
+        const fd = await thread.listen(nsfd, family, ip, port, LISTEN_BACKLOG, abi.NM_AGENT_MARK, family === 6);
+        closeFdUndo(fd, `listener ${ip}:${port}`);
+        return fd;
+      } catch (err) {
+        const code = errnoCode(err);
+        // no IPv6 in this pod (disabled, or no ::1): serve IPv4 only
+        if (optional && (code === 'EADDRNOTAVAIL' || code === 'EAFNOSUPPORT')) return null;
+        throw new DatapathError('NM_DATAPATH_LISTEN', `cannot listen on ${family === 6 ? `[${ip}]` : ip}:${port} in ${spec.netnsPath}: ${(err as Error).message}`, {
+          hint: nativeHint(err),
+          cause: err,
+        });
+      }
+    };
+    const outbound4 = (await listen(4, '127.0.0.1', abi.NM_PORT_OUTBOUND, false))!;
+    const outbound6 = await listen(6, '::1', abi.NM_PORT_OUTBOUND, true);
+    const inbound4 = (await listen(4, '0.0.0.0', abi.NM_PORT_INBOUND, false))!;
+    const inbound6 = await listen(6, '::', abi.NM_PORT_INBOUND, true);
+    const netnsCookie = native.socketNetnsCookie(outbound4);
+
+    const pin = skLookupPin(ctx.pinRoot, spec.uid);
+    let res;
+    try {
+      res = ctx.obj.attachNetns('nm_sk_lookup', nsfd, pin);
+    } catch (err) {
+      throw new DatapathError('NM_DATAPATH_ATTACH', `cannot attach sk_lookup to ${spec.netnsPath}: ${(err as Error).message}`, {
+        hint: nativeHint(err),
+        cause: err,
+      });
+    }
+    undo.push({ what: 'sk_lookup link', fn: () => native.linkDetach(pin) });
+    const link: AttachedProgram = {
+      name: 'nm_sk_lookup',
+      attachType: 'sk_lookup',
+      target: spec.netnsPath,
+      programId: res.programId,
+      linkId: res.linkId,
+      adopted: res.adopted,
+    };
+
+    const steerEntries: SteerEntry[] = [];
+    for (const ip of spec.ips) {
+      const k = abi.steerKey(ip, abi.NM_STEER_INBOUND)!;
+      const fd = k.family === 4 ? inbound4 : inbound6;
+      if (fd === null) {
+        log.warn({ uid: spec.uid, ip }, 'pod has an IPv6 address but its netns has no IPv6 listener: inbound to it is not captured');
+        continue;
+      }
+      try {
+        ctx.steer.updateSocket(k.key, fd);
+      } catch (err) {
+        throw new DatapathError('NM_DATAPATH_MAP', `cannot register inbound steering for ${ip}: ${(err as Error).message}`, { cause: err });
+      }
+      const entry = { ip, key: k.key, socketCookie: native.socketCookie(fd) };
+      undo.push({ what: `steer ${ip}`, fn: () => deleteSteer(ctx, entry) });
+      steerEntries.push(entry);
+    }
+
+    // Last: the "on" switch. A pod known from a previous run keeps its counters.
+    const podKey = abi.u64Key(netnsCookie);
+    const cur = Buffer.alloc(abi.NM_POD.size);
+    const prev = ctx.pods.lookup(podKey, cur) ? abi.decodePod(cur) : null;
+    const flags = abi.NM_POD_ENROLLED | (spec.failClosed ? abi.NM_POD_FAIL_CLOSED : 0);
+    try {
+      ctx.pods.update(podKey, abi.encodePod({ redirected: 0n, failOpen: 0n, failClosedDenied: 0n, ...prev, flags }));
+    } catch (err) {
+      throw new DatapathError('NM_DATAPATH_MAP', `cannot write the nm_pods entry for ${spec.uid}: ${(err as Error).message}`, { cause: err });
+    }
+
+    const pool = new SocketPool(native, thread, nsfd, abi.NM_AGENT_MARK, { 4: POOL_TARGET, 6: outbound6 !== null || inbound6 !== null ? POOL_TARGET : 0 }, log, spec.uid);
+    pool.prefill();
+    const listeners: PodListeners = { outbound4, outbound6, inbound4, inbound6 };
+    log.info(
+      { uid: spec.uid, netns: spec.netnsPath, netnsCookie: netnsCookie.toString(), ips: spec.ips, failClosed: spec.failClosed, skLookup: link.adopted ? 'adopted' : 'attached', linkId: link.linkId },
+      'pod enrolled in datapath',
+    );
+    return new PodHandle(ctx, spec.uid, spec.netnsPath, nsfd, netnsCookie, listeners, spec.ips, link, steerEntries, pool);
+  } catch (err) {
+    for (const u of undo.reverse()) {
+      try {
+        u.fn();
+      } catch (e) {
+        log.error({ err: e, uid: spec.uid, step: u.what }, 'enroll rollback step failed');
+      }
+    }
+    throw err;
+  }
+}
