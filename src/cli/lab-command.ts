@@ -1,0 +1,104 @@
+// `nodemesh lab up|down|exec|status`: CLI front of src/lab (argument parsing and exit codes only).
+
+import { Command } from 'commander';
+import { formatStatus, labDown, labExec, labStatus, labUp, LabError, stderrLogger } from '../lab';
+import { DEFAULT_LAB } from '../lab/paths';
+import { NodemeshError } from '../util/errors';
+
+/** Prints an error the way operators read it (code + what to check) and sets a failing exit code. */
+function report(e: unknown): void {
+  if (e instanceof NodemeshError) process.stderr.write(`error ${e.code}: ${e.message}\n`);
+  else process.stderr.write(`error: ${(e as Error)?.stack ?? String(e)}\n`);
+  process.exitCode = 1;
+}
+
+function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+    } catch (e) {
+      report(e);
+    }
+  };
+}
+
+/** `--agent-command "node x.js agent"`: whitespace-split argv prefix (tests swap in a fake agent). */
+function splitCommand(s: string): string[] {
+  return s.split(/\s+/).filter((x) => x.length > 0);
+}
+
+export function registerLabCommand(program: Command): void {
+  const lab = program
+    .command('lab')
+    .description('a multi-node mesh on one Linux machine: nodes and pods as network namespaces + cgroups')
+    .enablePositionalOptions();
+
+  lab
+    .command('up')
+    .description('create the lab described by a Kubernetes YAML file (Pods; Services etc. are kept for later)')
+    .requiredOption('-f, --file <file>', 'manifest: multi-document Kubernetes YAML')
+    .option('--name <lab>', 'lab name', DEFAULT_LAB)
+    .option('--keep-going', 'treat pod failures (enrollment, crashing containers) as warnings', false)
+    .option('--agent-command <cmd>', 'agent command prefix (default: this package\'s "nodemesh agent")')
+    .option('--cli <path>', 'CLI script the pods\' "nodemesh" command runs')
+    .option('--ready-timeout <ms>', 'how long to wait for each agent\'s /healthz/ready', '30000')
+    .option('-v, --verbose', 'debug output', false)
+    .action(
+      action(async (o: { file: string; name: string; keepGoing: boolean; agentCommand?: string; cli?: string; readyTimeout: string; verbose: boolean }) => {
+        const state = await labUp({
+          file: o.file,
+          lab: o.name,
+          keepGoing: o.keepGoing,
+          agentCommand: o.agentCommand ? splitCommand(o.agentCommand) : undefined,
+          cli: o.cli,
+          agentReadyTimeoutMs: Number(o.readyTimeout),
+          logger: stderrLogger({ debug: o.verbose || undefined }),
+        });
+        const s = await labStatus(state.lab);
+        process.stdout.write(`${formatStatus(s)}\n`);
+        if (state.errors.length > 0) process.exitCode = 2;
+      }),
+    );
+
+  lab
+    .command('down')
+    .description('remove the lab: agents (SIGTERM, then SIGKILL), pods, netns, cgroups, bpf pins, state')
+    .option('--name <lab>', 'lab name', DEFAULT_LAB)
+    .action(
+      action(async (o: { name: string }) => {
+        await labDown({ lab: o.name, logger: stderrLogger() });
+      }),
+    );
+
+  lab
+    .command('exec')
+    .description('run a command inside a pod (its netns and cgroup); exit code propagated')
+    .usage('[--name N] POD -- CMD [ARGS...]')
+    .option('--name <lab>', 'lab name', DEFAULT_LAB)
+    .argument('<pod>', 'pod as ns/name, or name when unique')
+    .argument('<cmd...>', 'command and arguments (after "--")')
+    .passThroughOptions()
+    .action(async (pod: string, cmd: string[], o: { name: string }) => {
+      try {
+        // passThroughOptions keeps the "--" separator among the operands.
+        const argv = cmd[0] === '--' ? cmd.slice(1) : cmd;
+        process.exitCode = await labExec({ lab: o.name, pod, argv });
+      } catch (e) {
+        report(e);
+        // 125 like `docker run`/`kubectl exec` wrappers: the command itself never ran.
+        process.exitCode = e instanceof LabError ? 125 : 1;
+      }
+    });
+
+  lab
+    .command('status')
+    .description('nodes, pods, IPs, enrollment, agent pids and readiness')
+    .option('--name <lab>', 'lab name', DEFAULT_LAB)
+    .option('--json', 'machine-readable output', false)
+    .action(
+      action(async (o: { name: string; json: boolean }) => {
+        const s = await labStatus(o.name);
+        process.stdout.write(o.json ? `${JSON.stringify(s, null, 2)}\n` : `${formatStatus(s)}\n`);
+      }),
+    );
+}

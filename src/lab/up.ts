@@ -1,0 +1,280 @@
+// `lab up`: manifest -> address plan -> fabric, nodes + agents, pods (enrolled before their containers start).
+
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { EnrollClient } from '../enroll/client';
+import type { EnrollRequest } from '../enroll/protocol';
+import { planAddresses, type AddressPlan, type NodePlan, type PodPlan } from './address-plan';
+import { labCgroup2Root, mkCgroup } from './cgroups';
+import { labDown } from './down';
+import { LabError } from './errors';
+import { silentLogger, type LabLogger } from './log';
+import { loadManifest, type LabManifest } from './manifest';
+import * as P from './paths';
+import { logTail, startDetached, waitAgentReady, writeCliWrapper, type Started } from './processes';
+import { procAlive, readStateIfAny, writeState, type LabState, type NodeState, type PodState } from './state';
+import { sleep } from './run';
+import { createFabric, createNode, createPod, listNetns } from './topology';
+
+export interface UpOptions {
+  file: string;
+  lab?: string;
+  /** Pod-level failures (enrollment, a container dying at start) become warnings; the lab stays up. */
+  keepGoing?: boolean;
+  /** argv prefix of the agent; the lab appends --node/--state-dir/--pin-root/--cgroup-root/--log-level. */
+  agentCommand?: string[];
+  /** The CLI script the pods' `nodemesh` wrapper runs (default: this package's dist/src/cli/main.js). */
+  cli?: string;
+  logger?: LabLogger;
+  agentReadyTimeoutMs?: number;
+  agentLogLevel?: string;
+  /** How long a container must survive after start to count as started. */
+  containerGraceMs?: number;
+}
+
+export function defaultAgentCommand(): string[] {
+  return [process.execPath, P.DEFAULT_CLI, 'agent'];
+}
+
+function nodeState(lab: string, cg2: string, n: NodePlan): NodeState {
+  return {
+    name: n.name,
+    index: n.index,
+    netns: n.netns,
+    fabricIP: n.fabricIP,
+    cidr: n.cidr,
+    gateway: n.gateway,
+    stateDir: P.nodeStateDir(lab, n.name),
+    pinRoot: P.nodePinRoot(lab, n.name),
+    cgroup: P.nodeCgroup(cg2, lab, n.name),
+    agentCgroup: P.agentCgroup(cg2, lab, n.name),
+    podsCgroup: P.podsCgroupRoot(cg2, lab, n.name),
+    enrollSocket: P.enrollSocket(lab, n.name),
+    adminSocket: P.adminSocket(lab, n.name),
+    agentLog: path.join(P.logDir(lab), `agent-${n.name}.log`),
+    ready: false,
+  };
+}
+
+function podState(lab: string, cg2: string, p: PodPlan): PodState {
+  const s = p.spec;
+  const env: Record<string, string> = {
+    PATH: `${P.binDir(lab)}:${process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'}`,
+    HOME: process.env.HOME ?? '/root',
+    POD_NAME: s.name,
+    POD_NAMESPACE: s.namespace,
+    POD_IP: p.ip,
+    NODE_NAME: p.node,
+    POD_SERVICE_ACCOUNT: s.serviceAccount,
+    NODEMESH_LAB: lab,
+  };
+  return {
+    name: s.name,
+    namespace: s.namespace,
+    uid: s.uid ?? randomUUID(),
+    node: p.node,
+    key: p.key,
+    netns: p.netns,
+    netnsPath: P.netnsPath(p.netns),
+    cgroup: path.join(P.podsCgroupRoot(cg2, lab, p.node), p.key),
+    ip: p.ip,
+    serviceAccount: s.serviceAccount,
+    labels: s.labels,
+    annotations: s.annotations,
+    enroll: p.enroll,
+    enrolled: false,
+    env,
+    containers: s.containers.map((c) => ({ name: c.name, argv: c.argv, log: path.join(P.logDir(lab), `pod-${p.key}-${c.name}.log`) })),
+    created: false,
+  };
+}
+
+/** Refuses to start over a lab that exists (state or any of its netns): `lab down` first. */
+async function ensureAbsent(lab: string): Promise<void> {
+  const netns = (await listNetns()).filter((n) => n === P.fabricNetns(lab));
+  if (readStateIfAny(lab) || fs.existsSync(P.labDir(lab)) || netns.length > 0) {
+    throw new LabError('NM_LAB_EXISTS', `lab "${lab}" already exists`, {
+      hint: `run "nodemesh lab down --name ${lab}" first, or pick another --name`,
+    });
+  }
+}
+
+async function startAgent(state: LabState, n: NodeState, opts: UpOptions): Promise<Started> {
+  for (const d of [n.stateDir, n.pinRoot, n.agentCgroup, n.podsCgroup]) fs.mkdirSync(d, { recursive: true });
+  const argv = [
+    ...state.agentCommand,
+    '--node', n.name,
+    '--state-dir', n.stateDir,
+    '--pin-root', n.pinRoot,
+    '--cgroup-root', n.podsCgroup,
+    '--log-level', opts.agentLogLevel ?? 'info',
+  ];
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', NODE_NAME: n.name, NODEMESH_LAB: state.lab };
+  if (process.env.NODEMESH_TRACE) env.NODEMESH_TRACE = process.env.NODEMESH_TRACE;
+  return startDetached({ cgroup: n.agentCgroup, netns: n.netns, argv, env }, n.agentLog);
+}
+
+function enrollRequest(p: PodState): EnrollRequest {
+  return {
+    uid: p.uid,
+    name: p.name,
+    namespace: p.namespace,
+    serviceAccount: p.serviceAccount,
+    netnsPath: p.netnsPath,
+    cgroupPath: p.cgroup,
+    ips: [p.ip],
+    labels: p.labels,
+    annotations: p.annotations,
+  };
+}
+
+/** Creates one pod like kubelet + a chained CNI: netns + cgroup, enrollment, then the containers. */
+async function startPod(state: LabState, plan: AddressPlan, pod: PodState, log: LabLogger): Promise<Started[]> {
+  const nodePlan = plan.nodes.find((n) => n.name === pod.node) as NodePlan;
+  const podPlan = plan.pods.find((p) => p.netns === pod.netns) as PodPlan;
+  const node = state.nodes.find((n) => n.name === pod.node) as NodeState;
+  mkCgroup(pod.cgroup);
+  await createPod(nodePlan, podPlan);
+  pod.created = true;
+  writeState(state);
+  if (pod.enroll) {
+    try {
+      await new EnrollClient(node.enrollSocket).enroll(enrollRequest(pod));
+    } catch (e) {
+      pod.enrollError = (e as Error).message;
+      writeState(state);
+      throw new LabError('NM_LAB_ENROLL_FAILED', `enrolling pod ${pod.namespace}/${pod.name} with the agent of node ${pod.node} failed: ${(e as Error).message}`, {
+        hint: `see the agent log ${node.agentLog}`,
+        cause: e,
+      });
+    }
+    pod.enrolled = true;
+    log.debug(`pod ${pod.namespace}/${pod.name} enrolled on ${pod.node}`);
+  }
+  const started: Started[] = [];
+  const spec = plan.pods.find((p) => p.netns === pod.netns)?.spec;
+  for (const c of pod.containers) {
+    const cenv = spec?.containers.find((x) => x.name === c.name)?.env ?? {};
+    const s = await startDetached({ cgroup: pod.cgroup, netns: pod.netns, argv: c.argv, env: { ...pod.env, ...cenv } }, c.log);
+    c.proc = s.ref;
+    started.push(s);
+  }
+  writeState(state);
+  return started;
+}
+
+/**
+ * Brings a lab up. Returns once every agent answers /healthz/ready and every pod is enrolled and
+ * its containers started. On failure everything created is torn down and the error rethrown
+ * (with keepGoing, pod failures are recorded in state.errors instead).
+ */
+export async function labUp(opts: UpOptions): Promise<LabState> {
+  const lab = P.checkLabName(opts.lab ?? P.DEFAULT_LAB);
+  const log = opts.logger ?? silentLogger;
+  // Parse and plan first: invalid input must create nothing.
+  const manifest: LabManifest = loadManifest(opts.file);
+  const plan = planAddresses(lab, manifest.pods);
+  for (const o of manifest.others) log.debug(`${o.kind} ${o.namespace}/${o.name} (${o.loc.file}:${o.loc.line}) stored, not used by the lab yet`);
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    throw new LabError('NM_LAB_NOT_ROOT', 'lab up needs root', { hint: 'network namespaces, cgroups and bpf pins need CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF' });
+  }
+  await ensureAbsent(lab);
+  const cg2 = labCgroup2Root();
+  const state: LabState = {
+    version: 1,
+    lab,
+    manifest: path.resolve(opts.file),
+    createdAt: new Date().toISOString(),
+    phase: 'creating',
+    cgroup2Root: cg2,
+    labCgroup: P.labCgroup(cg2, lab),
+    fabricNetns: plan.fabricNetns,
+    pinDir: P.labPinDir(lab),
+    binDir: P.binDir(lab),
+    logDir: P.logDir(lab),
+    agentCommand: opts.agentCommand ?? defaultAgentCommand(),
+    cli: opts.cli ?? P.DEFAULT_CLI,
+    nodes: plan.nodes.map((n) => nodeState(lab, cg2, n)),
+    pods: plan.pods.map((p) => podState(lab, cg2, p)),
+    objects: manifest.others.map((o) => ({ kind: o.kind, namespace: o.namespace, name: o.name })),
+    errors: [],
+  };
+  try {
+    // Everything planned is in state.json before the first kernel object exists, so `lab down`
+    // can always find it (it also scans by naming convention for a crash before this write).
+    fs.mkdirSync(state.logDir, { recursive: true });
+    writeState(state);
+    fs.copyFileSync(opts.file, path.join(P.labDir(lab), 'manifest.yaml'));
+    writeCliWrapper(state.binDir, state.cli);
+    mkCgroup(state.labCgroup);
+
+    log.info(`creating fabric and ${plan.nodes.length} node(s)`);
+    await createFabric(plan);
+    for (const n of plan.nodes) await createNode(plan, n);
+
+    log.info('starting agents');
+    const agents: Started[] = [];
+    for (const n of state.nodes) {
+      const a = await startAgent(state, n, opts);
+      n.agent = a.ref;
+      agents.push(a);
+    }
+    writeState(state);
+    await Promise.all(
+      state.nodes.map(async (n, i) => {
+        await waitAgentReady(n.name, n.adminSocket, agents[i] as Started, n.agentLog, opts.agentReadyTimeoutMs ?? 30_000);
+        n.ready = true;
+      }),
+    );
+    writeState(state);
+
+    log.info(`starting ${state.pods.length} pod(s)`);
+    const watched: { pod: PodState; started: Started[] }[] = [];
+    for (const pod of state.pods) {
+      try {
+        watched.push({ pod, started: await startPod(state, plan, pod, log) });
+      } catch (e) {
+        if (!opts.keepGoing || !(e instanceof LabError) || e.code !== 'NM_LAB_ENROLL_FAILED') throw e;
+        state.errors.push(e.message);
+        log.warn(e.message);
+      }
+    }
+    // A container that dies at once (typo in its command) is a broken lab: say so now, with its log.
+    await sleep(opts.containerGraceMs ?? 300);
+    for (const { pod, started } of watched) {
+      started.forEach((s, i) => {
+        const c = pod.containers[i];
+        if (!c || !s.exit || (s.exit.code === 0 && !s.exit.signal)) return;
+        const msg = `container ${c.name} of pod ${pod.namespace}/${pod.name} exited (${s.exit.signal ?? `code ${s.exit.code}`}) right after start; last log lines:\n${logTail(c.log)}`;
+        if (!opts.keepGoing) throw new LabError('NM_LAB_CONTAINER_START', msg, { hint: `check its command in ${opts.file}; log: ${c.log}` });
+        state.errors.push(msg);
+        log.warn(msg);
+      });
+    }
+    const deadAgent = state.nodes.find((n) => !procAlive(n.agent));
+    if (deadAgent) {
+      throw new LabError('NM_LAB_AGENT_START', `agent of node ${deadAgent.name} exited during lab up; last log lines:\n${logTail(deadAgent.agentLog)}`);
+    }
+    state.phase = 'ready';
+    writeState(state);
+    log.info(`lab "${lab}" is up: ${state.nodes.length} node(s), ${state.pods.length} pod(s)`);
+    return state;
+  } catch (e) {
+    state.phase = 'failed';
+    state.errors.push((e as Error).message);
+    try {
+      writeState(state);
+    } catch {
+      // the lab dir may be the thing that failed; down scans by convention anyway
+    }
+    log.warn(`lab up failed, tearing down what was created: ${(e as Error).message}`);
+    try {
+      await labDown({ lab, logger: log });
+    } catch (downErr) {
+      log.warn(`teardown after failed up was incomplete: ${(downErr as Error).message}`);
+    }
+    if (e instanceof LabError) throw e;
+    throw new LabError('NM_LAB_UP_FAILED', `lab up failed: ${(e as Error).message}`, { cause: e });
+  }
+}
