@@ -57,10 +57,15 @@ export async function startDetached(c: InPodCommand, logFile: string): Promise<S
   return started;
 }
 
+/** Spawns a command in a pod (not detached): for `lab exec` and captured runs. */
+export function spawnInPod(c: InPodCommand, stdio: StdioOptions): ChildProcess {
+  return spawn('sh', wrapperArgs(c), { stdio, env: c.env });
+}
+
 /** Runs a command in a pod with the given stdio; resolves with its exit code (128+n for signal n). */
 export function runInPod(c: InPodCommand, stdio: StdioOptions = 'inherit'): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn('sh', wrapperArgs(c), { stdio, env: c.env });
+    const child = spawnInPod(c, stdio);
     child.once('error', reject);
     child.once('exit', (code, signal) => {
       if (code !== null) resolve(code);

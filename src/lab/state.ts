@@ -73,6 +73,7 @@ export interface LabState {
   binDir: string;
   logDir: string;
   agentCommand: string[];
+  agentLogLevel: string;
   cli: string;
   nodes: NodeState[];
   pods: PodState[];

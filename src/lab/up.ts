@@ -6,6 +6,7 @@ import path from 'node:path';
 import { EnrollClient } from '../enroll/client';
 import type { EnrollRequest } from '../enroll/protocol';
 import { planAddresses, type AddressPlan, type NodePlan, type PodPlan } from './address-plan';
+import { spawnAgent } from './agent-control';
 import { labCgroup2Root, mkCgroup } from './cgroups';
 import { labDown } from './down';
 import { LabError } from './errors';
@@ -100,21 +101,6 @@ async function ensureAbsent(lab: string): Promise<void> {
   }
 }
 
-async function startAgent(state: LabState, n: NodeState, opts: UpOptions): Promise<Started> {
-  for (const d of [n.stateDir, n.pinRoot, n.agentCgroup, n.podsCgroup]) fs.mkdirSync(d, { recursive: true });
-  const argv = [
-    ...state.agentCommand,
-    '--node', n.name,
-    '--state-dir', n.stateDir,
-    '--pin-root', n.pinRoot,
-    '--cgroup-root', n.podsCgroup,
-    '--log-level', opts.agentLogLevel ?? 'info',
-  ];
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', NODE_NAME: n.name, NODEMESH_LAB: state.lab };
-  if (process.env.NODEMESH_TRACE) env.NODEMESH_TRACE = process.env.NODEMESH_TRACE;
-  return startDetached({ cgroup: n.agentCgroup, netns: n.netns, argv, env }, n.agentLog);
-}
-
 function enrollRequest(p: PodState): EnrollRequest {
   return {
     uid: p.uid,
@@ -194,6 +180,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     binDir: P.binDir(lab),
     logDir: P.logDir(lab),
     agentCommand: opts.agentCommand ?? defaultAgentCommand(),
+    agentLogLevel: opts.agentLogLevel ?? 'info',
     cli: opts.cli ?? P.DEFAULT_CLI,
     nodes: plan.nodes.map((n) => nodeState(lab, cg2, n)),
     pods: plan.pods.map((p) => podState(lab, cg2, p)),
@@ -216,7 +203,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     log.info('starting agents');
     const agents: Started[] = [];
     for (const n of state.nodes) {
-      const a = await startAgent(state, n, opts);
+      const a = await spawnAgent(state, n, state.agentLogLevel);
       n.agent = a.ref;
       agents.push(a);
     }

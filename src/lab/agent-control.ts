@@ -1,0 +1,80 @@
+// Starts, stops and restarts a lab node's agent (used by lab up, and by tests of agent restarts).
+
+import fs from 'node:fs';
+import { cgroupPids, killCgroup, waitCgroupEmpty } from './cgroups';
+import { LabError } from './errors';
+import { checkLabName } from './paths';
+import { startDetached, waitAgentReady, type Started } from './processes';
+import { sleep } from './run';
+import { procAlive, readState, writeState, type LabState, type NodeState } from './state';
+
+/** Spawns the node's agent in the node netns and its own cgroup; does not wait for readiness. */
+export function spawnAgent(state: LabState, n: NodeState, logLevel = 'info'): Promise<Started> {
+  for (const d of [n.stateDir, n.pinRoot, n.agentCgroup, n.podsCgroup]) fs.mkdirSync(d, { recursive: true });
+  const argv = [
+    ...state.agentCommand,
+    '--node', n.name,
+    '--state-dir', n.stateDir,
+    '--pin-root', n.pinRoot,
+    '--cgroup-root', n.podsCgroup,
+    '--log-level', logLevel,
+  ];
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? '/root',
+    NODE_NAME: n.name,
+    NODEMESH_LAB: state.lab,
+  };
+  if (process.env.NODEMESH_TRACE) env.NODEMESH_TRACE = process.env.NODEMESH_TRACE;
+  return startDetached({ cgroup: n.agentCgroup, netns: n.netns, argv, env }, n.agentLog);
+}
+
+function findNode(state: LabState, node: string): NodeState {
+  const n = state.nodes.find((x) => x.name === node);
+  if (!n) {
+    throw new LabError('NM_LAB_NOT_FOUND', `no node "${node}" in lab "${state.lab}"`, { hint: `nodes: ${state.nodes.map((x) => x.name).join(', ')}` });
+  }
+  return n;
+}
+
+/**
+ * Signals a node's agent and waits until it and anything it forked are gone (the agent cgroup is
+ * empty). SIGTERM means a graceful drain; SIGKILL simulates a crash (pins stay, pods keep running).
+ */
+export async function killAgent(lab: string, node: string, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<void> {
+  const state = readState(checkLabName(lab));
+  const n = findNode(state, node);
+  if (procAlive(n.agent)) process.kill((n.agent as { pid: number }).pid, signal);
+  for (const pid of cgroupPids(n.agentCgroup)) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // raced its exit
+    }
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (procAlive(n.agent) && Date.now() < deadline) await sleep(50);
+  if (procAlive(n.agent)) {
+    killCgroup(n.agentCgroup);
+    throw new LabError('NM_LAB_AGENT_START', `agent of node ${node} did not exit within ${timeoutMs} ms of ${signal}; killed it`, { hint: `see ${n.agentLog}` });
+  }
+  await waitCgroupEmpty(n.agentCgroup, timeoutMs);
+  n.ready = false;
+  writeState(state);
+}
+
+/** (Re)starts a node's agent after killAgent and waits for /healthz/ready; the agent reconciles its pods itself. */
+export async function startAgent(lab: string, node: string, opts: { readyTimeoutMs?: number; logLevel?: string } = {}): Promise<void> {
+  const state = readState(checkLabName(lab));
+  const n = findNode(state, node);
+  if (procAlive(n.agent)) {
+    throw new LabError('NM_LAB_AGENT_START', `agent of node ${node} is already running (pid ${n.agent?.pid})`, { hint: 'stop it first with killAgent' });
+  }
+  const a = await spawnAgent(state, n, opts.logLevel ?? state.agentLogLevel);
+  n.agent = a.ref;
+  n.ready = false;
+  writeState(state);
+  await waitAgentReady(n.name, n.adminSocket, a, n.agentLog, opts.readyTimeoutMs ?? 30_000);
+  n.ready = true;
+  writeState(state);
+}
