@@ -169,10 +169,12 @@ function readContainer(r: DocReader, base: Path, seen: Set<string>): ContainerSp
     if (seen.has(name)) r.issue([...base, 'name'], `duplicate container name "${name}"`);
     seen.add(name);
   }
+  const before = r.issues.length;
   const command = r.stringList([...base, 'command']) ?? [];
   const args = r.stringList([...base, 'args']) ?? [];
   const argv = [...command, ...args];
-  if (argv.length === 0) r.issue([...base, 'command'], 'is required: the lab has no images, so give command (and optionally args)');
+  // A malformed command was already reported; only an absent or empty one still needs saying.
+  if (argv.length === 0 && r.issues.length === before) r.issue([...base, 'command'], 'is required: the lab has no images, so give command (and optionally args)');
   const env: Record<string, string> = {};
   const envLen = r.seqLength([...base, 'env']);
   if (envLen === -1) r.issue([...base, 'env'], 'must be a list of {name, value}');

@@ -104,7 +104,7 @@ export function podKeyDisambiguated(namespace: string, name: string): string {
   return `${podKey(namespace, name).slice(0, 71)}-${shortHash(`${namespace}/${name}`)}`;
 }
 export function podNetns(lab: string, key: string): string {
-  return `${netnsPrefix(lab)}${key}`;
+  return bounded(`${netnsPrefix(lab)}${key}`, 100);
 }
 export function netnsPath(name: string): string {
   return path.join(NETNS_DIR, name);
