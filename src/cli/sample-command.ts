@@ -26,6 +26,9 @@ function serveUntilSignal(server: { close(cb?: () => void): unknown }, info: Rec
 }
 
 export function registerSampleCommand(program: Command): void {
+  // Without positional options the root program consumes its own options anywhere on the line, so
+  // `sample http --version v2` would print the package version instead; root options go first anyway.
+  program.enablePositionalOptions();
   const sample = program.command('sample').description('sample workloads and clients for the lab');
 
   sample

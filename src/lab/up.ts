@@ -232,7 +232,12 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     for (const { pod, started } of watched) {
       started.forEach((s, i) => {
         const c = pod.containers[i];
-        if (!c || !s.exit || (s.exit.code === 0 && !s.exit.signal)) return;
+        if (!c || !s.exit) return;
+        if (s.exit.code === 0 && !s.exit.signal) {
+          // One-shot commands are legitimate; a server that exits 0 at once usually is not.
+          log.warn(`container ${c.name} of pod ${pod.namespace}/${pod.name} already exited (code 0); log: ${c.log}`);
+          return;
+        }
         const msg = `container ${c.name} of pod ${pod.namespace}/${pod.name} exited (${s.exit.signal ?? `code ${s.exit.code}`}) right after start; last log lines:\n${logTail(c.log)}`;
         if (!opts.keepGoing) throw new LabError('NM_LAB_CONTAINER_START', msg, { hint: `check its command in ${opts.file}; log: ${c.log}` });
         state.errors.push(msg);
