@@ -63,8 +63,11 @@ describe('datapath lifecycle', { skip: skip ?? false }, () => {
   });
 
   after(async () => {
-    for (const dp of open) await dp.close({ detach: true }).catch(() => undefined);
-    if (t) t.destroy();
+    try {
+      for (const dp of open) await dp.close({ detach: true });
+    } finally {
+      t?.destroy(); // also detaches whatever is still pinned under the test pin root
+    }
   });
 
   async function openDp(): Promise<Datapath> {

@@ -63,9 +63,12 @@ describe('datapath redirect and steering', { skip: skip ?? false }, () => {
   });
 
   after(async () => {
-    for (const s of servers) await closeServer(s).catch(() => undefined);
-    if (dp) await dp.close({ detach: true }).catch((e: unknown) => console.error('close failed', e));
-    if (t) t.destroy();
+    try {
+      for (const s of servers) await closeServer(s);
+      if (dp) await dp.close({ detach: true });
+    } finally {
+      t?.destroy(); // also detaches whatever is still pinned under the test pin root
+    }
   });
 
   test('enroll returns listeners and the pod netns cookie', () => {
