@@ -1,0 +1,174 @@
+// Config source: list/watch of the Kubernetes API (in-cluster or kubeconfig); one store source per kind.
+
+import type * as K8s from '@kubernetes/client-node';
+import type { Logger } from '../telemetry/logger';
+import { ControlPlaneError, CP_ERR } from './errors';
+import type { ConfigSink, ConfigSource } from './file-source';
+import type { Kind } from './objects';
+import type { SourceDocument } from './store';
+import { formatPath, validateDocument } from './validate';
+
+/** What the control plane watches, with the API path each list/watch uses. */
+export interface WatchedResource {
+  kind: Kind;
+  apiVersion: string;
+  /** Empty for the core group. */
+  group: string;
+  version: string;
+  plural: string;
+  /** CRDs may be absent from a cluster; their failure is a warning, not fatal. */
+  optional: boolean;
+}
+
+export const WATCHED_RESOURCES: WatchedResource[] = [
+  { kind: 'Pod', apiVersion: 'v1', group: '', version: 'v1', plural: 'pods', optional: false },
+  { kind: 'Service', apiVersion: 'v1', group: '', version: 'v1', plural: 'services', optional: false },
+  res('HTTPRoute', 'gateway.networking.k8s.io', 'v1', 'httproutes'),
+  res('GRPCRoute', 'gateway.networking.k8s.io', 'v1', 'grpcroutes'),
+  res('AuthorizationPolicy', 'security.istio.io', 'v1', 'authorizationpolicies'),
+  res('PeerAuthentication', 'security.istio.io', 'v1', 'peerauthentications'),
+  res('DestinationRule', 'networking.istio.io', 'v1', 'destinationrules'),
+];
+
+function res(kind: Kind, group: string, version: string, plural: string): WatchedResource {
+  return { kind, apiVersion: `${group}/${version}`, group, version, plural, optional: true };
+}
+
+export function apiPath(r: WatchedResource): string {
+  return r.group ? `/apis/${r.group}/${r.version}/${r.plural}` : `/api/${r.version}/${r.plural}`;
+}
+
+/**
+ * The slice of an informer the source needs (the shape of @kubernetes/client-node's `Informer & ObjectCache`).
+ * Contract: callbacks fire after `start()`; `list()` is the informer's current cache.
+ */
+export interface ResourceInformer {
+  on(event: 'add' | 'update' | 'delete', cb: (obj: unknown) => void): void;
+  on(event: 'error', cb: (err?: unknown) => void): void;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  list(): unknown[];
+}
+
+export type InformerFactory = (resource: WatchedResource) => ResourceInformer;
+
+/** Informers over the real API server: in-cluster service account when present, else the kubeconfig. */
+export async function apiServerInformers(kubeconfig?: string): Promise<InformerFactory> {
+  const k8s = await import('@kubernetes/client-node');
+  const kc = new k8s.KubeConfig();
+  try {
+    if (kubeconfig) kc.loadFromFile(kubeconfig);
+    else kc.loadFromDefault();
+  } catch (err) {
+    throw new ControlPlaneError(CP_ERR.KUBERNETES, 'cannot load Kubernetes credentials', {
+      hint: 'run in a pod with a service account, or set KUBECONFIG / --kubeconfig',
+      cause: err,
+    });
+  }
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const custom = kc.makeApiClient(k8s.CustomObjectsApi);
+  return (r) => {
+    const list = (): Promise<{ items: K8s.KubernetesObject[]; metadata?: K8s.V1ListMeta }> => {
+      if (r.kind === 'Pod') return core.listPodForAllNamespaces();
+      if (r.kind === 'Service') return core.listServiceForAllNamespaces();
+      return custom.listClusterCustomObject({ group: r.group, version: r.version, plural: r.plural }) as Promise<{
+        items: K8s.KubernetesObject[];
+      }>;
+    };
+    return k8s.makeInformer(kc, apiPath(r), list) as unknown as ResourceInformer;
+  };
+}
+
+export class KubernetesSource implements ConfigSource {
+  private readonly informers: { resource: WatchedResource; informer: ResourceInformer }[] = [];
+  private readonly timers = new Map<Kind, NodeJS.Timeout>();
+  private closed = false;
+
+  constructor(
+    private readonly factory: InformerFactory,
+    private readonly sink: ConfigSink,
+    private readonly log: Logger,
+    private readonly resources: WatchedResource[] = WATCHED_RESOURCES,
+    private readonly debounceMs = 50,
+  ) {}
+
+  static sourceId(kind: Kind): string {
+    return `kubernetes:${kind}`;
+  }
+
+  async start(): Promise<void> {
+    await Promise.all(
+      this.resources.map(async (resource) => {
+        const informer = this.factory(resource);
+        this.informers.push({ resource, informer });
+        const changed = (): void => this.schedule(resource, informer);
+        informer.on('add', changed);
+        informer.on('update', changed);
+        informer.on('delete', changed);
+        informer.on('error', (err?: unknown) => {
+          // client-node's informer does not restart itself after an error: restart with a delay.
+          if (this.closed) return;
+          this.log.warn({ err, path: apiPath(resource) }, 'kubernetes watch failed; retrying in 5s');
+          setTimeout(() => {
+            if (!this.closed) informer.start().catch(() => undefined);
+          }, 5000).unref();
+        });
+        try {
+          await informer.start();
+        } catch (err) {
+          if (!resource.optional) {
+            throw new ControlPlaneError(CP_ERR.KUBERNETES, `cannot list ${apiPath(resource)}`, {
+              hint: 'check the API server address and that the service account may list and watch pods and services',
+              cause: err,
+            });
+          }
+          this.log.warn({ err, path: apiPath(resource) }, `cannot list ${resource.kind}; is its CRD installed? ignoring the kind`);
+          return;
+        }
+        this.deliver(resource, informer);
+      }),
+    );
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    for (const { informer } of this.informers) informer.stop().catch(() => undefined);
+  }
+
+  private schedule(resource: WatchedResource, informer: ResourceInformer): void {
+    if (this.closed || this.timers.has(resource.kind)) return;
+    this.timers.set(
+      resource.kind,
+      setTimeout(() => {
+        this.timers.delete(resource.kind);
+        this.deliver(resource, informer);
+      }, this.debounceMs),
+    );
+  }
+
+  /** Hands the informer's whole cache for one kind to the store (same path as a re-read file). */
+  private deliver(resource: WatchedResource, informer: ResourceInformer): void {
+    if (this.closed) return;
+    const source = KubernetesSource.sourceId(resource.kind);
+    const documents: SourceDocument[] = informer.list().map((item) => toDocument(source, resource, item));
+    this.sink.apply({ source, documents });
+  }
+}
+
+/** List items carry no kind/apiVersion; the object's "file" is its API path, its line 0. */
+export function toDocument(source: string, resource: WatchedResource, item: unknown): SourceDocument {
+  const raw = JSON.parse(JSON.stringify(item)) as Record<string, unknown>;
+  raw.kind ??= resource.kind;
+  raw.apiVersion ??= resource.apiVersion;
+  const meta = (raw.metadata ?? {}) as { name?: string; namespace?: string };
+  const file = `${apiPath(resource)}/${meta.namespace ?? '-'}/${meta.name ?? '?'}`;
+  const r = validateDocument(raw);
+  if (r.status === 'ok') return { status: 'ok', stored: { object: r.object, origin: { source, file, line: 0 }, raw } };
+  if (r.status === 'ignored') return { status: 'ignored', kind: r.kind, apiVersion: r.apiVersion, file, line: 0 };
+  return {
+    status: 'invalid',
+    key: r.name ? `${resource.kind}/${r.namespace ?? 'default'}/${r.name}` : undefined,
+    issues: r.issues.map((i) => ({ file, line: 0, field: formatPath(i.path), message: i.message, kind: r.kind, name: r.name })),
+  };
+}

@@ -1,0 +1,117 @@
+// Derives the mesh model from stored objects: service VIPs, ports with resolved endpoints, workloads per node.
+
+import { outboundClusterName, serviceHost, serviceListenerName, vipListenerName } from '../xds/resource-types';
+import type { PodObject, ServiceObject, ServicePort } from './objects';
+import type { VipAllocator } from './vip-allocator';
+
+/** One backend of a service port: what agents need to reach and identify the workload. */
+export interface EndpointModel {
+  address: string;
+  port: number;
+  pod: string;
+  namespace: string;
+  serviceAccount: string;
+  /** Empty when the pod names no node. */
+  node: string;
+  inMesh: boolean;
+}
+
+export interface ServicePortModel {
+  port: ServicePort;
+  clusterName: string;
+  /** Listener and RouteConfiguration name for proxyless gRPC (`HOST:PORT`). */
+  listenerName: string;
+  /** Undefined for headless services. */
+  vipListenerName?: string;
+  endpoints: EndpointModel[];
+}
+
+export interface ServiceModel {
+  name: string;
+  namespace: string;
+  host: string;
+  /** Undefined for headless services (clusterIP: None). */
+  vip?: string;
+  ports: ServicePortModel[];
+}
+
+export interface MeshModel {
+  services: ServiceModel[];
+  /** In-mesh pods with an IP, per node name. */
+  workloadsByNode: Map<string, PodObject[]>;
+}
+
+function matches(selector: Record<string, string>, labels: Record<string, string>): boolean {
+  return Object.entries(selector).every(([k, v]) => labels[k] === v);
+}
+
+/** The pod's port for `targetPort`: the number itself, or the named container port (undefined: pod lacks it). */
+export function resolveTargetPort(pod: PodObject, sp: ServicePort): number | undefined {
+  if (typeof sp.targetPort === 'number') return sp.targetPort;
+  for (const c of pod.containers) {
+    for (const p of c.ports) if (p.name === sp.targetPort && p.protocol === sp.protocol) return p.containerPort;
+  }
+  return undefined;
+}
+
+/** A pod backs services once it has an IP (so it is scheduled) and is ready. */
+export function isServing(pod: PodObject): boolean {
+  return pod.podIP !== undefined && pod.ready;
+}
+
+export function buildModel(services: ServiceObject[], pods: PodObject[], vips: VipAllocator, domain?: string): MeshModel {
+  const requested = new Map<string, string | undefined>();
+  for (const s of services) {
+    if (s.clusterIP !== 'None') requested.set(`${s.meta.namespace}/${s.meta.name}`, s.clusterIP);
+  }
+  const assigned = vips.assign(requested);
+  const byNs = new Map<string, PodObject[]>();
+  for (const p of pods) {
+    if (!isServing(p)) continue;
+    const list = byNs.get(p.meta.namespace) ?? [];
+    list.push(p);
+    byNs.set(p.meta.namespace, list);
+  }
+  const out: ServiceModel[] = [];
+  for (const s of [...services].sort((a, b) => (a.meta.namespace + '/' + a.meta.name).localeCompare(b.meta.namespace + '/' + b.meta.name))) {
+    const host = serviceHost(s.meta.name, s.meta.namespace, domain);
+    const vip = assigned.get(`${s.meta.namespace}/${s.meta.name}`);
+    const backing = s.selector ? (byNs.get(s.meta.namespace) ?? []).filter((p) => matches(s.selector!, p.meta.labels)) : [];
+    backing.sort((a, b) => a.meta.name.localeCompare(b.meta.name));
+    const ports: ServicePortModel[] = s.ports
+      .filter((p) => p.protocol === 'TCP')
+      .map((sp) => {
+        const endpoints: EndpointModel[] = [];
+        for (const pod of backing) {
+          const port = resolveTargetPort(pod, sp);
+          if (port === undefined) continue;
+          endpoints.push({
+            address: pod.podIP!,
+            port,
+            pod: pod.meta.name,
+            namespace: pod.meta.namespace,
+            serviceAccount: pod.serviceAccount,
+            node: pod.nodeName ?? '',
+            inMesh: pod.inMesh,
+          });
+        }
+        return {
+          port: sp,
+          clusterName: outboundClusterName(host, sp.port),
+          listenerName: serviceListenerName(host, sp.port),
+          vipListenerName: vip ? vipListenerName(vip, sp.port) : undefined,
+          endpoints,
+        };
+      });
+    out.push({ name: s.meta.name, namespace: s.meta.namespace, host, vip, ports });
+  }
+  const workloadsByNode = new Map<string, PodObject[]>();
+  for (const p of pods) {
+    if (!p.inMesh || p.podIP === undefined || p.nodeName === undefined) continue;
+    const list = workloadsByNode.get(p.nodeName) ?? [];
+    list.push(p);
+    workloadsByNode.set(p.nodeName, list);
+  }
+  for (const list of workloadsByNode.values()) list.sort((a, b) => a.meta.name.localeCompare(b.meta.name));
+  return { services: out, workloadsByNode };
+}

@@ -1,0 +1,102 @@
+// Typed Kubernetes objects the control plane understands: what validation produces and the store holds.
+
+export const POD = 'Pod';
+export const SERVICE = 'Service';
+
+/** Kinds that are validated and stored. Only Pod and Service feed translation today. */
+export const KNOWN_KINDS = {
+  Pod: ['v1'],
+  Service: ['v1'],
+  HTTPRoute: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'],
+  GRPCRoute: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1alpha2'],
+  AuthorizationPolicy: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
+  PeerAuthentication: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
+  DestinationRule: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
+} as const;
+
+export type Kind = keyof typeof KNOWN_KINDS;
+
+export function isKnownKind(kind: string): kind is Kind {
+  return Object.prototype.hasOwnProperty.call(KNOWN_KINDS, kind);
+}
+
+/** Annotation that keeps a pod out of the mesh (it still backs services, as plaintext). */
+export const ENROLL_ANNOTATION = 'nodemesh.io/enroll';
+
+export interface ObjectMeta {
+  name: string;
+  namespace: string;
+  uid: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+/** Where an object came from; `line` is 1-based, 0 for API-server objects. */
+export interface ObjectOrigin {
+  source: string;
+  file: string;
+  line: number;
+}
+
+export interface ContainerPort {
+  name?: string;
+  containerPort: number;
+  protocol: string;
+}
+
+export interface PodObject {
+  kind: 'Pod';
+  meta: ObjectMeta;
+  nodeName?: string;
+  serviceAccount: string;
+  containers: { name: string; ports: ContainerPort[] }[];
+  podIP?: string;
+  phase?: string;
+  /** False when the Ready condition says so, or the pod is terminating. */
+  ready: boolean;
+  inMesh: boolean;
+}
+
+export interface ServicePort {
+  name?: string;
+  port: number;
+  protocol: string;
+  /** A number, or a container port name resolved per pod. */
+  targetPort: number | string;
+  appProtocol?: string;
+}
+
+export interface ServiceObject {
+  kind: 'Service';
+  meta: ObjectMeta;
+  /** As written in spec.clusterIP; undefined means "allocate one" (see vip-allocator). */
+  clusterIP?: string;
+  /** undefined: no selector, so no endpoints are derived from pods. */
+  selector?: Record<string, string>;
+  ports: ServicePort[];
+}
+
+/** A kind stored verbatim for later consumers (routes, policy). */
+export interface OpaqueObject {
+  kind: Exclude<Kind, 'Pod' | 'Service'>;
+  meta: ObjectMeta;
+  apiVersion: string;
+  spec: unknown;
+}
+
+export type MeshObject = PodObject | ServiceObject | OpaqueObject;
+
+export interface StoredObject {
+  object: MeshObject;
+  origin: ObjectOrigin;
+  /** The document as written (for /debug/config). */
+  raw: unknown;
+}
+
+export function objectKey(kind: string, namespace: string, name: string): string {
+  return `${kind}/${namespace}/${name}`;
+}
+
+export function keyOf(o: MeshObject): string {
+  return objectKey(o.kind, o.meta.namespace, o.meta.name);
+}

@@ -1,0 +1,238 @@
+// Translates the mesh model into Envoy xDS v3 resources (Cluster, ClusterLoadAssignment, Listener, RouteConfiguration).
+
+import { createHash } from 'node:crypto';
+import { anyOf, toAny, toStruct, type AnyMessage, type JsonValue } from '../xds/protos';
+import {
+  CDS,
+  CLUSTER_TYPE,
+  EDS,
+  ENDPOINT_TYPE,
+  HCM_TYPE,
+  inboundListenerName,
+  LDS,
+  LISTENER_TYPE,
+  METADATA_NAMESPACE,
+  RDS,
+  ROUTE_TYPE,
+  ROUTER_TYPE,
+  TCP_PROXY_TYPE,
+  type XdsTypeUrl,
+} from '../xds/resource-types';
+import type { EndpointModel, MeshModel, ServiceModel, ServicePortModel } from './model';
+import type { PodObject } from './objects';
+
+/** One encoded resource with its content version (a hash, so identical config has identical versions everywhere). */
+export interface XdsResource {
+  typeUrl: XdsTypeUrl;
+  name: string;
+  version: string;
+  /** The message as built (with readable Any markers), for /debug/config. */
+  message: Record<string, unknown>;
+  any: AnyMessage;
+}
+
+/** Inbound capture port in each pod (ztunnel's number). */
+export const INBOUND_PORT = 15006;
+/** The ORIGINAL_DST cluster inbound filter chains hand connections to (Istio's name). */
+export const INBOUND_PASSTHROUGH_CLUSTER = 'InboundPassthroughCluster';
+export const CONNECT_TIMEOUT = { seconds: 5 };
+
+const TYPE_NAMES: Record<XdsTypeUrl, string> = {
+  [CDS]: CLUSTER_TYPE,
+  [EDS]: ENDPOINT_TYPE,
+  [LDS]: LISTENER_TYPE,
+  [RDS]: ROUTE_TYPE,
+};
+
+export function makeResource(typeUrl: XdsTypeUrl, name: string, message: Record<string, unknown>): XdsResource {
+  const any = toAny(TYPE_NAMES[typeUrl], message);
+  const version = createHash('sha256').update(any.value).digest('hex').slice(0, 16);
+  return { typeUrl, name, version, message, any };
+}
+
+const ADS_SOURCE = { ads: {}, resource_api_version: 'V3' };
+
+function nodemeshMetadata(fields: Record<string, JsonValue>): Record<string, unknown> {
+  return { filter_metadata: { [METADATA_NAMESPACE]: toStruct(fields) } };
+}
+
+function serviceMetadata(svc: ServiceModel, p: ServicePortModel): Record<string, JsonValue> {
+  const m: Record<string, JsonValue> = { service: svc.name, namespace: svc.namespace, host: svc.host, port: p.port.port };
+  if (svc.vip) m.vip = svc.vip;
+  if (p.port.name) m.portName = p.port.name;
+  if (p.port.appProtocol) m.appProtocol = p.port.appProtocol;
+  return m;
+}
+
+export function buildCluster(svc: ServiceModel, p: ServicePortModel): Record<string, unknown> {
+  return {
+    name: p.clusterName,
+    type: 'EDS',
+    eds_cluster_config: { eds_config: ADS_SOURCE, service_name: p.clusterName },
+    connect_timeout: CONNECT_TIMEOUT,
+    lb_policy: 'ROUND_ROBIN',
+    metadata: nodemeshMetadata(serviceMetadata(svc, p)),
+  };
+}
+
+function endpointMetadata(e: EndpointModel): Record<string, JsonValue> {
+  return { pod: e.pod, namespace: e.namespace, serviceAccount: e.serviceAccount, node: e.node, inMesh: e.inMesh };
+}
+
+/** Endpoints grouped into one locality per node (zone = node name), each weighted by its endpoint count. */
+export function buildLoadAssignment(p: ServicePortModel): Record<string, unknown> {
+  const byNode = new Map<string, EndpointModel[]>();
+  for (const e of p.endpoints) {
+    const list = byNode.get(e.node) ?? [];
+    list.push(e);
+    byNode.set(e.node, list);
+  }
+  return {
+    cluster_name: p.clusterName,
+    endpoints: [...byNode.keys()].sort().map((node) => {
+      const eps = byNode.get(node)!;
+      return {
+        locality: { zone: node },
+        load_balancing_weight: { value: eps.length },
+        lb_endpoints: eps.map((e) => ({
+          endpoint: { address: { socket_address: { address: e.address, port_value: e.port } } },
+          health_status: 'HEALTHY',
+          load_balancing_weight: { value: 1 },
+          metadata: nodemeshMetadata(endpointMetadata(e)),
+        })),
+      };
+    }),
+  };
+}
+
+/** Names a client may use for the service: FQDN, `svc.ns.svc`, `svc.ns`, `svc`, the VIP; each bare and with `:port`. */
+export function routeDomains(svc: ServiceModel, port: number): string[] {
+  const bases = [svc.host, `${svc.name}.${svc.namespace}.svc`, `${svc.name}.${svc.namespace}`, svc.name];
+  if (svc.vip) bases.push(svc.vip.includes(':') ? `[${svc.vip}]` : svc.vip);
+  return bases.flatMap((b) => [b, `${b}:${port}`]);
+}
+
+export function buildRouteConfiguration(svc: ServiceModel, p: ServicePortModel): Record<string, unknown> {
+  return {
+    name: p.listenerName,
+    virtual_hosts: [
+      {
+        name: p.listenerName,
+        domains: routeDomains(svc, p.port.port),
+        routes: [{ name: 'default', match: { prefix: '/' }, route: { cluster: p.clusterName } }],
+      },
+    ],
+  };
+}
+
+/** A Listener with only an api_listener: what proxyless gRPC clients resolve `xds:///HOST:PORT` to. */
+export function buildServiceListener(svc: ServiceModel, p: ServicePortModel): Record<string, unknown> {
+  return {
+    name: p.listenerName,
+    api_listener: {
+      api_listener: anyOf(HCM_TYPE, {
+        stat_prefix: p.listenerName,
+        rds: { route_config_name: p.listenerName, config_source: ADS_SOURCE },
+        http_filters: [{ name: 'envoy.filters.http.router', typed_config: anyOf(ROUTER_TYPE, {}) }],
+      }),
+    },
+    metadata: nodemeshMetadata(serviceMetadata(svc, p)),
+  };
+}
+
+function tcpProxy(statPrefix: string, cluster: string): Record<string, unknown> {
+  return { name: 'envoy.filters.network.tcp_proxy', typed_config: anyOf(TCP_PROXY_TYPE, { stat_prefix: statPrefix, cluster }) };
+}
+
+/** The VIP:port a node agent captures outbound (not bound: connect-time redirect delivers the traffic). */
+export function buildVipListener(svc: ServiceModel, p: ServicePortModel): Record<string, unknown> {
+  return {
+    name: p.vipListenerName,
+    address: { socket_address: { address: svc.vip, port_value: p.port.port } },
+    traffic_direction: 'OUTBOUND',
+    bind_to_port: { value: false },
+    filter_chains: [{ name: p.clusterName, filters: [tcpProxy(p.clusterName, p.clusterName)] }],
+    metadata: nodemeshMetadata(serviceMetadata(svc, p)),
+  };
+}
+
+function workloadMetadata(pod: PodObject): Record<string, JsonValue> {
+  return {
+    pod: pod.meta.name,
+    namespace: pod.meta.namespace,
+    serviceAccount: pod.serviceAccount,
+    uid: pod.meta.uid,
+    node: pod.nodeName ?? '',
+    ip: pod.podIP ?? '',
+  };
+}
+
+/** One filter chain per local in-mesh pod, matched on the pod's IP, each handing off to the original destination. */
+export function buildInboundListener(node: string, pods: PodObject[]): Record<string, unknown> {
+  return {
+    name: inboundListenerName(node),
+    address: { socket_address: { address: '0.0.0.0', port_value: INBOUND_PORT } },
+    traffic_direction: 'INBOUND',
+    bind_to_port: { value: false },
+    filter_chains: pods.map((pod) => ({
+      name: `${pod.meta.namespace}/${pod.meta.name}`,
+      filter_chain_match: {
+        prefix_ranges: [{ address_prefix: pod.podIP, prefix_len: { value: pod.podIP!.includes(':') ? 128 : 32 } }],
+      },
+      filters: [tcpProxy(`inbound|${pod.meta.namespace}/${pod.meta.name}`, INBOUND_PASSTHROUGH_CLUSTER)],
+      metadata: nodemeshMetadata(workloadMetadata(pod)),
+    })),
+    metadata: nodemeshMetadata({ node }),
+  };
+}
+
+export function buildInboundPassthroughCluster(): Record<string, unknown> {
+  return {
+    name: INBOUND_PASSTHROUGH_CLUSTER,
+    type: 'ORIGINAL_DST',
+    connect_timeout: CONNECT_TIMEOUT,
+    lb_policy: 'CLUSTER_PROVIDED',
+  };
+}
+
+/** Everything the control plane serves: resources every client sees, plus each node's own inbound Listener. */
+export interface Snapshot {
+  shared: Map<XdsTypeUrl, Map<string, XdsResource>>;
+  inbound: Map<string, XdsResource>;
+}
+
+export function translate(model: MeshModel): Snapshot {
+  const shared = new Map<XdsTypeUrl, Map<string, XdsResource>>([
+    [CDS, new Map()],
+    [EDS, new Map()],
+    [LDS, new Map()],
+    [RDS, new Map()],
+  ]);
+  const add = (r: XdsResource): void => void shared.get(r.typeUrl)!.set(r.name, r);
+  if (model.workloadsByNode.size > 0) add(makeResource(CDS, INBOUND_PASSTHROUGH_CLUSTER, buildInboundPassthroughCluster()));
+  for (const svc of model.services) {
+    for (const p of svc.ports) {
+      add(makeResource(CDS, p.clusterName, buildCluster(svc, p)));
+      add(makeResource(EDS, p.clusterName, buildLoadAssignment(p)));
+      add(makeResource(LDS, p.listenerName, buildServiceListener(svc, p)));
+      add(makeResource(RDS, p.listenerName, buildRouteConfiguration(svc, p)));
+      if (p.vipListenerName) add(makeResource(LDS, p.vipListenerName, buildVipListener(svc, p)));
+    }
+  }
+  const inbound = new Map<string, XdsResource>();
+  for (const [node, pods] of model.workloadsByNode) {
+    inbound.set(node, makeResource(LDS, inboundListenerName(node), buildInboundListener(node, pods)));
+  }
+  return { shared, inbound };
+}
+
+/** The resources of one type that node `node` may see (all shared ones plus its own inbound Listener). */
+export function resourcesFor(snapshot: Snapshot, typeUrl: XdsTypeUrl, node: string): Map<string, XdsResource> {
+  const shared = snapshot.shared.get(typeUrl) ?? new Map<string, XdsResource>();
+  if (typeUrl !== LDS) return shared;
+  const own = snapshot.inbound.get(node);
+  if (!own) return shared;
+  const m = new Map(shared);
+  m.set(own.name, own);
+  return m;
+}

@@ -1,0 +1,284 @@
+// Validates one plain Kubernetes document into a typed MeshObject, collecting every issue with its field path.
+
+import { isIP } from 'node:net';
+import {
+  ENROLL_ANNOTATION,
+  isKnownKind,
+  KNOWN_KINDS,
+  type ContainerPort,
+  type Kind,
+  type MeshObject,
+  type ObjectMeta,
+  type PodObject,
+  type ServiceObject,
+  type ServicePort,
+} from './objects';
+
+export type FieldPath = (string | number)[];
+
+export interface FieldIssue {
+  path: FieldPath;
+  message: string;
+}
+
+export type ValidationResult =
+  | { status: 'ok'; object: MeshObject }
+  | { status: 'invalid'; kind?: string; namespace?: string; name?: string; issues: FieldIssue[] }
+  | { status: 'ignored'; kind: string; apiVersion: string };
+
+export function formatPath(path: FieldPath): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${p}` : p;
+  return out;
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** IANA_SVC_NAME: what a container port name (and a named targetPort) must look like. */
+const PORT_NAME = /^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?=[a-z0-9]))*$/;
+const PROTOCOLS = ['TCP', 'UDP', 'SCTP'];
+
+type Json = Record<string, unknown>;
+
+function isMap(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Collects issues while walking one document; every getter records what it found wrong. */
+class Checker {
+  readonly issues: FieldIssue[] = [];
+
+  fail(path: FieldPath, message: string): void {
+    this.issues.push({ path, message });
+  }
+
+  map(v: unknown, path: FieldPath, required: boolean): Json | undefined {
+    if (v === undefined || v === null) {
+      if (required) this.fail(path, 'is required (a mapping)');
+      return undefined;
+    }
+    if (!isMap(v)) {
+      this.fail(path, `must be a mapping, got ${describe(v)}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  string(v: unknown, path: FieldPath, required: boolean, pattern?: { re: RegExp; what: string }): string | undefined {
+    if (v === undefined || v === null) {
+      if (required) this.fail(path, 'is required (a string)');
+      return undefined;
+    }
+    if (typeof v !== 'string') {
+      this.fail(path, `must be a string, got ${describe(v)}`);
+      return undefined;
+    }
+    if (pattern && !pattern.re.test(v)) {
+      this.fail(path, `"${v}" is not ${pattern.what}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  port(v: unknown, path: FieldPath, required: boolean): number | undefined {
+    if (v === undefined || v === null) {
+      if (required) this.fail(path, 'is required (a port number 1-65535)');
+      return undefined;
+    }
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) {
+      this.fail(path, `must be a port number 1-65535, got ${describe(v)}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  stringMap(v: unknown, path: FieldPath): Record<string, string> {
+    const m = this.map(v, path, false);
+    const out: Record<string, string> = {};
+    if (!m) return out;
+    for (const [k, val] of Object.entries(m)) {
+      if (typeof val !== 'string') this.fail([...path, k], `must be a string (quote it), got ${describe(val)}`);
+      else out[k] = val;
+    }
+    return out;
+  }
+
+  array(v: unknown, path: FieldPath, required: boolean): unknown[] {
+    if (v === undefined || v === null) {
+      if (required) this.fail(path, 'is required (a list)');
+      return [];
+    }
+    if (!Array.isArray(v)) {
+      this.fail(path, `must be a list, got ${describe(v)}`);
+      return [];
+    }
+    return v;
+  }
+
+  ip(v: unknown, path: FieldPath): string | undefined {
+    const s = this.string(v, path, false);
+    if (s === undefined) return undefined;
+    if (isIP(s) === 0) {
+      this.fail(path, `"${s}" is not an IPv4 or IPv6 address`);
+      return undefined;
+    }
+    return s;
+  }
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+function meta(c: Checker, doc: Json, nameRule: { re: RegExp; what: string }): ObjectMeta {
+  const m = c.map(doc.metadata, ['metadata'], true) ?? {};
+  const name = c.string(m.name, ['metadata', 'name'], true, nameRule) ?? '';
+  const namespace = c.string(m.namespace, ['metadata', 'namespace'], false, { re: DNS_LABEL, what: 'a DNS label' }) ?? 'default';
+  const uid = c.string(m.uid, ['metadata', 'uid'], false) ?? `${namespace}/${name}`;
+  return {
+    name,
+    namespace,
+    uid,
+    labels: c.stringMap(m.labels, ['metadata', 'labels']),
+    annotations: c.stringMap(m.annotations, ['metadata', 'annotations']),
+  };
+}
+
+const SUBDOMAIN = { re: DNS_SUBDOMAIN, what: 'a DNS subdomain (lowercase letters, digits, "-", ".")' };
+const LABEL = { re: DNS_LABEL, what: 'a DNS label (lowercase letters, digits, "-", at most 63)' };
+const PORT_NAME_RULE = { re: PORT_NAME, what: 'a port name (IANA_SVC_NAME: at most 15 lowercase letters, digits, "-")' };
+
+function validatePod(c: Checker, doc: Json): PodObject {
+  const m = meta(c, doc, SUBDOMAIN);
+  const spec = c.map(doc.spec, ['spec'], true) ?? {};
+  const status = c.map(doc.status, ['status'], false) ?? {};
+  const nodeName = c.string(spec.nodeName, ['spec', 'nodeName'], false, SUBDOMAIN);
+  const serviceAccount =
+    c.string(spec.serviceAccountName, ['spec', 'serviceAccountName'], false, SUBDOMAIN) ??
+    c.string(spec.serviceAccount, ['spec', 'serviceAccount'], false, SUBDOMAIN) ??
+    'default';
+  const containers: PodObject['containers'] = [];
+  const list = c.array(spec.containers, ['spec', 'containers'], true);
+  if (Array.isArray(spec.containers) && list.length === 0) c.fail(['spec', 'containers'], 'must list at least one container');
+  const portNames = new Set<string>();
+  list.forEach((raw, i) => {
+    const p: FieldPath = ['spec', 'containers', i];
+    const ct = c.map(raw, p, true) ?? {};
+    const name = c.string(ct.name, [...p, 'name'], true, LABEL) ?? '';
+    const ports: ContainerPort[] = [];
+    c.array(ct.ports, [...p, 'ports'], false).forEach((rp, j) => {
+      const pp: FieldPath = [...p, 'ports', j];
+      const port = c.map(rp, pp, true) ?? {};
+      const containerPort = c.port(port.containerPort, [...pp, 'containerPort'], true);
+      const pname = c.string(port.name, [...pp, 'name'], false, PORT_NAME_RULE);
+      const protocol = c.string(port.protocol, [...pp, 'protocol'], false) ?? 'TCP';
+      if (!PROTOCOLS.includes(protocol)) c.fail([...pp, 'protocol'], `must be one of ${PROTOCOLS.join(', ')}, got "${protocol}"`);
+      if (pname !== undefined) {
+        if (portNames.has(pname)) c.fail([...pp, 'name'], `port name "${pname}" is used twice in this pod`);
+        portNames.add(pname);
+      }
+      if (containerPort !== undefined) ports.push({ name: pname, containerPort, protocol });
+    });
+    containers.push({ name, ports });
+  });
+  const podIP = c.ip(status.podIP, ['status', 'podIP']);
+  const phase = c.string(status.phase, ['status', 'phase'], false);
+  let ready = true;
+  c.array(status.conditions, ['status', 'conditions'], false).forEach((raw, i) => {
+    const cond = c.map(raw, ['status', 'conditions', i], true);
+    if (cond?.type === 'Ready' && cond.status !== undefined && String(cond.status) !== 'True') ready = false;
+  });
+  const rawMeta = isMap(doc.metadata) ? doc.metadata : {};
+  if (rawMeta.deletionTimestamp) ready = false;
+  if (phase !== undefined && phase !== 'Running') ready = false;
+  const enroll = m.annotations[ENROLL_ANNOTATION];
+  if (enroll !== undefined && enroll !== 'true' && enroll !== 'false') {
+    c.fail(['metadata', 'annotations', ENROLL_ANNOTATION], `must be "true" or "false", got "${enroll}"`);
+  }
+  return {
+    kind: 'Pod',
+    meta: m,
+    nodeName,
+    serviceAccount,
+    containers,
+    podIP,
+    phase,
+    ready,
+    inMesh: enroll !== 'false',
+  };
+}
+
+function validateService(c: Checker, doc: Json): ServiceObject {
+  const m = meta(c, doc, LABEL);
+  const spec = c.map(doc.spec, ['spec'], true) ?? {};
+  let clusterIP: string | undefined;
+  if (spec.clusterIP === 'None' || spec.clusterIP === '') clusterIP = spec.clusterIP === 'None' ? 'None' : undefined;
+  else clusterIP = c.ip(spec.clusterIP, ['spec', 'clusterIP']);
+  const selector = spec.selector === undefined || spec.selector === null ? undefined : c.stringMap(spec.selector, ['spec', 'selector']);
+  const list = c.array(spec.ports, ['spec', 'ports'], true);
+  if (Array.isArray(spec.ports) && list.length === 0) c.fail(['spec', 'ports'], 'must list at least one port');
+  const ports: ServicePort[] = [];
+  const names = new Set<string>();
+  const numbers = new Set<string>();
+  list.forEach((raw, i) => {
+    const p: FieldPath = ['spec', 'ports', i];
+    const sp = c.map(raw, p, true) ?? {};
+    const port = c.port(sp.port, [...p, 'port'], true);
+    const name = c.string(sp.name, [...p, 'name'], list.length > 1, LABEL);
+    const protocol = c.string(sp.protocol, [...p, 'protocol'], false) ?? 'TCP';
+    if (!PROTOCOLS.includes(protocol)) c.fail([...p, 'protocol'], `must be one of ${PROTOCOLS.join(', ')}, got "${protocol}"`);
+    let targetPort: number | string | undefined = port;
+    if (typeof sp.targetPort === 'string') {
+      targetPort = /^\d+$/.test(sp.targetPort)
+        ? c.port(Number(sp.targetPort), [...p, 'targetPort'], true)
+        : c.string(sp.targetPort, [...p, 'targetPort'], true, PORT_NAME_RULE);
+    } else if (sp.targetPort !== undefined && sp.targetPort !== null) {
+      targetPort = c.port(sp.targetPort, [...p, 'targetPort'], true);
+    }
+    const appProtocol = c.string(sp.appProtocol, [...p, 'appProtocol'], false);
+    if (name !== undefined) {
+      if (names.has(name)) c.fail([...p, 'name'], `port name "${name}" is used twice in this Service`);
+      names.add(name);
+    }
+    if (port !== undefined) {
+      const k = `${port}/${protocol}`;
+      if (numbers.has(k)) c.fail([...p, 'port'], `port ${k} is listed twice in this Service`);
+      numbers.add(k);
+    }
+    if (port !== undefined && targetPort !== undefined) ports.push({ name, port, protocol, targetPort, appProtocol });
+  });
+  return { kind: 'Service', meta: m, clusterIP, selector, ports };
+}
+
+/**
+ * Validates one document. `doc` is plain data (YAML toJS or an API-server object).
+ * Unknown kinds (or a known kind under a foreign apiVersion, e.g. a Knative Service) are `ignored`.
+ */
+export function validateDocument(doc: unknown): ValidationResult {
+  const c = new Checker();
+  if (!isMap(doc)) {
+    c.fail([], `a Kubernetes object must be a mapping, got ${describe(doc)}`);
+    return { status: 'invalid', issues: c.issues };
+  }
+  const kind = c.string(doc.kind, ['kind'], true);
+  const apiVersion = c.string(doc.apiVersion, ['apiVersion'], true);
+  if (kind === undefined || apiVersion === undefined) return { status: 'invalid', kind, issues: c.issues };
+  if (!isKnownKind(kind) || !(KNOWN_KINDS[kind] as readonly string[]).includes(apiVersion)) {
+    return { status: 'ignored', kind, apiVersion };
+  }
+  let object: MeshObject;
+  if (kind === 'Pod') object = validatePod(c, doc);
+  else if (kind === 'Service') object = validateService(c, doc);
+  else {
+    const m = meta(c, doc, SUBDOMAIN);
+    if (doc.spec !== undefined) c.map(doc.spec, ['spec'], false);
+    object = { kind: kind as Exclude<Kind, 'Pod' | 'Service'>, apiVersion, meta: m, spec: doc.spec ?? {} };
+  }
+  if (c.issues.length > 0) {
+    return { status: 'invalid', kind, namespace: object.meta.namespace, name: object.meta.name || undefined, issues: c.issues };
+  }
+  return { status: 'ok', object };
+}

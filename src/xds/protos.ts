@@ -1,0 +1,285 @@
+// Envoy xDS v3 message codecs and the ADS gRPC service definition, loaded from the protos shipped in @grpc/grpc-js-xds.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ServiceDefinition } from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
+import { TYPE_URL_PREFIX } from './resource-types';
+
+/** The files whose messages nodemesh encodes or decodes; their imports come along. */
+const ENVOY_FILES = [
+  'envoy/service/discovery/v3/ads.proto',
+  'envoy/config/listener/v3/listener.proto',
+  'envoy/config/route/v3/route.proto',
+  'envoy/config/cluster/v3/cluster.proto',
+  'envoy/config/endpoint/v3/endpoint.proto',
+  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+  'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
+  'envoy/extensions/filters/http/router/v3/router.proto',
+];
+
+let cachedRoot: protobuf.Root | undefined;
+
+function includeDirs(): string[] {
+  const xds = path.dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
+  return ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => path.join(xds, 'deps', d));
+}
+
+/** The protobufjs Root with every Envoy type nodemesh uses (loaded once, ~200 ms). */
+export function envoyRoot(): protobuf.Root {
+  if (cachedRoot) return cachedRoot;
+  const dirs = includeDirs();
+  // descriptor.proto (imported by validate.proto) is not among protobufjs' built-in common types.
+  const pbDir = path.dirname(require.resolve('protobufjs/package.json'));
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin: string, target: string): string => {
+    if (path.isAbsolute(target)) return target;
+    if (target.startsWith('google/protobuf/')) {
+      const p = path.join(pbDir, target);
+      if (fs.existsSync(p)) return p;
+    }
+    for (const d of dirs) {
+      const p = path.join(d, target);
+      if (fs.existsSync(p)) return p;
+    }
+    return target;
+  };
+  root.loadSync(ENVOY_FILES, { keepCase: true });
+  root.resolveAll();
+  cachedRoot = root;
+  return root;
+}
+
+export function messageType(fullName: string): protobuf.Type {
+  return envoyRoot().lookupType(fullName);
+}
+
+/** Options for decoded messages: proto field names, enums as names, 64-bit ints as strings, oneof names set. */
+export const DECODE_OPTIONS: protobuf.IConversionOptions = {
+  longs: String,
+  enums: String,
+  defaults: true,
+  arrays: true,
+  oneofs: true,
+};
+
+/** A google.protobuf.Any on the wire: what encoded messages carry. */
+export interface AnyMessage {
+  type_url: string;
+  value: Buffer;
+}
+
+const ANY_MARK = Symbol('nodemesh.any');
+
+/**
+ * A not-yet-encoded Any inside a message tree. Resources are built as plain trees with these markers so
+ * /debug/config can show them readable, and `encodeMessage` turns each into type_url + bytes.
+ */
+export interface AnyOf {
+  [ANY_MARK]: true;
+  typeName: string;
+  message: Record<string, unknown>;
+}
+
+export function anyOf(typeName: string, message: Record<string, unknown>): AnyOf {
+  return { [ANY_MARK]: true, typeName, message };
+}
+
+function isAnyOf(v: unknown): v is AnyOf {
+  return typeof v === 'object' && v !== null && (v as Partial<AnyOf>)[ANY_MARK] === true;
+}
+
+function encodeAnys(v: unknown): unknown {
+  if (isAnyOf(v)) return toAny(v.typeName, v.message);
+  if (Array.isArray(v)) return v.map(encodeAnys);
+  if (typeof v === 'object' && v !== null && !Buffer.isBuffer(v)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, val] of Object.entries(v)) out[k] = encodeAnys(val);
+    return out;
+  }
+  return v;
+}
+
+/** Encodes a plain tree (snake_case fields, `anyOf` markers allowed) as message `typeName`. */
+export function encodeMessage(typeName: string, message: Record<string, unknown>): Buffer {
+  const t = messageType(typeName);
+  const plain = encodeAnys(message) as Record<string, unknown>;
+  const err = t.verify(t.fromObject(plain));
+  if (err) throw new Error(`${typeName}: ${err}`);
+  return Buffer.from(t.encode(t.fromObject(plain)).finish());
+}
+
+export function toAny(typeName: string, message: Record<string, unknown>): AnyMessage {
+  return { type_url: TYPE_URL_PREFIX + typeName, value: encodeMessage(typeName, message) };
+}
+
+export function decodeMessage<T = Record<string, unknown>>(typeName: string, bytes: Uint8Array): T {
+  const t = messageType(typeName);
+  return t.toObject(t.decode(bytes), DECODE_OPTIONS) as T;
+}
+
+/** Decodes an Any whose type nodemesh knows; throws on an unknown type URL. */
+export function decodeAny<T = Record<string, unknown>>(any: { type_url: string; value: Uint8Array }): T {
+  if (!any.type_url.startsWith(TYPE_URL_PREFIX)) throw new Error(`unsupported Any type_url ${any.type_url}`);
+  return decodeMessage<T>(any.type_url.slice(TYPE_URL_PREFIX.length), any.value);
+}
+
+/** Readable form of a tree for debug output: markers become `{"@type": URL, ...fields}`. */
+export function toDebugJson(v: unknown): unknown {
+  if (isAnyOf(v)) return { '@type': TYPE_URL_PREFIX + v.typeName, ...(toDebugJson(v.message) as object) };
+  if (Array.isArray(v)) return v.map(toDebugJson);
+  if (Buffer.isBuffer(v)) return v.toString('base64');
+  if (typeof v === 'object' && v !== null) {
+    const out: Record<string, unknown> = {};
+    for (const [k, val] of Object.entries(v)) out[k] = toDebugJson(val);
+    return out;
+  }
+  return v;
+}
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [k: string]: JsonValue };
+
+/**
+ * JSON -> google.protobuf.Struct in protobufjs object form. Struct/Value come from protobufjs' built-in
+ * well-known types, whose field names are camelCase whatever keepCase says.
+ */
+export function toStruct(obj: Record<string, JsonValue>): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(obj)) fields[k] = toValue(v);
+  return { fields };
+}
+
+function toValue(v: JsonValue): Record<string, unknown> {
+  if (v === null) return { nullValue: 'NULL_VALUE' };
+  if (typeof v === 'string') return { stringValue: v };
+  if (typeof v === 'number') return { numberValue: v };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
+  return { structValue: toStruct(v) };
+}
+
+/** google.protobuf.Struct (decoded with DECODE_OPTIONS) -> JSON. */
+export function fromStruct(s: unknown): Record<string, JsonValue> {
+  const out: Record<string, JsonValue> = {};
+  const fields = (s as { fields?: Record<string, unknown> } | null | undefined)?.fields ?? {};
+  for (const [k, v] of Object.entries(fields)) out[k] = fromValue(v);
+  return out;
+}
+
+function fromValue(v: unknown): JsonValue {
+  const val = (v ?? {}) as Record<string, unknown>;
+  switch (val.kind) {
+    case 'stringValue':
+      return String(val.stringValue);
+    case 'numberValue':
+      return Number(val.numberValue);
+    case 'boolValue':
+      return Boolean(val.boolValue);
+    case 'structValue':
+      return fromStruct(val.structValue);
+    case 'listValue':
+      return ((val.listValue as { values?: unknown[] } | undefined)?.values ?? []).map(fromValue);
+    default:
+      return null;
+  }
+}
+
+function codec(typeName: string): { serialize: (v: object) => Buffer; deserialize: (b: Buffer) => unknown } {
+  return {
+    serialize: (v) => {
+      const t = messageType(typeName);
+      return Buffer.from(t.encode(t.fromObject(v as Record<string, unknown>)).finish());
+    },
+    deserialize: (b) => decodeMessage(typeName, b),
+  };
+}
+
+const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
+
+/**
+ * AggregatedDiscoveryService for @grpc/grpc-js: `server.addService(adsServiceDefinition(), impl)` or
+ * `makeGenericClientConstructor(adsServiceDefinition())`. Messages are plain objects in DECODE_OPTIONS form.
+ */
+export function adsServiceDefinition(): ServiceDefinition {
+  const req = codec('envoy.service.discovery.v3.DiscoveryRequest');
+  const res = codec('envoy.service.discovery.v3.DiscoveryResponse');
+  const dreq = codec('envoy.service.discovery.v3.DeltaDiscoveryRequest');
+  const dres = codec('envoy.service.discovery.v3.DeltaDiscoveryResponse');
+  return {
+    StreamAggregatedResources: {
+      path: `/${ADS_SERVICE}/StreamAggregatedResources`,
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: req.serialize,
+      requestDeserialize: req.deserialize,
+      responseSerialize: res.serialize,
+      responseDeserialize: res.deserialize,
+      originalName: 'streamAggregatedResources',
+    },
+    DeltaAggregatedResources: {
+      path: `/${ADS_SERVICE}/DeltaAggregatedResources`,
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: dreq.serialize,
+      requestDeserialize: dreq.deserialize,
+      responseSerialize: dres.serialize,
+      responseDeserialize: dres.deserialize,
+      originalName: 'deltaAggregatedResources',
+    },
+  } as ServiceDefinition;
+}
+
+/** Plain-object shapes of the discovery messages (DECODE_OPTIONS form). */
+export interface XdsNode {
+  id: string;
+  cluster: string;
+  metadata?: unknown;
+  user_agent_name?: string;
+}
+
+export interface RpcStatus {
+  code: number;
+  message: string;
+}
+
+export interface DiscoveryRequest {
+  version_info: string;
+  node?: XdsNode | null;
+  resource_names: string[];
+  type_url: string;
+  response_nonce: string;
+  error_detail?: RpcStatus | null;
+}
+
+export interface DiscoveryResponse {
+  version_info: string;
+  resources: AnyMessage[];
+  type_url: string;
+  nonce: string;
+  control_plane?: { identifier: string };
+}
+
+export interface DeltaDiscoveryRequest {
+  node?: XdsNode | null;
+  type_url: string;
+  resource_names_subscribe: string[];
+  resource_names_unsubscribe: string[];
+  initial_resource_versions: Record<string, string>;
+  response_nonce: string;
+  error_detail?: RpcStatus | null;
+}
+
+export interface DeltaResource {
+  name: string;
+  version: string;
+  resource: AnyMessage;
+}
+
+export interface DeltaDiscoveryResponse {
+  system_version_info: string;
+  resources: DeltaResource[];
+  type_url: string;
+  removed_resources: string[];
+  nonce: string;
+  control_plane?: { identifier: string };
+}

@@ -1,0 +1,83 @@
+// xDS v3 type URLs and nodemesh's resource naming scheme, shared by the control plane and the agent's xDS client.
+
+export const TYPE_URL_PREFIX = 'type.googleapis.com/';
+
+export const LISTENER_TYPE = 'envoy.config.listener.v3.Listener';
+export const ROUTE_TYPE = 'envoy.config.route.v3.RouteConfiguration';
+export const CLUSTER_TYPE = 'envoy.config.cluster.v3.Cluster';
+export const ENDPOINT_TYPE = 'envoy.config.endpoint.v3.ClusterLoadAssignment';
+export const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+export const ROUTER_TYPE = 'envoy.extensions.filters.http.router.v3.Router';
+export const TCP_PROXY_TYPE = 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
+
+export const LDS = TYPE_URL_PREFIX + LISTENER_TYPE;
+export const RDS = TYPE_URL_PREFIX + ROUTE_TYPE;
+export const CDS = TYPE_URL_PREFIX + CLUSTER_TYPE;
+export const EDS = TYPE_URL_PREFIX + ENDPOINT_TYPE;
+
+/** The four resource types served over ADS, in the order a client should apply them (CDS before EDS, LDS before RDS). */
+export const XDS_TYPE_URLS = [CDS, EDS, LDS, RDS] as const;
+export type XdsTypeUrl = (typeof XDS_TYPE_URLS)[number];
+
+export function isXdsTypeUrl(url: string): url is XdsTypeUrl {
+  return (XDS_TYPE_URLS as readonly string[]).includes(url);
+}
+
+/** Short names for logs and metric labels. */
+export function typeShortName(url: string): string {
+  switch (url) {
+    case LDS:
+      return 'lds';
+    case RDS:
+      return 'rds';
+    case CDS:
+      return 'cds';
+    case EDS:
+      return 'eds';
+    default:
+      return url.slice(url.lastIndexOf('.') + 1);
+  }
+}
+
+/** Filter-metadata namespace for everything nodemesh attaches to resources. */
+export const METADATA_NAMESPACE = 'nodemesh';
+
+export const DEFAULT_DOMAIN = 'cluster.local';
+
+/** `SVC.NS.svc.cluster.local`. */
+export function serviceHost(name: string, namespace: string, domain = DEFAULT_DOMAIN): string {
+  return `${name}.${namespace}.svc.${domain}`;
+}
+
+/** Cluster and ClusterLoadAssignment name for one service port (Istio's outbound naming). */
+export function outboundClusterName(host: string, port: number): string {
+  return `outbound|${port}||${host}`;
+}
+
+/** Parses `outbound|PORT||HOST`; undefined for other names. */
+export function parseOutboundClusterName(name: string): { port: number; host: string } | undefined {
+  const m = /^outbound\|(\d+)\|[^|]*\|(.+)$/.exec(name);
+  return m ? { port: Number(m[1]), host: m[2] } : undefined;
+}
+
+/** Listener (api_listener, for proxyless gRPC) and RouteConfiguration name: `HOST:PORT`, what `xds:///HOST:PORT` asks for. */
+export function serviceListenerName(host: string, port: number): string {
+  return `${host}:${port}`;
+}
+
+/** Listener an agent binds (logically) for a service VIP: `vip|VIP:PORT` (IPv6 VIPs in brackets). */
+export function vipListenerName(vip: string, port: number): string {
+  return `vip|${vip.includes(':') ? `[${vip}]` : vip}:${port}`;
+}
+
+/** A node's inbound Listener: its local in-mesh workloads. */
+export function inboundListenerName(node: string): string {
+  return `inbound|${node}`;
+}
+
+export function isInboundListenerName(name: string): boolean {
+  return name.startsWith('inbound|');
+}
+
+/** Node metadata key that names the Kubernetes node an xDS client runs on (falls back to Node.id). */
+export const NODE_NAME_METADATA = 'NODE_NAME';
