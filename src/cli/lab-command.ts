@@ -45,7 +45,17 @@ export function registerLabCommand(program: Command): void {
     .option('-v, --verbose', 'debug output', false)
     .action(
       action(async (o: { file: string; name: string; keepGoing: boolean; agentCommand?: string; cli?: string; readyTimeout: string; verbose: boolean }) => {
+        // First Ctrl-C: stop between steps and tear down; a second one exits at once.
+        const abort = new AbortController();
+        const onSignal = (): void => {
+          if (abort.signal.aborted) process.exit(130);
+          process.stderr.write('lab: interrupted; removing what was created (Ctrl-C again to quit now)\n');
+          abort.abort();
+        };
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
         const state = await labUp({
+          signal: abort.signal,
           file: o.file,
           lab: o.name,
           keepGoing: o.keepGoing,
@@ -53,6 +63,9 @@ export function registerLabCommand(program: Command): void {
           cli: o.cli,
           agentReadyTimeoutMs: Number(o.readyTimeout),
           logger: stderrLogger({ debug: o.verbose || undefined }),
+        }).finally(() => {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
         });
         const s = await labStatus(state.lab);
         process.stdout.write(`${formatStatus(s)}\n`);

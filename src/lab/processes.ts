@@ -62,12 +62,29 @@ export function spawnInPod(c: InPodCommand, stdio: StdioOptions): ChildProcess {
   return spawn('sh', wrapperArgs(c), { stdio, env: c.env });
 }
 
-/** Runs a command in a pod with the given stdio; resolves with its exit code (128+n for signal n). */
+const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+
+/**
+ * Runs a command in a pod with the given stdio; resolves with its exit code (128+n for signal n).
+ * Signals sent to us are passed on (Ctrl-C already reaches the whole foreground group; `kill`
+ * of our pid alone would otherwise orphan the command), so the command decides how to exit.
+ */
 export function runInPod(c: InPodCommand, stdio: StdioOptions = 'inherit'): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawnInPod(c, stdio);
-    child.once('error', reject);
+    const forward = (sig: NodeJS.Signals): void => {
+      child.kill(sig);
+    };
+    for (const sig of FORWARDED) process.on(sig, forward);
+    const cleanup = (): void => {
+      for (const sig of FORWARDED) process.off(sig, forward);
+    };
+    child.once('error', (e) => {
+      cleanup();
+      reject(e);
+    });
     child.once('exit', (code, signal) => {
+      cleanup();
       if (code !== null) resolve(code);
       else resolve(128 + (signal ? os.constants.signals[signal] : 0));
     });
@@ -85,10 +102,11 @@ export function logTail(file: string, lines = 15): string {
 }
 
 /** Polls GET /healthz/ready on the agent's admin socket until 200; fails fast if the agent exits. */
-export async function waitAgentReady(node: string, adminSock: string, agent: Started, logFile: string, timeoutMs: number): Promise<void> {
+export async function waitAgentReady(node: string, adminSock: string, agent: Started, logFile: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'admin socket not created yet';
   for (;;) {
+    if (signal?.aborted) throw new LabError('NM_LAB_UP_FAILED', `interrupted while waiting for the agent of node ${node}`);
     if (agent.exit) {
       throw new LabError(
         'NM_LAB_AGENT_START',

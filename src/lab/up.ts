@@ -32,6 +32,12 @@ export interface UpOptions {
   agentLogLevel?: string;
   /** How long a container must survive after start to count as started. */
   containerGraceMs?: number;
+  /** Aborting (e.g. on Ctrl-C) stops between steps and tears down what exists. */
+  signal?: AbortSignal;
+}
+
+function checkAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new LabError('NM_LAB_UP_FAILED', 'lab up was interrupted', { hint: 'everything created so far is being removed' });
 }
 
 export function defaultAgentCommand(): string[] {
@@ -198,7 +204,10 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
 
     log.info(`creating fabric and ${plan.nodes.length} node(s)`);
     await createFabric(plan);
-    for (const n of plan.nodes) await createNode(plan, n);
+    for (const n of plan.nodes) {
+      checkAborted(opts.signal);
+      await createNode(plan, n);
+    }
 
     log.info('starting agents');
     const agents: Started[] = [];
@@ -210,7 +219,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     writeState(state);
     await Promise.all(
       state.nodes.map(async (n, i) => {
-        await waitAgentReady(n.name, n.adminSocket, agents[i] as Started, n.agentLog, opts.agentReadyTimeoutMs ?? 30_000);
+        await waitAgentReady(n.name, n.adminSocket, agents[i] as Started, n.agentLog, opts.agentReadyTimeoutMs ?? 30_000, opts.signal);
         n.ready = true;
       }),
     );
@@ -219,6 +228,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     log.info(`starting ${state.pods.length} pod(s)`);
     const watched: { pod: PodState; started: Started[] }[] = [];
     for (const pod of state.pods) {
+      checkAborted(opts.signal);
       try {
         watched.push({ pod, started: await startPod(state, plan, pod, log) });
       } catch (e) {
@@ -229,6 +239,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     }
     // A container that dies at once (typo in its command) is a broken lab: say so now, with its log.
     await sleep(opts.containerGraceMs ?? 300);
+    checkAborted(opts.signal);
     for (const { pod, started } of watched) {
       started.forEach((s, i) => {
         const c = pod.containers[i];

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EnrollClient } from '../../src/enroll/client';
-import { labDown, labExecCapture, labUp, LabError, readState, readStateIfAny, type LabState, type LabStatus } from '../../src/lab';
+import { killAgent, labDown, labExecCapture, labStatus, labUp, LabError, readState, readStateIfAny, startAgent, type LabState, type LabStatus } from '../../src/lab';
 import { enrollSocket, statePath } from '../../src/lab/paths';
 import { labLeftovers, statePids } from '../fixtures/lab-leftovers';
 
@@ -168,6 +168,22 @@ describe('lab e2e with the fake agent', { skip: !isRoot && 'needs root' }, () =>
     ]);
     const text = cli(['lab', 'status', '--name', lab]);
     assert.match(text.stdout, /default\/legacy\s+node-b\s+198\.19\.2\.3\s+no \(opted out\)/);
+  });
+
+  it('restarts a node agent (crash then start) and reports it', async () => {
+    const old = readState(lab).nodes[1]?.agent?.pid;
+    await killAgent(lab, 'node-b', 'SIGKILL');
+    const down = await labStatus(lab);
+    assert.deepEqual(down.nodes.map((n) => [n.name, n.agentAlive, n.ready]), [['node-a', true, true], ['node-b', false, false]]);
+    await assert.rejects(startAgent(lab, 'node-a'), (e: unknown) => e instanceof LabError && e.code === 'NM_LAB_AGENT_START');
+    await startAgent(lab, 'node-b');
+    const s = readState(lab);
+    assert.notEqual(s.nodes[1]?.agent?.pid, old);
+    pids.push(s.nodes[1]?.agent?.pid as number);
+    assert.equal((await labStatus(lab)).nodes[1]?.ready, true);
+    // Traffic never depended on the agent (the fake one has no datapath).
+    const r = await labExecCapture(lab, 'client', ['nodemesh', 'sample', 'pump', '--connect', `${ip('echo-b')}:9000`, '--bytes', '1000']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
   });
 
   it('refuses a second up with the same name', async () => {
