@@ -1,7 +1,7 @@
 // e2e (root): restart adoption of pinned links, full detach, pruning, rollback and preflight errors.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -169,6 +169,31 @@ describe('datapath lifecycle', { skip: skip ?? false }, () => {
     });
     assert.deepEqual(dp.status().maps, before.maps);
     assert.equal(fs.existsSync(skLookupPin(t.pinRoot, uid)), false);
+  });
+
+  test('bpffs is mounted when absent, and the datapath says where', async () => {
+    // a private mount namespace: unmounting /sys/fs/bpf there leaves the host's mount alone
+    const datapath = path.resolve(__dirname, '../../src/datapath/datapath.js');
+    const script = `
+const { openDatapath } = require(${JSON.stringify(datapath)});
+const logs = [];
+const log = { info: (o, m) => logs.push({ ...o, msg: m }), warn() {}, error() {}, debug() {} };
+(async () => {
+  const dp = await openDatapath({ pinRoot: '/sys/fs/bpf/nodemesh/test-${t.tag}-mnt/v1', cgroupRoot: ${JSON.stringify(t.cgroup)} }, log);
+  const type = require('fs').statfsSync('/sys/fs/bpf').type;
+  await dp.close({ detach: true });
+  console.log(JSON.stringify({ mounted: logs.find((l) => /bpffs/.test(l.msg)), type }));
+})().catch((e) => { console.log(JSON.stringify({ error: e.message })); });
+`;
+    const child = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `umount /sys/fs/bpf && exec ${process.execPath} -e "$0"`, script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const res = JSON.parse(await firstLine(child)) as { mounted?: { where: string; msg: string }; type?: number; error?: string };
+    assert.equal(res.error, undefined);
+    assert.deepEqual(res.mounted, { where: '/sys/fs/bpf', msg: 'bpffs was not mounted: mounted it' });
+    assert.equal(res.type, 0xcafe4a11);
+    // its own hooks are gone again; only the still-open datapath of the earlier tests remains attached
+    for (const names of Object.values(cgroupProgs(t.cgroup))) assert.equal(names.length, 1);
   });
 
   test('preflight names what is missing', async () => {
