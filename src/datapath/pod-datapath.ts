@@ -66,7 +66,8 @@ export class PodHandle implements PodDatapath {
 
   originalDst(peer: SocketAddress, local: SocketAddress): SocketAddress | null {
     const ctx = this.ctx;
-    if (ctx.isClosed()) return null;
+    // a socket reset before we asked has no addresses any more; a closed datapath has no maps
+    if (ctx.isClosed() || typeof peer.ip !== 'string' || typeof local.ip !== 'string') return null;
     if (!abi.writeTupleKey(ctx.hotKey, this.netnsCookie, peer, local)) return null;
     if (!ctx.tupleDst.lookupAndDelete(ctx.hotKey, ctx.hotOut)) return null;
     const a = abi.readAddr(ctx.hotOut, 0);

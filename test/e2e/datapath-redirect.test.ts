@@ -41,10 +41,8 @@ describe('datapath redirect and steering', { skip: skip ?? false }, () => {
   let pod: PodDatapath;
   const servers: net.Server[] = [];
 
-  before(async () => {
-    t = createTestNet();
-    dp = await openDatapath({ pinRoot: t.pinRoot, cgroupRoot: t.cgroup }, quiet);
-    pod = await dp.enroll({ uid: `pod-a-${t.tag}`, netnsPath: t.a.path, ips: [t.a.ip], failClosed: false });
+  /** Plays the agent: answers on the pod's listeners with what the datapath told it. */
+  async function servePod(): Promise<void> {
     const l = pod.listeners;
     const outbound = (s: net.Socket): void => {
       const od = pod.originalDst({ ip: s.remoteAddress!, port: s.remotePort! }, { ip: s.localAddress!, port: s.localPort! });
@@ -57,6 +55,13 @@ describe('datapath redirect and steering', { skip: skip ?? false }, () => {
     if (l.outbound6 !== null) servers.push(await serveFd(l.outbound6, outbound));
     servers.push(await serveFd(l.inbound4, inbound));
     if (l.inbound6 !== null) servers.push(await serveFd(l.inbound6, inbound));
+  }
+
+  before(async () => {
+    t = createTestNet();
+    dp = await openDatapath({ pinRoot: t.pinRoot, cgroupRoot: t.cgroup }, quiet);
+    pod = await dp.enroll({ uid: `pod-a-${t.tag}`, netnsPath: t.a.path, ips: [t.a.ip], failClosed: false });
+    await servePod();
     // plain servers: B's service, and A's own app on its pod IP
     await firstLine(t.spawnIn(t.b, ['node', '-e', serverJs(t.b.ip, 9000, 'B-server')]));
     await firstLine(t.spawnIn(t.a, ['node', '-e', serverJs(t.a.ip, 8081, 'A-app')]));
@@ -106,6 +111,11 @@ describe('datapath redirect and steering', { skip: skip ?? false }, () => {
   test('loopback destinations and processes outside the cgroup are left alone', async () => {
     const outside = await dial(t, t.a, t.b.ip, 9000, false);
     assert.deepEqual(outside, { ok: true, data: 'B-server' });
+    // dialing the mesh port on loopback directly: not rewritten, and nothing recorded for it
+    const local = await dial(t, t.a, '127.0.0.1', 15001);
+    assert.deepEqual(JSON.parse(local.data!), { via: 'outbound', od: null });
+    const stats = dp.status().stats;
+    assert.ok(stats.skipped_dst! >= 1n && stats.origdst_missing! >= 1n, JSON.stringify(stats, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
   });
 
   test('a non-enrolled netns is untouched', async () => {
@@ -153,6 +163,21 @@ s.connect((sys.argv[1], int(sys.argv[2]))); print(json.dumps({"ok": True, "data"
       s.connect({ host: t.b.ip, port: 9000 });
     });
     assert.equal(data, 'B-server');
+  });
+
+  test('unenroll: connects go direct and inbound reaches the app while the listeners still run', async () => {
+    await dp.unenroll(pod.uid);
+    assert.equal(dp.podCounters(pod.netnsCookie), null);
+    assert.deepEqual(await dial(t, t.a, t.b.ip, 9000), { ok: true, data: 'B-server' });
+    assert.deepEqual(await dial(t, t.b, t.a.ip, 8081), { ok: true, data: 'A-app' });
+    assert.equal(dp.status().programs.filter((p) => p.attachType === 'sk_lookup').length, 0);
+    assert.equal(dp.status().maps.find((m) => m.name === 'nm_steer')!.entries, 0);
+    // enroll again with fresh listeners for the tests below
+    for (const s of servers.splice(0)) await closeServer(s);
+    pod = await dp.enroll({ uid: `pod-a-${t.tag}`, netnsPath: t.a.path, ips: [t.a.ip], failClosed: false });
+    await servePod();
+    const r = await dial(t, t.a, '198.18.255.79', 80);
+    assert.deepEqual(JSON.parse((r as { data: string }).data), { via: 'outbound', od: { ip: '198.18.255.79', port: 80 } });
   });
 
   test('without the 15001 listener connects go direct (fail open)', async () => {
