@@ -1,0 +1,213 @@
+// Wires the control plane: sources -> store -> model -> xDS snapshot -> ADS server, plus metrics and debug HTTP.
+
+import { randomBytes } from 'node:crypto';
+import { Registry } from 'prom-client';
+import { createLogger, type Logger } from '../telemetry/logger';
+import { toDebugJson } from '../xds/protos';
+import { typeShortName, XDS_TYPE_URLS } from '../xds/resource-types';
+import { AdsServer } from './ads-server';
+import { formatIssue, type ConfigIssue } from './errors';
+import { FileSource, type ConfigSink, type ConfigSource } from './file-source';
+import { ControlPlaneHttpServer } from './http-server';
+import { apiServerInformers, KubernetesSource, type InformerFactory } from './kubernetes-source';
+import { ControlPlaneMetrics } from './metrics';
+import { buildModel } from './model';
+import { ObjectStore, type SourceUpdate } from './store';
+import { translate, type Snapshot } from './translate';
+import { VipAllocator } from './vip-allocator';
+
+export const DEFAULT_XDS_ADDRESS = '127.0.0.1:15010';
+export const DEFAULT_METRICS_PORT = 15014;
+
+export interface ControlPlaneOptions {
+  /** YAML files or directories to load and watch. */
+  config?: string | string[];
+  /** List/watch the Kubernetes API; `true` uses in-cluster credentials or the default kubeconfig. */
+  kubernetes?: boolean | { kubeconfig?: string; informers?: InformerFactory };
+  /** `host:port` (port 0: any free port) or `unix:///path`. Default 127.0.0.1:15010. */
+  xdsAddress?: string;
+  /** HTTP port for /metrics and /debug/config; 0 picks a free port, false turns it off. Default 15014. */
+  metricsPort?: number | false;
+  metricsHost?: string;
+  /** Quiet time after a store change before the new snapshot is pushed. Default 30 ms. */
+  pushDebounceMs?: number;
+  /** Quiet time after a file event before the file is re-read. Default 40 ms. */
+  watchDebounceMs?: number;
+  /** Kubernetes cluster domain used in service host names. Default cluster.local. */
+  domain?: string;
+  logger?: Logger;
+  logLevel?: string;
+  registry?: Registry;
+}
+
+export interface ControlPlaneHandle {
+  /** What xDS clients dial: `host:port` or `unix:///path`. */
+  readonly address: string;
+  /** Bound metrics port, undefined when off. */
+  readonly metricsPort: number | undefined;
+  readonly store: ObjectStore;
+  readonly metrics: ControlPlaneMetrics;
+  /** The snapshot currently served. */
+  snapshot(): Snapshot;
+  /** Same document as GET /debug/config. */
+  debugConfig(): unknown;
+  /** Stops sources, ends every xDS stream, closes the HTTP server. */
+  close(): Promise<void>;
+}
+
+class ControlPlane implements ControlPlaneHandle, ConfigSink {
+  address = '';
+  metricsPort: number | undefined;
+  readonly store = new ObjectStore();
+  readonly metrics: ControlPlaneMetrics;
+  private readonly vips = new VipAllocator();
+  private current: Snapshot;
+  private readonly ads: AdsServer;
+  private http: ControlPlaneHttpServer | undefined;
+  private readonly sources: ConfigSource[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private builtGeneration = -1;
+  private closed = false;
+  readonly id = `nodemesh-controlplane-${randomBytes(4).toString('hex')}`;
+
+  constructor(
+    private readonly opts: ControlPlaneOptions,
+    private readonly log: Logger,
+  ) {
+    this.metrics = new ControlPlaneMetrics(opts.registry ?? new Registry());
+    this.current = translate({ services: [], workloadsByNode: new Map() });
+    this.ads = new AdsServer({
+      view: { snapshot: () => this.current, systemVersion: () => String(this.builtGeneration) },
+      metrics: this.metrics,
+      log: log.child({ component: 'xds' }),
+      controlPlaneId: this.id,
+    });
+    this.store.onChange(() => this.schedule());
+  }
+
+  // ConfigSink: the single path every source's output takes into the store.
+  apply(update: SourceUpdate): void {
+    const r = this.store.apply(update);
+    const fatal = (update.fatal?.length ?? 0) > 0;
+    for (const issue of r.issues) this.reportIssue(issue, fatal ? 'syntax' : issue.message.startsWith('duplicate') ? 'duplicate' : 'invalid');
+    if (fatal && r.keptLastGood.length > 0) {
+      this.log.warn({ source: update.source, kept: r.keptLastGood.length }, 'keeping the previous objects of this source until it parses again');
+    }
+    for (const key of fatal ? [] : r.keptLastGood) this.log.warn({ source: update.source, object: key }, 'keeping the last good version of this object');
+    for (const d of r.ignored) this.log.debug({ kind: d.kind, apiVersion: d.apiVersion, file: d.file, line: d.line }, 'ignoring unknown kind');
+    this.updateObjectGauges();
+  }
+
+  remove(source: string): void {
+    this.store.removeSource(source);
+    this.updateObjectGauges();
+  }
+
+  private reportIssue(issue: ConfigIssue, reason: 'syntax' | 'invalid' | 'duplicate'): void {
+    this.metrics.configErrors.inc({ reason });
+    this.log.error({ file: issue.file, line: issue.line, field: issue.field || undefined, kind: issue.kind, name: issue.name }, `config rejected: ${formatIssue(issue)}`);
+  }
+
+  private updateObjectGauges(): void {
+    this.metrics.objects.reset();
+    for (const [kind, n] of Object.entries(this.store.countsByKind())) this.metrics.objects.set({ kind }, n);
+  }
+
+  async start(): Promise<void> {
+    const configs = this.opts.config === undefined ? [] : Array.isArray(this.opts.config) ? this.opts.config : [this.opts.config];
+    for (const c of configs) this.sources.push(new FileSource(c, this, this.log.child({ component: 'config' }), this.opts.watchDebounceMs ?? 40));
+    if (this.opts.kubernetes) {
+      const k = typeof this.opts.kubernetes === 'object' ? this.opts.kubernetes : {};
+      const informers = k.informers ?? (await apiServerInformers(k.kubeconfig));
+      this.sources.push(new KubernetesSource(informers, this, this.log.child({ component: 'kubernetes' })));
+    }
+    for (const s of this.sources) await s.start();
+    // First snapshot before listening, so the first client gets the whole config at once.
+    this.rebuild();
+    this.address = await this.ads.listen(this.opts.xdsAddress ?? DEFAULT_XDS_ADDRESS);
+    const mport = this.opts.metricsPort ?? DEFAULT_METRICS_PORT;
+    if (mport !== false) {
+      this.http = new ControlPlaneHttpServer(this.metrics.registry, this, this.log.child({ component: 'http' }));
+      this.metricsPort = await this.http.listen(mport, this.opts.metricsHost ?? '127.0.0.1');
+    }
+    this.log.info(
+      { xds: this.address, metricsPort: this.metricsPort, objects: this.store.countsByKind(), sources: this.store.sourceNames().length },
+      'control plane serving',
+    );
+  }
+
+  private schedule(): void {
+    if (this.closed || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.rebuild();
+      this.ads.push();
+    }, this.opts.pushDebounceMs ?? 30);
+  }
+
+  private rebuild(): void {
+    if (this.builtGeneration === this.store.generation) return;
+    try {
+      const model = buildModel(this.store.services(), this.store.pods(), this.vips, this.opts.domain);
+      this.current = translate(model);
+      this.builtGeneration = this.store.generation;
+      this.metrics.snapshots.inc();
+      for (const t of XDS_TYPE_URLS) this.metrics.resources.set({ type: typeShortName(t) }, this.current.shared.get(t)?.size ?? 0);
+      this.log.debug({ generation: this.builtGeneration }, 'snapshot rebuilt');
+    } catch (err) {
+      // Keep serving the previous snapshot: a translation bug must not blank every client's config.
+      this.log.error({ err, generation: this.store.generation }, 'cannot translate the store; still serving the previous snapshot');
+    }
+  }
+
+  snapshot(): Snapshot {
+    return this.current;
+  }
+
+  ready(): boolean {
+    return !this.closed && this.address !== '';
+  }
+
+  debugConfig(): unknown {
+    const resources: Record<string, unknown> = {};
+    for (const t of XDS_TYPE_URLS) {
+      resources[typeShortName(t)] = [...(this.current.shared.get(t)?.values() ?? [])].map((r) => ({
+        name: r.name,
+        version: r.version,
+        resource: toDebugJson(r.message),
+      }));
+    }
+    return {
+      controlPlane: this.id,
+      generation: this.builtGeneration,
+      objects: [...this.store.all()].map(([key, s]) => ({ key, origin: s.origin, object: s.object })),
+      issues: this.store.issues(),
+      resources,
+      inbound: Object.fromEntries([...this.current.inbound].map(([node, r]) => [node, { name: r.name, version: r.version, resource: toDebugJson(r.message) }])),
+      streams: this.ads.describeStreams(),
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    for (const s of this.sources) s.close();
+    await this.ads.close();
+    await this.http?.close();
+    this.log.info('control plane stopped');
+  }
+}
+
+/** Starts a control plane in this process. Rejects (and cleans up) if a source or a listener fails. */
+export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlaneHandle> {
+  const log = opts.logger ?? createLogger({ level: opts.logLevel, name: 'controlplane' });
+  const cp = new ControlPlane(opts, log);
+  try {
+    await cp.start();
+  } catch (err) {
+    await cp.close().catch(() => undefined);
+    throw err;
+  }
+  return cp;
+}

@@ -1,0 +1,39 @@
+// Prometheus metrics of the control plane: pushes, connected clients, ACK/NACKs, config errors, objects.
+
+import { Counter, Gauge, Registry } from 'prom-client';
+
+export class ControlPlaneMetrics {
+  readonly registry: Registry;
+  /** Responses sent, by xDS type (cds/eds/lds/rds) and mode (sotw/delta). */
+  readonly pushes: Counter<'type' | 'mode'>;
+  /** Open ADS streams (agents and proxyless clients), by mode. */
+  readonly connected: Gauge<'mode'>;
+  readonly acks: Counter<'type'>;
+  readonly nacks: Counter<'type'>;
+  /** Rejected documents or files, by reason (syntax/invalid/duplicate). */
+  readonly configErrors: Counter<'reason'>;
+  readonly objects: Gauge<'kind'>;
+  readonly resources: Gauge<'type'>;
+  /** Store changes that produced a new snapshot. */
+  readonly snapshots: Counter;
+
+  constructor(registry = new Registry()) {
+    this.registry = registry;
+    const registers = [registry];
+    this.pushes = new Counter({ name: 'nodemesh_xds_pushes_total', help: 'xDS responses sent', labelNames: ['type', 'mode'], registers });
+    this.connected = new Gauge({ name: 'nodemesh_xds_connected_clients', help: 'Open ADS streams', labelNames: ['mode'], registers });
+    this.acks = new Counter({ name: 'nodemesh_xds_acks_total', help: 'xDS responses ACKed', labelNames: ['type'], registers });
+    this.nacks = new Counter({ name: 'nodemesh_xds_nacks_total', help: 'xDS responses NACKed (error_detail set)', labelNames: ['type'], registers });
+    this.configErrors = new Counter({
+      name: 'nodemesh_config_errors_total',
+      help: 'Config documents or files rejected',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.objects = new Gauge({ name: 'nodemesh_config_objects', help: 'Objects in the store', labelNames: ['kind'], registers });
+    this.resources = new Gauge({ name: 'nodemesh_xds_resources', help: 'Shared xDS resources in the current snapshot', labelNames: ['type'], registers });
+    this.snapshots = new Counter({ name: 'nodemesh_xds_snapshots_total', help: 'Snapshots computed from store changes', registers });
+    for (const mode of ['sotw', 'delta']) this.connected.set({ mode }, 0);
+    for (const reason of ['syntax', 'invalid', 'duplicate']) this.configErrors.inc({ reason }, 0);
+  }
+}
