@@ -98,6 +98,10 @@ export function planAddresses(lab: string, pods: PodSpec[]): AddressPlan {
   });
   const nodeNetnsSeen = new Map<string, string>();
   for (const n of nodes) {
+    if (n.netns === fabricNetns(lab)) {
+      const p = pods.find((x) => x.nodeName === n.name) as PodSpec;
+      issues.push({ ...p.loc, field: 'spec.nodeName', message: `node name "${n.name}" is reserved for the lab's fabric; rename the node` });
+    }
     const prev = nodeNetnsSeen.get(n.netns);
     if (prev !== undefined) {
       const p = pods.find((x) => x.nodeName === n.name) as PodSpec;
@@ -149,7 +153,9 @@ export function planAddresses(lab: string, pods: PodSpec[]): AddressPlan {
       next.set(node.name, host + 1);
     }
     const base = podKey(p.namespace, p.name);
-    const key = (keyCount.get(base) ?? 0) > 1 ? podKeyDisambiguated(p.namespace, p.name) : base;
+    // Pod netns names share the lab prefix with node netns ("node default-x" vs "pod default/x").
+    const clash = (keyCount.get(base) ?? 0) > 1 || nodeNetnsSeen.has(podNetns(lab, base)) || podNetns(lab, base) === fabricNetns(lab);
+    const key = clash ? podKeyDisambiguated(p.namespace, p.name) : base;
     const enroll = p.annotations[ENROLL_ANNOTATION] !== 'false';
     const plan: PodPlan = { spec: p, key, netns: podNetns(lab, key), ip, hostIf: IF.nodePodPort(node.pods.length), node: node.name, enroll };
     node.pods.push(plan);

@@ -266,6 +266,27 @@ describe('lab failures clean up', { skip: !isRoot && 'needs root' }, () => {
     }
   });
 
+  it('down of a lab leaves a lab whose name extends it alone, even by convention scan', async () => {
+    const short = uniqueLab('pre');
+    const long = `${short}-b`;
+    const small = manifestFile('prefix.yaml', pod('p', 'node-a', ['sleep', 'infinity']));
+    let longPids: number[] = [];
+    try {
+      const a = await up(short, small);
+      const b = await up(long, small);
+      longPids = statePids(b);
+      fs.rmSync(statePath(short)); // force the naming-convention path
+      await labDown({ lab: short });
+      assert.deepEqual(labLeftovers(short, statePids(a), [long]), []);
+      assert.equal(readState(long).phase, 'ready');
+      const r = await labExecCapture(long, 'p', ['true']);
+      assert.equal(r.code, 0, r.stderr);
+    } finally {
+      await labDown({ lab: short }).finally(() => labDown({ lab: long }));
+      assert.deepEqual(labLeftovers(long, longPids), []);
+    }
+  });
+
   it('down works without state.json (naming convention scan)', async () => {
     const lab = uniqueLab('nost');
     const s = await up(lab, manifestFile('nost.yaml', MANIFEST));

@@ -85,6 +85,21 @@ describe('lab address plan', () => {
     assert.match(x?.key ?? '', /^a-b-c-[0-9a-f]{8}$/);
   });
 
+  it('keeps pod netns names apart from node and fabric netns names', () => {
+    const plan = planAddresses('t', pods([
+      { name: 'x', node: 'default-y' },
+      { name: 'y', node: 'default-y' },
+      { name: 'fabric', ns: 'default', node: 'default-y' },
+    ]));
+    const names = [plan.fabricNetns, ...plan.nodes.map((n) => n.netns), ...plan.pods.map((p) => p.netns)];
+    assert.equal(new Set(names).size, names.length, names.join(' '));
+    assert.equal(plan.pods[0]?.netns, 'nm-t-default-x');
+    assert.throws(
+      () => planAddresses('t', pods([{ name: 'p', node: 'fabric' }])),
+      (e: unknown) => e instanceof LabManifestError && /reserved for the lab's fabric/.test(e.message),
+    );
+  });
+
   it('keeps interface and netns names within kernel limits', () => {
     const long = 'n'.repeat(60);
     const plan = planAddresses('lab-with-long-name', pods([{ name: 'p'.repeat(200), ns: 'q'.repeat(60), node: long }]));
