@@ -94,6 +94,11 @@ class KernelDatapath implements Datapath, PodContext {
     return this.closed;
   }
 
+  netnsOwner(netnsCookie: bigint): string | undefined {
+    for (const p of this.enrolled.values()) if (p.netnsCookie === netnsCookie) return p.uid;
+    return undefined;
+  }
+
   /** nm_config: the agent's cgroup (its connects are never redirected) and the mark on its sockets. */
   writeConfig(): void {
     let id = 0n;

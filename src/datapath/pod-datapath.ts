@@ -28,6 +28,8 @@ export interface PodContext {
   readonly hotKey: Buffer;
   readonly hotOut: Buffer;
   isClosed(): boolean;
+  /** uid of the enrolled pod that already owns this netns, if any. */
+  netnsOwner(netnsCookie: bigint): string | undefined;
 }
 
 const LISTEN_BACKLOG = 4096;
@@ -176,6 +178,13 @@ export async function enrollPod(ctx: PodContext, spec: PodNetSpec): Promise<PodH
     const inbound4 = (await listen(4, '0.0.0.0', abi.NM_PORT_INBOUND, false))!;
     const inbound6 = await listen(6, '::', abi.NM_PORT_INBOUND, true);
     const netnsCookie = native.socketNetnsCookie(outbound4);
+    // two uids on one netns would share one nm_pods entry: unenrolling either would switch both off
+    const owner = ctx.netnsOwner(netnsCookie);
+    if (owner !== undefined) {
+      throw new DatapathError('NM_DATAPATH_POD_EXISTS', `network namespace ${spec.netnsPath} is already enrolled as pod ${owner}`, {
+        hint: 'each pod sandbox has its own netns; is the CNI passing the right path?',
+      });
+    }
 
     const pin = skLookupPin(ctx.pinRoot, spec.uid);
     let res;

@@ -171,6 +171,21 @@ describe('datapath lifecycle', { skip: skip ?? false }, () => {
     assert.equal(fs.existsSync(skLookupPin(t.pinRoot, uid)), false);
   });
 
+  test('a netns already enrolled under another uid is refused without touching the first pod', async () => {
+    const dp = open[open.length - 1]!;
+    const e = t.addNs('e');
+    const first = await dp.enroll({ uid: `e1-${t.tag}`, netnsPath: e.path, ips: [e.ip], failClosed: false });
+    await assert.rejects(dp.enroll({ uid: `e2-${t.tag}`, netnsPath: e.path, ips: [], failClosed: false }), {
+      code: 'NM_DATAPATH_POD_EXISTS',
+      message: new RegExp(`already enrolled as pod e1-${t.tag}`),
+    });
+    assert.ok(dp.podCounters(first.netnsCookie));
+    assert.ok(loadNative().linkInfo(skLookupPin(t.pinRoot, `e1-${t.tag}`)));
+    assert.equal(fs.existsSync(skLookupPin(t.pinRoot, `e2-${t.tag}`)), false);
+    await dp.unenroll(first.uid);
+    closeListeners(first);
+  });
+
   test('bpffs is mounted when absent, and the datapath says where', async () => {
     // a private mount namespace: unmounting /sys/fs/bpf there leaves the host's mount alone
     const datapath = path.resolve(__dirname, '../../src/datapath/datapath.js');
