@@ -30,9 +30,13 @@ static Napi::Value OpenNetns(const Napi::CallbackInfo& info) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
-    if (err == ENOENT)
-      ThrowErrno(env, err, "network namespace " + path + " does not exist",
-                 "is the pod sandbox still running?");
+    if (err == ENOENT) {
+      // the usual cause is a pod torn down between CNI ADD and enrollment: say that, not "No such file"
+      Napi::Error e = ErrnoError(env, err, "open(" + path + ")", "is the pod sandbox still running?");
+      e.Set("message", Napi::String::New(env, "network namespace " + path +
+                                                  " does not exist: is the pod sandbox still running?"));
+      throw e;
+    }
     ThrowErrno(env, err, "open network namespace " + path);
   }
   int type = ioctl(fd, NS_GET_NSTYPE);
