@@ -14,7 +14,7 @@ import { silentLogger, type LabLogger } from './log';
 import { loadManifest, type LabManifest } from './manifest';
 import * as P from './paths';
 import { logTail, startDetached, waitAgentReady, writeCliWrapper, type Started } from './processes';
-import { procAlive, readStateIfAny, writeState, type LabState, type NodeState, type PodState } from './state';
+import { procAlive, writeState, type LabState, type NodeState, type PodState } from './state';
 import { sleep } from './run';
 import { createFabric, createNode, createPod, listNetns } from './topology';
 
@@ -97,14 +97,31 @@ function podState(lab: string, cg2: string, p: PodPlan): PodState {
   };
 }
 
-/** Refuses to start over a lab that exists (state or any of its netns): `lab down` first. */
-async function ensureAbsent(lab: string): Promise<void> {
-  const netns = (await listNetns()).filter((n) => n === P.fabricNetns(lab));
-  if (readStateIfAny(lab) || fs.existsSync(P.labDir(lab)) || netns.length > 0) {
-    throw new LabError('NM_LAB_EXISTS', `lab "${lab}" already exists`, {
+/**
+ * Claims the lab name: refuses if the lab exists (its fabric netns or its dir), and creates the lab
+ * dir with a non-recursive mkdir, which is atomic, so two concurrent `lab up`s cannot both win.
+ */
+async function claimLab(lab: string): Promise<void> {
+  const exists = (): LabError =>
+    new LabError('NM_LAB_EXISTS', `lab "${lab}" already exists`, {
       hint: `run "nodemesh lab down --name ${lab}" first, or pick another --name`,
     });
+  if ((await listNetns()).includes(P.fabricNetns(lab))) throw exists();
+  fs.mkdirSync(P.LAB_RUN_ROOT, { recursive: true });
+  try {
+    fs.mkdirSync(P.labDir(lab));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw exists();
+    throw e;
   }
+}
+
+/** Kubernetes `$(VAR)` expansion in command and args (`$$(VAR)` stays literal); unknown names stay as written. */
+export function expandVars(arg: string, env: Record<string, string>): string {
+  return arg.replace(/\$(\$)?\(([A-Za-z_][A-Za-z0-9_.-]*)\)/g, (m: string, escaped: string | undefined, name: string) => {
+    if (escaped) return `$(${name})`;
+    return env[name] ?? m;
+  });
 }
 
 function enrollRequest(p: PodState): EnrollRequest {
@@ -147,8 +164,9 @@ async function startPod(state: LabState, plan: AddressPlan, pod: PodState, log: 
   const started: Started[] = [];
   const spec = plan.pods.find((p) => p.netns === pod.netns)?.spec;
   for (const c of pod.containers) {
-    const cenv = spec?.containers.find((x) => x.name === c.name)?.env ?? {};
-    const s = await startDetached({ cgroup: pod.cgroup, netns: pod.netns, argv: c.argv, env: { ...pod.env, ...cenv } }, c.log);
+    const env = { ...pod.env, ...(spec?.containers.find((x) => x.name === c.name)?.env ?? {}) };
+    const argv = c.argv.map((a) => expandVars(a, env));
+    const s = await startDetached({ cgroup: pod.cgroup, netns: pod.netns, argv, env }, c.log);
     c.proc = s.ref;
     started.push(s);
   }
@@ -171,8 +189,8 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
     throw new LabError('NM_LAB_NOT_ROOT', 'lab up needs root', { hint: 'network namespaces, cgroups and bpf pins need CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF' });
   }
-  await ensureAbsent(lab);
   const cg2 = labCgroup2Root();
+  await claimLab(lab);
   const state: LabState = {
     version: 1,
     lab,

@@ -48,7 +48,7 @@ spec:
 const MANIFEST = [
   pod('client', 'node-a', ['sleep', 'infinity'], { env: { GREETING: 'hi' } }),
   pod('http-a', 'node-a', ['nodemesh', 'sample', 'http', '--port', '8080', '--name', 'http', '--version', 'v1']),
-  pod('echo-b', 'node-b', ['nodemesh', 'sample', 'echo', '--port', '9000']),
+  pod('echo-b', 'node-b', ['nodemesh', 'sample', 'echo', '--port', '9000', '--host', '$(POD_IP)']),
   pod('pinned', 'node-b', ['nodemesh', 'sample', 'echo', '--port', '9000'], { podIP: '198.18.9.9' }),
   pod('legacy', 'node-b', ['nodemesh', 'sample', 'http', '--port', '8080', '--name', 'legacy', '--version', 'v0'], { annotations: { 'nodemesh.io/enroll': 'false' } }),
   'apiVersion: v1\nkind: Service\nmetadata: {name: echo}\nspec: {selector: {app: echo-b}, ports: [{port: 9000}]}\n',
@@ -142,6 +142,8 @@ describe('lab e2e with the fake agent', { skip: !isRoot && 'needs root' }, () =>
     // Container processes (not only exec'd ones) are in the pod cgroup and see container env.
     const echoPid = state.pods.find((p) => p.name === 'echo-b')?.containers[0]?.proc?.pid;
     assert.match(fs.readFileSync(`/proc/${echoPid}/cgroup`, 'utf8'), new RegExp(`^0::/nodemesh-lab-${lab}/node-b/pods/default-echo-b$`, 'm'));
+    // $(POD_IP) in its args was expanded before exec.
+    assert.match(fs.readFileSync(`/proc/${echoPid}/cmdline`, 'utf8'), /\x00--host\x00198\.19\.2\.2\x00?$/);
     const clientPid = state.pods.find((p) => p.name === 'client')?.containers[0]?.proc?.pid;
     assert.match(fs.readFileSync(`/proc/${clientPid}/environ`, 'utf8'), /(^|\0)GREETING=hi\0/);
   });
@@ -186,8 +188,20 @@ describe('lab e2e with the fake agent', { skip: !isRoot && 'needs root' }, () =>
     assert.equal(r.code, 0, r.stdout + r.stderr);
   });
 
-  it('refuses a second up with the same name', async () => {
-    await assert.rejects(up(lab, manifestFile('again.yaml', MANIFEST)), (e: unknown) => e instanceof LabError && e.code === 'NM_LAB_EXISTS');
+  it('refuses a second up with the same name, also when two race', async () => {
+    const file = manifestFile('again.yaml', MANIFEST);
+    await assert.rejects(up(lab, file), (e: unknown) => e instanceof LabError && e.code === 'NM_LAB_EXISTS');
+    const other = uniqueLab('race');
+    try {
+      const results = await Promise.allSettled([up(other, file), up(other, file)]);
+      assert.deepEqual(results.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+      const lost = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      assert.equal((lost.reason as LabError).code, 'NM_LAB_EXISTS');
+      assert.equal(readState(other).phase, 'ready');
+    } finally {
+      await downAndCheck(other, []);
+    }
+    assert.equal(readState(lab).phase, 'ready', 'the existing lab was not touched');
   });
 
   it('lab down leaves nothing, and a second down is a no-op', async () => {

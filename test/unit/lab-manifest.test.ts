@@ -6,6 +6,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { LabError, LabManifestError } from '../../src/lab/errors';
 import { loadManifest, parseManifest } from '../../src/lab/manifest';
+import { expandVars } from '../../src/lab/up';
 
 const F = 'lab.yaml';
 
@@ -145,5 +146,11 @@ status:
     const m = loadManifest(file);
     assert.deepEqual(m.pods.map((p) => `${p.name}@${p.nodeName}`), ['client@node-a', 'echo-a@node-a', 'echo-b@node-b', 'http-a@node-a', 'http-b@node-b', 'legacy@node-b']);
     assert.deepEqual(m.others.map((o) => `${o.kind}/${o.name}`), ['Service/echo', 'Service/http']);
+  });
+
+  it('expands $(VAR) in commands like Kubernetes does', () => {
+    const env = { POD_IP: '198.19.1.2', PORT: '80' };
+    assert.equal(expandVars('--host=$(POD_IP):$(PORT)', env), '--host=198.19.1.2:80');
+    assert.equal(expandVars('$$(POD_IP) $(NOPE) $POD_IP', env), '$(POD_IP) $(NOPE) $POD_IP');
   });
 });
