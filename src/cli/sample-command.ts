@@ -60,13 +60,16 @@ export function registerSampleCommand(program: Command): void {
     .option('--count <n>', 'number of requests', int('--count', 1, 1_000_000), 1)
     .option('--timeout <ms>', 'per-request timeout in ms', int('--timeout', 1, 3_600_000), 5000)
     .option('-H, --header <k:v...>', 'extra request header(s)')
-    .action(async (o: { url: string; count: number; timeout: number; header?: string[] }) => {
+    .option('--new-connections', 'a new connection per request (default: one keep-alive connection)', false)
+    .action(async (o: { url: string; count: number; timeout: number; header?: string[]; newConnections: boolean }) => {
       const headers: Record<string, string> = {};
       for (const h of o.header ?? []) {
         const i = h.indexOf(':');
         if (i > 0) headers[h.slice(0, i).trim()] = h.slice(i + 1).trim();
       }
-      const failures = await runClient({ url: o.url, count: o.count, timeoutMs: o.timeout, headers }, (l) => process.stdout.write(`${l}\n`));
+      const failures = await runClient({ url: o.url, count: o.count, timeoutMs: o.timeout, headers, newConnections: o.newConnections }, (l) =>
+        process.stdout.write(`${l}\n`),
+      );
       process.exitCode = failures > 0 ? 1 : 0;
     });
 

@@ -7,6 +7,8 @@ export interface ClientOptions {
   count: number;
   timeoutMs: number;
   headers?: Record<string, string>;
+  /** Open a new connection per request instead of reusing one keep-alive connection. */
+  newConnections?: boolean;
 }
 
 export interface ClientResult {
@@ -22,11 +24,11 @@ export interface ClientResult {
 
 const BODY_LIMIT = 64 * 1024;
 
-export function getOnce(url: string, timeoutMs: number, i: number, headers: Record<string, string> = {}): Promise<ClientResult> {
+export function getOnce(url: string, timeoutMs: number, i: number, headers: Record<string, string> = {}, agent: http.Agent | false = false): Promise<ClientResult> {
   const t0 = process.hrtime.bigint();
   const ms = (): number => Number(process.hrtime.bigint() - t0) / 1e6;
   return new Promise((resolve) => {
-    const req = http.get(url, { timeout: timeoutMs, headers, agent: false }, (res) => {
+    const req = http.get(url, { timeout: timeoutMs, headers, agent }, (res) => {
       const chunks: Buffer[] = [];
       let bytes = 0;
       res.on('data', (c: Buffer) => {
@@ -54,11 +56,17 @@ export function getOnce(url: string, timeoutMs: number, i: number, headers: Reco
 
 /** Runs the requests, writing each result as a JSON line; resolves with the number of failures. */
 export async function runClient(opts: ClientOptions, out: (line: string) => void): Promise<number> {
+  // One socket, kept alive: requests go over one connection, as a real client's pool would.
+  const agent = opts.newConnections ? false : new http.Agent({ keepAlive: true, maxSockets: 1 });
   let failures = 0;
-  for (let i = 0; i < opts.count; i++) {
-    const r = await getOnce(opts.url, opts.timeoutMs, i, opts.headers);
-    if (!r.ok) failures++;
-    out(JSON.stringify(r));
+  try {
+    for (let i = 0; i < opts.count; i++) {
+      const r = await getOnce(opts.url, opts.timeoutMs, i, opts.headers, agent);
+      if (!r.ok) failures++;
+      out(JSON.stringify(r));
+    }
+  } finally {
+    if (agent) agent.destroy();
   }
   return failures;
 }

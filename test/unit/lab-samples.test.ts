@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { getOnce } from '../../src/sample/client';
+import { getOnce, runClient } from '../../src/sample/client';
 import { startEchoServer } from '../../src/sample/echo-server';
 import { startSampleHttpServer } from '../../src/sample/http-server';
 import { parseHostPort, pump } from '../../src/sample/pump';
@@ -75,5 +75,16 @@ describe('sample workloads', () => {
     const big = await getOnce(`http://127.0.0.1:${port(http)}/bytes/3000000`, 5000, 1);
     assert.equal(big.bytes, 3_000_000);
     assert.equal(big.body, undefined);
+  });
+
+  it('client reuses one keep-alive connection unless asked not to', async () => {
+    const ports = async (newConnections: boolean): Promise<number> => {
+      const lines: string[] = [];
+      const failures = await runClient({ url: `http://127.0.0.1:${port(http)}/`, count: 3, timeoutMs: 5000, newConnections }, (l) => lines.push(l));
+      assert.equal(failures, 0);
+      return new Set(lines.map((l) => (JSON.parse(l) as { body: { peer: { port: number } } }).body.peer.port)).size;
+    };
+    assert.equal(await ports(false), 1);
+    assert.equal(await ports(true), 3);
   });
 });
