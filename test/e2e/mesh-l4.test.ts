@@ -133,7 +133,7 @@ describe('L4 mesh through the kernel', { skip: !isRoot() && 'needs root (eBPF, n
     const tree = JSON.parse(execFileSync('bpftool', ['-j', 'cgroup', 'show', node.podsCgroup], { encoding: 'utf8' })) as { attach_type: string }[];
     const perHook = new Map<string, number>();
     for (const p of tree) perHook.set(p.attach_type, (perHook.get(p.attach_type) ?? 0) + 1);
-    assert.deepEqual(Object.fromEntries(perHook), { connect4: 1, connect6: 1, sock_ops: 1 });
+    assert.deepEqual(Object.fromEntries(perHook), { cgroup_inet4_connect: 1, cgroup_inet6_connect: 1, cgroup_sock_ops: 1 });
 
     const redirectedBefore = metricSum(await admin(lab, 'node-a', '/metrics'), 'nodemesh_redirected_connections_total', { pod: 'client' });
     assert.ok((await pump('client', echoB, 256 * 1024)).ok);
