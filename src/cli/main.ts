@@ -2,6 +2,7 @@
 // The `nodemesh` binary: one entry point, one subcommand per process role.
 
 import { Command } from 'commander';
+import { version } from '../../package.json';
 import { registerAdminCommand } from './admin-command';
 import { registerAgentCommand } from './agent-command';
 import { registerDemoCommand } from './demo-command';
@@ -12,7 +13,7 @@ const program = new Command();
 program
   .name('nodemesh')
   .description('Sidecarless service mesh data plane: node agent, lab, and tools')
-  .version(require('../../../package.json').version as string);
+  .version(version);
 
 registerAgentCommand(program);
 registerAdminCommand(program);
