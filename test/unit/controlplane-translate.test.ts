@@ -1,0 +1,136 @@
+// Model and translation: targetPort by name, VIP allocation, resource names and shapes, per-node views.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { buildModel } from '../../src/controlplane/model';
+import type { PodObject, ServiceObject } from '../../src/controlplane/objects';
+import { resourcesFor, translate } from '../../src/controlplane/translate';
+import { inVipRange, VipAllocator } from '../../src/controlplane/vip-allocator';
+import { decodeAny, decodeMessage, fromStruct } from '../../src/xds/protos';
+import { CDS, EDS, HCM_TYPE, LDS, RDS } from '../../src/xds/resource-types';
+
+function svc(name: string, extra: Partial<ServiceObject> = {}): ServiceObject {
+  return {
+    kind: 'Service',
+    meta: { name, namespace: 'default', uid: name, labels: {}, annotations: {} },
+    selector: { app: name },
+    ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 'http', appProtocol: 'http' }],
+    ...extra,
+  };
+}
+
+function pod(name: string, app: string, ip: string, port: number, extra: Partial<PodObject> = {}): PodObject {
+  return {
+    kind: 'Pod',
+    meta: { name, namespace: 'default', uid: `uid-${name}`, labels: { app }, annotations: {} },
+    nodeName: 'n1',
+    serviceAccount: 'sa',
+    containers: [{ name: 'c', ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }] }],
+    podIP: ip,
+    ready: true,
+    inMesh: true,
+    ...extra,
+  };
+}
+
+test('targetPort by name resolves per pod; pods without the named port, unready or unselected are skipped', () => {
+  const m = buildModel(
+    [svc('echo')],
+    [
+      pod('a', 'echo', '10.0.0.1', 8080),
+      pod('b', 'echo', '10.0.0.2', 9090),
+      pod('c', 'echo', '10.0.0.3', 1, { containers: [{ name: 'c', ports: [{ name: 'other', containerPort: 1, protocol: 'TCP' }] }] }),
+      pod('d', 'echo', '10.0.0.4', 8080, { ready: false }),
+      pod('e', 'other', '10.0.0.5', 8080),
+      pod('f', 'echo', '10.0.0.6', 8080, { podIP: undefined }),
+    ],
+    new VipAllocator(),
+  );
+  assert.deepEqual(
+    m.services[0].ports[0].endpoints.map((e) => `${e.pod}=${e.address}:${e.port}`),
+    ['a=10.0.0.1:8080', 'b=10.0.0.2:9090'],
+  );
+  const numeric = buildModel([svc('echo', { ports: [{ port: 80, protocol: 'TCP', targetPort: 7000 }] })], [pod('a', 'echo', '10.0.0.1', 8080)], new VipAllocator());
+  assert.equal(numeric.services[0].ports[0].endpoints[0].port, 7000);
+});
+
+test('VIPs: spec.clusterIP honoured, others stable from 198.18.128.0/17, distinct, sticky, none for headless', () => {
+  const alloc = new VipAllocator();
+  const services = [svc('a'), svc('b', { clusterIP: '10.96.0.10' }), svc('c'), svc('h', { clusterIP: 'None' })];
+  const first = buildModel(services, [], alloc).services.map((s) => s.vip);
+  assert.equal(first[1], '10.96.0.10');
+  assert.equal(first[3], undefined);
+  assert.ok(inVipRange(first[0]!) && inVipRange(first[2]!));
+  assert.notEqual(first[0], first[2]);
+  // A fresh allocator (a restart) computes the same VIPs; adding a service moves none.
+  const again = buildModel(services, [], new VipAllocator()).services.map((s) => s.vip);
+  assert.deepEqual(again, first);
+  const more = new Map(buildModel([...services, svc('d')], [], alloc).services.map((s) => [s.name, s.vip]));
+  assert.deepEqual(['a', 'b', 'c', 'h'].map((n) => more.get(n)), first);
+  assert.ok(inVipRange(more.get('d')!) && !first.includes(more.get('d')));
+  assert.equal(inVipRange('198.18.127.255'), false);
+  assert.equal(inVipRange('198.18.255.254'), true);
+});
+
+test('translation: names, shapes and metadata of the four resource types', () => {
+  const model = buildModel([svc('echo', { clusterIP: '198.18.200.1' })], [pod('a', 'echo', '10.0.0.1', 8080), pod('b', 'echo', '10.0.0.2', 8080, { nodeName: 'n2', inMesh: false })], new VipAllocator());
+  const snap = translate(model);
+  const host = 'echo.default.svc.cluster.local';
+  const cname = `outbound|80||${host}`;
+  assert.deepEqual([...snap.shared.get(CDS)!.keys()], ['InboundPassthroughCluster', cname]);
+  assert.deepEqual([...snap.shared.get(EDS)!.keys()], [cname]);
+  assert.deepEqual([...snap.shared.get(LDS)!.keys()], [`${host}:80`, 'vip|198.18.200.1:80']);
+  assert.deepEqual([...snap.shared.get(RDS)!.keys()], [`${host}:80`]);
+  assert.deepEqual([...snap.inbound.keys()], ['n1']); // b is not in the mesh: no inbound config on n2
+
+  const cluster = decodeAny<Record<string, unknown>>(snap.shared.get(CDS)!.get(cname)!.any);
+  assert.equal(cluster.type, 'EDS');
+  assert.equal(cluster.lb_policy, 'ROUND_ROBIN');
+  assert.deepEqual((cluster.connect_timeout as { seconds: string }).seconds, '5');
+  assert.equal(((cluster.eds_cluster_config as { eds_config: { config_source_specifier: string } }).eds_config).config_source_specifier, 'ads');
+
+  const cla = decodeAny<{ endpoints: { locality: { zone: string }; load_balancing_weight: { value: number }; lb_endpoints: { metadata: { filter_metadata: Record<string, unknown> } }[] }[] }>(
+    snap.shared.get(EDS)!.get(cname)!.any,
+  );
+  assert.deepEqual(cla.endpoints.map((l) => [l.locality.zone, l.load_balancing_weight.value]), [['n1', 1], ['n2', 1]]);
+  assert.deepEqual(fromStruct(cla.endpoints[1].lb_endpoints[0].metadata.filter_metadata.nodemesh), {
+    pod: 'b',
+    namespace: 'default',
+    serviceAccount: 'sa',
+    node: 'n2',
+    inMesh: false,
+  });
+
+  const api = decodeAny<{ api_listener: { api_listener: { type_url: string; value: Buffer } } }>(snap.shared.get(LDS)!.get(`${host}:80`)!.any);
+  assert.equal(api.api_listener.api_listener.type_url, `type.googleapis.com/${HCM_TYPE}`);
+  const hcm = decodeMessage<{ rds: { route_config_name: string }; http_filters: { name: string }[] }>(HCM_TYPE, api.api_listener.api_listener.value);
+  assert.equal(hcm.rds.route_config_name, `${host}:80`);
+  assert.deepEqual(hcm.http_filters.map((f) => f.name), ['envoy.filters.http.router']);
+
+  const vip = decodeAny<{ address: { socket_address: { address: string; port_value: number } }; filter_chains: { filters: { typed_config: { type_url: string } }[] }[] }>(
+    snap.shared.get(LDS)!.get('vip|198.18.200.1:80')!.any,
+  );
+  assert.deepEqual([vip.address.socket_address.address, vip.address.socket_address.port_value], ['198.18.200.1', 80]);
+  const tcp = decodeAny<{ cluster: string }>(vip.filter_chains[0].filters[0].typed_config as unknown as { type_url: string; value: Buffer });
+  assert.equal(tcp.cluster, cname);
+
+  const rc = decodeAny<{ virtual_hosts: { domains: string[]; routes: { match: { prefix: string }; route: { cluster: string } }[] }[] }>(snap.shared.get(RDS)!.get(`${host}:80`)!.any);
+  assert.ok(rc.virtual_hosts[0].domains.includes(host) && rc.virtual_hosts[0].domains.includes(`${host}:80`) && rc.virtual_hosts[0].domains.includes('echo'));
+  assert.deepEqual([rc.virtual_hosts[0].routes[0].match.prefix, rc.virtual_hosts[0].routes[0].route.cluster], ['/', cname]);
+
+  // Each node sees all services plus only its own inbound listener.
+  assert.ok(resourcesFor(snap, LDS, 'n1').has('inbound|n1'));
+  assert.equal(resourcesFor(snap, LDS, 'n2').has('inbound|n1'), false);
+});
+
+test('versions are content hashes: same config, same versions; one endpoint change moves only EDS', () => {
+  const pods = [pod('a', 'echo', '10.0.0.1', 8080)];
+  const a = translate(buildModel([svc('echo', { clusterIP: '198.18.200.1' })], pods, new VipAllocator()));
+  const b = translate(buildModel([svc('echo', { clusterIP: '198.18.200.1' })], pods, new VipAllocator()));
+  const c = translate(buildModel([svc('echo', { clusterIP: '198.18.200.1' })], [pod('a', 'echo', '10.0.0.9', 8080)], new VipAllocator()));
+  const v = (s: typeof a, t: typeof CDS, n: string) => s.shared.get(t)!.get(n)!.version;
+  const cname = 'outbound|80||echo.default.svc.cluster.local';
+  assert.equal(v(a, EDS, cname), v(b, EDS, cname));
+  assert.notEqual(v(a, EDS, cname), v(c, EDS, cname));
+  assert.equal(v(a, CDS, cname), v(c, CDS, cname));
+});
