@@ -2,13 +2,15 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LabState } from '../../src/lab';
 import { killAgent, startAgent } from '../../src/lab/agent-control';
 import { unixRequest } from '../../src/enroll/client';
 import { enrollSocket } from '../../src/lab/paths';
 import { labStatus } from '../../src/lab/status';
-import { admin, connections, down, execInPod, isRoot, metricSum, PUMP_MANY, podIP, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
+import { admin, connections, down, execInPod, isRoot, metricSum, PUMP_MANY, podIP, SLOW_PUMP, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
 import { leftovers } from '../helpers/leftovers';
 
 const MANIFEST = `
@@ -143,6 +145,26 @@ describe('L4 mesh through the kernel', { skip: !isRoot() && 'needs root (eBPF, n
     assert.ok(metricSum(await admin(lab, 'node-a', '/metrics'), 'nodemesh_redirected_connections_total', { pod: 'client' }) > redirectedBefore);
     const s = await labStatus(lab);
     assert.ok(s.nodes.every((n) => n.ready), 'all agents ready again');
+  });
+
+  it('4b. SIGTERM of node-a\'s agent: an open connection drains to completion, then programs are detached and pins removed', async () => {
+    const echoB = podIP(state, 'echo-b');
+    const node = state.nodes.find((n) => n.name === 'node-a')!;
+    const slow = execInPod(lab, 'client', [process.execPath, SLOW_PUMP, echoB, '9000', '1500']);
+    await waitFor('the slow connection to be open on node-a', async () =>
+      ((await connections(lab, 'node-a')).active as { dst: { ip: string } }[]).some((c) => c.dst.ip === echoB),
+    );
+    await killAgent(lab, 'node-a', 'SIGTERM');
+    const r = await slow;
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout.trim().split('\n').at(-1)!), { ok: true, received: 128 * 1024 });
+    const tree = JSON.parse(execFileSync('bpftool', ['-j', 'cgroup', 'show', node.podsCgroup], { encoding: 'utf8' }).trim() || '[]') as unknown[];
+    assert.deepEqual(tree, [], 'no program left attached after a graceful stop');
+    assert.equal(fs.existsSync(path.join(node.pinRoot, 'links')), false, 'pinned links removed');
+    // with no agent, traffic goes direct
+    assert.ok((await pump('client', echoB, 64 * 1024)).ok);
+    await startAgent(lab, 'node-a');
+    assert.deepEqual(JSON.parse(await admin(lab, 'node-a', '/config_dump')).pods.map((p: { name: string }) => p.name), ['client']);
   });
 
   it('5. the enrollment API rejects bad requests with clear errors and applies nothing', async () => {

@@ -9,6 +9,7 @@ import { labExecCapture } from '../../src/lab/exec-capture';
 import { adminSocket } from '../../src/lab/paths';
 
 export const PUMP_MANY = path.resolve(__dirname, 'pump-many.js');
+export const SLOW_PUMP = path.resolve(__dirname, 'slow-pump.js');
 
 export function isRoot(): boolean {
   return process.getuid?.() === 0;
