@@ -17,15 +17,13 @@ export interface EchoResponse {
 
 export const ECHO_SERVICE = 'nodemesh.sample.Echo';
 
-/** protos/ at the package root, from src/ or dist/src/. */
+/** protos/ at the package root, found from src/ or dist/src/ (dist/ may hold a copied package.json, so look for protos/ itself). */
 export function protosDir(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('cannot find the nodemesh package root (protos/)');
-    dir = up;
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'protos', 'nodemesh');
+    if (fs.existsSync(candidate)) return path.dirname(candidate);
+    if (path.dirname(dir) === dir) throw new Error(`cannot find protos/nodemesh above ${__dirname}`);
   }
-  return path.join(dir, 'protos');
 }
 
 let cached: grpc.ServiceClientConstructor | undefined;

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
 import { startControlPlane, type ControlPlaneHandle } from '../../src/controlplane/control-plane';
 import {
   adsServiceDefinition,
@@ -274,8 +275,7 @@ test('/debug/config shows objects, resources with versions and streams; gRPC hea
   };
   assert.ok(dbg.objects.some((o) => o.key === 'Pod/default/echo-a'));
   assert.ok(Array.isArray(dbg.resources.cds));
-  const { service } = require('grpc-health-check') as { service: grpc.ServiceDefinition };
-  const Health = grpc.makeGenericClientConstructor(service, 'Health');
+  const Health = grpc.makeGenericClientConstructor(healthService as unknown as grpc.ServiceDefinition, 'Health');
   const h = new Health(cp.address, grpc.credentials.createInsecure()) as unknown as { Check(req: object, cb: (e: Error | null, r: { status: string }) => void): void; close(): void };
   const status = await new Promise<{ status: string }>((resolve, reject) => h.Check({ service: '' }, (e, r) => (e ? reject(e) : resolve(r))));
   h.close();

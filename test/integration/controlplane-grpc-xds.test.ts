@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { register as registerXds } from '@grpc/grpc-js-xds';
 import { startControlPlane, type ControlPlaneHandle } from '../../src/controlplane/control-plane';
 import { echoService, startGrpcEchoServer, type EchoResponse, type GrpcEchoServer } from '../../src/sample/grpc-server';
 import { silentLogger } from '../../src/telemetry/logger';
@@ -72,7 +73,7 @@ before(async () => {
     node: { id: 'witness-client', locality: {} },
   });
   // Registering makes grpc-js resolve xds: targets; the bootstrap above is read on first use.
-  (require('@grpc/grpc-js-xds') as { register(): void }).register();
+  registerXds();
   const Echo = echoService();
   client = new Echo(TARGET, grpc.credentials.createInsecure()) as unknown as typeof client;
 });
