@@ -29,6 +29,8 @@ export class FileSource implements ConfigSource {
   /** Last content delivered per file, so touching a file without changing it pushes nothing. */
   private readonly seen = new Map<string, string>();
   private closed = false;
+  /** Files read empty once after having content: possibly caught mid-write, so looked at once more. */
+  private readonly emptyOnce = new Set<string>();
 
   constructor(
     configPath: string,
@@ -117,6 +119,13 @@ export class FileSource implements ConfigSource {
         continue;
       }
       if (this.seen.get(file) === text) continue;
+      // writeFile truncates before it writes: an empty read of a non-empty file gets one more debounce period.
+      if (text.trim() === '' && this.seen.get(file)?.trim() && !this.emptyOnce.has(file)) {
+        this.emptyOnce.add(file);
+        this.schedule();
+        continue;
+      }
+      this.emptyOnce.delete(file);
       this.seen.set(file, text);
       this.sink.apply(parseYamlSource(FileSource.sourceId(file), file, text));
     }

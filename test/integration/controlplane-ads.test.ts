@@ -281,3 +281,26 @@ test('/debug/config shows objects, resources with versions and streams; gRPC hea
   h.close();
   assert.equal(status.status, 'SERVING');
 });
+
+test('an invalid edit in the watched directory is counted and pushes nothing: the last good config keeps being served', async () => {
+  fs.writeFileSync(path.join(dir, 'service.yaml'), SERVICE);
+  await new Promise((r) => setTimeout(r, 300));
+  const s = new Stream<DiscoveryResponse>(client.StreamAggregatedResources() as grpc.ClientDuplexStream<object, DiscoveryResponse>);
+  try {
+    s.send({ node: node('agent-bad', 'n1'), type_url: CDS, resource_names: [] });
+    const cds = await s.next();
+    assert.ok(names(cds).includes(CLUSTER));
+    s.send({ type_url: CDS, resource_names: [], version_info: cds.version_info, response_nonce: cds.nonce });
+    const before = (await metric('nodemesh_config_errors_total{reason="invalid"}'))[0];
+    fs.writeFileSync(path.join(dir, 'service.yaml'), SERVICE.replace('port: 80,', 'port: 0,'));
+    await s.quiet(400);
+    assert.deepEqual(await metric('nodemesh_config_errors_total{reason="invalid"}'), [before.replace(/\d+$/, (n) => String(Number(n) + 1))]);
+    const dbg = (await fetch(`http://127.0.0.1:${cp.metricsPort}/debug/config`).then((r) => r.json())) as { issues: Record<string, { line: number; field: string }[]> };
+    assert.deepEqual(
+      Object.values(dbg.issues).flat().map((i) => `${i.line}:${i.field}`),
+      ['7:spec.ports[0].port'],
+    );
+  } finally {
+    s.close();
+  }
+});
