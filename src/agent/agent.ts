@@ -11,6 +11,7 @@ import { ConnectionTracker } from '../proxy/connection-tracker';
 import type { ProxyContext } from '../proxy/context';
 import { PodProxy } from '../proxy/pod-proxy';
 import { DEFAULT_RELAY_BUFFER } from '../proxy/relay';
+import { ServiceStore } from '../state/services';
 import { WorkloadStore, workloadName, type Workload } from '../state/workloads';
 import { registerDatapathMetrics } from '../telemetry/datapath-metrics';
 import type { Logger } from '../telemetry/logger';
@@ -47,6 +48,7 @@ export class Agent implements EnrollmentHandler {
   readonly registry = new Registry();
   readonly metrics = new ProxyMetrics(this.registry);
   readonly workloads = new WorkloadStore();
+  readonly services = new ServiceStore();
   readonly tracker: ConnectionTracker;
   private readonly ctx: ProxyContext;
   private readonly pods = new Map<string, PodEntry>();
@@ -75,6 +77,7 @@ export class Agent implements EnrollmentHandler {
       metrics: this.metrics,
       tracker: this.tracker,
       workloads: this.workloads,
+      services: this.services,
       bufferSize: opts.bufferSize ?? DEFAULT_RELAY_BUFFER,
       connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
     };

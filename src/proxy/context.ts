@@ -1,5 +1,6 @@
 // What every proxy stage receives: logger, metrics, connection tracker, local workload state, tunables.
 
+import type { ServiceStore } from '../state/services';
 import type { WorkloadStore } from '../state/workloads';
 import type { Logger } from '../telemetry/logger';
 import type { ProxyMetrics } from '../telemetry/metrics';
@@ -18,6 +19,7 @@ export interface ProxyContext {
   metrics: ProxyMetrics;
   tracker: ConnectionTracker;
   workloads: WorkloadStore;
+  services: ServiceStore;
   /** Per-direction relay buffer size in bytes. */
   bufferSize: number;
   connectTimeoutMs: number;

@@ -19,11 +19,12 @@ export function handleInbound(ctx: ProxyContext, pod: Workload, sockets: PodSock
     accepted.resetAndDestroy();
     return;
   }
-  const srcWorkload = ctx.workloads.findByIp(peer.ip);
+  const localSrc = ctx.workloads.findByIp(peer.ip);
+  const remoteSrc = localSrc ? undefined : ctx.services.findWorkload(peer.ip);
   const labels: TcpLabels = {
     reporter: 'destination',
-    source_workload: srcWorkload?.workloadName ?? UNKNOWN,
-    source_workload_namespace: srcWorkload?.namespace ?? UNKNOWN,
+    source_workload: localSrc?.workloadName ?? remoteSrc?.pod ?? UNKNOWN,
+    source_workload_namespace: localSrc?.namespace ?? remoteSrc?.namespace ?? UNKNOWN,
     source_principal: UNKNOWN,
     destination_workload: pod.workloadName,
     destination_workload_namespace: pod.namespace,
@@ -34,5 +35,5 @@ export function handleInbound(ctx: ProxyContext, pod: Workload, sockets: PodSock
   };
   // The upstream leaves from the pod netns towards the pod's own IP: sk_lookup skips same-pod flows, so it
   // reaches the application instead of coming back here.
-  void forward(ctx, { direction: 'inbound', pod, accepted, src: peer, target, labels, sockets });
+  void forward(ctx, { direction: 'inbound', pod, accepted, src: peer, dst: target, targets: [target], labels: () => labels, sockets });
 }

@@ -2,8 +2,10 @@
 
 import net from 'node:net';
 import { PORT_HBONE, PORT_INBOUND, PORT_OUTBOUND } from '../datapath/types';
+import type { EndpointInfo } from '../state/services';
 import { UNKNOWN, type Workload } from '../state/workloads';
 import type { TcpLabels } from '../telemetry/metrics';
+import type { Endpoint } from './connection-tracker';
 import type { PodSockets, ProxyContext } from './context';
 import { forward } from './forward';
 
@@ -25,22 +27,39 @@ export function handleOutbound(ctx: ProxyContext, pod: Workload, sockets: PodSoc
   }
   if (AGENT_PORTS.has(dst.port) && pod.ips.includes(dst.ip)) {
     ctx.metrics.proxyErrors.inc({ direction: 'outbound', reason: 'loop' });
-    ctx.log.warn({ pod: `${pod.namespace}/${pod.name}`, dst }, 'refusing outbound connection to the agent\'s own port (would loop)');
+    ctx.log.warn({ pod: `${pod.namespace}/${pod.name}`, dst }, "refusing outbound connection to the agent's own port (would loop)");
     accepted.resetAndDestroy();
     return;
   }
-  const dstWorkload = ctx.workloads.findByIp(dst.ip);
-  const labels: TcpLabels = {
-    reporter: 'source',
-    source_workload: pod.workloadName,
-    source_workload_namespace: pod.namespace,
-    source_principal: UNKNOWN,
-    destination_workload: dstWorkload?.workloadName ?? UNKNOWN,
-    destination_workload_namespace: dstWorkload?.namespace ?? UNKNOWN,
-    destination_principal: UNKNOWN,
-    destination_service: UNKNOWN,
-    connection_security_policy: UNKNOWN,
-    response_flags: '-',
+  // A service VIP resolves to endpoints (LB pick first, failover after); anything else passes through.
+  const svc = ctx.services.resolve(dst.ip, dst.port);
+  const targets: Endpoint[] = svc ? svc.candidates : [dst];
+  const labels = (chosen: Endpoint | null): TcpLabels => {
+    const ep: EndpointInfo | undefined =
+      chosen === null ? undefined : svc ? (chosen as EndpointInfo) : ctx.services.findWorkload(chosen.ip);
+    const local = chosen === null ? undefined : ctx.workloads.findByIp(chosen.ip);
+    return {
+      reporter: 'source',
+      source_workload: pod.workloadName,
+      source_workload_namespace: pod.namespace,
+      source_principal: UNKNOWN,
+      destination_workload: local?.workloadName ?? ep?.pod ?? UNKNOWN,
+      destination_workload_namespace: local?.namespace ?? ep?.namespace ?? UNKNOWN,
+      destination_principal: UNKNOWN,
+      destination_service: svc?.cluster.host ?? UNKNOWN,
+      connection_security_policy: UNKNOWN,
+      response_flags: '-',
+    };
   };
-  void forward(ctx, { direction: 'outbound', pod, accepted, src: peer, target: dst, labels, sockets });
+  void forward(ctx, {
+    direction: 'outbound',
+    pod,
+    accepted,
+    src: peer,
+    dst,
+    targets,
+    labels,
+    sockets,
+    connectTimeoutMs: svc?.cluster.connectTimeoutMs,
+  });
 }
