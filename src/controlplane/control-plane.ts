@@ -119,7 +119,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
     if (this.opts.kubernetes) {
       const k = typeof this.opts.kubernetes === 'object' ? this.opts.kubernetes : {};
       const informers = k.informers ?? (await apiServerInformers(k.kubeconfig));
-      this.sources.push(new KubernetesSource(informers, this, this.log.child({ component: 'kubernetes' })));
+      this.sources.push(new KubernetesSource(informers, this, this.log.child({ component: 'kubernetes' }), { debounceMs: this.opts.watchDebounceMs ?? 40 }));
     }
     for (const s of this.sources) await s.start();
     // First snapshot before listening, so the first client gets the whole config at once.

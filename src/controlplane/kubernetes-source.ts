@@ -79,60 +79,95 @@ export async function apiServerInformers(kubeconfig?: string): Promise<InformerF
   };
 }
 
+export interface KubernetesSourceOptions {
+  resources?: WatchedResource[];
+  debounceMs?: number;
+  /** Delay before a failed list/watch is restarted (optional kinds wait 6x longer). Default 5 s. */
+  retryMs?: number;
+}
+
 export class KubernetesSource implements ConfigSource {
   private readonly informers: { resource: WatchedResource; informer: ResourceInformer }[] = [];
   private readonly timers = new Map<Kind, NodeJS.Timeout>();
+  private readonly retries = new Set<NodeJS.Timeout>();
+  private readonly resources: WatchedResource[];
+  private readonly debounceMs: number;
+  private readonly retryMs: number;
   private closed = false;
 
   constructor(
     private readonly factory: InformerFactory,
     private readonly sink: ConfigSink,
     private readonly log: Logger,
-    private readonly resources: WatchedResource[] = WATCHED_RESOURCES,
-    private readonly debounceMs = 50,
-  ) {}
+    opts: KubernetesSourceOptions = {},
+  ) {
+    this.resources = opts.resources ?? WATCHED_RESOURCES;
+    this.debounceMs = opts.debounceMs ?? 50;
+    this.retryMs = opts.retryMs ?? 5000;
+  }
 
   static sourceId(kind: Kind): string {
     return `kubernetes:${kind}`;
   }
 
+  /**
+   * Resolves once every required kind (Pod, Service) has been listed, so the first snapshot is complete rather than
+   * empty; until then failures are logged and retried. Optional kinds (CRDs) never hold start up.
+   */
   async start(): Promise<void> {
-    await Promise.all(
-      this.resources.map(async (resource) => {
-        const informer = this.factory(resource);
-        this.informers.push({ resource, informer });
-        const changed = (): void => this.schedule(resource, informer);
-        informer.on('add', changed);
-        informer.on('update', changed);
-        informer.on('delete', changed);
-        informer.on('error', (err?: unknown) => {
-          // client-node's informer does not restart itself after an error: restart with a delay.
-          if (this.closed) return;
-          this.log.warn({ err, path: apiPath(resource) }, 'kubernetes watch failed; retrying in 5s');
-          setTimeout(() => {
-            if (!this.closed) informer.start().catch(() => undefined);
-          }, 5000).unref();
-        });
-        try {
-          await informer.start();
-        } catch (err) {
-          if (!resource.optional) {
-            throw new ControlPlaneError(CP_ERR.KUBERNETES, `cannot list ${apiPath(resource)}`, {
-              hint: 'check the API server address and that the service account may list and watch pods and services',
-              cause: err,
-            });
-          }
-          this.log.warn({ err, path: apiPath(resource) }, `cannot list ${resource.kind}; is its CRD installed? ignoring the kind`);
-          return;
-        }
-        this.deliver(resource, informer);
-      }),
-    );
+    await Promise.all(this.resources.map((r) => this.startOne(r)));
+  }
+
+  private startOne(resource: WatchedResource): Promise<void> {
+    const informer = this.factory(resource);
+    this.informers.push({ resource, informer });
+    const changed = (): void => this.schedule(resource, informer);
+    informer.on('add', changed);
+    informer.on('update', changed);
+    informer.on('delete', changed);
+    let failedDuringStart = false;
+    let synced = false;
+    let onSynced: () => void = () => undefined;
+    const ready = new Promise<void>((resolve) => (onSynced = resolve));
+    const attempt = async (): Promise<void> => {
+      if (this.closed) return;
+      failedDuringStart = false;
+      await informer.start();
+      // client-node reports list failures through the error callback, not by rejecting start().
+      if (failedDuringStart || this.closed) return;
+      if (!synced) {
+        synced = true;
+        this.log.info({ path: apiPath(resource), objects: informer.list().length }, `listed ${resource.kind}`);
+      }
+      this.deliver(resource, informer);
+      onSynced();
+    };
+    informer.on('error', (err?: unknown) => {
+      failedDuringStart = true;
+      if (this.closed) return;
+      const delay = resource.optional ? this.retryMs * 6 : this.retryMs;
+      const hint = resource.optional ? '; is its CRD installed?' : '';
+      this.log.warn({ err, path: apiPath(resource), retryInMs: delay }, `kubernetes list/watch of ${resource.kind} failed${hint}`);
+      // The informer does not restart itself after an error.
+      const t = setTimeout(() => {
+        this.retries.delete(t);
+        attempt().catch((e: unknown) => this.log.error({ err: e, path: apiPath(resource) }, 'kubernetes watch restart failed'));
+      }, delay);
+      this.retries.add(t);
+    });
+    const first = attempt().catch((err: unknown) => {
+      throw new ControlPlaneError(CP_ERR.KUBERNETES, `cannot list ${apiPath(resource)}`, {
+        hint: 'check the API server address and that the service account may list and watch pods and services',
+        cause: err,
+      });
+    });
+    return resource.optional ? first.catch((err: unknown) => void this.log.warn({ err }, `ignoring ${resource.kind}`)) : first.then(() => ready);
   }
 
   close(): void {
     this.closed = true;
     for (const t of this.timers.values()) clearTimeout(t);
+    for (const t of this.retries) clearTimeout(t);
     for (const { informer } of this.informers) informer.stop().catch(() => undefined);
   }
 

@@ -9,13 +9,23 @@ import { silentLogger } from '../../src/telemetry/logger';
 
 class FakeInformer implements ResourceInformer {
   items: unknown[] = [];
+  starts = 0;
   private readonly handlers = new Map<string, ((o?: unknown) => void)[]>();
-  constructor(private readonly failStart = false) {}
+  /** failStart: start() rejects; listFailures: how many starts report a list error through the callback first. */
+  constructor(
+    private readonly failStart = false,
+    private listFailures = 0,
+  ) {}
   on(event: string, cb: (o?: unknown) => void): void {
     this.handlers.set(event, [...(this.handlers.get(event) ?? []), cb]);
   }
   async start(): Promise<void> {
-    if (this.failStart) throw new Error('404 the server could not find the requested resource');
+    this.starts++;
+    if (this.failStart) throw new Error('invalid kubeconfig');
+    if (this.listFailures > 0) {
+      this.listFailures--;
+      for (const h of this.handlers.get('error') ?? []) h(new Error('connect ECONNREFUSED'));
+    }
   }
   async stop(): Promise<void> {}
   list(): unknown[] {
@@ -43,7 +53,7 @@ test('list/watch feeds the store through the same path as files; invalid API obj
   ];
   const services = new FakeInformer();
   services.items = [{ metadata: { name: 's', namespace: 'ns' }, spec: { clusterIP: '10.96.0.1', selector: { app: 'x' }, ports: [{ port: 80, targetPort: 80 }] } }];
-  const routes = new FakeInformer(true);
+  const routes = new FakeInformer(false, 100); // CRD absent: never holds start up
   const informers = new Map<string, FakeInformer>([
     ['Pod', pods],
     ['Service', services],
@@ -54,8 +64,9 @@ test('list/watch feeds the store through the same path as files; invalid API obj
     { kind: 'Service', apiVersion: 'v1', group: '', version: 'v1', plural: 'services', optional: false },
     { kind: 'HTTPRoute', apiVersion: 'gateway.networking.k8s.io/v1', group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', optional: true },
   ];
-  const src = new KubernetesSource((r) => informers.get(r.kind)!, sink, silentLogger(), resources, 5);
+  const src = new KubernetesSource((r) => informers.get(r.kind)!, sink, silentLogger(), { resources, debounceMs: 5, retryMs: 10 });
   await src.start();
+  assert.equal(routes.starts, 1);
   assert.deepEqual([...store.all().keys()].sort(), ['Pod/ns/a', 'Service/ns/s']);
   assert.equal(store.pods()[0].meta.uid, 'u1');
 
@@ -73,11 +84,22 @@ test('list/watch feeds the store through the same path as files; invalid API obj
   src.close();
 });
 
-test('a required kind that cannot be listed fails start with a clear error', async () => {
+const PODS: WatchedResource = { kind: 'Pod', apiVersion: 'v1', group: '', version: 'v1', plural: 'pods', optional: false };
+
+test('a required kind whose informer cannot start fails start with a clear error', async () => {
   const sink: ConfigSink = { apply: () => undefined, remove: () => undefined };
-  const src = new KubernetesSource(() => new FakeInformer(true), sink, silentLogger(), [
-    { kind: 'Pod', apiVersion: 'v1', group: '', version: 'v1', plural: 'pods', optional: false },
-  ]);
+  const src = new KubernetesSource(() => new FakeInformer(true), sink, silentLogger(), { resources: [PODS] });
   await assert.rejects(src.start(), (err: Error & { code?: string }) => err.code === 'NM_CP_KUBERNETES' && /cannot list \/api\/v1\/pods/.test(err.message));
+  src.close();
+});
+
+test('list failures of a required kind are retried; start waits for the first good list', async () => {
+  const updates: SourceUpdate[] = [];
+  const sink: ConfigSink = { apply: (u) => void updates.push(u), remove: () => undefined };
+  const pods = new FakeInformer(false, 2);
+  const src = new KubernetesSource(() => pods, sink, silentLogger(), { resources: [PODS], retryMs: 5 });
+  await src.start();
+  assert.equal(pods.starts, 3);
+  assert.equal(updates.length, 1);
   src.close();
 });
