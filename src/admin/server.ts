@@ -34,6 +34,8 @@ export function createAdminHandler(agent: Agent, log: Logger): http.RequestListe
           cgroupRoot: agent.opts.cgroupRoot,
           pods: agent.list(),
           datapath: agent.datapathStatus(),
+          xds: agent.xdsStatus(),
+          services: agent.services.snapshot(),
         });
         return;
       case '/connections':

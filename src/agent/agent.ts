@@ -19,6 +19,9 @@ import { ProxyMetrics } from '../telemetry/metrics';
 import { NodemeshError } from '../util/errors';
 import { closeServer, listenTcp, listenUnix } from '../util/http';
 import { createAdminHandler } from '../admin/server';
+import { XdsClient, type XdsMode, type XdsSink } from '../xds/ads-client';
+import type { AgentResource } from '../xds/agent-resources';
+import { CDS, EDS, LDS } from '../xds/resource-types';
 import { PodStateFile } from './pod-state-file';
 
 export interface AgentOptions {
@@ -34,6 +37,8 @@ export interface AgentOptions {
   drainMs: number;
   bufferSize?: number;
   connectTimeoutMs?: number;
+  /** Control plane ADS address (`host:port` or `unix:///path`); absent: no services, passthrough only. */
+  xds?: { address: string; mode: XdsMode };
 }
 
 type ValidRequest = ReturnType<typeof parseEnrollRequest>;
@@ -44,7 +49,7 @@ interface PodEntry {
   proxy: PodProxy;
 }
 
-export class Agent implements EnrollmentHandler {
+export class Agent implements EnrollmentHandler, XdsSink {
   readonly registry = new Registry();
   readonly metrics = new ProxyMetrics(this.registry);
   readonly workloads = new WorkloadStore();
@@ -55,6 +60,7 @@ export class Agent implements EnrollmentHandler {
   private readonly stateFile: PodStateFile;
   private readonly servers: http.Server[] = [];
   private datapath: Datapath | null = null;
+  private xds: XdsClient | null = null;
   private readonly enrollLog: Logger;
   private reconciled = false;
   private stopping = false;
@@ -110,6 +116,10 @@ export class Agent implements EnrollmentHandler {
     if (this.opts.metricsPort) await this.serve(http.createServer(admin), { port: this.opts.metricsPort });
     if (this.opts.readyPort) await this.serve(http.createServer(admin), { port: this.opts.readyPort });
 
+    if (this.opts.xds) {
+      this.xds = new XdsClient({ ...this.opts.xds, node: this.opts.node, log: this.log.child({ component: 'xds' }), registry: this.registry }, this);
+      this.xds.start();
+    }
     this.datapath = await this.openDatapath();
     await this.reconcile();
     await this.serve(createEnrollServer(this, this.enrollLog), { unix: this.enrollSocket });
@@ -128,7 +138,7 @@ export class Agent implements EnrollmentHandler {
     const previous = this.stateFile.load();
     for (const pod of previous) {
       try {
-        await this.apply(pod);
+        await this.applyPod(pod);
       } catch (err) {
         this.log.warn({ err, pod: `${pod.namespace}/${pod.name}`, uid: pod.uid }, 'dropping pod from previous run: it cannot be enrolled again');
       }
@@ -157,7 +167,7 @@ export class Agent implements EnrollmentHandler {
           throw new EnrollError('NM_ENROLL_IP_CONFLICT', 409, `IP ${clash} already belongs to enrolled pod ${e.pod.namespace}/${e.pod.name}`);
         }
       }
-      const pod = await this.apply({ ...req, netnsCookie: '', enrolledAt: new Date().toISOString() });
+      const pod = await this.applyPod({ ...req, netnsCookie: '', enrolledAt: new Date().toISOString() });
       this.persist();
       this.log.info({ pod: `${pod.namespace}/${pod.name}`, uid: pod.uid, ips: pod.ips, netnsCookie: pod.netnsCookie }, 'pod enrolled');
       return pod;
@@ -178,12 +188,29 @@ export class Agent implements EnrollmentHandler {
     });
   }
 
+  /** xDS sink: a complete, validated set of one resource type replaces what the proxy reads. */
+  apply(typeUrl: string, resources: Map<string, AgentResource>): void {
+    const all = [...resources.values()];
+    if (typeUrl === CDS) {
+      this.services.replaceClusters(all.flatMap((r) => (r.kind === 'cluster' ? [r.cluster] : [])));
+    } else if (typeUrl === EDS) {
+      this.services.replaceEndpoints(new Map(all.flatMap((r) => (r.kind === 'endpoints' ? [[r.cluster, r.endpoints] as const] : []))));
+    } else if (typeUrl === LDS) {
+      this.services.replaceVips(all.flatMap((r) => (r.kind === 'vip' ? [r.vip] : [])));
+    }
+    this.log.debug({ type: typeUrl, count: resources.size }, 'xDS resources applied');
+  }
+
+  xdsStatus(): Record<string, unknown> | null {
+    return this.xds?.status() ?? null;
+  }
+
   list(): EnrolledPod[] {
     return [...this.pods.values()].map((e) => e.pod);
   }
 
   /** Checks, datapath enroll, listeners; on any failure undoes what it did. */
-  private async apply(pod: EnrolledPod): Promise<EnrolledPod> {
+  private async applyPod(pod: EnrolledPod): Promise<EnrolledPod> {
     this.checkPaths(pod);
     const dp = this.datapath!;
     let podDp: PodDatapath;
@@ -286,6 +313,7 @@ export class Agent implements EnrollmentHandler {
     const left = await this.tracker.drain(this.opts.drainMs);
     if (left > 0) this.log.warn({ left }, 'drain deadline reached; closing remaining connections');
     this.tracker.stop();
+    this.xds?.close();
     if (this.datapath) await this.datapath.close({ detach: true });
     this.datapath = null;
     await Promise.all(this.servers.splice(0).map(closeServer));

@@ -28,6 +28,8 @@ export function registerAgentCommand(program: Command): void {
     .option('--ready-port <port>', 'readiness port (0: off)', int, 15021)
     .option('--admin-host <ip>', 'address for the admin, metrics and readiness ports', '127.0.0.1')
     .option('--drain-seconds <s>', 'on SIGTERM, how long open connections may finish', int, 5)
+    .option('--xds <address>', 'control plane ADS address: host:port or unix:///path (none: passthrough only)')
+    .option('--xds-mode <mode>', 'ADS flavour: delta or sotw', 'delta')
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
     .action(async (o: {
       node: string;
@@ -39,8 +41,11 @@ export function registerAgentCommand(program: Command): void {
       readyPort: number;
       adminHost: string;
       drainSeconds: number;
+      xds?: string;
+      xdsMode: string;
       logLevel: string;
     }) => {
+      if (o.xdsMode !== 'delta' && o.xdsMode !== 'sotw') throw new Error(`--xds-mode must be delta or sotw, not "${o.xdsMode}"`);
       const log = createLogger({ level: o.logLevel });
       const cg2 = findOrMountCgroup2((target) => execFileSync('mount', ['-t', 'cgroup2', 'none', target]));
       if (cg2.mounted) log.warn({ path: cg2.path }, 'cgroup v2 was not mounted; mounted it');
@@ -56,6 +61,7 @@ export function registerAgentCommand(program: Command): void {
           readyPort: o.readyPort,
           adminHost: o.adminHost,
           drainMs: o.drainSeconds * 1000,
+          xds: o.xds ? { address: o.xds, mode: o.xdsMode } : undefined,
         },
         log,
         () => openDatapath({ pinRoot: o.pinRoot, cgroupRoot }, log.child({ component: 'datapath' })),

@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { version } from '../../package.json';
 import { registerAdminCommand } from './admin-command';
 import { registerAgentCommand } from './agent-command';
+import { registerControlPlaneCommand } from './controlplane-command';
 import { registerDemoCommand } from './demo-command';
 import { registerLabCommand } from './lab-command';
 import { registerSampleCommand } from './sample-command';
@@ -17,6 +18,7 @@ program
 
 registerAgentCommand(program);
 registerAdminCommand(program);
+registerControlPlaneCommand(program);
 registerLabCommand(program);
 registerSampleCommand(program);
 registerDemoCommand(program);

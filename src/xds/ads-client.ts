@@ -1,0 +1,283 @@
+// The agent's ADS client: one stream (delta or state of the world), ACK/NACK, reconnect with jittered backoff.
+
+import * as grpc from '@grpc/grpc-js';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Logger } from '../telemetry/logger';
+import { decodeResource, XdsResourceError, type AgentResource } from './agent-resources';
+import {
+  adsServiceDefinition,
+  toStruct,
+  type AnyMessage,
+  type DeltaDiscoveryRequest,
+  type DeltaDiscoveryResponse,
+  type DiscoveryRequest,
+  type DiscoveryResponse,
+  type XdsNode,
+} from './protos';
+import { CDS, EDS, LDS, NODE_NAME_METADATA, typeShortName } from './resource-types';
+
+export type XdsMode = 'delta' | 'sotw';
+
+/** Receives validated resource sets. Called on the event loop; never called after close(). */
+export interface XdsSink {
+  /** The complete current set of resources of one type (name -> decoded). */
+  apply(typeUrl: string, resources: Map<string, AgentResource>): void;
+}
+
+export interface XdsClientOptions {
+  /** `host:port` or `unix:///path` */
+  address: string;
+  node: string;
+  mode: XdsMode;
+  log: Logger;
+  registry: Registry;
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+interface Held {
+  version: string;
+  decoded: AgentResource;
+}
+
+interface TypeState {
+  /** Accepted resources (last good): survive NACKs and disconnects. */
+  resources: Map<string, Held>;
+  /** SotW: version_info of the last accepted response. */
+  versionInfo: string;
+  /** Names subscribed explicitly; null = wildcard. */
+  names: string[] | null;
+  lastNack: string | null;
+}
+
+type Stream = grpc.ClientDuplexStream<unknown, unknown>;
+
+const WILDCARD_TYPES = [CDS, LDS];
+
+export class XdsClient {
+  private readonly client: grpc.Client;
+  private stream: Stream | null = null;
+  private readonly types = new Map<string, TypeState>();
+  private closed = false;
+  private connected = false;
+  private attempt = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private lastError: string | null = null;
+  private readonly m: {
+    connected: Gauge;
+    applied: Counter<'type'>;
+    nacks: Counter<'type'>;
+    reconnects: Counter;
+  };
+
+  constructor(
+    private readonly opts: XdsClientOptions,
+    private readonly sink: XdsSink,
+  ) {
+    const Ctor = grpc.makeGenericClientConstructor(adsServiceDefinition(), 'AggregatedDiscoveryService');
+    this.client = new Ctor(opts.address, grpc.credentials.createInsecure(), {
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.initial_reconnect_backoff_ms': opts.initialBackoffMs ?? 200,
+      'grpc.max_reconnect_backoff_ms': opts.maxBackoffMs ?? 5_000,
+    });
+    for (const t of [CDS, EDS, LDS]) {
+      this.types.set(t, { resources: new Map(), versionInfo: '', names: WILDCARD_TYPES.includes(t) ? null : [], lastNack: null });
+    }
+    const registers = [opts.registry];
+    this.m = {
+      connected: new Gauge({ name: 'nodemesh_xds_connected', help: '1 while the ADS stream to the control plane is up', registers }),
+      applied: new Counter({ name: 'nodemesh_xds_updates_applied_total', help: 'xDS responses accepted (ACKed) and applied', labelNames: ['type'], registers }),
+      nacks: new Counter({ name: 'nodemesh_xds_nacks_sent_total', help: 'xDS responses rejected (NACKed); the previous config stays', labelNames: ['type'], registers }),
+      reconnects: new Counter({ name: 'nodemesh_xds_reconnects_total', help: 'ADS stream (re)connect attempts', registers }),
+    };
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.stream?.cancel();
+    this.stream = null;
+    this.client.close();
+    this.m.connected.set(0);
+  }
+
+  status(): Record<string, unknown> {
+    const resources: Record<string, Record<string, string>> = {};
+    for (const [t, st] of this.types) resources[typeShortName(t)] = Object.fromEntries([...st.resources].map(([n, h]) => [n, h.version]));
+    return {
+      address: this.opts.address,
+      mode: this.opts.mode,
+      connected: this.connected,
+      lastError: this.lastError,
+      versions: Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), st.versionInfo])),
+      lastNack: Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), st.lastNack])),
+      resources,
+    };
+  }
+
+  private node(): XdsNode {
+    return {
+      id: `nodemesh-agent~${this.opts.node}`,
+      cluster: 'nodemesh',
+      metadata: toStruct({ [NODE_NAME_METADATA]: this.opts.node }),
+      user_agent_name: 'nodemesh-agent',
+    };
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    this.m.reconnects.inc();
+    const method = this.opts.mode === 'delta' ? 'DeltaAggregatedResources' : 'StreamAggregatedResources';
+    const stream = (this.client as unknown as Record<string, () => Stream>)[method]!.call(this.client);
+    this.stream = stream;
+    stream.on('data', (msg: unknown) => {
+      if (stream !== this.stream) return;
+      if (!this.connected) {
+        this.connected = true;
+        this.attempt = 0;
+        this.lastError = null;
+        this.m.connected.set(1);
+        this.opts.log.info({ address: this.opts.address, mode: this.opts.mode }, 'xDS stream up');
+      }
+      if (this.opts.mode === 'delta') this.onDelta(msg as DeltaDiscoveryResponse);
+      else this.onSotw(msg as DiscoveryResponse);
+    });
+    stream.on('error', (err: grpc.ServiceError) => this.lost(stream, `${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`));
+    stream.on('end', () => this.lost(stream, 'stream ended by the control plane'));
+    // Subscribe: CDS and LDS wildcard first; EDS names follow from the clusters.
+    for (const t of [CDS, LDS, EDS]) this.subscribe(t, true);
+  }
+
+  private lost(stream: Stream, why: string): void {
+    if (stream !== this.stream || this.closed) return;
+    this.stream = null;
+    stream.cancel();
+    if (this.connected) this.opts.log.warn({ address: this.opts.address, why }, 'xDS stream lost; keeping the last good config');
+    this.connected = false;
+    this.lastError = why;
+    this.m.connected.set(0);
+    // Exponential backoff with full jitter: many agents must not reconnect in lockstep.
+    const base = this.opts.initialBackoffMs ?? 200;
+    const cap = this.opts.maxBackoffMs ?? 5_000;
+    const delay = Math.random() * Math.min(cap, base * 2 ** this.attempt);
+    this.attempt = Math.min(this.attempt + 1, 16);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.connect();
+    }, delay);
+  }
+
+  /** Initial (re)subscription of a type on a new stream. */
+  private subscribe(typeUrl: string, initial: boolean): void {
+    const st = this.types.get(typeUrl)!;
+    // An empty EDS name list would mean "wildcard": ask only once the clusters name what to watch.
+    if (typeUrl === EDS && (st.names ?? []).length === 0) return;
+    if (this.opts.mode === 'delta') {
+      const req: DeltaDiscoveryRequest = {
+        type_url: typeUrl,
+        resource_names_subscribe: st.names ?? [],
+        resource_names_unsubscribe: [],
+        initial_resource_versions: initial ? Object.fromEntries([...st.resources].map(([n, h]) => [n, h.version])) : {},
+        response_nonce: '',
+      };
+      if (initial) req.node = this.node();
+      this.send(req);
+    } else {
+      this.send({ version_info: st.versionInfo, node: this.node(), resource_names: st.names ?? [], type_url: typeUrl, response_nonce: '' } satisfies DiscoveryRequest);
+    }
+  }
+
+  private send(req: DiscoveryRequest | DeltaDiscoveryRequest): void {
+    this.stream?.write(req);
+  }
+
+  /** Decodes every resource or none: one bad resource rejects the whole response (xDS semantics). */
+  private decodeAll(typeUrl: string, items: { name?: string; version: string; any: AnyMessage }[]): Map<string, Held> | string {
+    const out = new Map<string, Held>();
+    for (const it of items) {
+      try {
+        const { name, resource } = decodeResource(typeUrl, it.any);
+        out.set(it.name ?? name, { version: it.version, decoded: resource });
+      } catch (e) {
+        return e instanceof XdsResourceError ? e.message : `${typeShortName(typeUrl)}: ${(e as Error).message}`;
+      }
+    }
+    return out;
+  }
+
+  private onSotw(res: DiscoveryResponse): void {
+    const st = this.types.get(res.type_url);
+    if (!st) return this.nack(res.type_url, res.nonce, `unsupported type ${res.type_url}`);
+    const decoded = this.decodeAll(res.type_url, res.resources.map((any) => ({ version: res.version_info, any })));
+    if (typeof decoded === 'string') return this.nack(res.type_url, res.nonce, decoded);
+    st.resources = decoded;
+    st.versionInfo = res.version_info;
+    this.commit(res.type_url);
+    this.send({ version_info: res.version_info, resource_names: st.names ?? [], type_url: res.type_url, response_nonce: res.nonce });
+  }
+
+  private onDelta(res: DeltaDiscoveryResponse): void {
+    const st = this.types.get(res.type_url);
+    if (!st) return this.nack(res.type_url, res.nonce, `unsupported type ${res.type_url}`);
+    const decoded = this.decodeAll(res.type_url, res.resources.map((r) => ({ name: r.name, version: r.version, any: r.resource })));
+    if (typeof decoded === 'string') return this.nack(res.type_url, res.nonce, decoded);
+    const next = new Map(st.resources);
+    for (const name of res.removed_resources) next.delete(name);
+    for (const [name, h] of decoded) next.set(name, h);
+    st.resources = next;
+    st.versionInfo = res.system_version_info;
+    this.commit(res.type_url);
+    this.send({ type_url: res.type_url, resource_names_subscribe: [], resource_names_unsubscribe: [], initial_resource_versions: {}, response_nonce: res.nonce });
+  }
+
+  private nack(typeUrl: string, nonce: string, message: string): void {
+    const st = this.types.get(typeUrl);
+    if (st) st.lastNack = message;
+    this.m.nacks.inc({ type: typeShortName(typeUrl) });
+    this.opts.log.warn({ type: typeShortName(typeUrl), nonce, error: message }, 'rejecting xDS update (NACK); keeping the previous config');
+    const error_detail = { code: grpc.status.INVALID_ARGUMENT, message };
+    if (this.opts.mode === 'delta') {
+      this.send({ type_url: typeUrl, resource_names_subscribe: [], resource_names_unsubscribe: [], initial_resource_versions: {}, response_nonce: nonce, error_detail });
+    } else {
+      // SotW NACK: the version we still run, the nonce we reject.
+      this.send({ version_info: st?.versionInfo ?? '', resource_names: st?.names ?? [], type_url: typeUrl, response_nonce: nonce, error_detail });
+    }
+  }
+
+  /** Hands the accepted set to the sink and, after CDS, follows the EDS subscription to the current clusters. */
+  private commit(typeUrl: string): void {
+    const st = this.types.get(typeUrl)!;
+    st.lastNack = null;
+    this.m.applied.inc({ type: typeShortName(typeUrl) });
+    this.sink.apply(typeUrl, new Map([...st.resources].map(([n, h]) => [n, h.decoded])));
+    if (typeUrl === CDS) this.followClusters();
+  }
+
+  private followClusters(): void {
+    const eds = this.types.get(EDS)!;
+    const want = [...this.types.get(CDS)!.resources.values()]
+      .map((h) => h.decoded)
+      .filter((d): d is Extract<AgentResource, { kind: 'cluster' }> => d.kind === 'cluster' && d.eds)
+      .map((d) => d.cluster.name)
+      .sort();
+    const have = eds.names ?? [];
+    if (want.join('\n') === have.join('\n')) return;
+    const added = want.filter((n) => !have.includes(n));
+    const removed = have.filter((n) => !want.includes(n));
+    eds.names = want;
+    if (removed.length) {
+      for (const n of removed) eds.resources.delete(n);
+      this.sink.apply(EDS, new Map([...eds.resources].map(([n, h]) => [n, h.decoded])));
+    }
+    if (this.opts.mode === 'delta') {
+      this.send({ type_url: EDS, resource_names_subscribe: added, resource_names_unsubscribe: removed, initial_resource_versions: {}, response_nonce: '' });
+    } else {
+      this.send({ version_info: eds.versionInfo, resource_names: want, type_url: EDS, response_nonce: '' });
+    }
+  }
+}
