@@ -19,6 +19,7 @@ export function spawnAgent(state: LabState, n: NodeState, logLevel = 'info'): Pr
     '--cgroup-root', n.podsCgroup,
     '--log-level', logLevel,
   ];
+  if (state.controlPlane) argv.push('--xds', `unix://${state.controlPlane.xdsSocket}`);
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: process.env.HOME ?? '/root',

@@ -77,7 +77,9 @@ export interface LabState {
   cli: string;
   nodes: NodeState[];
   pods: PodState[];
-  /** Non-Pod objects of the manifest, kept for later consumers (e.g. a control plane). */
+  /** The lab's control plane (fed by the lab file), when started. */
+  controlPlane?: { ref: ProcRef; cgroup: string; log: string; xdsSocket: string; configDir: string };
+  /** Non-Pod objects of the manifest (Services, policies): served by the lab's control plane. */
   objects: { kind: string; namespace: string; name: string }[];
   errors: string[];
 }

@@ -35,7 +35,35 @@ export interface LabStatus {
   nodes: NodeStatus[];
   pods: PodStatus[];
   objects: { kind: string; namespace: string; name: string }[];
+  controlPlane: { pid: number; alive: boolean; xdsSocket: string; configDir: string } | null;
+  /** Services as an agent received them over xDS (host, VIP:port, endpoint count). */
+  services: { host: string; vip: string; port: number; endpoints: number }[];
   errors: string[];
+}
+
+interface AgentServices {
+  vips: { vip: string; port: number; cluster: string }[];
+  clusters: { name: string; host: string; endpoints: unknown[] }[];
+}
+
+/** Services from the first agent that answers (every agent receives all services). */
+async function servicesFromAgents(nodes: NodeStatus[]): Promise<LabStatus['services']> {
+  for (const n of nodes.filter((x) => x.agentAlive)) {
+    try {
+      const res = await unixRequest(n.adminSocket, 'GET', '/config_dump', undefined, 2000);
+      const svc = (JSON.parse(res.body) as { services?: AgentServices }).services;
+      if (!svc) continue;
+      return svc.vips
+        .map((v) => {
+          const c = svc.clusters.find((x) => x.name === v.cluster);
+          return { host: c?.host ?? v.cluster, vip: v.vip, port: v.port, endpoints: c?.endpoints.length ?? 0 };
+        })
+        .sort((a, b) => a.host.localeCompare(b.host) || a.port - b.port);
+    } catch {
+      // try the next agent
+    }
+  }
+  return [];
 }
 
 export async function labStatus(labName: string): Promise<LabStatus> {
@@ -67,7 +95,18 @@ export async function labStatus(labName: string): Promise<LabStatus> {
       containers: p.containers.map((c) => ({ name: c.name, pid: c.proc?.pid ?? null, running: procAlive(c.proc) })),
     };
   });
-  return { lab: state.lab, phase: state.phase, createdAt: state.createdAt, nodes, pods, objects: state.objects, errors: state.errors };
+  const cp = state.controlPlane;
+  return {
+    lab: state.lab,
+    phase: state.phase,
+    createdAt: state.createdAt,
+    nodes,
+    pods,
+    objects: state.objects,
+    controlPlane: cp ? { pid: cp.ref.pid, alive: procAlive(cp.ref), xdsSocket: cp.xdsSocket, configDir: cp.configDir } : null,
+    services: await servicesFromAgents(nodes),
+    errors: state.errors,
+  };
 }
 
 function table(rows: string[][]): string {
@@ -84,7 +123,15 @@ export function formatStatus(s: LabStatus): string {
     podRows.push([`${p.namespace}/${p.name}`, p.node, p.ip, p.enroll ? (p.enrolled ? 'yes' : 'NO (failed)') : 'no (opted out)', `${running}/${p.containers.length} running`]);
   }
   const lines = [`lab ${s.lab}: ${s.phase}, created ${s.createdAt}`, '', table(nodeRows), '', table(podRows)];
-  if (s.objects.length > 0) lines.push('', `other objects (not used yet): ${s.objects.map((o) => `${o.kind} ${o.namespace}/${o.name}`).join(', ')}`);
+  if (s.services.length > 0) {
+    const svcRows = [['SERVICE', 'VIP:PORT', 'ENDPOINTS']];
+    for (const v of s.services) svcRows.push([v.host, `${v.vip}:${v.port}`, String(v.endpoints)]);
+    lines.push('', table(svcRows));
+  }
+  if (s.controlPlane) {
+    const cp = s.controlPlane;
+    lines.push('', `control plane: pid ${cp.pid}${cp.alive ? '' : ' (dead)'}, xDS at unix://${cp.xdsSocket}, watching ${cp.configDir}`);
+  }
   if (s.errors.length > 0) lines.push('', 'errors:', ...s.errors.map((e) => `  ${e}`));
   return lines.join('\n');
 }

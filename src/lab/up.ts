@@ -8,6 +8,7 @@ import type { EnrollRequest } from '../enroll/protocol';
 import { planAddresses, type AddressPlan, type NodePlan, type PodPlan } from './address-plan';
 import { spawnAgent } from './agent-control';
 import { labCgroup2Root, mkCgroup } from './cgroups';
+import { spawnControlPlane, writeMeshConfig } from './controlplane';
 import { labDown } from './down';
 import { LabError } from './errors';
 import { silentLogger, type LabLogger } from './log';
@@ -185,7 +186,6 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
   // Parse and plan first: invalid input must create nothing.
   const manifest: LabManifest = loadManifest(opts.file);
   const plan = planAddresses(lab, manifest.pods);
-  for (const o of manifest.others) log.debug(`${o.kind} ${o.namespace}/${o.name} (${o.loc.file}:${o.loc.line}) stored, not used by the lab yet`);
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
     throw new LabError('NM_LAB_NOT_ROOT', 'lab up needs root', { hint: 'network namespaces, cgroups and bpf pins need CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF' });
   }
@@ -226,6 +226,10 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
       checkAborted(opts.signal);
       await createNode(plan, n);
     }
+
+    log.info('starting the control plane');
+    writeMeshConfig(state, opts.file);
+    await spawnControlPlane(state);
 
     log.info('starting agents');
     const agents: Started[] = [];

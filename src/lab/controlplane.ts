@@ -1,0 +1,113 @@
+// The lab's control plane: fed by the lab file (with the pods' assigned IPs), serving agents over a unix socket.
+
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { killCgroup, mkCgroup } from './cgroups';
+import { LabError } from './errors';
+import { checkLabName, labDir, DEFAULT_CLI } from './paths';
+import { logTail, startDetached, type Started } from './processes';
+import { sleep } from './run';
+import { procAlive, readState, writeState, type LabState } from './state';
+
+export function configDir(lab: string): string {
+  return path.join(labDir(lab), 'config');
+}
+
+export function xdsSocket(lab: string): string {
+  return path.join(labDir(lab), 'xds.sock');
+}
+
+/** The file the lab's control plane watches: the lab file with every pod's node, IP and uid filled in. */
+export function meshConfigFile(lab: string): string {
+  return path.join(configDir(lab), 'lab.yaml');
+}
+
+/**
+ * Writes the lab file for the control plane, adding what the lab decided (pod IPs, uids) the way a
+ * kubelet reports it (status.podIP, metadata.uid), so Services resolve to the pods' real addresses.
+ * Everything else (Services, policies) passes through untouched.
+ */
+export function writeMeshConfig(state: LabState, manifestFile: string): void {
+  const docs = parseAllDocuments(fs.readFileSync(manifestFile, 'utf8'));
+  const out: string[] = [];
+  for (const doc of docs) {
+    const obj = doc.toJS() as Record<string, unknown> | null;
+    if (!obj) continue;
+    if (obj.kind === 'Pod') {
+      const meta = (obj.metadata ?? {}) as Record<string, unknown>;
+      const ns = typeof meta.namespace === 'string' ? meta.namespace : 'default';
+      const pod = state.pods.find((p) => p.name === meta.name && p.namespace === ns);
+      if (pod) {
+        doc.setIn(['metadata', 'namespace'], ns);
+        doc.setIn(['metadata', 'uid'], pod.uid);
+        doc.setIn(['spec', 'nodeName'], pod.node);
+        doc.setIn(['status', 'podIP'], pod.ip);
+        doc.setIn(['status', 'phase'], 'Running');
+      }
+    }
+    out.push(doc.toString());
+  }
+  fs.mkdirSync(configDir(state.lab), { recursive: true });
+  const tmp = `${meshConfigFile(state.lab)}.tmp`;
+  fs.writeFileSync(tmp, out.join('---\n'));
+  // rename: the watcher never sees a half-written file
+  fs.renameSync(tmp, meshConfigFile(state.lab));
+}
+
+/** Starts the control plane in the fabric netns (its metrics port stays inside the lab) and its own cgroup. */
+export async function spawnControlPlane(state: LabState): Promise<Started> {
+  const cg = path.join(state.labCgroup, 'controlplane');
+  mkCgroup(cg);
+  const sock = xdsSocket(state.lab);
+  const argv = [process.execPath, DEFAULT_CLI, 'controlplane', '--config', configDir(state.lab), '--xds-address', `unix://${sock}`, '--log-level', state.agentLogLevel];
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', NODEMESH_LAB: state.lab };
+  const log = path.join(state.logDir, 'controlplane.log');
+  const started = await startDetached({ cgroup: cg, netns: state.fabricNetns, argv, env }, log);
+  state.controlPlane = { ref: started.ref, cgroup: cg, log, xdsSocket: sock, configDir: configDir(state.lab) };
+  writeState(state);
+  await waitListening(sock, started, log, 20_000);
+  return started;
+}
+
+async function waitListening(sock: string, started: Started, log: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (started.exit) {
+      throw new LabError('NM_LAB_CONTROLPLANE', `the lab control plane exited at start; last log lines:\n${logTail(log)}`, { hint: `check the Services and policies in the lab file; log: ${log}` });
+    }
+    if (await canConnect(sock)) return;
+    if (Date.now() > deadline) throw new LabError('NM_LAB_CONTROLPLANE', `the lab control plane did not listen on ${sock} within ${timeoutMs} ms`, { hint: `log: ${log}` });
+    await sleep(50);
+  }
+}
+
+function canConnect(sock: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(sock);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** Stops the lab's control plane (tests of control-plane loss); agents keep their last config. */
+export async function stopControlPlane(lab: string, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<void> {
+  const state = readState(checkLabName(lab));
+  const cp = state.controlPlane;
+  if (!cp) throw new LabError('NM_LAB_NOT_FOUND', `lab "${lab}" has no control plane`);
+  if (procAlive(cp.ref)) process.kill(cp.ref.pid, signal);
+  const deadline = Date.now() + timeoutMs;
+  while (procAlive(cp.ref) && Date.now() < deadline) await sleep(50);
+  if (procAlive(cp.ref)) killCgroup(cp.cgroup);
+}
+
+/** Starts the lab's control plane again (after stopControlPlane). */
+export async function startControlPlane(lab: string): Promise<void> {
+  const state = readState(checkLabName(lab));
+  if (state.controlPlane && procAlive(state.controlPlane.ref)) return;
+  await spawnControlPlane(state);
+}
