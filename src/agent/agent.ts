@@ -243,6 +243,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       await proxy.start({
         outbound: [l.outbound4, l.outbound6].filter((fd): fd is number => fd !== null),
         inbound: [l.inbound4, l.inbound6].filter((fd): fd is number => fd !== null),
+        hbone: [l.hbone4, l.hbone6].filter((fd): fd is number => fd !== null),
       });
     } catch (err) {
       await dp.unenroll(pod.uid).catch((e: unknown) => this.log.error({ err: e, uid: pod.uid }, 'rollback of datapath enrollment failed'));

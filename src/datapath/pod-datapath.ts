@@ -177,6 +177,9 @@ export async function enrollPod(ctx: PodContext, spec: PodNetSpec): Promise<PodH
     const outbound6 = await listen(6, '::1', abi.NM_PORT_OUTBOUND, true);
     const inbound4 = (await listen(4, '0.0.0.0', abi.NM_PORT_INBOUND, false))!;
     const inbound6 = await listen(6, '::', abi.NM_PORT_INBOUND, true);
+    // HBONE is addressed to the pod's 15008 directly (sk_lookup never steers it): a wildcard bind suffices.
+    const hbone4 = (await listen(4, '0.0.0.0', abi.NM_PORT_HBONE, false))!;
+    const hbone6 = await listen(6, '::', abi.NM_PORT_HBONE, true);
     const netnsCookie = native.socketNetnsCookie(outbound4);
     // two uids on one netns would share one nm_pods entry: unenrolling either would switch both off
     const owner = ctx.netnsOwner(netnsCookie);
@@ -237,7 +240,7 @@ export async function enrollPod(ctx: PodContext, spec: PodNetSpec): Promise<PodH
 
     const pool = new SocketPool(native, thread, nsfd, abi.NM_AGENT_MARK, { 4: POOL_TARGET, 6: outbound6 !== null || inbound6 !== null ? POOL_TARGET : 0 }, log, spec.uid);
     pool.prefill();
-    const listeners: PodListeners = { outbound4, outbound6, inbound4, inbound6 };
+    const listeners: PodListeners = { outbound4, outbound6, inbound4, inbound6, hbone4, hbone6 };
     log.info(
       { uid: spec.uid, netns: spec.netnsPath, netnsCookie: netnsCookie.toString(), ips: spec.ips, failClosed: spec.failClosed, skLookup: link.adopted ? 'adopted' : 'attached', linkId: link.linkId },
       'pod enrolled in datapath',

@@ -37,6 +37,10 @@ export interface PodListeners {
   inbound4: number;
   /** [::]:15006 v6only, when the netns has IPv6 */
   inbound6: number | null;
+  /** 0.0.0.0:15008: HBONE (mTLS HTTP/2 CONNECT) from other nodes' agents */
+  hbone4: number;
+  /** [::]:15008 v6only, when the netns has IPv6 */
+  hbone6: number | null;
 }
 
 export interface SocketAddress {

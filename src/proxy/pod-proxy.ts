@@ -10,6 +10,8 @@ import { handleOutbound } from './outbound';
 export interface PodListenerFds {
   outbound: number[];
   inbound: number[];
+  /** 15008 listeners; served only when the agent has identities (mTLS), else closed. */
+  hbone: number[];
 }
 
 export class PodProxy {
@@ -27,6 +29,8 @@ export class PodProxy {
       ...fds.outbound.map((fd) => ({ fd, handler: handleOutbound })),
       ...fds.inbound.map((fd) => ({ fd, handler: handleInbound })),
     ];
+    // Without identities there is no HBONE: close 15008 so peers get a clear refusal.
+    for (const fd of fds.hbone) closeQuietly(fd);
     let i = 0;
     try {
       for (; i < all.length; i++) {

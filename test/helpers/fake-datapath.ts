@@ -51,7 +51,7 @@ export class FakeDatapath implements Datapath {
     return {
       uid: spec.uid,
       netnsCookie,
-      listeners: { outbound4: out.fd, outbound6: null, inbound4: inb.fd, inbound6: null },
+      listeners: { outbound4: out.fd, outbound6: null, inbound4: inb.fd, inbound6: null, hbone4: boundFd().fd, hbone6: null },
       newSocket: async () => null as unknown as number,
       originalDst: () => this.originalDestination,
     };
