@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { Agent } from '../agent/agent';
 import { openDatapath } from '../datapath/datapath';
 import { createLogger } from '../telemetry/logger';
+import { runDaemon } from './daemon';
 import { findOrMountCgroup2 } from '../util/cgroup2';
 
 function int(v: string): number {
@@ -66,33 +67,6 @@ export function registerAgentCommand(program: Command): void {
         log,
         () => openDatapath({ pinRoot: o.pinRoot, cgroupRoot }, log.child({ component: 'datapath' })),
       );
-      let exiting = false;
-      const stop = (signal: string): void => {
-        if (exiting) return;
-        exiting = true;
-        log.info({ signal }, 'signal received');
-        agent.shutdown().then(
-          () => {
-            log.flush();
-            process.exit(0);
-          },
-          (err: unknown) => {
-            log.error({ err }, 'shutdown failed');
-            log.flush();
-            process.exit(1);
-          },
-        );
-      };
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      process.on('SIGINT', () => stop('SIGINT'));
-      try {
-        await agent.start();
-      } catch (err) {
-        const e = err as { code?: string; message?: string };
-        log.fatal({ err, code: e.code }, `agent cannot start: ${e.message}`);
-        log.flush();
-        process.stderr.write(`nodemesh agent: ${e.message}${e.code ? ` [${e.code}]` : ''}\n`);
-        process.exit(2);
-      }
+      await runDaemon({ name: 'agent', log, start: () => agent.start(), stop: () => agent.shutdown() });
     });
 }

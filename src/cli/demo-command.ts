@@ -6,19 +6,8 @@ import { unixRequest } from '../enroll/client';
 import { formatStatus, labDown, labStatus, labUp, readState, stderrLogger, type LabState } from '../lab';
 import { labExecCapture } from '../lab/exec-capture';
 import { adminSocket, PACKAGE_ROOT } from '../lab/paths';
+import type { ClosedConnection } from '../proxy/connection-tracker';
 
-interface Closed {
-  id: number;
-  direction: string;
-  pod: string;
-  src: string;
-  dst: string;
-  bytesUp: number;
-  bytesDown: number;
-  durationMs: number;
-  responseFlags: string;
-  error: string | null;
-}
 
 const bold = (s: string): string => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 
@@ -47,10 +36,10 @@ class Watcher {
 
   async poll(): Promise<void> {
     for (const n of this.state.nodes) {
-      let recent: Closed[];
+      let recent: ClosedConnection[];
       try {
         const res = await unixRequest(adminSocket(this.lab, n.name), 'GET', '/connections', undefined, 2000);
-        recent = (JSON.parse(res.body) as { recent: Closed[] }).recent;
+        recent = (JSON.parse(res.body) as { recent: ClosedConnection[] }).recent;
       } catch {
         continue;
       }

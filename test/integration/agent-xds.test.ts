@@ -15,6 +15,7 @@ import type { XdsMode } from '../../src/xds/ads-client';
 import { adsServiceDefinition, toAny, type DiscoveryRequest } from '../../src/xds/protos';
 import { CDS, CLUSTER_TYPE } from '../../src/xds/resource-types';
 import { FakeDatapath } from '../helpers/fake-datapath';
+import { waitFor } from '../helpers/wait';
 
 const VIP = '198.18.200.10';
 
@@ -86,20 +87,6 @@ function callVip(dp: FakeDatapath): Promise<string> {
   });
 }
 
-async function eventually<T>(what: string, fn: () => Promise<T | null | false>, ms = 3000): Promise<T> {
-  const end = Date.now() + ms;
-  let last: unknown = null;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 for (const mode of ['delta', 'sotw'] as const) {
   describe(`agent follows the control plane over ADS (${mode})`, () => {
@@ -127,8 +114,8 @@ for (const mode of ['delta', 'sotw'] as const) {
     });
 
     it('routes a service VIP to its endpoints in turn', async () => {
-      await eventually('the VIP to be known', async () => agent.services.isVip(VIP, 9000));
-      await eventually('both endpoints', async () => agent.services.snapshot().clusters[0]?.endpoints.length === 2);
+      await waitFor('the VIP to be known', async () => agent.services.isVip(VIP, 9000));
+      await waitFor('both endpoints', async () => agent.services.snapshot().clusters[0]?.endpoints.length === 2);
       const answers = [];
       for (let i = 0; i < 4; i++) answers.push(await callVip(dp));
       assert.deepEqual([...answers].sort(), ['echo-1', 'echo-1', 'echo-2', 'echo-2']);
@@ -140,7 +127,7 @@ for (const mode of ['delta', 'sotw'] as const) {
     it('follows a scale-up within a second, and fails over when an endpoint refuses', async () => {
       fs.writeFileSync(path.join(cfg, 'echo-3.yaml'), podYaml('echo-3', '127.0.0.4'));
       const t0 = Date.now();
-      await eventually('three endpoints', async () => agent.services.snapshot().clusters[0]?.endpoints.length === 3, 1000);
+      await waitFor('three endpoints', async () => agent.services.snapshot().clusters[0]?.endpoints.length === 3, 1000);
       assert.ok(Date.now() - t0 < 1000);
       const seen = new Set<string>();
       for (let i = 0; i < 6; i++) seen.add(await callVip(dp));
@@ -154,15 +141,15 @@ for (const mode of ['delta', 'sotw'] as const) {
 
     it('keeps routing with the last config while the control plane is down, and converges when it returns', async () => {
       fs.rmSync(path.join(cfg, 'echo-3.yaml'));
-      await eventually('back to two endpoints', async () => agent.services.snapshot().clusters[0]?.endpoints.length === 2);
+      await waitFor('back to two endpoints', async () => agent.services.snapshot().clusters[0]?.endpoints.length === 2);
       const address = cp.address;
       await cp.close();
-      await eventually('the agent to notice', async () => (agent.xdsStatus() as { connected: boolean }).connected === false);
+      await waitFor('the agent to notice', async () => (agent.xdsStatus() as { connected: boolean }).connected === false);
       assert.match(await callVip(dp), /^echo-[12]$/);
       // back, with a changed config: only echo-2 remains
       fs.rmSync(path.join(cfg, 'echo-1.yaml'));
       cp = await startControlPlane({ config: cfg, xdsAddress: address, metricsPort: false, logger: silentLogger() });
-      await eventually('reconnect and converge', async () => {
+      await waitFor('reconnect and converge', async () => {
         const c = agent.services.snapshot().clusters[0];
         return (agent.xdsStatus() as { connected: boolean }).connected && c?.endpoints.length === 1 && c.endpoints[0]!.ip === '127.0.0.3';
       }, 8000);
@@ -214,11 +201,11 @@ describe('agent NACKs what it cannot use and keeps its previous config', () => {
   });
 
   it('ACKs a usable cluster, NACKs MAGLEV with error_detail, and keeps the ROUND_ROBIN cluster', async () => {
-    await eventually('the stream', async () => push !== null);
+    await waitFor('the stream', async () => push !== null);
     push!('ROUND_ROBIN', 'v1');
-    await eventually('ACK of v1', async () => requests.find((r) => r.type_url === CDS && r.version_info === 'v1' && r.response_nonce === '1' && !r.error_detail));
+    await waitFor('ACK of v1', async () => requests.find((r) => r.type_url === CDS && r.version_info === 'v1' && r.response_nonce === '1' && !r.error_detail));
     push!('MAGLEV', 'v2');
-    const nack = (await eventually('NACK of v2', async () => requests.find((r) => r.type_url === CDS && r.response_nonce === '2')))!;
+    const nack = (await waitFor('NACK of v2', async () => requests.find((r) => r.type_url === CDS && r.response_nonce === '2')))!;
     assert.equal(nack.version_info, 'v1', 'a NACK names the version still in use');
     assert.match(nack.error_detail!.message, /lb_policy MAGLEV is not supported \(supported: ROUND_ROBIN\)/);
     const clusters = agent.services.snapshot().clusters;
