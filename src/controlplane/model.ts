@@ -1,7 +1,8 @@
 // Derives the mesh model from stored objects: service VIPs, ports with resolved endpoints, workloads per node.
 
 import { outboundClusterName, serviceHost, serviceListenerName, vipListenerName } from '../xds/resource-types';
-import type { PodObject, ServiceObject, ServicePort } from './objects';
+import type { PodObject, PolicyObject, ServiceObject, ServicePort } from './objects';
+import { PolicyIndex, type WorkloadPolicy } from './policy';
 import type { VipAllocator } from './vip-allocator';
 
 /** One backend of a service port: what agents need to reach and identify the workload. */
@@ -39,6 +40,8 @@ export interface MeshModel {
   services: ServiceModel[];
   /** In-mesh pods with an IP, per node name. */
   workloadsByNode: Map<string, PodObject[]>;
+  /** Security policy per in-mesh pod (`ns/name`); a pod missing here gets PERMISSIVE and allow-all. */
+  policies?: Map<string, WorkloadPolicy>;
 }
 
 function matches(selector: Record<string, string>, labels: Record<string, string>): boolean {
@@ -59,7 +62,13 @@ export function isServing(pod: PodObject): boolean {
   return pod.podIP !== undefined && pod.ready;
 }
 
-export function buildModel(services: ServiceObject[], pods: PodObject[], vips: VipAllocator, domain?: string): MeshModel {
+export function buildModel(
+  services: ServiceObject[],
+  pods: PodObject[],
+  vips: VipAllocator,
+  domain?: string,
+  policyObjects: PolicyObject[] = [],
+): MeshModel {
   const requested = new Map<string, string | undefined>();
   for (const s of services) {
     if (s.clusterIP !== 'None') requested.set(`${s.meta.namespace}/${s.meta.name}`, s.clusterIP);
@@ -113,5 +122,10 @@ export function buildModel(services: ServiceObject[], pods: PodObject[], vips: V
     workloadsByNode.set(p.nodeName, list);
   }
   for (const list of workloadsByNode.values()) list.sort((a, b) => a.meta.name.localeCompare(b.meta.name));
-  return { services: out, workloadsByNode };
+  const index = new PolicyIndex(policyObjects);
+  const policies = new Map<string, WorkloadPolicy>();
+  for (const list of workloadsByNode.values()) {
+    for (const p of list) policies.set(`${p.meta.namespace}/${p.meta.name}`, index.workloadPolicy(p));
+  }
+  return { services: out, workloadsByNode, policies };
 }

@@ -3,7 +3,7 @@
 export const POD = 'Pod';
 export const SERVICE = 'Service';
 
-/** Kinds that are validated and stored. Only Pod and Service feed translation today. */
+/** Kinds that are validated and stored. Pod, Service, AuthorizationPolicy and PeerAuthentication feed translation. */
 export const KNOWN_KINDS = {
   Pod: ['v1'],
   Service: ['v1'],
@@ -76,15 +76,63 @@ export interface ServiceObject {
   ports: ServicePort[];
 }
 
-/** A kind stored verbatim for later consumers (routes, policy). */
+/** The Istio root namespace: policies there apply mesh-wide. */
+export const ROOT_NAMESPACE = 'istio-system';
+
+/** PeerAuthentication mtls.mode as written; `UNSET` inherits from the parent scope. */
+export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'UNSET' | 'DISABLE';
+
+export interface PeerAuthenticationObject {
+  kind: 'PeerAuthentication';
+  meta: ObjectMeta;
+  /** undefined: namespace-wide (mesh-wide in the root namespace). */
+  selector?: Record<string, string>;
+  mode: MtlsMode;
+}
+
+/** One `rules[].from[].source`; undefined fields are absent (an empty list is kept: it matches nothing). */
+export interface AuthzSource {
+  principals?: string[];
+  notPrincipals?: string[];
+  namespaces?: string[];
+  notNamespaces?: string[];
+  /** CIDRs or single IPs, as written. */
+  ipBlocks?: string[];
+  notIpBlocks?: string[];
+}
+
+/** One `rules[].to[].operation` (L4 only). */
+export interface AuthzOperation {
+  ports?: number[];
+  notPorts?: number[];
+}
+
+export interface AuthzRule {
+  from: AuthzSource[];
+  to: AuthzOperation[];
+}
+
+export interface AuthorizationPolicyObject {
+  kind: 'AuthorizationPolicy';
+  meta: ObjectMeta;
+  action: 'ALLOW' | 'DENY';
+  /** undefined: every workload in the namespace (the whole mesh in the root namespace). */
+  selector?: Record<string, string>;
+  /** Istio: absent or empty rules match nothing (ALLOW with no rules = allow nothing); `{}` matches everything. */
+  rules: AuthzRule[];
+}
+
+export type PolicyObject = PeerAuthenticationObject | AuthorizationPolicyObject;
+
+/** A kind stored verbatim for later consumers (routes, destination rules). */
 export interface OpaqueObject {
-  kind: Exclude<Kind, 'Pod' | 'Service'>;
+  kind: Exclude<Kind, 'Pod' | 'Service' | 'AuthorizationPolicy' | 'PeerAuthentication'>;
   meta: ObjectMeta;
   apiVersion: string;
   spec: unknown;
 }
 
-export type MeshObject = PodObject | ServiceObject | OpaqueObject;
+export type MeshObject = PodObject | ServiceObject | PolicyObject | OpaqueObject;
 
 export interface StoredObject {
   object: MeshObject;

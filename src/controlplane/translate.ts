@@ -20,6 +20,8 @@ import {
 } from '../xds/resource-types';
 import type { EndpointModel, MeshModel, ServiceModel, ServicePortModel } from './model';
 import type { PodObject } from './objects';
+import { DEFAULT_WORKLOAD_POLICY, policyName, type WorkloadPolicy } from './policy';
+import { buildRbacFilters } from './policy-rbac';
 
 /** One encoded resource with its content version (a hash, so identical config has identical versions everywhere). */
 export interface XdsResource {
@@ -167,21 +169,35 @@ function workloadMetadata(pod: PodObject): Record<string, JsonValue> {
   };
 }
 
-/** One filter chain per local in-mesh pod, matched on the pod's IP, each handing off to the original destination. */
-export function buildInboundListener(node: string, pods: PodObject[]): Record<string, unknown> {
+/** What the chain's metadata says about security: the mTLS mode and the names of the policies in force. */
+function securityMetadata(wp: WorkloadPolicy): Record<string, JsonValue> {
+  const m: Record<string, JsonValue> = { mtlsMode: wp.mtlsMode, policies: [...wp.deny, ...wp.allow].map(policyName) };
+  if (wp.peerAuthentication) m.peerAuthentication = wp.peerAuthentication;
+  return m;
+}
+
+/**
+ * One filter chain per local in-mesh pod, matched on the pod's IP: RBAC filters (DENY, then ALLOW) for the
+ * pod's AuthorizationPolicies, then a tcp_proxy handing off to the original destination.
+ */
+export function buildInboundListener(node: string, pods: PodObject[], policies?: Map<string, WorkloadPolicy>): Record<string, unknown> {
   return {
     name: inboundListenerName(node),
     address: { socket_address: { address: '0.0.0.0', port_value: INBOUND_PORT } },
     traffic_direction: 'INBOUND',
     bind_to_port: { value: false },
-    filter_chains: pods.map((pod) => ({
-      name: `${pod.meta.namespace}/${pod.meta.name}`,
-      filter_chain_match: {
-        prefix_ranges: [{ address_prefix: pod.podIP, prefix_len: { value: pod.podIP!.includes(':') ? 128 : 32 } }],
-      },
-      filters: [tcpProxy(`inbound|${pod.meta.namespace}/${pod.meta.name}`, INBOUND_PASSTHROUGH_CLUSTER)],
-      metadata: nodemeshMetadata(workloadMetadata(pod)),
-    })),
+    filter_chains: pods.map((pod) => {
+      const id = `${pod.meta.namespace}/${pod.meta.name}`;
+      const wp = policies?.get(id) ?? DEFAULT_WORKLOAD_POLICY;
+      return {
+        name: id,
+        filter_chain_match: {
+          prefix_ranges: [{ address_prefix: pod.podIP, prefix_len: { value: pod.podIP!.includes(':') ? 128 : 32 } }],
+        },
+        filters: [...buildRbacFilters(wp, `inbound|${id}`), tcpProxy(`inbound|${id}`, INBOUND_PASSTHROUGH_CLUSTER)],
+        metadata: nodemeshMetadata({ ...workloadMetadata(pod), ...securityMetadata(wp) }),
+      };
+    }),
     metadata: nodemeshMetadata({ node }),
   };
 }
@@ -221,7 +237,7 @@ export function translate(model: MeshModel): Snapshot {
   }
   const inbound = new Map<string, XdsResource>();
   for (const [node, pods] of model.workloadsByNode) {
-    inbound.set(node, makeResource(LDS, inboundListenerName(node), buildInboundListener(node, pods)));
+    inbound.set(node, makeResource(LDS, inboundListenerName(node), buildInboundListener(node, pods, model.policies)));
   }
   return { shared, inbound };
 }

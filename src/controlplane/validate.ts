@@ -13,6 +13,7 @@ import {
   type ServiceObject,
   type ServicePort,
 } from './objects';
+import { validateAuthorizationPolicy, validatePeerAuthentication } from './policy-validate';
 
 export type FieldPath = (string | number)[];
 
@@ -45,7 +46,7 @@ function isMap(v: unknown): v is Json {
 }
 
 /** Collects issues while walking one document; every getter records what it found wrong. */
-class Checker {
+export class Checker {
   readonly issues: FieldIssue[] = [];
 
   fail(path: FieldPath, message: string): void {
@@ -272,10 +273,12 @@ export function validateDocument(doc: unknown): ValidationResult {
   let object: MeshObject;
   if (kind === 'Pod') object = validatePod(c, doc);
   else if (kind === 'Service') object = validateService(c, doc);
+  else if (kind === 'AuthorizationPolicy') object = validateAuthorizationPolicy(c, doc, meta(c, doc, SUBDOMAIN));
+  else if (kind === 'PeerAuthentication') object = validatePeerAuthentication(c, doc, meta(c, doc, SUBDOMAIN));
   else {
     const m = meta(c, doc, SUBDOMAIN);
     if (doc.spec !== undefined) c.map(doc.spec, ['spec'], false);
-    object = { kind: kind as Exclude<Kind, 'Pod' | 'Service'>, apiVersion, meta: m, spec: doc.spec ?? {} };
+    object = { kind: kind as Exclude<Kind, 'Pod' | 'Service' | 'AuthorizationPolicy' | 'PeerAuthentication'>, apiVersion, meta: m, spec: doc.spec ?? {} };
   }
   if (c.issues.length > 0) {
     return { status: 'invalid', kind, namespace: object.meta.namespace, name: object.meta.name || undefined, issues: c.issues };

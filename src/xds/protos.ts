@@ -16,6 +16,8 @@ const ENVOY_FILES = [
   'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
   'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
   'envoy/extensions/filters/http/router/v3/router.proto',
+  'envoy/extensions/filters/network/rbac/v3/rbac.proto',
+  'envoy/config/rbac/v3/rbac.proto',
 ];
 
 let cachedRoot: protobuf.Root | undefined;

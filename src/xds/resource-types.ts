@@ -9,6 +9,8 @@ export const ENDPOINT_TYPE = 'envoy.config.endpoint.v3.ClusterLoadAssignment';
 export const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 export const ROUTER_TYPE = 'envoy.extensions.filters.http.router.v3.Router';
 export const TCP_PROXY_TYPE = 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
+/** Network RBAC filter: inbound authorization, one per action, before the tcp_proxy. */
+export const RBAC_TYPE = 'envoy.extensions.filters.network.rbac.v3.RBAC';
 
 export const LDS = TYPE_URL_PREFIX + LISTENER_TYPE;
 export const RDS = TYPE_URL_PREFIX + ROUTE_TYPE;
