@@ -16,6 +16,18 @@ function xdsAddress(v: string): string {
   return v;
 }
 
+/** Seconds from `90`, `90s`, `15m`, `24h` or `7d`. */
+function duration(v: string): number {
+  const m = /^(\d+)(s|m|h|d)?$/.exec(v.trim());
+  if (!m || Number(m[1]) <= 0) throw new InvalidArgumentError('must be a positive duration: 90, 90s, 15m, 24h or 7d');
+  return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd'];
+}
+
+function hostPort(v: string): string {
+  if (!/^[^\s]+:\d+$/.test(v)) throw new InvalidArgumentError('must be HOST:PORT');
+  return v;
+}
+
 export function registerControlPlaneCommand(program: Command): void {
   program
     .command('controlplane')
@@ -27,6 +39,15 @@ export function registerControlPlaneCommand(program: Command): void {
     .option('--metrics-port <port>', 'HTTP port for /metrics and /debug/config on --metrics-host (0: off)', port, DEFAULT_METRICS_PORT)
     .option('--metrics-host <ip>', 'address for the metrics port', '127.0.0.1')
     .option('--domain <domain>', 'cluster domain of service host names', 'cluster.local')
+    .option('--ca-dir <dir>', 'run the CA with a root generated on first start and kept in DIR (key mode 0600)')
+    .option('--ca-cert <file>', 'run the CA with this signing certificate (a root, or an intermediate with --ca-chain)')
+    .option('--ca-key <file>', 'private key (RSA, PEM) of --ca-cert')
+    .option('--ca-chain <file>', 'PEM issuers of --ca-cert up to the root, root last')
+    .option('--trust-domain <domain>', 'SPIFFE trust domain the CA signs for', 'cluster.local')
+    .option('--max-cert-ttl <duration>', 'upper bound on workload certificate lifetimes (90s, 15m, 24h, 7d)', duration, 7 * 86400)
+    .option('--node-tokens <file>', 'JSON {"<node>": "<token>"} authenticating node agents to the CA (re-read on change)')
+    .option('--ca-address <addr>', 'also serve the CA over TLS on HOST:PORT (e.g. 0.0.0.0:15012), with a certificate from the CA itself', hostPort)
+    .option('--ca-agent-namespace <ns>', 'with --kubernetes: namespace of the nodemesh-agent ServiceAccount whose tokens the CA accepts (default: any)')
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
     .action(
       async (o: {
@@ -37,11 +58,24 @@ export function registerControlPlaneCommand(program: Command): void {
         metricsPort: number;
         metricsHost: string;
         domain: string;
+        caDir?: string;
+        caCert?: string;
+        caKey?: string;
+        caChain?: string;
+        trustDomain: string;
+        maxCertTtl: number;
+        nodeTokens?: string;
+        caAddress?: string;
+        caAgentNamespace?: string;
         logLevel: string;
       }) => {
         const log = createLogger({ level: o.logLevel, name: 'controlplane' });
         if (o.config.length === 0 && !o.kubernetes) {
           process.stderr.write('nodemesh controlplane: give --config PATH and/or --kubernetes\n');
+          process.exit(2);
+        }
+        if ((o.nodeTokens !== undefined || o.caAddress !== undefined) && o.caDir === undefined && o.caCert === undefined) {
+          process.stderr.write('nodemesh controlplane: --node-tokens and --ca-address need the CA: give --ca-dir DIR or --ca-cert/--ca-key\n');
           process.exit(2);
         }
         let handle;
@@ -54,6 +88,20 @@ export function registerControlPlaneCommand(program: Command): void {
             metricsHost: o.metricsHost,
             domain: o.domain,
             logger: log,
+            ca:
+              o.caDir !== undefined || o.caCert !== undefined
+                ? {
+                    dir: o.caDir,
+                    certFile: o.caCert,
+                    keyFile: o.caKey,
+                    chainFile: o.caChain,
+                    trustDomain: o.trustDomain,
+                    maxCertTtlSeconds: o.maxCertTtl,
+                    nodeTokensFile: o.nodeTokens,
+                    tlsAddress: o.caAddress,
+                    kubernetes: o.kubernetes && o.nodeTokens === undefined ? { kubeconfig: o.kubeconfig, agentNamespace: o.caAgentNamespace } : undefined,
+                  }
+                : undefined,
           });
         } catch (err) {
           const e = err as { code?: string; message?: string };
@@ -63,7 +111,7 @@ export function registerControlPlaneCommand(program: Command): void {
           process.exit(2);
         }
         // One line on stdout for whoever started us (the lab, scripts): where to dial.
-        process.stdout.write(`${JSON.stringify({ msg: 'listening', xds: handle.address, metricsPort: handle.metricsPort })}\n`);
+        process.stdout.write(`${JSON.stringify({ msg: 'listening', xds: handle.address, ca: handle.ca?.tlsAddress, metricsPort: handle.metricsPort })}\n`);
         let exiting = false;
         const stop = (signal: string): void => {
           if (exiting) return;

@@ -31,6 +31,11 @@ export class AdsServer {
     this.health.addToServer(this.server);
   }
 
+  /** Serves another gRPC service on the same listener (the CA); call before `listen`. */
+  addService(definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation): void {
+    this.server.addService(definition, handlers);
+  }
+
   private attach<Req, Res>(stream: AdsStream, call: grpc.ServerDuplexStream<Req, Res>, onRequest: (r: Req) => void): void {
     this.streams.add(stream);
     this.ctx.metrics.connected.inc({ mode: stream.mode });

@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../telemetry/logger';
 import { toDebugJson } from '../xds/protos';
 import { typeShortName, XDS_TYPE_URLS } from '../xds/resource-types';
 import { AdsServer } from './ads-server';
+import { startCertificateAuthority, type CaHandle, type CaServerOptions } from './ca/ca-server';
 import { formatIssue, type ConfigIssue } from './errors';
 import { FileSource, type ConfigSink, type ConfigSource } from './file-source';
 import { ControlPlaneHttpServer } from './http-server';
@@ -38,6 +39,8 @@ export interface ControlPlaneOptions {
   logger?: Logger;
   logLevel?: string;
   registry?: Registry;
+  /** Run the CA: CertificateService on the xDS listener (and on `ca.tlsAddress` with TLS). Off when absent. */
+  ca?: CaServerOptions;
 }
 
 export interface ControlPlaneHandle {
@@ -47,6 +50,8 @@ export interface ControlPlaneHandle {
   readonly metricsPort: number | undefined;
   readonly store: ObjectStore;
   readonly metrics: ControlPlaneMetrics;
+  /** The CA, when `ca` was given. */
+  readonly ca: CaHandle | undefined;
   /** The snapshot currently served. */
   snapshot(): Snapshot;
   /** Same document as GET /debug/config. */
@@ -64,6 +69,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   private current: Snapshot;
   private readonly ads: AdsServer;
   private http: ControlPlaneHttpServer | undefined;
+  ca: CaHandle | undefined;
   private readonly sources: ConfigSource[] = [];
   private timer: NodeJS.Timeout | undefined;
   private builtGeneration = -1;
@@ -124,6 +130,25 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
     for (const s of this.sources) await s.start();
     // First snapshot before listening, so the first client gets the whole config at once.
     this.rebuild();
+    if (this.opts.ca) {
+      this.ca = await startCertificateAuthority(
+        {
+          ...this.opts.ca,
+          // With --kubernetes and no token file, agents authenticate with ServiceAccount tokens.
+          kubernetes:
+            this.opts.ca.kubernetes ??
+            (this.opts.kubernetes && this.opts.ca.nodeTokensFile === undefined
+              ? { kubeconfig: typeof this.opts.kubernetes === 'object' ? this.opts.kubernetes.kubeconfig : undefined }
+              : undefined),
+        },
+        {
+          store: this.store,
+          registry: this.metrics.registry,
+          log: this.log.child({ component: 'ca' }),
+          register: (definition, handlers) => this.ads.addService(definition, handlers),
+        },
+      );
+    }
     this.address = await this.ads.listen(this.opts.xdsAddress ?? DEFAULT_XDS_ADDRESS);
     const mport = this.opts.metricsPort ?? DEFAULT_METRICS_PORT;
     if (mport !== false) {
@@ -131,7 +156,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       this.metricsPort = await this.http.listen(mport, this.opts.metricsHost ?? '127.0.0.1');
     }
     this.log.info(
-      { xds: this.address, metricsPort: this.metricsPort, objects: this.store.countsByKind(), sources: this.store.sourceNames().length },
+      { xds: this.address, ca: this.ca ? (this.ca.tlsAddress ?? 'xds') : undefined, metricsPort: this.metricsPort, objects: this.store.countsByKind(), sources: this.store.sourceNames().length },
       'control plane serving',
     );
   }
@@ -194,6 +219,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
     if (this.timer) clearTimeout(this.timer);
     for (const s of this.sources) s.close();
     await this.ads.close();
+    await this.ca?.close();
     await this.http?.close();
     this.log.info('control plane stopped');
   }
