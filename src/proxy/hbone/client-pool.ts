@@ -1,0 +1,373 @@
+// Outbound HBONE: pooled HTTP/2-over-mTLS sessions per (source pod, source cert, destination identity, address), CONNECT streams on them.
+
+import http2 from 'node:http2';
+import type { Logger } from '../../telemetry/logger';
+import type { Endpoint } from '../connection-tracker';
+import { type DialRequest, dialSession, goawayError } from './dial';
+import {
+  HboneClosedError,
+  HboneConnectRefusedError,
+  HboneSessionError,
+  HboneTimeoutError,
+  HboneStreamResetError,
+  errMessage,
+  hostPort,
+} from './errors';
+import { HBONE_REASON_HEADER, formatAuthority } from './protocol';
+import { clientTlsError } from './tls';
+
+export interface HboneConnectRequest extends DialRequest {
+  /** The source pod's uid: sessions are never shared between pods, even with the same identity. */
+  sourcePod: string;
+  /** Where the tunnel goes: the CONNECT `:authority` (destination pod IP and application port). */
+  target: Endpoint;
+}
+
+export interface HboneConnection {
+  /** The CONNECT stream after the server's 200: a Duplex carrying the tunnelled bytes. */
+  stream: http2.ClientHttp2Stream;
+  /** True when the stream went on a session that was already open (no dial was waited for). */
+  reused: boolean;
+  /** The pool's id of the session carrying the stream. */
+  sessionId: number;
+}
+
+export interface HboneClientPoolOptions {
+  /** A session with no streams for this long is closed. Default 60 s. */
+  idleTimeoutMs?: number;
+  /** Bound on the dial (socket, TCP, TLS, HTTP/2 SETTINGS) and, separately, on the CONNECT answer. Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Streams per session even when the server allows more (the server's SETTINGS lower it). Default 100. */
+  maxStreamsPerSession?: number;
+  /** HTTP/2 receive windows we advertise: per stream (default 4 MiB) and per session (default 16 MiB). */
+  streamWindow?: number;
+  connectionWindow?: number;
+  log?: Logger;
+}
+
+export interface HboneSessionStats {
+  id: number;
+  key: string;
+  address: string;
+  streams: number;
+  maxStreams: number;
+  draining: boolean;
+}
+
+export interface HboneClientPoolStats {
+  /** Sessions currently pooled (accepting or draining). */
+  sessions: number;
+  activeStreams: number;
+  pendingDials: number;
+  /** Totals since the pool was made. */
+  sessionsOpened: number;
+  dialFailures: number;
+  streamsOpened: number;
+  streamsReused: number;
+  connectRefused: number;
+  perSession: HboneSessionStats[];
+}
+
+/** The pool key: a rotated source certificate (new serial) never gets an old session for new streams. */
+export function poolKey(r: Pick<HboneConnectRequest, 'sourcePod' | 'source' | 'expectedServerId' | 'address'>): string {
+  return `${r.sourcePod}|${r.source.spiffeId}|${r.source.serial}|${r.expectedServerId}|${hostPort(r.address)}`;
+}
+
+class PooledSession {
+  active = 0;
+  draining = false;
+  /** Why the session failed or was refused (GOAWAY with an error code, TLS alert): streams on it report this. */
+  failure: Error | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly id: number,
+    readonly key: string,
+    readonly address: string,
+    readonly session: http2.ClientHttp2Session,
+    public maxStreams: number,
+    private readonly idleTimeoutMs: number,
+    private readonly onIdle: (s: PooledSession) => void,
+  ) {}
+
+  hasRoom(): boolean {
+    return !this.draining && !this.session.closed && !this.session.destroyed && this.active < this.maxStreams;
+  }
+
+  take(): void {
+    this.active++;
+    if (this.idleTimer !== null) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = null;
+    }
+  }
+
+  release(): void {
+    this.active--;
+    if (this.active > 0) return;
+    if (this.draining) {
+      if (!this.session.closed) this.session.close();
+      return;
+    }
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      if (this.active === 0) this.onIdle(this);
+    }, this.idleTimeoutMs);
+    this.idleTimer.unref();
+  }
+
+  stopTimer(): void {
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+  }
+}
+
+interface PoolEntry {
+  sessions: PooledSession[];
+  /** The one dial in flight for this key; concurrent connects wait on it instead of dialling again. */
+  pending: Promise<void> | null;
+}
+
+// Errors after which a stream is retried once on another session: the session went away under us.
+const retryable = new WeakSet<Error>();
+const MAX_DIALS_PER_CONNECT = 3;
+
+export class HboneClientPool {
+  private readonly entries = new Map<string, PoolEntry>();
+  private readonly live = new Set<PooledSession>();
+  private readonly opts: Required<Omit<HboneClientPoolOptions, 'log'>>;
+  private readonly log: Logger | undefined;
+  private nextId = 1;
+  private closed = false;
+  private totals = { sessionsOpened: 0, dialFailures: 0, streamsOpened: 0, streamsReused: 0, connectRefused: 0 };
+
+  constructor(options: HboneClientPoolOptions = {}) {
+    this.opts = {
+      idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      maxStreamsPerSession: options.maxStreamsPerSession ?? 100,
+      streamWindow: options.streamWindow ?? 4 * 1024 * 1024,
+      connectionWindow: options.connectionWindow ?? 16 * 1024 * 1024,
+    };
+    this.log = options.log;
+  }
+
+  /**
+   * Opens a CONNECT stream to `req.target` through the destination's HBONE server, reusing a pooled session
+   * with room when there is one. Resolves only after the server answered 200; rejects with an NM_HBONE_*
+   * error otherwise (HboneConnectRefusedError carries the status and the server's reason).
+   */
+  async connect(req: HboneConnectRequest): Promise<HboneConnection> {
+    const key = poolKey(req);
+    for (let attempt = 0; ; attempt++) {
+      const { ps, reused } = await this.acquire(key, req);
+      try {
+        const stream = await this.open(ps, req);
+        this.totals.streamsOpened++;
+        if (reused) this.totals.streamsReused++;
+        return { stream, reused, sessionId: ps.id };
+      } catch (err) {
+        // A pooled session can receive GOAWAY between our pick and the request: try once more elsewhere.
+        if (attempt === 0 && reused && retryable.has(err as Error)) continue;
+        throw err;
+      }
+    }
+  }
+
+  stats(): HboneClientPoolStats {
+    let activeStreams = 0;
+    let pendingDials = 0;
+    const perSession: HboneSessionStats[] = [];
+    for (const ps of this.live) {
+      activeStreams += ps.active;
+      perSession.push({ id: ps.id, key: ps.key, address: ps.address, streams: ps.active, maxStreams: ps.maxStreams, draining: ps.draining });
+    }
+    for (const e of this.entries.values()) if (e.pending !== null) pendingDials++;
+    return { sessions: this.live.size, activeStreams, pendingDials, ...this.totals, perSession };
+  }
+
+  /** Stops new streams; open streams finish, then their sessions close. Resolves when all sessions closed. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const waits: Promise<void>[] = [];
+    for (const ps of this.live) {
+      ps.draining = true;
+      ps.stopTimer();
+      if (!ps.session.closed && !ps.session.destroyed) {
+        waits.push(new Promise<void>((resolve) => ps.session.once('close', () => resolve())));
+        ps.session.close();
+      }
+    }
+    this.entries.clear();
+    await Promise.all(waits);
+  }
+
+  /** Closes every session now, resetting open streams. */
+  destroy(): void {
+    this.closed = true;
+    for (const ps of this.live) {
+      ps.stopTimer();
+      ps.session.destroy();
+    }
+    this.entries.clear();
+  }
+
+  /** A session slot for `key`: an open session with room, else the shared pending dial, else a new dial. */
+  private async acquire(key: string, req: HboneConnectRequest): Promise<{ ps: PooledSession; reused: boolean }> {
+    let reused = true;
+    for (let dials = 0; ; ) {
+      if (this.closed) throw new HboneClosedError('HBONE client pool');
+      let entry = this.entries.get(key);
+      if (entry === undefined) {
+        entry = { sessions: [], pending: null };
+        this.entries.set(key, entry);
+      }
+      const ps = entry.sessions.find((s) => s.hasRoom());
+      if (ps !== undefined) {
+        // The slot is reserved synchronously, so waiters woken by one dial never oversubscribe a session.
+        ps.take();
+        return { ps, reused };
+      }
+      reused = false;
+      if (entry.pending === null) {
+        if (dials++ >= MAX_DIALS_PER_CONNECT) {
+          throw new HboneSessionError(hostPort(req.address), `sessions closed right after ${MAX_DIALS_PER_CONNECT} dials`);
+        }
+        const e = entry;
+        e.pending = this.dial(key, e, req).finally(() => {
+          e.pending = null;
+        });
+      }
+      await entry.pending;
+    }
+  }
+
+  private async dial(key: string, entry: PoolEntry, req: HboneConnectRequest): Promise<void> {
+    const address = hostPort(req.address);
+    try {
+      await dialSession(req, {
+        timeoutMs: this.opts.connectTimeoutMs,
+        streamWindow: this.opts.streamWindow,
+        connectionWindow: this.opts.connectionWindow,
+        adopt: (session) => this.adopt(key, entry, req, session),
+      });
+    } catch (err) {
+      this.totals.dialFailures++;
+      this.log?.debug({ err, address, source: req.source.spiffeId }, 'HBONE dial failed');
+      throw err;
+    }
+  }
+
+  private adopt(key: string, entry: PoolEntry, req: HboneConnectRequest, session: http2.ClientHttp2Session): void {
+    const address = hostPort(req.address);
+    const remoteMax = session.remoteSettings.maxConcurrentStreams ?? Number.MAX_SAFE_INTEGER;
+    const ps = new PooledSession(
+      this.nextId++,
+      key,
+      address,
+      session,
+      Math.min(this.opts.maxStreamsPerSession, remoteMax),
+      this.opts.idleTimeoutMs,
+      (idle) => {
+        this.drop(idle);
+        idle.session.close();
+      },
+    );
+    this.totals.sessionsOpened++;
+    this.live.add(ps);
+    if (this.entries.get(key) !== entry) this.entries.set(key, entry);
+    entry.sessions.push(ps);
+    session.on('remoteSettings', (s: http2.Settings) => {
+      ps.maxStreams = Math.min(this.opts.maxStreamsPerSession, s.maxConcurrentStreams ?? Number.MAX_SAFE_INTEGER);
+    });
+    session.on('goaway', (code: number, _last: number, opaque?: Buffer) => {
+      if (code !== http2.constants.NGHTTP2_NO_ERROR) ps.failure ??= goawayError(address, req.source.spiffeId, code, opaque);
+      this.log?.debug({ address, session: ps.id, code }, 'HBONE session got GOAWAY; no new streams on it');
+      this.drop(ps);
+    });
+    session.on('error', (err: Error) => {
+      ps.failure ??= clientTlsError(address, req.source.spiffeId, err);
+      this.log?.debug({ err, address, session: ps.id }, 'HBONE session failed');
+      this.drop(ps);
+    });
+    session.on('close', () => {
+      this.drop(ps);
+      this.live.delete(ps);
+    });
+    if (this.closed) {
+      ps.draining = true;
+      session.close();
+    }
+    // Until the first stream takes it, the session idles like any other.
+    ps.take();
+    ps.release();
+  }
+
+  /** Takes a session out of the pool for new streams; streams already on it continue. */
+  private drop(ps: PooledSession): void {
+    ps.draining = true;
+    ps.stopTimer();
+    const entry = this.entries.get(ps.key);
+    if (entry === undefined) return;
+    entry.sessions = entry.sessions.filter((s) => s !== ps);
+    if (entry.sessions.length === 0 && entry.pending === null) this.entries.delete(ps.key);
+  }
+
+  private open(ps: PooledSession, req: HboneConnectRequest): Promise<http2.ClientHttp2Stream> {
+    const target = formatAuthority(req.target);
+    return new Promise((resolve, reject) => {
+      let stream: http2.ClientHttp2Stream;
+      try {
+        stream = ps.session.request({ ':method': 'CONNECT', ':authority': target }, { endStream: false });
+      } catch (err) {
+        ps.release();
+        const e = new HboneSessionError(ps.address, `cannot open a stream: ${errMessage(err)}`, err);
+        retryable.add(e);
+        reject(ps.failure ?? e);
+        return;
+      }
+      let answered = false;
+      stream.once('close', () => {
+        ps.release();
+        if (answered) return;
+        answered = true;
+        clearTimeout(timer);
+        const code = stream.rstCode ?? 0;
+        const e = new HboneSessionError(ps.address, `CONNECT to ${target} closed before the server answered (HTTP/2 error code ${code})`);
+        if (code === http2.constants.NGHTTP2_REFUSED_STREAM || ps.session.closed || ps.session.destroyed) retryable.add(e);
+        reject(ps.failure ?? e);
+      });
+      // Stays attached after the 200: an error before the caller listens shows as `stream.errored`, not a crash.
+      stream.on('error', (err: Error) => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(timer);
+        const code = stream.rstCode ?? 0;
+        const e = code !== 0 ? new HboneStreamResetError(code) : new HboneSessionError(ps.address, errMessage(err), err);
+        if (code === http2.constants.NGHTTP2_REFUSED_STREAM) retryable.add(e);
+        reject(ps.failure ?? e);
+      });
+      const timer = setTimeout(() => {
+        if (answered) return;
+        answered = true;
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        reject(new HboneTimeoutError(ps.address, `CONNECT to ${target}`, this.opts.connectTimeoutMs));
+      }, this.opts.connectTimeoutMs);
+      stream.once('response', (headers: http2.IncomingHttpHeaders) => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(timer);
+        const status = Number(headers[':status']);
+        if (status === 200) {
+          resolve(stream);
+          return;
+        }
+        this.totals.connectRefused++;
+        const raw = headers[HBONE_REASON_HEADER];
+        const reason = Array.isArray(raw) ? raw.join(', ') : (raw ?? null);
+        stream.close(http2.constants.NGHTTP2_NO_ERROR);
+        reject(new HboneConnectRefusedError(target, ps.address, req.expectedServerId, status, reason));
+      });
+    });
+  }
+}

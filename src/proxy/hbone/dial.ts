@@ -1,0 +1,159 @@
+// Opens one HBONE session: a socket from the source pod's netns → TCP to 15008 → TLS 1.3 (mutual, SPIFFE) → HTTP/2.
+
+import http2 from 'node:http2';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { CertBundle } from '../../identity/types';
+import type { Endpoint } from '../connection-tracker';
+import {
+  HboneClientRejectedError,
+  HboneConnectError,
+  HboneProtocolError,
+  HboneSessionError,
+  HboneSocketError,
+  HboneTimeoutError,
+  hostPort,
+} from './errors';
+import { HBONE_ALPN, clientTlsError, contextOptions, spiffeServerCheck } from './tls';
+
+/** Makes an unconnected TCP socket fd inside the source pod's netns; null means a plain socket (tests). */
+export type SocketFactory = (family: 4 | 6) => Promise<number | null>;
+
+export interface DialRequest {
+  /** The destination's HBONE address (pod IP, port 15008). */
+  address: Endpoint;
+  /** What we present: the source workload's key and chain; its `rootsPem` verify the server. */
+  source: CertBundle;
+  /** The SPIFFE ID the server's certificate must carry. */
+  expectedServerId: string;
+  newSocket: SocketFactory;
+}
+
+export interface DialOptions {
+  timeoutMs: number;
+  /** HTTP/2 per-stream receive window we advertise. */
+  streamWindow: number;
+  /** HTTP/2 connection-level receive window. */
+  connectionWindow: number;
+  /**
+   * Called synchronously once the session is usable (server SETTINGS received), before the dial's own
+   * listeners come off, so no session event can fall between the two.
+   */
+  adopt(session: http2.ClientHttp2Session, tlsSocket: tls.TLSSocket): void;
+}
+
+// `manualStart` is accepted by net.Socket's constructor but absent from its typings.
+const KEEPALIVE_MS = 30_000;
+
+type SocketCtorOptions = net.SocketConstructorOpts & { manualStart?: boolean };
+
+function socketFor(fd: number | null): net.Socket {
+  if (fd === null) return new net.Socket();
+  // An unconnected fd: reading before connect() would fail with ENOTCONN, so reading starts on connect.
+  const opts: SocketCtorOptions = { fd, manualStart: true };
+  return new net.Socket(opts);
+}
+
+/** Resolves with a ready session, or rejects with an NM_HBONE_* error naming the stage that failed. */
+export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.ClientHttp2Session> {
+  const address = hostPort(req.address);
+  const sourceId = req.source.spiffeId;
+  return new Promise((resolve, reject) => {
+    let stage = 'socket creation';
+    let done = false;
+    let tcp: net.Socket | null = null;
+    let tlsSocket: tls.TLSSocket | null = null;
+    let session: http2.ClientHttp2Session | null = null;
+
+    const fail = (err: Error): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (session !== null) {
+        session.removeAllListeners();
+        session.on('error', ignore);
+        session.destroy();
+      }
+      tlsSocket?.destroy();
+      tcp?.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(() => fail(new HboneTimeoutError(address, stage, opts.timeoutMs)), opts.timeoutMs);
+
+    const startTls = (): void => {
+      stage = 'TLS handshake';
+      const t = tls.connect({
+        socket: tcp!,
+        ...contextOptions(req.source, req.source.rootsPem),
+        ALPNProtocols: [HBONE_ALPN],
+        rejectUnauthorized: true,
+        checkServerIdentity: spiffeServerCheck(address, req.expectedServerId),
+      });
+      tlsSocket = t;
+      t.once('error', (err) => fail(clientTlsError(address, sourceId, err)));
+      t.once('secureConnect', () => {
+        if (t.alpnProtocol !== HBONE_ALPN) {
+          fail(new HboneProtocolError(address, `server negotiated ALPN ${JSON.stringify(t.alpnProtocol)} instead of h2`));
+          return;
+        }
+        startHttp2(t);
+      });
+    };
+
+    const startHttp2 = (t: tls.TLSSocket): void => {
+      stage = 'HTTP/2 setup';
+      t.removeAllListeners('error');
+      const s = http2.connect(`https://${address}`, {
+        createConnection: () => t,
+        settings: { enablePush: false, initialWindowSize: opts.streamWindow },
+      });
+      session = s;
+      // In TLS 1.3 the server checks our certificate after our side finished: its refusal arrives here.
+      s.once('error', (err) => fail(clientTlsError(address, sourceId, err)));
+      s.once('goaway', (code: number, _last: number, opaque?: Buffer) => fail(goawayError(address, sourceId, code, opaque)));
+      s.once('close', () => fail(new HboneSessionError(address, 'closed by the server before its HTTP/2 SETTINGS arrived')));
+      s.once('connect', () => s.setLocalWindowSize(opts.connectionWindow));
+      s.once('remoteSettings', () => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        opts.adopt(s, t);
+        s.removeAllListeners('error');
+        s.removeAllListeners('goaway');
+        s.removeAllListeners('close');
+        resolve(s);
+      });
+    };
+
+    const family = net.isIPv6(req.address.ip) ? 6 : 4;
+    req.newSocket(family).then(
+      (fd) => {
+        tcp = socketFor(fd);
+        if (done) {
+          tcp.destroy();
+          return;
+        }
+        stage = 'TCP connect';
+        tcp.once('error', (err: NodeJS.ErrnoException) => fail(new HboneConnectError(address, err.code ?? err.message, err)));
+        tcp.connect({ host: req.address.ip, port: req.address.port }, () => {
+          tcp!.removeAllListeners('error');
+          // Long-lived tunnels may carry no data for hours: keepalive finds a vanished peer.
+          tcp!.setKeepAlive(true, KEEPALIVE_MS);
+          startTls();
+        });
+      },
+      (err: unknown) => fail(new HboneSocketError(address, err)),
+    );
+  });
+}
+
+/** A GOAWAY during setup: INADEQUATE_SECURITY carries the server's reason for refusing our identity. */
+export function goawayError(address: string, sourceId: string, code: number, opaque?: Buffer): Error {
+  const reason = opaque && opaque.length > 0 ? opaque.toString('utf8') : null;
+  if (code === http2.constants.NGHTTP2_INADEQUATE_SECURITY) {
+    return new HboneClientRejectedError(address, sourceId, reason ?? 'identity refused');
+  }
+  return new HboneSessionError(address, `server sent GOAWAY (HTTP/2 error code ${code}${reason ? `: ${reason}` : ''})`);
+}
+
+function ignore(): void {}

@@ -1,0 +1,248 @@
+// Inbound HBONE: TLS 1.3 + HTTP/2 on a pod's 15008 fd, client SPIFFE ID from its certificate, CONNECT streams to a handler.
+
+import http2 from 'node:http2';
+import type net from 'node:net';
+import type tls from 'node:tls';
+import type { CertBundle } from '../../identity/types';
+import type { Logger } from '../../telemetry/logger';
+import type { Endpoint } from '../connection-tracker';
+import { HBONE_REASON_HEADER, parseAuthority } from './protocol';
+import { HboneClosedError, errMessage } from './errors';
+import { contextOptions, serverTlsReason, spiffeIdOf } from './tls';
+
+export interface HboneConnectContext {
+  /** The client's SPIFFE ID, from the single `spiffe://` URI SAN of its verified certificate. */
+  peerId: string;
+  /** The TCP peer of the session (the source pod's IP and ephemeral port). */
+  peerAddress: Endpoint;
+  /** Where the session arrived (this pod's IP and 15008). */
+  localAddress: Endpoint;
+  /** The CONNECT `:authority`: where the client wants to go. */
+  authority: Endpoint;
+  /** The tunnel. Use it as a Duplex only after answering 200. */
+  stream: http2.ServerHttp2Stream;
+}
+
+/**
+ * Answers the CONNECT: 200 opens the tunnel; anything else (403 denied, 503 upstream refused, …) ends the
+ * stream with that status and `reason` in the `x-nodemesh-reason` header. Only the first call counts; calls
+ * after the client went away are ignored.
+ */
+export type HboneRespond = (status: number, reason?: string) => void;
+
+/**
+ * Called once per well-formed CONNECT stream from an authenticated client. It must call `respond` exactly
+ * once; if it throws or its promise rejects before that, the client gets 500.
+ */
+export type HboneConnectHandler = (ctx: HboneConnectContext, respond: HboneRespond) => void | Promise<void>;
+
+export interface HboneServerOptions {
+  /** The pod's current key and chain; read at start and on every `updateIdentity()`. */
+  identity: () => CertBundle;
+  /** Roots that client chains must verify against; read with `identity`. */
+  trustBundle: () => string[];
+  onConnect: HboneConnectHandler;
+  /** Advertised SETTINGS_MAX_CONCURRENT_STREAMS. Default 100. */
+  maxConcurrentStreams?: number;
+  /** HTTP/2 receive windows: per stream (default 4 MiB) and per session (default 16 MiB). */
+  streamWindow?: number;
+  connectionWindow?: number;
+  /** A TCP connection that has not finished the TLS handshake by then is dropped. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  /** A session without streams and without frames for this long is closed. Default 10 min. */
+  idleTimeoutMs?: number;
+  log?: Logger;
+}
+
+export interface HboneServerStats {
+  sessions: number;
+  activeStreams: number;
+  /** Totals since start. */
+  sessionsAccepted: number;
+  streamsAccepted: number;
+  handshakeFailures: number;
+  identityRejected: number;
+  badRequests: number;
+}
+
+interface SessionInfo {
+  peerId: string | null;
+  peerAddress: Endpoint;
+  localAddress: Endpoint;
+  streams: number;
+}
+
+const KEEPALIVE_MS = 30_000;
+
+export class HboneServer {
+  private readonly server: http2.Http2SecureServer;
+  private readonly sessions = new Map<http2.ServerHttp2Session, SessionInfo>();
+  private readonly log: Logger | undefined;
+  private readonly idleTimeoutMs: number;
+  private readonly connectionWindow: number;
+  private closing = false;
+  private totals = { sessionsAccepted: 0, streamsAccepted: 0, handshakeFailures: 0, identityRejected: 0, badRequests: 0 };
+
+  constructor(private readonly opts: HboneServerOptions) {
+    this.log = opts.log;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 600_000;
+    this.connectionWindow = opts.connectionWindow ?? 16 * 1024 * 1024;
+    this.server = http2.createSecureServer({
+      ...contextOptions(opts.identity(), opts.trustBundle()),
+      requestCert: true,
+      rejectUnauthorized: true,
+      allowHTTP1: false,
+      handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
+      settings: {
+        maxConcurrentStreams: opts.maxConcurrentStreams ?? 100,
+        initialWindowSize: opts.streamWindow ?? 4 * 1024 * 1024,
+      },
+    });
+    this.server.prependListener('secureConnection', (s: tls.TLSSocket) => s.setKeepAlive(true, KEEPALIVE_MS));
+    this.server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
+      this.totals.handshakeFailures++;
+      this.log?.info({ peer: `${s.remoteAddress}:${s.remotePort}`, reason: serverTlsReason(err) }, 'HBONE handshake refused');
+    });
+    // A client that offered no ALPN: not HBONE, do not keep it around for the default 10 s.
+    this.server.on('unknownProtocol', (s: tls.TLSSocket) => s.destroy());
+    this.server.on('session', (session: http2.ServerHttp2Session) => this.onSession(session));
+    this.server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.onStream(stream, headers));
+  }
+
+  /** Starts serving on a listening (or bound) fd made in the pod netns, or on host:port (tests). */
+  listen(target: { fd: number } | { host: string; port: number }): Promise<Endpoint> {
+    if (this.closing) return Promise.reject(new HboneClosedError('HBONE server'));
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      this.server.once('error', onError);
+      this.server.listen(target, () => {
+        this.server.off('error', onError);
+        this.server.on('error', (err) => this.log?.error({ err }, 'HBONE listener failed'));
+        resolve(this.address()!);
+      });
+    });
+  }
+
+  address(): Endpoint | null {
+    const a = this.server.address() as net.AddressInfo | null;
+    return a && typeof a === 'object' ? { ip: a.address, port: a.port } : null;
+  }
+
+  /** Re-reads `identity()` and `trustBundle()`; handshakes from now on use them, open sessions keep theirs. */
+  updateIdentity(): void {
+    this.server.setSecureContext(contextOptions(this.opts.identity(), this.opts.trustBundle()));
+  }
+
+  stats(): HboneServerStats {
+    let activeStreams = 0;
+    for (const info of this.sessions.values()) activeStreams += info.streams;
+    return { sessions: this.sessions.size, activeStreams, ...this.totals };
+  }
+
+  /** Stops accepting and sends GOAWAY on every session; resolves once open streams ended and sessions closed. */
+  async close(): Promise<void> {
+    this.closing = true;
+    const waits: Promise<unknown>[] = [new Promise((resolve) => this.server.close(resolve))];
+    for (const session of this.sessions.keys()) {
+      if (session.closed || session.destroyed) continue;
+      waits.push(new Promise((resolve) => session.once('close', resolve)));
+      session.close();
+    }
+    await Promise.all(waits);
+  }
+
+  /** Closes everything now; open streams are reset. */
+  destroy(): void {
+    this.closing = true;
+    this.server.close();
+    for (const session of this.sessions.keys()) session.destroy();
+  }
+
+  private onSession(session: http2.ServerHttp2Session): void {
+    const socket = session.socket as tls.TLSSocket;
+    const info: SessionInfo = {
+      peerId: null,
+      peerAddress: { ip: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
+      localAddress: { ip: socket.localAddress ?? '', port: socket.localPort ?? 0 },
+      streams: 0,
+    };
+    this.sessions.set(session, info);
+    this.totals.sessionsAccepted++;
+    session.on('error', (err) => this.log?.debug({ err, peer: info.peerAddress }, 'HBONE session failed'));
+    session.on('close', () => this.sessions.delete(session));
+    session.setTimeout(this.idleTimeoutMs, () => {
+      if (info.streams === 0) session.close();
+    });
+    if (this.closing) {
+      session.close();
+      return;
+    }
+    // The chain was verified during the handshake; the SPIFFE ID is checked here, where a GOAWAY can carry why.
+    const id = spiffeIdOf(socket.getPeerCertificate());
+    if (!id.ok) {
+      this.totals.identityRejected++;
+      this.log?.info({ peer: info.peerAddress, reason: id.reason }, 'HBONE client identity refused');
+      session.goaway(http2.constants.NGHTTP2_INADEQUATE_SECURITY, 0, Buffer.from(id.reason));
+      session.close();
+      return;
+    }
+    info.peerId = id.id;
+    session.once('connect', () => session.setLocalWindowSize(this.connectionWindow));
+  }
+
+  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    const info = this.sessions.get(stream.session as http2.ServerHttp2Session);
+    if (info === undefined || info.peerId === null || this.closing) {
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    stream.on('error', (err) => this.log?.debug({ err, peer: info.peerAddress }, 'HBONE stream failed'));
+    const method = headers[':method'];
+    if (method !== 'CONNECT') {
+      this.badRequest(stream, `method ${method ?? '(none)'} is not allowed: HBONE accepts only CONNECT`);
+      return;
+    }
+    const raw = headers[':authority'];
+    const authority = parseAuthority(raw);
+    if (authority === null) {
+      this.badRequest(stream, `malformed :authority ${JSON.stringify(raw ?? '')}: expected IP:port (IPv6 in brackets)`);
+      return;
+    }
+    this.totals.streamsAccepted++;
+    info.streams++;
+    stream.once('close', () => info.streams--);
+
+    let responded = false;
+    const respond: HboneRespond = (status, reason) => {
+      if (responded || stream.destroyed || stream.closed) return;
+      responded = true;
+      if (status === 200) stream.respond({ ':status': 200 });
+      else answer(stream, status, reason);
+    };
+    const failed = (err: unknown): void => {
+      this.log?.error({ err, peer: info.peerAddress, authority: raw }, 'HBONE CONNECT handler failed');
+      if (!responded) respond(500, `internal error: ${errMessage(err)}`);
+      else if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    };
+    const ctx: HboneConnectContext = { peerId: info.peerId, peerAddress: info.peerAddress, localAddress: info.localAddress, authority, stream };
+    try {
+      const r = this.opts.onConnect(ctx, respond);
+      if (r instanceof Promise) r.catch(failed);
+    } catch (err) {
+      failed(err);
+    }
+  }
+
+  private badRequest(stream: http2.ServerHttp2Stream, reason: string): void {
+    this.totals.badRequests++;
+    answer(stream, 400, reason);
+  }
+}
+
+/** A final answer: status and reason, END_STREAM, then RST_STREAM(NO_ERROR) once flushed so the client need not finish. */
+function answer(stream: http2.ServerHttp2Stream, status: number, reason?: string): void {
+  const headers: http2.OutgoingHttpHeaders = { ':status': status };
+  if (reason) headers[HBONE_REASON_HEADER] = reason.replace(/[^\x20-\x7e]/g, '?');
+  stream.respond(headers, { endStream: true });
+  stream.close(http2.constants.NGHTTP2_NO_ERROR);
+}

@@ -1,0 +1,104 @@
+// Copies bytes both ways between an HBONE stream and a TCP socket (or two of either): backpressure, half-close, resets.
+
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { RelayResult } from '../relay';
+import { HboneStreamResetError } from './errors';
+
+/** Either end of a relay: a TCP socket made with `allowHalfOpen: true` (and no `onread`), or an HTTP/2 stream. */
+export type RelayEnd = net.Socket | http2.Http2Stream;
+
+export interface StreamRelayHandlers {
+  /** Called exactly once, after both ends are closed (same contract as `startRelay` in ../relay). */
+  onClose(result: RelayResult): void;
+}
+
+/** Live byte counts, for trackers that report open connections. */
+export interface StreamRelay {
+  readonly bytesUp: number;
+  readonly bytesDown: number;
+}
+
+type Side = 'downstream' | 'upstream';
+
+function isHttp2(end: RelayEnd): end is http2.Http2Stream {
+  return !(end instanceof net.Socket);
+}
+
+/**
+ * A fault on one end aborts the other: a TCP error or reset becomes RST_STREAM(CONNECT_ERROR), as RFC 9113
+ * §8.5 asks of a CONNECT proxy, and an RST_STREAM becomes a TCP reset.
+ */
+function abort(end: RelayEnd): void {
+  if (isHttp2(end)) {
+    if (!end.closed && !end.destroyed) end.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+  } else if (!end.destroyed) {
+    end.resetAndDestroy();
+  }
+}
+
+/**
+ * Relays between `downstream` (where the connection came from) and `upstream` (where it goes). bytesUp counts
+ * what was read from downstream and written upstream. A FIN or END_STREAM on one end is passed on as FIN or
+ * END_STREAM (half-close); the other direction keeps flowing. Reading an end pauses while the other end's
+ * write buffer is above its high-water mark. Ends that are paused (or already failed) are fine to pass in.
+ */
+export function relayStream(downstream: RelayEnd, upstream: RelayEnd, handlers: StreamRelayHandlers): StreamRelay {
+  const counts = { bytesUp: 0, bytesDown: 0 };
+  let error: Error | null = null;
+  let failedSide: Side | null = null;
+  const closedSides = new Set<Side>();
+
+  const fail = (side: Side, err: Error): void => {
+    if (error === null) {
+      error = err;
+      failedSide = side;
+    }
+    abort(side === 'downstream' ? upstream : downstream);
+  };
+  const closed = (side: Side): void => {
+    if (closedSides.has(side)) return;
+    closedSides.add(side);
+    if (closedSides.size < 2) return;
+    handlers.onClose({ bytesUp: counts.bytesUp, bytesDown: counts.bytesDown, error, failedSide });
+  };
+
+  const watch = (end: RelayEnd, side: Side, other: RelayEnd): void => {
+    end.on('error', (err: Error) => fail(side, err));
+    end.on('end', () => {
+      if (!other.destroyed) other.end();
+    });
+    end.on('close', () => {
+      if (isHttp2(end)) {
+        const code = end.rstCode ?? http2.constants.NGHTTP2_NO_ERROR;
+        if (code !== http2.constants.NGHTTP2_NO_ERROR) fail(side, new HboneStreamResetError(code));
+        // RST_STREAM(NO_ERROR) before both sides finished is still an abort for the TCP peer.
+        else if (!end.readableEnded || !end.writableFinished) fail(side, new HboneStreamResetError(code));
+      }
+      closed(side);
+    });
+    if (end.destroyed) {
+      // Failed or closed before we were handed it: its 'close' may already be gone.
+      fail(side, end.errored ?? new Error(`${side} closed before the relay started`));
+      setImmediate(() => closed(side));
+    }
+  };
+
+  const copy = (src: RelayEnd, dst: RelayEnd, count: (n: number) => void): void => {
+    src.on('data', (chunk: Buffer) => {
+      count(chunk.length);
+      if (dst.destroyed) return;
+      if (!dst.write(chunk)) src.pause();
+    });
+    dst.on('drain', () => src.resume());
+  };
+
+  watch(downstream, 'downstream', upstream);
+  watch(upstream, 'upstream', downstream);
+  copy(downstream, upstream, (n) => (counts.bytesUp += n));
+  copy(upstream, downstream, (n) => (counts.bytesDown += n));
+  (downstream as Duplex).resume();
+  (upstream as Duplex).resume();
+  return counts;
+}

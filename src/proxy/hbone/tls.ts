@@ -1,0 +1,111 @@
+// TLS 1.3 settings for HBONE both ways, SPIFFE ID extraction from peer certificates, TLS failure diagnosis.
+
+import type { PeerCertificate, SecureContextOptions } from 'node:tls';
+import type { CertBundle } from '../../identity/types';
+import { HboneClientRejectedError, HboneIdentityMismatchError, HboneTlsError, errMessage } from './errors';
+
+export const HBONE_ALPN = 'h2';
+export const TLS_VERSION = 'TLSv1.3' as const;
+
+/** Key, chain and trust anchors as a secure context, pinned to TLS 1.3. */
+export function contextOptions(bundle: Pick<CertBundle, 'keyPem' | 'chainPem'>, roots: string[]): SecureContextOptions {
+  return {
+    key: bundle.keyPem,
+    cert: bundle.chainPem.join('\n'),
+    ca: roots,
+    minVersion: TLS_VERSION,
+    maxVersion: TLS_VERSION,
+  };
+}
+
+/**
+ * The URI SANs of a certificate. Node renders `subjectaltname` as `URI:a, DNS:b`; values containing
+ * separators are JSON-quoted (`URI:"a, b"`), so a forged SAN cannot smuggle a second entry.
+ */
+export function uriSans(subjectaltname: string | undefined): string[] {
+  if (!subjectaltname) return [];
+  const out: string[] = [];
+  const re = /(?:^|, )([A-Za-z ]+):("(?:[^"\\]|\\.)*"|[^,]*)/g;
+  for (let m = re.exec(subjectaltname); m !== null; m = re.exec(subjectaltname)) {
+    if (m[1] !== 'URI') continue;
+    const raw = m[2]!;
+    out.push(raw.startsWith('"') ? (JSON.parse(raw) as string) : raw);
+  }
+  return out;
+}
+
+export type SpiffeIdResult = { ok: true; id: string } | { ok: false; reason: string };
+
+/** The single SPIFFE ID of a certificate; anything other than exactly one `spiffe://` URI SAN is refused. */
+export function spiffeIdOf(cert: Pick<PeerCertificate, 'subjectaltname'> | null | undefined): SpiffeIdResult {
+  if (!cert || Object.keys(cert).length === 0) return { ok: false, reason: 'no certificate presented' };
+  const ids = uriSans(cert.subjectaltname).filter((u) => u.startsWith('spiffe://'));
+  if (ids.length === 0) return { ok: false, reason: 'certificate has no SPIFFE URI SAN' };
+  if (ids.length > 1) return { ok: false, reason: `certificate has ${ids.length} SPIFFE URI SANs (${ids.join(', ')}); exactly one is required` };
+  return { ok: true, id: ids[0]! };
+}
+
+/**
+ * A `checkServerIdentity` that ignores the host name and requires the server's SPIFFE ID to be `expected`.
+ * Node calls it only after the chain verified against the trust bundle.
+ */
+export function spiffeServerCheck(address: string, expected: string): (host: string, cert: PeerCertificate) => Error | undefined {
+  return (_host, cert) => {
+    const r = spiffeIdOf(cert);
+    if (!r.ok) return new HboneIdentityMismatchError(address, expected, null, r.reason);
+    if (r.id !== expected) return new HboneIdentityMismatchError(address, expected, r.id);
+    return undefined;
+  };
+}
+
+// OpenSSL verification codes (client side, about the server's chain) and what they mean for an operator.
+const VERIFY_HINTS: Record<string, string> = {
+  CERT_HAS_EXPIRED: 'the server certificate has expired; check the destination agent rotates its certificates',
+  CERT_NOT_YET_VALID: 'the server certificate is not valid yet; check the clocks of both nodes',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'the server certificate is not signed by the mesh CA; check both agents trust the same root',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'the server certificate is not signed by the mesh CA; check both agents trust the same root',
+  SELF_SIGNED_CERT_IN_CHAIN: 'the server chain ends in a root this node does not trust; check the trust bundle',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'the server presented a self-signed certificate; check the destination agent has a mesh identity',
+};
+
+// TLS alerts the server sends when it refuses our certificate (TLS 1.3: after our side finished the handshake).
+const ALERTS: Record<string, string> = {
+  ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED: 'certificate required (none was presented)',
+  ERR_SSL_SSLV3_ALERT_CERTIFICATE_EXPIRED: 'certificate expired',
+  ERR_SSL_TLSV1_ALERT_UNKNOWN_CA: 'certificate issued by an unknown CA',
+  ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE: 'bad certificate',
+  ERR_SSL_SSLV3_ALERT_CERTIFICATE_UNKNOWN: 'certificate unknown',
+  ERR_SSL_TLSV1_ALERT_DECRYPT_ERROR: 'certificate signature does not verify',
+  ERR_SSL_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE: 'unsupported certificate',
+  ERR_SSL_SSLV3_ALERT_CERTIFICATE_REVOKED: 'certificate revoked',
+};
+
+/** Turns a TLS-level error seen by the client into an HBONE error that says what to check. */
+export function clientTlsError(address: string, sourceId: string, err: unknown): Error {
+  if (err instanceof HboneIdentityMismatchError) return err;
+  const code = (err as NodeJS.ErrnoException | null)?.code ?? '';
+  const alert = ALERTS[code];
+  if (alert) return new HboneClientRejectedError(address, sourceId, alert, err);
+  const hint = VERIFY_HINTS[code];
+  if (hint) return new HboneTlsError(address, `server certificate not trusted (${code})`, hint, err);
+  if (code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL') {
+    return new HboneTlsError(address, 'no common ALPN protocol', 'check the peer on 15008 speaks HBONE (ALPN h2)', err);
+  }
+  if (code === 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION' || code === 'ERR_SSL_UNSUPPORTED_PROTOCOL') {
+    return new HboneTlsError(address, 'the peer does not speak TLS 1.3', 'HBONE requires TLS 1.3 on both sides', err);
+  }
+  return new HboneTlsError(address, `${code ? `${code}: ` : ''}${errMessage(err)}`, 'check the destination pod runs an HBONE server on 15008', err);
+}
+
+/** A short reason for a handshake the server refused (logs and stats), from the OpenSSL error. */
+export function serverTlsReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | null)?.code ?? '';
+  if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') return 'client presented no certificate';
+  if (code === 'ERR_SSL_CERTIFICATE_VERIFY_FAILED') {
+    const msg = errMessage(err);
+    if (/expired/i.test(msg)) return 'client certificate expired';
+    if (/not yet valid/i.test(msg)) return 'client certificate not yet valid';
+    return 'client certificate not signed by the trust bundle';
+  }
+  return code || errMessage(err);
+}
