@@ -1,0 +1,283 @@
+// Inbound security policy per local pod (mTLS mode, L4 authorization rules) and the per-connection decision.
+
+import { isIP } from 'node:net';
+
+/** How a string condition compares (Istio principals: exact, `x*`, `*x`; `any` is a present value). */
+export interface StringMatch {
+  kind: 'exact' | 'prefix' | 'suffix' | 'any';
+  value: string;
+}
+
+/** Who is asking: conditions on the peer (its SPIFFE ID, its namespace, its address). */
+export type PrincipalRule =
+  | { kind: 'any' }
+  /** The peer's SPIFFE ID; never matches plaintext. */
+  | { kind: 'principal'; match: StringMatch }
+  /** The `/ns/<ns>/` segment of the peer's SPIFFE ID; never matches plaintext. */
+  | { kind: 'namespace'; match: StringMatch }
+  /** Source address inside `cidr` (`ip/len`). */
+  | { kind: 'sourceIp'; cidr: string }
+  | { kind: 'not'; rule: PrincipalRule }
+  | { kind: 'and' | 'or'; rules: PrincipalRule[] };
+
+/** What is asked for, at L4: the destination (original) port. */
+export type PermissionRule =
+  | { kind: 'any' }
+  | { kind: 'port'; port: number }
+  /** `start <= port < end` (Envoy's Int32Range). */
+  | { kind: 'portRange'; start: number; end: number }
+  | { kind: 'not'; rule: PermissionRule }
+  | { kind: 'and' | 'or'; rules: PermissionRule[] };
+
+/** One rule (an Envoy RBAC policy): matches when any permission and any principal match. */
+export interface RuleSpec {
+  name: string;
+  permissions: PermissionRule[];
+  principals: PrincipalRule[];
+}
+
+export interface AuthzRequest {
+  /** The peer's SPIFFE ID (`spiffe://td/ns/x/sa/y`); null for plaintext. */
+  principal: string | null;
+  sourceIp: string;
+  /** The original destination port. */
+  destinationPort: number;
+}
+
+export interface AuthzDecision {
+  allowed: boolean;
+  /** The policy that decided (`ns.name`); null when no policy did (no policy applies, none matched, mTLS mode). */
+  policy: string | null;
+  reason: string;
+}
+
+/** Per-request view with lazily parsed parts, so a decision parses the address and the SPIFFE ID at most once. */
+class Subject {
+  private ip: ParsedIp | null | undefined;
+  private ns: string | null | undefined;
+
+  constructor(readonly req: AuthzRequest) {}
+
+  address(): ParsedIp | null {
+    if (this.ip === undefined) this.ip = parseIp(this.req.sourceIp);
+    return this.ip;
+  }
+
+  namespace(): string | null {
+    if (this.ns === undefined) {
+      const m = this.req.principal === null ? null : /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\/[^/]+$/.exec(this.req.principal);
+      this.ns = m ? m[1] : null;
+    }
+    return this.ns;
+  }
+}
+
+type Matcher = (s: Subject) => boolean;
+
+export interface CompiledRule extends RuleSpec {
+  readonly matches: (s: Subject) => boolean;
+}
+
+/** One Istio policy: its rules, with matchers built once when the config arrives. */
+export interface CompiledPolicy {
+  /** `ns.name`. */
+  name: string;
+  rules: CompiledRule[];
+}
+
+export interface InboundPolicy {
+  mtlsMode: 'STRICT' | 'PERMISSIVE';
+  deny: CompiledPolicy[];
+  /** null: no ALLOW policy applies (everything not denied is allowed); [] with no rules: allow nothing. */
+  allow: CompiledPolicy[] | null;
+}
+
+/** What a pod without any policy gets: Istio's defaults. */
+export const DEFAULT_INBOUND_POLICY: InboundPolicy = Object.freeze({ mtlsMode: 'PERMISSIVE', deny: [], allow: null });
+
+interface ParsedIp {
+  v6: boolean;
+  bits: bigint;
+}
+
+function parseIp(ip: string): ParsedIp | null {
+  // Dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d; policies name them as IPv4.
+  const s = ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
+  const family = isIP(s);
+  if (family === 4) {
+    let bits = 0n;
+    for (const part of s.split('.')) bits = (bits << 8n) | BigInt(Number(part));
+    return { v6: false, bits };
+  }
+  if (family !== 6) return null;
+  let head = s;
+  if (s.includes('.')) {
+    // An IPv4 tail (::1.2.3.4 and the like) becomes its two hex groups.
+    const cut = s.lastIndexOf(':');
+    const v4 = parseIp(s.slice(cut + 1))!;
+    head = `${s.slice(0, cut + 1)}${(v4.bits >> 16n).toString(16)}:${(v4.bits & 0xffffn).toString(16)}`;
+  }
+  const [l, r] = head.split('::');
+  const left = l ? l.split(':') : [];
+  const right = r ? r.split(':') : [];
+  const groups = head.includes('::') ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right] : left;
+  let bits = 0n;
+  for (const g of groups) bits = (bits << 16n) | BigInt(parseInt(g, 16));
+  return { v6: true, bits };
+}
+
+function cidrMatcher(cidr: string): Matcher {
+  const [addr, len] = cidr.split('/');
+  const net = parseIp(addr);
+  if (!net) throw new Error(`"${cidr}" is not an IP address or CIDR range`);
+  const width = net.v6 ? 128 : 32;
+  const prefix = len === undefined ? width : Number(len);
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > width) throw new Error(`"${cidr}": prefix length must be 0-${width}`);
+  const shift = BigInt(width - prefix);
+  const want = net.bits >> shift;
+  return (s) => {
+    const ip = s.address();
+    return ip !== null && ip.v6 === net.v6 && ip.bits >> shift === want;
+  };
+}
+
+function stringMatcher(m: StringMatch): (v: string) => boolean {
+  const x = m.value;
+  switch (m.kind) {
+    case 'exact':
+      return (v) => v === x;
+    case 'prefix':
+      return (v) => v.startsWith(x);
+    case 'suffix':
+      return (v) => v.endsWith(x);
+    case 'any':
+      return () => true;
+  }
+}
+
+function every(ms: Matcher[]): Matcher {
+  return ms.length === 1 ? ms[0] : (s) => ms.every((m) => m(s));
+}
+
+function some(ms: Matcher[]): Matcher {
+  return ms.length === 1 ? ms[0] : (s) => ms.some((m) => m(s));
+}
+
+function principalMatcher(r: PrincipalRule): Matcher {
+  switch (r.kind) {
+    case 'any':
+      return () => true;
+    case 'principal': {
+      const f = stringMatcher(r.match);
+      return (s) => s.req.principal !== null && f(s.req.principal);
+    }
+    case 'namespace': {
+      const f = stringMatcher(r.match);
+      return (s) => {
+        const ns = s.namespace();
+        return ns !== null && f(ns);
+      };
+    }
+    case 'sourceIp':
+      return cidrMatcher(r.cidr);
+    case 'not': {
+      const m = principalMatcher(r.rule);
+      return (s) => !m(s);
+    }
+    case 'and':
+      return every(r.rules.map(principalMatcher));
+    case 'or':
+      return some(r.rules.map(principalMatcher));
+  }
+}
+
+function permissionMatcher(r: PermissionRule): Matcher {
+  switch (r.kind) {
+    case 'any':
+      return () => true;
+    case 'port':
+      return (s) => s.req.destinationPort === r.port;
+    case 'portRange':
+      return (s) => s.req.destinationPort >= r.start && s.req.destinationPort < r.end;
+    case 'not': {
+      const m = permissionMatcher(r.rule);
+      return (s) => !m(s);
+    }
+    case 'and':
+      return every(r.rules.map(permissionMatcher));
+    case 'or':
+      return some(r.rules.map(permissionMatcher));
+  }
+}
+
+/** Builds the matchers of one policy; throws (with what is wrong) on a malformed address range. */
+export function compilePolicy(name: string, rules: RuleSpec[]): CompiledPolicy {
+  return {
+    name,
+    rules: rules.map((r) => {
+      // Envoy: an empty list matches nothing (it rejects such config; we fail closed the same way).
+      const perm = r.permissions.length === 0 ? () => false : some(r.permissions.map(permissionMatcher));
+      const who = r.principals.length === 0 ? () => false : some(r.principals.map(principalMatcher));
+      return { ...r, matches: (s: Subject) => perm(s) && who(s) };
+    }),
+  };
+}
+
+function firstMatch(policies: CompiledPolicy[], s: Subject): { policy: CompiledPolicy; rule: CompiledRule } | null {
+  for (const policy of policies) for (const rule of policy.rules) if (rule.matches(s)) return { policy, rule };
+  return null;
+}
+
+/**
+ * Istio's order: STRICT refuses plaintext; any matching DENY policy denies; with no ALLOW policy everything else is
+ * allowed; otherwise a matching ALLOW policy is required.
+ */
+export function authorize(policy: InboundPolicy, req: AuthzRequest): AuthzDecision {
+  if (policy.mtlsMode === 'STRICT' && req.principal === null) {
+    return { allowed: false, policy: null, reason: 'PeerAuthentication STRICT: plaintext connections are refused' };
+  }
+  const s = new Subject(req);
+  const denied = firstMatch(policy.deny, s);
+  if (denied) return { allowed: false, policy: denied.policy.name, reason: `denied by DENY policy ${denied.policy.name} (rule ${denied.rule.name})` };
+  if (policy.allow === null) return { allowed: true, policy: null, reason: 'no ALLOW policy applies' };
+  const allowed = firstMatch(policy.allow, s);
+  if (allowed) return { allowed: true, policy: allowed.policy.name, reason: `allowed by ALLOW policy ${allowed.policy.name} (rule ${allowed.rule.name})` };
+  return { allowed: false, policy: null, reason: 'no ALLOW policy matched' };
+}
+
+/** Normalizes a pod IP as a map key (IPv4-mapped IPv6 becomes IPv4). */
+function ipKey(ip: string): string {
+  return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
+}
+
+/** The inbound policy of every local pod, by pod IP; replaced as a whole on each accepted inbound listener. */
+export class AuthzStore {
+  private byIp = new Map<string, InboundPolicy>();
+  private readonly listeners = new Set<() => void>();
+
+  replace(byPodIp: Map<string, InboundPolicy>): void {
+    const next = new Map<string, InboundPolicy>();
+    for (const [ip, p] of byPodIp) next.set(ipKey(ip), p);
+    this.byIp = next;
+    for (const fn of this.listeners) fn();
+  }
+
+  /** The pod's policy, or the default (PERMISSIVE, allow all) for a pod the control plane sent nothing for. */
+  forPodIp(ip: string): InboundPolicy {
+    return this.byIp.get(ipKey(ip)) ?? DEFAULT_INBOUND_POLICY;
+  }
+
+  /** Pod IPs with a policy, for debug views. */
+  entries(): IterableIterator<[string, InboundPolicy]> {
+    return this.byIp.entries();
+  }
+
+  /**
+   * `fn` runs synchronously after every replace (e.g. to re-check open connections against the new policy);
+   * returns an unsubscribe function.
+   */
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+}
