@@ -41,9 +41,14 @@ export function randomSerialHex(): string {
 
 const PEM_CERT_RE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
-/** Every certificate in a PEM bundle, in order, normalised to end with a newline. */
+/** One PEM block with LF line ends and a final newline (forge writes CRLF; files may have either). */
+export function normalizePem(pem: string): string {
+  return `${pem.replace(/\r\n/g, '\n').trim()}\n`;
+}
+
+/** Every certificate in a PEM bundle, in order, normalised. */
 export function splitPemCertificates(text: string): string[] {
-  return (text.match(PEM_CERT_RE) ?? []).map((p) => `${p}\n`);
+  return (text.match(PEM_CERT_RE) ?? []).map(normalizePem);
 }
 
 export interface CertInfo {

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import forge from 'node-forge';
 import { DEFAULT_TRUST_DOMAIN } from '../../identity/types';
-import { certInfo, chainProblem, generateKeyPair, randomSerialHex, splitPemCertificates } from '../../identity/pki';
+import { certInfo, chainProblem, generateKeyPair, normalizePem, randomSerialHex, splitPemCertificates } from '../../identity/pki';
 import { CA_ERR, CaError } from './errors';
 
 export const DEFAULT_MAX_CERT_TTL_SECONDS = 7 * 24 * 3600;
@@ -128,7 +128,7 @@ function makeSigner(certPem: string, keyPem: string, issuersPem: string[], where
   const own = new X509Certificate(certPem);
   // Tolerate a chain file that starts with the signing certificate itself.
   const issuers = issuersPem.filter((p, i) => !(i === 0 && new X509Certificate(p).fingerprint256 === own.fingerprint256));
-  const chain = [certPem.endsWith('\n') ? certPem : `${certPem}\n`, ...issuers];
+  const chain = [normalizePem(certPem), ...issuers];
   const problem = chainProblem(chain);
   if (problem) {
     const hint =
@@ -163,7 +163,7 @@ async function generateRoot(trustDomain: string, now: number): Promise<{ certPem
     { name: 'subjectKeyIdentifier' },
   ]);
   cert.sign(keys.privateKey, forge.md.sha256.create());
-  return { certPem: forge.pki.certificateToPem(cert), keyPem: forge.pki.privateKeyToPem(keys.privateKey) };
+  return { certPem: normalizePem(forge.pki.certificateToPem(cert)), keyPem: forge.pki.privateKeyToPem(keys.privateKey) };
 }
 
 /** Writes via a temporary file + rename, so a crash never leaves half a key behind. */
@@ -302,7 +302,7 @@ export class CertificateAuthority {
     if (this.signer.ski) extensions.push({ name: 'authorityKeyIdentifier', keyIdentifier: forge.util.hexToBytes(this.signer.ski) });
     cert.setExtensions(extensions);
     cert.sign(this.signer.key, forge.md.sha256.create());
-    const certPem = forge.pki.certificateToPem(cert);
+    const certPem = normalizePem(forge.pki.certificateToPem(cert));
     const info = certInfo(certPem);
     return { certPem, chain: [certPem, ...this.signer.chain], serial: info.serial, notBefore: info.notBefore, notAfter: info.notAfter };
   }
