@@ -13,6 +13,7 @@ import { ControlPlaneHttpServer } from './http-server';
 import { apiServerInformers, KubernetesSource, type InformerFactory } from './kubernetes-source';
 import { ControlPlaneMetrics } from './metrics';
 import { buildModel } from './model';
+import { policyObjects } from './policy';
 import { ObjectStore, type SourceUpdate } from './store';
 import { translate, type Snapshot } from './translate';
 import { VipAllocator } from './vip-allocator';
@@ -173,7 +174,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   private rebuild(): void {
     if (this.builtGeneration === this.store.generation) return;
     try {
-      const model = buildModel(this.store.services(), this.store.pods(), this.vips, this.opts.domain);
+      const model = buildModel(this.store.services(), this.store.pods(), this.vips, this.opts.domain, policyObjects(this.store));
       this.current = translate(model);
       this.builtGeneration = this.store.generation;
       this.metrics.snapshots.inc();

@@ -150,6 +150,8 @@ test('state of the world: wildcard and named subscriptions, ACK, NACK, live edit
       uid: 'default/echo-a',
       node: 'n1',
       ip: '10.0.0.1',
+      mtlsMode: 'PERMISSIVE',
+      policies: [],
     });
     // NACK the listeners: logged, counted, nothing resent.
     s.send({ type_url: LDS, resource_names: [], version_info: '', response_nonce: lds.nonce, error_detail: { code: 3, message: 'listener unusable' } });
