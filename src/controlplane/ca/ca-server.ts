@@ -96,7 +96,11 @@ class CaServer implements CaHandle {
     const names = new Set([CA_SERVER_NAME, 'localhost', os.hostname(), ...extraNames]);
     const ips = new Set(['127.0.0.1', '::1']);
     if (net.isIP(host) && host !== '0.0.0.0' && host !== '::') ips.add(host);
-    for (const n of [...names]) if (net.isIP(n)) (names.delete(n), ips.add(n));
+    for (const n of [...names]) {
+      if (!net.isIP(n)) continue;
+      names.delete(n);
+      ips.add(n);
+    }
     const keys = await generateKeyPair();
     const issued = this.authority.issue({ publicKey: keys.publicKey, dnsNames: [...names], ips: [...ips], servingTtlSeconds: SERVING_CERT_TTL_SECONDS });
     const keyPem = forge.pki.privateKeyToPem(keys.privateKey);
