@@ -125,7 +125,7 @@ class PooledSession {
 interface PoolEntry {
   sessions: PooledSession[];
   /** The one dial in flight for this key; concurrent connects wait on it instead of dialling again. */
-  pending: Promise<void> | null;
+  pending: Promise<PooledSession> | null;
 }
 
 // Errors after which a stream is retried once on another session: the session went away under us.
@@ -229,28 +229,33 @@ export class HboneClientPool {
         return { ps, reused };
       }
       reused = false;
-      if (entry.pending === null) {
+      let pending = entry.pending;
+      if (pending === null) {
         if (dials++ >= MAX_DIALS_PER_CONNECT) {
           throw new HboneSessionError(hostPort(req.address), `sessions closed right after ${MAX_DIALS_PER_CONNECT} dials`);
         }
         const e = entry;
-        e.pending = this.dial(key, e, req).finally(() => {
+        pending = e.pending = this.dial(key, e, req).finally(() => {
           e.pending = null;
         });
       }
-      await entry.pending;
+      const dialled = await pending;
+      // A session refused right after it opened (GOAWAY with a reason): report that instead of dialling again.
+      if (dialled.failure !== null && !dialled.hasRoom()) throw dialled.failure;
     }
   }
 
-  private async dial(key: string, entry: PoolEntry, req: HboneConnectRequest): Promise<void> {
+  private async dial(key: string, entry: PoolEntry, req: HboneConnectRequest): Promise<PooledSession> {
     const address = hostPort(req.address);
+    let adopted: PooledSession | null = null;
     try {
       await dialSession(req, {
         timeoutMs: this.opts.connectTimeoutMs,
         streamWindow: this.opts.streamWindow,
         connectionWindow: this.opts.connectionWindow,
-        adopt: (session) => this.adopt(key, entry, req, session),
+        adopt: (session) => (adopted = this.adopt(key, entry, req, session)),
       });
+      return adopted!;
     } catch (err) {
       this.totals.dialFailures++;
       this.log?.debug({ err, address, source: req.source.spiffeId }, 'HBONE dial failed');
@@ -258,7 +263,7 @@ export class HboneClientPool {
     }
   }
 
-  private adopt(key: string, entry: PoolEntry, req: HboneConnectRequest, session: http2.ClientHttp2Session): void {
+  private adopt(key: string, entry: PoolEntry, req: HboneConnectRequest, session: http2.ClientHttp2Session): PooledSession {
     const address = hostPort(req.address);
     const remoteMax = session.remoteSettings.maxConcurrentStreams ?? Number.MAX_SAFE_INTEGER;
     const ps = new PooledSession(
@@ -301,6 +306,7 @@ export class HboneClientPool {
     // Until the first stream takes it, the session idles like any other.
     ps.take();
     ps.release();
+    return ps;
   }
 
   /** Takes a session out of the pool for new streams; streams already on it continue. */

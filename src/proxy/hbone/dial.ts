@@ -96,8 +96,23 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.
           fail(new HboneProtocolError(address, `server negotiated ALPN ${JSON.stringify(t.alpnProtocol)} instead of h2`));
           return;
         }
-        startHttp2(t);
+        awaitVerdict(t);
       });
+    };
+
+    // In TLS 1.3 our side finishes the handshake before the server has checked our certificate. The server's
+    // first bytes (its HTTP/2 SETTINGS) mean it accepted us; an alert means it did not. Once the session owns
+    // the socket, alerts show only as a bare close, so wait here; http2 takes over whatever was buffered.
+    const awaitVerdict = (t: tls.TLSSocket): void => {
+      stage = 'TLS handshake (server verifying our certificate)';
+      const onReadable = (): void => {
+        if (t.readableLength === 0) return;
+        t.off('readable', onReadable);
+        t.removeAllListeners('end');
+        startHttp2(t);
+      };
+      t.on('readable', onReadable);
+      t.once('end', () => fail(new HboneSessionError(address, 'closed by the server right after the TLS handshake')));
     };
 
     const startHttp2 = (t: tls.TLSSocket): void => {
@@ -114,6 +129,10 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.
       s.once('close', () => fail(new HboneSessionError(address, 'closed by the server before its HTTP/2 SETTINGS arrived')));
       s.once('connect', () => s.setLocalWindowSize(opts.connectionWindow));
       s.once('remoteSettings', () => {
+        // A refusing server sends GOAWAY right behind its SETTINGS: let it land before calling the session ready.
+        setImmediate(ready);
+      });
+      const ready = (): void => {
         if (done) return;
         done = true;
         clearTimeout(timer);
@@ -122,7 +141,7 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.
         s.removeAllListeners('goaway');
         s.removeAllListeners('close');
         resolve(s);
-      });
+      };
     };
 
     const family = net.isIPv6(req.address.ip) ? 6 : 4;

@@ -113,8 +113,8 @@ export class HboneClosedError extends NodemeshError {
 /** An HTTP/2 stream was reset by the peer while relaying. */
 export class HboneStreamResetError extends NodemeshError {
   readonly rstCode: number;
-  constructor(rstCode: number) {
-    super('NM_HBONE_STREAM_RESET', `HBONE stream reset by the peer (HTTP/2 error code ${rstCode})`);
+  constructor(rstCode: number, cause?: unknown) {
+    super('NM_HBONE_STREAM_RESET', `HBONE stream reset by the peer (HTTP/2 error code ${rstCode})`, { cause });
     this.rstCode = rstCode;
   }
 }

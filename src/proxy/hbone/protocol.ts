@@ -1,5 +1,6 @@
-// HBONE wire details: the CONNECT `:authority` (IP literal and port, IPv6 in brackets) and the reason header.
+// HBONE wire details: the CONNECT `:authority` (IP literal and port, IPv6 in brackets), the reason header, refusal frames.
 
+import http2 from 'node:http2';
 import net from 'node:net';
 import type { Endpoint } from '../connection-tracker';
 
@@ -20,4 +21,25 @@ export function parseAuthority(authority: string | undefined): Endpoint | null {
   const port = Number(m[3]);
   if (port < 1 || port > 65535) return null;
   return { ip, port };
+}
+
+function frame(type: number, payload: Buffer): Buffer {
+  const header = Buffer.alloc(9);
+  header.writeUIntBE(payload.length, 0, 3);
+  header[3] = type;
+  return Buffer.concat([header, payload]);
+}
+
+/**
+ * What the server writes, instead of starting HTTP/2, to a client it refuses after the TLS handshake: an empty
+ * SETTINGS (the server preface) and a GOAWAY(INADEQUATE_SECURITY) whose debug data is `reason`. No HTTP/2
+ * state is ever made for an unauthenticated peer, yet the client learns why it was refused.
+ */
+export function refusalFrames(reason: string): Buffer {
+  const debug = Buffer.from(reason.slice(0, 512), 'utf8');
+  const goaway = Buffer.alloc(8 + debug.length);
+  goaway.writeUInt32BE(0, 0);
+  goaway.writeUInt32BE(http2.constants.NGHTTP2_INADEQUATE_SECURITY, 4);
+  debug.copy(goaway, 8);
+  return Buffer.concat([frame(0x4, Buffer.alloc(0)), frame(0x7, goaway)]);
 }

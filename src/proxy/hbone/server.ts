@@ -6,9 +6,9 @@ import type tls from 'node:tls';
 import type { CertBundle } from '../../identity/types';
 import type { Logger } from '../../telemetry/logger';
 import type { Endpoint } from '../connection-tracker';
-import { HBONE_REASON_HEADER, parseAuthority } from './protocol';
+import { HBONE_REASON_HEADER, parseAuthority, refusalFrames } from './protocol';
 import { HboneClosedError, errMessage } from './errors';
-import { contextOptions, serverTlsReason, spiffeIdOf } from './tls';
+import { clientVerdict, contextOptions, serverTlsReason } from './tls';
 
 export interface HboneConnectContext {
   /** The client's SPIFFE ID, from the single `spiffe://` URI SAN of its verified certificate. */
@@ -61,7 +61,8 @@ export interface HboneServerStats {
   sessionsAccepted: number;
   streamsAccepted: number;
   handshakeFailures: number;
-  identityRejected: number;
+  /** Clients refused after the handshake: untrusted, expired or missing certificate, no single SPIFFE ID. */
+  clientsRefused: number;
   badRequests: number;
 }
 
@@ -73,6 +74,8 @@ interface SessionInfo {
 }
 
 const KEEPALIVE_MS = 30_000;
+/** How long a refused client may take to read the refusal before its socket is destroyed. */
+const REFUSAL_LINGER_MS = 5_000;
 
 export class HboneServer {
   private readonly server: http2.Http2SecureServer;
@@ -81,7 +84,7 @@ export class HboneServer {
   private readonly idleTimeoutMs: number;
   private readonly connectionWindow: number;
   private closing = false;
-  private totals = { sessionsAccepted: 0, streamsAccepted: 0, handshakeFailures: 0, identityRejected: 0, badRequests: 0 };
+  private totals = { sessionsAccepted: 0, streamsAccepted: 0, handshakeFailures: 0, clientsRefused: 0, badRequests: 0 };
 
   constructor(private readonly opts: HboneServerOptions) {
     this.log = opts.log;
@@ -89,8 +92,10 @@ export class HboneServer {
     this.connectionWindow = opts.connectionWindow ?? 16 * 1024 * 1024;
     this.server = http2.createSecureServer({
       ...contextOptions(opts.identity(), opts.trustBundle()),
+      // The chain is verified during the handshake, but the verdict is ours (see `onSecureConnection`): Node
+      // would otherwise drop an untrusted client without a word, leaving its operator guessing.
       requestCert: true,
-      rejectUnauthorized: true,
+      rejectUnauthorized: false,
       allowHTTP1: false,
       handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
       settings: {
@@ -98,7 +103,11 @@ export class HboneServer {
         initialWindowSize: opts.streamWindow ?? 4 * 1024 * 1024,
       },
     });
-    this.server.prependListener('secureConnection', (s: tls.TLSSocket) => s.setKeepAlive(true, KEEPALIVE_MS));
+    // The HTTP/2 server starts a session from its 'secureConnection' listener; run ours in front of it.
+    const startHttp2 = this.server.listeners('secureConnection');
+    if (startHttp2.length !== 1) throw new Error('unexpected http2 server internals: one secureConnection listener expected');
+    this.server.removeAllListeners('secureConnection');
+    this.server.on('secureConnection', (s: tls.TLSSocket) => this.onSecureConnection(s, startHttp2[0] as (s: tls.TLSSocket) => void));
     this.server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
       this.totals.handshakeFailures++;
       this.log?.info({ peer: `${s.remoteAddress}:${s.remotePort}`, reason: serverTlsReason(err) }, 'HBONE handshake refused');
@@ -158,6 +167,21 @@ export class HboneServer {
     for (const session of this.sessions.keys()) session.destroy();
   }
 
+  private onSecureConnection(socket: tls.TLSSocket, startHttp2: (s: tls.TLSSocket) => void): void {
+    const verdict = clientVerdict(socket);
+    if (verdict.ok) {
+      socket.setKeepAlive(true, KEEPALIVE_MS);
+      startHttp2.call(this.server, socket);
+      return;
+    }
+    this.totals.clientsRefused++;
+    this.log?.info({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason: verdict.reason }, 'HBONE client refused');
+    socket.on('error', () => socket.destroy());
+    socket.resume();
+    socket.end(refusalFrames(verdict.reason));
+    socket.setTimeout(REFUSAL_LINGER_MS, () => socket.destroy());
+  }
+
   private onSession(session: http2.ServerHttp2Session): void {
     const socket = session.socket as tls.TLSSocket;
     const info: SessionInfo = {
@@ -177,13 +201,10 @@ export class HboneServer {
       session.close();
       return;
     }
-    // The chain was verified during the handshake; the SPIFFE ID is checked here, where a GOAWAY can carry why.
-    const id = spiffeIdOf(socket.getPeerCertificate());
+    // Only verified clients get here (onSecureConnection); read the ID once for all streams.
+    const id = clientVerdict(socket);
     if (!id.ok) {
-      this.totals.identityRejected++;
-      this.log?.info({ peer: info.peerAddress, reason: id.reason }, 'HBONE client identity refused');
-      session.goaway(http2.constants.NGHTTP2_INADEQUATE_SECURITY, 0, Buffer.from(id.reason));
-      session.close();
+      session.destroy();
       return;
     }
     info.peerId = id.id;

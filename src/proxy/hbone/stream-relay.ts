@@ -33,6 +33,9 @@ function isHttp2(end: RelayEnd): end is http2.Http2Stream {
 function abort(end: RelayEnd): void {
   if (isHttp2(end)) {
     if (!end.closed && !end.destroyed) end.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+  } else if (end.writableEnded && !end.writableFinished) {
+    // libuv refuses a reset while our FIN is being sent (EINVAL), and Node then never emits 'close'.
+    end.destroy();
   } else if (!end.destroyed) {
     end.resetAndDestroy();
   }
@@ -65,16 +68,20 @@ export function relayStream(downstream: RelayEnd, upstream: RelayEnd, handlers: 
   };
 
   const watch = (end: RelayEnd, side: Side, other: RelayEnd): void => {
-    end.on('error', (err: Error) => fail(side, err));
+    end.on('error', (err: Error) => {
+      const code = isHttp2(end) ? (end.rstCode ?? 0) : 0;
+      fail(side, code !== 0 ? new HboneStreamResetError(code, err) : err);
+    });
     end.on('end', () => {
+      // A reset stream also ends its readable side: that is an abort, not a FIN to pass on.
+      if (isHttp2(end) && (end.rstCode ?? 0) !== 0) return;
       if (!other.destroyed) other.end();
     });
     end.on('close', () => {
       if (isHttp2(end)) {
         const code = end.rstCode ?? http2.constants.NGHTTP2_NO_ERROR;
+        // RST_STREAM(NO_ERROR) is no fault: Node ends the readable side and we pass that on as a FIN.
         if (code !== http2.constants.NGHTTP2_NO_ERROR) fail(side, new HboneStreamResetError(code));
-        // RST_STREAM(NO_ERROR) before both sides finished is still an abort for the TCP peer.
-        else if (!end.readableEnded || !end.writableFinished) fail(side, new HboneStreamResetError(code));
       }
       closed(side);
     });

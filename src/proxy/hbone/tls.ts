@@ -1,6 +1,6 @@
 // TLS 1.3 settings for HBONE both ways, SPIFFE ID extraction from peer certificates, TLS failure diagnosis.
 
-import type { PeerCertificate, SecureContextOptions } from 'node:tls';
+import type { PeerCertificate, SecureContextOptions, TLSSocket } from 'node:tls';
 import type { CertBundle } from '../../identity/types';
 import { HboneClientRejectedError, HboneIdentityMismatchError, HboneTlsError, errMessage } from './errors';
 
@@ -43,6 +43,32 @@ export function spiffeIdOf(cert: Pick<PeerCertificate, 'subjectaltname'> | null 
   if (ids.length === 0) return { ok: false, reason: 'certificate has no SPIFFE URI SAN' };
   if (ids.length > 1) return { ok: false, reason: `certificate has ${ids.length} SPIFFE URI SANs (${ids.join(', ')}); exactly one is required` };
   return { ok: true, id: ids[0]! };
+}
+
+// Why a client chain failed verification, from Node's `authorizationError` (OpenSSL's X509_V_ERR_* name).
+const CLIENT_VERIFY_REASONS: Record<string, string> = {
+  CERT_HAS_EXPIRED: 'certificate expired',
+  CERT_NOT_YET_VALID: 'certificate not yet valid',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'certificate not issued by a trusted CA',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'certificate not issued by a trusted CA',
+  UNABLE_TO_GET_ISSUER_CERT: 'certificate not issued by a trusted CA',
+  SELF_SIGNED_CERT_IN_CHAIN: 'certificate chain ends in an untrusted root',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'self-signed certificate',
+  CERT_SIGNATURE_FAILURE: 'certificate signature does not verify',
+};
+
+/**
+ * The server's verdict on a client after the handshake: its chain must have verified against the trust
+ * bundle and it must carry exactly one SPIFFE ID. The reason is sent to the client, so it names no secrets.
+ */
+export function clientVerdict(socket: TLSSocket): SpiffeIdResult {
+  const cert = socket.getPeerCertificate();
+  if (!cert || Object.keys(cert).length === 0) return { ok: false, reason: 'no client certificate presented' };
+  if (!socket.authorized) {
+    const code = String(socket.authorizationError ?? 'unknown');
+    return { ok: false, reason: `${CLIENT_VERIFY_REASONS[code] ?? 'certificate not trusted'} (${code})` };
+  }
+  return spiffeIdOf(cert);
 }
 
 /**
@@ -97,15 +123,7 @@ export function clientTlsError(address: string, sourceId: string, err: unknown):
   return new HboneTlsError(address, `${code ? `${code}: ` : ''}${errMessage(err)}`, 'check the destination pod runs an HBONE server on 15008', err);
 }
 
-/** A short reason for a handshake the server refused (logs and stats), from the OpenSSL error. */
+/** A short reason for a failed server-side handshake (logs): the OpenSSL code, else the message. */
 export function serverTlsReason(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException | null)?.code ?? '';
-  if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') return 'client presented no certificate';
-  if (code === 'ERR_SSL_CERTIFICATE_VERIFY_FAILED') {
-    const msg = errMessage(err);
-    if (/expired/i.test(msg)) return 'client certificate expired';
-    if (/not yet valid/i.test(msg)) return 'client certificate not yet valid';
-    return 'client certificate not signed by the trust bundle';
-  }
-  return code || errMessage(err);
+  return (err as NodeJS.ErrnoException | null)?.code ?? errMessage(err);
 }

@@ -1,0 +1,374 @@
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import http2 from 'node:http2';
+import net from 'node:net';
+import tls from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import type { CertBundle } from '../../src/identity/types';
+import {
+  HBONE_REASON_HEADER,
+  HboneClientPool,
+  HboneClientRejectedError,
+  HboneConnectRefusedError,
+  HboneIdentityMismatchError,
+  type HboneConnectContext,
+  type HboneConnectRequest,
+  type HboneRespond,
+  HboneServer,
+  HboneStreamResetError,
+  relayStream,
+} from '../../src/proxy/hbone';
+import type { RelayResult } from '../../src/proxy/relay';
+import { createTestCa } from '../helpers/test-ca';
+import { echoServer, listen, pump } from '../helpers/tcp';
+import { waitFor } from '../helpers/wait';
+
+const TD = 'spiffe://cluster.local/ns/default/sa';
+const CLIENT_ID = `${TD}/client`;
+const ECHO_ID = `${TD}/echo`;
+
+// A bound, not yet listening fd on 127.0.0.1, as the agent gets from the pod netns: HboneServer makes it listen.
+interface RawTcp {
+  bind(host: string, port: number): number;
+  getsockname(out: { port?: number }): number;
+  fd: number;
+}
+const { TCP, constants } = (process as unknown as { binding(name: string): { TCP: new (t: number) => RawTcp; constants: { SERVER: number } } }).binding('tcp_wrap');
+const keep: RawTcp[] = [];
+function boundFd(): number {
+  const h = new TCP(constants.SERVER);
+  assert.equal(h.bind('127.0.0.1', 0), 0);
+  keep.push(h);
+  return h.fd;
+}
+
+/** Sends `data` on a Duplex, half-closes, and collects everything until the peer's end. */
+function roundTrip(stream: NodeJS.ReadWriteStream, data: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => resolve(Buffer.concat(chunks)));
+    stream.on('error', reject);
+    stream.end(data);
+  });
+}
+
+function readSome(stream: NodeJS.ReadableStream, bytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    const onData = (c: Buffer): void => {
+      chunks.push(c);
+      n += c.length;
+      if (n >= bytes) {
+        stream.off('data', onData);
+        stream.pause();
+        resolve(Buffer.concat(chunks));
+      }
+    };
+    stream.on('data', onData);
+    stream.once('error', reject);
+  });
+}
+
+describe('HBONE transport over loopback', () => {
+  const ca = createTestCa();
+  const foreign = createTestCa({ name: 'some other root' });
+  let clientCert: CertBundle = ca.issue({ spiffeId: CLIENT_ID });
+  let serverCert: CertBundle = ca.issue({ spiffeId: ECHO_ID });
+
+  const echo = echoServer();
+  let echoPort = 0;
+  // Writes "hello" and half-closes at once, then records what the client sends after that.
+  const afterFin: Buffer[] = [];
+  const early = net.createServer({ allowHalfOpen: true }, (s) => {
+    const got: Buffer[] = [];
+    s.on('data', (c: Buffer) => got.push(c));
+    s.on('end', () => {
+      afterFin.push(Buffer.concat(got));
+      s.destroy();
+    });
+    s.end('hello');
+  });
+  let earlyPort = 0;
+
+  // Inbound side: what the destination agent would do (policy, connect to the app, relay).
+  const serverRelays: RelayResult[] = [];
+  const connects: HboneConnectContext[] = [];
+  let policy: (ctx: HboneConnectContext, respond: HboneRespond) => boolean = () => true;
+  const server = new HboneServer({
+    identity: () => serverCert,
+    trustBundle: () => [ca.rootPem],
+    maxConcurrentStreams: 40,
+    onConnect: (ctx, respond) => {
+      connects.push(ctx);
+      if (!policy(ctx, respond)) return;
+      const app = net.connect({ host: ctx.authority.ip, port: ctx.authority.port, allowHalfOpen: true });
+      app.once('error', (err: NodeJS.ErrnoException) => respond(503, `upstream ${err.code ?? err.message}`));
+      app.once('connect', () => {
+        app.removeAllListeners('error');
+        respond(200);
+        relayStream(ctx.stream, app, { onClose: (r) => serverRelays.push(r) });
+      });
+    },
+  });
+  let hbonePort = 0;
+
+  const pool = new HboneClientPool({ idleTimeoutMs: 5_000 });
+  const request = (over: Partial<HboneConnectRequest> = {}): HboneConnectRequest => ({
+    sourcePod: 'pod-a',
+    source: clientCert,
+    expectedServerId: ECHO_ID,
+    address: { ip: '127.0.0.1', port: hbonePort },
+    target: { ip: '127.0.0.1', port: echoPort },
+    newSocket: async () => null,
+    ...over,
+  });
+
+  // Outbound side: a local TCP listener standing in for the source pod's 15001, tunnelling through the pool.
+  const clientRelays: RelayResult[] = [];
+  const outbound = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (accepted) => {
+    accepted.on('error', () => {});
+    pool.connect(request()).then(
+      ({ stream }) => relayStream(accepted, stream, { onClose: (r) => clientRelays.push(r) }),
+      () => accepted.resetAndDestroy(),
+    );
+  });
+  let outboundPort = 0;
+
+  before(async () => {
+    echoPort = await listen(echo);
+    earlyPort = await listen(early);
+    outboundPort = await listen(outbound);
+    hbonePort = (await server.listen({ fd: boundFd() })).port;
+  });
+  after(async () => {
+    await pool.close();
+    server.destroy();
+    echo.close();
+    early.close();
+    outbound.close();
+  });
+
+  it('carries 8 MiB byte-exact through one tunnel (TCP → stream → TCP) and counts bytes on both relays', async (t) => {
+    const size = 8 * 1024 * 1024;
+    const started = process.hrtime.bigint();
+    const r = await pump(outboundPort, size);
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    t.diagnostic(`8 MiB echoed in ${ms.toFixed(0)} ms: ${((2 * size) / 1048576 / (ms / 1000)).toFixed(1)} MiB/s of tunnelled bytes (both directions)`);
+    assert.equal(r.received, size);
+    assert.ok(r.intact, 'echoed bytes differ');
+    await waitFor('both relays closed', async () => clientRelays.length === 1 && serverRelays.length === 1);
+    for (const res of [clientRelays[0]!, serverRelays[0]!]) {
+      assert.equal(res.bytesUp, size);
+      assert.equal(res.bytesDown, size);
+      assert.equal(res.error, null);
+    }
+    assert.equal(connects[0]!.peerId, CLIENT_ID);
+    assert.equal(connects[0]!.peerAddress.ip, '127.0.0.1');
+    assert.deepEqual(connects[0]!.authority, { ip: '127.0.0.1', port: echoPort });
+  });
+
+  it('runs 100 concurrent streams on a few pooled sessions, respecting the server stream limit', async () => {
+    const p = new HboneClientPool();
+    const data = crypto.randomBytes(16 * 1024);
+    const conns = await Promise.all(Array.from({ length: 100 }, () => p.connect(request({ sourcePod: 'pod-many' }))));
+    const s = p.stats();
+    assert.equal(s.activeStreams, 100);
+    // The server allows 40 streams per session: 100 streams need exactly 3 sessions, dialled once each.
+    assert.equal(s.sessionsOpened, 3);
+    for (const ps of s.perSession) assert.ok(ps.streams <= 40);
+    const echoed = await Promise.all(conns.map((c) => roundTrip(c.stream, data)));
+    for (const e of echoed) assert.ok(e.equals(data));
+    await p.close();
+  });
+
+  it('refuses a server whose SAN is not the expected identity, saying both', async () => {
+    await assert.rejects(pool.connect(request({ expectedServerId: `${TD}/x` })), (err: Error) => {
+      assert.ok(err instanceof HboneIdentityMismatchError);
+      assert.equal((err as HboneIdentityMismatchError).code, 'NM_HBONE_IDENTITY_MISMATCH');
+      assert.match(err.message, new RegExp(`TLS handshake with 127\\.0\\.0\\.1:${hbonePort} failed: certificate SAN ${ECHO_ID} does not match expected ${TD}/x`));
+      return true;
+    });
+  });
+
+  it('is refused by the server with a foreign-CA, expired, or SAN-less client certificate, told why', async () => {
+    const before = server.stats();
+    const cases: Array<[CertBundle, RegExp]> = [
+      [{ ...foreign.issue({ spiffeId: CLIENT_ID }), rootsPem: [ca.rootPem] }, /certificate not issued by a trusted CA \(UNABLE_TO_VERIFY_LEAF_SIGNATURE\)/],
+      [ca.issueExpired(CLIENT_ID), /certificate expired \(CERT_HAS_EXPIRED\)/],
+      [ca.issue({ spiffeId: CLIENT_ID, uris: [CLIENT_ID, `${TD}/other`] }), /2 SPIFFE URI SANs/],
+      [ca.issue({ spiffeId: CLIENT_ID, uris: [] }), /certificate has no SPIFFE URI SAN/],
+    ];
+    for (const [source, reason] of cases) {
+      await assert.rejects(pool.connect(request({ source })), (err: Error) => {
+        assert.ok(err instanceof HboneClientRejectedError, `${err.name}: ${err.message}`);
+        assert.equal((err as HboneClientRejectedError).code, 'NM_HBONE_CLIENT_REJECTED');
+        assert.match(err.message, reason);
+        return true;
+      });
+    }
+    const after = server.stats();
+    assert.equal(after.clientsRefused - before.clientsRefused, 4);
+    assert.equal(after.sessionsAccepted, before.sessionsAccepted, 'a refused client never gets an HTTP/2 session');
+  });
+
+  it('is refused by the server without a client certificate', async () => {
+    const before = server.stats().clientsRefused;
+    const session = http2.connect(`https://127.0.0.1:${hbonePort}`, { ca: [ca.rootPem], checkServerIdentity: () => undefined });
+    const [code, , data] = await new Promise<[number, number, Buffer | undefined]>((resolve) => {
+      session.on('goaway', (...args: [number, number, Buffer | undefined]) => resolve(args));
+      session.on('error', () => {});
+    });
+    session.destroy();
+    assert.equal(code, http2.constants.NGHTTP2_INADEQUATE_SECURITY);
+    assert.equal(data?.toString(), 'no client certificate presented');
+    assert.equal(server.stats().clientsRefused, before + 1);
+  });
+
+  it('answers 400 to a non-CONNECT request and to a bad authority, without the handler', async () => {
+    const calls = connects.length;
+    const session = http2.connect(`https://127.0.0.1:${hbonePort}`, {
+      key: clientCert.keyPem,
+      cert: clientCert.chainPem.join('\n'),
+      ca: [ca.rootPem],
+      checkServerIdentity: () => undefined,
+    });
+    const ask = (headers: http2.OutgoingHttpHeaders): Promise<http2.IncomingHttpHeaders> =>
+      new Promise((resolve, reject) => {
+        const req = session.request(headers, { endStream: false });
+        req.on('response', resolve);
+        req.on('error', reject);
+      });
+    const get = await ask({ ':method': 'GET', ':path': '/' });
+    assert.equal(get[':status'], 400);
+    assert.match(String(get[HBONE_REASON_HEADER]), /only CONNECT/);
+    for (const authority of ['example.com:80', '127.0.0.1', '127.0.0.1:70000', '::1:80']) {
+      const h = await ask({ ':method': 'CONNECT', ':authority': authority });
+      assert.equal(h[':status'], 400, authority);
+      assert.match(String(h[HBONE_REASON_HEADER]), /malformed :authority/);
+    }
+    session.close();
+    assert.equal(connects.length, calls);
+    // Through the pool, the status reaches the caller as an error.
+    await assert.rejects(pool.connect(request({ target: { ip: 'example.com', port: 80 } })), (err: Error) => {
+      assert.ok(err instanceof HboneConnectRefusedError);
+      assert.equal((err as HboneConnectRefusedError).status, 400);
+      return true;
+    });
+  });
+
+  it('brings a handler 403 or an upstream refusal to the client with status and reason', async () => {
+    policy = (ctx, respond) => {
+      if (ctx.peerId !== `${TD}/admin`) {
+        respond(403, `${ctx.peerId} is not allowed`);
+        return false;
+      }
+      return true;
+    };
+    try {
+      await assert.rejects(pool.connect(request()), (err: Error) => {
+        assert.ok(err instanceof HboneConnectRefusedError);
+        assert.equal((err as HboneConnectRefusedError).code, 'NM_HBONE_CONNECT_REFUSED');
+        assert.equal((err as HboneConnectRefusedError).status, 403);
+        assert.equal((err as HboneConnectRefusedError).reason, `${CLIENT_ID} is not allowed`);
+        assert.match(err.message, /answered 403: .* is not allowed \(check the destination's AuthorizationPolicy/);
+        return true;
+      });
+    } finally {
+      policy = () => true;
+    }
+    const closed = net.createServer();
+    const closedPort = await listen(closed);
+    await new Promise((r) => closed.close(r));
+    await assert.rejects(pool.connect(request({ target: { ip: '127.0.0.1', port: closedPort } })), /answered 503: upstream ECONNREFUSED/);
+  });
+
+  it('half-closes both ways: the app ends first and the client still sends', async () => {
+    const { stream } = await pool.connect(request({ target: { ip: '127.0.0.1', port: earlyPort } }));
+    const got = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => resolve(Buffer.concat(chunks)));
+      stream.on('error', reject);
+    });
+    assert.equal(got.toString(), 'hello');
+    const n = afterFin.length;
+    stream.end('written after the server FIN');
+    await waitFor('app got the bytes sent after its FIN', async () => afterFin.length === n + 1);
+    assert.equal(afterFin[n]!.toString(), 'written after the server FIN');
+  });
+
+  it('turns a client reset into RST_STREAM(CONNECT_ERROR) and an upstream reset', async () => {
+    const n = serverRelays.length;
+    const s = net.connect({ host: '127.0.0.1', port: outboundPort });
+    s.write('x'.repeat(1000));
+    await readSome(s, 1000);
+    s.resetAndDestroy();
+    await waitFor('server relay closed', async () => serverRelays.length === n + 1);
+    const res = serverRelays[n]!;
+    assert.equal(res.failedSide, 'downstream');
+    assert.ok(res.error instanceof HboneStreamResetError);
+    assert.equal((res.error as HboneStreamResetError).rstCode, http2.constants.NGHTTP2_CONNECT_ERROR);
+  });
+
+  it('opens a new session for a rotated source certificate while an old stream keeps flowing', async () => {
+    const p = new HboneClientPool();
+    const old = await p.connect(request({ sourcePod: 'pod-rot' }));
+    old.stream.write('before');
+    assert.equal((await readSome(old.stream, 6)).toString(), 'before');
+    const again = await p.connect(request({ sourcePod: 'pod-rot' }));
+    assert.ok(again.reused);
+    assert.equal(again.sessionId, old.sessionId);
+    again.stream.close();
+
+    clientCert = ca.issue({ spiffeId: CLIENT_ID });
+    const fresh = await p.connect(request({ sourcePod: 'pod-rot' }));
+    assert.equal(fresh.reused, false);
+    assert.notEqual(fresh.sessionId, old.sessionId);
+    assert.equal(p.stats().sessions, 2);
+    old.stream.resume();
+    const rest = await roundTrip(old.stream, Buffer.from('after rotation'));
+    assert.equal(rest.toString(), 'after rotation');
+    assert.equal((await roundTrip(fresh.stream, Buffer.from('new'))).toString(), 'new');
+    await p.close();
+  });
+
+  it('presents an updated server identity on new handshakes while open sessions keep theirs', async () => {
+    const p = new HboneClientPool();
+    const held = await p.connect(request({ sourcePod: 'pod-srv-rot' }));
+    const peerSerial = (): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const s = tls.connect({
+          host: '127.0.0.1',
+          port: hbonePort,
+          key: clientCert.keyPem,
+          cert: clientCert.chainPem.join('\n'),
+          ca: [ca.rootPem],
+          ALPNProtocols: ['h2'],
+          checkServerIdentity: () => undefined,
+        });
+        s.on('secureConnect', () => {
+          resolve(s.getPeerCertificate().serialNumber.toLowerCase());
+          s.destroy();
+        });
+        s.on('error', reject);
+      });
+    assert.equal(await peerSerial(), serverCert.serial.toLowerCase());
+    // Rotate to a certificate from an intermediate of the same root, with a new serial.
+    const inter = createTestCa({ name: 'rotated root', intermediate: true });
+    const oldSerial = serverCert.serial;
+    serverCert = ca.issue({ spiffeId: ECHO_ID });
+    server.updateIdentity();
+    assert.equal(await peerSerial(), serverCert.serial.toLowerCase());
+    assert.notEqual(serverCert.serial, oldSerial);
+    // An identity the clients do not expect takes effect too: new dials see it and refuse.
+    serverCert = inter.issue({ spiffeId: `${TD}/impostor` });
+    server.updateIdentity();
+    await assert.rejects(new HboneClientPool().connect(request({ source: { ...clientCert, rootsPem: [ca.rootPem, inter.rootPem] } })), HboneIdentityMismatchError);
+    serverCert = ca.issue({ spiffeId: ECHO_ID });
+    server.updateIdentity();
+    assert.equal((await roundTrip(held.stream, Buffer.from('still here'))).toString(), 'still here');
+    await p.close();
+  });
+});
