@@ -9,7 +9,7 @@ const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'sil
 
 const INDEX = [
   '/healthz/ready   200 when programs are attached and enrollment is reconciled',
-  '/config_dump     enrolled pods, attached programs, map sizes',
+  '/config_dump     enrolled pods, attached programs, map sizes, xDS resources, identities and certificates, policies',
   '/connections     open connections and recently closed ones, with original destinations',
   '/metrics         Prometheus metrics',
   '/logging         GET: current level; POST ?level=debug to change it',
@@ -35,6 +35,7 @@ export function createAdminHandler(agent: Agent, log: Logger): http.RequestListe
           pods: agent.list(),
           datapath: agent.datapathStatus(),
           xds: agent.xdsStatus(),
+          mesh: agent.meshStatus(),
           services: agent.services.snapshot(),
         });
         return;

@@ -11,6 +11,10 @@ import { ConnectionTracker } from '../proxy/connection-tracker';
 import type { ProxyContext } from '../proxy/context';
 import { PodProxy } from '../proxy/pod-proxy';
 import { DEFAULT_RELAY_BUFFER } from '../proxy/relay';
+import { spiffeId, type IdentityProvider } from '../identity/types';
+import { HboneClientPool } from '../proxy/hbone';
+import { PORT_HBONE } from '../datapath/types';
+import { authorize, AuthzStore } from '../state/authz';
 import { ServiceStore } from '../state/services';
 import { WorkloadStore, workloadName, type Workload } from '../state/workloads';
 import { registerDatapathMetrics } from '../telemetry/datapath-metrics';
@@ -39,6 +43,11 @@ export interface AgentOptions {
   connectTimeoutMs?: number;
   /** Control plane ADS address (`host:port` or `unix:///path`); absent: no services, passthrough only. */
   xds?: { address: string; mode: XdsMode };
+  /**
+   * Workload identities from the control plane's CA: with them, traffic between mesh pods goes over HBONE
+   * (mTLS). Absent: plaintext everywhere.
+   */
+  mesh?: { identity: (registry: Registry) => IdentityProvider; trustDomain: string };
 }
 
 type ValidRequest = ReturnType<typeof parseEnrollRequest>;
@@ -54,6 +63,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
   readonly metrics = new ProxyMetrics(this.registry);
   readonly workloads = new WorkloadStore();
   readonly services = new ServiceStore();
+  readonly authz = new AuthzStore();
   readonly tracker: ConnectionTracker;
   private readonly ctx: ProxyContext;
   private readonly pods = new Map<string, PodEntry>();
@@ -86,7 +96,28 @@ export class Agent implements EnrollmentHandler, XdsSink {
       services: this.services,
       bufferSize: opts.bufferSize ?? DEFAULT_RELAY_BUFFER,
       connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
+      mesh: null,
+      authorize: (podIp, req) => authorize(this.authz.forPodIp(podIp), req),
     };
+    if (opts.mesh) {
+      const identity = opts.mesh.identity(this.registry);
+      const trustDomain = opts.mesh.trustDomain;
+      this.ctx.mesh = {
+        identity,
+        pool: new HboneClientPool({ log: proxyLog, connectTimeoutMs: this.ctx.connectTimeoutMs }),
+        hbonePort: PORT_HBONE,
+        trustDomain,
+        spiffeIdOf: (w) => spiffeId({ trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount }),
+      };
+      identity.onRotate((id) => {
+        for (const e of this.pods.values()) if (this.ctx.mesh!.spiffeIdOf(e.pod) === id) e.proxy.identityRotated();
+      });
+    }
+    // A policy change re-checks every connection it admitted: what is no longer allowed is closed.
+    this.authz.onChange(() => {
+      const closed = this.tracker.revalidateAll();
+      if (closed > 0) this.log.info({ closed }, 'closed connections no longer allowed by policy');
+    });
     this.stateFile = new PodStateFile(opts.stateDir);
     registerDatapathMetrics(this.registry, () => this.datapath, this.workloads, (uid) => this.pods.get(uid)?.dp.netnsCookie);
   }
@@ -181,6 +212,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       // Kernel state first (new connects go direct), then stop accepting; open connections drain on their own.
       await this.datapath!.unenroll(uid);
       e.proxy.close();
+      this.ctx.mesh?.identity.release(this.ctx.mesh.spiffeIdOf(e.pod));
       this.pods.delete(uid);
       this.workloads.remove(uid);
       this.persist();
@@ -197,12 +229,26 @@ export class Agent implements EnrollmentHandler, XdsSink {
       this.services.replaceEndpoints(new Map(all.flatMap((r) => (r.kind === 'endpoints' ? [[r.cluster, r.endpoints] as const] : []))));
     } else if (typeUrl === LDS) {
       this.services.replaceVips(all.flatMap((r) => (r.kind === 'vip' ? [r.vip] : [])));
+      this.authz.replace(new Map(all.flatMap((r) => (r.kind === 'inbound' ? [...r.policies] : []))));
     }
     this.log.debug({ type: typeUrl, count: resources.size }, 'xDS resources applied');
   }
 
   xdsStatus(): Record<string, unknown> | null {
     return this.xds?.status() ?? null;
+  }
+
+  /** Identities (serials, expiry, state), the HBONE client pool and each pod's HBONE server. */
+  meshStatus(): Record<string, unknown> | null {
+    const mesh = this.ctx.mesh;
+    if (!mesh) return null;
+    return {
+      trustDomain: mesh.trustDomain,
+      identities: mesh.identity.status(),
+      hboneClient: mesh.pool.stats(),
+      hboneServers: Object.fromEntries([...this.pods.values()].map((e) => [`${e.pod.namespace}/${e.pod.name}`, e.proxy.hboneStats()])),
+      policies: Object.fromEntries([...this.pods.values()].map((e) => [`${e.pod.namespace}/${e.pod.name}`, e.pod.ips.map((ip) => this.authz.forPodIp(ip))])),
+    };
   }
 
   list(): EnrolledPod[] {
@@ -238,6 +284,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
       workloadName: workloadName(pod.name, pod.annotations ?? {}),
     };
     const proxy = new PodProxy(this.ctx, workload, podDp);
+    // The first pod of an identity asks the CA for its certificate; HBONE on 15008 starts once it arrives.
+    this.ctx.mesh?.identity.acquire(this.ctx.mesh.spiffeIdOf(workload));
     const l = podDp.listeners;
     try {
       await proxy.start({
@@ -246,6 +294,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
         hbone: [l.hbone4, l.hbone6].filter((fd): fd is number => fd !== null),
       });
     } catch (err) {
+      this.ctx.mesh?.identity.release(this.ctx.mesh.spiffeIdOf(workload));
       await dp.unenroll(pod.uid).catch((e: unknown) => this.log.error({ err: e, uid: pod.uid }, 'rollback of datapath enrollment failed'));
       throw new EnrollError('NM_ENROLL_LISTEN', 500, `cannot serve listeners for pod ${pod.namespace}/${pod.name}: ${(err as Error).message}`, { cause: err });
     }
@@ -315,6 +364,10 @@ export class Agent implements EnrollmentHandler, XdsSink {
     if (left > 0) this.log.warn({ left }, 'drain deadline reached; closing remaining connections');
     this.tracker.stop();
     this.xds?.close();
+    if (this.ctx.mesh) {
+      this.ctx.mesh.pool.destroy();
+      this.ctx.mesh.identity.close();
+    }
     if (this.datapath) await this.datapath.close({ detach: true });
     this.datapath = null;
     await Promise.all(this.servers.splice(0).map(closeServer));

@@ -4,9 +4,10 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { Agent } from '../agent/agent';
+import { Agent, type AgentOptions } from '../agent/agent';
+import { createSecretManager } from '../identity/secret-manager';
 import { openDatapath } from '../datapath/datapath';
-import { createLogger } from '../telemetry/logger';
+import { createLogger, type Logger } from '../telemetry/logger';
 import { runDaemon } from './daemon';
 import { findOrMountCgroup2 } from '../util/cgroup2';
 
@@ -14,6 +15,28 @@ function int(v: string): number {
   const n = Number.parseInt(v, 10);
   if (!Number.isFinite(n) || n < 0) throw new Error(`expected a non-negative integer, got "${v}"`);
   return n;
+}
+
+function meshOptions(
+  o: { caTokenFile?: string; caAddress?: string; caRootFile?: string; certValidity: number; trustDomain: string; xds?: string },
+  log: Logger,
+): AgentOptions['mesh'] {
+  if (!o.caTokenFile) return undefined;
+  const caAddress = o.caAddress ?? o.xds;
+  if (!caAddress) throw new Error('--ca-token-file needs a CA: give --ca-address or --xds');
+  return {
+    trustDomain: o.trustDomain,
+    identity: (registry) =>
+      createSecretManager({
+        registry,
+        caAddress,
+        tokenFile: o.caTokenFile,
+        caRootFile: o.caRootFile,
+        trustDomain: o.trustDomain,
+        validitySeconds: o.certValidity,
+        log: log.child({ component: 'identity' }),
+      }),
+  };
 }
 
 export function registerAgentCommand(program: Command): void {
@@ -31,6 +54,11 @@ export function registerAgentCommand(program: Command): void {
     .option('--drain-seconds <s>', 'on SIGTERM, how long open connections may finish', int, 5)
     .option('--xds <address>', 'control plane ADS address: host:port or unix:///path (none: passthrough only)')
     .option('--xds-mode <mode>', 'ADS flavour: delta or sotw', 'delta')
+    .option('--ca-token-file <file>', "this node's credential for the control plane's CA; enables mTLS (HBONE) between mesh pods")
+    .option('--ca-address <address>', 'the CA (default: the --xds address)')
+    .option('--ca-root-file <file>', 'verify the CA over TLS with this root (default: plaintext, e.g. a unix socket)')
+    .option('--cert-validity <seconds>', 'lifetime to ask for workload certificates', int, 24 * 3600)
+    .option('--trust-domain <domain>', 'SPIFFE trust domain', 'cluster.local')
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
     .action(async (o: {
       node: string;
@@ -44,6 +72,11 @@ export function registerAgentCommand(program: Command): void {
       drainSeconds: number;
       xds?: string;
       xdsMode: string;
+      caTokenFile?: string;
+      caAddress?: string;
+      caRootFile?: string;
+      certValidity: number;
+      trustDomain: string;
       logLevel: string;
     }) => {
       if (o.xdsMode !== 'delta' && o.xdsMode !== 'sotw') throw new Error(`--xds-mode must be delta or sotw, not "${o.xdsMode}"`);
@@ -63,6 +96,7 @@ export function registerAgentCommand(program: Command): void {
           adminHost: o.adminHost,
           drainMs: o.drainSeconds * 1000,
           xds: o.xds ? { address: o.xds, mode: o.xdsMode } : undefined,
+          mesh: meshOptions(o, log),
         },
         log,
         () => openDatapath({ pinRoot: o.pinRoot, cgroupRoot }, log.child({ component: 'datapath' })),

@@ -41,10 +41,11 @@ export function registerLabCommand(program: Command): void {
     .option('--keep-going', 'treat pod failures (enrollment, crashing containers) as warnings', false)
     .option('--agent-command <cmd>', 'agent command prefix (default: this package\'s "nodemesh agent")')
     .option('--cli <path>', 'CLI script the pods\' "nodemesh" command runs')
+    .option('--agent-arg <flag>', 'extra flag for every agent, repeatable (e.g. --agent-arg=--cert-validity=60)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--ready-timeout <ms>', 'how long to wait for each agent\'s /healthz/ready', '30000')
     .option('-v, --verbose', 'debug output', false)
     .action(
-      action(async (o: { file: string; name: string; keepGoing: boolean; agentCommand?: string; cli?: string; readyTimeout: string; verbose: boolean }) => {
+      action(async (o: { file: string; name: string; keepGoing: boolean; agentCommand?: string; agentArg: string[]; cli?: string; readyTimeout: string; verbose: boolean }) => {
         // First Ctrl-C: stop between steps and tear down; a second one exits at once.
         const abort = new AbortController();
         const onSignal = (): void => {
@@ -60,6 +61,7 @@ export function registerLabCommand(program: Command): void {
           lab: o.name,
           keepGoing: o.keepGoing,
           agentCommand: o.agentCommand ? splitCommand(o.agentCommand) : undefined,
+          agentArgs: o.agentArg,
           cli: o.cli,
           agentReadyTimeoutMs: Number(o.readyTimeout),
           logger: stderrLogger({ debug: o.verbose || undefined }),

@@ -2,6 +2,7 @@
 
 import fs from 'node:fs';
 import { cgroupPids, killCgroup, waitCgroupEmpty } from './cgroups';
+import { nodeTokenFile } from './controlplane';
 import { LabError } from './errors';
 import { checkLabName } from './paths';
 import { startDetached, waitAgentReady, type Started } from './processes';
@@ -19,7 +20,11 @@ export function spawnAgent(state: LabState, n: NodeState, logLevel = 'info'): Pr
     '--cgroup-root', n.podsCgroup,
     '--log-level', logLevel,
   ];
-  if (state.controlPlane) argv.push('--xds', `unix://${state.controlPlane.xdsSocket}`);
+  if (state.controlPlane) {
+    argv.push('--xds', `unix://${state.controlPlane.xdsSocket}`);
+    if (fs.existsSync(nodeTokenFile(n.stateDir))) argv.push('--ca-token-file', nodeTokenFile(n.stateDir));
+  }
+  argv.push(...(state.agentArgs ?? []));
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: process.env.HOME ?? '/root',

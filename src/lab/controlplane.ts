@@ -1,5 +1,6 @@
 // The lab's control plane: fed by the lab file (with the pods' assigned IPs), serving agents over a unix socket.
 
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -56,12 +57,42 @@ export function writeMeshConfig(state: LabState, manifestFile: string): void {
   fs.renameSync(tmp, meshConfigFile(state.lab));
 }
 
+export function nodeTokensFile(lab: string): string {
+  return path.join(labDir(lab), 'node-tokens.json');
+}
+
+/** A node agent's credential for the CA, kept in its state dir. */
+export function nodeTokenFile(stateDir: string): string {
+  return path.join(stateDir, 'ca-token');
+}
+
+/**
+ * Provisions one random credential per node, as a cluster installer would: the control plane gets the
+ * node -> token map, each node's agent only its own token. With them the CA knows which node asks.
+ */
+export function provisionNodeTokens(state: LabState): void {
+  const tokens: Record<string, string> = {};
+  for (const n of state.nodes) {
+    tokens[n.name] = randomBytes(24).toString('base64url');
+    fs.mkdirSync(n.stateDir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(nodeTokenFile(n.stateDir), tokens[n.name]!, { mode: 0o600 });
+  }
+  fs.writeFileSync(nodeTokensFile(state.lab), JSON.stringify(tokens, null, 2), { mode: 0o600 });
+}
+
 /** Starts the control plane in the fabric netns (its metrics port stays inside the lab) and its own cgroup. */
 export async function spawnControlPlane(state: LabState): Promise<Started> {
   const cg = path.join(state.labCgroup, 'controlplane');
   mkCgroup(cg);
   const sock = xdsSocket(state.lab);
-  const argv = [process.execPath, DEFAULT_CLI, 'controlplane', '--config', configDir(state.lab), '--xds-address', `unix://${sock}`, '--log-level', state.agentLogLevel];
+  const argv = [
+    process.execPath, DEFAULT_CLI, 'controlplane',
+    '--config', configDir(state.lab),
+    '--xds-address', `unix://${sock}`,
+    '--ca-dir', path.join(labDir(state.lab), 'ca'),
+    '--node-tokens', nodeTokensFile(state.lab),
+    '--log-level', state.agentLogLevel,
+  ];
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', NODEMESH_LAB: state.lab };
   const log = path.join(state.logDir, 'controlplane.log');
   const started = await startDetached({ cgroup: cg, netns: state.fabricNetns, argv, env }, log);

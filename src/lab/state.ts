@@ -74,6 +74,8 @@ export interface LabState {
   logDir: string;
   agentCommand: string[];
   agentLogLevel: string;
+  /** Extra agent flags for every node (e.g. --cert-validity 6), kept for restarts. */
+  agentArgs?: string[];
   cli: string;
   nodes: NodeState[];
   pods: PodState[];

@@ -8,7 +8,7 @@ import type { EnrollRequest } from '../enroll/protocol';
 import { planAddresses, type AddressPlan, type NodePlan, type PodPlan } from './address-plan';
 import { spawnAgent } from './agent-control';
 import { labCgroup2Root, mkCgroup } from './cgroups';
-import { spawnControlPlane, writeMeshConfig } from './controlplane';
+import { provisionNodeTokens, spawnControlPlane, writeMeshConfig } from './controlplane';
 import { labDown } from './down';
 import { LabError } from './errors';
 import { silentLogger, type LabLogger } from './log';
@@ -31,6 +31,8 @@ export interface UpOptions {
   logger?: LabLogger;
   agentReadyTimeoutMs?: number;
   agentLogLevel?: string;
+  /** Extra flags for every agent (e.g. ['--cert-validity', '6']). */
+  agentArgs?: string[];
   /** How long a container must survive after start to count as started. */
   containerGraceMs?: number;
   /** Aborting (e.g. on Ctrl-C) stops between steps and tears down what exists. */
@@ -205,6 +207,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     logDir: P.logDir(lab),
     agentCommand: opts.agentCommand ?? defaultAgentCommand(),
     agentLogLevel: opts.agentLogLevel ?? 'info',
+    agentArgs: opts.agentArgs ?? [],
     cli: opts.cli ?? P.DEFAULT_CLI,
     nodes: plan.nodes.map((n) => nodeState(lab, cg2, n)),
     pods: plan.pods.map((p) => podState(lab, cg2, p)),
@@ -229,6 +232,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
 
     log.info('starting the control plane');
     writeMeshConfig(state, opts.file);
+    provisionNodeTokens(state);
     await spawnControlPlane(state);
 
     log.info('starting agents');

@@ -22,6 +22,8 @@ export interface ConnectionInfo {
   labels: TcpLabels;
   /** Live byte counters (client -> server, server -> client), read on demand. */
   bytes: () => { up: number; down: number };
+  /** Re-checks authorization after a policy change; closes the connection and returns false when no longer allowed. */
+  revalidate?: () => boolean;
 }
 
 export interface ClosedConnection {
@@ -98,6 +100,13 @@ export class ConnectionTracker {
     return closed;
   }
 
+  /** After a policy change: every connection that authorization admitted is checked again. Returns how many closed. */
+  revalidateAll(): number {
+    let closed = 0;
+    for (const t of [...this.active.values()]) if (t.info.revalidate && !t.info.revalidate()) closed++;
+    return closed;
+  }
+
   flush(): void {
     for (const t of this.active.values()) {
       const b = t.info.bytes();
@@ -116,10 +125,21 @@ export class ConnectionTracker {
     return this.active.size;
   }
 
-  snapshot(): { active: (Omit<ConnectionInfo, 'bytes' | 'labels'> & { bytesUp: number; bytesDown: number })[]; recent: ClosedConnection[] } {
+  snapshot(): { active: (Omit<ConnectionInfo, 'bytes' | 'labels' | 'revalidate'> & { security: string; peer: string; bytesUp: number; bytesDown: number })[]; recent: ClosedConnection[] } {
     const active = [...this.active.values()].map(({ info }) => {
       const b = info.bytes();
-      return { id: info.id, direction: info.direction, pod: info.pod, src: info.src, dst: info.dst, startedAt: info.startedAt, bytesUp: b.up, bytesDown: b.down };
+      return {
+        id: info.id,
+        direction: info.direction,
+        pod: info.pod,
+        src: info.src,
+        dst: info.dst,
+        security: info.labels.connection_security_policy,
+        peer: info.labels.reporter === 'destination' ? info.labels.source_principal : info.labels.destination_principal,
+        startedAt: info.startedAt,
+        bytesUp: b.up,
+        bytesDown: b.down,
+      };
     });
     return { active, recent: [...this.recent] };
   }

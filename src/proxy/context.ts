@@ -1,10 +1,13 @@
 // What every proxy stage receives: logger, metrics, connection tracker, local workload state, tunables.
 
+import type { IdentityProvider } from '../identity/types';
+import type { AuthzDecision, AuthzRequest } from '../state/authz';
 import type { ServiceStore } from '../state/services';
 import type { WorkloadStore } from '../state/workloads';
 import type { Logger } from '../telemetry/logger';
 import type { ProxyMetrics } from '../telemetry/metrics';
 import type { ConnectionTracker, Endpoint } from './connection-tracker';
+import type { HboneClientPool } from './hbone';
 
 /** Per-pod socket source: the datapath in production, plain sockets in tests. */
 export interface PodSockets {
@@ -12,6 +15,15 @@ export interface PodSockets {
   newSocket(family: 4 | 6): Promise<number | null>;
   /** The original destination of a connection redirected to 15001, or null if none was recorded. */
   originalDst(peer: Endpoint, local: Endpoint): Endpoint | null;
+}
+
+/** Present when the agent has workload identities: mesh destinations are reached over HBONE (mTLS). */
+export interface MeshContext {
+  identity: IdentityProvider;
+  pool: HboneClientPool;
+  hbonePort: number;
+  trustDomain: string;
+  spiffeIdOf(w: { namespace: string; serviceAccount: string }): string;
 }
 
 export interface ProxyContext {
@@ -23,4 +35,7 @@ export interface ProxyContext {
   /** Per-direction relay buffer size in bytes. */
   bufferSize: number;
   connectTimeoutMs: number;
+  mesh: MeshContext | null;
+  /** Inbound authorization for the local pod with IP `podIp` (PeerAuthentication + AuthorizationPolicy). */
+  authorize(podIp: string, req: AuthzRequest): AuthzDecision;
 }

@@ -1,26 +1,45 @@
-// The shared tail of inbound and outbound: connect from the pod netns (failing over), relay, account, log.
+// The shared tail of every path: connect upstream (TCP or HBONE, failing over), relay, account, log, enforce.
 
+import http2 from 'node:http2';
 import net from 'node:net';
+import type { AuthzRequest } from '../state/authz';
 import type { Workload } from '../state/workloads';
 import type { TcpLabels } from '../telemetry/metrics';
 import type { Direction as ConnDirection, Endpoint } from './connection-tracker';
 import type { PodSockets, ProxyContext } from './context';
-import { adoptAccepted, Direction, newUpstream, startRelay } from './relay';
+import { relayStream, type HboneRespond } from './hbone';
+import { adoptAccepted, Direction, newUpstream, startRelay, type RelayResult } from './relay';
+
+/** One place to send the connection: plain TCP to `ip:port`, or an HBONE tunnel to the pod's 15008. */
+export interface Target extends Endpoint {
+  via: 'tcp' | 'hbone';
+  /** hbone: the SPIFFE ID the destination must present. */
+  peerId?: string;
+}
+
+/** Where the connection came from: a redirected/steered socket, or an HBONE CONNECT stream. */
+export type Downstream =
+  | { kind: 'socket'; socket: net.Socket }
+  | { kind: 'hbone'; stream: http2.ServerHttp2Stream; respond: HboneRespond };
 
 export interface ForwardRequest {
   direction: ConnDirection;
   pod: Workload;
-  accepted: net.Socket;
+  downstream: Downstream;
   src: Endpoint;
   /** Where the client meant to go (a pod IP, or a service VIP). */
   dst: Endpoint;
-  /** Upstream addresses to try in order; the first that connects wins. */
-  targets: Endpoint[];
-  /** Metric labels for the chosen upstream (null: none connected). */
-  labels: (chosen: Endpoint | null) => TcpLabels;
+  /** Places to try in order; the first that connects wins. */
+  targets: Target[];
+  /** Metric labels for the chosen target (null: none connected). */
+  labels: (chosen: Target | null) => TcpLabels;
   sockets: PodSockets;
   connectTimeoutMs?: number;
+  /** Inbound: what authorization decided on, so a policy change can re-check the open connection. */
+  authz?: { podIp: string; request: AuthzRequest };
 }
+
+type Upstream = { kind: 'tcp'; socket: net.Socket } | { kind: 'hbone'; stream: http2.ClientHttp2Stream };
 
 /** Envoy-style response flags: UF upstream connect failure, UC upstream reset, DC downstream reset, UH no healthy upstream. */
 function responseFlags(error: Error | null, failedSide: string | null): string {
@@ -29,77 +48,154 @@ function responseFlags(error: Error | null, failedSide: string | null): string {
 }
 
 export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<void> {
-  const up = new Direction(ctx.bufferSize);
   const down = new Direction(ctx.bufferSize);
-  const downstream = adoptAccepted(r.accepted, up);
+  const d = r.downstream;
   // Paused while we connect; a reset from the client must not become an unhandled 'error'.
-  downstream.on('error', ignore);
-  const attempt = await connectFirst(ctx, r, downstream, down);
-  if (attempt.socket === null) {
-    // Nothing connected: the client sees a reset, never a half-open proxy connection.
-    downstream.resetAndDestroy();
-    const flags = r.targets.length === 0 ? 'UH' : 'UF';
-    const conn = ctx.tracker.open({ direction: r.direction, pod: r.pod.uid, src: r.src, dst: r.dst, labels: r.labels(null), bytes: () => ({ up: 0, down: 0 }) });
-    const closed = ctx.tracker.close(conn.id, { bytesUp: 0, bytesDown: 0, responseFlags: flags, error: attempt.error });
-    if (closed) accessLog(ctx, r, closed, null, flags);
+  if (d.kind === 'socket') d.socket.on('error', ignore);
+  const attempt = await connectFirst(ctx, r, down);
+  if (attempt.upstream === null) {
+    refuse(ctx, r, r.targets.length === 0 ? 'UH' : 'UF', attempt.error ?? 'no upstream', 503);
     return;
   }
-  const upstream = attempt.socket;
-  const chosen = attempt.target;
+  const chosen = attempt.target!;
+  const upstream = attempt.upstream;
+  let deniedBy: string | null = null;
+  let counts: () => { up: number; down: number };
+  const onClose = (res: RelayResult): void => {
+    const flags = deniedBy !== null ? 'DENY' : responseFlags(res.error, res.failedSide);
+    const closed = ctx.tracker.close(conn.id, {
+      bytesUp: res.bytesUp,
+      bytesDown: res.bytesDown,
+      responseFlags: flags,
+      error: deniedBy ?? (res.error ? res.error.message : null),
+    });
+    if (closed) accessLog(ctx, r, closed, chosen, flags);
+  };
+  let abort: () => void;
+  let start: () => void;
+  if (d.kind === 'socket' && upstream.kind === 'tcp') {
+    // The common plaintext path: zero-copy relay with per-direction read buffers.
+    const up = new Direction(ctx.bufferSize);
+    const downstream = adoptAccepted(d.socket, up);
+    counts = () => ({ up: up.bytes, down: down.bytes });
+    abort = () => {
+      downstream.resetAndDestroy();
+      upstream.socket.resetAndDestroy();
+    };
+    start = () => startRelay(downstream, upstream.socket, up, down, { onClose });
+  } else {
+    const downEnd = d.kind === 'socket' ? d.socket : d.stream;
+    const upEnd = upstream.kind === 'tcp' ? upstream.socket : upstream.stream;
+    let relay: { bytesUp: number; bytesDown: number } | null = null;
+    counts = () => ({ up: relay?.bytesUp ?? 0, down: relay?.bytesDown ?? 0 });
+    abort = () => {
+      for (const end of [downEnd, upEnd]) {
+        if (end instanceof net.Socket) end.resetAndDestroy();
+        else end.close(http2.constants.NGHTTP2_CANCEL);
+      }
+    };
+    start = () => {
+      if (d.kind === 'hbone') d.respond(200);
+      relay = relayStream(downEnd, upEnd, { onClose });
+    };
+  }
   const conn = ctx.tracker.open({
     direction: r.direction,
     pod: r.pod.uid,
     src: r.src,
     dst: r.dst,
     labels: r.labels(chosen),
-    bytes: () => ({ up: up.bytes, down: down.bytes }),
+    bytes: () => counts(),
   });
-  startRelay(downstream, upstream, up, down, {
-    onClose: (res) => {
-      const flags = responseFlags(res.error, res.failedSide);
-      const closed = ctx.tracker.close(conn.id, {
-        bytesUp: res.bytesUp,
-        bytesDown: res.bytesDown,
-        responseFlags: flags,
-        error: res.error ? res.error.message : null,
-      });
-      if (closed) accessLog(ctx, r, closed, chosen, flags);
-    },
-  });
+  start();
+  if (r.authz) {
+    const authz = r.authz;
+    conn.revalidate = () => {
+      const decision = ctx.authorize(authz.podIp, authz.request);
+      if (decision.allowed) return true;
+      deniedBy = `closed by policy: ${decision.reason}`;
+      ctx.metrics.proxyErrors.inc({ direction: r.direction, reason: 'denied_after_policy_change' });
+      abort();
+      return false;
+    };
+  }
+}
+
+/**
+ * Ends a connection that gets no upstream (no endpoint connected, or policy said no): the client sees a reset
+ * (or an HTTP status on HBONE), never a half-open proxy connection; it is counted and logged like any other.
+ */
+export function refuse(ctx: ProxyContext, r: ForwardRequest, flags: string, error: string, status: number): void {
+  const d = r.downstream;
+  if (d.kind === 'socket') d.socket.resetAndDestroy();
+  else d.respond(status, error);
+  const conn = ctx.tracker.open({ direction: r.direction, pod: r.pod.uid, src: r.src, dst: r.dst, labels: { ...r.labels(null), response_flags: flags }, bytes: () => ({ up: 0, down: 0 }) });
+  const closed = ctx.tracker.close(conn.id, { bytesUp: 0, bytesDown: 0, responseFlags: flags, error });
+  if (closed) accessLog(ctx, r, closed, null, flags);
 }
 
 function ignore(): void {}
 
 interface Attempt {
-  socket: net.Socket | null;
-  target: Endpoint | null;
+  upstream: Upstream | null;
+  target: Target | null;
   error: string | null;
 }
 
-/** Tries each target in turn with a fresh socket from the pod netns; the downstream stays paused meanwhile. */
-async function connectFirst(ctx: ProxyContext, r: ForwardRequest, downstream: net.Socket, down: Direction): Promise<Attempt> {
+/** Tries each target in turn; the downstream stays paused (or unanswered) meanwhile. */
+async function connectFirst(ctx: ProxyContext, r: ForwardRequest, down: Direction): Promise<Attempt> {
   const errors: string[] = [];
   for (const target of r.targets) {
-    if (downstream.destroyed) return { socket: null, target: null, error: 'client went away' };
-    let fd: number | null;
+    if (downstreamGone(r.downstream)) return { upstream: null, target: null, error: 'client went away' };
     try {
-      fd = await r.sockets.newSocket(net.isIPv6(target.ip) ? 6 : 4);
+      const upstream = target.via === 'hbone' ? await dialHbone(ctx, r, target) : await dialTcp(ctx, r, target, down);
+      return { upstream, target, error: null };
     } catch (err) {
-      ctx.metrics.proxyErrors.inc({ direction: r.direction, reason: 'socket' });
-      ctx.log.error({ err, pod: `${r.pod.namespace}/${r.pod.name}` }, 'cannot create upstream socket in the pod network namespace');
-      return { socket: null, target: null, error: `cannot create upstream socket: ${(err as Error).message}` };
-    }
-    const socket = newUpstream(fd, down);
-    const err = await connectOnce(socket, target, r.connectTimeoutMs ?? ctx.connectTimeoutMs);
-    if (err === null) return { socket, target, error: null };
-    socket.destroy();
-    errors.push(`${target.ip}:${target.port}: ${err}`);
-    if (r.targets.length > 1) {
-      ctx.metrics.proxyErrors.inc({ direction: r.direction, reason: 'connect_failover' });
-      ctx.log.debug({ pod: `${r.pod.namespace}/${r.pod.name}`, target, err }, 'upstream connect failed; trying the next endpoint');
+      errors.push(`${target.ip}:${target.port}${target.via === 'hbone' ? ' (HBONE)' : ''}: ${(err as Error).message}`);
+      if (r.targets.length > 1) {
+        ctx.metrics.proxyErrors.inc({ direction: r.direction, reason: 'connect_failover' });
+        ctx.log.debug({ pod: `${r.pod.namespace}/${r.pod.name}`, target, err }, 'upstream connect failed; trying the next endpoint');
+      }
     }
   }
-  return { socket: null, target: null, error: errors.length ? errors.join('; ') : 'no healthy endpoints' };
+  return { upstream: null, target: null, error: errors.length ? errors.join('; ') : 'no healthy endpoints' };
+}
+
+function downstreamGone(d: Downstream): boolean {
+  return d.kind === 'socket' ? d.socket.destroyed : d.stream.destroyed || d.stream.closed;
+}
+
+async function dialTcp(ctx: ProxyContext, r: ForwardRequest, target: Target, down: Direction): Promise<Upstream> {
+  let fd: number | null;
+  try {
+    fd = await r.sockets.newSocket(net.isIPv6(target.ip) ? 6 : 4);
+  } catch (err) {
+    ctx.metrics.proxyErrors.inc({ direction: r.direction, reason: 'socket' });
+    throw new Error(`cannot create a socket in the pod network namespace: ${(err as Error).message}`);
+  }
+  // Zero-copy reads only pay off when the other end is a socket too (startRelay); streams get a plain socket.
+  const socket = newUpstream(fd, r.downstream.kind === 'socket' ? down : null);
+  const err = await connectOnce(socket, target, r.connectTimeoutMs ?? ctx.connectTimeoutMs);
+  if (err !== null) {
+    socket.destroy();
+    throw new Error(err);
+  }
+  return { kind: 'tcp', socket };
+}
+
+async function dialHbone(ctx: ProxyContext, r: ForwardRequest, target: Target): Promise<Upstream> {
+  const mesh = ctx.mesh;
+  if (!mesh || !target.peerId) throw new Error('HBONE target without mesh identity');
+  const source = await mesh.identity.certFor(mesh.spiffeIdOf(r.pod));
+  const { stream } = await mesh.pool.connect({
+    sourcePod: r.pod.uid,
+    source,
+    expectedServerId: target.peerId,
+    address: { ip: target.ip, port: mesh.hbonePort },
+    target: { ip: target.ip, port: target.port },
+    newSocket: (family) => r.sockets.newSocket(family),
+  });
+  return { kind: 'hbone', stream };
 }
 
 function connectOnce(socket: net.Socket, target: Endpoint, timeoutMs: number): Promise<string | null> {
@@ -131,9 +227,10 @@ function accessLog(
   ctx: ProxyContext,
   r: ForwardRequest,
   closed: { src: string; dst: string; bytesUp: number; bytesDown: number; durationMs: number; error: string | null },
-  upstream: Endpoint | null,
+  upstream: Target | null,
   flags: string,
 ): void {
+  const labels = r.labels(upstream);
   ctx.log.info(
     {
       type: 'access',
@@ -142,6 +239,9 @@ function accessLog(
       src: closed.src,
       dst: closed.dst,
       upstream: upstream ? `${upstream.ip}:${upstream.port}` : null,
+      security: labels.connection_security_policy,
+      source_principal: labels.source_principal,
+      destination_principal: labels.destination_principal,
       bytes_sent: closed.bytesDown,
       bytes_received: closed.bytesUp,
       duration_ms: closed.durationMs,

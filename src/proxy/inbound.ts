@@ -1,39 +1,62 @@
-// Inbound (15006): sk_lookup steered a connection for the pod here; forward it to the pod's application.
+// Inbound plaintext (15006): sk_lookup steered a connection for the pod here; authorize it, forward it to the app.
 
 import net from 'node:net';
 import { PORT_HBONE, PORT_INBOUND, PORT_OUTBOUND } from '../datapath/types';
+import { parseSpiffeId } from '../identity/types';
 import { UNKNOWN, type Workload } from '../state/workloads';
 import type { TcpLabels } from '../telemetry/metrics';
+import type { Endpoint } from './connection-tracker';
 import type { PodSockets, ProxyContext } from './context';
-import { forward } from './forward';
+import { forward, refuse, type ForwardRequest } from './forward';
 
-const AGENT_PORTS = new Set([PORT_OUTBOUND, PORT_INBOUND, PORT_HBONE]);
+export const AGENT_PORTS = new Set([PORT_OUTBOUND, PORT_INBOUND, PORT_HBONE]);
+
+/** Istio's destination-side labels; the source is named from what the agent knows about `peerIp`. */
+export function inboundLabels(ctx: ProxyContext, pod: Workload, peerIp: string, principal: string | null): TcpLabels {
+  const localSrc = ctx.workloads.findByIp(peerIp);
+  const remoteSrc = localSrc ? undefined : ctx.services.findWorkload(peerIp);
+  return {
+    reporter: 'destination',
+    source_workload: localSrc?.workloadName ?? remoteSrc?.pod ?? UNKNOWN,
+    source_workload_namespace: localSrc?.namespace ?? remoteSrc?.namespace ?? (principal ? (parseSpiffeId(principal)?.namespace ?? UNKNOWN) : UNKNOWN),
+    source_principal: principal ?? UNKNOWN,
+    destination_workload: pod.workloadName,
+    destination_workload_namespace: pod.namespace,
+    destination_principal: principal && ctx.mesh ? ctx.mesh.spiffeIdOf(pod) : UNKNOWN,
+    destination_service: UNKNOWN,
+    connection_security_policy: principal ? 'mutual_tls' : 'none',
+    response_flags: '-',
+  };
+}
+
+/**
+ * Authorizes (PeerAuthentication + AuthorizationPolicy) and forwards to the pod's application. The upstream
+ * leaves from the pod netns towards the pod's own IP: sk_lookup skips same-pod flows, so it reaches the
+ * application instead of coming back here.
+ */
+export function authorizeAndForward(ctx: ProxyContext, r: Omit<ForwardRequest, 'targets' | 'labels' | 'authz'>, principal: string | null): void {
+  const labels = inboundLabels(ctx, r.pod, r.src.ip, principal);
+  const req: ForwardRequest = { ...r, targets: [{ ip: r.dst.ip, port: r.dst.port, via: 'tcp' }], labels: () => labels };
+  const request = { principal, sourceIp: r.src.ip, destinationPort: r.dst.port };
+  const decision = ctx.authorize(r.dst.ip, request);
+  if (!decision.allowed) {
+    ctx.metrics.proxyErrors.inc({ direction: 'inbound', reason: 'denied' });
+    ctx.log.debug({ pod: `${r.pod.namespace}/${r.pod.name}`, src: r.src, dst: r.dst, principal, reason: decision.reason }, 'inbound connection denied');
+    refuse(ctx, req, 'DENY', decision.reason, 403);
+    return;
+  }
+  void forward(ctx, { ...req, authz: { podIp: r.dst.ip, request } });
+}
 
 export function handleInbound(ctx: ProxyContext, pod: Workload, sockets: PodSockets, accepted: net.Socket): void {
-  const peer = { ip: accepted.remoteAddress ?? '', port: accepted.remotePort ?? 0 };
+  const peer: Endpoint = { ip: accepted.remoteAddress ?? '', port: accepted.remotePort ?? 0 };
   // sk_lookup does not rewrite packets: the accepted socket's local address is the original destination.
-  const target = { ip: accepted.localAddress ?? '', port: accepted.localPort ?? 0 };
+  const target: Endpoint = { ip: accepted.localAddress ?? '', port: accepted.localPort ?? 0 };
   if (AGENT_PORTS.has(target.port)) {
     ctx.metrics.proxyErrors.inc({ direction: 'inbound', reason: 'loop' });
-    ctx.log.warn({ pod: `${pod.namespace}/${pod.name}`, peer, target }, 'refusing inbound connection addressed to the agent\'s own port (would loop)');
+    ctx.log.warn({ pod: `${pod.namespace}/${pod.name}`, peer, target }, "refusing inbound connection addressed to the agent's own port (would loop)");
     accepted.resetAndDestroy();
     return;
   }
-  const localSrc = ctx.workloads.findByIp(peer.ip);
-  const remoteSrc = localSrc ? undefined : ctx.services.findWorkload(peer.ip);
-  const labels: TcpLabels = {
-    reporter: 'destination',
-    source_workload: localSrc?.workloadName ?? remoteSrc?.pod ?? UNKNOWN,
-    source_workload_namespace: localSrc?.namespace ?? remoteSrc?.namespace ?? UNKNOWN,
-    source_principal: UNKNOWN,
-    destination_workload: pod.workloadName,
-    destination_workload_namespace: pod.namespace,
-    destination_principal: UNKNOWN,
-    destination_service: UNKNOWN,
-    connection_security_policy: 'none',
-    response_flags: '-',
-  };
-  // The upstream leaves from the pod netns towards the pod's own IP: sk_lookup skips same-pod flows, so it
-  // reaches the application instead of coming back here.
-  void forward(ctx, { direction: 'inbound', pod, accepted, src: peer, dst: target, targets: [target], labels: () => labels, sockets });
+  authorizeAndForward(ctx, { direction: 'inbound', pod, downstream: { kind: 'socket', socket: accepted }, src: peer, dst: target, sockets }, null);
 }

@@ -7,9 +7,34 @@ import { UNKNOWN, type Workload } from '../state/workloads';
 import type { TcpLabels } from '../telemetry/metrics';
 import type { Endpoint } from './connection-tracker';
 import type { PodSockets, ProxyContext } from './context';
-import { forward } from './forward';
+import { forward, type Target } from './forward';
 
 const AGENT_PORTS = new Set([PORT_OUTBOUND, PORT_INBOUND, PORT_HBONE]);
+
+/** What the agent knows about the workload behind a destination IP. */
+interface DestinationInfo {
+  workload: string;
+  namespace: string;
+  serviceAccount?: string;
+  inMesh: boolean;
+}
+
+function destinationInfo(ctx: ProxyContext, ip: string, ep?: EndpointInfo): DestinationInfo | undefined {
+  const local = ctx.workloads.findByIp(ip);
+  // A local pod is in the mesh exactly when it is enrolled here.
+  if (local) return { workload: local.workloadName, namespace: local.namespace, serviceAccount: local.serviceAccount, inMesh: true };
+  const meta = ep ?? ctx.services.findWorkload(ip);
+  if (meta?.pod && meta.namespace) return { workload: meta.pod, namespace: meta.namespace, serviceAccount: meta.serviceAccount, inMesh: meta.inMesh };
+  return undefined;
+}
+
+/** Mesh destinations (in the mesh, identity known) are reached over HBONE when the agent has identities. */
+function targetFor(ctx: ProxyContext, ep: Endpoint, info: DestinationInfo | undefined): Target {
+  if (ctx.mesh && info?.inMesh && info.serviceAccount) {
+    return { ip: ep.ip, port: ep.port, via: 'hbone', peerId: ctx.mesh.spiffeIdOf({ namespace: info.namespace, serviceAccount: info.serviceAccount }) };
+  }
+  return { ip: ep.ip, port: ep.port, via: 'tcp' };
+}
 
 export function handleOutbound(ctx: ProxyContext, pod: Workload, sockets: PodSockets, accepted: net.Socket): void {
   const peer = { ip: accepted.remoteAddress ?? '', port: accepted.remotePort ?? 0 };
@@ -33,28 +58,34 @@ export function handleOutbound(ctx: ProxyContext, pod: Workload, sockets: PodSoc
   }
   // A service VIP resolves to endpoints (LB pick first, failover after); anything else passes through.
   const svc = ctx.services.resolve(dst.ip, dst.port);
-  const targets: Endpoint[] = svc ? svc.candidates : [dst];
-  const labels = (chosen: Endpoint | null): TcpLabels => {
-    const ep: EndpointInfo | undefined =
-      chosen === null ? undefined : svc ? (chosen as EndpointInfo) : ctx.services.findWorkload(chosen.ip);
-    const local = chosen === null ? undefined : ctx.workloads.findByIp(chosen.ip);
+  const infos = new Map<Target, DestinationInfo | undefined>();
+  const targets: Target[] = (svc ? svc.candidates : [dst]).map((ep) => {
+    const info = destinationInfo(ctx, ep.ip, svc ? (ep as EndpointInfo) : undefined);
+    const t = targetFor(ctx, ep, info);
+    infos.set(t, info);
+    return t;
+  });
+  const sourcePrincipal = ctx.mesh ? ctx.mesh.spiffeIdOf(pod) : UNKNOWN;
+  const labels = (chosen: Target | null): TcpLabels => {
+    const info = chosen ? infos.get(chosen) : undefined;
+    const mtls = chosen?.via === 'hbone';
     return {
       reporter: 'source',
       source_workload: pod.workloadName,
       source_workload_namespace: pod.namespace,
-      source_principal: UNKNOWN,
-      destination_workload: local?.workloadName ?? ep?.pod ?? UNKNOWN,
-      destination_workload_namespace: local?.namespace ?? ep?.namespace ?? UNKNOWN,
-      destination_principal: UNKNOWN,
+      source_principal: mtls ? sourcePrincipal : UNKNOWN,
+      destination_workload: info?.workload ?? UNKNOWN,
+      destination_workload_namespace: info?.namespace ?? UNKNOWN,
+      destination_principal: mtls ? chosen!.peerId! : UNKNOWN,
       destination_service: svc?.cluster.host ?? UNKNOWN,
-      connection_security_policy: UNKNOWN,
+      connection_security_policy: mtls ? 'mutual_tls' : UNKNOWN,
       response_flags: '-',
     };
   };
   void forward(ctx, {
     direction: 'outbound',
     pod,
-    accepted,
+    downstream: { kind: 'socket', socket: accepted },
     src: peer,
     dst,
     targets,

@@ -1,10 +1,12 @@
-// One pod's in-netns listeners (15001 outbound, 15006 inbound) served by the agent's event loop.
+// One pod's in-netns listeners (15001 outbound, 15006 inbound, 15008 HBONE) served by the agent's event loop.
 
 import fs from 'node:fs';
 import net from 'node:net';
 import type { Workload } from '../state/workloads';
 import type { PodSockets, ProxyContext } from './context';
+import { HboneServer } from './hbone';
 import { handleInbound } from './inbound';
+import { handleHboneConnect } from './inbound-hbone';
 import { handleOutbound } from './outbound';
 
 export interface PodListenerFds {
@@ -16,6 +18,8 @@ export interface PodListenerFds {
 
 export class PodProxy {
   private readonly servers: net.Server[] = [];
+  private readonly hbone: HboneServer[] = [];
+  private closed = false;
 
   constructor(
     private readonly ctx: ProxyContext,
@@ -29,38 +33,89 @@ export class PodProxy {
       ...fds.outbound.map((fd) => ({ fd, handler: handleOutbound })),
       ...fds.inbound.map((fd) => ({ fd, handler: handleInbound })),
     ];
-    // Without identities there is no HBONE: close 15008 so peers get a clear refusal.
-    for (const fd of fds.hbone) closeQuietly(fd);
     let i = 0;
     try {
       for (; i < all.length; i++) {
         const { fd, handler } = all[i]!;
-        const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (s) =>
-          handler(this.ctx, this.pod, this.sockets, s),
-        );
-        server.on('error', (err) =>
-          this.ctx.log.error({ err, pod: `${this.pod.namespace}/${this.pod.name}` }, 'listener error (still serving)'),
-        );
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen({ fd }, () => {
-            server.off('error', reject);
-            resolve();
-          });
-        });
+        const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (s) => handler(this.ctx, this.pod, this.sockets, s));
+        server.on('error', (err) => this.ctx.log.error({ err, pod: this.name }, 'listener error (still serving)'));
+        await listenFd(server, fd);
         this.servers.push(server);
       }
     } catch (err) {
       this.close();
       for (let j = i; j < all.length; j++) closeQuietly(all[j]!.fd);
+      for (const fd of fds.hbone) closeQuietly(fd);
       throw err;
     }
+    this.startHbone(fds.hbone);
+  }
+
+  private get name(): string {
+    return `${this.pod.namespace}/${this.pod.name}`;
+  }
+
+  /**
+   * HBONE needs the pod's certificate, which may still be on its way from the CA: the kernel queues
+   * connections on the fd meanwhile. Without identities there is no HBONE: 15008 is closed so peers get a
+   * clear refusal.
+   */
+  private startHbone(fds: number[]): void {
+    const mesh = this.ctx.mesh;
+    if (!mesh) {
+      for (const fd of fds) closeQuietly(fd);
+      return;
+    }
+    const id = mesh.spiffeIdOf(this.pod);
+    mesh.identity.certFor(id).then(
+      async () => {
+        for (const fd of fds) {
+          if (this.closed) {
+            closeQuietly(fd);
+            continue;
+          }
+          const server = new HboneServer({
+            identity: () => mesh.identity.current(id)!,
+            trustBundle: () => mesh.identity.trustBundle(),
+            onConnect: (c, respond) => handleHboneConnect(this.ctx, this.pod, this.sockets, c, respond),
+            log: this.ctx.log,
+          });
+          await server.listen({ fd });
+          this.hbone.push(server);
+        }
+      },
+      (err: unknown) => {
+        this.ctx.log.error({ err, pod: this.name, identity: id }, 'no certificate for the pod: inbound HBONE (15008) stays closed');
+        for (const fd of fds) closeQuietly(fd);
+      },
+    );
+  }
+
+  /** The pod's certificate rotated: new handshakes present the new one. */
+  identityRotated(): void {
+    for (const s of this.hbone) s.updateIdentity();
+  }
+
+  hboneStats(): unknown[] {
+    return this.hbone.map((s) => s.stats());
   }
 
   /** Stops accepting. Connections already relayed keep running until they end (drain). */
   close(): void {
+    this.closed = true;
     for (const s of this.servers.splice(0)) s.close();
+    for (const s of this.hbone.splice(0)) void s.close();
   }
+}
+
+function listenFd(server: net.Server, fd: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ fd }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }
 
 function closeQuietly(fd: number): void {

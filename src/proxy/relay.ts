@@ -133,11 +133,13 @@ export function adoptAccepted(accepted: net.Socket, dir: Direction): net.Socket 
 }
 
 /**
- * An upstream socket reading into `dir`'s buffer. `fd` is an unconnected socket made inside the pod netns
+ * An upstream socket reading into `dir`'s buffer (or, with `dir` null, a plain stream). `fd` is an unconnected socket made inside the pod netns
  * (null: a plain socket of the agent's own netns, for tests). Reading starts once `connect()` succeeds.
  */
-export function newUpstream(fd: number | null, dir: Direction): net.Socket {
-  const opts: SocketCtorOptions = { allowHalfOpen: true, onread: dir.readOptions() };
+export function newUpstream(fd: number | null, dir: Direction | null): net.Socket {
+  const opts: SocketCtorOptions = { allowHalfOpen: true };
+  // Without a Direction the socket reads as a normal stream (for relays that pipe, e.g. to an HBONE stream).
+  if (dir !== null) opts.onread = dir.readOptions();
   if (fd !== null) {
     opts.fd = fd;
     // With an fd the constructor would start reading an unconnected socket (ENOTCONN): wait for connect.
