@@ -33,10 +33,19 @@ interface RawTcp {
   getsockname(out: { port?: number }): number;
   fd: number;
 }
-const { TCP, constants } = (process as unknown as { binding(name: string): { TCP: new (t: number) => RawTcp; constants: { SERVER: number } } }).binding('tcp_wrap');
+const { TCP, constants } = (process as unknown as { binding(name: string): { TCP: new (t: number) => RawTcp; constants: { SERVER: number; SOCKET: number } } }).binding(
+  'tcp_wrap',
+);
 const keep: RawTcp[] = [];
 function boundFd(): number {
   const h = new TCP(constants.SERVER);
+  assert.equal(h.bind('127.0.0.1', 0), 0);
+  keep.push(h);
+  return h.fd;
+}
+/** An unconnected client socket fd, as the datapath makes in the source pod's netns. */
+async function clientFd(): Promise<number> {
+  const h = new TCP(constants.SOCKET);
   assert.equal(h.bind('127.0.0.1', 0), 0);
   keep.push(h);
   return h.fd;
@@ -129,7 +138,7 @@ describe('HBONE transport over loopback', () => {
   const clientRelays: RelayResult[] = [];
   const outbound = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (accepted) => {
     accepted.on('error', () => {});
-    pool.connect(request()).then(
+    pool.connect(request({ newSocket: clientFd })).then(
       ({ stream }) => relayStream(accepted, stream, { onClose: (r) => clientRelays.push(r) }),
       () => accepted.resetAndDestroy(),
     );
@@ -310,6 +319,36 @@ describe('HBONE transport over loopback', () => {
     assert.equal(res.failedSide, 'downstream');
     assert.ok(res.error instanceof HboneStreamResetError);
     assert.equal((res.error as HboneStreamResetError).rstCode, http2.constants.NGHTTP2_CONNECT_ERROR);
+  });
+
+  it('closes idle sessions after the idle timeout', async () => {
+    const p = new HboneClientPool({ idleTimeoutMs: 100 });
+    const c = await p.connect(request({ sourcePod: 'pod-idle' }));
+    assert.equal((await roundTrip(c.stream, Buffer.from('x'))).toString(), 'x');
+    await waitFor('idle session closed', async () => p.stats().sessions === 0, 3_000);
+    await p.close();
+  });
+
+  it('closes gracefully: GOAWAY, open streams finish, no new connections', async () => {
+    const s2 = new HboneServer({
+      identity: () => serverCert,
+      trustBundle: () => [ca.rootPem],
+      onConnect: (ctx, respond) => {
+        respond(200);
+        ctx.stream.pipe(ctx.stream);
+      },
+    });
+    const addr = await s2.listen({ host: '127.0.0.1', port: 0 });
+    const p = new HboneClientPool();
+    const held = await p.connect(request({ sourcePod: 'pod-drain', address: addr }));
+    let closed = false;
+    const closing = s2.close().then(() => (closed = true));
+    await waitFor('client saw GOAWAY', async () => p.stats().perSession.every((x) => x.draining));
+    assert.equal(closed, false);
+    await assert.rejects(p.connect(request({ sourcePod: 'pod-drain', address: addr })), { code: 'NM_HBONE_CONNECT' });
+    assert.equal((await roundTrip(held.stream, Buffer.from('last words'))).toString(), 'last words');
+    await closing;
+    await p.close();
   });
 
   it('opens a new session for a rotated source certificate while an old stream keeps flowing', async () => {

@@ -70,7 +70,6 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.
       done = true;
       clearTimeout(timer);
       if (session !== null) {
-        session.removeAllListeners();
         session.on('error', ignore);
         session.destroy();
       }
@@ -78,6 +77,7 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.
       tcp?.destroy();
       reject(err);
     };
+    const onTlsError = (err: Error): void => fail(clientTlsError(address, sourceId, err));
     const timer = setTimeout(() => fail(new HboneTimeoutError(address, stage, opts.timeoutMs)), opts.timeoutMs);
 
     const startTls = (): void => {
@@ -90,7 +90,7 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.
         checkServerIdentity: spiffeServerCheck(address, req.expectedServerId),
       });
       tlsSocket = t;
-      t.once('error', (err) => fail(clientTlsError(address, sourceId, err)));
+      t.on('error', onTlsError);
       t.once('secureConnect', () => {
         if (t.alpnProtocol !== HBONE_ALPN) {
           fail(new HboneProtocolError(address, `server negotiated ALPN ${JSON.stringify(t.alpnProtocol)} instead of h2`));
@@ -105,28 +105,33 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.
     // the socket, alerts show only as a bare close, so wait here; http2 takes over whatever was buffered.
     const awaitVerdict = (t: tls.TLSSocket): void => {
       stage = 'TLS handshake (server verifying our certificate)';
+      const onEnd = (): void => fail(new HboneSessionError(address, 'closed by the server right after the TLS handshake'));
       const onReadable = (): void => {
         if (t.readableLength === 0) return;
         t.off('readable', onReadable);
-        t.removeAllListeners('end');
+        t.off('end', onEnd);
         startHttp2(t);
       };
       t.on('readable', onReadable);
-      t.once('end', () => fail(new HboneSessionError(address, 'closed by the server right after the TLS handshake')));
+      t.once('end', onEnd);
     };
 
     const startHttp2 = (t: tls.TLSSocket): void => {
       stage = 'HTTP/2 setup';
-      t.removeAllListeners('error');
+      // From here the session owns the socket and reports its errors.
+      t.off('error', onTlsError);
       const s = http2.connect(`https://${address}`, {
         createConnection: () => t,
         settings: { enablePush: false, initialWindowSize: opts.streamWindow },
       });
       session = s;
       // In TLS 1.3 the server checks our certificate after our side finished: its refusal arrives here.
-      s.once('error', (err) => fail(clientTlsError(address, sourceId, err)));
-      s.once('goaway', (code: number, _last: number, opaque?: Buffer) => fail(goawayError(address, sourceId, code, opaque)));
-      s.once('close', () => fail(new HboneSessionError(address, 'closed by the server before its HTTP/2 SETTINGS arrived')));
+      const onError = (err: Error): void => fail(clientTlsError(address, sourceId, err));
+      const onGoaway = (code: number, _last: number, opaque?: Buffer): void => fail(goawayError(address, sourceId, code, opaque));
+      const onClose = (): void => fail(new HboneSessionError(address, 'closed by the server before its HTTP/2 SETTINGS arrived'));
+      s.on('error', onError);
+      s.on('goaway', onGoaway);
+      s.on('close', onClose);
       s.once('connect', () => s.setLocalWindowSize(opts.connectionWindow));
       s.once('remoteSettings', () => {
         // A refusing server sends GOAWAY right behind its SETTINGS: let it land before calling the session ready.
@@ -137,9 +142,9 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.
         done = true;
         clearTimeout(timer);
         opts.adopt(s, t);
-        s.removeAllListeners('error');
-        s.removeAllListeners('goaway');
-        s.removeAllListeners('close');
+        s.off('error', onError);
+        s.off('goaway', onGoaway);
+        s.off('close', onClose);
         resolve(s);
       };
     };
@@ -153,9 +158,10 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.
           return;
         }
         stage = 'TCP connect';
-        tcp.once('error', (err: NodeJS.ErrnoException) => fail(new HboneConnectError(address, err.code ?? err.message, err)));
+        const onTcpError = (err: NodeJS.ErrnoException): void => fail(new HboneConnectError(address, err.code ?? err.message, err));
+        tcp.on('error', onTcpError);
         tcp.connect({ host: req.address.ip, port: req.address.port }, () => {
-          tcp!.removeAllListeners('error');
+          tcp!.off('error', onTcpError);
           // Long-lived tunnels may carry no data for hours: keepalive finds a vanished peer.
           tcp!.setKeepAlive(true, KEEPALIVE_MS);
           startTls();
