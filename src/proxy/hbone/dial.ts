@@ -12,6 +12,8 @@ import {
   HboneSessionError,
   HboneSocketError,
   HboneTimeoutError,
+  HboneTlsError,
+  errMessage,
   hostPort,
 } from './errors';
 import { HBONE_ALPN, clientTlsError, contextOptions, spiffeServerCheck } from './tls';
@@ -82,13 +84,20 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.
 
     const startTls = (): void => {
       stage = 'TLS handshake';
-      const t = tls.connect({
-        socket: tcp!,
-        ...contextOptions(req.source, req.source.rootsPem),
-        ALPNProtocols: [HBONE_ALPN],
-        rejectUnauthorized: true,
-        checkServerIdentity: spiffeServerCheck(address, req.expectedServerId),
-      });
+      let t: tls.TLSSocket;
+      try {
+        t = tls.connect({
+          socket: tcp!,
+          ...contextOptions(req.source, req.source.rootsPem, 'client'),
+          ALPNProtocols: [HBONE_ALPN],
+          rejectUnauthorized: true,
+          checkServerIdentity: spiffeServerCheck(address, req.expectedServerId),
+        });
+      } catch (err) {
+        // Unparseable PEM, or a key that does not match the certificate.
+        fail(new HboneTlsError(address, `cannot load the certificate of ${sourceId}: ${errMessage(err)}`, 'check the identity bundle the agent holds', err));
+        return;
+      }
       tlsSocket = t;
       t.on('error', onTlsError);
       t.once('secureConnect', () => {

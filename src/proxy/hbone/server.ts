@@ -91,7 +91,7 @@ export class HboneServer {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 600_000;
     this.connectionWindow = opts.connectionWindow ?? 16 * 1024 * 1024;
     this.server = http2.createSecureServer({
-      ...contextOptions(opts.identity(), opts.trustBundle()),
+      ...contextOptions(opts.identity(), opts.trustBundle(), 'server'),
       // The chain is verified during the handshake, but the verdict is ours (see `onSecureConnection`): Node
       // would otherwise drop an untrusted client without a word, leaving its operator guessing.
       requestCert: true,
@@ -139,7 +139,7 @@ export class HboneServer {
 
   /** Re-reads `identity()` and `trustBundle()`; handshakes from now on use them, open sessions keep theirs. */
   updateIdentity(): void {
-    this.server.setSecureContext(contextOptions(this.opts.identity(), this.opts.trustBundle()));
+    this.server.setSecureContext(contextOptions(this.opts.identity(), this.opts.trustBundle(), 'server'));
   }
 
   stats(): HboneServerStats {

@@ -1,5 +1,6 @@
 // TLS 1.3 settings for HBONE both ways, SPIFFE ID extraction from peer certificates, TLS failure diagnosis.
 
+import { constants } from 'node:crypto';
 import type { PeerCertificate, SecureContextOptions, TLSSocket } from 'node:tls';
 import type { CertBundle } from '../../identity/types';
 import { HboneClientRejectedError, HboneIdentityMismatchError, HboneTlsError, errMessage } from './errors';
@@ -7,14 +8,18 @@ import { HboneClientRejectedError, HboneIdentityMismatchError, HboneTlsError, er
 export const HBONE_ALPN = 'h2';
 export const TLS_VERSION = 'TLSv1.3' as const;
 
-/** Key, chain and trust anchors as a secure context, pinned to TLS 1.3. */
-export function contextOptions(bundle: Pick<CertBundle, 'keyPem' | 'chainPem'>, roots: string[]): SecureContextOptions {
+/**
+ * Key, chain and trust anchors as a secure context, pinned to TLS 1.3. The server issues no session
+ * tickets: a resumed session would skip verifying the client chain (an expired certificate included).
+ */
+export function contextOptions(bundle: Pick<CertBundle, 'keyPem' | 'chainPem'>, roots: string[], side: 'client' | 'server'): SecureContextOptions {
   return {
     key: bundle.keyPem,
     cert: bundle.chainPem.join('\n'),
     ca: roots,
     minVersion: TLS_VERSION,
     maxVersion: TLS_VERSION,
+    ...(side === 'server' ? { secureOptions: constants.SSL_OP_NO_TICKET } : {}),
   };
 }
 
