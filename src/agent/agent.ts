@@ -135,6 +135,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
     if (this.stopping) return 'draining';
     if (!this.datapath) return 'datapath not attached';
     if (!this.reconciled) return 'enrollment not reconciled';
+    if (this.xds && !this.xds.synced()) return `waiting for the first complete config from the control plane at ${this.opts.xds!.address}`;
     return null;
   }
 

@@ -17,6 +17,8 @@ import {
   ROUTER_TYPE,
   TCP_PROXY_TYPE,
   type XdsTypeUrl,
+  HBONE_PORT,
+  WORKLOADS_CLUSTER,
 } from '../xds/resource-types';
 import type { EndpointModel, MeshModel, ServiceModel, ServicePortModel } from './model';
 import type { PodObject } from './objects';
@@ -202,6 +204,32 @@ export function buildInboundListener(node: string, pods: PodObject[], policies?:
   };
 }
 
+export function buildWorkloadsCluster(): Record<string, unknown> {
+  return {
+    name: WORKLOADS_CLUSTER,
+    type: 'EDS',
+    eds_cluster_config: { eds_config: ADS_SOURCE, service_name: WORKLOADS_CLUSTER },
+    connect_timeout: CONNECT_TIMEOUT,
+    lb_policy: 'ROUND_ROBIN',
+    metadata: nodemeshMetadata({ directory: true }),
+  };
+}
+
+/** Every in-mesh pod at its HBONE address, one locality per node, with the identity metadata agents need. */
+export function buildWorkloadsAssignment(model: MeshModel): Record<string, unknown> {
+  return {
+    cluster_name: WORKLOADS_CLUSTER,
+    endpoints: [...model.workloadsByNode.keys()].sort().map((node) => ({
+      locality: { zone: node },
+      lb_endpoints: model.workloadsByNode.get(node)!.map((pod) => ({
+        endpoint: { address: { socket_address: { address: pod.podIP, port_value: HBONE_PORT } } },
+        health_status: 'HEALTHY',
+        metadata: nodemeshMetadata({ pod: pod.meta.name, namespace: pod.meta.namespace, serviceAccount: pod.serviceAccount, node, inMesh: true }),
+      })),
+    })),
+  };
+}
+
 export function buildInboundPassthroughCluster(): Record<string, unknown> {
   return {
     name: INBOUND_PASSTHROUGH_CLUSTER,
@@ -225,7 +253,11 @@ export function translate(model: MeshModel): Snapshot {
     [RDS, new Map()],
   ]);
   const add = (r: XdsResource): void => void shared.get(r.typeUrl)!.set(r.name, r);
-  if (model.workloadsByNode.size > 0) add(makeResource(CDS, INBOUND_PASSTHROUGH_CLUSTER, buildInboundPassthroughCluster()));
+  if (model.workloadsByNode.size > 0) {
+    add(makeResource(CDS, INBOUND_PASSTHROUGH_CLUSTER, buildInboundPassthroughCluster()));
+    add(makeResource(CDS, WORKLOADS_CLUSTER, buildWorkloadsCluster()));
+    add(makeResource(EDS, WORKLOADS_CLUSTER, buildWorkloadsAssignment(model)));
+  }
   for (const svc of model.services) {
     for (const p of svc.ports) {
       add(makeResource(CDS, p.clusterName, buildCluster(svc, p)));

@@ -63,6 +63,8 @@ export class XdsClient {
   private attempt = 0;
   private timer: NodeJS.Timeout | null = null;
   private lastError: string | null = null;
+  /** Types that have had at least one accepted response (any stream). */
+  private readonly received = new Set<string>();
   private readonly m: {
     connected: Gauge;
     applied: Counter<'type'>;
@@ -106,6 +108,16 @@ export class XdsClient {
     this.m.connected.set(0);
   }
 
+  /**
+   * True once the first complete config arrived: clusters, listeners, and the endpoints of every cluster.
+   * Until then the agent would route by an empty config, so it reports not ready.
+   */
+  synced(): boolean {
+    if (!this.received.has(CDS) || !this.received.has(LDS)) return false;
+    const eds = this.types.get(EDS)!;
+    return (eds.names ?? []).every((n) => eds.resources.has(n));
+  }
+
   status(): Record<string, unknown> {
     const resources: Record<string, Record<string, string>> = {};
     for (const [t, st] of this.types) resources[typeShortName(t)] = Object.fromEntries([...st.resources].map(([n, h]) => [n, h.version]));
@@ -113,6 +125,7 @@ export class XdsClient {
       address: this.opts.address,
       mode: this.opts.mode,
       connected: this.connected,
+      synced: this.synced(),
       lastError: this.lastError,
       versions: Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), st.versionInfo])),
       lastNack: Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), st.lastNack])),
@@ -253,6 +266,7 @@ export class XdsClient {
   private commit(typeUrl: string): void {
     const st = this.types.get(typeUrl)!;
     st.lastNack = null;
+    this.received.add(typeUrl);
     this.m.applied.inc({ type: typeShortName(typeUrl) });
     this.sink.apply(typeUrl, new Map([...st.resources].map(([n, h]) => [n, h.decoded])));
     if (typeUrl === CDS) this.followClusters();

@@ -51,6 +51,14 @@ export function serviceHost(name: string, namespace: string, domain = DEFAULT_DO
   return `${name}.${namespace}.svc.${domain}`;
 }
 
+/**
+ * The workload directory: a Cluster + ClusterLoadAssignment listing every in-mesh pod at its HBONE address
+ * (pod IP, 15008) with its identity metadata, so agents know which destinations speak mTLS and as whom,
+ * whether or not a Service selects them. Nothing routes to it.
+ */
+export const WORKLOADS_CLUSTER = 'nodemesh-workloads';
+export const HBONE_PORT = 15008;
+
 /** Cluster and ClusterLoadAssignment name for one service port (Istio's outbound naming). */
 export function outboundClusterName(host: string, port: number): string {
   return `outbound|${port}||${host}`;

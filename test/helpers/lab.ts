@@ -19,12 +19,12 @@ export function uniqueLabName(prefix: string): string {
   return `${prefix}${process.pid.toString(36)}${Math.floor(Math.random() * 1e4).toString(36)}`.slice(0, 10);
 }
 
-export async function upFromYaml(lab: string, yaml: string): Promise<LabState> {
+export async function upFromYaml(lab: string, yaml: string, opts: { agentArgs?: string[] } = {}): Promise<LabState> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-lab-'));
   const file = path.join(dir, 'lab.yaml');
   fs.writeFileSync(file, yaml);
   try {
-    await labUp({ file, lab });
+    await labUp({ file, lab, agentArgs: opts.agentArgs });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -71,6 +71,16 @@ export function createTestCa(opts: { name?: string; intermediate?: boolean } = {
     signer = { cert: caCert(`${name} intermediate`, k, root), key: k.privateKey };
     chainTail.push(forge.pki.certificateToPem(signer.cert));
   }
+  return caFrom(root, signer, chainTail);
+}
+
+/** A TestCa signing with an existing root (e.g. the lab control plane's), for certificates that root would never issue. */
+export function testCaFromRoot(certPem: string, keyPem: string): TestCa {
+  const root: Issuer = { cert: forge.pki.certificateFromPem(certPem), key: forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey };
+  return caFrom(root, root, []);
+}
+
+function caFrom(root: Issuer, signer: Issuer, chainTail: string[]): TestCa {
   const rootPem = forge.pki.certificateToPem(root.cert);
 
   const issue = (o: IssueOptions): CertBundle => {

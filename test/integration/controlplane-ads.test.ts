@@ -127,7 +127,7 @@ test('state of the world: wildcard and named subscriptions, ACK, NACK, live edit
     s.send({ node: node('agent-n1', 'n1'), type_url: CDS, resource_names: [] });
     const cds = await s.next();
     assert.equal(cds.type_url, CDS);
-    assert.deepEqual(names(cds), ['InboundPassthroughCluster', CLUSTER]);
+    assert.deepEqual(names(cds), ['InboundPassthroughCluster', 'nodemesh-workloads', CLUSTER]);
     assert.ok(cds.version_info && cds.nonce);
     const cluster = decodeAny<Record<string, unknown>>(cds.resources.find((r) => decodeAny<{ name: string }>(r).name === CLUSTER)!);
     assert.equal(cluster.type, 'EDS');
@@ -199,7 +199,7 @@ test('state of the world: wildcard and named subscriptions, ACK, NACK, live edit
     const got = [await s.next(1000), await s.next(1000)];
     const cds2 = got.find((r) => r.type_url === CDS)!;
     const lds2 = got.find((r) => r.type_url === LDS)!;
-    assert.deepEqual(names(cds2), ['InboundPassthroughCluster']);
+    assert.deepEqual(names(cds2), ['InboundPassthroughCluster', 'nodemesh-workloads']);
     assert.deepEqual(names(lds2), ['inbound|n1']);
     fs.writeFileSync(path.join(dir, 'service.yaml'), SERVICE);
     await s.next(1000); // CDS back (later responses drain with the stream)
@@ -215,7 +215,7 @@ test('delta: versions per resource, initial_resource_versions, removed_resources
   try {
     d.send({ node: node('agent-n2', 'n2'), type_url: CDS, resource_names_subscribe: ['*'] });
     const cds = await d.next();
-    assert.deepEqual(names(cds), ['InboundPassthroughCluster', CLUSTER]);
+    assert.deepEqual(names(cds), ['InboundPassthroughCluster', 'nodemesh-workloads', CLUSTER]);
     assert.ok(cds.resources.every((r) => /^[0-9a-f]{16}$/.test(r.version)));
     assert.deepEqual(cds.removed_resources, []);
     d.send({ type_url: CDS, response_nonce: cds.nonce });
@@ -225,7 +225,7 @@ test('delta: versions per resource, initial_resource_versions, removed_resources
     const d2 = new Stream<DeltaDiscoveryResponse>(client.DeltaAggregatedResources() as grpc.ClientDuplexStream<object, DeltaDiscoveryResponse>);
     d2.send({ node: node('agent-n2b', 'n2'), type_url: CDS, resource_names_subscribe: ['*'], initial_resource_versions: { [CLUSTER]: clusterVersion, gone: 'x' } });
     const resumed = await d2.next();
-    assert.deepEqual(names(resumed), ['InboundPassthroughCluster']);
+    assert.deepEqual(names(resumed), ['InboundPassthroughCluster', 'nodemesh-workloads']);
     assert.deepEqual(resumed.removed_resources, ['gone']);
     d2.close();
 

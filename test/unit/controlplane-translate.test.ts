@@ -77,8 +77,8 @@ test('translation: names, shapes and metadata of the four resource types', () =>
   const snap = translate(model);
   const host = 'echo.default.svc.cluster.local';
   const cname = `outbound|80||${host}`;
-  assert.deepEqual([...snap.shared.get(CDS)!.keys()], ['InboundPassthroughCluster', cname]);
-  assert.deepEqual([...snap.shared.get(EDS)!.keys()], [cname]);
+  assert.deepEqual([...snap.shared.get(CDS)!.keys()], ['InboundPassthroughCluster', 'nodemesh-workloads', cname]);
+  assert.deepEqual([...snap.shared.get(EDS)!.keys()], ['nodemesh-workloads', cname]);
   assert.deepEqual([...snap.shared.get(LDS)!.keys()], [`${host}:80`, 'vip|198.18.200.1:80']);
   assert.deepEqual([...snap.shared.get(RDS)!.keys()], [`${host}:80`]);
   assert.deepEqual([...snap.inbound.keys()], ['n1']); // b is not in the mesh: no inbound config on n2
