@@ -87,7 +87,8 @@ describe('L4 mesh through the kernel', { skip: !isRoot() && 'needs root (eBPF, n
     assert.equal(metricSum(a, 'istio_tcp_received_bytes_total', { reporter: 'source', source_workload: 'client' }), 8 * MiB);
     assert.ok(metricSum(a, 'nodemesh_redirected_connections_total', { pod: 'client' }) >= 1);
     const b = await admin(lab, 'node-b', '/metrics');
-    assert.ok(metricSum(b, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_workload: 'echo-b', source_workload: 'unknown' }) >= 1);
+    // the lab runs the CA, so enrolled pods talk mTLS and node-b knows the source from its certificate
+    assert.ok(metricSum(b, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_workload: 'echo-b', source_workload: 'client', connection_security_policy: 'mutual_tls' }) >= 1, b);
     assert.equal(metricSum(b, 'istio_tcp_sent_bytes_total', { reporter: 'destination', destination_workload: 'echo-b' }), 8 * MiB);
   });
 

@@ -37,10 +37,14 @@ export class Capture {
         reject(new Error(`tcpdump exited (${code}): ${err}`));
       });
     });
+    // "listening on" comes as the capture opens; give the kernel a moment before traffic we must not miss.
+    await new Promise((r) => setTimeout(r, 300));
     return new Capture(proc, file);
   }
 
   async stop(): Promise<TcpSegment[]> {
+    // the last packets of the traffic just sent may still be on their way through the fabric
+    await new Promise((r) => setTimeout(r, 300));
     const exited = new Promise((r) => this.proc.once('exit', r));
     this.proc.kill('SIGINT');
     await exited;
