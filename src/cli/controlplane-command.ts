@@ -1,7 +1,8 @@
 // `nodemesh controlplane`: serves xDS from YAML files (watched) and/or the Kubernetes API until SIGTERM.
 
 import { InvalidArgumentError, type Command } from 'commander';
-import { DEFAULT_METRICS_PORT, DEFAULT_XDS_ADDRESS, startControlPlane } from '../controlplane/control-plane';
+import { DEFAULT_METRICS_PORT, DEFAULT_XDS_ADDRESS, startControlPlane, type ControlPlaneHandle } from '../controlplane/control-plane';
+import { runDaemon } from './daemon';
 import { createLogger } from '../telemetry/logger';
 
 function port(v: string): number {
@@ -78,59 +79,41 @@ export function registerControlPlaneCommand(program: Command): void {
           process.stderr.write('nodemesh controlplane: --node-tokens and --ca-address need the CA: give --ca-dir DIR or --ca-cert/--ca-key\n');
           process.exit(2);
         }
-        let handle;
-        try {
-          handle = await startControlPlane({
-            config: o.config,
-            kubernetes: o.kubernetes ? { kubeconfig: o.kubeconfig } : false,
-            xdsAddress: o.xdsAddress,
-            metricsPort: o.metricsPort === 0 ? false : o.metricsPort,
-            metricsHost: o.metricsHost,
-            domain: o.domain,
-            logger: log,
-            ca:
-              o.caDir !== undefined || o.caCert !== undefined
-                ? {
-                    dir: o.caDir,
-                    certFile: o.caCert,
-                    keyFile: o.caKey,
-                    chainFile: o.caChain,
-                    trustDomain: o.trustDomain,
-                    maxCertTtlSeconds: o.maxCertTtl,
-                    nodeTokensFile: o.nodeTokens,
-                    tlsAddress: o.caAddress,
-                    kubernetes: o.kubernetes && o.nodeTokens === undefined ? { kubeconfig: o.kubeconfig, agentNamespace: o.caAgentNamespace } : undefined,
-                  }
-                : undefined,
-          });
-        } catch (err) {
-          const e = err as { code?: string; message?: string };
-          log.fatal({ err, code: e.code }, `control plane cannot start: ${e.message}`);
-          log.flush();
-          process.stderr.write(`nodemesh controlplane: ${e.message}${e.code ? ` [${e.code}]` : ''}\n`);
-          process.exit(2);
-        }
-        // One line on stdout for whoever started us (the lab, scripts): where to dial.
-        process.stdout.write(`${JSON.stringify({ msg: 'listening', xds: handle.address, ca: handle.ca?.tlsAddress, metricsPort: handle.metricsPort })}\n`);
-        let exiting = false;
-        const stop = (signal: string): void => {
-          if (exiting) return;
-          exiting = true;
-          log.info({ signal }, 'signal received');
-          handle.close().then(
-            () => {
-              log.flush();
-              process.exit(0);
-            },
-            (err: unknown) => {
-              log.error({ err }, 'shutdown failed');
-              log.flush();
-              process.exit(1);
-            },
-          );
-        };
-        process.on('SIGTERM', () => stop('SIGTERM'));
-        process.on('SIGINT', () => stop('SIGINT'));
+        let handle: ControlPlaneHandle | undefined;
+        await runDaemon({
+          name: 'controlplane',
+          log,
+          start: async () => {
+            handle = await startControlPlane({
+              config: o.config,
+              kubernetes: o.kubernetes ? { kubeconfig: o.kubeconfig } : false,
+              xdsAddress: o.xdsAddress,
+              metricsPort: o.metricsPort === 0 ? false : o.metricsPort,
+              metricsHost: o.metricsHost,
+              domain: o.domain,
+              logger: log,
+              ca:
+                o.caDir !== undefined || o.caCert !== undefined
+                  ? {
+                      dir: o.caDir,
+                      certFile: o.caCert,
+                      keyFile: o.caKey,
+                      chainFile: o.caChain,
+                      trustDomain: o.trustDomain,
+                      maxCertTtlSeconds: o.maxCertTtl,
+                      nodeTokensFile: o.nodeTokens,
+                      tlsAddress: o.caAddress,
+                      kubernetes: o.kubernetes && o.nodeTokens === undefined ? { kubeconfig: o.kubeconfig, agentNamespace: o.caAgentNamespace } : undefined,
+                    }
+                  : undefined,
+            });
+            // One line on stdout for whoever started us (the lab, scripts): where to dial.
+            process.stdout.write(`${JSON.stringify({ msg: 'listening', xds: handle.address, ca: handle.ca?.tlsAddress, metricsPort: handle.metricsPort })}\n`);
+          },
+          stop: async () => {
+            await handle?.close();
+          },
+        });
       },
     );
 }
