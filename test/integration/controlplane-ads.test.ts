@@ -8,16 +8,10 @@ import { after, before, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { startControlPlane, type ControlPlaneHandle } from '../../src/controlplane/control-plane';
-import {
-  adsServiceDefinition,
-  decodeAny,
-  fromStruct,
-  toStruct,
-  type DeltaDiscoveryResponse,
-  type DiscoveryResponse,
-} from '../../src/xds/protos';
+import { decodeAny, fromStruct, toStruct, type DeltaDiscoveryResponse, type DiscoveryResponse } from '../../src/xds/protos';
 import { CDS, EDS, LDS, RDS } from '../../src/xds/resource-types';
 import { silentLogger } from '../../src/telemetry/logger';
+import { rawAdsClient, RawAdsStream, type RawAdsClient } from '../helpers/raw-ads';
 
 const HOST = 'echo.default.svc.cluster.local';
 const CLUSTER = `outbound|80||${HOST}`;
@@ -43,54 +37,9 @@ spec:
   ports: [{ name: http, port: 80, targetPort: http }]
 `;
 
-/** A bidi stream with an awaitable inbox. */
-class Stream<Res> {
-  private readonly inbox: Res[] = [];
-  private waiter: (() => void) | undefined;
-
-  constructor(readonly call: grpc.ClientDuplexStream<object, Res>) {
-    call.on('data', (m: Res) => {
-      this.inbox.push(m);
-      this.waiter?.();
-    });
-    call.on('error', () => undefined);
-  }
-
-  send(req: object): void {
-    this.call.write(req);
-  }
-
-  async next(timeoutMs = 2000): Promise<Res> {
-    const until = Date.now() + timeoutMs;
-    while (this.inbox.length === 0) {
-      const left = until - Date.now();
-      if (left <= 0) throw new Error(`no xDS response within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiter = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      this.waiter = undefined;
-    }
-    return this.inbox.shift()!;
-  }
-
-  /** Asserts nothing arrives for `ms`. */
-  async quiet(ms = 250): Promise<void> {
-    await new Promise((r) => setTimeout(r, ms));
-    assert.equal(this.inbox.length, 0, `unexpected response: ${JSON.stringify(this.inbox[0])?.slice(0, 300)}`);
-  }
-
-  close(): void {
-    this.call.cancel();
-  }
-}
-
 let dir: string;
 let cp: ControlPlaneHandle;
-let client: grpc.Client & Record<string, () => grpc.ClientDuplexStream<object, unknown>>;
+let client: RawAdsClient;
 
 function node(id: string, nodeName: string): object {
   return { id, cluster: 'nodemesh', metadata: toStruct({ NODE_NAME: nodeName }) };
@@ -111,8 +60,7 @@ before(async () => {
   fs.writeFileSync(path.join(dir, 'service.yaml'), SERVICE);
   fs.writeFileSync(path.join(dir, 'pods.yaml'), pod('echo-a', '10.0.0.1', 'n1') + '---\n' + pod('echo-b', '10.0.0.2', 'n2'));
   cp = await startControlPlane({ config: dir, xdsAddress: '127.0.0.1:0', metricsPort: 0, logger: silentLogger() });
-  const Ads = grpc.makeGenericClientConstructor(adsServiceDefinition(), 'AggregatedDiscoveryService');
-  client = new Ads(cp.address, grpc.credentials.createInsecure()) as unknown as typeof client;
+  client = rawAdsClient(cp.address);
 });
 
 after(async () => {
@@ -122,7 +70,7 @@ after(async () => {
 });
 
 test('state of the world: wildcard and named subscriptions, ACK, NACK, live edit and delete', async () => {
-  const s = new Stream<DiscoveryResponse>(client.StreamAggregatedResources() as grpc.ClientDuplexStream<object, DiscoveryResponse>);
+  const s = new RawAdsStream(client.StreamAggregatedResources());
   try {
     s.send({ node: node('agent-n1', 'n1'), type_url: CDS, resource_names: [] });
     const cds = await s.next();
@@ -211,7 +159,7 @@ test('state of the world: wildcard and named subscriptions, ACK, NACK, live edit
 test('delta: versions per resource, initial_resource_versions, removed_resources, NACK counted', async () => {
   fs.writeFileSync(path.join(dir, 'pods.yaml'), pod('echo-a', '10.0.0.1', 'n1') + '---\n' + pod('echo-b', '10.0.0.2', 'n2'));
   await new Promise((r) => setTimeout(r, 300));
-  const d = new Stream<DeltaDiscoveryResponse>(client.DeltaAggregatedResources() as grpc.ClientDuplexStream<object, DeltaDiscoveryResponse>);
+  const d = new RawAdsStream(client.DeltaAggregatedResources());
   try {
     d.send({ node: node('agent-n2', 'n2'), type_url: CDS, resource_names_subscribe: ['*'] });
     const cds = await d.next();
@@ -222,7 +170,7 @@ test('delta: versions per resource, initial_resource_versions, removed_resources
 
     // The client already has the cluster at this version: only what differs is sent.
     const clusterVersion = cds.resources.find((r) => r.name === CLUSTER)!.version;
-    const d2 = new Stream<DeltaDiscoveryResponse>(client.DeltaAggregatedResources() as grpc.ClientDuplexStream<object, DeltaDiscoveryResponse>);
+    const d2 = new RawAdsStream(client.DeltaAggregatedResources());
     d2.send({ node: node('agent-n2b', 'n2'), type_url: CDS, resource_names_subscribe: ['*'], initial_resource_versions: { [CLUSTER]: clusterVersion, gone: 'x' } });
     const resumed = await d2.next();
     assert.deepEqual(names(resumed), ['InboundPassthroughCluster', 'nodemesh-workloads']);
@@ -287,7 +235,7 @@ test('/debug/config shows objects, resources with versions and streams; gRPC hea
 test('an invalid edit in the watched directory is counted and pushes nothing: the last good config keeps being served', async () => {
   fs.writeFileSync(path.join(dir, 'service.yaml'), SERVICE);
   await new Promise((r) => setTimeout(r, 300));
-  const s = new Stream<DiscoveryResponse>(client.StreamAggregatedResources() as grpc.ClientDuplexStream<object, DiscoveryResponse>);
+  const s = new RawAdsStream(client.StreamAggregatedResources());
   try {
     s.send({ node: node('agent-bad', 'n1'), type_url: CDS, resource_names: [] });
     const cds = await s.next();

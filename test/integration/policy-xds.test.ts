@@ -5,13 +5,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import * as grpc from '@grpc/grpc-js';
 import { startControlPlane, type ControlPlaneHandle } from '../../src/controlplane/control-plane';
 import { authorize, type InboundPolicy } from '../../src/state/authz';
 import { silentLogger } from '../../src/telemetry/logger';
 import { decodeResource } from '../../src/xds/agent-resources';
-import { adsServiceDefinition, toStruct, type DeltaDiscoveryResponse } from '../../src/xds/protos';
+import { toStruct, type DeltaDiscoveryResponse } from '../../src/xds/protos';
 import { LDS } from '../../src/xds/resource-types';
+import { rawAdsClient, RawAdsStream, type RawAdsClient } from '../helpers/raw-ads';
 
 const PODS = `apiVersion: v1
 kind: Pod
@@ -37,55 +37,15 @@ spec: { mtls: { mode: STRICT } }
 const CLIENT = 'spiffe://cluster.local/ns/app/sa/client';
 const OTHER = 'spiffe://cluster.local/ns/app/sa/other';
 
-/** A delta ADS stream with an awaitable inbox. */
-class DeltaStream {
-  private readonly inbox: DeltaDiscoveryResponse[] = [];
-  private wake: (() => void) | undefined;
-
-  constructor(readonly call: grpc.ClientDuplexStream<object, DeltaDiscoveryResponse>) {
-    call.on('data', (m: DeltaDiscoveryResponse) => {
-      this.inbox.push(m);
-      this.wake?.();
-    });
-    call.on('error', () => undefined);
-  }
-
-  send(req: object): void {
-    this.call.write(req);
-  }
-
-  async next(timeoutMs = 3000): Promise<DeltaDiscoveryResponse> {
-    const until = Date.now() + timeoutMs;
-    while (this.inbox.length === 0) {
-      const left = until - Date.now();
-      if (left <= 0) throw new Error(`no xDS response within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      this.wake = undefined;
-    }
-    return this.inbox.shift()!;
-  }
-
-  pending(): number {
-    return this.inbox.length;
-  }
-}
-
 let dir: string;
 let cp: ControlPlaneHandle;
-let client: grpc.Client & { DeltaAggregatedResources(): grpc.ClientDuplexStream<object, DeltaDiscoveryResponse> };
+let client: RawAdsClient;
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-policy-xds-'));
   fs.writeFileSync(path.join(dir, 'pods.yaml'), PODS);
   cp = await startControlPlane({ config: dir, xdsAddress: '127.0.0.1:0', metricsPort: false, watchDebounceMs: 20, pushDebounceMs: 10, logger: silentLogger() });
-  const Ads = grpc.makeGenericClientConstructor(adsServiceDefinition(), 'AggregatedDiscoveryService');
-  client = new Ads(cp.address, grpc.credentials.createInsecure()) as unknown as typeof client;
+  client = rawAdsClient(cp.address);
 });
 
 after(async () => {
@@ -109,16 +69,16 @@ function allowed(p: InboundPolicy, principal: string | null): boolean {
 }
 
 /** Next LDS response that carries the inbound listener (ACKing each one). */
-async function nextInbound(s: DeltaStream): Promise<{ version: string; web: InboundPolicy }> {
+async function nextInbound(s: RawAdsStream<DeltaDiscoveryResponse>): Promise<{ version: string; web: InboundPolicy }> {
   for (;;) {
-    const res = await s.next();
+    const res = await s.next(3000);
     s.send({ type_url: res.type_url, response_nonce: res.nonce });
     if (res.type_url === LDS && res.resources.some((x) => x.name === 'inbound|n1')) return inbound(res);
   }
 }
 
 test('adding, breaking and removing a policy file pushes inbound listener versions that enforce it', async () => {
-  const s = new DeltaStream(client.DeltaAggregatedResources());
+  const s = new RawAdsStream(client.DeltaAggregatedResources());
   try {
     s.send({ node: { id: 'agent-n1', cluster: 'nodemesh', metadata: toStruct({ NODE_NAME: 'n1' }) }, type_url: LDS, resource_names_subscribe: [] });
     const first = await nextInbound(s);
@@ -150,6 +110,6 @@ test('adding, breaking and removing a policy file pushes inbound listener versio
     assert.equal(third.version, first.version);
     assert.equal(allowed(third.web, OTHER), true);
   } finally {
-    s.call.cancel();
+    s.close();
   }
 });
