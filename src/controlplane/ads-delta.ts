@@ -2,7 +2,7 @@
 
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from '../xds/protos';
-import { isXdsTypeUrl, typeShortName, XDS_TYPE_URLS, type XdsTypeUrl } from '../xds/resource-types';
+import { typeShortName, type XdsTypeUrl } from '../xds/resource-types';
 import { AdsStream, Subscription, type StreamContext } from './ads-stream';
 
 interface TypeState {
@@ -15,9 +15,7 @@ interface TypeState {
   nacked?: { nonce: string; message: string };
 }
 
-export class DeltaStream extends AdsStream {
-  private readonly types = new Map<XdsTypeUrl, TypeState>();
-
+export class DeltaStream extends AdsStream<TypeState> {
   constructor(
     ctx: StreamContext,
     private readonly call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
@@ -26,18 +24,13 @@ export class DeltaStream extends AdsStream {
   }
 
   onRequest(req: DeltaDiscoveryRequest): void {
-    this.learnNode(req.node);
-    if (!isXdsTypeUrl(req.type_url)) {
-      this.ctx.log.warn({ client: this.client?.id, type: req.type_url }, 'delta xDS request for an unsupported type; ignoring it');
-      return;
-    }
-    const typeUrl = req.type_url;
-    let st = this.types.get(typeUrl);
-    const first = st === undefined;
-    if (!st) {
-      st = { sub: new Subscription(), has: new Map(Object.entries(req.initial_resource_versions ?? {})), unannounced: new Set() };
-      this.types.set(typeUrl, st);
-    }
+    const found = this.typeStateFor(req, () => ({
+      sub: new Subscription(),
+      has: new Map(Object.entries(req.initial_resource_versions ?? {})),
+      unannounced: new Set(),
+    }));
+    if (!found) return;
+    const { typeUrl, st, first } = found;
     if (req.response_nonce) {
       if (req.error_detail) {
         st.nacked = { nonce: req.response_nonce, message: req.error_detail.message };
@@ -68,14 +61,7 @@ export class DeltaStream extends AdsStream {
     this.send(typeUrl, st, first);
   }
 
-  push(): void {
-    for (const typeUrl of XDS_TYPE_URLS) {
-      const st = this.types.get(typeUrl);
-      if (st) this.send(typeUrl, st, false);
-    }
-  }
-
-  private send(typeUrl: XdsTypeUrl, st: TypeState, always: boolean): void {
+  protected send(typeUrl: XdsTypeUrl, st: TypeState, always: boolean): void {
     const visible = this.visible(typeUrl, st.sub);
     const resources = [...visible.values()].filter((r) => st.has.get(r.name) !== r.version);
     const removed = new Set<string>();
@@ -104,17 +90,7 @@ export class DeltaStream extends AdsStream {
     this.call.write(res);
   }
 
-  describe(): Record<string, unknown> {
-    return {
-      mode: this.mode,
-      peer: this.peer,
-      client: this.client,
-      types: Object.fromEntries(
-        [...this.types].map(([t, st]) => [
-          typeShortName(t),
-          { wildcard: st.sub.wildcard, names: [...st.sub.names], versions: Object.fromEntries(st.has), lastNonce: st.lastNonce, nacked: st.nacked },
-        ]),
-      ),
-    };
+  protected describeType(st: TypeState): Record<string, unknown> {
+    return { wildcard: st.sub.wildcard, names: [...st.sub.names], versions: Object.fromEntries(st.has), lastNonce: st.lastNonce, nacked: st.nacked };
   }
 }

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { DiscoveryRequest, DiscoveryResponse } from '../xds/protos';
-import { CDS, isXdsTypeUrl, LDS, typeShortName, XDS_TYPE_URLS, type XdsTypeUrl } from '../xds/resource-types';
+import { CDS, LDS, typeShortName, type XdsTypeUrl } from '../xds/resource-types';
 import { AdsStream, Subscription, type StreamContext } from './ads-stream';
 import type { XdsResource } from './translate';
 
@@ -30,9 +30,7 @@ function setVersion(resources: Map<string, XdsResource>): string {
   return h.digest('hex').slice(0, 16);
 }
 
-export class SotwStream extends AdsStream {
-  private readonly types = new Map<XdsTypeUrl, TypeState>();
-
+export class SotwStream extends AdsStream<TypeState> {
   constructor(
     ctx: StreamContext,
     private readonly call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>,
@@ -41,18 +39,9 @@ export class SotwStream extends AdsStream {
   }
 
   onRequest(req: DiscoveryRequest): void {
-    this.learnNode(req.node);
-    if (!isXdsTypeUrl(req.type_url)) {
-      this.ctx.log.warn({ client: this.client?.id, type: req.type_url }, 'xDS request for an unsupported type; ignoring it');
-      return;
-    }
-    const typeUrl = req.type_url;
-    let st = this.types.get(typeUrl);
-    const first = st === undefined;
-    if (!st) {
-      st = { sub: new Subscription(), legacyWildcard: false, sent: new Map() };
-      this.types.set(typeUrl, st);
-    }
+    const found = this.typeStateFor(req, () => ({ sub: new Subscription(), legacyWildcard: false, sent: new Map() }));
+    if (!found) return;
+    const { typeUrl, st, first } = found;
     if (req.response_nonce) {
       // A request answering an older response is stale: its ACK/NACK and names are superseded (xDS protocol).
       if (req.response_nonce !== st.lastNonce) return;
@@ -87,15 +76,8 @@ export class SotwStream extends AdsStream {
     return before !== `${st.sub.wildcard}|${[...st.sub.names].sort().join(',')}`;
   }
 
-  push(): void {
-    for (const typeUrl of XDS_TYPE_URLS) {
-      const st = this.types.get(typeUrl);
-      if (st) this.send(typeUrl, st, false);
-    }
-  }
-
   /** Sends the type's state; `full` always answers, otherwise only when something changed for this client. */
-  private send(typeUrl: XdsTypeUrl, st: TypeState, full: boolean): void {
+  protected send(typeUrl: XdsTypeUrl, st: TypeState, full: boolean): void {
     const visible = this.visible(typeUrl, st.sub);
     const version = setVersion(visible);
     let resources: XdsResource[];
@@ -129,24 +111,14 @@ export class SotwStream extends AdsStream {
     this.call.write(res);
   }
 
-  describe(): Record<string, unknown> {
+  protected describeType(st: TypeState): Record<string, unknown> {
     return {
-      mode: this.mode,
-      peer: this.peer,
-      client: this.client,
-      types: Object.fromEntries(
-        [...this.types].map(([t, st]) => [
-          typeShortName(t),
-          {
-            wildcard: st.sub.wildcard,
-            names: [...st.sub.names],
-            sentVersion: st.lastVersion,
-            ackedVersion: st.ackedVersion,
-            lastNonce: st.lastNonce,
-            nacked: st.nacked,
-          },
-        ]),
-      ),
+      wildcard: st.sub.wildcard,
+      names: [...st.sub.names],
+      sentVersion: st.lastVersion,
+      ackedVersion: st.ackedVersion,
+      lastNonce: st.lastNonce,
+      nacked: st.nacked,
     };
   }
 }

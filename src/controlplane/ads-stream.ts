@@ -1,8 +1,8 @@
-// What both ADS stream flavours share: the client's node identity, nonces, and the snapshot they serve from.
+// What both ADS stream flavours share: the client's node identity, nonces, per-type state, and the snapshot they serve from.
 
 import type { Logger } from '../telemetry/logger';
 import { fromStruct, type XdsNode } from '../xds/protos';
-import { NODE_NAME_METADATA, typeShortName, type XdsTypeUrl } from '../xds/resource-types';
+import { isXdsTypeUrl, NODE_NAME_METADATA, typeShortName, XDS_TYPE_URLS, type XdsTypeUrl } from '../xds/resource-types';
 import type { ControlPlaneMetrics } from './metrics';
 import { resourcesFor, type Snapshot, type XdsResource } from './translate';
 
@@ -42,8 +42,10 @@ export class Subscription {
   }
 }
 
-export abstract class AdsStream {
+/** One ADS stream; `TypeState` is what the flavour keeps per subscribed type. */
+export abstract class AdsStream<TypeState = unknown> {
   protected client: ClientIdentity | undefined;
+  protected readonly types = new Map<XdsTypeUrl, TypeState>();
   private nonceSeq = 0;
   readonly opened = Date.now();
 
@@ -53,14 +55,56 @@ export abstract class AdsStream {
     readonly peer: string,
   ) {}
 
+  /** Sends the type's state; `always` answers even when nothing changed for this client. */
+  protected abstract send(typeUrl: XdsTypeUrl, st: TypeState, always: boolean): void;
+
+  /** The per-type part of describe(). */
+  protected abstract describeType(st: TypeState): Record<string, unknown>;
+
   /** Called after every snapshot change; sends only what changed for this subscriber. */
-  abstract push(): void;
+  push(): void {
+    for (const typeUrl of XDS_TYPE_URLS) {
+      const st = this.types.get(typeUrl);
+      if (st) this.send(typeUrl, st, false);
+    }
+  }
 
   /** For /debug/config. */
-  abstract describe(): Record<string, unknown>;
+  describe(): Record<string, unknown> {
+    return {
+      mode: this.mode,
+      peer: this.peer,
+      client: this.client,
+      types: Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), this.describeType(st)])),
+    };
+  }
 
   get identity(): ClientIdentity | undefined {
     return this.client;
+  }
+
+  /**
+   * What every request starts with: learn the node, ignore unsupported types, and find the type's state, creating it
+   * on the first request for the type (`first`). Undefined when the request is to be ignored.
+   */
+  protected typeStateFor(
+    req: { node?: XdsNode | null; type_url: string },
+    create: () => TypeState,
+  ): { typeUrl: XdsTypeUrl; st: TypeState; first: boolean } | undefined {
+    this.learnNode(req.node);
+    if (!isXdsTypeUrl(req.type_url)) {
+      const what = this.mode === 'delta' ? 'delta xDS request' : 'xDS request';
+      this.ctx.log.warn({ client: this.client?.id, type: req.type_url }, `${what} for an unsupported type; ignoring it`);
+      return undefined;
+    }
+    const typeUrl = req.type_url;
+    let st = this.types.get(typeUrl);
+    const first = st === undefined;
+    if (!st) {
+      st = create();
+      this.types.set(typeUrl, st);
+    }
+    return { typeUrl, st, first };
   }
 
   protected nextNonce(): string {
