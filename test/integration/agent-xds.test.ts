@@ -14,6 +14,7 @@ import { silentLogger } from '../../src/telemetry/logger';
 import type { XdsMode } from '../../src/xds/ads-client';
 import { adsServiceDefinition, toAny, type DiscoveryRequest } from '../../src/xds/protos';
 import { CDS, CLUSTER_TYPE } from '../../src/xds/resource-types';
+import { testAgent } from '../helpers/agent';
 import { FakeDatapath } from '../helpers/fake-datapath';
 import { waitFor } from '../helpers/wait';
 
@@ -46,22 +47,7 @@ async function nameServer(ip: string, name: string): Promise<net.Server> {
 
 async function agentWith(dir: string, dp: FakeDatapath, address: string, mode: XdsMode): Promise<Agent> {
   fs.mkdirSync(path.join(dir, 'cg', 'client'), { recursive: true });
-  const agent = new Agent(
-    {
-      node: 'node-t',
-      stateDir: path.join(dir, 'state'),
-      pinRoot: '/fake',
-      cgroupRoot: path.join(dir, 'cg'),
-      adminPort: 0,
-      metricsPort: 0,
-      readyPort: 0,
-      adminHost: '127.0.0.1',
-      drainMs: 500,
-      xds: { address, mode },
-    },
-    silentLogger(),
-    async () => dp,
-  );
+  const agent = testAgent(dir, dp, { drainMs: 500, xds: { address, mode } });
   await agent.start();
   await new EnrollClient(agent.enrollSocket).enroll({
     uid: 'client-uid',

@@ -8,32 +8,15 @@ import { Agent } from '../../src/agent/agent';
 import { EnrollClient, unixRequest } from '../../src/enroll/client';
 import type { EnrollRequest } from '../../src/enroll/protocol';
 import { silentLogger } from '../../src/telemetry/logger';
+import { testAgent } from '../helpers/agent';
 import { FakeDatapath } from '../helpers/fake-datapath';
 import { echoServer, listen, pump } from '../helpers/tcp';
-
-function makeAgent(dir: string, dp: FakeDatapath): Agent {
-  return new Agent(
-    {
-      node: 'node-t',
-      stateDir: path.join(dir, 'state'),
-      pinRoot: '/fake',
-      cgroupRoot: path.join(dir, 'cg'),
-      adminPort: 0,
-      metricsPort: 0,
-      readyPort: 0,
-      adminHost: '127.0.0.1',
-      drainMs: 2000,
-    },
-    silentLogger(),
-    async () => dp,
-  );
-}
 
 describe('agent (in-process, fake datapath)', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-agent-'));
   fs.mkdirSync(path.join(dir, 'cg', 'pod-a'), { recursive: true });
   const dp = new FakeDatapath();
-  const agent = makeAgent(dir, dp);
+  const agent = testAgent(dir, dp);
   const echo = echoServer();
   let echoPort = 0;
   const client = () => new EnrollClient(agent.enrollSocket);
