@@ -7,7 +7,7 @@ import * as abi from './abi';
 import { DatapathError, nativeHint } from './errors';
 import { defaultObjectPath, loadNative } from './native';
 import type { NativeBinding, NativeBpfMap, NativeBpfObject, NativeNetnsThread } from './native';
-import { enrollPod, PodHandle, skLookupPin } from './pod-datapath';
+import { enrollPod, PodHandle, skLookupPin, teardownSteps } from './pod-datapath';
 import type { DatapathLogger, PodContext } from './pod-datapath';
 import { ensureBpffs, probeBtf, probeCgroup2, probeObject, probePrivilege } from './probe';
 import type { AttachedProgram, Datapath, DatapathOptions, DatapathStatus, MapInfo, PodCounters, PodDatapath, PodNetSpec } from './types';
@@ -235,14 +235,7 @@ class KernelDatapath implements Datapath, PodContext {
   async close(opts: { detach: boolean }): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const errors: unknown[] = [];
-    const attempt = (fn: () => void): void => {
-      try {
-        fn();
-      } catch (err) {
-        errors.push(err);
-      }
-    };
+    const { attempt, errors } = teardownSteps();
     for (const pod of this.enrolled.values()) attempt(() => (opts.detach ? pod.teardown() : pod.release()));
     this.enrolled.clear();
     attempt(() => this.thread.close());

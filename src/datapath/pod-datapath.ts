@@ -40,6 +40,22 @@ export function skLookupPin(pinRoot: string, uid: string): string {
   return path.join(pinRoot, 'links', `sk_lookup-${uid.replace(/[^A-Za-z0-9_.-]/g, '_')}`);
 }
 
+/**
+ * For teardown: `attempt` runs each step even when an earlier one threw, and `errors` keeps what they threw, so one
+ * stuck entry does not leave the rest behind and the caller can still report it.
+ */
+export function teardownSteps(): { attempt: (fn: () => void) => void; errors: unknown[] } {
+  const errors: unknown[] = [];
+  const attempt = (fn: () => void): void => {
+    try {
+      fn();
+    } catch (err) {
+      errors.push(err);
+    }
+  };
+  return { attempt, errors };
+}
+
 interface SteerEntry {
   ip: string;
   key: Buffer;
@@ -79,14 +95,7 @@ export class PodHandle implements PodDatapath {
   /** Unenroll: "on" entry first (new connects go direct at once), then steering, then the link. */
   teardown(): void {
     const { ctx } = this;
-    const errors: unknown[] = [];
-    const attempt = (fn: () => void): void => {
-      try {
-        fn();
-      } catch (err) {
-        errors.push(err);
-      }
-    };
+    const { attempt, errors } = teardownSteps();
     attempt(() => ctx.pods.delete(abi.u64Key(this.netnsCookie)));
     for (const e of this.steerEntries) attempt(() => deleteSteer(ctx, e));
     attempt(() => ctx.native.linkDetach(skLookupPin(ctx.pinRoot, this.uid)));
