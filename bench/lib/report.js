@@ -1,0 +1,126 @@
+// Writes a run's results: JSON (latest + a dated copy when published) and a Markdown table with the
+// machine's description and where nodemesh-l4 stands against the issue's targets.
+'use strict';
+
+const fs = require('node:fs');
+const path = require('node:path');
+
+const f = (x, d = 3) => (x === null || x === undefined ? '–' : typeof x === 'number' ? String(Number(x.toFixed(d))) : String(x));
+const sp = (a) => (a ? ` (${f(a[0])}–${f(a[1])})` : '');
+
+function scenarioTitle(key, plan) {
+  if (key === 'S1') return `S1: ${plan.s1.rate} rps over ${plan.s1.conns} connections, ${plan.s1.dur} s`;
+  if (key.startsWith('S2_')) {
+    const s = plan.s2.find((x) => `S2_${x.rate}rps` === key);
+    return `S2: ${s.rate} rps over ${s.conns} connections, ${s.dur} s`;
+  }
+  if (key === 'S3') return `S3: knee (highest rate with p99 < ${plan.s3.p99LimitMs} ms, ${plan.s3.conns} connections, ${plan.s3.dur} s steps)`;
+  if (key === 'S4') return `S4: a new connection per request, ${plan.s4.rate} rps, ${plan.s4.dur} s`;
+  if (key === 'S5') return `S5: one bulk TCP stream (iperf3), ${plan.s5.dur} s`;
+  return key;
+}
+
+/** The issue's targets for nodemesh-l4, each with the measured value and a verdict. */
+function targets(r) {
+  const nm = r.contenders['nodemesh-l4'];
+  const hp = r.contenders['haproxy-mtls'];
+  const rows = [];
+  const add = (name, value, limit, ok) => rows.push({ name, value, limit, ok: value === null || value === undefined ? null : ok });
+  if (nm.S1) {
+    add('S1 added p90 (ms)', nm.S1.added_p90_ms, '≤ 0.25', nm.S1.added_p90_ms <= 0.25);
+    add('S1 added p99 (ms)', nm.S1.added_p99_ms, '≤ 0.5', nm.S1.added_p99_ms <= 0.5);
+    const rp50 = r.ratios.S1 && r.ratios.S1.nodemesh_over_haproxy_added_p50;
+    const rp99 = r.ratios.S1 && r.ratios.S1.nodemesh_over_haproxy_added_p99;
+    add('S1 added p50 / HAProxy added p50', rp50, '≤ 1.5×', rp50 !== null && rp50 <= 1.5 && rp50 >= 0);
+    add('S1 added p99 / HAProxy added p99', rp99, '≤ 2×', rp99 !== null && rp99 <= 2 && rp99 >= 0);
+    add('S1 agent vCPU per 1000 rps, per agent (= CPU s per 1k req)', nm.S1.cpu_s_per_1k_req_per_proxy, '≤ 0.05', nm.S1.cpu_s_per_1k_req_per_proxy <= 0.05);
+  }
+  if (nm.S3) add('S3 knee (rps)', nm.S3.knee_rps, '≥ 20000', nm.S3.knee_rps >= 20000);
+  if (nm.S5) add('S5 one stream (Gbit/s)', nm.S5.gbit_s, '≥ 3', nm.S5.gbit_s >= 3);
+  const idle = r.idle && r.idle.agent_rss_mb ? Math.max(...Object.values(r.idle.agent_rss_mb)) : null;
+  add('agent RSS idle (MB, larger agent)', idle, '≤ 50', idle <= 50);
+  if (nm.S3) add('agent RSS peak at 5000 rps (MB)', nm.S3.rss_peak_mb_at_5k_rps, '≤ 80', nm.S3.rss_peak_mb_at_5k_rps <= 80);
+  void hp;
+  return rows;
+}
+
+function markdown(r) {
+  const m = r.machine;
+  const L = [];
+  L.push(`# nodemesh benchmark — ${r.date.slice(0, 10)} (${r.mode} run, ${r.reps} rep${r.reps > 1 ? 's' : ''}, git ${r.git})`);
+  L.push('');
+  L.push(`Machine: ${m.cpu}, ${m.cores} cores, ${m.mem_gib} GiB, Linux ${m.kernel}, Node ${m.node} (OpenSSL ${m.node_openssl}), system ${m.openssl}, ${m.haproxy}, ${m.iperf3}. Load average at start: ${m.loadavg_at_start.join(' ')} (the machine is shared: numbers are noisier than on a quiet host).`);
+  L.push('');
+  L.push(`Pinning: load generator, HTTP server and iperf3 on CPU ${r.pinning.load_generator_and_servers_cpu}; both agents (all threads) or both HAProxy processes on CPU ${r.pinning.agents_and_haproxy_cpu}. CPU: ${r.cpu_source['nodemesh-l4']}; HAProxy: ${r.cpu_source['haproxy-mtls']}. Latency is measured from the intended send time (open loop). Values are medians over reps, (min–max) across reps; "added" = contender − direct, paired per rep.`);
+  if (r.skipped.length) {
+    L.push('');
+    L.push(`Skipped in this run: ${r.skipped.join('; ')}.`);
+  }
+  L.push('');
+  const keys = Object.keys(r.contenders['nodemesh-l4']);
+  for (const key of keys) {
+    L.push(`## ${scenarioTitle(key, r.plan)}`);
+    L.push('');
+    if (key === 'S5') {
+      L.push('| contender | Gbit/s | proxy CPU s per GB | proxy RSS peak MB | errors |');
+      L.push('|---|---|---|---|---|');
+      for (const [c, v] of Object.entries(r.contenders)) {
+        const s = v[key];
+        if (s) L.push(`| ${c} | ${f(s.gbit_s, 2)}${sp(s.spread.gbit_s)} | ${f(s.cpu_s_per_gb)} | ${f(s.rss_peak_mb, 1)} | ${s.errors} |`);
+      }
+    } else if (key === 'S3') {
+      L.push('| contender | knee rps | first failing rps | p50 / p99 ms at knee | proxy CPU s per 1k req at knee | RSS peak MB at 5k rps |');
+      L.push('|---|---|---|---|---|---|');
+      for (const [c, v] of Object.entries(r.contenders)) {
+        const s = v[key];
+        if (s) L.push(`| ${c} | ${f(s.knee_rps)}${s.ladder_capped ? ' (ladder top)' : ''} | ${f(s.first_fail_rps)} | ${f(s.p50_ms)} / ${f(s.p99_ms)} | ${f(s.cpu_s_per_1k_req, 4)} | ${f(s.rss_peak_mb_at_5k_rps, 1)} |`);
+      }
+    } else {
+      L.push('| contender | p50 ms | p90 ms | p99 ms | p99.9 ms | added p50 / p90 / p99 ms | rate rps | errors | proxy CPU s per 1k req (both) | RSS peak / steady MB (larger proxy) |');
+      L.push('|---|---|---|---|---|---|---|---|---|---|');
+      for (const [c, v] of Object.entries(r.contenders)) {
+        const s = v[key];
+        if (!s) continue;
+        const added = c === 'direct' ? '–' : `${f(s.added_p50_ms)} / ${f(s.added_p90_ms)} / ${f(s.added_p99_ms)}`;
+        L.push(
+          `| ${c} | ${f(s.p50_ms)}${sp(s.spread.p50_ms)} | ${f(s.p90_ms)}${sp(s.spread.p90_ms)} | ${f(s.p99_ms)}${sp(s.spread.p99_ms)} | ${f(s.p999_ms)} | ${added} | ${f(s.rate_rps, 1)} | ${s.errors} | ${f(s.cpu_s_per_1k_req, 4)} | ${f(s.rss_peak_mb, 1)} / ${f(s.rss_steady_mb, 1)} |`,
+        );
+      }
+      const ra = r.ratios[key];
+      if (ra) L.push('', `nodemesh/haproxy added p50 ${f(ra.nodemesh_over_haproxy_added_p50, 2)}, p99 ${f(ra.nodemesh_over_haproxy_added_p99, 2)}; nodemesh/direct p50 ${f(ra.nodemesh_over_direct_p50, 2)}, p99 ${f(ra.nodemesh_over_direct_p99, 2)}; CPU nodemesh/haproxy ${f(ra.nodemesh_over_haproxy_cpu, 2)}.`);
+    }
+    L.push('');
+  }
+  L.push('## nodemesh-l4 against the targets (issue 5)');
+  L.push('');
+  L.push('| target | measured | limit | holds |');
+  L.push('|---|---|---|---|');
+  for (const t of targets(r)) L.push(`| ${t.name} | ${f(t.value)} | ${t.limit} | ${t.ok === null ? 'not measured' : t.ok ? 'yes' : 'no'} |`);
+  L.push('');
+  L.push(`Idle RSS: agents ${JSON.stringify(r.idle.agent_rss_mb)} MB, HAProxy ${JSON.stringify(r.idle.haproxy_rss_mb)} MB. Run took ${r.duration_s} s.`);
+  L.push('');
+  return L.join('\n');
+}
+
+/** @returns {string[]} the files written */
+function writeResults(r, o) {
+  const written = [];
+  const dir = o.publish ? o.dir : path.join(o.dir, 'quick');
+  fs.mkdirSync(dir, { recursive: true });
+  const md = markdown(r);
+  const w = (name, text) => {
+    const p = path.join(dir, name);
+    fs.writeFileSync(p, text);
+    written.push(p);
+  };
+  w('latest.json', JSON.stringify(r, null, 2) + '\n');
+  w('latest.md', md);
+  if (o.publish) {
+    const stamp = r.date.slice(0, 16).replace(/[:T]/g, '-');
+    w(`${stamp}.json`, JSON.stringify({ ...r, raw: o.raw }, null, 2) + '\n');
+    w(`${stamp}.md`, md);
+  }
+  return written;
+}
+
+module.exports = { writeResults, markdown, targets };

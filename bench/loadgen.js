@@ -1,0 +1,323 @@
+#!/usr/bin/env node
+// Open-loop HTTP/1.1 load generator. Requests are scheduled at fixed intended times (rate R, evenly
+// spaced) independent of responses; latency is measured from the INTENDED send time, so a slow
+// response that delays later requests shows up in their latency (coordinated omission corrected,
+// as in wrk2). Prints one JSON object on stdout.
+//
+//   node bench/loadgen.js --target IP:PORT --rate 1000 --conns 4 --duration 10 [--warmup 2]
+//                         [--new-conn] [--max-inflight 512] [--path /] [--drain 2]
+//
+// Keep-alive mode: N connections are opened first; a due request goes to the least recently used
+// idle connection, or waits in a FIFO until one is idle (no pipelining). New-connection mode
+// (--new-conn): each request opens its own TCP connection, sends `Connection: close`, and the
+// server closes after the response. Requests due during --warmup are sent but not recorded.
+// Hard bounds: scheduling stops after warmup + duration; outstanding requests get --drain seconds,
+// then count as errors (timeouts); the process exits on its own.
+'use strict';
+
+const net = require('node:net');
+const { performance } = require('node:perf_hooks');
+
+function arg(name, dflt) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
+}
+const flag = (name) => process.argv.includes(`--${name}`);
+
+const target = arg('target');
+if (!target) {
+  console.error('loadgen: --target IP:PORT is required');
+  process.exit(2);
+}
+const [host, portStr] = target.split(':');
+const port = Number(portStr);
+const rate = Number(arg('rate', '1000'));
+const conns = Number(arg('conns', '4'));
+const durationS = Number(arg('duration', '10'));
+const warmupS = Number(arg('warmup', '2'));
+const drainS = Number(arg('drain', '2'));
+const newConn = flag('new-conn');
+const maxInflight = Number(arg('max-inflight', '512'));
+const reqPath = arg('path', '/');
+
+const REQ = Buffer.from(`GET ${reqPath} HTTP/1.1\r\nHost: ${target}\r\nUser-Agent: nodemesh-bench\r\n\r\n`);
+const REQ_CLOSE = Buffer.from(`GET ${reqPath} HTTP/1.1\r\nHost: ${target}\r\nUser-Agent: nodemesh-bench\r\nConnection: close\r\n\r\n`);
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+
+const intervalMs = 1000 / rate;
+const totalReqs = Math.round(rate * (warmupS + durationS));
+const warmupReqs = Math.round(rate * warmupS);
+
+const lat = new Float64Array(Math.max(0, totalReqs - warmupReqs)); // ms from intended send, measured requests
+const svc = new Float64Array(lat.length); // ms from actual write (service time, for insight)
+const lag = new Float64Array(lat.length); // ms the write happened after the intended time
+let nLat = 0;
+let errors = 0;
+let nonOk = 0;
+let connectErrors = 0;
+let completedMeasured = 0;
+let firstMeasuredAt = 0;
+let lastMeasuredAt = 0;
+
+/** Incremental response reader: status line, Content-Length, body. Calls onDone(status) per response. */
+class ResponseReader {
+  constructor(onDone) {
+    this.onDone = onDone;
+    this.buf = null;
+    this.bodyLeft = -1; // -1: reading the head
+    this.status = 0;
+  }
+  push(chunk) {
+    let buf = this.buf ? Buffer.concat([this.buf, chunk]) : chunk;
+    this.buf = null;
+    let off = 0;
+    while (off < buf.length) {
+      if (this.bodyLeft < 0) {
+        const end = buf.indexOf(CRLFCRLF, off);
+        if (end < 0) {
+          this.buf = Buffer.from(buf.subarray(off));
+          return;
+        }
+        const head = buf.toString('latin1', off, end);
+        this.status = parseInt(head.slice(9, 12), 10);
+        const m = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+        this.bodyLeft = m ? parseInt(m[1], 10) : 0;
+        off = end + 4;
+      }
+      const n = Math.min(this.bodyLeft, buf.length - off);
+      this.bodyLeft -= n;
+      off += n;
+      if (this.bodyLeft === 0) {
+        this.bodyLeft = -1;
+        this.onDone(this.status);
+      }
+    }
+  }
+}
+
+function record(intended, sentAt, now, status) {
+  if (status !== 200) nonOk++;
+  if (intended.idx < warmupReqs) return;
+  completedMeasured++;
+  if (status !== 200) return;
+  if (nLat === 0) firstMeasuredAt = now;
+  lastMeasuredAt = now;
+  lat[nLat] = now - intended.t;
+  svc[nLat] = now - sentAt;
+  lag[nLat] = sentAt - intended.t;
+  nLat++;
+}
+
+// ---- keep-alive mode ------------------------------------------------------------------------
+
+const idle = []; // FIFO of idle connections (least recently used first)
+const queue = []; // due requests waiting for an idle connection
+let head = 0; // queue read index (avoids Array.shift on long queues)
+const live = new Set();
+let stopping = false;
+
+function openConn() {
+  return new Promise((resolve) => {
+    const c = { sock: null, cur: null, sentAt: 0, ready: false };
+    const sock = net.connect({ host, port, noDelay: true });
+    c.sock = sock;
+    c.reader = new ResponseReader((status) => {
+      const now = performance.now();
+      const r = c.cur;
+      c.cur = null;
+      if (r) record(r, c.sentAt, now, status);
+      next(c);
+    });
+    sock.on('connect', () => {
+      c.ready = true;
+      live.add(c);
+      resolve(c);
+    });
+    sock.on('data', (d) => c.reader.push(d));
+    const fail = () => {
+      if (!c.ready) {
+        connectErrors++;
+        resolve(null);
+        return;
+      }
+      if (!live.delete(c)) return;
+      const i = idle.indexOf(c);
+      if (i >= 0) idle.splice(i, 1);
+      if (c.cur) {
+        if (c.cur.idx >= warmupReqs) errors++;
+        c.cur = null;
+      }
+      if (!stopping) {
+        setTimeout(() => {
+          openConn().then((n) => n && next(n));
+        }, 10);
+      }
+    };
+    sock.on('error', fail);
+    sock.on('close', fail);
+  });
+}
+
+function next(c) {
+  if (head < queue.length) {
+    const r = queue[head];
+    queue[head++] = undefined;
+    if (head > 4096 && head * 2 > queue.length) {
+      queue.splice(0, head);
+      head = 0;
+    }
+    send(c, r);
+  } else {
+    idle.push(c);
+  }
+}
+
+function send(c, r) {
+  c.cur = r;
+  c.sentAt = performance.now();
+  c.sock.write(REQ);
+}
+
+function dispatchKeepAlive(r) {
+  const c = idle.shift();
+  if (c) send(c, r);
+  else queue.push(r);
+}
+
+// ---- new-connection mode ----------------------------------------------------------------------
+
+let inflight = 0;
+const ncQueue = [];
+let ncHead = 0;
+
+function dispatchNewConn(r) {
+  if (inflight >= maxInflight) {
+    ncQueue.push(r);
+    return;
+  }
+  inflight++;
+  let done = false;
+  const sock = net.connect({ host, port, noDelay: true });
+  const finish = (ok, status) => {
+    if (done) return;
+    done = true;
+    inflight--;
+    if (ok) record(r, r.sentAt, performance.now(), status);
+    else if (r.idx >= warmupReqs) errors++;
+    if (ncHead < ncQueue.length) {
+      const q = ncQueue[ncHead];
+      ncQueue[ncHead++] = undefined;
+      dispatchNewConn(q);
+    }
+  };
+  const reader = new ResponseReader((status) => {
+    finish(true, status);
+    sock.destroy();
+  });
+  sock.on('connect', () => {
+    r.sentAt = performance.now();
+    sock.write(REQ_CLOSE);
+  });
+  sock.on('data', (d) => reader.push(d));
+  sock.on('error', () => finish(false, 0));
+  sock.on('close', () => finish(false, 0));
+}
+
+// ---- schedule ---------------------------------------------------------------------------------
+
+function pct(sorted, n, p) {
+  if (n === 0) return null;
+  const i = Math.min(n - 1, Math.max(0, Math.ceil((p / 100) * n) - 1));
+  return sorted[i];
+}
+
+function summary(arr, n) {
+  const s = arr.subarray(0, n).sort();
+  const r3 = (x) => (x === null ? null : Math.round(x * 1000) / 1000);
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += s[i];
+  return {
+    p50: r3(pct(s, n, 50)),
+    p90: r3(pct(s, n, 90)),
+    p99: r3(pct(s, n, 99)),
+    p999: r3(pct(s, n, 99.9)),
+    max: r3(n ? s[n - 1] : null),
+    mean: r3(n ? sum / n : null),
+  };
+}
+
+function finish(t0, sentCount) {
+  const measuredSpanS = durationS;
+  const l = summary(lat, nLat);
+  const out = {
+    target,
+    mode: newConn ? 'new-conn' : 'keep-alive',
+    rate_target: rate,
+    conns: newConn ? null : conns,
+    duration_s: durationS,
+    warmup_s: warmupS,
+    scheduled: totalReqs - warmupReqs,
+    sent_total: sentCount,
+    completed: completedMeasured,
+    ok: nLat,
+    // Everything scheduled in the measured window that did not end in a 200 within the bounds.
+    errors: totalReqs - warmupReqs - nLat,
+    socket_errors: errors,
+    unfinished: Math.max(0, totalReqs - warmupReqs - completedMeasured - errors),
+    non_200: nonOk,
+    connect_errors: connectErrors,
+    rate_rps: Math.round((nLat / measuredSpanS) * 10) / 10,
+    completion_span_s: nLat ? Math.round((lastMeasuredAt - firstMeasuredAt) / 10) / 100 : 0,
+    latency_ms: l,
+    service_ms: summary(svc, nLat),
+    send_lag_ms: summary(lag, nLat),
+    wall_s: Math.round((performance.now() - t0) / 10) / 100,
+  };
+  process.stdout.write(JSON.stringify(out) + '\n');
+  process.exit(0);
+}
+
+async function main() {
+  if (!newConn) {
+    const opened = await Promise.all(Array.from({ length: conns }, () => openConn()));
+    for (const c of opened) if (c) idle.push(c);
+    if (idle.length === 0) {
+      process.stdout.write(JSON.stringify({ target, fatal: `no connection to ${target} could be opened`, connect_errors: connectErrors }) + '\n');
+      process.exit(1);
+    }
+  }
+  const dispatch = newConn ? dispatchNewConn : dispatchKeepAlive;
+  const t0 = performance.now() + 5;
+  let i = 0;
+  let nextAt = t0;
+  const tick = () => {
+    const now = performance.now();
+    while (i < totalReqs && nextAt <= now) {
+      dispatch({ idx: i, t: nextAt, sentAt: 0 });
+      i++;
+      nextAt = t0 + i * intervalMs;
+    }
+    if (i < totalReqs) {
+      setTimeout(tick, Math.max(0, nextAt - performance.now()));
+      return;
+    }
+    // Everything scheduled: give outstanding requests the drain period, then report.
+    const deadline = performance.now() + drainS * 1000;
+    const wait = () => {
+      if (completedMeasured + errors >= totalReqs - warmupReqs || performance.now() >= deadline) {
+        stopping = true;
+        for (const c of live) c.sock.destroy();
+        finish(t0, i);
+      } else setTimeout(wait, 5);
+    };
+    wait();
+  };
+  setTimeout(tick, 5);
+  // Belt and braces: never outlive the planned run by more than a few seconds.
+  setTimeout(() => finish(t0, i), (warmupS + durationS + drainS + 5) * 1000).unref();
+}
+
+main().catch((e) => {
+  process.stdout.write(JSON.stringify({ target, fatal: String(e && e.message) }) + '\n');
+  process.exit(1);
+});

@@ -1,0 +1,478 @@
+#!/usr/bin/env node
+// `npm run bench [-- --quick]`: brings up the bench lab, runs the contenders (direct, nodemesh-l4,
+// haproxy-mtls) interleaved through scenarios S1-S5, writes bench/results/, tears everything down.
+// Method, pinning and caveats: bench/README.md.
+//
+//   node bench/run.js [--quick] [--name bench] [--reps N] [--no-publish] [--only S1,S5]
+//                     [--agent-command "node --cpu-prof ... dist/src/cli/main.js agent"] [--keep]
+'use strict';
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
+
+const ROOT = path.resolve(__dirname, '..');
+const DIST_LAB = path.join(ROOT, 'dist', 'src', 'lab');
+if (!fs.existsSync(path.join(DIST_LAB, 'index.js'))) {
+  console.error('bench: dist/ is missing; run "npm run build" (or npm run build:ts) first');
+  process.exit(2);
+}
+const lab = require(DIST_LAB);
+const { labExecCapture } = require(path.join(DIST_LAB, 'exec-capture'));
+const sys = require('./lib/system');
+const hap = require('./lib/haproxy');
+const { aggregateHttp, aggregateBulk, ratios, r3 } = require('./lib/stats');
+const { writeResults } = require('./lib/report');
+
+// ---- options ----------------------------------------------------------------------------------
+
+const argv = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : dflt;
+};
+const QUICK = argv.includes('--quick');
+const LAB = opt('name', 'bench');
+const KEEP = argv.includes('--keep');
+const PUBLISH = !QUICK && !argv.includes('--no-publish');
+const ONLY = opt('only', null);
+const AGENT_COMMAND = opt('agent-command', null);
+const REPS = Number(opt('reps', QUICK ? '1' : '3'));
+
+/** Durations in seconds; `warm` requests are sent but not recorded. */
+const PLAN = QUICK
+  ? {
+      s1: { rate: 1000, conns: 4, dur: 5, warm: 1 },
+      s2: [{ rate: 200, conns: 100, dur: 5, warm: 1 }],
+      s3: null,
+      s4: { rate: 200, dur: 5, warm: 1 },
+      s5: { dur: 3, omit: 1 },
+    }
+  : {
+      s1: { rate: 1000, conns: 4, dur: 15, warm: 2 },
+      s2: [
+        { rate: 20, conns: 100, dur: 30, warm: 2 },
+        { rate: 200, conns: 100, dur: 10, warm: 2 },
+        { rate: 2000, conns: 100, dur: 10, warm: 2 },
+      ],
+      s3: { conns: 100, dur: 5, warm: 1, ladder: [1000, 2500, 5000, 10000, 20000, 40000], bisect: 3, p99LimitMs: 10 },
+      s4: { rate: 300, dur: 10, warm: 2 },
+      s5: { dur: 6, omit: 1 },
+    };
+const runs = (s) => !ONLY || ONLY.split(',').includes(s);
+
+const CONTENDERS = ['direct', 'nodemesh-l4', 'haproxy-mtls'];
+const HTTP_PORT = 8080;
+const BULK_PORT = 5201;
+const LOAD_CPU = 0; // load generator + servers
+const PROXY_CPU = 1; // agents / haproxy
+
+const log = (m) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${m}`);
+
+// ---- lab ----------------------------------------------------------------------------------------
+
+function manifest() {
+  const node = process.execPath;
+  const server = path.join(__dirname, 'server.js');
+  const pod = (name, nodeName, sa, enroll, containers) => `---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: ${name}
+  namespace: default
+  labels: { app: ${name} }
+${enroll ? '' : '  annotations:\n    nodemesh.io/enroll: "false"\n'}spec:
+  nodeName: ${nodeName}
+  serviceAccountName: ${sa}
+  containers:
+${containers.map((c) => `    - name: ${c.name}\n      command: ${JSON.stringify(c.argv)}`).join('\n')}
+`;
+  const serverContainers = [
+    { name: 'http', argv: ['taskset', '-c', String(LOAD_CPU), node, server, '--port', String(HTTP_PORT)] },
+    { name: 'bulk', argv: ['taskset', '-c', String(LOAD_CPU), 'iperf3', '-s', '-p', String(BULK_PORT)] },
+  ];
+  const sleeper = [{ name: 'main', argv: ['sleep', 'infinity'] }];
+  return [
+    '# The bench lab: written by bench/run.js for each run.',
+    pod('client-plain', 'node-a', 'bench-client', false, sleeper),
+    pod('client-mesh', 'node-a', 'bench-client', true, sleeper),
+    pod('server-plain', 'node-b', 'bench-server', false, serverContainers),
+    pod('server-mesh', 'node-b', 'bench-server', true, serverContainers),
+  ].join('\n');
+}
+
+/** Everything we start, so cleanup can end exactly that. */
+const owned = { haproxy: [], tmp: null, labUp: false, cleaning: null };
+
+async function cleanup() {
+  if (owned.cleaning) return owned.cleaning;
+  owned.cleaning = (async () => {
+    for (const c of owned.haproxy) {
+      if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    }
+    if (owned.labUp && !KEEP) {
+      log(`lab down ${LAB}`);
+      try {
+        await lab.labDown({ lab: LAB });
+      } catch (e) {
+        log(`lab down failed: ${e.message}; run "node dist/src/cli/main.js lab down --name ${LAB}"`);
+      }
+    }
+    if (owned.tmp) fs.rmSync(owned.tmp, { recursive: true, force: true });
+  })();
+  return owned.cleaning;
+}
+
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`${sig}: tearing down`);
+    cleanup().finally(() => process.exit(130));
+  });
+}
+
+function nsenterSysctl(netnsPath, kv) {
+  spawnSync('nsenter', [`--net=${netnsPath}`, 'sysctl', '-q', '-w', kv], { stdio: 'ignore' });
+}
+
+// ---- measurement ------------------------------------------------------------------------------
+
+/** The processes that carry a contender's traffic (none for direct). */
+let PROXIES = {};
+
+function proxyCpu(name) {
+  const p = PROXIES[name];
+  if (!p) return null;
+  return p.map((x) => (x.cgroup ? sys.cgroupCpuSeconds(x.cgroup) : sys.procCpuSeconds(x.pid)));
+}
+
+/**
+ * Runs `fn` (a promise-returning load) while sampling the contender's proxies: CPU before/after,
+ * peak RSS (VmHWM reset before the run) and RSS sampled every 500 ms.
+ */
+async function measured(name, fn) {
+  const procs = PROXIES[name] || [];
+  for (const p of procs) sys.resetPeakRss(p.pid);
+  const cpu0 = proxyCpu(name);
+  const samples = procs.map(() => []);
+  const timer = setInterval(() => {
+    procs.forEach((p, i) => {
+      try {
+        samples[i].push(sys.procMem(p.pid).rss_mb);
+      } catch {
+        // process gone: the run's errors will show it
+      }
+    });
+  }, 500);
+  let result;
+  try {
+    result = await fn();
+  } finally {
+    clearInterval(timer);
+  }
+  const cpu1 = proxyCpu(name);
+  if (!cpu0) return { result, cpu_s: null, cpu_max_s: null, rss_peak_mb: null, rss_steady_mb: null };
+  const perProc = cpu1.map((c, i) => c - cpu0[i]);
+  const med = (xs) => (xs.length ? [...xs].sort((a, b) => a - b)[xs.length >> 1] : NaN);
+  return {
+    result,
+    cpu_s: perProc.reduce((a, b) => a + b, 0),
+    cpu_max_s: Math.max(...perProc),
+    cpu_per_proc_s: perProc.map(r3),
+    rss_peak_mb: Math.max(...procs.map((p) => sys.procMem(p.pid).hwm_mb)),
+    rss_steady_mb: Math.max(...samples.map(med)),
+  };
+}
+
+let TARGETS = {};
+
+async function loadgen(contender, args, timeoutS) {
+  const t = TARGETS[contender];
+  const argvL = ['taskset', '-c', String(LOAD_CPU), process.execPath, path.join(__dirname, 'loadgen.js'), '--target', `${t.host}:${t.http}`, ...args];
+  const r = await labExecCapture(LAB, t.client, argvL, (timeoutS + 15) * 1000);
+  const line = r.stdout.trim().split('\n').pop() || '';
+  let j;
+  try {
+    j = JSON.parse(line);
+  } catch {
+    throw new Error(`loadgen (${contender}) printed no result (exit ${r.code}): ${r.stderr.slice(-500)}`);
+  }
+  if (j.fatal) throw new Error(`loadgen (${contender}): ${j.fatal}`);
+  return j;
+}
+
+async function httpRun(contender, s, extra = []) {
+  const args = ['--rate', String(s.rate), '--duration', String(s.dur), '--warmup', String(s.warm), ...extra];
+  if (s.conns) args.push('--conns', String(s.conns));
+  const m = await measured(contender, () => loadgen(contender, args, s.dur + s.warm));
+  return { load: m.result, cpu_s: m.cpu_s, cpu_max_s: m.cpu_max_s, cpu_per_proc_s: m.cpu_per_proc_s, rss_peak_mb: m.rss_peak_mb, rss_steady_mb: m.rss_steady_mb };
+}
+
+async function bulkRun(contender, s) {
+  const t = TARGETS[contender];
+  const argvI = ['taskset', '-c', String(LOAD_CPU), 'iperf3', '-c', t.host, '-p', String(t.bulk), '-t', String(s.dur), '-O', String(s.omit), '-J'];
+  const m = await measured(contender, () => labExecCapture(LAB, t.client, argvI, (s.dur + s.omit + 20) * 1000));
+  const r = m.result;
+  let j = null;
+  try {
+    j = JSON.parse(r.stdout);
+  } catch {
+    // reported below
+  }
+  const recv = j && j.end && j.end.sum_received;
+  if (!recv || j.error) return { gbit_s: null, bytes: 0, error: (j && j.error) || r.stderr.slice(-300) || `iperf3 exit ${r.code}`, cpu_s: m.cpu_s, rss_peak_mb: m.rss_peak_mb };
+  return { gbit_s: r3(recv.bits_per_second / 1e9), bytes: recv.bytes, cpu_s: m.cpu_s, rss_peak_mb: m.rss_peak_mb };
+}
+
+function fmtRun(c, r) {
+  const l = r.load.latency_ms;
+  const cpu = r.cpu_s === null ? '' : ` cpu ${((r.cpu_s / r.load.sent_total) * 1000).toFixed(4)} s/1k`;
+  return `${c.padEnd(13)} p50 ${l.p50} p90 ${l.p90} p99 ${l.p99} p99.9 ${l.p999} ms, ${r.load.rate_rps} rps, ${r.load.errors} err${cpu}`;
+}
+
+/** Contender order for rep i: rotated, so no contender always runs first or right after another. */
+const orderFor = (i) => CONTENDERS.map((_, k) => CONTENDERS[(k + i) % CONTENDERS.length]);
+
+async function interleavedHttp(label, s, extra = []) {
+  const reps = Object.fromEntries(CONTENDERS.map((c) => [c, []]));
+  for (let i = 0; i < REPS; i++) {
+    for (const c of orderFor(i)) {
+      const r = await httpRun(c, s, extra);
+      reps[c][i] = r;
+      log(`${label} rep ${i + 1}/${REPS} ${fmtRun(c, r)}`);
+    }
+  }
+  const out = {};
+  for (const c of CONTENDERS) out[c] = aggregateHttp(reps[c], c === 'direct' ? null : reps.direct);
+  return { agg: out, raw: reps };
+}
+
+/** Knee: highest rate with p99 < limit, no errors and >= 97 % of the target rate achieved. */
+async function knee(c, s) {
+  const steps = [];
+  const ok = (r) => r.load.latency_ms.p99 !== null && r.load.latency_ms.p99 < s.p99LimitMs && r.load.errors === 0 && r.load.rate_rps >= 0.97 * r.load.rate_target;
+  const tryRate = async (rate) => {
+    let r = await httpRun(c, { rate, conns: s.conns, dur: s.dur, warm: s.warm });
+    let pass = ok(r);
+    if (!pass) {
+      // One retry: on a shared machine a single stall can fail a step the path would pass.
+      const again = await httpRun(c, { rate, conns: s.conns, dur: s.dur, warm: s.warm });
+      if (ok(again) || again.load.latency_ms.p99 < r.load.latency_ms.p99) r = again;
+      pass = ok(r);
+    }
+    steps.push({ rate, pass, p50_ms: r.load.latency_ms.p50, p99_ms: r.load.latency_ms.p99, rate_rps: r.load.rate_rps, errors: r.load.errors, rss_peak_mb: r.rss_peak_mb, cpu_s_per_1k_req: r.cpu_s === null ? null : r3((r.cpu_s / r.load.sent_total) * 1000) });
+    log(`S3 ${fmtRun(c, r)} -> ${pass ? 'pass' : 'fail'}`);
+    return { r, pass };
+  };
+  let good = null;
+  let goodRun = null;
+  let bad = null;
+  for (const rate of s.ladder) {
+    const { r, pass } = await tryRate(rate);
+    if (!pass) {
+      bad = rate;
+      break;
+    }
+    good = rate;
+    goodRun = r;
+  }
+  if (good !== null && bad !== null) {
+    for (let k = 0; k < s.bisect; k++) {
+      const mid = Math.round((good + bad) / 2 / 100) * 100;
+      if (mid <= good || mid >= bad) break;
+      const { r, pass } = await tryRate(mid);
+      if (pass) {
+        good = mid;
+        goodRun = r;
+      } else bad = mid;
+    }
+  }
+  const base = goodRun ? aggregateHttp([goodRun], null) : {};
+  const at5k = steps.find((x) => x.rate === 5000);
+  return {
+    ...base,
+    knee_rps: good,
+    first_fail_rps: bad,
+    rss_peak_mb_at_5k_rps: at5k ? at5k.rss_peak_mb : null,
+    ladder_capped: bad === null,
+    steps,
+  };
+}
+
+// ---- main -------------------------------------------------------------------------------------
+
+async function main() {
+  if (process.getuid && process.getuid() !== 0) throw new Error('the bench needs root (lab namespaces, eBPF, taskset of agents)');
+  sys.ensureTools(log);
+  if (lab.readStateIfAny(LAB)) {
+    log(`lab "${LAB}" exists (a previous run?): taking it down first`);
+    await lab.labDown({ lab: LAB });
+  }
+  owned.tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nodemesh-bench-'));
+  const file = path.join(owned.tmp, 'bench-lab.yaml');
+  fs.writeFileSync(file, manifest());
+  const started = Date.now();
+  log(`lab up ${LAB}${QUICK ? ' (quick)' : ''}`);
+  owned.labUp = true;
+  const upOpts = { file, lab: LAB, agentLogLevel: 'warn', logger: lab.silentLogger };
+  if (AGENT_COMMAND) upOpts.agentCommand = AGENT_COMMAND.split(' ').filter(Boolean);
+  await lab.labUp(upOpts);
+  const state = lab.readState(LAB);
+  const nodeA = state.nodes.find((n) => n.name === 'node-a');
+  const nodeB = state.nodes.find((n) => n.name === 'node-b');
+  const pod = (n) => state.pods.find((p) => p.name === n);
+
+  // Pinning: every agent process and thread on PROXY_CPU (the lab's control plane stays unpinned).
+  for (const n of state.nodes) for (const pid of sys.cgroupPids(n.agentCgroup)) sys.pinProcess(pid, PROXY_CPU);
+  // New-connection runs leave TIME_WAIT behind; let the client pods reuse them (lab namespaces only).
+  for (const p of ['client-plain', 'client-mesh']) nsenterSysctl(pod(p).netnsPath, 'net.ipv4.tcp_tw_reuse=1');
+
+  // HAProxy pair: A listens on node-a's pod gateway (reachable from client-plain), B on node-b's.
+  const cfg = hap.writeConfigs({
+    dir: owned.tmp,
+    caDir: path.join(lab.labDir(LAB), 'ca'),
+    aAddr: nodeA.gateway,
+    bAddr: nodeB.gateway,
+    serverIP: pod('server-plain').ip,
+    httpPort: HTTP_PORT,
+    bulkPort: BULK_PORT,
+  });
+  const hA = hap.startHaproxy(`/run/netns/${nodeA.netns}`, cfg.a, PROXY_CPU, path.join(owned.tmp, 'haproxy-a.log'));
+  const hB = hap.startHaproxy(`/run/netns/${nodeB.netns}`, cfg.b, PROXY_CPU, path.join(owned.tmp, 'haproxy-b.log'));
+  owned.haproxy.push(hA, hB);
+  const [pidA, pidB] = await Promise.all([hap.haproxyPid(hA), hap.haproxyPid(hB)]);
+
+  PROXIES = {
+    'nodemesh-l4': state.nodes.map((n) => ({ pid: n.agent.pid, cgroup: n.agentCgroup, node: n.name })),
+    'haproxy-mtls': [
+      { pid: pidA, node: 'node-a' },
+      { pid: pidB, node: 'node-b' },
+    ],
+  };
+  TARGETS = {
+    direct: { client: 'client-plain', host: pod('server-plain').ip, http: HTTP_PORT, bulk: BULK_PORT },
+    'nodemesh-l4': { client: 'client-mesh', host: pod('server-mesh').ip, http: HTTP_PORT, bulk: BULK_PORT },
+    'haproxy-mtls': { client: 'client-plain', host: nodeA.gateway, http: hap.PORTS.http.front, bulk: hap.PORTS.bulk.front },
+  };
+
+  // Smoke: every path answers, and the mesh path really is HBONE mTLS.
+  for (const c of CONTENDERS) {
+    const r = await loadgen(c, ['--rate', '100', '--conns', '2', '--duration', '1', '--warmup', '0'], 1);
+    if (r.errors > 0) throw new Error(`${c}: smoke run had ${r.errors} errors of ${r.scheduled}; see ${owned.tmp} and ${state.logDir}`);
+  }
+  const mtls = await adminText(state, 'node-b', '/metrics');
+  if (!/connection_security_policy="mutual_tls"/.test(mtls)) throw new Error('nodemesh-l4 smoke traffic did not arrive as mutual_tls on node-b: is HBONE on?');
+
+  const idleRss = Object.fromEntries(state.nodes.map((n) => [n.name, r3(sys.procMem(n.agent.pid).rss_mb)]));
+  const haproxyIdleRss = { 'node-a': r3(sys.procMem(pidA).rss_mb), 'node-b': r3(sys.procMem(pidB).rss_mb) };
+  log(`ready after ${((Date.now() - started) / 1000).toFixed(1)} s; agent RSS idle ${JSON.stringify(idleRss)} MB`);
+
+  const results = Object.fromEntries(CONTENDERS.map((c) => [c, {}]));
+  const raw = {};
+  const skipped = [];
+  const put = (key, agg) => {
+    for (const c of CONTENDERS) results[c][key] = agg[c];
+  };
+
+  if (runs('S1')) {
+    const s = PLAN.s1;
+    const r = await interleavedHttp('S1', s);
+    put('S1', r.agg);
+    raw.S1 = r.raw;
+  }
+  if (runs('S2')) {
+    for (const s of PLAN.s2) {
+      const key = `S2_${s.rate}rps`;
+      const r = await interleavedHttp(key, s);
+      put(key, r.agg);
+      raw[key] = r.raw;
+    }
+    if (QUICK) skipped.push('S2 at 20 and 2000 rps (quick runs 200 rps only)');
+  }
+  if (runs('S3') && PLAN.s3) {
+    const k = {};
+    for (const c of CONTENDERS) k[c] = await knee(c, PLAN.s3);
+    for (const c of CONTENDERS) {
+      if (c !== 'direct' && k.direct.p50_ms !== undefined && k[c].p50_ms !== undefined) {
+        // At the knee each contender runs a different rate: "added" here is only indicative.
+        k[c].added_p50_ms = null;
+        k[c].added_p90_ms = null;
+        k[c].added_p99_ms = null;
+      }
+    }
+    put('S3', k);
+  } else if (!PLAN.s3) skipped.push('S3 (the knee search) is skipped by --quick');
+  if (runs('S4')) {
+    const r = await interleavedHttp('S4', PLAN.s4, ['--new-conn']);
+    put('S4', r.agg);
+    raw.S4 = r.raw;
+  }
+  if (runs('S5')) {
+    const reps = Object.fromEntries(CONTENDERS.map((c) => [c, []]));
+    for (let i = 0; i < REPS; i++) {
+      for (const c of orderFor(i)) {
+        const r = await bulkRun(c, PLAN.s5);
+        reps[c].push(r);
+        log(`S5 rep ${i + 1}/${REPS} ${c.padEnd(13)} ${r.gbit_s} Gbit/s${r.error ? ` error: ${r.error}` : ''}`);
+      }
+    }
+    for (const c of CONTENDERS) results[c].S5 = aggregateBulk(reps[c]);
+  }
+
+  const rat = {};
+  for (const key of Object.keys(results['nodemesh-l4'])) {
+    rat[key] = ratios(results['nodemesh-l4'][key], results['haproxy-mtls'][key], results.direct[key]);
+  }
+  const haproxyLog = fs.readFileSync(path.join(owned.tmp, 'haproxy-a.log'), 'utf8') + fs.readFileSync(path.join(owned.tmp, 'haproxy-b.log'), 'utf8');
+  const out = {
+    schema: 1,
+    date: new Date().toISOString(),
+    git: gitRev(),
+    mode: QUICK ? 'quick' : 'full',
+    reps: REPS,
+    plan: PLAN,
+    skipped,
+    pinning: { load_generator_and_servers_cpu: LOAD_CPU, agents_and_haproxy_cpu: PROXY_CPU },
+    cpu_source: { 'nodemesh-l4': 'agent cgroup v2 cpu.stat usage_usec, both agents summed', 'haproxy-mtls': '/proc/PID/stat utime+stime, both haproxy processes summed' },
+    machine: sys.machine(),
+    idle: { agent_rss_mb: idleRss, haproxy_rss_mb: haproxyIdleRss },
+    contenders: results,
+    ratios: rat,
+    haproxy_log_tail: haproxyLog.split('\n').slice(-10).join('\n'),
+    duration_s: Math.round((Date.now() - started) / 1000),
+  };
+  const written = writeResults(out, { dir: path.join(__dirname, 'results'), publish: PUBLISH, raw });
+  log(`wrote ${written.join(', ')}`);
+  process.stdout.write(fs.readFileSync(written.find((f) => f.endsWith('.md')), 'utf8'));
+}
+
+async function adminText(state, node, p) {
+  const { unixRequest } = require(path.join(ROOT, 'dist', 'src', 'enroll', 'client'));
+  const n = state.nodes.find((x) => x.name === node);
+  const res = await unixRequest(n.adminSocket, 'GET', p);
+  return res.body;
+}
+
+function gitRev() {
+  const r = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
+  const dirty = spawnSync('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8' });
+  return (r.stdout || '').trim() + (dirty.stdout && dirty.stdout.trim() ? ' (src modified)' : '');
+}
+
+main()
+  .then(
+    () => cleanup(),
+    async (e) => {
+      log(`failed: ${e && e.stack ? e.stack : e}`);
+      for (const n of ['haproxy-a.log', 'haproxy-b.log']) {
+        const p = owned.tmp && path.join(owned.tmp, n);
+        if (p && fs.existsSync(p) && fs.statSync(p).size > 0) log(`${n}:\n${fs.readFileSync(p, 'utf8').slice(-1500)}`);
+      }
+      process.exitCode = 1;
+      await cleanup();
+    },
+  )
+  .finally(() => process.exit(process.exitCode || 0));
