@@ -1,6 +1,6 @@
 // Control-plane errors: stable codes, and messages that name the file, line and field to fix.
 
-import { NodemeshError } from '../util/errors';
+import { NodemeshError, type CodeOf } from '../util/errors';
 
 export const CP_ERR = {
   /** A YAML file could not be parsed at all. */
@@ -21,13 +21,9 @@ export const CP_ERR = {
   XDS_REQUEST: 'NM_CP_XDS_REQUEST',
 } as const;
 
-export type ControlPlaneErrorCode = (typeof CP_ERR)[keyof typeof CP_ERR];
+export type ControlPlaneErrorCode = CodeOf<typeof CP_ERR>;
 
-export class ControlPlaneError extends NodemeshError {
-  constructor(code: ControlPlaneErrorCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
-    super(code, message, options);
-  }
-}
+export class ControlPlaneError extends NodemeshError<ControlPlaneErrorCode> {}
 
 /** Where a config problem sits: `file:line` plus the dotted field path inside the object. */
 export interface ConfigIssue {

@@ -1,6 +1,6 @@
 // Identity errors (agent side and CA side): stable codes, messages that say what to check.
 
-import { NodemeshError } from '../util/errors';
+import { NodemeshError, type CodeOf } from '../util/errors';
 
 export const ID_ERR = {
   /** A string that is not `spiffe://<td>/ns/<ns>/sa/<sa>`, or of another trust domain. */
@@ -21,10 +21,6 @@ export const ID_ERR = {
   BAD_PEM: 'NM_ID_BAD_PEM',
 } as const;
 
-export type IdentityErrorCode = (typeof ID_ERR)[keyof typeof ID_ERR];
+export type IdentityErrorCode = CodeOf<typeof ID_ERR>;
 
-export class IdentityError extends NodemeshError {
-  constructor(code: IdentityErrorCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
-    super(code, message, options);
-  }
-}
+export class IdentityError extends NodemeshError<IdentityErrorCode> {}

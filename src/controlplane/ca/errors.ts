@@ -1,7 +1,7 @@
 // CA errors: stable codes for setup problems (files, keys, chains) and the refusals the certificate service counts.
 
 import type * as grpc from '@grpc/grpc-js';
-import { NodemeshError } from '../../util/errors';
+import { NodemeshError, type CodeOf } from '../../util/errors';
 
 export const CA_ERR = {
   /** The CA directory cannot be created, read or written. */
@@ -20,13 +20,9 @@ export const CA_ERR = {
   NODE_TOKENS: 'NM_CA_NODE_TOKENS',
 } as const;
 
-export type CaErrorCode = (typeof CA_ERR)[keyof typeof CA_ERR];
+export type CaErrorCode = CodeOf<typeof CA_ERR>;
 
-export class CaError extends NodemeshError {
-  constructor(code: CaErrorCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
-    super(code, message, options);
-  }
-}
+export class CaError extends NodemeshError<CaErrorCode> {}
 
 /** Why a certificate request was refused: the `reason` label of nodemesh_ca_requests_refused_total. */
 export type RefusalReason =
