@@ -366,6 +366,10 @@ async function main() {
   const mtls = await adminText(state, 'node-b', '/metrics');
   if (!/connection_security_policy="mutual_tls"/.test(mtls)) throw new Error('nodemesh-l4 smoke traffic did not arrive as mutual_tls on node-b: is HBONE on?');
 
+  // Idle cost: agents' CPU over 3 s with no traffic (xDS keepalives, timers, metrics).
+  const idle0 = proxyCpu('nodemesh-l4');
+  await new Promise((r) => setTimeout(r, 3000));
+  const idleVcpu = proxyCpu('nodemesh-l4').map((c, i) => r3((c - idle0[i]) / 3));
   const idleRss = Object.fromEntries(state.nodes.map((n) => [n.name, r3(sys.procMem(n.agent.pid).rss_mb)]));
   const haproxyIdleRss = { 'node-a': r3(sys.procMem(pidA).rss_mb), 'node-b': r3(sys.procMem(pidB).rss_mb) };
   log(`ready after ${((Date.now() - started) / 1000).toFixed(1)} s; agent RSS idle ${JSON.stringify(idleRss)} MB`);
@@ -422,6 +426,8 @@ async function main() {
     for (const c of CONTENDERS) results[c].S5 = aggregateBulk(reps[c]);
   }
 
+  const crosscheck = (!QUICK || ONLY) && runs('X') ? await wrkCrosscheck() : null;
+
   const rat = {};
   for (const key of Object.keys(results['nodemesh-l4'])) {
     rat[key] = ratios(results['nodemesh-l4'][key], results['haproxy-mtls'][key], results.direct[key]);
@@ -438,7 +444,8 @@ async function main() {
     pinning: { load_generator_and_servers_cpu: LOAD_CPU, agents_and_haproxy_cpu: PROXY_CPU },
     cpu_source: { 'nodemesh-l4': 'agent cgroup v2 cpu.stat usage_usec, both agents summed', 'haproxy-mtls': '/proc/PID/stat utime+stime, both haproxy processes summed' },
     machine: sys.machine(),
-    idle: { agent_rss_mb: idleRss, haproxy_rss_mb: haproxyIdleRss },
+    idle: { agent_rss_mb: idleRss, haproxy_rss_mb: haproxyIdleRss, agent_vcpu: idleVcpu },
+    crosscheck,
     contenders: results,
     ratios: rat,
     haproxy_log_tail: haproxyLog.split('\n').slice(-10).join('\n'),
@@ -449,6 +456,39 @@ async function main() {
   process.stdout.write(fs.readFileSync(written.find((f) => f.endsWith('.md')), 'utf8'));
 }
 
+/**
+ * Once per full run: wrk (closed loop, per-connection think time from a Lua delay() so it runs near
+ * S1's rate) against our generator at the same connections and rate, on direct and nodemesh-l4.
+ * wrk times each request from its actual send, so it is compared with our service time; our
+ * intended-time latency is shown beside it.
+ */
+async function wrkCrosscheck() {
+  const s = PLAN.s1;
+  const dir = owned.tmp;
+  const delayMs = (s.conns * 1000) / s.rate;
+  fs.writeFileSync(path.join(dir, 'delay.lua'), `function delay() return ${Math.max(0, Math.round(delayMs - 0.3))} end\n`);
+  const out = {};
+  for (const c of ['direct', 'nodemesh-l4']) {
+    const t = TARGETS[c];
+    const w = await labExecCapture(LAB, t.client, ['taskset', '-c', String(LOAD_CPU), 'wrk', '-t1', `-c${s.conns}`, `-d${s.dur}s`, '--latency', '-s', path.join(dir, 'delay.lua'), `http://${t.host}:${t.http}/`], (s.dur + 20) * 1000);
+    const pctOf = (p) => {
+      const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(w.stdout);
+      if (!m) return null;
+      return r3(Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1));
+    };
+    const rps = /Requests\/sec:\s+([\d.]+)/.exec(w.stdout);
+    const wrk = { rate_rps: rps ? Number(rps[1]) : null, p50_ms: pctOf(50), p90_ms: pctOf(90), p99_ms: pctOf(99) };
+    const rate = wrk.rate_rps ? Math.round(wrk.rate_rps) : s.rate;
+    const ours = await loadgen(c, ['--rate', String(rate), '--conns', String(s.conns), '--duration', String(s.dur), '--warmup', String(s.warm)], s.dur + s.warm);
+    out[c] = {
+      wrk,
+      loadgen: { rate_rps: ours.rate_rps, service: ours.service_ms, intended: ours.latency_ms, send_lag: ours.send_lag_ms },
+    };
+    log(`wrk cross-check ${c}: wrk ${JSON.stringify(wrk)}; ours at ${rate} rps service p50 ${ours.service_ms.p50} p90 ${ours.service_ms.p90} p99 ${ours.service_ms.p99}, intended p50 ${ours.latency_ms.p50} p99 ${ours.latency_ms.p99}`);
+  }
+  return out;
+}
+
 async function adminText(state, node, p) {
   const { unixRequest } = require(path.join(ROOT, 'dist', 'src', 'enroll', 'client'));
   const n = state.nodes.find((x) => x.name === node);
@@ -457,6 +497,7 @@ async function adminText(state, node, p) {
 }
 
 function gitRev() {
+  if (process.env.BENCH_GIT_REV) return process.env.BENCH_GIT_REV;
   const r = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
   const dirty = spawnSync('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8' });
   return (r.stdout || '').trim() + (dirty.stdout && dirty.stdout.trim() ? ' (src modified)' : '');

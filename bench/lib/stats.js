@@ -71,7 +71,8 @@ function aggregateBulk(reps) {
 
 /** nodemesh/haproxy and nodemesh/direct, from the pairwise-medianed records. */
 function ratios(nm, hp, direct) {
-  const div = (a, b) => (a === null || b === null || b === undefined || a === undefined || b === 0 ? null : r3(a / b));
+  // A ratio over a non-positive denominator (HAProxy adding nothing measurable) means nothing: null.
+  const div = (a, b) => (a === null || b === null || b === undefined || a === undefined || b <= 0 ? null : r3(a / b));
   const out = {};
   if (nm.gbit_s !== undefined) {
     out.nodemesh_over_haproxy_gbit_s = div(nm.gbit_s, hp && hp.gbit_s);
