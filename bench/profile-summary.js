@@ -2,7 +2,10 @@
 // Folds V8 .cpuprofile files (node --cpu-prof) into self time by function and by area, so a profile
 // of the agent under load reads as "where does the CPU go".
 //
-//   node bench/profile-summary.js FILE.cpuprofile [...] [--top 25]
+//   node bench/profile-summary.js FILE.cpuprofile [...] [--top 25] [--skip-s 12]
+//
+// --skip-s drops the first seconds of each profile (agent start-up: module loading, protobuf
+// schemas, key generation), so what remains is the agent under the bench's load.
 'use strict';
 
 const fs = require('node:fs');
@@ -10,6 +13,8 @@ const fs = require('node:fs');
 const files = process.argv.slice(2).filter((a) => a.endsWith('.cpuprofile'));
 const ti = process.argv.indexOf('--top');
 const TOP = ti > 0 ? Number(process.argv[ti + 1]) : 25;
+const si = process.argv.indexOf('--skip-s');
+const SKIP_US = si > 0 ? Number(process.argv[si + 1]) * 1e6 : 0;
 
 /** The area a frame belongs to, from its script URL (or its name when V8 gives no URL). */
 function area(fn, url) {
@@ -38,7 +43,12 @@ for (const file of files) {
   const p = JSON.parse(fs.readFileSync(file, 'utf8'));
   const dt = new Map();
   // Self time per node from samples/timeDeltas (exact), not hitCount x mean interval.
-  for (let i = 0; i < p.samples.length; i++) dt.set(p.samples[i], (dt.get(p.samples[i]) || 0) + (p.timeDeltas[i + 1] || 0));
+  let t = 0;
+  for (let i = 0; i < p.samples.length; i++) {
+    t += p.timeDeltas[i] || 0;
+    if (t < SKIP_US) continue;
+    dt.set(p.samples[i], (dt.get(p.samples[i]) || 0) + (p.timeDeltas[i + 1] || 0));
+  }
   for (const n of p.nodes) {
     const us = dt.get(n.id) || 0;
     if (!us) continue;
