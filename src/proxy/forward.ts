@@ -84,6 +84,7 @@ export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<voi
     };
     start = () => startRelay(downstream, upstream.socket, up, down, { onClose });
   } else {
+    if (d.kind === 'socket') d.socket.setNoDelay(true);
     const downEnd = d.kind === 'socket' ? d.socket : d.stream;
     const upEnd = upstream.kind === 'tcp' ? upstream.socket : upstream.stream;
     let relay: { bytesUp: number; bytesDown: number } | null = null;

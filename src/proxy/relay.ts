@@ -129,7 +129,8 @@ export function adoptAccepted(accepted: net.Socket, dir: Direction): net.Socket 
   const opts: SocketCtorOptions = { handle, allowHalfOpen: true, onread: dir.readOptions() };
   const socket = new net.Socket(opts);
   socket.pause();
-  return socket;
+  // A proxy must not add Nagle delays to what the client already chose to send.
+  return socket.setNoDelay(true);
 }
 
 /**
@@ -145,5 +146,5 @@ export function newUpstream(fd: number | null, dir: Direction | null): net.Socke
     // With an fd the constructor would start reading an unconnected socket (ENOTCONN): wait for connect.
     opts.manualStart = true;
   }
-  return new net.Socket(opts);
+  return new net.Socket(opts).setNoDelay(true);
 }

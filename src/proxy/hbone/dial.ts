@@ -50,10 +50,10 @@ const KEEPALIVE_MS = 30_000;
 type SocketCtorOptions = net.SocketConstructorOpts & { manualStart?: boolean };
 
 function socketFor(fd: number | null): net.Socket {
-  if (fd === null) return new net.Socket();
   // An unconnected fd: reading before connect() would fail with ENOTCONN, so reading starts on connect.
-  const opts: SocketCtorOptions = { fd, manualStart: true };
-  return new net.Socket(opts);
+  const socket = fd === null ? new net.Socket() : new net.Socket({ fd, manualStart: true } as SocketCtorOptions);
+  // HTTP/2 writes several small frames per message; Nagle would hold the later ones for an ACK.
+  return socket.setNoDelay(true);
 }
 
 /** Resolves with a ready session, or rejects with an NM_HBONE_* error naming the stage that failed. */

@@ -108,6 +108,8 @@ export class HboneServer {
     if (startHttp2.length !== 1) throw new Error('unexpected http2 server internals: one secureConnection listener expected');
     this.server.removeAllListeners('secureConnection');
     this.server.on('secureConnection', (s: tls.TLSSocket) => this.onSecureConnection(s, startHttp2[0] as (s: tls.TLSSocket) => void));
+    // HTTP/2 writes several small frames per message; Nagle would hold the later ones for an ACK.
+    this.server.on('connection', (s: net.Socket) => s.setNoDelay(true));
     this.server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
       this.totals.handshakeFailures++;
       this.log?.info({ peer: `${s.remoteAddress}:${s.remotePort}`, reason: serverTlsReason(err) }, 'HBONE handshake refused');
