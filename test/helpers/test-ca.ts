@@ -30,9 +30,10 @@ function keyPair(): forge.pki.rsa.KeyPair {
 }
 
 function serial(): string {
-  // Positive, 16 bytes, hex (the high bit cleared so DER does not read it as negative).
+  // Positive, 16 bytes, hex: the high bit cleared so DER does not read it as negative, and never a leading
+  // zero byte, which DER drops (the certificate's serial would then differ from the one we asked for).
   const b = crypto.randomBytes(16);
-  b[0]! &= 0x7f;
+  b[0] = (b[0]! & 0x7f) | 0x01;
   return b.toString('hex');
 }
 
