@@ -39,7 +39,8 @@ export interface ForwardRequest {
   authz?: { podIp: string; request: AuthzRequest };
 }
 
-type Upstream = { kind: 'tcp'; socket: net.Socket } | { kind: 'hbone'; stream: http2.ClientHttp2Stream };
+/** `down`: the upstream's read buffer, only when both ends are sockets (the zero-copy relay). */
+type Upstream = { kind: 'tcp'; socket: net.Socket; down: Direction | null } | { kind: 'hbone'; stream: http2.ClientHttp2Stream };
 
 /** Envoy-style response flags: UF upstream connect failure, UC upstream reset, DC downstream reset, UH no healthy upstream. */
 function responseFlags(error: Error | null, failedSide: string | null): string {
@@ -48,11 +49,10 @@ function responseFlags(error: Error | null, failedSide: string | null): string {
 }
 
 export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<void> {
-  const down = new Direction(ctx.bufferSize);
   const d = r.downstream;
   // Paused while we connect; a reset from the client must not become an unhandled 'error'.
   if (d.kind === 'socket') d.socket.on('error', ignore);
-  const attempt = await connectFirst(ctx, r, down);
+  const attempt = await connectFirst(ctx, r);
   if (attempt.upstream === null) {
     refuse(ctx, r, r.targets.length === 0 ? 'UH' : 'UF', attempt.error ?? 'no upstream', 503);
     return;
@@ -73,8 +73,9 @@ export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<voi
   };
   let abort: () => void;
   let start: () => void;
-  if (d.kind === 'socket' && upstream.kind === 'tcp') {
+  if (d.kind === 'socket' && upstream.kind === 'tcp' && upstream.down !== null) {
     // The common plaintext path: zero-copy relay with per-direction read buffers.
+    const down = upstream.down;
     const up = new Direction(ctx.bufferSize);
     const downstream = adoptAccepted(d.socket, up);
     counts = () => ({ up: up.bytes, down: down.bytes });
@@ -144,12 +145,12 @@ interface Attempt {
 }
 
 /** Tries each target in turn; the downstream stays paused (or unanswered) meanwhile. */
-async function connectFirst(ctx: ProxyContext, r: ForwardRequest, down: Direction): Promise<Attempt> {
+async function connectFirst(ctx: ProxyContext, r: ForwardRequest): Promise<Attempt> {
   const errors: string[] = [];
   for (const target of r.targets) {
     if (downstreamGone(r.downstream)) return { upstream: null, target: null, error: 'client went away' };
     try {
-      const upstream = target.via === 'hbone' ? await dialHbone(ctx, r, target) : await dialTcp(ctx, r, target, down);
+      const upstream = target.via === 'hbone' ? await dialHbone(ctx, r, target) : await dialTcp(ctx, r, target);
       return { upstream, target, error: null };
     } catch (err) {
       errors.push(`${target.ip}:${target.port}${target.via === 'hbone' ? ' (HBONE)' : ''}: ${(err as Error).message}`);
@@ -166,7 +167,7 @@ function downstreamGone(d: Downstream): boolean {
   return d.kind === 'socket' ? d.socket.destroyed : d.stream.destroyed || d.stream.closed;
 }
 
-async function dialTcp(ctx: ProxyContext, r: ForwardRequest, target: Target, down: Direction): Promise<Upstream> {
+async function dialTcp(ctx: ProxyContext, r: ForwardRequest, target: Target): Promise<Upstream> {
   let fd: number | null;
   try {
     fd = await r.sockets.newSocket(net.isIPv6(target.ip) ? 6 : 4);
@@ -174,14 +175,16 @@ async function dialTcp(ctx: ProxyContext, r: ForwardRequest, target: Target, dow
     ctx.metrics.proxyErrors.inc({ direction: r.direction, reason: 'socket' });
     throw new Error(`cannot create a socket in the pod network namespace: ${(err as Error).message}`);
   }
-  // Zero-copy reads only pay off when the other end is a socket too (startRelay); streams get a plain socket.
-  const socket = newUpstream(fd, r.downstream.kind === 'socket' ? down : null);
+  // Read buffers only for the socket-to-socket path (startRelay): HBONE ends are streams, and 32 KiB buffers
+  // per connection that are never read into only feed the garbage collector (full GCs show in the tail).
+  const down = r.downstream.kind === 'socket' ? new Direction(ctx.bufferSize) : null;
+  const socket = newUpstream(fd, down);
   const err = await connectOnce(socket, target, r.connectTimeoutMs ?? ctx.connectTimeoutMs);
   if (err !== null) {
     socket.destroy();
     throw new Error(err);
   }
-  return { kind: 'tcp', socket };
+  return { kind: 'tcp', socket, down };
 }
 
 async function dialHbone(ctx: ProxyContext, r: ForwardRequest, target: Target): Promise<Upstream> {
