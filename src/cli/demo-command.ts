@@ -78,12 +78,14 @@ export function registerDemoCommand(program: Command): void {
       try {
         await labUp({ file: o.file, lab, logger: stderrLogger() });
         const state = readState(lab);
-        console.log(formatStatus(await labStatus(lab)));
+
         const ip = (name: string): string => {
           const p = state.pods.find((x) => x.name === name);
           if (!p) throw new Error(`the demo expects a pod named ${name} in ${o.file}`);
           return p.ip;
         };
+        const status = await labStatus(lab);
+        console.log(formatStatus(status));
         const watcher = new Watcher(lab, state);
         watcher.start();
         const step = async (title: string, pod: string, argv: string[]): Promise<void> => {
@@ -99,7 +101,11 @@ export function registerDemoCommand(program: Command): void {
         await step('client -> echo-a (same node): outbound on node-a, inbound on node-a', 'client', ['nodemesh', 'sample', 'pump', '--connect', `${ip('echo-a')}:9000`, '--bytes', '1048576']);
         await step('client -> echo-b (other node): 8 MiB, outbound on node-a, inbound on node-b', 'client', ['nodemesh', 'sample', 'pump', '--connect', `${ip('echo-b')}:9000`, '--bytes', String(8 << 20)]);
         await step('client -> http-b: three HTTP requests on one keep-alive connection', 'client', ['nodemesh', 'sample', 'client', '--url', `http://${ip('http-b')}:8080/hello`, '--count', '3']);
-        await step('client -> legacy (not in the mesh): only node-a\'s outbound sees it', 'client', ['nodemesh', 'sample', 'client', '--url', `http://${ip('legacy')}:8080/`]);
+        const vip = status.services.find((v) => v.host.startsWith('http.'));
+        if (vip) {
+          await step(`client -> the http Service VIP ${vip.vip}:${vip.port}: endpoints on both nodes in turn, over mTLS`, 'client', ['nodemesh', 'sample', 'client', '--url', `http://${vip.vip}:${vip.port}/`, '--count', '4', '--new-connections']);
+        }
+        await step('client -> legacy (not in the mesh): only node-a\'s outbound sees it, in plaintext', 'client', ['nodemesh', 'sample', 'client', '--url', `http://${ip('legacy')}:8080/`]);
         await step('legacy -> http-a (source not in the mesh): only node-a\'s inbound sees it', 'legacy', ['nodemesh', 'sample', 'client', '--url', `http://${ip('http-a')}:8080/from-legacy`]);
         await watcher.stop();
 
@@ -109,7 +115,7 @@ export function registerDemoCommand(program: Command): void {
           const lines = res.body
             .split('\n')
             .filter((l) => /^(nodemesh_redirected_connections_total|istio_tcp_connections_opened_total)\{/.test(l))
-            .map((l) => l.replace(/,?(source_principal|destination_principal|destination_service|connection_security_policy)="[^"]*"/g, ''));
+            .map((l) => l.replace(/,?(source_principal|destination_principal|destination_workload_namespace|source_workload_namespace)="[^"]*"/g, ''));
           console.log(`  ${n.name}:\n    ${lines.join('\n    ') || '(nothing)'}`);
         }
         ok = true;
