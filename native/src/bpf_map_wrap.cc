@@ -102,16 +102,18 @@ int BpfMap::Fd(Napi::Env env) const {
   return fd_;
 }
 
+Napi::Value BpfMap::Found(Napi::Env env, int rc, const char* call) const {
+  if (rc == 0) return Napi::Boolean::New(env, true);
+  if (errno == ENOENT) return Napi::Boolean::New(env, false);
+  ThrowBpf(env, errno, std::string(call) + "(" + name_ + ")");
+}
+
 // lookup(key, out): true when found (value copied into `out`), false when absent.
 Napi::Value BpfMap::Lookup(const Napi::CallbackInfo& info) {
   int fd = Fd(info.Env());
   auto key = ArgBuffer(info, 0, "key", key_size_);
   auto out = ArgBuffer(info, 1, "out", ValueBufSize());
-  if (bpf_map_lookup_elem(fd, key.Data(), out.Data())) {
-    if (errno == ENOENT) return Napi::Boolean::New(info.Env(), false);
-    ThrowBpf(info.Env(), errno, "bpf_map_lookup_elem(" + name_ + ")");
-  }
-  return Napi::Boolean::New(info.Env(), true);
+  return Found(info.Env(), bpf_map_lookup_elem(fd, key.Data(), out.Data()), "bpf_map_lookup_elem");
 }
 
 // update(key, value, flags = BPF_ANY)
@@ -129,11 +131,7 @@ Napi::Value BpfMap::Update(const Napi::CallbackInfo& info) {
 Napi::Value BpfMap::Delete(const Napi::CallbackInfo& info) {
   int fd = Fd(info.Env());
   auto key = ArgBuffer(info, 0, "key", key_size_);
-  if (bpf_map_delete_elem(fd, key.Data())) {
-    if (errno == ENOENT) return Napi::Boolean::New(info.Env(), false);
-    ThrowBpf(info.Env(), errno, "bpf_map_delete_elem(" + name_ + ")");
-  }
-  return Napi::Boolean::New(info.Env(), true);
+  return Found(info.Env(), bpf_map_delete_elem(fd, key.Data()), "bpf_map_delete_elem");
 }
 
 // lookupAndDelete(key, out): the per-connection hot path. No allocation: both Buffers belong to the caller.
@@ -141,11 +139,7 @@ Napi::Value BpfMap::LookupAndDelete(const Napi::CallbackInfo& info) {
   int fd = Fd(info.Env());
   auto key = ArgBuffer(info, 0, "key", key_size_);
   auto out = ArgBuffer(info, 1, "out", ValueBufSize());
-  if (bpf_map_lookup_and_delete_elem(fd, key.Data(), out.Data())) {
-    if (errno == ENOENT) return Napi::Boolean::New(info.Env(), false);
-    ThrowBpf(info.Env(), errno, "bpf_map_lookup_and_delete_elem(" + name_ + ")");
-  }
-  return Napi::Boolean::New(info.Env(), true);
+  return Found(info.Env(), bpf_map_lookup_and_delete_elem(fd, key.Data(), out.Data()), "bpf_map_lookup_and_delete_elem");
 }
 
 // keys(): every key as a Buffer. Entries deleted concurrently may make the walk restart from the first

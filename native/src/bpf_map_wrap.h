@@ -21,6 +21,8 @@ class BpfMap : public Napi::ObjectWrap<BpfMap> {
   void Init(Napi::Env env, int fd);
   int Fd(Napi::Env env) const;
   size_t ValueBufSize() const;
+  // The answer of a map call where ENOENT means "no such entry": true on success, false on ENOENT, throws otherwise.
+  Napi::Value Found(Napi::Env env, int rc, const char* call) const;
 
   Napi::Value Lookup(const Napi::CallbackInfo& info);
   Napi::Value Update(const Napi::CallbackInfo& info);
