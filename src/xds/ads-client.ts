@@ -163,7 +163,7 @@ export class XdsClient {
     stream.on('error', (err: grpc.ServiceError) => this.lost(stream, `${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`));
     stream.on('end', () => this.lost(stream, 'stream ended by the control plane'));
     // Subscribe: CDS and LDS wildcard first; EDS names follow from the clusters.
-    for (const t of [CDS, LDS, EDS]) this.subscribe(t, true);
+    for (const t of [CDS, LDS, EDS]) this.subscribe(t);
   }
 
   private lost(stream: Stream, why: string): void {
@@ -186,7 +186,7 @@ export class XdsClient {
   }
 
   /** Initial (re)subscription of a type on a new stream. */
-  private subscribe(typeUrl: string, initial: boolean): void {
+  private subscribe(typeUrl: string): void {
     const st = this.types.get(typeUrl)!;
     // An empty EDS name list would mean "wildcard": ask only once the clusters name what to watch.
     if (typeUrl === EDS && (st.names ?? []).length === 0) return;
@@ -195,10 +195,11 @@ export class XdsClient {
         type_url: typeUrl,
         resource_names_subscribe: st.names ?? [],
         resource_names_unsubscribe: [],
-        initial_resource_versions: initial ? Object.fromEntries([...st.resources].map(([n, h]) => [n, h.version])) : {},
+        // a reconnect says what it already holds, so the server sends only what changed
+        initial_resource_versions: Object.fromEntries([...st.resources].map(([n, h]) => [n, h.version])),
         response_nonce: '',
       };
-      if (initial) req.node = this.node();
+      req.node = this.node();
       this.send(req);
     } else {
       this.send({ version_info: st.versionInfo, node: this.node(), resource_names: st.names ?? [], type_url: typeUrl, response_nonce: '' } satisfies DiscoveryRequest);
