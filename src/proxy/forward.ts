@@ -39,8 +39,11 @@ export interface ForwardRequest {
   authz?: { podIp: string; request: AuthzRequest };
 }
 
-/** `down`: the upstream's read buffer, only when both ends are sockets (the zero-copy relay). */
-type Upstream = { kind: 'tcp'; socket: net.Socket; down: Direction | null } | { kind: 'hbone'; stream: http2.ClientHttp2Stream };
+/** `down`: the upstream socket's read buffer (it was created with `onread`). */
+type Upstream = { kind: 'tcp'; socket: net.Socket; down: Direction } | { kind: 'hbone'; stream: http2.ClientHttp2Stream };
+
+/** Socket reads shorter than this are copied into an HTTP/2 stream rather than waited on (see Direction). */
+const COPY_BELOW_FOR_STREAMS = 16 * 1024;
 
 /** Envoy-style response flags: UF upstream connect failure, UC upstream reset, DC downstream reset, UH no healthy upstream. */
 function responseFlags(error: Error | null, failedSide: string | null): string {
@@ -73,7 +76,7 @@ export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<voi
   };
   let abort: () => void;
   let start: () => void;
-  if (d.kind === 'socket' && upstream.kind === 'tcp' && upstream.down !== null) {
+  if (d.kind === 'socket' && upstream.kind === 'tcp') {
     // The common plaintext path: zero-copy relay with per-direction read buffers.
     const down = upstream.down;
     const up = new Direction(ctx.bufferSize);
@@ -85,9 +88,19 @@ export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<voi
     };
     start = () => startRelay(downstream, upstream.socket, up, down, { onClose });
   } else {
-    if (d.kind === 'socket') d.socket.setNoDelay(true);
-    const downEnd = d.kind === 'socket' ? d.socket : d.stream;
+    // One end is an HTTP/2 stream. The socket end still reads into a fixed buffer (no Buffer per read).
+    let zeroCopy: { socket: net.Socket; direction: Direction } | undefined;
+    let downEnd: net.Socket | http2.ServerHttp2Stream;
+    if (d.kind === 'socket') {
+      const up = new Direction(ctx.bufferSize);
+      downEnd = adoptAccepted(d.socket, up);
+      zeroCopy = { socket: downEnd, direction: up };
+    } else {
+      downEnd = d.stream;
+    }
     const upEnd = upstream.kind === 'tcp' ? upstream.socket : upstream.stream;
+    if (upstream.kind === 'tcp') zeroCopy = { socket: upstream.socket, direction: upstream.down };
+    if (zeroCopy) zeroCopy.direction.copyBelow = COPY_BELOW_FOR_STREAMS;
     let relay: { bytesUp: number; bytesDown: number } | null = null;
     counts = () => ({ up: relay?.bytesUp ?? 0, down: relay?.bytesDown ?? 0 });
     abort = () => {
@@ -98,7 +111,7 @@ export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<voi
     };
     start = () => {
       if (d.kind === 'hbone') d.respond(200);
-      relay = relayStream(downEnd, upEnd, { onClose });
+      relay = relayStream(downEnd, upEnd, { onClose, zeroCopy });
     };
   }
   const conn = ctx.tracker.open({
@@ -175,9 +188,8 @@ async function dialTcp(ctx: ProxyContext, r: ForwardRequest, target: Target): Pr
     ctx.metrics.proxyErrors.inc({ direction: r.direction, reason: 'socket' });
     throw new Error(`cannot create a socket in the pod network namespace: ${(err as Error).message}`);
   }
-  // Read buffers only for the socket-to-socket path (startRelay): HBONE ends are streams, and 32 KiB buffers
-  // per connection that are never read into only feed the garbage collector (full GCs show in the tail).
-  const down = r.downstream.kind === 'socket' ? new Direction(ctx.bufferSize) : null;
+  // The upstream reads into a fixed buffer whatever the other end is (socket: startRelay, stream: relayStream).
+  const down = new Direction(ctx.bufferSize);
   const socket = newUpstream(fd, down);
   const err = await connectOnce(socket, target, r.connectTimeoutMs ?? ctx.connectTimeoutMs);
   if (err !== null) {

@@ -16,18 +16,35 @@ export interface RelayResult {
   failedSide: 'downstream' | 'upstream' | null;
 }
 
+/** Where a Direction writes: a socket, or an HTTP/2 stream (whose writes always complete asynchronously). */
+export interface RelaySink {
+  write(chunk: Buffer, cb?: (err?: Error | null) => void): boolean;
+  once(event: 'drain', listener: () => void): unknown;
+  readonly writableLength: number;
+  readonly destroyed: boolean;
+}
+
 /**
  * One direction of a relay. Reads land in a buffer owned by this direction (Node's `onread` option, so the
- * stream machinery does not allocate a Buffer per read) and are written straight to the other socket. If the
+ * stream machinery does not allocate a Buffer per read) and are written straight to the other end. If the
  * kernel does not take the whole chunk at once, libuv keeps pointing into our buffer, so reading pauses until
  * that write completes: the buffer is never overwritten while referenced, and a slow reader slows the writer.
  */
 export class Direction {
   readonly buffer: Buffer;
   bytes = 0;
-  private dst: net.Socket | null = null;
+  private dst: RelaySink | null = null;
   private src: net.Socket | null = null;
   private waiting = false;
+  /** Bytes read before bind() (a server that speaks first, read before the relay starts): copies, delivered on bind. */
+  private early: Buffer[] | null = null;
+
+  /**
+   * Reads shorter than this are copied and written without waiting for the write to complete. For an HTTP/2
+   * sink, whose writes always complete later, waiting on every small request/response chunk costs a pause,
+   * a resume and a round of the event loop each; copying a few KiB is cheaper. Bulk reads stay zero-copy.
+   */
+  copyBelow = 0;
 
   constructor(bufferSize: number) {
     this.buffer = Buffer.allocUnsafe(bufferSize);
@@ -38,15 +55,32 @@ export class Direction {
     return { buffer: this.buffer, callback: this.onRead };
   }
 
-  bind(src: net.Socket, dst: net.Socket): void {
+  /** Starts writing what `src` reads to `dst`. The caller resumes `src` afterwards. */
+  bind(src: net.Socket, dst: RelaySink): void {
     this.src = src;
     this.dst = dst;
+    const early = this.early;
+    this.early = null;
+    if (early !== null) for (const chunk of early) dst.write(chunk);
   }
 
   private readonly onRead = (n: number, buf: Buffer): boolean => {
     const dst = this.dst;
-    if (dst === null || dst.destroyed) return false;
+    if (dst === null) {
+      // Not relaying yet: keep a copy (the buffer is reused by the next read) and pause until bind().
+      (this.early ??= []).push(Buffer.from(buf.subarray(0, n)));
+      this.bytes += n;
+      return false;
+    }
+    if (dst.destroyed) return false;
     this.bytes += n;
+    if (n < this.copyBelow) {
+      // The copy frees our buffer at once; backpressure comes from the sink's high-water mark instead.
+      if (dst.write(Buffer.from(buf.subarray(0, n)))) return true;
+      this.waiting = true;
+      dst.once('drain', this.onWritten);
+      return false;
+    }
     dst.write(buf.subarray(0, n), this.onWritten);
     if (dst.writableLength === 0) return true;
     this.waiting = true;

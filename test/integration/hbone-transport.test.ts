@@ -18,7 +18,7 @@ import {
   HboneStreamResetError,
   relayStream,
 } from '../../src/proxy/hbone';
-import type { RelayResult } from '../../src/proxy/relay';
+import { adoptAccepted, Direction, newUpstream, type RelayResult } from '../../src/proxy/relay';
 import { createTestCa } from '../helpers/test-ca';
 import { echoServer, listen, pump } from '../helpers/tcp';
 import { waitFor } from '../helpers/wait';
@@ -112,12 +112,17 @@ describe('HBONE transport over loopback', () => {
     onConnect: (ctx, respond) => {
       connects.push(ctx);
       if (!policy(ctx, respond)) return;
-      const app = net.connect({ host: ctx.authority.ip, port: ctx.authority.port, allowHalfOpen: true });
+      // As the agent does: the app socket reads into a fixed buffer (zero-copy relay), or, for the other tests, plain.
+      const direction = zeroCopy ? new Direction(32 * 1024) : null;
+      if (direction) direction.copyBelow = 16 * 1024;
+      const app = newUpstream(null, direction);
+      app.connect({ host: ctx.authority.ip, port: ctx.authority.port });
       app.once('error', (err: NodeJS.ErrnoException) => respond(503, `upstream ${err.code ?? err.message}`));
       app.once('connect', () => {
         app.removeAllListeners('error');
         respond(200);
-        relayStream(ctx.stream, app, { onClose: (r) => serverRelays.push(r) });
+        const zc = direction ? { socket: app, direction } : undefined;
+        relayStream(ctx.stream, app, { onClose: (r) => serverRelays.push(r), zeroCopy: zc });
       });
     },
   });
@@ -144,11 +149,25 @@ describe('HBONE transport over loopback', () => {
     );
   });
   let outboundPort = 0;
+  // The same with the accepted socket reading into a fixed buffer, as the agent's outbound listener does.
+  let zeroCopy = false;
+  const outboundZc = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (accepted) => {
+    const direction = new Direction(32 * 1024);
+    direction.copyBelow = 16 * 1024;
+    const socket = adoptAccepted(accepted, direction);
+    socket.on('error', () => {});
+    pool.connect(request({ newSocket: clientFd })).then(
+      ({ stream }) => relayStream(socket, stream, { onClose: (r) => clientRelays.push(r), zeroCopy: { socket, direction } }),
+      () => socket.resetAndDestroy(),
+    );
+  });
+  let outboundZcPort = 0;
 
   before(async () => {
     echoPort = await listen(echo);
     earlyPort = await listen(early);
     outboundPort = await listen(outbound);
+    outboundZcPort = await listen(outboundZc);
     hbonePort = (await server.listen({ fd: boundFd() })).port;
   });
   after(async () => {
@@ -157,6 +176,7 @@ describe('HBONE transport over loopback', () => {
     echo.close();
     early.close();
     outbound.close();
+    outboundZc.close();
   });
 
   it('carries 8 MiB byte-exact through one tunnel (TCP → stream → TCP) and counts bytes on both relays', async (t) => {
@@ -176,6 +196,58 @@ describe('HBONE transport over loopback', () => {
     assert.equal(connects[0]!.peerId, CLIENT_ID);
     assert.equal(connects[0]!.peerAddress.ip, '127.0.0.1');
     assert.deepEqual(connects[0]!.authority, { ip: '127.0.0.1', port: echoPort });
+  });
+
+  it('relays through fixed read buffers on the TCP ends: small and bulk reads byte-exact, a reader that never reads stalls the sender', async (t) => {
+    zeroCopy = true;
+    try {
+      clientRelays.length = 0;
+      serverRelays.length = 0;
+      // Bulk: reads of up to 32 KiB go zero-copy; the echo's replies mix small and large reads.
+      const size = 8 * 1024 * 1024;
+      const r = await pump(outboundZcPort, size);
+      assert.equal(r.received, size);
+      assert.ok(r.intact, 'echoed bytes differ');
+      // Small: many short writes (copied below 16 KiB), one at a time, each echoed back.
+      const s = net.connect({ port: outboundZcPort, host: '127.0.0.1', allowHalfOpen: true });
+      await new Promise((res) => s.once('connect', res));
+      let echoed = Buffer.alloc(0);
+      s.on('data', (c: Buffer) => (echoed = Buffer.concat([echoed, c])));
+      for (let i = 0; i < 50; i++) {
+        const msg = Buffer.from(`request ${i} `.repeat(1 + (i % 7) * 40));
+        echoed = Buffer.alloc(0);
+        s.write(msg);
+        await waitFor(`reply ${i}`, async () => echoed.length >= msg.length);
+        assert.ok(echoed.equals(msg), `reply ${i} differs`);
+      }
+      s.end();
+      await new Promise((res) => s.once('close', res));
+      await waitFor('all four relays closed', async () => clientRelays.length === 2 && serverRelays.length === 2);
+      assert.equal(clientRelays[0]!.bytesUp, size);
+      assert.equal(serverRelays[0]!.bytesDown, size);
+      for (const res of [...clientRelays, ...serverRelays]) assert.equal(res.error, null);
+      assert.equal(clientRelays[1]!.bytesUp, clientRelays[1]!.bytesDown);
+      // Stalled: a client that sends and never reads. The echo stops reading once its replies back up, and
+      // the relays must stop reading too (no unbounded queue into the HTTP/2 stream): write() turns false.
+      const c = net.connect({ port: outboundZcPort, host: '127.0.0.1' });
+      await new Promise((res) => c.once('connect', res));
+      c.pause();
+      const chunk = Buffer.alloc(64 * 1024);
+      let written = 0;
+      for (let i = 0; i < 2048; i++) {
+        if (!c.write(chunk)) {
+          // Kernel buffers fill before the relay catches up: give it a moment, then check it is really stuck.
+          const drained = await Promise.race([new Promise((res) => c.once('drain', () => res(true))), new Promise((res) => setTimeout(() => res(false), 500))]);
+          if (!drained) break;
+        }
+        written += chunk.length;
+      }
+      t.diagnostic(`stalled after ${(written / 1048576).toFixed(1)} MiB`);
+      assert.ok(written < 48 * 1024 * 1024, `wrote ${written} bytes into a relay whose reader never reads`);
+      c.destroy();
+    } finally {
+      zeroCopy = false;
+    }
   });
 
   it('runs 100 concurrent streams on a few pooled sessions, respecting the server stream limit', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { adoptAccepted, Direction, newUpstream, RelayResult, startRelay } from '../../src/proxy/relay';
 import { echoServer, listen, pump } from '../helpers/tcp';
@@ -87,6 +88,24 @@ describe('relay', () => {
     c.destroy();
     stalled.close();
     sink.close();
+  });
+
+  it('keeps what a server-first upstream sends before the relay starts', async () => {
+    const greeter = net.createServer((s) => s.end('220 hello\r\n'));
+    const port = await listen(greeter);
+    const dir = new Direction(1024);
+    const upstream = newUpstream(null, dir);
+    await new Promise<void>((resolve) => upstream.connect(port, '127.0.0.1', resolve));
+    // The greeting is read (into the Direction) while nothing is bound: give it time to arrive.
+    await waitFor(() => dir.bytes > 0);
+    const got: Buffer[] = [];
+    const sink = new PassThrough();
+    sink.on('data', (c: Buffer) => got.push(c));
+    dir.bind(upstream, sink);
+    upstream.resume();
+    await waitFor(() => Buffer.concat(got).toString() === '220 hello\r\n');
+    upstream.destroy();
+    greeter.close();
   });
 });
 

@@ -3,7 +3,7 @@
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { RelayResult } from '../relay';
+import type { Direction, RelayResult } from '../relay';
 import { HboneStreamResetError } from './errors';
 
 /** Either end of a relay: a TCP socket made with `allowHalfOpen: true` (and no `onread`), or an HTTP/2 stream. */
@@ -12,6 +12,11 @@ export type RelayEnd = net.Socket | http2.Http2Stream;
 export interface StreamRelayHandlers {
   /** Called exactly once, after both ends are closed (same contract as `startRelay` in ../relay). */
   onClose(result: RelayResult): void;
+  /**
+   * A socket end created with `onread` into a Direction (see ../relay): its reads go straight from that
+   * fixed buffer into the other end, pausing until each write completes, instead of a fresh Buffer per read.
+   */
+  zeroCopy?: { socket: net.Socket; direction: Direction };
 }
 
 /** Live byte counts, for trackers that report open connections. */
@@ -48,7 +53,17 @@ function abort(end: RelayEnd): void {
  * write buffer is above its high-water mark. Ends that are paused (or already failed) are fine to pass in.
  */
 export function relayStream(downstream: RelayEnd, upstream: RelayEnd, handlers: StreamRelayHandlers): StreamRelay {
-  const counts = { bytesUp: 0, bytesDown: 0 };
+  const zc = handlers.zeroCopy;
+  let up = 0;
+  let down = 0;
+  const counts: StreamRelay = {
+    get bytesUp() {
+      return zc && zc.socket === downstream ? zc.direction.bytes : up;
+    },
+    get bytesDown() {
+      return zc && zc.socket === upstream ? zc.direction.bytes : down;
+    },
+  };
   let error: Error | null = null;
   let failedSide: Side | null = null;
   const closedSides = new Set<Side>();
@@ -93,6 +108,10 @@ export function relayStream(downstream: RelayEnd, upstream: RelayEnd, handlers: 
   };
 
   const copy = (src: RelayEnd, dst: RelayEnd, count: (n: number) => void): void => {
+    if (zc && zc.socket === src) {
+      zc.direction.bind(zc.socket, dst);
+      return;
+    }
     src.on('data', (chunk: Buffer) => {
       count(chunk.length);
       if (dst.destroyed) return;
@@ -103,8 +122,8 @@ export function relayStream(downstream: RelayEnd, upstream: RelayEnd, handlers: 
 
   watch(downstream, 'downstream', upstream);
   watch(upstream, 'upstream', downstream);
-  copy(downstream, upstream, (n) => (counts.bytesUp += n));
-  copy(upstream, downstream, (n) => (counts.bytesDown += n));
+  copy(downstream, upstream, (n) => (up += n));
+  copy(upstream, downstream, (n) => (down += n));
   (downstream as Duplex).resume();
   (upstream as Duplex).resume();
   return counts;
