@@ -19,6 +19,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common.h"
 
@@ -27,7 +28,7 @@ namespace nm {
 namespace {
 
 struct Job {
-  enum Kind { kListen, kSocket } kind;
+  enum Kind { kListen, kSocket, kSockets } kind;
   int nsfd = -1;  // our own dup, closed by the worker
   int family = AF_INET;
   sockaddr_storage addr = {};
@@ -36,13 +37,22 @@ struct Job {
   int backlog = 0;
   uint32_t mark = 0;
   bool v6only = false;
+  int count = 1;  // kSockets: how many
   Napi::Promise::Deferred deferred;
   // results, written by the worker
   int fd = -1;
+  std::vector<int> fds;  // kSockets
   int err = 0;
   std::string what;
 
   explicit Job(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+
+  void CloseResults() {
+    if (fd >= 0) close(fd);
+    fd = -1;
+    for (int f : fds) close(f);
+    fds.clear();
+  }
 };
 
 struct State;
@@ -86,6 +96,24 @@ int Fail(Job* j, int fd, const std::string& what) {
 void Run(Job* j) {
   if (setns(j->nsfd, CLONE_NEWNET)) {
     Fail(j, -1, "setns(CLONE_NEWNET)");
+    return;
+  }
+  if (j->kind == Job::kSockets) {
+    // A batch for a socket pool: one queue hop and one setns for `count` sockets; all or nothing.
+    for (int i = 0; i < j->count; i++) {
+      int fd = socket(j->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+      if (fd < 0) {
+        Fail(j, -1, j->family == AF_INET6 ? "socket(AF_INET6)" : "socket(AF_INET)");
+        j->CloseResults();
+        return;
+      }
+      if (j->mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &j->mark, sizeof(j->mark))) {
+        Fail(j, fd, "setsockopt(SO_MARK)");
+        j->CloseResults();
+        return;
+      }
+      j->fds.push_back(fd);
+    }
     return;
   }
   // SOCK_NONBLOCK: libuv expects it on adopted fds; CLOEXEC: never leak pod sockets into children
@@ -146,8 +174,8 @@ void Worker(State* st) {
     close(j->nsfd);
     j->nsfd = -1;
     if (st->tsfn.BlockingCall(j) != napi_ok) {
-      // the environment is going away: nobody will take the fd
-      if (j->fd >= 0) close(j->fd);
+      // the environment is going away: nobody will take the fds
+      j->CloseResults();
       delete j;
     }
   }
@@ -155,11 +183,15 @@ void Worker(State* st) {
 
 void CallJs(Napi::Env env, Napi::Function, State* st, Job* job) {
   if (env == nullptr) {  // TSFN finalizing with calls still queued
-    if (job->fd >= 0) close(job->fd);
+    job->CloseResults();
     delete job;
     return;
   }
-  if (job->err == 0) {
+  if (job->err == 0 && job->kind == Job::kSockets) {
+    Napi::Array fds = Napi::Array::New(env, job->fds.size());
+    for (uint32_t i = 0; i < job->fds.size(); i++) fds.Set(i, Napi::Number::New(env, job->fds[i]));
+    job->deferred.Resolve(fds);
+  } else if (job->err == 0) {
     job->deferred.Resolve(Napi::Number::New(env, job->fd));
   } else {
     Napi::Error e = ErrnoError(env, job->err, job->what, HintFor(*job));
@@ -178,6 +210,7 @@ class NetnsThread : public Napi::ObjectWrap<NetnsThread> {
                        {
                            InstanceMethod<&NetnsThread::Listen>("listen"),
                            InstanceMethod<&NetnsThread::Socket>("socket"),
+                           InstanceMethod<&NetnsThread::Sockets>("sockets"),
                            InstanceMethod<&NetnsThread::Close>("close"),
                        });
   }
@@ -285,6 +318,21 @@ class NetnsThread : public Napi::ObjectWrap<NetnsThread> {
     j->kind = Job::kSocket;
     j->family = family;
     j->mark = mark;
+    return Enqueue(env, j, nsfd);
+  }
+
+  // sockets(netnsFd, family, mark, count) -> Promise<fd[]>: `count` sockets as socket() makes them, in one job
+  Napi::Value Sockets(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int nsfd = ArgFd(info, 0, "netnsFd");
+    int family = Family(info, 1);
+    uint32_t mark = ArgU32(info, 2, "mark");
+    int count = ArgInt(info, 3, "count", 1, 1024);
+    Job* j = new Job(env);
+    j->kind = Job::kSockets;
+    j->family = family;
+    j->mark = mark;
+    j->count = count;
     return Enqueue(env, j, nsfd);
   }
 

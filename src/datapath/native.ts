@@ -67,6 +67,8 @@ export interface NativeLinkInfo {
 export interface NativeNetnsThread {
   listen(netnsFd: number, family: 4 | 6, ip: string, port: number, backlog: number, mark: number, v6only: boolean): Promise<number>;
   socket(netnsFd: number, family: 4 | 6, mark: number): Promise<number>;
+  /** `count` sockets as socket() makes them, in one job (one queue hop, one setns); all or nothing. */
+  sockets(netnsFd: number, family: 4 | 6, mark: number, count: number): Promise<number[]>;
   close(): void;
 }
 

@@ -33,7 +33,8 @@ export interface PodContext {
 }
 
 const LISTEN_BACKLOG = 4096;
-const POOL_TARGET = 4;
+/** Ready client sockets per pod and family (refilled in batches below half of this, see SocketPool). */
+const POOL_TARGET = 8;
 
 /** Pin path of a pod's sk_lookup link. The uid is sanitised: it becomes a bpffs file name. */
 export function skLookupPin(pinRoot: string, uid: string): string {

@@ -9,6 +9,8 @@ export interface PoolLogger {
 /**
  * Creating a socket inside a pod netns costs a hop to the netns thread (setns + socket + setsockopt) and
  * a trip back through the event loop; keeping a few ready makes the common case synchronous-ish.
+ * Refills come in batches: once fewer than half the target are ready, one job brings the pool back to its
+ * target (a job per connection cost 14% of the agent's CPU at 300 new connections/s).
  * Sockets in the pool are owned by the pool until handed out; close() closes them.
  */
 export class SocketPool {
@@ -41,22 +43,25 @@ export class SocketPool {
   }
 
   private refill(family: 4 | 6): void {
-    while (!this.closed && this.ready[family].length + this.inflight[family] < this.target[family]) {
-      this.inflight[family]++;
-      this.thread.socket(this.netnsFd, family, this.mark).then(
-        (fd) => {
-          this.inflight[family]--;
-          if (this.closed) this.native.closeFd(fd);
-          else this.ready[family].push(fd);
-        },
-        (err: unknown) => {
-          this.inflight[family]--;
-          // stop refilling this family: no v6 in the pod, or the netns is gone; take() still tries directly
-          this.target[family] = 0;
-          if (!this.closed) this.log.warn({ err, uid: this.podUid, family }, 'socket pool refill failed; creating sockets on demand');
-        },
-      );
-    }
+    const ready = this.ready[family].length;
+    const target = this.target[family];
+    // One batch at a time, and only below the low-water mark (half the target, rounded up).
+    if (this.closed || this.inflight[family] > 0 || ready >= Math.ceil(target / 2)) return;
+    const count = target - ready;
+    this.inflight[family] = count;
+    this.thread.sockets(this.netnsFd, family, this.mark, count).then(
+      (fds) => {
+        this.inflight[family] = 0;
+        if (this.closed) for (const fd of fds) this.native.closeFd(fd);
+        else this.ready[family].push(...fds);
+      },
+      (err: unknown) => {
+        this.inflight[family] = 0;
+        // stop refilling this family: no v6 in the pod, or the netns is gone; take() still tries directly
+        this.target[family] = 0;
+        if (!this.closed) this.log.warn({ err, uid: this.podUid, family }, 'socket pool refill failed; creating sockets on demand');
+      },
+    );
   }
 
   close(): void {

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { openDatapath } from '../../src/datapath/datapath';
+import { loadNative } from '../../src/datapath/native';
 import type { Datapath, PodDatapath } from '../../src/datapath/types';
 import { CLIENT_JS, createTestNet, e2eSkipReason, firstLine, serverJs, type TestNet, type TestNs } from '../helpers/netns';
 
@@ -163,6 +164,19 @@ s.connect((sys.argv[1], int(sys.argv[2]))); print(json.dumps({"ok": True, "data"
       s.connect({ host: t.b.ip, port: 9000 });
     });
     assert.equal(data, 'B-server');
+  });
+
+  test('the socket pool keeps handing out pod sockets past its target (batched refills, then on demand)', async () => {
+    const native = loadNative();
+    // More than the pool holds, back to back: some come from batches, some are made on demand.
+    const fds = await Promise.all(Array.from({ length: 24 }, () => pod.newSocket(4)));
+    for (let i = 0; i < 16; i++) fds.push(await pod.newSocket(4));
+    try {
+      assert.equal(new Set(fds).size, fds.length);
+      for (const fd of fds) assert.equal(native.socketNetnsCookie(fd), pod.netnsCookie);
+    } finally {
+      for (const fd of fds) native.closeFd(fd);
+    }
   });
 
   test('unenroll: connects go direct and inbound reaches the app while the listeners still run', async () => {

@@ -50,6 +50,7 @@ test('native entries validate arguments and map errno to code + hint', { skip: h
     assert.throws(() => th.listen(0, 5 as 4, '127.0.0.1', 1, 1, 0, false), { name: 'TypeError', message: /'family'/ });
     assert.throws(() => th.listen(0, 4, 'not-an-ip', 1, 1, 0, false), { name: 'TypeError', message: /'ip'/ });
     assert.throws(() => th.socket(0, 4, -1), { name: 'TypeError', message: /'mark'/ });
+    assert.throws(() => th.sockets(0, 4, 0, 0), { name: 'TypeError', message: /'count'/ });
   } finally {
     th.close();
   }
