@@ -33,6 +33,8 @@ const opt = (name, dflt) => {
   return i >= 0 && i + 1 < argv.length ? argv[i + 1] : dflt;
 };
 const QUICK = argv.includes('--quick');
+/** Idle window after start-up: idle CPU is measured over it and idle memory at its end. */
+const IDLE_S = QUICK ? 10 : 30;
 const LAB = opt('name', 'bench');
 const KEEP = argv.includes('--keep');
 const PUBLISH = !QUICK && !argv.includes('--no-publish');
@@ -158,10 +160,13 @@ async function measured(name, fn) {
   for (const p of procs) sys.resetPeakRss(p.pid);
   const cpu0 = proxyCpu(name);
   const samples = procs.map(() => []);
+  const anonSamples = procs.map(() => []);
   const timer = setInterval(() => {
     procs.forEach((p, i) => {
       try {
-        samples[i].push(sys.procMem(p.pid).rss_mb);
+        const m = sys.procMem(p.pid);
+        samples[i].push(m.rss_mb);
+        anonSamples[i].push(m.anon_mb);
       } catch {
         // process gone: the run's errors will show it
       }
@@ -174,7 +179,7 @@ async function measured(name, fn) {
     clearInterval(timer);
   }
   const cpu1 = proxyCpu(name);
-  if (!cpu0) return { result, cpu_s: null, cpu_max_s: null, rss_peak_mb: null, rss_steady_mb: null };
+  if (!cpu0) return { result, cpu_s: null, cpu_max_s: null, rss_peak_mb: null, rss_steady_mb: null, rss_anon_steady_mb: null };
   const perProc = cpu1.map((c, i) => c - cpu0[i]);
   const med = (xs) => (xs.length ? [...xs].sort((a, b) => a - b)[xs.length >> 1] : NaN);
   return {
@@ -184,6 +189,7 @@ async function measured(name, fn) {
     cpu_per_proc_s: perProc.map(r3),
     rss_peak_mb: Math.max(...procs.map((p) => sys.procMem(p.pid).hwm_mb)),
     rss_steady_mb: Math.max(...samples.map(med)),
+    rss_anon_steady_mb: Math.max(...anonSamples.map(med)),
   };
 }
 
@@ -208,7 +214,7 @@ async function httpRun(contender, s, extra = []) {
   const args = ['--rate', String(s.rate), '--duration', String(s.dur), '--warmup', String(s.warm), ...extra];
   if (s.conns) args.push('--conns', String(s.conns));
   const m = await measured(contender, () => loadgen(contender, args, s.dur + s.warm));
-  return { load: m.result, cpu_s: m.cpu_s, cpu_max_s: m.cpu_max_s, cpu_per_proc_s: m.cpu_per_proc_s, rss_peak_mb: m.rss_peak_mb, rss_steady_mb: m.rss_steady_mb };
+  return { load: m.result, cpu_s: m.cpu_s, cpu_max_s: m.cpu_max_s, cpu_per_proc_s: m.cpu_per_proc_s, rss_peak_mb: m.rss_peak_mb, rss_steady_mb: m.rss_steady_mb, rss_anon_steady_mb: m.rss_anon_steady_mb };
 }
 
 async function bulkRun(contender, s) {
@@ -366,13 +372,20 @@ async function main() {
   const mtls = await adminText(state, 'node-b', '/metrics');
   if (!/connection_security_policy="mutual_tls"/.test(mtls)) throw new Error('nodemesh-l4 smoke traffic did not arrive as mutual_tls on node-b: is HBONE on?');
 
-  // Idle cost: agents' CPU over 3 s with no traffic (xDS keepalives, timers, metrics).
+  // Idle cost: memory right after start-up, then CPU and memory over a settle window with no traffic (xDS
+  // keepalives, timers, metrics; V8 gives back start-up garbage after a few idle seconds).
+  const memOf = (pids) => Object.fromEntries(Object.entries(pids).map(([node, pid]) => [node, sys.procMem(pid)]));
+  const agentPids = Object.fromEntries(state.nodes.map((n) => [n.name, n.agent.pid]));
+  const haproxyPids = { 'node-a': pidA, 'node-b': pidB };
+  const startMem = memOf(agentPids);
   const idle0 = proxyCpu('nodemesh-l4');
-  await new Promise((r) => setTimeout(r, 3000));
-  const idleVcpu = proxyCpu('nodemesh-l4').map((c, i) => r3((c - idle0[i]) / 3));
-  const idleRss = Object.fromEntries(state.nodes.map((n) => [n.name, r3(sys.procMem(n.agent.pid).rss_mb)]));
-  const haproxyIdleRss = { 'node-a': r3(sys.procMem(pidA).rss_mb), 'node-b': r3(sys.procMem(pidB).rss_mb) };
-  log(`ready after ${((Date.now() - started) / 1000).toFixed(1)} s; agent RSS idle ${JSON.stringify(idleRss)} MB`);
+  await new Promise((r) => setTimeout(r, IDLE_S * 1000));
+  const idleVcpu = proxyCpu('nodemesh-l4').map((c, i) => r3((c - idle0[i]) / IDLE_S));
+  const idleMem = memOf(agentPids);
+  const haproxyMem = memOf(haproxyPids);
+  const pick = (mem, k) => Object.fromEntries(Object.entries(mem).map(([node, m]) => [node, r3(m[k])]));
+  const idleRss = pick(idleMem, 'rss_mb');
+  log(`ready after ${((Date.now() - started) / 1000).toFixed(1)} s; agent RSS after start ${JSON.stringify(pick(startMem, 'rss_mb'))} MB, idle ${JSON.stringify(idleRss)} MB (private ${JSON.stringify(pick(idleMem, 'anon_mb'))} MB)`);
 
   const results = Object.fromEntries(CONTENDERS.map((c) => [c, {}]));
   const raw = {};
@@ -444,7 +457,15 @@ async function main() {
     pinning: { load_generator_and_servers_cpu: LOAD_CPU, agents_and_haproxy_cpu: PROXY_CPU },
     cpu_source: { 'nodemesh-l4': 'agent cgroup v2 cpu.stat usage_usec, both agents summed', 'haproxy-mtls': '/proc/PID/stat utime+stime, both haproxy processes summed' },
     machine: sys.machine(),
-    idle: { agent_rss_mb: idleRss, haproxy_rss_mb: haproxyIdleRss, agent_vcpu: idleVcpu },
+    idle: {
+      settle_s: IDLE_S,
+      agent_rss_mb: idleRss,
+      agent_rss_anon_mb: pick(idleMem, 'anon_mb'),
+      agent_rss_after_start_mb: pick(startMem, 'rss_mb'),
+      haproxy_rss_mb: pick(haproxyMem, 'rss_mb'),
+      haproxy_rss_anon_mb: pick(haproxyMem, 'anon_mb'),
+      agent_vcpu: idleVcpu,
+    },
     crosscheck,
     contenders: results,
     ratios: rat,

@@ -42,7 +42,11 @@ function targets(r) {
   if (nm.S3) add('S3 knee (rps)', nm.S3.knee_rps, '≥ 20000', nm.S3.knee_rps >= 20000);
   if (nm.S5) add('S5 one stream (Gbit/s)', nm.S5.gbit_s, '≥ 3', nm.S5.gbit_s >= 3);
   const idle = r.idle && r.idle.agent_rss_mb ? Math.max(...Object.values(r.idle.agent_rss_mb)) : null;
-  add('agent RSS idle (MB, larger agent)', idle, '≤ 50', idle <= 50);
+  add(`agent RSS idle (MB, larger agent, after ${r.idle.settle_s ?? 3} s idle)`, idle, '≤ 50', idle <= 50);
+  if (r.idle && r.idle.agent_rss_anon_mb) {
+    const anon = Math.max(...Object.values(r.idle.agent_rss_anon_mb));
+    add('  of which private (RssAnon; the rest is mostly the shared node binary)', anon, '(≤ 50)', anon <= 50);
+  }
   if (nm.S3) add('agent RSS peak at 5000 rps (MB)', nm.S3.rss_peak_mb_at_5k_rps, '≤ 80', nm.S3.rss_peak_mb_at_5k_rps <= 80);
   void hp;
   return rows;
@@ -80,14 +84,14 @@ function markdown(r) {
         if (s) L.push(`| ${c} | ${f(s.knee_rps)}${s.ladder_capped ? ' (ladder top)' : ''} | ${f(s.first_fail_rps)} | ${f(s.p50_ms)} / ${f(s.p99_ms)} | ${f(s.cpu_s_per_1k_req, 4)} | ${f(s.rss_peak_mb_at_5k_rps, 1)} |`);
       }
     } else {
-      L.push('| contender | p50 ms | p90 ms | p99 ms | p99.9 ms | added p50 / p90 / p99 ms | rate rps | errors | proxy CPU s per 1k req (both) | RSS peak / steady MB (larger proxy) |');
-      L.push('|---|---|---|---|---|---|---|---|---|---|');
+      L.push('| contender | p50 ms | p90 ms | p99 ms | p99.9 ms | added p50 / p90 / p99 ms | rate rps | errors | proxy CPU s per 1k req (both) | RSS peak / steady MB (larger proxy) | private steady MB |');
+      L.push('|---|---|---|---|---|---|---|---|---|---|---|');
       for (const [c, v] of Object.entries(r.contenders)) {
         const s = v[key];
         if (!s) continue;
         const added = c === 'direct' ? '–' : `${f(s.added_p50_ms)} / ${f(s.added_p90_ms)} / ${f(s.added_p99_ms)}`;
         L.push(
-          `| ${c} | ${f(s.p50_ms)}${sp(s.spread.p50_ms)} | ${f(s.p90_ms)}${sp(s.spread.p90_ms)} | ${f(s.p99_ms)}${sp(s.spread.p99_ms)} | ${f(s.p999_ms)} | ${added} | ${f(s.rate_rps, 1)} | ${s.errors} | ${f(s.cpu_s_per_1k_req, 4)} | ${f(s.rss_peak_mb, 1)} / ${f(s.rss_steady_mb, 1)} |`,
+          `| ${c} | ${f(s.p50_ms)}${sp(s.spread.p50_ms)} | ${f(s.p90_ms)}${sp(s.spread.p90_ms)} | ${f(s.p99_ms)}${sp(s.spread.p99_ms)} | ${f(s.p999_ms)} | ${added} | ${f(s.rate_rps, 1)} | ${s.errors} | ${f(s.cpu_s_per_1k_req, 4)} | ${f(s.rss_peak_mb, 1)} / ${f(s.rss_steady_mb, 1)} | ${f(s.rss_anon_steady_mb, 1)} |`,
         );
       }
       const ra = r.ratios[key];
@@ -101,7 +105,10 @@ function markdown(r) {
   L.push('|---|---|---|---|');
   for (const t of targets(r)) L.push(`| ${t.name} | ${f(t.value)} | ${t.limit} | ${t.ok === null ? 'not measured' : t.ok ? 'yes' : 'no'} |`);
   L.push('');
-  L.push(`Idle: agent RSS ${JSON.stringify(r.idle.agent_rss_mb)} MB, agent CPU ${JSON.stringify(r.idle.agent_vcpu)} vCPU (node-a, node-b); HAProxy RSS ${JSON.stringify(r.idle.haproxy_rss_mb)} MB. Run took ${r.duration_s} s.`);
+  const idleLine = r.idle.agent_rss_anon_mb
+    ? `Idle (after ${r.idle.settle_s} s without traffic): agent RSS ${JSON.stringify(r.idle.agent_rss_mb)} MB, private ${JSON.stringify(r.idle.agent_rss_anon_mb)} MB (right after start-up: ${JSON.stringify(r.idle.agent_rss_after_start_mb)} MB), agent CPU ${JSON.stringify(r.idle.agent_vcpu)} vCPU; HAProxy RSS ${JSON.stringify(r.idle.haproxy_rss_mb)} MB, private ${JSON.stringify(r.idle.haproxy_rss_anon_mb)} MB. Run took ${r.duration_s} s.`
+    : `Idle: agent RSS ${JSON.stringify(r.idle.agent_rss_mb)} MB, agent CPU ${JSON.stringify(r.idle.agent_vcpu)} vCPU (node-a, node-b); HAProxy RSS ${JSON.stringify(r.idle.haproxy_rss_mb)} MB. Run took ${r.duration_s} s.`;
+  L.push(idleLine);
   if (r.crosscheck) {
     L.push('');
     L.push('## Load generator cross-check against wrk (S1 connections, wrk paced by a Lua delay())');

@@ -42,6 +42,7 @@ function aggregateHttp(reps, baseReps) {
   out.cpu_s_per_1k_req_per_proxy = out.cpu_s_per_1k_req === null ? null : r3(median(reps.map((r) => (r.cpu_max_s / r.load.sent_total) * 1000)));
   out.rss_peak_mb = reps[0].rss_peak_mb === null ? null : r3(Math.max(...reps.map((r) => r.rss_peak_mb)));
   out.rss_steady_mb = reps[0].rss_steady_mb === null ? null : r3(median(reps.map((r) => r.rss_steady_mb)));
+  out.rss_anon_steady_mb = reps[0].rss_anon_steady_mb == null ? null : r3(median(reps.map((r) => r.rss_anon_steady_mb)));
   out.service_p50_ms = r3(median(reps.map((r) => r.load.service_ms.p50)));
   out.service_p99_ms = r3(median(reps.map((r) => r.load.service_ms.p99)));
   out.send_lag_p50_ms = r3(median(reps.map((r) => r.load.send_lag_ms.p50)));

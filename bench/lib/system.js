@@ -54,14 +54,18 @@ function procCpuSeconds(pid) {
   return (Number(f[11]) + Number(f[12])) / CLK_TCK;
 }
 
-/** VmRSS and VmHWM (peak since start or since the last resetPeakRss) in MB (2^20 bytes). */
+/**
+ * VmRSS, VmHWM (peak since start or since the last resetPeakRss) and RssAnon in MB (2^20 bytes). RssAnon is the
+ * process's private memory; VmRSS also counts file pages it maps, e.g. the ~45 MB of the node binary that
+ * every Node process on the host shares from the page cache.
+ */
 function procMem(pid) {
   const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k) => {
     const m = new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s);
     return m ? Number(m[1]) / 1024 : NaN;
   };
-  return { rss_mb: kb('VmRSS'), hwm_mb: kb('VmHWM') };
+  return { rss_mb: kb('VmRSS'), hwm_mb: kb('VmHWM'), anon_mb: kb('RssAnon') };
 }
 
 /** Resets VmHWM to the current RSS (writing 5 to clear_refs), so each run reports its own peak. */
