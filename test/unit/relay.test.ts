@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { adoptAccepted, Direction, newUpstream, RelayResult, startRelay } from '../../src/proxy/relay';
+import { adoptAccepted, DEFAULT_RELAY_BUFFER, Direction, newUpstream, RelayResult, startRelay } from '../../src/proxy/relay';
 import { echoServer, listen, pump } from '../helpers/tcp';
 
 /** A loopback relay in front of `targetPort`, recording each relay's result. */
@@ -88,6 +88,34 @@ describe('relay', () => {
     c.destroy();
     stalled.close();
     sink.close();
+  });
+
+  it('reuses the read buffers of a finished relay for the next one, and not those of a live one', async () => {
+    const bufs: Buffer[] = [];
+    const done: RelayResult[] = [];
+    const pooled = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (accepted) => {
+      const up = new Direction(DEFAULT_RELAY_BUFFER);
+      const down = new Direction(DEFAULT_RELAY_BUFFER);
+      bufs.push(up.buffer, down.buffer);
+      const upstream = newUpstream(null, down);
+      startRelay(adoptAccepted(accepted, up), upstream, up, down, { onClose: (r) => done.push(r) });
+      upstream.connect(echoPort, '127.0.0.1');
+    });
+    const port = await listen(pooled);
+    const first = await pump(port, 256 * 1024);
+    assert.ok(first.intact);
+    await waitFor(() => done.length === 1);
+    // The next relay gets the two buffers back, and while it runs they are not handed out again.
+    const live = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    await waitFor(() => bufs.length === 4);
+    assert.deepEqual(new Set(bufs.slice(2)), new Set(bufs.slice(0, 2)));
+    const other = new Direction(DEFAULT_RELAY_BUFFER);
+    assert.ok(!bufs.includes(other.buffer));
+    // Both relays' data stay intact with the buffers reused.
+    const second = await pump(port, 1024 * 1024);
+    assert.ok(second.intact);
+    live.destroy();
+    pooled.close();
   });
 
   it('keeps what a server-first upstream sends before the relay starts', async () => {

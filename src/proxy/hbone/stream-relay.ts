@@ -79,7 +79,9 @@ export function relayStream(downstream: RelayEnd, upstream: RelayEnd, handlers: 
     if (closedSides.has(side)) return;
     closedSides.add(side);
     if (closedSides.size < 2) return;
-    handlers.onClose({ bytesUp: counts.bytesUp, bytesDown: counts.bytesDown, error, failedSide });
+    const result = { bytesUp: counts.bytesUp, bytesDown: counts.bytesDown, error, failedSide };
+    zc?.direction.release();
+    handlers.onClose(result);
   };
 
   const watch = (end: RelayEnd, side: Side, other: RelayEnd): void => {
