@@ -90,7 +90,7 @@ describe('mTLS, identity and policy in the lab', { skip: !isRoot() && 'needs roo
     const echoB = podIP(state, 'echo-b');
     const toHbone = segs.filter((s) => s.dst === echoB && s.dstPort === 15008 && s.payload.length > 0);
     const flows = [...new Set(segs.map((x) => `${x.src}:${x.srcPort}>${x.dst}:${x.dstPort}`))];
-    assert.ok(toHbone.length > 0, `traffic to the destination went to its 15008; flows seen: ${flows.join(' ')}`);
+    assert.ok(toHbone.length > 0, `traffic to the destination went to its 15008; flows seen: ${flows.join(' ')}; tcpdump: ${cap.log}`);
     assert.ok(toHbone.some((s) => s.payload[0] === 0x16 && s.payload[1] === 0x03), 'a TLS handshake record went to 15008');
     assert.equal(segs.filter((s) => s.dstPort === 9000 || s.srcPort === 9000).length, 0, 'nothing crossed the wire on the app port');
     assert.ok(!segs.some((s) => s.payload.includes(marker)), 'the payload never crossed the wire in clear');

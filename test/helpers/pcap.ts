@@ -12,10 +12,15 @@ export interface TcpSegment {
 }
 
 export class Capture {
+  /** tcpdump's stderr ("N packets captured", errors), for failure messages. */
+  log = '';
+
   private constructor(
     private readonly proc: ChildProcess,
     readonly file: string,
-  ) {}
+  ) {
+    proc.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
+  }
 
   /** Starts tcpdump on `iface` (any: all) inside netns `netnsPath`; resolves once it is capturing. */
   static async start(netnsPath: string, iface: string, file: string, filter = 'tcp'): Promise<Capture> {
