@@ -24,7 +24,10 @@ export class Capture {
 
   /** Starts tcpdump on `iface` (any: all) inside netns `netnsPath`; resolves once it is capturing. */
   static async start(netnsPath: string, iface: string, file: string, filter = 'tcp'): Promise<Capture> {
-    const proc = spawn('nsenter', [`--net=${netnsPath}`, '--', 'tcpdump', '-i', iface, '-U', '-s', '0', '-w', file, filter], {
+    // --immediate-mode: without it packets wait in the kernel's ring buffer for up to tcpdump's 1 s buffer
+    // timeout, and a capture stopped sooner than that after the traffic loses them ("N packets received by
+    // filter", 0 captured).
+    const proc = spawn('nsenter', [`--net=${netnsPath}`, '--', 'tcpdump', '--immediate-mode', '-i', iface, '-U', '-s', '0', '-w', file, filter], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     await new Promise<void>((resolve, reject) => {
