@@ -3,11 +3,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { cgroup2Mounts, cgroupId, processCgroup2Path } from '../util/cgroup2';
+import { teardownSteps } from '../util/teardown';
 import * as abi from './abi';
 import { DatapathError, nativeHint } from './errors';
 import { defaultObjectPath, loadNative } from './native';
 import type { NativeBinding, NativeBpfMap, NativeBpfObject, NativeNetnsThread } from './native';
-import { enrollPod, PodHandle, skLookupPin, teardownSteps } from './pod-datapath';
+import { enrollPod, PodHandle, skLookupPin } from './pod-datapath';
 import type { DatapathLogger, PodContext } from './pod-datapath';
 import { ensureBpffs, probeBtf, probeCgroup2, probeObject, probePrivilege } from './probe';
 import type { AttachedProgram, Datapath, DatapathOptions, DatapathStatus, MapInfo, PodCounters, PodDatapath, PodNetSpec } from './types';

@@ -1,6 +1,7 @@
 // One enrolled pod: its listeners, sk_lookup link, steering entries and "on" entry, set up and torn down in order.
 
 import path from 'node:path';
+import { teardownSteps } from '../util/teardown';
 import * as abi from './abi';
 import { DatapathError, errnoCode, nativeHint } from './errors';
 import type { NativeBinding, NativeBpfMap, NativeBpfObject, NativeNetnsThread } from './native';
@@ -39,22 +40,6 @@ const POOL_TARGET = 8;
 /** Pin path of a pod's sk_lookup link. The uid is sanitised: it becomes a bpffs file name. */
 export function skLookupPin(pinRoot: string, uid: string): string {
   return path.join(pinRoot, 'links', `sk_lookup-${uid.replace(/[^A-Za-z0-9_.-]/g, '_')}`);
-}
-
-/**
- * For teardown: `attempt` runs each step even when an earlier one threw, and `errors` keeps what they threw, so one
- * stuck entry does not leave the rest behind and the caller can still report it.
- */
-export function teardownSteps(): { attempt: (fn: () => void) => void; errors: unknown[] } {
-  const errors: unknown[] = [];
-  const attempt = (fn: () => void): void => {
-    try {
-      fn();
-    } catch (err) {
-      errors.push(err);
-    }
-  };
-  return { attempt, errors };
 }
 
 interface SteerEntry {
