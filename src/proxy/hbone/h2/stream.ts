@@ -1,0 +1,218 @@
+// One HTTP/2 stream of an H2Session: a CONNECT tunnel's bytes both ways, with flow control and half-close.
+
+import { EventEmitter } from 'node:events';
+import { ErrorCode } from './constants';
+
+export type Headers = Record<string, string>;
+type WriteCallback = (err?: Error | null) => void;
+
+/** What a stream asks of its session. Implemented by H2Session; nothing else calls these. */
+export interface StreamOwner {
+  /** Sends what flow control allows of the stream's queue (and END_STREAM once it is empty). */
+  flush(stream: H2Stream): void;
+  /** The consumer took `n` received bytes: credit them back to the peer. */
+  consumed(stream: H2Stream, n: number): void;
+  sendHeaders(stream: H2Stream, headers: Headers, endStream: boolean): void;
+  sendReset(stream: H2Stream, code: number): void;
+  /** The stream is done both ways (or reset): forget it. */
+  forget(stream: H2Stream): void;
+  /** Bytes the session's socket holds but has not written yet; its need for a drain. */
+  readonly socketPending: number;
+  readonly socketNeedsDrain: boolean;
+}
+
+interface Pending {
+  chunk: Buffer;
+  cb: WriteCallback | undefined;
+}
+
+/**
+ * Events: 'response' (client: the final response headers), 'data' (Buffer), 'end' (the peer's END_STREAM,
+ * after its data), 'drain' (a write that returned false may continue), 'close' (no more events; `rstCode` is 0
+ * for a stream that ended both ways, else the reset code, and `error` says why when the session failed under
+ * it). A stream never emits 'error': faults show in 'close', so an unwatched stream cannot crash the agent.
+ * Reading starts paused (data is held, within the window we advertised) until `resume()`.
+ */
+export class H2Stream extends EventEmitter {
+  /** Request headers (server side) or response headers (client side, once 'response' fired). */
+  headers: Headers = {};
+  rstCode: number | undefined = undefined;
+  /** Set when the session failed or the peer broke the protocol. */
+  error: Error | null = null;
+  closed = false;
+
+  // Send side. `sendWindow` is the peer's credit for this stream (may go negative after a SETTINGS change).
+  sendWindow: number;
+  /** Bytes queued here waiting for flow-control credit. */
+  queuedBytes = 0;
+  readonly queue: Pending[] = [];
+  /** Offset into queue[0].chunk already sent. */
+  queueOffset = 0;
+  endQueued = false;
+  sentEnd = false;
+  needDrain = false;
+
+  // Receive side. `recvWindow` is what the peer may still send; `unacked` is consumed but not yet credited.
+  recvWindow: number;
+  unacked = 0;
+  remoteEnded = false;
+  private paused = true;
+  private inbox: Buffer[] = [];
+  private endDelivered = false;
+  private deliverScheduled = false;
+  /** Client side: true once final response headers arrived. */
+  responded = false;
+
+  constructor(
+    readonly id: number,
+    private readonly owner: StreamOwner,
+    sendWindow: number,
+    recvWindow: number,
+  ) {
+    super();
+    this.sendWindow = sendWindow;
+    this.recvWindow = recvWindow;
+  }
+
+  get destroyed(): boolean {
+    return this.closed;
+  }
+
+  /** What is written but not yet handed to the kernel: this stream's queue and the shared socket's buffer. */
+  get writableLength(): number {
+    return this.queuedBytes + this.owner.socketPending;
+  }
+
+  /**
+   * Queues `chunk` as DATA. The callback runs once the chunk left our hands (written to the socket), or with an
+   * error if the stream closed first. Returns false when the caller should wait for 'drain'.
+   */
+  write(chunk: Buffer, cb?: WriteCallback): boolean {
+    if (this.closed || this.endQueued) {
+      const err = new Error(this.closed ? 'HTTP/2 stream is closed' : 'write after end on an HTTP/2 stream');
+      if (cb) process.nextTick(cb, err);
+      return false;
+    }
+    if (chunk.length === 0) {
+      if (cb) process.nextTick(cb);
+      return true;
+    }
+    this.queue.push({ chunk, cb });
+    this.queuedBytes += chunk.length;
+    this.owner.flush(this);
+    if (this.queuedBytes > 0 || this.owner.socketNeedsDrain) {
+      this.needDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  /** Half-closes our side: END_STREAM goes out after everything queued. */
+  end(): void {
+    if (this.closed || this.endQueued) return;
+    this.endQueued = true;
+    this.owner.flush(this);
+  }
+
+  /** Server side: answers the request. `endStream` makes this the whole answer. */
+  respond(headers: Headers, endStream = false): void {
+    if (this.closed || this.sentEnd) return;
+    this.owner.sendHeaders(this, headers, endStream);
+    if (endStream) {
+      this.endQueued = true;
+      this.sentEnd = true;
+      this.maybeDone();
+    }
+  }
+
+  /** Sends RST_STREAM(`code`) and closes the stream at once; queued data is dropped. */
+  reset(code: number = ErrorCode.CANCEL): void {
+    if (this.closed) return;
+    this.owner.sendReset(this, code);
+    this.finish(code, null);
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    // Delivered from the next tick, like a Node stream: the caller may still be attaching listeners.
+    if ((this.inbox.length > 0 || (this.remoteEnded && !this.endDelivered)) && !this.deliverScheduled) {
+      this.deliverScheduled = true;
+      process.nextTick(() => {
+        this.deliverScheduled = false;
+        this.deliver();
+      });
+    }
+  }
+
+  // ---- called by the session ----
+
+  /** DATA payload bytes from the peer (already checked against the windows). */
+  receive(chunk: Buffer): void {
+    if (this.closed) return;
+    if (this.paused || this.inbox.length > 0) {
+      // Held until resume(): the chunk may be a view of the socket's read buffer, which is not reused by
+      // Node's TLS reads (each read is a fresh Buffer), so keeping the view is safe.
+      this.inbox.push(chunk);
+      return;
+    }
+    this.emit('data', chunk);
+    this.owner.consumed(this, chunk.length);
+  }
+
+  /** The peer's END_STREAM. */
+  receiveEnd(): void {
+    if (this.closed || this.remoteEnded) return;
+    this.remoteEnded = true;
+    if (!this.paused && this.inbox.length === 0) this.deliverEnd();
+  }
+
+  /** Closes the stream without sending anything: the peer reset it, or the session ended. */
+  finish(code: number, error: Error | null): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.rstCode = code;
+    this.error = error;
+    let held = 0;
+    for (const chunk of this.inbox) held += chunk.length;
+    this.inbox = [];
+    // Bytes never delivered still took connection-level credit: give it back (the stream's own no longer matters).
+    if (held > 0) this.owner.consumed(this, held);
+    const failed = error ?? new Error(`HTTP/2 stream reset (code ${code})`);
+    for (const p of this.queue.splice(0)) if (p.cb) process.nextTick(p.cb, failed);
+    this.queuedBytes = 0;
+    this.owner.forget(this);
+    process.nextTick(() => this.emit('close'));
+  }
+
+  /** The socket drained or our queue emptied: wake a writer that was told to wait. */
+  drained(): void {
+    if (!this.needDrain || this.queuedBytes > 0 || this.closed) return;
+    this.needDrain = false;
+    this.emit('drain');
+  }
+
+  /** Called when our END_STREAM went out. */
+  maybeDone(): void {
+    if (this.sentEnd && this.endDelivered && !this.closed) this.finish(ErrorCode.NO_ERROR, null);
+  }
+
+  private deliver(): void {
+    while (!this.paused && this.inbox.length > 0 && !this.closed) {
+      const chunk = this.inbox.shift()!;
+      this.emit('data', chunk);
+      this.owner.consumed(this, chunk.length);
+    }
+    if (!this.paused && this.inbox.length === 0 && this.remoteEnded && !this.endDelivered) this.deliverEnd();
+  }
+
+  private deliverEnd(): void {
+    this.endDelivered = true;
+    this.emit('end');
+    this.maybeDone();
+  }
+}

@@ -1,0 +1,309 @@
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { CLIENT_PREFACE, ErrorCode, Flag, FrameType, frame } from '../../src/proxy/hbone/h2/constants';
+import { HpackDecoder, HpackEncoder } from '../../src/proxy/hbone/h2/hpack';
+import { H2Session } from '../../src/proxy/hbone/h2/session';
+import type { H2Stream } from '../../src/proxy/hbone/h2/stream';
+import { listen } from '../helpers/tcp';
+import { waitFor } from '../helpers/wait';
+
+// Small windows, so every transfer below crosses flow control many times in both directions.
+const WINDOWS = { streamWindow: 64 * 1024, connectionWindow: 256 * 1024 };
+const TARGET = '127.0.0.1:9';
+
+/** Everything the stream delivers until the peer's END_STREAM; rejects if it closes with a fault first. */
+function collect(stream: H2Stream): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer) => chunks.push(Buffer.from(c)));
+    stream.on('end', () => resolve(Buffer.concat(chunks)));
+    stream.once('close', () => reject(stream.error ?? new Error(`stream closed (HTTP/2 error code ${stream.rstCode})`)));
+    stream.resume();
+  });
+}
+
+/** Writes `data` in 16 KiB pieces, honouring write()'s backpressure, then ends the stream. */
+async function send(stream: H2Stream, data: Buffer): Promise<void> {
+  for (let at = 0; at < data.length; at += 16 * 1024) {
+    if (!stream.write(data.subarray(at, at + 16 * 1024))) await new Promise((r) => stream.once('drain', r));
+  }
+  stream.end();
+}
+
+function echo(stream: H2Stream): void {
+  stream.on('data', (c: Buffer) => stream.write(Buffer.from(c)));
+  stream.on('end', () => stream.end());
+  stream.resume();
+}
+
+function ourClient(port: number): Promise<H2Session> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port }, () => {
+      const session = new H2Session(socket, { role: 'client', ...WINDOWS });
+      session.once('remoteSettings', () => resolve(session));
+    });
+    socket.once('error', reject);
+  });
+}
+
+interface RawFrame {
+  type: number;
+  flags: number;
+  stream: number;
+  payload: Buffer;
+}
+
+/** A hand-driven HTTP/2 client: writes whatever bytes a test wants, parses what comes back. */
+class RawPeer {
+  readonly frames: RawFrame[] = [];
+  closed = false;
+  private buf = Buffer.alloc(0);
+  private readonly socket: net.Socket;
+  readonly encoder = new HpackEncoder();
+
+  constructor(port: number) {
+    this.socket = net.connect({ host: '127.0.0.1', port });
+    this.socket.on('error', () => {});
+    this.socket.on('close', () => (this.closed = true));
+    this.socket.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      while (this.buf.length >= 9) {
+        const length = this.buf.readUIntBE(0, 3);
+        if (this.buf.length < 9 + length) break;
+        this.frames.push({ type: this.buf[3]!, flags: this.buf[4]!, stream: this.buf.readUInt32BE(5), payload: this.buf.subarray(9, 9 + length) });
+        this.buf = this.buf.subarray(9 + length);
+      }
+    });
+  }
+
+  write(...parts: Buffer[]): void {
+    this.socket.write(Buffer.concat(parts));
+  }
+
+  /** The preface and an empty SETTINGS: a well-behaved start. */
+  start(): void {
+    this.write(CLIENT_PREFACE, frame(FrameType.SETTINGS, 0, 0));
+  }
+
+  headers(stream: number, fields: Array<[string, string]>, flags: number = Flag.END_HEADERS): Buffer {
+    return frame(FrameType.HEADERS, flags, stream, this.encoder.encode(fields));
+  }
+
+  async next(what: string, match: (f: RawFrame) => boolean): Promise<RawFrame> {
+    let found: RawFrame | undefined;
+    await waitFor(what, async () => (found = this.frames.find(match)) !== undefined, 3_000);
+    return found!;
+  }
+
+  async goaway(): Promise<{ code: number; debug: string }> {
+    const f = await this.next('GOAWAY', (x) => x.type === FrameType.GOAWAY);
+    await waitFor('connection closed after GOAWAY', async () => this.closed, 3_000);
+    return { code: f.payload.readUInt32BE(4), debug: f.payload.subarray(8).toString() };
+  }
+
+  async reset(stream: number): Promise<number> {
+    const f = await this.next(`RST_STREAM on ${stream}`, (x) => x.type === FrameType.RST_STREAM && x.stream === stream);
+    return f.payload.readUInt32BE(0);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+const CONNECT: Array<[string, string]> = [
+  [':method', 'CONNECT'],
+  [':authority', TARGET],
+];
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n, 0);
+  return b;
+}
+
+describe('HTTP/2 framer of the HBONE path', () => {
+  const cleanup: Array<() => void> = [];
+  after(() => {
+    for (const c of cleanup.reverse()) c();
+  });
+
+  /** Our server on loopback; `onStream` gets each accepted stream. */
+  async function ourServer(onStream: (s: H2Stream) => void): Promise<{ port: number; sessions: H2Session[] }> {
+    const sessions: H2Session[] = [];
+    const server = net.createServer((socket) => {
+      const session = new H2Session(socket, { role: 'server', ...WINDOWS, maxConcurrentStreams: 4 });
+      session.on('error', () => {});
+      session.on('stream', onStream);
+      sessions.push(session);
+    });
+    const port = await listen(server);
+    cleanup.push(() => {
+      for (const s of sessions) s.destroy();
+      server.close();
+    });
+    return { port, sessions };
+  }
+
+  it("our client through Node's http2 server: concurrent CONNECT tunnels byte-exact under small windows both ways", async () => {
+    const node = http2.createServer({ settings: { initialWindowSize: 16 * 1024 } });
+    const seen: http2.IncomingHttpHeaders[] = [];
+    node.on('stream', (stream, headers) => {
+      seen.push(headers);
+      stream.respond({ ':status': 200 });
+      stream.pipe(stream);
+    });
+    const port = await listen(node);
+    cleanup.push(() => node.close());
+    const session = await ourClient(port);
+    cleanup.push(() => session.destroy());
+    const payloads = [1, 2, 3].map((i) => crypto.randomBytes(i * 512 * 1024));
+    const echoed = await Promise.all(
+      payloads.map(async (data) => {
+        const stream = session.request({ ':method': 'CONNECT', ':authority': TARGET, 'x-tunnel': 'a value long enough for nghttp2' });
+        const [status] = await new Promise<[string]>((resolve) => stream.once('response', (h: Record<string, string>) => resolve([h[':status']!])));
+        assert.equal(status, '200');
+        const got = collect(stream);
+        await send(stream, data);
+        return got;
+      }),
+    );
+    echoed.forEach((e, i) => assert.ok(e.equals(payloads[i]!), `tunnel ${i} differs`));
+    assert.equal(seen.length, 3);
+    for (const h of seen) {
+      assert.equal(h[':method'], 'CONNECT');
+      assert.equal(h[':authority'], TARGET);
+      assert.equal(h['x-tunnel'], 'a value long enough for nghttp2');
+    }
+    await waitFor('streams closed', async () => session.activeStreams === 0);
+  });
+
+  it("our client honours Node's stream limit and its graceful GOAWAY: the open stream finishes, new ones are refused", async () => {
+    const node = http2.createServer({ settings: { maxConcurrentStreams: 1 } });
+    const nodeSessions: http2.ServerHttp2Session[] = [];
+    node.on('session', (s) => nodeSessions.push(s));
+    node.on('stream', (stream) => {
+      stream.respond({ ':status': 200 });
+      stream.pipe(stream);
+    });
+    const port = await listen(node);
+    cleanup.push(() => node.close());
+    const session = await ourClient(port);
+    cleanup.push(() => session.destroy());
+    assert.equal(session.remoteSettings.maxConcurrentStreams, 1);
+    const held = session.request({ ':method': 'CONNECT', ':authority': TARGET });
+    await new Promise((r) => held.once('response', r));
+    assert.throws(() => session.request({ ':method': 'CONNECT', ':authority': TARGET }), /allows 1 concurrent streams/);
+    const goaway = new Promise<number>((resolve) => session.once('goaway', (code: number) => resolve(code)));
+    nodeSessions[0]!.close();
+    assert.equal(await goaway, ErrorCode.NO_ERROR);
+    assert.throws(() => session.request({ ':method': 'CONNECT', ':authority': TARGET }), /closing/);
+    const got = collect(held);
+    await send(held, Buffer.from('last words'));
+    assert.equal((await got).toString(), 'last words');
+    await new Promise((r) => (session.destroyed ? r(null) : session.once('close', r)));
+  });
+
+  it("Node's http2 client through our server: CONNECT tunnel byte-exact under its small window, PING answered", async () => {
+    const headers: Array<Record<string, string>> = [];
+    const { port } = await ourServer((stream) => {
+      headers.push(stream.headers);
+      stream.respond({ ':status': '200' });
+      echo(stream);
+    });
+    const client = http2.connect(`http://127.0.0.1:${port}`, { settings: { initialWindowSize: 16 * 1024 } });
+    cleanup.push(() => client.destroy());
+    await new Promise((r) => client.once('connect', r));
+    const rtt = await new Promise<number>((resolve, reject) => client.ping((err, ms) => (err ? reject(err) : resolve(ms))));
+    assert.ok(rtt >= 0);
+    const data = crypto.randomBytes(2 * 1024 * 1024);
+    const req = client.request({ ':method': 'CONNECT', ':authority': TARGET, 'user-agent': 'node-http2-interop' });
+    const status = await new Promise((resolve) => req.once('response', (h) => resolve(h[':status'])));
+    assert.equal(status, 200);
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    const ended = new Promise((r) => req.once('end', r));
+    req.end(data);
+    await ended;
+    assert.ok(Buffer.concat(chunks).equals(data), 'echo differs');
+    assert.equal(headers[0]![':authority'], TARGET);
+    assert.equal(headers[0]!['user-agent'], 'node-http2-interop');
+  });
+
+  describe('our server against a peer that breaks the protocol', () => {
+    const accepted: H2Stream[] = [];
+    let port = 0;
+    const peers: RawPeer[] = [];
+    const peer = (): RawPeer => {
+      const p = new RawPeer(port);
+      peers.push(p);
+      return p;
+    };
+    after(() => peers.forEach((p) => p.destroy()));
+
+    before(async () => {
+      ({ port } = await ourServer((stream) => {
+        accepted.push(stream);
+        // Streams asking for an answer get one; the others stay unread, so their window is never credited.
+        if (stream.headers['x-answer'] !== undefined) stream.respond({ ':status': '200' });
+      }));
+    });
+
+    const connectionErrors: Array<[string, (p: RawPeer) => void, number, RegExp]> = [
+      ['a bad preface', (p) => p.write(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')), ErrorCode.PROTOCOL_ERROR, /client preface/],
+      ['a first frame other than SETTINGS', (p) => p.write(CLIENT_PREFACE, frame(FrameType.PING, 0, 0, Buffer.alloc(8))), ErrorCode.PROTOCOL_ERROR, /must start with SETTINGS/],
+      ['DATA on a stream never opened', (p) => (p.start(), p.write(frame(FrameType.DATA, 0, 5, Buffer.from('x')))), ErrorCode.PROTOCOL_ERROR, /never opened/],
+      ['a frame over our SETTINGS_MAX_FRAME_SIZE', (p) => (p.start(), p.write(Buffer.from([0x20, 0, 0, 0, 0, 0, 0, 0, 1]))), ErrorCode.FRAME_SIZE_ERROR, /exceeds our maximum/],
+      ['a connection window past 2^31-1', (p) => (p.start(), p.write(frame(FrameType.WINDOW_UPDATE, 0, 0, u32(0x7fffffff)))), ErrorCode.FLOW_CONTROL_ERROR, /past 2\^31-1/],
+      [
+        'HEADERS followed by something other than CONTINUATION',
+        (p) => (p.start(), p.write(p.headers(1, CONNECT, 0), frame(FrameType.PING, 0, 0, Buffer.alloc(8)))),
+        ErrorCode.PROTOCOL_ERROR,
+        /expected CONTINUATION/,
+      ],
+      ['an undecodable header block', (p) => (p.start(), p.write(frame(FrameType.HEADERS, Flag.END_HEADERS, 1, Buffer.from([0x80])))), ErrorCode.COMPRESSION_ERROR, /bad header block/],
+      ['PUSH_PROMISE from a client', (p) => (p.start(), p.write(frame(FrameType.PUSH_PROMISE, Flag.END_HEADERS, 1, u32(2)))), ErrorCode.PROTOCOL_ERROR, /PUSH_PROMISE/],
+    ];
+    for (const [what, act, code, reason] of connectionErrors) {
+      it(`ends the connection with GOAWAY on ${what}`, async () => {
+        const p = peer();
+        act(p);
+        const g = await p.goaway();
+        assert.equal(g.code, code);
+        assert.match(g.debug, reason);
+      });
+    }
+
+    it('resets only the offending stream on stream errors, and the session keeps serving', async () => {
+      const p = peer();
+      p.start();
+      // Malformed request (an uppercase field name): that stream is reset, never reaches the handler.
+      const before = accepted.length;
+      p.write(p.headers(1, [...CONNECT, ['X-Upper', 'v']]));
+      assert.equal(await p.reset(1), ErrorCode.PROTOCOL_ERROR);
+      // A header block split over HEADERS (padded, with priority) and CONTINUATION is reassembled.
+      const block = p.encoder.encode([...CONNECT, ['x-answer', 'yes'], ['x-filler', 'f'.repeat(300)]]);
+      const first = Buffer.concat([Buffer.from([4]), Buffer.alloc(5), block.subarray(0, 100), Buffer.alloc(4)]);
+      p.write(frame(FrameType.HEADERS, Flag.PADDED | Flag.PRIORITY, 3, first), frame(FrameType.CONTINUATION, Flag.END_HEADERS, 3, block.subarray(100)));
+      const answer = await p.next('200 on stream 3', (f) => f.type === FrameType.HEADERS && f.stream === 3);
+      assert.deepEqual(new HpackDecoder().decode(answer.payload).fields, [[':status', '200']]);
+      assert.equal(accepted.length, before + 1);
+      assert.equal(accepted.at(-1)!.headers['x-filler'], 'f'.repeat(300));
+      // DATA past the stream's window (64 KiB, never credited: the handler does not read): that stream is reset.
+      for (let i = 0; i < 5; i++) p.write(frame(FrameType.DATA, 0, 3, Buffer.alloc(16 * 1024)));
+      assert.equal(await p.reset(3), ErrorCode.FLOW_CONTROL_ERROR);
+      // More streams than SETTINGS_MAX_CONCURRENT_STREAMS (4): the fifth open one is refused.
+      for (const id of [5, 7, 9, 11, 13]) p.write(p.headers(id, CONNECT));
+      assert.equal(await p.reset(13), ErrorCode.REFUSED_STREAM);
+      // Still alive: PING is answered with its payload.
+      p.write(frame(FrameType.PING, 0, 0, Buffer.from('12345678')));
+      const pong = await p.next('PING ACK', (f) => f.type === FrameType.PING && (f.flags & Flag.ACK) !== 0);
+      assert.equal(pong.payload.toString(), '12345678');
+      assert.equal(p.closed, false);
+      assert.equal(p.frames.filter((f) => f.type === FrameType.GOAWAY).length, 0);
+    });
+  });
+});
