@@ -1,6 +1,5 @@
 // The shared tail of every path: connect upstream (TCP or HBONE, failing over), relay, account, log, enforce.
 
-import http2 from 'node:http2';
 import net from 'node:net';
 import type { AuthzRequest } from '../state/authz';
 import type { Workload } from '../state/workloads';
@@ -8,6 +7,8 @@ import type { TcpLabels } from '../telemetry/metrics';
 import type { Direction as ConnDirection, Endpoint } from './connection-tracker';
 import type { PodSockets, ProxyContext } from './context';
 import { relayStream, type HboneRespond } from './hbone';
+import { ErrorCode } from './hbone/h2/constants';
+import type { H2Stream } from './hbone/h2/stream';
 import { adoptAccepted, Direction, newUpstream, startRelay, type RelayResult } from './relay';
 
 /** One place to send the connection: plain TCP to `ip:port`, or an HBONE tunnel to the pod's 15008. */
@@ -20,7 +21,7 @@ export interface Target extends Endpoint {
 /** Where the connection came from: a redirected/steered socket, or an HBONE CONNECT stream. */
 export type Downstream =
   | { kind: 'socket'; socket: net.Socket }
-  | { kind: 'hbone'; stream: http2.ServerHttp2Stream; respond: HboneRespond };
+  | { kind: 'hbone'; stream: H2Stream; respond: HboneRespond };
 
 export interface ForwardRequest {
   direction: ConnDirection;
@@ -40,7 +41,7 @@ export interface ForwardRequest {
 }
 
 /** `down`: the upstream socket's read buffer (it was created with `onread`). */
-type Upstream = { kind: 'tcp'; socket: net.Socket; down: Direction } | { kind: 'hbone'; stream: http2.ClientHttp2Stream };
+type Upstream = { kind: 'tcp'; socket: net.Socket; down: Direction } | { kind: 'hbone'; stream: H2Stream };
 
 /** Socket reads shorter than this are copied into an HTTP/2 stream rather than waited on (see Direction). */
 const COPY_BELOW_FOR_STREAMS = 16 * 1024;
@@ -90,7 +91,7 @@ export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<voi
   } else {
     // One end is an HTTP/2 stream. The socket end still reads into a fixed buffer (no Buffer per read).
     let zeroCopy: { socket: net.Socket; direction: Direction } | undefined;
-    let downEnd: net.Socket | http2.ServerHttp2Stream;
+    let downEnd: net.Socket | H2Stream;
     if (d.kind === 'socket') {
       const up = new Direction(ctx.bufferSize);
       downEnd = adoptAccepted(d.socket, up);
@@ -106,7 +107,7 @@ export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<voi
     abort = () => {
       for (const end of [downEnd, upEnd]) {
         if (end instanceof net.Socket) end.resetAndDestroy();
-        else end.close(http2.constants.NGHTTP2_CANCEL);
+        else end.reset(ErrorCode.CANCEL);
       }
     };
     start = () => {
@@ -177,7 +178,7 @@ async function connectFirst(ctx: ProxyContext, r: ForwardRequest): Promise<Attem
 }
 
 function downstreamGone(d: Downstream): boolean {
-  return d.kind === 'socket' ? d.socket.destroyed : d.stream.destroyed || d.stream.closed;
+  return d.kind === 'socket' ? d.socket.destroyed : d.stream.closed;
 }
 
 async function dialTcp(ctx: ProxyContext, r: ForwardRequest, target: Target): Promise<Upstream> {

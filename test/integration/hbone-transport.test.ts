@@ -18,6 +18,7 @@ import {
   HboneStreamResetError,
   relayStream,
 } from '../../src/proxy/hbone';
+import type { H2Stream } from '../../src/proxy/hbone/h2/stream';
 import { adoptAccepted, Direction, newUpstream, type RelayResult } from '../../src/proxy/relay';
 import { createTestCa } from '../helpers/test-ca';
 import { echoServer, listen, pump } from '../helpers/tcp';
@@ -51,18 +52,32 @@ async function clientFd(): Promise<number> {
   return h.fd;
 }
 
-/** Sends `data` on a Duplex, half-closes, and collects everything until the peer's end. */
-function roundTrip(stream: NodeJS.ReadWriteStream, data: Buffer): Promise<Buffer> {
+/** Rejects when the stream closes with a fault (after a clean end it has no effect). */
+function onFault(stream: H2Stream, reject: (err: Error) => void): void {
+  stream.once('close', () => reject(stream.error ?? new Error(`stream closed (HTTP/2 error code ${stream.rstCode})`)));
+}
+
+/** Sends `data` on a tunnel, half-closes, and collects everything until the peer's end. */
+function roundTrip(stream: H2Stream, data: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.on('end', () => resolve(Buffer.concat(chunks)));
-    stream.on('error', reject);
-    stream.end(data);
+    onFault(stream, reject);
+    stream.write(data);
+    stream.end();
+    stream.resume();
   });
 }
 
-function readSome(stream: NodeJS.ReadableStream, bytes: number): Promise<Buffer> {
+/** The server end of a tunnel that sends back what it gets. */
+function echoStream(stream: H2Stream): void {
+  stream.on('data', (c: Buffer) => stream.write(c));
+  stream.on('end', () => stream.end());
+  stream.resume();
+}
+
+function readSome(stream: H2Stream | net.Socket, bytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let n = 0;
@@ -76,7 +91,9 @@ function readSome(stream: NodeJS.ReadableStream, bytes: number): Promise<Buffer>
       }
     };
     stream.on('data', onData);
-    stream.once('error', reject);
+    if (stream instanceof net.Socket) stream.once('error', reject);
+    else onFault(stream, reject);
+    stream.resume();
   });
 }
 
@@ -371,11 +388,13 @@ describe('HBONE transport over loopback', () => {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));
       stream.on('end', () => resolve(Buffer.concat(chunks)));
-      stream.on('error', reject);
+      onFault(stream, reject);
+      stream.resume();
     });
     assert.equal(got.toString(), 'hello');
     const n = afterFin.length;
-    stream.end('written after the server FIN');
+    stream.write(Buffer.from('written after the server FIN'));
+    stream.end();
     await waitFor('app got the bytes sent after its FIN', async () => afterFin.length === n + 1);
     assert.equal(afterFin[n]!.toString(), 'written after the server FIN');
   });
@@ -407,7 +426,7 @@ describe('HBONE transport over loopback', () => {
       trustBundle: () => [ca.rootPem],
       onConnect: (ctx, respond) => {
         respond(200);
-        ctx.stream.pipe(ctx.stream);
+        echoStream(ctx.stream);
       },
     });
     const addr = await s2.listen({ host: '127.0.0.1', port: 0 });
@@ -426,12 +445,12 @@ describe('HBONE transport over loopback', () => {
   it('opens a new session for a rotated source certificate while an old stream keeps flowing', async () => {
     const p = new HboneClientPool();
     const old = await p.connect(request({ sourcePod: 'pod-rot' }));
-    old.stream.write('before');
+    old.stream.write(Buffer.from('before'));
     assert.equal((await readSome(old.stream, 6)).toString(), 'before');
     const again = await p.connect(request({ sourcePod: 'pod-rot' }));
     assert.ok(again.reused);
     assert.equal(again.sessionId, old.sessionId);
-    again.stream.close();
+    again.stream.reset();
 
     clientCert = ca.issue({ spiffeId: CLIENT_ID });
     const fresh = await p.connect(request({ sourcePod: 'pod-rot' }));

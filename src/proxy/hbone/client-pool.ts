@@ -1,6 +1,5 @@
 // Outbound HBONE: pooled HTTP/2-over-mTLS sessions per (source pod, source cert, destination identity, address), CONNECT streams on them.
 
-import http2 from 'node:http2';
 import type { Logger } from '../../telemetry/logger';
 import type { Endpoint } from '../connection-tracker';
 import { type DialRequest, dialSession, goawayError } from './dial';
@@ -13,6 +12,9 @@ import {
   errMessage,
   hostPort,
 } from './errors';
+import { ErrorCode, type PeerSettings } from './h2/constants';
+import type { H2Session } from './h2/session';
+import type { H2Stream } from './h2/stream';
 import { HBONE_REASON_HEADER, formatAuthority } from './protocol';
 import { clientTlsError } from './tls';
 
@@ -24,8 +26,8 @@ export interface HboneConnectRequest extends DialRequest {
 }
 
 export interface HboneConnection {
-  /** The CONNECT stream after the server's 200: a Duplex carrying the tunnelled bytes. */
-  stream: http2.ClientHttp2Stream;
+  /** The CONNECT stream after the server's 200, carrying the tunnelled bytes. */
+  stream: H2Stream;
   /** True when the stream went on a session that was already open (no dial was waited for). */
   reused: boolean;
   /** The pool's id of the session carrying the stream. */
@@ -84,7 +86,7 @@ class PooledSession {
     readonly id: number,
     readonly key: string,
     readonly address: string,
-    readonly session: http2.ClientHttp2Session,
+    readonly session: H2Session,
     public maxStreams: number,
     private readonly idleTimeoutMs: number,
     private readonly onIdle: (s: PooledSession) => void,
@@ -263,9 +265,9 @@ export class HboneClientPool {
     }
   }
 
-  private adopt(key: string, entry: PoolEntry, req: HboneConnectRequest, session: http2.ClientHttp2Session): PooledSession {
+  private adopt(key: string, entry: PoolEntry, req: HboneConnectRequest, session: H2Session): PooledSession {
     const address = hostPort(req.address);
-    const remoteMax = session.remoteSettings.maxConcurrentStreams ?? Number.MAX_SAFE_INTEGER;
+    const remoteMax = session.remoteSettings.maxConcurrentStreams;
     const ps = new PooledSession(
       this.nextId++,
       key,
@@ -282,11 +284,11 @@ export class HboneClientPool {
     this.live.add(ps);
     if (this.entries.get(key) !== entry) this.entries.set(key, entry);
     entry.sessions.push(ps);
-    session.on('remoteSettings', (s: http2.Settings) => {
-      ps.maxStreams = Math.min(this.opts.maxStreamsPerSession, s.maxConcurrentStreams ?? Number.MAX_SAFE_INTEGER);
+    session.on('remoteSettings', (s: PeerSettings) => {
+      ps.maxStreams = Math.min(this.opts.maxStreamsPerSession, s.maxConcurrentStreams);
     });
-    session.on('goaway', (code: number, _last: number, opaque?: Buffer) => {
-      if (code !== http2.constants.NGHTTP2_NO_ERROR) ps.failure ??= goawayError(address, req.source.spiffeId, code, opaque);
+    session.on('goaway', (code: number, _last: number, debug: Buffer) => {
+      if (code !== ErrorCode.NO_ERROR) ps.failure ??= goawayError(address, req.source.spiffeId, code, debug);
       this.log?.debug({ address, session: ps.id, code }, 'HBONE session got GOAWAY; no new streams on it');
       this.drop(ps);
     });
@@ -319,12 +321,12 @@ export class HboneClientPool {
     if (entry.sessions.length === 0 && entry.pending === null) this.entries.delete(ps.key);
   }
 
-  private open(ps: PooledSession, req: HboneConnectRequest): Promise<http2.ClientHttp2Stream> {
+  private open(ps: PooledSession, req: HboneConnectRequest): Promise<H2Stream> {
     const target = formatAuthority(req.target);
     return new Promise((resolve, reject) => {
-      let stream: http2.ClientHttp2Stream;
+      let stream: H2Stream;
       try {
-        stream = ps.session.request({ ':method': 'CONNECT', ':authority': target }, { endStream: false });
+        stream = ps.session.request({ ':method': 'CONNECT', ':authority': target });
       } catch (err) {
         ps.release();
         const e = new HboneSessionError(ps.address, `cannot open a stream: ${errMessage(err)}`, err);
@@ -339,27 +341,21 @@ export class HboneClientPool {
         answered = true;
         clearTimeout(timer);
         const code = stream.rstCode ?? 0;
-        const e = new HboneSessionError(ps.address, `CONNECT to ${target} closed before the server answered (HTTP/2 error code ${code})`);
-        if (code === http2.constants.NGHTTP2_REFUSED_STREAM || ps.session.closed || ps.session.destroyed) retryable.add(e);
-        reject(ps.failure ?? e);
-      });
-      // Stays attached after the 200: an error before the caller listens shows as `stream.errored`, not a crash.
-      stream.on('error', (err: Error) => {
-        if (answered) return;
-        answered = true;
-        clearTimeout(timer);
-        const code = stream.rstCode ?? 0;
-        const e = code !== 0 ? new HboneStreamResetError(code) : new HboneSessionError(ps.address, errMessage(err), err);
-        if (code === http2.constants.NGHTTP2_REFUSED_STREAM) retryable.add(e);
+        let e: Error;
+        if (stream.error !== null) e = new HboneSessionError(ps.address, `CONNECT to ${target} failed: ${stream.error.message}`, stream.error);
+        else if (code !== 0) e = new HboneStreamResetError(code);
+        else e = new HboneSessionError(ps.address, `CONNECT to ${target} closed before the server answered`);
+        // REFUSED_STREAM (or a GOAWAY that left the stream out) means the server never processed it.
+        if (code === ErrorCode.REFUSED_STREAM || ps.session.destroyed) retryable.add(e);
         reject(ps.failure ?? e);
       });
       const timer = setTimeout(() => {
         if (answered) return;
         answered = true;
-        stream.close(http2.constants.NGHTTP2_CANCEL);
+        stream.reset(ErrorCode.CANCEL);
         reject(new HboneTimeoutError(ps.address, `CONNECT to ${target}`, this.opts.connectTimeoutMs));
       }, this.opts.connectTimeoutMs);
-      stream.once('response', (headers: http2.IncomingHttpHeaders) => {
+      stream.once('response', (headers: Record<string, string>) => {
         if (answered) return;
         answered = true;
         clearTimeout(timer);
@@ -369,10 +365,8 @@ export class HboneClientPool {
           return;
         }
         this.totals.connectRefused++;
-        const raw = headers[HBONE_REASON_HEADER];
-        const reason = Array.isArray(raw) ? raw.join(', ') : (raw ?? null);
-        stream.close(http2.constants.NGHTTP2_NO_ERROR);
-        reject(new HboneConnectRefusedError(target, ps.address, req.expectedServerId, status, reason));
+        stream.reset(ErrorCode.NO_ERROR);
+        reject(new HboneConnectRefusedError(target, ps.address, req.expectedServerId, status, headers[HBONE_REASON_HEADER] ?? null));
       });
     });
   }

@@ -1,6 +1,5 @@
 // Opens one HBONE session: a socket from the source pod's netns → TCP to 15008 → TLS 1.3 (mutual, SPIFFE) → HTTP/2.
 
-import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { CertBundle } from '../../identity/types';
@@ -16,6 +15,8 @@ import {
   errMessage,
   hostPort,
 } from './errors';
+import { ErrorCode } from './h2/constants';
+import { H2Session } from './h2/session';
 import { HBONE_ALPN, clientTlsError, contextOptions, spiffeServerCheck } from './tls';
 
 /** Makes an unconnected TCP socket fd inside the source pod's netns; null means a plain socket (tests). */
@@ -41,7 +42,7 @@ export interface DialOptions {
    * Called synchronously once the session is usable (server SETTINGS received), before the dial's own
    * listeners come off, so no session event can fall between the two.
    */
-  adopt(session: http2.ClientHttp2Session, tlsSocket: tls.TLSSocket): void;
+  adopt(session: H2Session, tlsSocket: tls.TLSSocket): void;
 }
 
 // `manualStart` is accepted by net.Socket's constructor but absent from its typings.
@@ -57,7 +58,7 @@ function socketFor(fd: number | null): net.Socket {
 }
 
 /** Resolves with a ready session, or rejects with an NM_HBONE_* error naming the stage that failed. */
-export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.ClientHttp2Session> {
+export function dialSession(req: DialRequest, opts: DialOptions): Promise<H2Session> {
   const address = hostPort(req.address);
   const sourceId = req.source.spiffeId;
   return new Promise((resolve, reject) => {
@@ -65,7 +66,7 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.
     let done = false;
     let tcp: net.Socket | null = null;
     let tlsSocket: tls.TLSSocket | null = null;
-    let session: http2.ClientHttp2Session | null = null;
+    let session: H2Session | null = null;
 
     const fail = (err: Error): void => {
       if (done) return;
@@ -111,7 +112,7 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.
 
     // In TLS 1.3 our side finishes the handshake before the server has checked our certificate. The server's
     // first bytes (its HTTP/2 SETTINGS) mean it accepted us; an alert means it did not. Once the session owns
-    // the socket, alerts show only as a bare close, so wait here; http2 takes over whatever was buffered.
+    // the socket, alerts show only as a bare close, so wait here; the session reads whatever was buffered.
     const awaitVerdict = (t: tls.TLSSocket): void => {
       stage = 'TLS handshake (server verifying our certificate)';
       const onEnd = (): void => fail(new HboneSessionError(address, 'closed by the server right after the TLS handshake'));
@@ -129,10 +130,7 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.
       stage = 'HTTP/2 setup';
       // From here the session owns the socket and reports its errors.
       t.off('error', onTlsError);
-      const s = http2.connect(`https://${address}`, {
-        createConnection: () => t,
-        settings: { enablePush: false, initialWindowSize: opts.streamWindow },
-      });
+      const s = new H2Session(t, { role: 'client', streamWindow: opts.streamWindow, connectionWindow: opts.connectionWindow });
       session = s;
       // In TLS 1.3 the server checks our certificate after our side finished: its refusal arrives here.
       const onError = (err: Error): void => fail(clientTlsError(address, sourceId, err));
@@ -141,7 +139,6 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.
       s.on('error', onError);
       s.on('goaway', onGoaway);
       s.on('close', onClose);
-      s.once('connect', () => s.setLocalWindowSize(opts.connectionWindow));
       s.once('remoteSettings', () => {
         // A refusing server sends GOAWAY right behind its SETTINGS: let it land before calling the session ready.
         setImmediate(ready);
@@ -184,7 +181,7 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<http2.
 /** A GOAWAY during setup: INADEQUATE_SECURITY carries the server's reason for refusing our identity. */
 export function goawayError(address: string, sourceId: string, code: number, opaque?: Buffer): Error {
   const reason = opaque && opaque.length > 0 ? opaque.toString('utf8') : null;
-  if (code === http2.constants.NGHTTP2_INADEQUATE_SECURITY) {
+  if (code === ErrorCode.INADEQUATE_SECURITY) {
     return new HboneClientRejectedError(address, sourceId, reason ?? 'identity refused');
   }
   return new HboneSessionError(address, `server sent GOAWAY (HTTP/2 error code ${code}${reason ? `: ${reason}` : ''})`);

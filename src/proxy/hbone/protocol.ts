@@ -1,8 +1,8 @@
 // HBONE wire details: the CONNECT `:authority` (IP literal and port, IPv6 in brackets), the reason header, refusal frames.
 
-import http2 from 'node:http2';
 import net from 'node:net';
 import type { Endpoint } from '../connection-tracker';
+import { ErrorCode, FrameType, frame } from './h2/constants';
 
 /** Response header carrying the server's reason for a non-200 CONNECT answer. */
 export const HBONE_REASON_HEADER = 'x-nodemesh-reason';
@@ -23,13 +23,6 @@ export function parseAuthority(authority: string | undefined): Endpoint | null {
   return { ip, port };
 }
 
-function frame(type: number, payload: Buffer): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  return Buffer.concat([header, payload]);
-}
-
 /**
  * What the server writes, instead of starting HTTP/2, to a client it refuses after the TLS handshake: an empty
  * SETTINGS (the server preface) and a GOAWAY(INADEQUATE_SECURITY) whose debug data is `reason`. No HTTP/2
@@ -39,7 +32,7 @@ export function refusalFrames(reason: string): Buffer {
   const debug = Buffer.from(reason.slice(0, 512), 'utf8');
   const goaway = Buffer.alloc(8 + debug.length);
   goaway.writeUInt32BE(0, 0);
-  goaway.writeUInt32BE(http2.constants.NGHTTP2_INADEQUATE_SECURITY, 4);
+  goaway.writeUInt32BE(ErrorCode.INADEQUATE_SECURITY, 4);
   debug.copy(goaway, 8);
-  return Buffer.concat([frame(0x4, Buffer.alloc(0)), frame(0x7, goaway)]);
+  return Buffer.concat([frame(FrameType.SETTINGS, 0, 0), frame(FrameType.GOAWAY, 0, 0, goaway)]);
 }

@@ -1,14 +1,16 @@
 // Inbound HBONE: TLS 1.3 + HTTP/2 on a pod's 15008 fd, client SPIFFE ID from its certificate, CONNECT streams to a handler.
 
-import http2 from 'node:http2';
 import type net from 'node:net';
-import type tls from 'node:tls';
+import tls from 'node:tls';
 import type { CertBundle } from '../../identity/types';
 import type { Logger } from '../../telemetry/logger';
 import type { Endpoint } from '../connection-tracker';
 import { HBONE_REASON_HEADER, parseAuthority, refusalFrames } from './protocol';
 import { HboneClosedError, errMessage } from './errors';
-import { clientVerdict, contextOptions, serverTlsReason } from './tls';
+import { ErrorCode } from './h2/constants';
+import { H2Session } from './h2/session';
+import type { H2Stream, Headers } from './h2/stream';
+import { HBONE_ALPN, clientVerdict, contextOptions, serverTlsReason } from './tls';
 
 export interface HboneConnectContext {
   /** The client's SPIFFE ID, from the single `spiffe://` URI SAN of its verified certificate. */
@@ -19,8 +21,8 @@ export interface HboneConnectContext {
   localAddress: Endpoint;
   /** The CONNECT `:authority`: where the client wants to go. */
   authority: Endpoint;
-  /** The tunnel. Use it as a Duplex only after answering 200. */
-  stream: http2.ServerHttp2Stream;
+  /** The tunnel. Relay it only after answering 200. */
+  stream: H2Stream;
 }
 
 /**
@@ -67,7 +69,7 @@ export interface HboneServerStats {
 }
 
 interface SessionInfo {
-  peerId: string | null;
+  peerId: string;
   peerAddress: Endpoint;
   localAddress: Endpoint;
   streams: number;
@@ -78,11 +80,13 @@ const KEEPALIVE_MS = 30_000;
 const REFUSAL_LINGER_MS = 5_000;
 
 export class HboneServer {
-  private readonly server: http2.Http2SecureServer;
-  private readonly sessions = new Map<http2.ServerHttp2Session, SessionInfo>();
+  private readonly server: tls.Server;
+  private readonly sessions = new Map<H2Session, SessionInfo>();
   private readonly log: Logger | undefined;
   private readonly idleTimeoutMs: number;
+  private readonly streamWindow: number;
   private readonly connectionWindow: number;
+  private readonly maxConcurrentStreams: number;
   private closing = false;
   private totals = { sessionsAccepted: 0, streamsAccepted: 0, handshakeFailures: 0, clientsRefused: 0, badRequests: 0 };
 
@@ -90,34 +94,24 @@ export class HboneServer {
     this.log = opts.log;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 600_000;
     this.connectionWindow = opts.connectionWindow ?? 16 * 1024 * 1024;
-    this.server = http2.createSecureServer({
+    this.streamWindow = opts.streamWindow ?? 4 * 1024 * 1024;
+    this.maxConcurrentStreams = opts.maxConcurrentStreams ?? 100;
+    this.server = tls.createServer({
       ...contextOptions(opts.identity(), opts.trustBundle(), 'server'),
       // The chain is verified during the handshake, but the verdict is ours (see `onSecureConnection`): Node
       // would otherwise drop an untrusted client without a word, leaving its operator guessing.
       requestCert: true,
       rejectUnauthorized: false,
-      allowHTTP1: false,
+      ALPNProtocols: [HBONE_ALPN],
       handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
-      settings: {
-        maxConcurrentStreams: opts.maxConcurrentStreams ?? 100,
-        initialWindowSize: opts.streamWindow ?? 4 * 1024 * 1024,
-      },
     });
-    // The HTTP/2 server starts a session from its 'secureConnection' listener; run ours in front of it.
-    const startHttp2 = this.server.listeners('secureConnection');
-    if (startHttp2.length !== 1) throw new Error('unexpected http2 server internals: one secureConnection listener expected');
-    this.server.removeAllListeners('secureConnection');
-    this.server.on('secureConnection', (s: tls.TLSSocket) => this.onSecureConnection(s, startHttp2[0] as (s: tls.TLSSocket) => void));
+    this.server.on('secureConnection', (s: tls.TLSSocket) => this.onSecureConnection(s));
     // HTTP/2 writes several small frames per message; Nagle would hold the later ones for an ACK.
     this.server.on('connection', (s: net.Socket) => s.setNoDelay(true));
     this.server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
       this.totals.handshakeFailures++;
       this.log?.info({ peer: `${s.remoteAddress}:${s.remotePort}`, reason: serverTlsReason(err) }, 'HBONE handshake refused');
     });
-    // A client that offered no ALPN: not HBONE, do not keep it around for the default 10 s.
-    this.server.on('unknownProtocol', (s: tls.TLSSocket) => s.destroy());
-    this.server.on('session', (session: http2.ServerHttp2Session) => this.onSession(session));
-    this.server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.onStream(stream, headers));
   }
 
   /** Starts serving on a listening (or bound) fd made in the pod netns, or on host:port (tests). */
@@ -155,7 +149,6 @@ export class HboneServer {
     this.closing = true;
     const waits: Promise<unknown>[] = [new Promise((resolve) => this.server.close(resolve))];
     for (const session of this.sessions.keys()) {
-      if (session.closed || session.destroyed) continue;
       waits.push(new Promise((resolve) => session.once('close', resolve)));
       session.close();
     }
@@ -169,11 +162,16 @@ export class HboneServer {
     for (const session of this.sessions.keys()) session.destroy();
   }
 
-  private onSecureConnection(socket: tls.TLSSocket, startHttp2: (s: tls.TLSSocket) => void): void {
+  private onSecureConnection(socket: tls.TLSSocket): void {
+    if (socket.alpnProtocol !== HBONE_ALPN) {
+      // Not HBONE (no ALPN offered): do not keep it around.
+      socket.destroy();
+      return;
+    }
     const verdict = clientVerdict(socket);
     if (verdict.ok) {
       socket.setKeepAlive(true, KEEPALIVE_MS);
-      startHttp2.call(this.server, socket);
+      this.startSession(socket, verdict.id);
       return;
     }
     this.totals.clientsRefused++;
@@ -184,10 +182,16 @@ export class HboneServer {
     socket.setTimeout(REFUSAL_LINGER_MS, () => socket.destroy());
   }
 
-  private onSession(session: http2.ServerHttp2Session): void {
-    const socket = session.socket as tls.TLSSocket;
+  /** Only verified clients get here (onSecureConnection): their ID is read once for all streams. */
+  private startSession(socket: tls.TLSSocket, peerId: string): void {
+    const session = new H2Session(socket, {
+      role: 'server',
+      streamWindow: this.streamWindow,
+      connectionWindow: this.connectionWindow,
+      maxConcurrentStreams: this.maxConcurrentStreams,
+    });
     const info: SessionInfo = {
-      peerId: null,
+      peerId,
       peerAddress: { ip: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
       localAddress: { ip: socket.localAddress ?? '', port: socket.localPort ?? 0 },
       streams: 0,
@@ -196,30 +200,18 @@ export class HboneServer {
     this.totals.sessionsAccepted++;
     session.on('error', (err) => this.log?.debug({ err, peer: info.peerAddress }, 'HBONE session failed'));
     session.on('close', () => this.sessions.delete(session));
-    session.setTimeout(this.idleTimeoutMs, () => {
-      if (info.streams === 0) session.close();
+    session.on('stream', (stream: H2Stream, headers: Headers) => this.onStream(info, stream, headers));
+    socket.setTimeout(this.idleTimeoutMs, () => {
+      if (session.activeStreams === 0) session.close();
     });
-    if (this.closing) {
-      session.close();
-      return;
-    }
-    // Only verified clients get here (onSecureConnection); read the ID once for all streams.
-    const id = clientVerdict(socket);
-    if (!id.ok) {
-      session.destroy();
-      return;
-    }
-    info.peerId = id.id;
-    session.once('connect', () => session.setLocalWindowSize(this.connectionWindow));
+    if (this.closing) session.close();
   }
 
-  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    const info = this.sessions.get(stream.session as http2.ServerHttp2Session);
-    if (info === undefined || info.peerId === null || this.closing) {
-      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+  private onStream(info: SessionInfo, stream: H2Stream, headers: Headers): void {
+    if (this.closing) {
+      stream.reset(ErrorCode.REFUSED_STREAM);
       return;
     }
-    stream.on('error', (err) => this.log?.debug({ err, peer: info.peerAddress }, 'HBONE stream failed'));
     const method = headers[':method'];
     if (method !== 'CONNECT') {
       this.badRequest(stream, `method ${method ?? '(none)'} is not allowed: HBONE accepts only CONNECT`);
@@ -237,15 +229,15 @@ export class HboneServer {
 
     let responded = false;
     const respond: HboneRespond = (status, reason) => {
-      if (responded || stream.destroyed || stream.closed) return;
+      if (responded || stream.closed) return;
       responded = true;
-      if (status === 200) stream.respond({ ':status': 200 });
+      if (status === 200) stream.respond({ ':status': '200' });
       else answer(stream, status, reason);
     };
     const failed = (err: unknown): void => {
       this.log?.error({ err, peer: info.peerAddress, authority: raw }, 'HBONE CONNECT handler failed');
       if (!responded) respond(500, `internal error: ${errMessage(err)}`);
-      else if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      else stream.reset(ErrorCode.INTERNAL_ERROR);
     };
     const ctx: HboneConnectContext = { peerId: info.peerId, peerAddress: info.peerAddress, localAddress: info.localAddress, authority, stream };
     try {
@@ -256,16 +248,16 @@ export class HboneServer {
     }
   }
 
-  private badRequest(stream: http2.ServerHttp2Stream, reason: string): void {
+  private badRequest(stream: H2Stream, reason: string): void {
     this.totals.badRequests++;
     answer(stream, 400, reason);
   }
 }
 
-/** A final answer: status and reason, END_STREAM, then RST_STREAM(NO_ERROR) once flushed so the client need not finish. */
-function answer(stream: http2.ServerHttp2Stream, status: number, reason?: string): void {
-  const headers: http2.OutgoingHttpHeaders = { ':status': status };
+/** A final answer: status and reason, END_STREAM, then RST_STREAM(NO_ERROR) so the client need not finish. */
+function answer(stream: H2Stream, status: number, reason?: string): void {
+  const headers: Headers = { ':status': String(status) };
   if (reason) headers[HBONE_REASON_HEADER] = reason.replace(/[^\x20-\x7e]/g, '?');
-  stream.respond(headers, { endStream: true });
-  stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  stream.respond(headers, true);
+  stream.reset(ErrorCode.NO_ERROR);
 }

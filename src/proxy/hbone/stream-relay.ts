@@ -1,13 +1,13 @@
 // Copies bytes both ways between an HBONE stream and a TCP socket (or two of either): backpressure, half-close, resets.
 
-import http2 from 'node:http2';
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
 import type { Direction, RelayResult } from '../relay';
 import { HboneStreamResetError } from './errors';
+import { ErrorCode } from './h2/constants';
+import { H2Stream } from './h2/stream';
 
 /** Either end of a relay: a TCP socket made with `allowHalfOpen: true` (and no `onread`), or an HTTP/2 stream. */
-export type RelayEnd = net.Socket | http2.Http2Stream;
+export type RelayEnd = net.Socket | H2Stream;
 
 export interface StreamRelayHandlers {
   /** Called exactly once, after both ends are closed (same contract as `startRelay` in ../relay). */
@@ -27,8 +27,8 @@ export interface StreamRelay {
 
 type Side = 'downstream' | 'upstream';
 
-function isHttp2(end: RelayEnd): end is http2.Http2Stream {
-  return !(end instanceof net.Socket);
+function isHttp2(end: RelayEnd): end is H2Stream {
+  return end instanceof H2Stream;
 }
 
 /**
@@ -37,7 +37,7 @@ function isHttp2(end: RelayEnd): end is http2.Http2Stream {
  */
 function abort(end: RelayEnd): void {
   if (isHttp2(end)) {
-    if (!end.closed && !end.destroyed) end.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+    end.reset(ErrorCode.CONNECT_ERROR);
   } else if (end.writableEnded && !end.writableFinished) {
     // libuv refuses a reset while our FIN is being sent (EINVAL), and Node then never emits 'close'.
     end.destroy();
@@ -85,23 +85,26 @@ export function relayStream(downstream: RelayEnd, upstream: RelayEnd, handlers: 
   };
 
   const watch = (end: RelayEnd, side: Side, other: RelayEnd): void => {
-    end.on('error', (err: Error) => {
-      const code = isHttp2(end) ? (end.rstCode ?? 0) : 0;
-      fail(side, code !== 0 ? new HboneStreamResetError(code, err) : err);
-    });
+    // A FIN or END_STREAM is passed on; the other direction keeps flowing.
     end.on('end', () => {
-      // A reset stream also ends its readable side: that is an abort, not a FIN to pass on.
-      if (isHttp2(end) && (end.rstCode ?? 0) !== 0) return;
       if (!other.destroyed) other.end();
     });
-    end.on('close', () => {
-      if (isHttp2(end)) {
-        const code = end.rstCode ?? http2.constants.NGHTTP2_NO_ERROR;
-        // RST_STREAM(NO_ERROR) is no fault: Node ends the readable side and we pass that on as a FIN.
-        if (code !== http2.constants.NGHTTP2_NO_ERROR) fail(side, new HboneStreamResetError(code));
+    if (isHttp2(end)) {
+      // Streams report faults in 'close': a reset (RST_STREAM(NO_ERROR) is none) or the session failing.
+      end.on('close', () => {
+        const code = end.rstCode ?? ErrorCode.NO_ERROR;
+        if (end.error !== null) fail(side, end.error);
+        else if (code !== ErrorCode.NO_ERROR) fail(side, new HboneStreamResetError(code));
+        closed(side);
+      });
+      if (end.closed) {
+        fail(side, end.error ?? new Error(`${side} closed before the relay started`));
+        setImmediate(() => closed(side));
       }
-      closed(side);
-    });
+      return;
+    }
+    end.on('error', (err: Error) => fail(side, err));
+    end.on('close', () => closed(side));
     if (end.destroyed) {
       // Failed or closed before we were handed it: its 'close' may already be gone.
       fail(side, end.errored ?? new Error(`${side} closed before the relay started`));
@@ -126,7 +129,7 @@ export function relayStream(downstream: RelayEnd, upstream: RelayEnd, handlers: 
   watch(upstream, 'upstream', downstream);
   copy(downstream, upstream, (n) => (up += n));
   copy(upstream, downstream, (n) => (down += n));
-  (downstream as Duplex).resume();
-  (upstream as Duplex).resume();
+  downstream.resume();
+  upstream.resume();
   return counts;
 }
