@@ -6,6 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { CLIENT_PREFACE, ErrorCode, Flag, FrameType, frame } from '../../src/proxy/hbone/h2/constants';
 import { HpackDecoder, HpackEncoder } from '../../src/proxy/hbone/h2/hpack';
 import { H2Session } from '../../src/proxy/hbone/h2/session';
+import { relayStream } from '../../src/proxy/hbone/stream-relay';
+import type { RelayResult } from '../../src/proxy/relay';
 import type { H2Stream } from '../../src/proxy/hbone/h2/stream';
 import { listen } from '../helpers/tcp';
 import { waitFor } from '../helpers/wait';
@@ -22,6 +24,14 @@ function collect(stream: H2Stream): Promise<Buffer> {
     stream.on('end', () => resolve(Buffer.concat(chunks)));
     stream.once('close', () => reject(stream.error ?? new Error(`stream closed (HTTP/2 error code ${stream.rstCode})`)));
     stream.resume();
+  });
+}
+
+/** The final response headers; rejects if the stream closes first. */
+function response(stream: H2Stream): Promise<Record<string, string>> {
+  return new Promise((resolve, reject) => {
+    stream.once('response', resolve);
+    stream.once('close', () => reject(stream.error ?? new Error(`stream closed before its response (HTTP/2 error code ${stream.rstCode})`)));
   });
 }
 
@@ -132,10 +142,10 @@ describe('HTTP/2 framer of the HBONE path', () => {
   });
 
   /** Our server on loopback; `onStream` gets each accepted stream. */
-  async function ourServer(onStream: (s: H2Stream) => void): Promise<{ port: number; sessions: H2Session[] }> {
+  async function ourServer(onStream: (s: H2Stream) => void, maxConcurrentStreams = 4): Promise<{ port: number; sessions: H2Session[] }> {
     const sessions: H2Session[] = [];
     const server = net.createServer((socket) => {
-      const session = new H2Session(socket, { role: 'server', ...WINDOWS, maxConcurrentStreams: 4 });
+      const session = new H2Session(socket, { role: 'server', ...WINDOWS, maxConcurrentStreams });
       session.on('error', () => {});
       session.on('stream', onStream);
       sessions.push(session);
@@ -164,8 +174,7 @@ describe('HTTP/2 framer of the HBONE path', () => {
     const echoed = await Promise.all(
       payloads.map(async (data) => {
         const stream = session.request({ ':method': 'CONNECT', ':authority': TARGET, 'x-tunnel': 'a value long enough for nghttp2' });
-        const [status] = await new Promise<[string]>((resolve) => stream.once('response', (h: Record<string, string>) => resolve([h[':status']!])));
-        assert.equal(status, '200');
+        assert.equal((await response(stream))[':status'], '200');
         const got = collect(stream);
         await send(stream, data);
         return got;
@@ -195,7 +204,7 @@ describe('HTTP/2 framer of the HBONE path', () => {
     cleanup.push(() => session.destroy());
     assert.equal(session.remoteSettings.maxConcurrentStreams, 1);
     const held = session.request({ ':method': 'CONNECT', ':authority': TARGET });
-    await new Promise((r) => held.once('response', r));
+    await response(held);
     assert.throws(() => session.request({ ':method': 'CONNECT', ':authority': TARGET }), /allows 1 concurrent streams/);
     const goaway = new Promise<number>((resolve) => session.once('goaway', (code: number) => resolve(code)));
     nodeSessions[0]!.close();
@@ -205,6 +214,80 @@ describe('HTTP/2 framer of the HBONE path', () => {
     await send(held, Buffer.from('last words'));
     assert.equal((await got).toString(), 'last words');
     await new Promise((r) => (session.destroyed ? r(null) : session.once('close', r)));
+  });
+
+  it("our client keeps what came before RST_STREAM(NO_ERROR), and its relay ends the socket cleanly", async () => {
+    // Node's server answers, ends its side, then tells us to stop sending (RFC 9113 §8.1), all before we read.
+    const node = http2.createServer({ settings: { headerTableSize: 0 } });
+    node.on('stream', (stream) => {
+      stream.respond({ ':status': 200 });
+      stream.end('the whole answer', () => stream.close(http2.constants.NGHTTP2_NO_ERROR));
+    });
+    const port = await listen(node);
+    cleanup.push(() => node.close());
+    // headerTableSize 0: nghttp2 then insists on a table size update in our next header block.
+    const session = await ourClient(port);
+    cleanup.push(() => session.destroy());
+    const held = session.request({ ':method': 'CONNECT', ':authority': TARGET });
+    await response(held);
+    await waitFor('stream closed by the peer', async () => held.sentEnd);
+    assert.equal((await collect(held)).toString(), 'the whole answer');
+    await new Promise((r) => (held.closed ? r(null) : held.once('close', r)));
+    assert.equal(held.rstCode, ErrorCode.NO_ERROR);
+
+    // Through the relay: the TCP side gets the answer and a FIN, the relay closes without fault, although the
+    // TCP client never ended its side.
+    const stream = session.request({ ':method': 'CONNECT', ':authority': TARGET });
+    await response(stream);
+    const sink = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
+    const sinkPort = await listen(sink);
+    cleanup.push(() => sink.close());
+    const accepted = new Promise<net.Socket>((r) => sink.once('connection', r));
+    const tcp = net.connect({ host: '127.0.0.1', port: sinkPort, allowHalfOpen: true });
+    const got: Buffer[] = [];
+    tcp.on('data', (c: Buffer) => got.push(c));
+    tcp.on('error', () => {});
+    const tcpEnded = new Promise((r) => tcp.once('end', r));
+    const result = await new Promise<RelayResult>((resolve) => {
+      void accepted.then((socket) => relayStream(socket, stream, { onClose: resolve }));
+    });
+    await tcpEnded;
+    tcp.destroy();
+    assert.equal(Buffer.concat(got).toString(), 'the whole answer');
+    assert.equal(result.error, null);
+  });
+
+  it('credits the connection window on receipt: streams that are not read cannot starve the session', async () => {
+    const streams: H2Stream[] = [];
+    const { port } = await ourServer((stream) => {
+      streams.push(stream);
+      stream.respond({ ':status': '200' });
+    }, 100);
+    const p = new RawPeer(port);
+    cleanup.push(() => p.destroy());
+    p.start();
+    // Five streams each fill their 64 KiB window and are never read: 320 KiB against a 256 KiB connection window.
+    for (const id of [1, 3, 5, 7, 9]) {
+      p.write(p.headers(id, CONNECT));
+      for (let i = 0; i < 4; i++) p.write(frame(FrameType.DATA, 0, id, Buffer.alloc(16 * 1024, id)));
+    }
+    await p.next('connection WINDOW_UPDATE', (f) => f.type === FrameType.WINDOW_UPDATE && f.stream === 0);
+    await waitFor('five streams', async () => streams.length === 5);
+    // A stream that is read still gets its bytes, and the session is healthy.
+    p.write(p.headers(11, CONNECT), frame(FrameType.DATA, Flag.END_STREAM, 11, Buffer.from('still flowing')));
+    await waitFor('sixth stream', async () => streams.length === 6);
+    assert.equal((await collect(streams[5]!)).toString(), 'still flowing');
+    // The held ones deliver everything once read.
+    const first = await new Promise<Buffer>((resolve) => {
+      const chunks: Buffer[] = [];
+      streams[0]!.on('data', (c: Buffer) => {
+        chunks.push(Buffer.from(c));
+        if (Buffer.concat(chunks).length === 64 * 1024) resolve(Buffer.concat(chunks));
+      });
+      streams[0]!.resume();
+    });
+    assert.ok(first.equals(Buffer.alloc(64 * 1024, 1)));
+    assert.equal(p.frames.filter((f) => f.type === FrameType.GOAWAY).length, 0);
   });
 
   it("Node's http2 client through our server: CONNECT tunnel byte-exact under its small window, PING answered", async () => {
@@ -266,6 +349,18 @@ describe('HTTP/2 framer of the HBONE path', () => {
       ],
       ['an undecodable header block', (p) => (p.start(), p.write(frame(FrameType.HEADERS, Flag.END_HEADERS, 1, Buffer.from([0x80])))), ErrorCode.COMPRESSION_ERROR, /bad header block/],
       ['PUSH_PROMISE from a client', (p) => (p.start(), p.write(frame(FrameType.PUSH_PROMISE, Flag.END_HEADERS, 1, u32(2)))), ErrorCode.PROTOCOL_ERROR, /PUSH_PROMISE/],
+      [
+        'endless empty CONTINUATION frames',
+        (p) => (p.start(), p.write(p.headers(1, CONNECT, 0), ...Array.from({ length: 3000 }, () => frame(FrameType.CONTINUATION, 0, 1)))),
+        ErrorCode.ENHANCE_YOUR_CALM,
+        /header block over/,
+      ],
+      [
+        'streams opened and reset faster than 1000 a second (rapid reset)',
+        (p) => (p.start(), p.write(...Array.from({ length: 1001 }, (_, i) => Buffer.concat([p.headers(2 * i + 1, CONNECT), frame(FrameType.RST_STREAM, 0, 2 * i + 1, u32(ErrorCode.CANCEL))])))),
+        ErrorCode.ENHANCE_YOUR_CALM,
+        /reset by the peer in a second/,
+      ],
     ];
     for (const [what, act, code, reason] of connectionErrors) {
       it(`ends the connection with GOAWAY on ${what}`, async () => {

@@ -12,7 +12,7 @@ import {
   errMessage,
   hostPort,
 } from './errors';
-import { ErrorCode, type PeerSettings } from './h2/constants';
+import { ErrorCode, type PeerSettings, isInternal } from './h2/constants';
 import type { H2Session } from './h2/session';
 import type { H2Stream } from './h2/stream';
 import { HBONE_REASON_HEADER, formatAuthority } from './protocol';
@@ -294,7 +294,8 @@ export class HboneClientPool {
     });
     session.on('error', (err: Error) => {
       ps.failure ??= clientTlsError(address, req.source.spiffeId, err);
-      this.log?.debug({ err, address, session: ps.id }, 'HBONE session failed');
+      if (isInternal(err)) this.log?.error({ err, address, session: ps.id }, 'HBONE session failed on an internal error');
+      else this.log?.debug({ err, address, session: ps.id }, 'HBONE session failed');
       this.drop(ps);
     });
     session.on('close', () => {

@@ -7,7 +7,7 @@ import type { Logger } from '../../telemetry/logger';
 import type { Endpoint } from '../connection-tracker';
 import { HBONE_REASON_HEADER, parseAuthority, refusalFrames } from './protocol';
 import { HboneClosedError, errMessage } from './errors';
-import { ErrorCode } from './h2/constants';
+import { ErrorCode, isInternal } from './h2/constants';
 import { H2Session } from './h2/session';
 import type { H2Stream, Headers } from './h2/stream';
 import { HBONE_ALPN, clientVerdict, contextOptions, serverTlsReason } from './tls';
@@ -198,7 +198,11 @@ export class HboneServer {
     };
     this.sessions.set(session, info);
     this.totals.sessionsAccepted++;
-    session.on('error', (err) => this.log?.debug({ err, peer: info.peerAddress }, 'HBONE session failed'));
+    session.on('error', (err) => {
+      // A fault of ours (a handler threw) is an error; a peer breaking the protocol or going away is not.
+      if (isInternal(err)) this.log?.error({ err, peer: info.peerAddress }, 'HBONE session failed on an internal error');
+      else this.log?.debug({ err, peer: info.peerAddress }, 'HBONE session failed');
+    });
     session.on('close', () => this.sessions.delete(session));
     session.on('stream', (stream: H2Stream, headers: Headers) => this.onStream(info, stream, headers));
     socket.setTimeout(this.idleTimeoutMs, () => {

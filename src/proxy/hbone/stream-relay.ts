@@ -95,6 +95,12 @@ export function relayStream(downstream: RelayEnd, upstream: RelayEnd, handlers: 
         const code = end.rstCode ?? ErrorCode.NO_ERROR;
         if (end.error !== null) fail(side, end.error);
         else if (code !== ErrorCode.NO_ERROR) fail(side, new HboneStreamResetError(code));
+        else if (other instanceof net.Socket && !other.destroyed && !other.readableEnded) {
+          // Closed cleanly while the socket still sends (RST_STREAM(NO_ERROR): the peer wants no more): pass
+          // on what came, then close the socket, since nothing it sends can go anywhere now.
+          other.end();
+          other.once('finish', () => other.destroy());
+        }
         closed(side);
       });
       if (end.closed) {

@@ -94,8 +94,9 @@ export class H2ProtocolError extends Error {
     readonly code: number,
     readonly stream: number,
     message: string,
+    cause?: unknown,
   ) {
-    super(`${message} (${errorName(code)})`);
+    super(`${message} (${errorName(code)})`, cause === undefined ? undefined : { cause });
     this.name = 'H2ProtocolError';
   }
 }
@@ -123,4 +124,9 @@ export function frame(type: number, flags: number, stream: number, payload?: Buf
   putHeader(b, length, type, flags, stream);
   if (payload) payload.copy(b, FRAME_HEADER_LENGTH);
   return b;
+}
+
+/** A session ended because our own code threw (a bug), not because of the peer. */
+export function isInternal(err: unknown): boolean {
+  return err instanceof H2ProtocolError && err.code === ErrorCode.INTERNAL_ERROR;
 }

@@ -9,7 +9,8 @@ const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connecti
 
 /** Folds a field list into an object, or says why it is malformed. */
 function fold(fields: Array<[string, string]>, pseudo: Set<string>): Headers | string {
-  const out: Headers = {};
+  // No prototype: a field named `constructor` or `__proto__` is just a field.
+  const out: Headers = Object.create(null) as Headers;
   let regularSeen = false;
   for (const [name, value] of fields) {
     if (name.length === 0) return 'empty field name';

@@ -36,6 +36,7 @@ const enum Read {
 }
 
 const EMPTY = Buffer.alloc(0);
+const FRAGMENT_OVERHEAD = 64;
 
 export class FrameReader {
   private state: Read;
@@ -223,7 +224,8 @@ export class FrameReader {
   }
 
   private addBlock(fragment: Buffer): void {
-    this.blockBytes += fragment.length;
+    // Each fragment is charged an overhead too, so endless empty CONTINUATION frames hit the bound as well.
+    this.blockBytes += fragment.length + FRAGMENT_OVERHEAD;
     if (this.blockBytes > this.maxHeaderBlock) {
       throw new H2ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, 0, `header block over ${this.maxHeaderBlock} bytes`);
     }

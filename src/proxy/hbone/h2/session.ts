@@ -22,6 +22,7 @@ import {
   type PeerSettings,
   Setting,
   defaultPeerSettings,
+  errorName,
   frame,
   frameHeader,
 } from './constants';
@@ -42,13 +43,17 @@ export interface H2SessionOptions {
   maxFrameSize?: number;
   /** SETTINGS_MAX_HEADER_LIST_SIZE we advertise; also bounds a header block in flight. Default 64 KiB. */
   maxHeaderListSize?: number;
-  /** Unsent bytes the peer may make us queue with PING/SETTINGS acknowledgements before we call it a flood. */
+  /** Bytes of acknowledgements, credit and resets the peer may leave unread before we call it a flood. Default 256 KiB. */
   maxControlBacklog?: number;
+  /** Server: streams the client may reset per second before we call it a rapid-reset attack. Default 1000. */
+  maxPeerResetsPerSecond?: number;
 }
 
 const DEFAULT_MAX_FRAME = 1 << 20;
 /** How long a connection we are ending may take to flush its last frames before it is destroyed. */
 const LINGER_MS = 5_000;
+/** HPACK dynamic table size update to 0 (RFC 7541 §6.3). */
+const TABLE_SIZE_ZERO = Buffer.from([0x20]);
 
 /**
  * Events: 'remoteSettings' (PeerSettings, after each SETTINGS from the peer), 'stream' (server: H2Stream with
@@ -77,6 +82,12 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   private lastPeerStream = 0;
   private goawaySent = false;
   private ending = false;
+  private tableAnnounced = false;
+  /** Bytes of frames we owe the peer written since the socket last drained. */
+  private controlBacklog = 0;
+  private readonly maxPeerResetsPerSecond: number;
+  private resetWindowStart = 0;
+  private resetsInWindow = 0;
   private closeEmitted = false;
 
   // Flow control, connection level.
@@ -97,7 +108,8 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     this.maxConcurrent = opts.maxConcurrentStreams ?? 100;
     this.maxFrame = Math.min(Math.max(opts.maxFrameSize ?? DEFAULT_MAX_FRAME, DEFAULT_MAX_FRAME_SIZE), MAX_FRAME_SIZE_LIMIT);
     this.maxHeaderList = opts.maxHeaderListSize ?? 64 * 1024;
-    this.maxControlBacklog = opts.maxControlBacklog ?? 1024 * 1024;
+    this.maxControlBacklog = opts.maxControlBacklog ?? 256 * 1024;
+    this.maxPeerResetsPerSecond = opts.maxPeerResetsPerSecond ?? 1000;
     this.decoder = new HpackDecoder({ maxHeaderListSize: this.maxHeaderList });
     this.recvWindow = DEFAULT_WINDOW;
     this.nextStreamId = this.isServer ? 2 : 1;
@@ -185,7 +197,6 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   }
 
   consumed(stream: H2Stream, n: number): void {
-    this.creditConnection(n);
     if (stream.remoteEnded || stream.closed) return;
     stream.unacked += n;
     if (stream.unacked >= this.opts.streamWindow / 2) {
@@ -196,18 +207,21 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   }
 
   sendHeaders(stream: H2Stream, headers: Headers, endStream: boolean): void {
-    if (this.destroyed) return;
-    const block = this.encoder.encode(Object.entries(headers));
+    if (this.destroyed || this.ending) return;
+    let block = this.encoder.encode(Object.entries(headers));
+    if (!this.tableAnnounced) {
+      // Our encoder never indexes. Saying so up front (a table size update to 0) means no later lowering of the
+      // peer's SETTINGS_HEADER_TABLE_SIZE can leave its decoder waiting for an update we never send.
+      block = Buffer.concat([TABLE_SIZE_ZERO, block]);
+      this.tableAnnounced = true;
+    }
     // Our header blocks are a few dozen bytes; a CONTINUATION is never needed below the 16 KiB minimum frame.
     if (block.length > this.remoteSettings.maxFrameSize) throw new Error(`header block of ${block.length} bytes exceeds the peer's frame size`);
     this.socket.write(frame(FrameType.HEADERS, Flag.END_HEADERS | (endStream ? Flag.END_STREAM : 0), stream.id, block));
   }
 
   sendReset(stream: H2Stream, code: number): void {
-    if (this.destroyed) return;
-    const payload = Buffer.allocUnsafe(4);
-    payload.writeUInt32BE(code, 0);
-    this.socket.write(frame(FrameType.RST_STREAM, 0, stream.id, payload));
+    this.sendResetId(stream.id, code);
   }
 
   forget(stream: H2Stream): void {
@@ -230,6 +244,8 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     this.nextStreamId += 2;
     this.streams.set(stream.id, stream);
     this.sendHeaders(stream, headers, false);
+    // Out of stream ids: no new streams here (the pool sees `closed` and dials anew); this one finishes.
+    if (this.nextStreamId > MAX_STREAM_ID) this.close();
     return stream;
   }
 
@@ -262,7 +278,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     } catch (err) {
       if (err instanceof H2ProtocolError) this.connectionError(err);
       else if (err instanceof HpackError) this.connectionError(new H2ProtocolError(ErrorCode.COMPRESSION_ERROR, 0, `bad header block: ${err.message}`));
-      else this.connectionError(new H2ProtocolError(ErrorCode.INTERNAL_ERROR, 0, `internal error: ${(err as Error).message}`));
+      else this.connectionError(new H2ProtocolError(ErrorCode.INTERNAL_ERROR, 0, `internal error: ${(err as Error).message}`, err));
     } finally {
       this.socket.uncork();
     }
@@ -273,6 +289,9 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   onDataStart(id: number, length: number): void {
     if (length > this.recvWindow) throw new H2ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, 0, 'DATA beyond the connection window');
     this.recvWindow -= length;
+    // The connection window is credited on receipt; what a paused stream holds is bounded by its own window.
+    // Crediting on consumption instead would let a few stalled tunnels starve every other one on the session.
+    this.creditConnection(length);
     let target = this.streams.get(id) ?? null;
     if (target === null && this.isIdle(id)) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, `DATA on stream ${id}, which was never opened`);
     if (target !== null && target.remoteEnded) {
@@ -290,12 +309,10 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   onDataChunk(chunk: Buffer): void {
     // A stream reset while its frame is being read drops the rest of the frame.
     if (this.dataTarget !== null && !this.dataTarget.closed) this.dataTarget.receive(chunk);
-    else this.creditConnection(chunk.length);
   }
 
   onDataPadding(n: number): void {
     if (this.dataTarget !== null) this.consumed(this.dataTarget, n);
-    else this.creditConnection(n);
   }
 
   onDataEnd(endStream: boolean): void {
@@ -396,17 +413,15 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   private onReset(id: number, payload: Buffer): void {
     if (id === 0) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, 'RST_STREAM on stream 0');
     if (payload.length !== 4) throw new H2ProtocolError(ErrorCode.FRAME_SIZE_ERROR, 0, 'RST_STREAM payload is not 4 bytes');
+    if (this.isServer) this.countPeerReset();
     const stream = this.streams.get(id);
     if (stream === undefined) {
       if (this.isIdle(id)) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, `RST_STREAM on stream ${id}, which was never opened`);
       return;
     }
     const code = payload.readUInt32BE(0);
-    if (code === ErrorCode.NO_ERROR) {
-      // "Stop sending, the answer is complete": the peer's side ended; ours is cut short, which is no fault.
-      stream.receiveEnd();
-    }
-    stream.finish(code, null);
+    if (code === ErrorCode.NO_ERROR) stream.stopSending();
+    else stream.finish(code, null);
   }
 
   private onSettings(id: number, flags: number, payload: Buffer): void {
@@ -426,7 +441,8 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
           s.headerTableSize = value; // our encoder never indexes, so any size suits it
           break;
         case Setting.ENABLE_PUSH:
-          if (value > 1) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, `SETTINGS_ENABLE_PUSH ${value}`);
+          // Only a client may enable push (and ours never accepts any).
+          if (value > 1 || (value === 1 && !this.isServer)) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, `SETTINGS_ENABLE_PUSH ${value}`);
           s.enablePush = value === 1;
           break;
         case Setting.MAX_CONCURRENT_STREAMS:
@@ -475,7 +491,12 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
       if (ours && stream.id > last) stream.finish(ErrorCode.REFUSED_STREAM, null);
     }
     this.emit('goaway', code, last, debug);
-    if (this.streams.size === 0) this.finishGracefully();
+    if (code !== ErrorCode.NO_ERROR) {
+      // The peer is ending the connection over an error: its streams will not complete, whether or not it
+      // gets round to closing the socket.
+      const reason = debug.length > 0 ? `: ${debug.toString('utf8')}` : '';
+      this.destroy(new Error(`the peer ended the HTTP/2 connection with GOAWAY ${errorName(code)}${reason}`));
+    } else if (this.streams.size === 0) this.finishGracefully();
   }
 
   private onWindowUpdate(id: number, payload: Buffer): void {
@@ -519,7 +540,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   private sendWindowUpdate(id: number, increment: number): void {
     const payload = Buffer.allocUnsafe(4);
     payload.writeUInt32BE(increment, 0);
-    this.socket.write(frame(FrameType.WINDOW_UPDATE, 0, id, payload));
+    this.writeControl(frame(FrameType.WINDOW_UPDATE, 0, id, payload));
   }
 
   private creditConnection(n: number): void {
@@ -531,10 +552,18 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     }
   }
 
-  /** Acknowledgements the peer asked for. A peer that asks faster than it reads is flooding us. */
+  /**
+   * Frames we owe the peer: acknowledgements, credit, resets. None go out once we are ending. A peer that
+   * makes us queue them faster than it reads them is flooding us (PING, SETTINGS, bad frames that draw a
+   * reset): counted since the socket last drained, so DATA queued for a slow reader never counts.
+   */
   private writeControl(b: Buffer): void {
-    if (this.socket.writableLength > this.maxControlBacklog) {
-      throw new H2ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, 0, 'control frames pile up unread');
+    if (this.destroyed || this.ending) return;
+    if (this.socket.writableLength === 0) this.controlBacklog = 0;
+    this.controlBacklog += b.length;
+    if (this.controlBacklog > this.maxControlBacklog) {
+      this.connectionError(new H2ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, 0, 'frames we owe the peer pile up unread'));
+      return;
     }
     this.socket.write(b);
   }
@@ -542,7 +571,22 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   private sendResetId(id: number, code: number): void {
     const payload = Buffer.allocUnsafe(4);
     payload.writeUInt32BE(code, 0);
-    this.socket.write(frame(FrameType.RST_STREAM, 0, id, payload));
+    this.writeControl(frame(FrameType.RST_STREAM, 0, id, payload));
+  }
+
+  /**
+   * Rapid reset (CVE-2023-44487): each stream a client opens costs us an authorization and an upstream
+   * dial, its reset costs the client nothing. No honest client resets this many streams a second.
+   */
+  private countPeerReset(): void {
+    const now = performance.now();
+    if (now - this.resetWindowStart > 1000) {
+      this.resetWindowStart = now;
+      this.resetsInWindow = 0;
+    }
+    if (++this.resetsInWindow > this.maxPeerResetsPerSecond) {
+      throw new H2ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, 0, `more than ${this.maxPeerResetsPerSecond} streams reset by the peer in a second`);
+    }
   }
 
   private streamError(id: number, code: number): void {
@@ -571,6 +615,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   }
 
   private onSocketDrain(): void {
+    this.controlBacklog = 0;
     for (const stream of this.streams.values()) if (stream.needDrain) stream.drained();
   }
 

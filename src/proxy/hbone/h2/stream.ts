@@ -6,11 +6,15 @@ import { ErrorCode } from './constants';
 export type Headers = Record<string, string>;
 type WriteCallback = (err?: Error | null) => void;
 
+/** Held DATA below this size is copied into shared Buffers of COALESCE_SIZE instead of kept as views. */
+const SMALL_CHUNK = 4096;
+const COALESCE_SIZE = 64 * 1024;
+
 /** What a stream asks of its session. Implemented by H2Session; nothing else calls these. */
 export interface StreamOwner {
   /** Sends what flow control allows of the stream's queue (and END_STREAM once it is empty). */
   flush(stream: H2Stream): void;
-  /** The consumer took `n` received bytes: credit them back to the peer. */
+  /** The consumer took `n` received bytes: credit the stream's window (the connection's is credited on receipt). */
   consumed(stream: H2Stream, n: number): void;
   sendHeaders(stream: H2Stream, headers: Headers, endStream: boolean): void;
   sendReset(stream: H2Stream, code: number): void;
@@ -58,6 +62,8 @@ export class H2Stream extends EventEmitter {
   remoteEnded = false;
   private paused = true;
   private inbox: Buffer[] = [];
+  /** Room left at the end of the last inbox Buffer, when that Buffer is our own coalescing copy. */
+  private inboxRoom = 0;
   private endDelivered = false;
   private deliverScheduled = false;
   /** Client side: true once final response headers arrived. */
@@ -155,13 +161,47 @@ export class H2Stream extends EventEmitter {
   receive(chunk: Buffer): void {
     if (this.closed) return;
     if (this.paused || this.inbox.length > 0) {
-      // Held until resume(): the chunk may be a view of the socket's read buffer, which is not reused by
-      // Node's TLS reads (each read is a fresh Buffer), so keeping the view is safe.
-      this.inbox.push(chunk);
+      this.hold(chunk);
       return;
     }
     this.emit('data', chunk);
     this.owner.consumed(this, chunk.length);
+  }
+
+  /**
+   * Keeps `chunk` until resume(). Large chunks are kept as the views they are (Node's TLS reads are fresh
+   * Buffers, never reused); small ones are copied together, so a peer sending tiny DATA frames into a paused
+   * stream holds the window's bytes, not millions of Buffer objects.
+   */
+  private hold(chunk: Buffer): void {
+    if (chunk.length >= SMALL_CHUNK) {
+      this.inbox.push(chunk);
+      this.inboxRoom = 0;
+      return;
+    }
+    if (this.inboxRoom < chunk.length) {
+      this.inbox.push(Buffer.allocUnsafe(COALESCE_SIZE).subarray(0, 0));
+      this.inboxRoom = COALESCE_SIZE;
+    }
+    const last = this.inbox.length - 1;
+    const tail = this.inbox[last]!;
+    const grown = Buffer.from(tail.buffer, tail.byteOffset, tail.length + chunk.length);
+    chunk.copy(grown, tail.length);
+    this.inbox[last] = grown;
+    this.inboxRoom -= chunk.length;
+  }
+
+  /**
+   * RST_STREAM(NO_ERROR): the peer's answer is complete and it wants nothing more from us (RFC 9113 §8.1).
+   * What it sent is still delivered, then the stream closes without fault; what we had queued is dropped.
+   */
+  stopSending(): void {
+    if (this.closed) return;
+    this.dropQueue(new Error('the peer stopped reading this HTTP/2 stream'));
+    this.endQueued = true;
+    this.sentEnd = true;
+    if (!this.remoteEnded) this.receiveEnd();
+    else this.maybeDone();
   }
 
   /** The peer's END_STREAM. */
@@ -177,14 +217,8 @@ export class H2Stream extends EventEmitter {
     this.closed = true;
     this.rstCode = code;
     this.error = error;
-    let held = 0;
-    for (const chunk of this.inbox) held += chunk.length;
     this.inbox = [];
-    // Bytes never delivered still took connection-level credit: give it back (the stream's own no longer matters).
-    if (held > 0) this.owner.consumed(this, held);
-    const failed = error ?? new Error(`HTTP/2 stream reset (code ${code})`);
-    for (const p of this.queue.splice(0)) if (p.cb) process.nextTick(p.cb, failed);
-    this.queuedBytes = 0;
+    this.dropQueue(error ?? new Error(`HTTP/2 stream reset (code ${code})`));
     this.owner.forget(this);
     process.nextTick(() => this.emit('close'));
   }
@@ -201,9 +235,16 @@ export class H2Stream extends EventEmitter {
     if (this.sentEnd && this.endDelivered && !this.closed) this.finish(ErrorCode.NO_ERROR, null);
   }
 
+  private dropQueue(err: Error): void {
+    for (const p of this.queue.splice(0)) if (p.cb) process.nextTick(p.cb, err);
+    this.queuedBytes = 0;
+    this.queueOffset = 0;
+  }
+
   private deliver(): void {
     while (!this.paused && this.inbox.length > 0 && !this.closed) {
       const chunk = this.inbox.shift()!;
+      if (this.inbox.length === 0) this.inboxRoom = 0;
       this.emit('data', chunk);
       this.owner.consumed(this, chunk.length);
     }
