@@ -257,6 +257,43 @@ describe('HTTP/2 framer of the HBONE path', () => {
     assert.equal(result.error, null);
   });
 
+  it('relays borrowed reads byte-exact into a socket that backs up', async () => {
+    // A TCP sink that reads nothing for a while: the relay's writes into it queue up, each still pointing at the
+    // chunk it was given, while the session keeps reading.
+    let sinkData: Promise<Buffer> | null = null;
+    const sink = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.pause();
+      sinkData = new Promise((resolve) => {
+        const chunks: Buffer[] = [];
+        s.on('data', (c: Buffer) => chunks.push(c));
+        s.on('end', () => {
+          resolve(Buffer.concat(chunks));
+          s.end();
+        });
+        setTimeout(() => s.resume(), 300);
+      });
+    });
+    const sinkPort = await listen(sink);
+    cleanup.push(() => sink.close());
+    const { port, sessions } = await ourServer((stream) => {
+      stream.respond({ ':status': '200' });
+      const app = net.connect({ host: '127.0.0.1', port: sinkPort, allowHalfOpen: true }, () => {
+        relayStream(stream, app, { onClose: () => {} });
+      });
+    });
+    const session = await ourClient(port);
+    cleanup.push(() => session.destroy());
+    const data = crypto.randomBytes(8 * 1024 * 1024);
+    const stream = session.request({ ':method': 'CONNECT', ':authority': TARGET });
+    await response(stream);
+    await send(stream, data);
+    await waitFor('sink connected', async () => sinkData !== null);
+    const got = await sinkData!;
+    assert.ok(sessions[0]!.borrowedReads, 'this Node supports reading into our own buffer');
+    assert.equal(got.length, data.length);
+    assert.ok(got.equals(data), 'bytes differ after the sink backed up');
+  });
+
   it('credits the connection window on receipt: streams that are not read cannot starve the session', async () => {
     const streams: H2Stream[] = [];
     const { port } = await ourServer((stream) => {

@@ -29,6 +29,7 @@ import {
 import { HpackDecoder, HpackEncoder, HpackError } from './hpack';
 import { validateRequest, validateResponse } from './headers';
 import { FrameReader, type FrameHandler } from './reader';
+import { type BorrowedReads, borrowReads } from './borrowed-reads';
 import { H2Stream, type Headers, type StreamOwner } from './stream';
 
 export interface H2SessionOptions {
@@ -50,6 +51,8 @@ export interface H2SessionOptions {
 }
 
 const DEFAULT_MAX_FRAME = 1 << 20;
+/** A TLS socket hands over at most one 16 KiB record's plaintext per read. */
+const READ_BUFFER = 16 * 1024;
 /** How long a connection we are ending may take to flush its last frames before it is destroyed. */
 const LINGER_MS = 5_000;
 /** HPACK dynamic table size update to 0 (RFC 7541 §6.3). */
@@ -96,6 +99,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   private unacked = 0;
 
   private readonly reader: FrameReader;
+  private readonly reads: BorrowedReads | null;
   /** The DATA frame being read: its stream, or null when its bytes are dropped. */
   private dataTarget: H2Stream | null = null;
 
@@ -126,7 +130,8 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     }
     socket.uncork();
 
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.reads = borrowReads(socket, READ_BUFFER, (chunk) => this.onData(chunk));
+    if (this.reads === null) socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.onSocketDrain());
     socket.on('error', (err: Error) => this.destroy(err));
     socket.on('close', () => this.onSocketClose());
@@ -147,6 +152,14 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
 
   get socketNeedsDrain(): boolean {
     return this.socket.writableNeedDrain;
+  }
+
+  get borrowedReads(): boolean {
+    return this.reads !== null;
+  }
+
+  keepRead(): void {
+    this.reads?.keep();
   }
 
   flush(stream: H2Stream): void {

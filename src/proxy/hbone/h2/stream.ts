@@ -23,6 +23,10 @@ export interface StreamOwner {
   /** Bytes the session's socket holds but has not written yet; its need for a drain. */
   readonly socketPending: number;
   readonly socketNeedsDrain: boolean;
+  /** Whether DATA arrives as views of a read buffer the session reuses (see borrowed-reads.ts). */
+  readonly borrowedReads: boolean;
+  /** The last borrowed chunk is still referenced: the session must read into a fresh buffer from now on. */
+  keepRead(): void;
 }
 
 interface Pending {
@@ -66,6 +70,9 @@ export class H2Stream extends EventEmitter {
   private inboxRoom = 0;
   private endDelivered = false;
   private deliverScheduled = false;
+  /** The consumer copes with borrowed chunks (calls keep() when it holds one past the 'data' event). */
+  private takesBorrowed = false;
+  private lastBorrowed = false;
   /** Client side: true once final response headers arrived. */
   responded = false;
 
@@ -164,18 +171,35 @@ export class H2Stream extends EventEmitter {
       this.hold(chunk);
       return;
     }
-    this.emit('data', chunk);
+    const borrowed = this.owner.borrowedReads;
+    this.lastBorrowed = borrowed && this.takesBorrowed;
+    this.emit('data', borrowed && !this.takesBorrowed ? Buffer.from(chunk) : chunk);
+    this.lastBorrowed = false;
     this.owner.consumed(this, chunk.length);
   }
 
   /**
-   * Keeps `chunk` until resume(). Large chunks are kept as the views they are (Node's TLS reads are fresh
-   * Buffers, never reused); small ones are copied together, so a peer sending tiny DATA frames into a paused
-   * stream holds the window's bytes, not millions of Buffer objects.
+   * From now on 'data' may hand over views of the session's read buffer, valid only during the event: a
+   * consumer that still references one afterwards (a write that did not complete at once) calls keep() in the
+   * event. Consumers that did not opt in get their own copies.
+   */
+  acceptBorrowedChunks(): void {
+    this.takesBorrowed = true;
+  }
+
+  /** See acceptBorrowedChunks(); only meaningful inside a 'data' event. */
+  keep(): void {
+    if (this.lastBorrowed) this.owner.keepRead();
+  }
+
+  /**
+   * Keeps `chunk` until resume(). Small chunks are copied together, so a peer sending tiny DATA frames into a
+   * paused stream holds the window's bytes, not millions of Buffer objects.
    */
   private hold(chunk: Buffer): void {
     if (chunk.length >= SMALL_CHUNK) {
-      this.inbox.push(chunk);
+      // A borrowed chunk is overwritten by the session's next read: held ones are copied.
+      this.inbox.push(this.owner.borrowedReads ? Buffer.from(chunk) : chunk);
       this.inboxRoom = 0;
       return;
     }
