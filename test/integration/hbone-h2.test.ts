@@ -158,9 +158,12 @@ describe('HTTP/2 framer of the HBONE path', () => {
     return { port, sessions };
   }
 
-  it("our client through Node's http2 server: concurrent CONNECT tunnels byte-exact under small windows both ways", async () => {
-    const node = http2.createServer({ settings: { initialWindowSize: 16 * 1024 } });
+  /** Our client on a session to Node's http2 server, which answers 200 and echoes every stream. */
+  async function throughNodeEcho(settings: http2.Settings): Promise<{ session: H2Session; seen: http2.IncomingHttpHeaders[]; nodeSessions: http2.ServerHttp2Session[] }> {
+    const node = http2.createServer({ settings });
     const seen: http2.IncomingHttpHeaders[] = [];
+    const nodeSessions: http2.ServerHttp2Session[] = [];
+    node.on('session', (s) => nodeSessions.push(s));
     node.on('stream', (stream, headers) => {
       seen.push(headers);
       stream.respond({ ':status': 200 });
@@ -170,6 +173,11 @@ describe('HTTP/2 framer of the HBONE path', () => {
     cleanup.push(() => node.close());
     const session = await ourClient(port);
     cleanup.push(() => session.destroy());
+    return { session, seen, nodeSessions };
+  }
+
+  it("our client through Node's http2 server: concurrent CONNECT tunnels byte-exact under small windows both ways", async () => {
+    const { session, seen } = await throughNodeEcho({ initialWindowSize: 16 * 1024 });
     const payloads = [1, 2, 3].map((i) => crypto.randomBytes(i * 512 * 1024));
     const echoed = await Promise.all(
       payloads.map(async (data) => {
@@ -191,17 +199,7 @@ describe('HTTP/2 framer of the HBONE path', () => {
   });
 
   it("our client honours Node's stream limit and its graceful GOAWAY: the open stream finishes, new ones are refused", async () => {
-    const node = http2.createServer({ settings: { maxConcurrentStreams: 1 } });
-    const nodeSessions: http2.ServerHttp2Session[] = [];
-    node.on('session', (s) => nodeSessions.push(s));
-    node.on('stream', (stream) => {
-      stream.respond({ ':status': 200 });
-      stream.pipe(stream);
-    });
-    const port = await listen(node);
-    cleanup.push(() => node.close());
-    const session = await ourClient(port);
-    cleanup.push(() => session.destroy());
+    const { session, nodeSessions } = await throughNodeEcho({ maxConcurrentStreams: 1 });
     assert.equal(session.remoteSettings.maxConcurrentStreams, 1);
     const held = session.request({ ':method': 'CONNECT', ':authority': TARGET });
     await response(held);
