@@ -29,6 +29,7 @@ import {
 import { HpackDecoder, HpackEncoder, HpackError } from './hpack';
 import { validateRequest, validateResponse } from './headers';
 import { FrameReader, type FrameHandler } from './reader';
+import { applySettings, encodeSettings } from './settings';
 import { type BorrowedReads, borrowReads } from './borrowed-reads';
 import { H2Stream, type Headers, type StreamOwner } from './stream';
 
@@ -443,42 +444,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
       if (payload.length !== 0) throw new H2ProtocolError(ErrorCode.FRAME_SIZE_ERROR, 0, 'SETTINGS ACK with a payload');
       return;
     }
-    if (payload.length % 6 !== 0) throw new H2ProtocolError(ErrorCode.FRAME_SIZE_ERROR, 0, 'SETTINGS payload is not a multiple of 6 bytes');
-    const s = this.remoteSettings;
-    let windowDelta = 0;
-    for (let at = 0; at < payload.length; at += 6) {
-      const key = payload.readUInt16BE(at);
-      const value = payload.readUInt32BE(at + 2);
-      switch (key) {
-        case Setting.HEADER_TABLE_SIZE:
-          s.headerTableSize = value; // our encoder never indexes, so any size suits it
-          break;
-        case Setting.ENABLE_PUSH:
-          // Only a client may enable push (and ours never accepts any).
-          if (value > 1 || (value === 1 && !this.isServer)) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, `SETTINGS_ENABLE_PUSH ${value}`);
-          s.enablePush = value === 1;
-          break;
-        case Setting.MAX_CONCURRENT_STREAMS:
-          s.maxConcurrentStreams = value;
-          break;
-        case Setting.INITIAL_WINDOW_SIZE:
-          if (value > MAX_WINDOW) throw new H2ProtocolError(ErrorCode.FLOW_CONTROL_ERROR, 0, `SETTINGS_INITIAL_WINDOW_SIZE ${value}`);
-          windowDelta += value - s.initialWindowSize;
-          s.initialWindowSize = value;
-          break;
-        case Setting.MAX_FRAME_SIZE:
-          if (value < DEFAULT_MAX_FRAME_SIZE || value > MAX_FRAME_SIZE_LIMIT) {
-            throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, `SETTINGS_MAX_FRAME_SIZE ${value}`);
-          }
-          s.maxFrameSize = value;
-          break;
-        case Setting.MAX_HEADER_LIST_SIZE:
-          s.maxHeaderListSize = value;
-          break;
-        default:
-          break; // unknown settings are ignored
-      }
-    }
+    const windowDelta = applySettings(payload, this.remoteSettings, !this.isServer);
     this.writeControl(frame(FrameType.SETTINGS, Flag.ACK, 0));
     if (windowDelta !== 0) {
       for (const stream of this.streams.values()) {
@@ -488,7 +454,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
       if (windowDelta > 0) this.flushBlocked();
     }
     this.settled = true;
-    this.emit('remoteSettings', s);
+    this.emit('remoteSettings', this.remoteSettings);
   }
 
   private onGoaway(id: number, payload: Buffer): void {
@@ -542,12 +508,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
       [Setting.MAX_HEADER_LIST_SIZE, this.maxHeaderList],
     ];
     entries.push(this.isServer ? [Setting.MAX_CONCURRENT_STREAMS, this.maxConcurrent] : [Setting.ENABLE_PUSH, 0]);
-    const payload = Buffer.allocUnsafe(entries.length * 6);
-    entries.forEach(([key, value], i) => {
-      payload.writeUInt16BE(key, i * 6);
-      payload.writeUInt32BE(value, i * 6 + 2);
-    });
-    this.socket.write(frame(FrameType.SETTINGS, 0, 0, payload));
+    this.socket.write(frame(FrameType.SETTINGS, 0, 0, encodeSettings(entries)));
   }
 
   private sendWindowUpdate(id: number, increment: number): void {
