@@ -69,8 +69,6 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   /** True once close() was called or the peer sent GOAWAY: no new streams. */
   closed = false;
   destroyed = false;
-  /** Whether the peer's first SETTINGS arrived. */
-  settled = false;
 
   private readonly streams = new Map<number, H2Stream>();
   private readonly blocked = new Set<H2Stream>();
@@ -453,7 +451,6 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
       }
       if (windowDelta > 0) this.flushBlocked();
     }
-    this.settled = true;
     this.emit('remoteSettings', this.remoteSettings);
   }
 
