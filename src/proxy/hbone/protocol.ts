@@ -2,7 +2,7 @@
 
 import net from 'node:net';
 import type { Endpoint } from '../connection-tracker';
-import { ErrorCode, FrameType, frame } from './h2/constants';
+import { ErrorCode, FrameType, frame, goawayFrame } from './h2/constants';
 
 /** Response header carrying the server's reason for a non-200 CONNECT answer. */
 export const HBONE_REASON_HEADER = 'x-nodemesh-reason';
@@ -29,10 +29,5 @@ export function parseAuthority(authority: string | undefined): Endpoint | null {
  * state is ever made for an unauthenticated peer, yet the client learns why it was refused.
  */
 export function refusalFrames(reason: string): Buffer {
-  const debug = Buffer.from(reason.slice(0, 512), 'utf8');
-  const goaway = Buffer.alloc(8 + debug.length);
-  goaway.writeUInt32BE(0, 0);
-  goaway.writeUInt32BE(ErrorCode.INADEQUATE_SECURITY, 4);
-  debug.copy(goaway, 8);
-  return Buffer.concat([frame(FrameType.SETTINGS, 0, 0), frame(FrameType.GOAWAY, 0, 0, goaway)]);
+  return Buffer.concat([frame(FrameType.SETTINGS, 0, 0), goawayFrame(0, ErrorCode.INADEQUATE_SECURITY, reason.slice(0, 512))]);
 }

@@ -123,13 +123,14 @@ export function relayStream(downstream: RelayEnd, upstream: RelayEnd, handlers: 
       zc.direction.bind(zc.socket, dst);
       return;
     }
-    if (isHttp2(src)) src.acceptBorrowedChunks();
+    const borrowing = isHttp2(src) ? src : null;
+    borrowing?.acceptBorrowedChunks();
     src.on('data', (chunk: Buffer) => {
       count(chunk.length);
       if (dst.destroyed) return;
       const ok = dst.write(chunk);
       // A write that did not complete at once still points into the chunk, a view of the session's read buffer.
-      if (isHttp2(src) && dst.writableLength > 0) src.keep();
+      if (borrowing !== null && dst.writableLength > 0) borrowing.keep();
       if (!ok) src.pause();
     });
     dst.on('drain', () => src.resume());

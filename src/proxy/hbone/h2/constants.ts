@@ -126,6 +126,23 @@ export function frame(type: number, flags: number, stream: number, payload?: Buf
   return b;
 }
 
+/** A frame whose payload is one 32-bit value (RST_STREAM's error code, WINDOW_UPDATE's increment). */
+export function u32Frame(type: number, stream: number, value: number): Buffer {
+  const payload = Buffer.allocUnsafe(4);
+  payload.writeUInt32BE(value, 0);
+  return frame(type, 0, stream, payload);
+}
+
+/** GOAWAY: the last stream id processed, the error code, and a reason for the peer's operator. */
+export function goawayFrame(lastStream: number, code: number, debug: string): Buffer {
+  const text = Buffer.from(debug, 'utf8');
+  const payload = Buffer.allocUnsafe(8 + text.length);
+  payload.writeUInt32BE(lastStream, 0);
+  payload.writeUInt32BE(code, 4);
+  text.copy(payload, 8);
+  return frame(FrameType.GOAWAY, 0, 0, payload);
+}
+
 /** A session ended because our own code threw (a bug), not because of the peer. */
 export function isInternal(err: unknown): boolean {
   return err instanceof H2ProtocolError && err.code === ErrorCode.INTERNAL_ERROR;

@@ -25,6 +25,8 @@ import {
   errorName,
   frame,
   frameHeader,
+  goawayFrame,
+  u32Frame,
 } from './constants';
 import { HpackDecoder, HpackEncoder, HpackError } from './hpack';
 import { validateRequest, validateResponse } from './headers';
@@ -509,9 +511,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   }
 
   private sendWindowUpdate(id: number, increment: number): void {
-    const payload = Buffer.allocUnsafe(4);
-    payload.writeUInt32BE(increment, 0);
-    this.writeControl(frame(FrameType.WINDOW_UPDATE, 0, id, payload));
+    this.writeControl(u32Frame(FrameType.WINDOW_UPDATE, id, increment));
   }
 
   private creditConnection(n: number): void {
@@ -540,9 +540,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   }
 
   private sendResetId(id: number, code: number): void {
-    const payload = Buffer.allocUnsafe(4);
-    payload.writeUInt32BE(code, 0);
-    this.writeControl(frame(FrameType.RST_STREAM, 0, id, payload));
+    this.writeControl(u32Frame(FrameType.RST_STREAM, id, code));
   }
 
   /**
@@ -569,12 +567,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   private sendGoaway(code: number, debug: string): void {
     if (this.goawaySent) return;
     this.goawaySent = true;
-    const text = Buffer.from(debug, 'utf8');
-    const payload = Buffer.allocUnsafe(8 + text.length);
-    payload.writeUInt32BE(this.isServer ? this.lastPeerStream : 0, 0);
-    payload.writeUInt32BE(code, 4);
-    text.copy(payload, 8);
-    this.socket.write(frame(FrameType.GOAWAY, 0, 0, payload));
+    this.socket.write(goawayFrame(this.isServer ? this.lastPeerStream : 0, code, debug));
   }
 
   private flushBlocked(): void {
