@@ -103,17 +103,13 @@ export function relayStream(downstream: RelayEnd, upstream: RelayEnd, handlers: 
         }
         closed(side);
       });
-      if (end.closed) {
-        fail(side, end.error ?? new Error(`${side} closed before the relay started`));
-        setImmediate(() => closed(side));
-      }
-      return;
+    } else {
+      end.on('error', (err: Error) => fail(side, err));
+      end.on('close', () => closed(side));
     }
-    end.on('error', (err: Error) => fail(side, err));
-    end.on('close', () => closed(side));
     if (end.destroyed) {
       // Failed or closed before we were handed it: its 'close' may already be gone.
-      fail(side, end.errored ?? new Error(`${side} closed before the relay started`));
+      fail(side, (isHttp2(end) ? end.error : end.errored) ?? new Error(`${side} closed before the relay started`));
       setImmediate(() => closed(side));
     }
   };
