@@ -1,55 +1,16 @@
-// Envoy xDS v3 message codecs and the ADS gRPC service definition, loaded from the protos shipped in @grpc/grpc-js-xds.
+// Envoy xDS v3 message codecs and the ADS gRPC service definition, over the types in protos/envoy-types.json.
 
-import fs from 'node:fs';
-import path from 'node:path';
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
+import { loadEnvoyDescriptor } from './envoy-descriptor';
 import { TYPE_URL_PREFIX } from './resource-types';
-
-/** The files whose messages nodemesh encodes or decodes; their imports come along. */
-const ENVOY_FILES = [
-  'envoy/service/discovery/v3/ads.proto',
-  'envoy/config/listener/v3/listener.proto',
-  'envoy/config/route/v3/route.proto',
-  'envoy/config/cluster/v3/cluster.proto',
-  'envoy/config/endpoint/v3/endpoint.proto',
-  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
-  'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
-  'envoy/extensions/filters/http/router/v3/router.proto',
-  'envoy/extensions/filters/network/rbac/v3/rbac.proto',
-  'envoy/config/rbac/v3/rbac.proto',
-];
 
 let cachedRoot: protobuf.Root | undefined;
 
-function includeDirs(): string[] {
-  const xds = path.dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
-  return ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => path.join(xds, 'deps', d));
-}
-
-/** The protobufjs Root with every Envoy type nodemesh uses (loaded once, ~200 ms). */
+/** The protobufjs Root with every Envoy type nodemesh uses (from protos/envoy-types.json, loaded once). */
 export function envoyRoot(): protobuf.Root {
-  if (cachedRoot) return cachedRoot;
-  const dirs = includeDirs();
-  // descriptor.proto (imported by validate.proto) is not among protobufjs' built-in common types.
-  const pbDir = path.dirname(require.resolve('protobufjs/package.json'));
-  const root = new protobuf.Root();
-  root.resolvePath = (_origin: string, target: string): string => {
-    if (path.isAbsolute(target)) return target;
-    if (target.startsWith('google/protobuf/')) {
-      const p = path.join(pbDir, target);
-      if (fs.existsSync(p)) return p;
-    }
-    for (const d of dirs) {
-      const p = path.join(d, target);
-      if (fs.existsSync(p)) return p;
-    }
-    return target;
-  };
-  root.loadSync(ENVOY_FILES, { keepCase: true });
-  root.resolveAll();
-  cachedRoot = root;
-  return root;
+  cachedRoot ??= loadEnvoyDescriptor();
+  return cachedRoot;
 }
 
 export function messageType(fullName: string): protobuf.Type {
