@@ -18,7 +18,9 @@ SECS=$([ "$SCEN" = S5 ] && echo 25 || echo 55)
 rm -rf "$OUT" && mkdir -p "$OUT"
 NODE=$(command -v node)
 CLI=$(pwd)/dist/src/cli/main.js
-if [ "$MODE" = v8 ]; then FLAGS="--cpu-prof --cpu-prof-dir=$OUT"; else FLAGS="--perf-basic-prof"; fi
+# The lab's own V8 flags (src/lab/up.ts), so the profiled agents run as the bench's do.
+LAB_FLAGS=$(node -p "require('./dist/src/lab').AGENT_NODE_FLAGS.join(' ')")
+if [ "$MODE" = v8 ]; then FLAGS="$LAB_FLAGS --cpu-prof --cpu-prof-dir=$OUT"; else FLAGS="$LAB_FLAGS --perf-basic-prof"; fi
 node bench/run.js --reps 1 --only "$SCEN" --no-publish --name "$LAB" \
   --agent-command "$NODE $FLAGS $CLI agent" 2> "$OUT/bench.err" > "$OUT/bench.out" &
 BENCH=$!

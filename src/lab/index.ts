@@ -1,6 +1,6 @@
 // The lab's public API: a multi-node mesh on one Linux machine (netns + cgroups), for tests and demos.
 
-export { labUp, defaultAgentCommand, type UpOptions } from './up';
+export { labUp, defaultAgentCommand, AGENT_NODE_FLAGS, type UpOptions } from './up';
 export { labDown, type DownOptions, type DownReport } from './down';
 export { labExec, resolvePod, type ExecOptions } from './exec';
 export { labStatus, formatStatus, type LabStatus, type NodeStatus, type PodStatus } from './status';
