@@ -38,11 +38,19 @@ class ReadBufferPool {
   }
 }
 
-const readBuffers = new ReadBufferPool(DEFAULT_RELAY_BUFFER, 64);
+/**
+ * Bytes kept free before every read a Direction hands out, so a sink that frames what it sends (an HTTP/2
+ * stream: 9-byte DATA headers) can put the header there and send header and payload as one Buffer.
+ */
+export const READ_HEADROOM = 16;
+
+const readBuffers = new ReadBufferPool(DEFAULT_RELAY_BUFFER + READ_HEADROOM, 64);
 
 /** Where a Direction writes: a socket, or an HTTP/2 stream (whose writes always complete asynchronously). */
 export interface RelaySink {
   write(chunk: Buffer, cb?: (err?: Error | null) => void): boolean;
+  /** Like write(), lending the sink the READ_HEADROOM bytes before `chunk` until `cb` runs. */
+  writeFramed?(chunk: Buffer, cb?: (err?: Error | null) => void): boolean;
   once(event: 'drain', listener: () => void): unknown;
   readonly writableLength: number;
   readonly destroyed: boolean;
@@ -55,7 +63,9 @@ export interface RelaySink {
  * that write completes: the buffer is never overwritten while referenced, and a slow reader slows the writer.
  */
 export class Direction {
+  /** Where reads land: `whole` after READ_HEADROOM bytes. */
   readonly buffer: Buffer;
+  private readonly whole: Buffer;
   bytes = 0;
   private dst: RelaySink | null = null;
   private src: net.Socket | null = null;
@@ -71,7 +81,8 @@ export class Direction {
   copyBelow = 0;
 
   constructor(bufferSize: number) {
-    this.buffer = readBuffers.take(bufferSize);
+    this.whole = readBuffers.take(bufferSize + READ_HEADROOM);
+    this.buffer = this.whole.subarray(READ_HEADROOM);
   }
 
   /**
@@ -82,7 +93,7 @@ export class Direction {
   release(): void {
     if (this.waiting || this.src === null || !this.src.destroyed) return;
     this.dst = null;
-    readBuffers.give(this.buffer);
+    readBuffers.give(this.whole);
   }
 
   /** Socket options that make `socket` read into this direction's buffer. */
@@ -111,12 +122,12 @@ export class Direction {
     this.bytes += n;
     if (n < this.copyBelow) {
       // The copy frees our buffer at once; backpressure comes from the sink's high-water mark instead.
-      if (dst.write(Buffer.from(buf.subarray(0, n)))) return true;
+      if (send(dst, copyWithHeadroom(buf, n, dst.writeFramed !== undefined))) return true;
       this.waiting = true;
       dst.once('drain', this.onWritten);
       return false;
     }
-    dst.write(buf.subarray(0, n), this.onWritten);
+    send(dst, buf.subarray(0, n), this.onWritten);
     if (dst.writableLength === 0) return true;
     this.waiting = true;
     return false;
@@ -128,6 +139,19 @@ export class Direction {
     const src = this.src;
     if (src !== null && !src.destroyed) src.resume();
   };
+}
+
+/** Writes `chunk` (which has READ_HEADROOM bytes before it) framed in place where the sink can. */
+function send(dst: RelaySink, chunk: Buffer, cb?: (err?: Error | null) => void): boolean {
+  return dst.writeFramed !== undefined ? dst.writeFramed(chunk, cb) : dst.write(chunk, cb);
+}
+
+/** The first `n` bytes of `buf` in a Buffer of their own, after READ_HEADROOM free bytes when `headroom`. */
+function copyWithHeadroom(buf: Buffer, n: number, headroom: boolean): Buffer {
+  if (!headroom) return Buffer.from(buf.subarray(0, n));
+  const b = Buffer.allocUnsafe(READ_HEADROOM + n);
+  buf.copy(b, READ_HEADROOM, 0, n);
+  return b.subarray(READ_HEADROOM);
 }
 
 export interface RelayHandlers {

@@ -176,6 +176,49 @@ describe('HTTP/2 framer of the HBONE path', () => {
     return { session, seen, nodeSessions };
   }
 
+  it('writeFramed: a chunk sent as one frame leaves as one Buffer, its header in the lent bytes; split ones fall back', async () => {
+    const node = http2.createServer({ settings: { initialWindowSize: 16 * 1024 } });
+    node.on('stream', (stream) => {
+      stream.respond({ ':status': 200 });
+      stream.pipe(stream);
+    });
+    const port = await listen(node);
+    cleanup.push(() => node.close());
+    const socket = net.connect({ host: '127.0.0.1', port });
+    const writes: Buffer[] = [];
+    const write = socket.write.bind(socket) as (chunk: Buffer, cb?: () => void) => boolean;
+    (socket as unknown as { write: typeof write }).write = (chunk, cb) => {
+      writes.push(chunk);
+      return write(chunk, cb);
+    };
+    await new Promise((r) => socket.once('connect', r));
+    const session = new H2Session(socket, { role: 'client', ...WINDOWS });
+    cleanup.push(() => session.destroy());
+    await new Promise((r) => session.once('remoteSettings', r));
+    const stream = session.request({ ':method': 'CONNECT', ':authority': TARGET });
+    assert.equal((await response(stream))[':status'], '200');
+    const got = collect(stream);
+
+    // 1 KiB with 9 lent bytes before it: one frame, written in place.
+    const small = Buffer.alloc(9 + 1024, 0xee).subarray(9);
+    crypto.randomFillSync(small);
+    await new Promise<void>((resolve) => stream.writeFramed(small, () => resolve()));
+    const framed = writes.find((w) => w.buffer === small.buffer);
+    assert.ok(framed, 'the frame went out as one Buffer over the lent bytes and the payload');
+    assert.equal(framed.byteOffset, small.byteOffset - 9);
+    assert.equal(framed.length, 9 + 1024);
+    assert.deepEqual([framed.readUIntBE(0, 3), framed[3], framed.readUInt32BE(5)], [1024, FrameType.DATA, stream.id]);
+    // 40 KiB against a 16 KiB window: split, so header and pieces are written separately and the payload is untouched.
+    const large = Buffer.alloc(9 + 40 * 1024).subarray(9);
+    crypto.randomFillSync(large);
+    const before = Buffer.from(large.buffer, large.byteOffset - 9, 9);
+    const lent = Buffer.from(before);
+    await new Promise<void>((resolve) => stream.writeFramed(large, () => resolve()));
+    assert.ok(before.equals(lent), 'the lent bytes of a split chunk are left alone');
+    stream.end();
+    assert.ok((await got).equals(Buffer.concat([small, large])));
+  });
+
   it("our client through Node's http2 server: concurrent CONNECT tunnels byte-exact under small windows both ways", async () => {
     const { session, seen } = await throughNodeEcho({ initialWindowSize: 16 * 1024 });
     const payloads = [1, 2, 3].map((i) => crypto.randomBytes(i * 512 * 1024));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { adoptAccepted, DEFAULT_RELAY_BUFFER, Direction, newUpstream, RelayResult, startRelay } from '../../src/proxy/relay';
+import { adoptAccepted, DEFAULT_RELAY_BUFFER, Direction, newUpstream, READ_HEADROOM, RelayResult, startRelay } from '../../src/proxy/relay';
 import { echoServer, listen, pump } from '../helpers/tcp';
 
 /** A loopback relay in front of `targetPort`, recording each relay's result. */
@@ -108,14 +108,60 @@ describe('relay', () => {
     // The next relay gets the two buffers back, and while it runs they are not handed out again.
     const live = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
     await waitFor(() => bufs.length === 4);
-    assert.deepEqual(new Set(bufs.slice(2)), new Set(bufs.slice(0, 2)));
+    const memory = (b: Buffer): ArrayBufferLike => b.buffer;
+    assert.deepEqual(new Set(bufs.slice(2).map(memory)), new Set(bufs.slice(0, 2).map(memory)));
     const other = new Direction(DEFAULT_RELAY_BUFFER);
-    assert.ok(!bufs.includes(other.buffer));
+    assert.ok(!bufs.map(memory).includes(other.buffer.buffer));
     // Both relays' data stay intact with the buffers reused.
     const second = await pump(port, 1024 * 1024);
     assert.ok(second.intact);
     live.destroy();
     pooled.close();
+  });
+
+  it('lends a framing sink READ_HEADROOM bytes before each read, in its own buffer and in small copies', async () => {
+    const big = Buffer.alloc(200 * 1024, 7);
+    const sender = net.createServer((s) => {
+      s.write(Buffer.alloc(1000, 1));
+      setTimeout(() => s.end(big), 50);
+    });
+    const port = await listen(sender);
+    const dir = new Direction(DEFAULT_RELAY_BUFFER);
+    dir.copyBelow = 16 * 1024;
+    const upstream = newUpstream(null, dir);
+    const got: Buffer[] = [];
+    let inPlace = 0;
+    let copies = 0;
+    const sink = {
+      writableLength: 0,
+      destroyed: false,
+      write(): boolean {
+        throw new Error('a sink with writeFramed gets writeFramed');
+      },
+      writeFramed(chunk: Buffer, cb?: (err?: Error | null) => void): boolean {
+        assert.ok(chunk.byteOffset >= READ_HEADROOM);
+        if (chunk.buffer === dir.buffer.buffer) {
+          assert.equal(chunk.byteOffset, dir.buffer.byteOffset);
+          inPlace++;
+        } else {
+          copies++;
+        }
+        // The sink owns the lent bytes: scribbling over them must not touch any data.
+        Buffer.from(chunk.buffer, chunk.byteOffset - READ_HEADROOM, READ_HEADROOM).fill(0xee);
+        got.push(Buffer.from(chunk));
+        if (cb) setImmediate(cb);
+        return true;
+      },
+      once(): void {},
+    };
+    await new Promise<void>((resolve) => upstream.connect(port, '127.0.0.1', resolve));
+    dir.bind(upstream, sink);
+    upstream.resume();
+    await waitFor(() => dir.bytes === 1000 + big.length);
+    assert.ok(Buffer.concat(got).equals(Buffer.concat([Buffer.alloc(1000, 1), big])));
+    assert.ok(copies >= 1 && inPlace >= 1, `${copies} copies, ${inPlace} in place`);
+    upstream.destroy();
+    sender.close();
   });
 
   it('keeps what a server-first upstream sends before the relay starts', async () => {

@@ -110,6 +110,16 @@ function putHeader(b: Buffer, length: number, type: number, flags: number, strea
   b.writeUInt32BE(stream, 5);
 }
 
+/**
+ * A DATA frame in place: `payload` is preceded in its ArrayBuffer by FRAME_HEADER_LENGTH bytes the caller gave
+ * us (see H2Stream.writeFramed); the header goes there and the frame is one Buffer over both, no copy.
+ */
+export function dataFrameInPlace(payload: Buffer, flags: number, stream: number): Buffer {
+  const b = Buffer.from(payload.buffer, payload.byteOffset - FRAME_HEADER_LENGTH, FRAME_HEADER_LENGTH + payload.length);
+  putHeader(b, payload.length, FrameType.DATA, flags, stream);
+  return b;
+}
+
 /** A 9-byte frame header, for DATA whose payload is written separately (no copy). */
 export function frameHeader(length: number, type: number, flags: number, stream: number): Buffer {
   const h = Buffer.allocUnsafe(FRAME_HEADER_LENGTH);

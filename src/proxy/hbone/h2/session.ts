@@ -21,6 +21,7 @@ import {
   MAX_WINDOW,
   type PeerSettings,
   Setting,
+  dataFrameInPlace,
   defaultPeerSettings,
   errorName,
   frame,
@@ -184,14 +185,16 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
         socket.cork();
         corked = true;
       }
-      socket.write(frameHeader(n, FrameType.DATA, endStream ? Flag.END_STREAM : 0, stream.id));
+      const flags = endStream ? Flag.END_STREAM : 0;
+      const inPlace = head.headroom && piece === head.chunk;
+      if (!inPlace) socket.write(frameHeader(n, FrameType.DATA, flags, stream.id));
       this.sendWindow -= n;
       stream.sendWindow -= n;
       stream.queuedBytes -= n;
       if (last) {
         stream.queue.shift();
         stream.queueOffset = 0;
-        socket.write(piece, head.cb);
+        socket.write(inPlace ? dataFrameInPlace(piece, flags, stream.id) : piece, head.cb);
       } else {
         stream.queueOffset += n;
         socket.write(piece);

@@ -32,6 +32,8 @@ export interface StreamOwner {
 interface Pending {
   chunk: Buffer;
   cb: WriteCallback | undefined;
+  /** The FRAME_HEADER_LENGTH bytes before `chunk` are ours until `cb` runs (see writeFramed). */
+  headroom: boolean;
 }
 
 /**
@@ -101,6 +103,20 @@ export class H2Stream extends EventEmitter {
    * error if the stream closed first. Returns false when the caller should wait for 'drain'.
    */
   write(chunk: Buffer, cb?: WriteCallback): boolean {
+    return this.queueWrite(chunk, cb, false);
+  }
+
+  /**
+   * Like write(), for a chunk whose ArrayBuffer holds FRAME_HEADER_LENGTH bytes right before it that the caller
+   * lends us until `cb` runs. When the chunk goes out as one frame, its header is written there and the frame
+   * leaves as one Buffer: TLS sockets copy every multi-buffer write into one record, so header and payload as
+   * two Buffers would copy the payload once more.
+   */
+  writeFramed(chunk: Buffer, cb?: WriteCallback): boolean {
+    return this.queueWrite(chunk, cb, true);
+  }
+
+  private queueWrite(chunk: Buffer, cb: WriteCallback | undefined, headroom: boolean): boolean {
     if (this.closed || this.endQueued) {
       const err = new Error(this.closed ? 'HTTP/2 stream is closed' : 'write after end on an HTTP/2 stream');
       if (cb) process.nextTick(cb, err);
@@ -110,7 +126,7 @@ export class H2Stream extends EventEmitter {
       if (cb) process.nextTick(cb);
       return true;
     }
-    this.queue.push({ chunk, cb });
+    this.queue.push({ chunk, cb, headroom });
     this.queuedBytes += chunk.length;
     this.owner.flush(this);
     if (this.queuedBytes > 0 || this.owner.socketNeedsDrain) {
