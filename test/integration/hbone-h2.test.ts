@@ -3,11 +3,11 @@ import crypto from 'node:crypto';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { CLIENT_PREFACE, ErrorCode, Flag, FrameType, frame } from '../../src/proxy/hbone/h2/constants';
+import { CLIENT_PREFACE, ErrorCode, FRAME_HEADER_LENGTH, Flag, FrameType, frame } from '../../src/proxy/hbone/h2/constants';
 import { HpackDecoder, HpackEncoder } from '../../src/proxy/hbone/h2/hpack';
 import { H2Session } from '../../src/proxy/hbone/h2/session';
 import { relayStream } from '../../src/proxy/hbone/stream-relay';
-import type { RelayResult } from '../../src/proxy/relay';
+import { READ_HEADROOM, type RelayResult } from '../../src/proxy/relay';
 import type { H2Stream } from '../../src/proxy/hbone/h2/stream';
 import { listen } from '../helpers/tcp';
 import { waitFor } from '../helpers/wait';
@@ -199,6 +199,8 @@ describe('HTTP/2 framer of the HBONE path', () => {
     assert.equal((await response(stream))[':status'], '200');
     const got = collect(stream);
 
+    // What the relay lends (relay.ts) must hold a frame header.
+    assert.ok(READ_HEADROOM >= FRAME_HEADER_LENGTH);
     // 1 KiB with 9 lent bytes before it: one frame, written in place.
     const small = Buffer.alloc(9 + 1024, 0xee).subarray(9);
     crypto.randomFillSync(small);
