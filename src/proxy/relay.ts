@@ -68,6 +68,8 @@ export class Direction {
   private readonly whole: Buffer;
   bytes = 0;
   private dst: RelaySink | null = null;
+  /** Whether `dst` takes chunks framed in place (writeFramed), decided once at bind(). */
+  private framed = false;
   private src: net.Socket | null = null;
   private waiting = false;
   /** Bytes read before bind() (a server that speaks first, read before the relay starts): copies, delivered on bind. */
@@ -105,6 +107,7 @@ export class Direction {
   bind(src: net.Socket, dst: RelaySink): void {
     this.src = src;
     this.dst = dst;
+    this.framed = dst.writeFramed !== undefined;
     const early = this.early;
     this.early = null;
     if (early !== null) for (const chunk of early) dst.write(chunk);
@@ -122,16 +125,21 @@ export class Direction {
     this.bytes += n;
     if (n < this.copyBelow) {
       // The copy frees our buffer at once; backpressure comes from the sink's high-water mark instead.
-      if (send(dst, copyWithHeadroom(buf, n, dst.writeFramed !== undefined))) return true;
+      if (this.send(dst, copyWithHeadroom(buf, n, this.framed))) return true;
       this.waiting = true;
       dst.once('drain', this.onWritten);
       return false;
     }
-    send(dst, buf.subarray(0, n), this.onWritten);
+    this.send(dst, buf.subarray(0, n), this.onWritten);
     if (dst.writableLength === 0) return true;
     this.waiting = true;
     return false;
   };
+
+  /** Writes `chunk` (which has READ_HEADROOM bytes before it) framed in place where the sink can. */
+  private send(dst: RelaySink, chunk: Buffer, cb?: (err?: Error | null) => void): boolean {
+    return this.framed ? dst.writeFramed!(chunk, cb) : dst.write(chunk, cb);
+  }
 
   private readonly onWritten = (err?: Error | null): void => {
     if (!this.waiting || err) return;
@@ -139,11 +147,6 @@ export class Direction {
     const src = this.src;
     if (src !== null && !src.destroyed) src.resume();
   };
-}
-
-/** Writes `chunk` (which has READ_HEADROOM bytes before it) framed in place where the sink can. */
-function send(dst: RelaySink, chunk: Buffer, cb?: (err?: Error | null) => void): boolean {
-  return dst.writeFramed !== undefined ? dst.writeFramed(chunk, cb) : dst.write(chunk, cb);
 }
 
 /** The first `n` bytes of `buf` in a Buffer of their own, after READ_HEADROOM free bytes when `headroom`. */
