@@ -1,9 +1,8 @@
 // Sample gRPC echo server (protos/nodemesh/sample/echo.proto): answers with its pod name, for load-balancing checks.
 
-import fs from 'node:fs';
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { protosDir } from '../util/protos-dir';
 
 export interface EchoRequest {
   message: string;
@@ -17,21 +16,12 @@ export interface EchoResponse {
 
 export const ECHO_SERVICE = 'nodemesh.sample.Echo';
 
-/** protos/ at the package root, found from src/ or dist/src/ (dist/ may hold a copied package.json, so look for protos/ itself). */
-export function protosDir(): string {
-  for (let dir = __dirname; ; dir = path.dirname(dir)) {
-    const candidate = path.join(dir, 'protos', 'nodemesh');
-    if (fs.existsSync(candidate)) return path.dirname(candidate);
-    if (path.dirname(dir) === dir) throw new Error(`cannot find protos/nodemesh above ${__dirname}`);
-  }
-}
-
 let cached: grpc.ServiceClientConstructor | undefined;
 
 /** The Echo service constructor (client) whose `.service` is the server-side definition. */
 export function echoService(): grpc.ServiceClientConstructor {
   if (cached) return cached;
-  const def = protoLoader.loadSync('nodemesh/sample/echo.proto', { includeDirs: [protosDir()], keepCase: true, defaults: true });
+  const def = protoLoader.loadSync('nodemesh/sample/echo.proto', { includeDirs: [protosDir('nodemesh/sample/echo.proto')], keepCase: true, defaults: true });
   const pkg = grpc.loadPackageDefinition(def) as unknown as { nodemesh: { sample: { Echo: grpc.ServiceClientConstructor } } };
   cached = pkg.nodemesh.sample.Echo;
   return cached;

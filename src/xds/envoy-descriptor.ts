@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import protobuf from 'protobufjs';
+import { protosDir } from '../util/protos-dir';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, HCM_TYPE, LISTENER_TYPE, RBAC_TYPE, ROUTER_TYPE, ROUTE_TYPE, TCP_PROXY_TYPE } from './resource-types';
 
 /** The files whose messages nodemesh encodes or decodes; their imports come along. */
@@ -40,13 +41,9 @@ export const ENVOY_ROOT_TYPES = [
   RBAC_TYPE,
 ];
 
-/** The file the descriptor is stored in: protos/ at the package root, found from src/ or dist/src/. */
+/** The file the descriptor is stored in: protos/envoy-types.json at the package root. */
 export function envoyDescriptorPath(): string {
-  for (let dir = __dirname; ; dir = path.dirname(dir)) {
-    const candidate = path.join(dir, 'protos', 'envoy-types.json');
-    if (fs.existsSync(candidate)) return candidate;
-    if (path.dirname(dir) === dir) throw new Error(`cannot find protos/envoy-types.json above ${__dirname}; run "npm run gen:envoy-types"`);
-  }
+  return path.join(protosDir('envoy-types.json'), 'envoy-types.json');
 }
 
 /** Parses the Envoy .proto files from @grpc/grpc-js-xds (slow; for generating and checking the descriptor). */
