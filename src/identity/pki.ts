@@ -1,32 +1,72 @@
-// PKI helpers both sides share: async RSA keys (native crypto through node-forge), CSRs, PEM bundles, chain checks.
+// PKI helpers both sides share, without node-forge (the agent never loads it): async RSA keys and CSRs with
+// Node's crypto, PEM bundles, chain checks. The CA's own certificate building is in controlplane/ca.
 
-import { randomBytes, X509Certificate } from 'node:crypto';
-import forge from 'node-forge';
+import { generateKeyPair as nodeGenerateKeyPair, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { ID_ERR, IdentityError } from './errors';
 
 export const DEFAULT_KEY_BITS = 2048;
 
-/**
- * An RSA key pair. node-forge hands the work to Node's `crypto.generateKeyPair` when it can (off the event loop,
- * ~100 ms for 2048 bits); forcing pure JavaScript would block the loop for seconds, so we refuse that setup.
- */
-export function generateKeyPair(bits = DEFAULT_KEY_BITS): Promise<forge.pki.rsa.KeyPair> {
-  if ((forge as unknown as { options?: { usePureJavaScript?: boolean } }).options?.usePureJavaScript) {
-    return Promise.reject(new Error('node-forge is set to pure JavaScript; key generation would block the event loop'));
-  }
+export interface KeyPair {
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+}
+
+/** An RSA key pair (e = 65537), made on libuv's thread pool: ~100 ms for 2048 bits, off the event loop. */
+export function generateKeyPair(bits = DEFAULT_KEY_BITS): Promise<KeyPair> {
   return new Promise((resolve, reject) => {
-    forge.pki.rsa.generateKeyPair({ bits, e: 0x10001 }, (err, keypair) => (err ? reject(err) : resolve(keypair)));
+    nodeGenerateKeyPair('rsa', { modulusLength: bits, publicExponent: 0x10001 }, (err, publicKey, privateKey) =>
+      err ? reject(err) : resolve({ publicKey, privateKey }),
+    );
   });
 }
 
-/** A PKCS#10 request with an empty subject and exactly one URI SAN (the SPIFFE ID), signed with SHA-256. */
-export function createCsr(keys: forge.pki.rsa.KeyPair, uri: string): string {
-  const csr = forge.pki.createCertificationRequest();
-  csr.publicKey = keys.publicKey;
-  csr.setSubject([]);
-  csr.setAttributes([{ name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: 6, value: uri }] }] }]);
-  csr.sign(keys.privateKey, forge.md.sha256.create());
-  return forge.pki.certificationRequestToPem(csr);
+/** The private key as PEM (PKCS#8), what TLS contexts take. */
+export function privateKeyPem(keys: KeyPair): string {
+  return keys.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+}
+
+// DER (X.690) for the one structure the agent writes: tag, definite length, content.
+function der(tag: number, ...content: Buffer[]): Buffer {
+  const body = Buffer.concat(content);
+  const n = body.length;
+  let len: Buffer;
+  if (n < 0x80) len = Buffer.from([n]);
+  else {
+    const bytes: number[] = [];
+    for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
+    len = Buffer.from([0x80 | bytes.length, ...bytes]);
+  }
+  return Buffer.concat([Buffer.from([tag]), len, body]);
+}
+
+const SEQUENCE = 0x30;
+const SET = 0x31;
+const OCTET_STRING = 0x04;
+const BIT_STRING = 0x03;
+const CONTEXT_0_CONSTRUCTED = 0xa0;
+/** GeneralName uniformResourceIdentifier: [6] IMPLICIT IA5String. */
+const GENERAL_NAME_URI = 0x86;
+const VERSION_1 = Buffer.from([0x02, 0x01, 0x00]);
+const EMPTY_NAME = Buffer.from([SEQUENCE, 0x00]);
+const OID_EXTENSION_REQUEST = Buffer.from('06092a864886f70d01090e', 'hex'); // 1.2.840.113549.1.9.14 (PKCS#9)
+const OID_SUBJECT_ALT_NAME = Buffer.from('0603551d11', 'hex'); // 2.5.29.17
+const SHA256_WITH_RSA = Buffer.from('300d06092a864886f70d01010b0500', 'hex'); // 1.2.840.113549.1.1.11, NULL parameters
+
+/**
+ * A PKCS#10 request (RFC 2986) with an empty subject and exactly one URI SAN (the SPIFFE ID) in an
+ * extensionRequest attribute, signed with SHA-256 RSA (PKCS#1 v1.5): the same DER node-forge writes.
+ */
+export function createCsr(keys: KeyPair, uri: string): string {
+  if (!/^[\x21-\x7e]+$/.test(uri)) throw new Error(`a URI SAN must be printable ASCII without spaces (IA5String): ${JSON.stringify(uri)}`);
+  const generalNames = der(SEQUENCE, der(GENERAL_NAME_URI, Buffer.from(uri, 'ascii')));
+  const extensions = der(SEQUENCE, der(SEQUENCE, OID_SUBJECT_ALT_NAME, der(OCTET_STRING, generalNames)));
+  const attributes = der(CONTEXT_0_CONSTRUCTED, der(SEQUENCE, OID_EXTENSION_REQUEST, der(SET, extensions)));
+  const spki = keys.publicKey.export({ type: 'spki', format: 'der' });
+  const info = der(SEQUENCE, VERSION_1, EMPTY_NAME, spki, attributes);
+  const signature = sign('sha256', info, keys.privateKey);
+  const request = der(SEQUENCE, info, SHA256_WITH_RSA, der(BIT_STRING, Buffer.from([0]), signature));
+  const b64 = request.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '');
+  return `-----BEGIN CERTIFICATE REQUEST-----\n${b64}\n-----END CERTIFICATE REQUEST-----\n`;
 }
 
 /**

@@ -1,14 +1,12 @@
 // The agent's certificates: one key + chain per local identity, fetched on first use, rotated at half life with
 // jitter, retried with backoff while the previous certificate still serves.
 
-import { createPublicKey } from 'node:crypto';
-import forge from 'node-forge';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../telemetry/logger';
 import { CaClient, type CertificateIssuer } from './ca-client';
 import { runAt, systemClock, type Clock } from './clock';
 import { ID_ERR, IdentityError } from './errors';
-import { certInfo, chainProblem, createCsr, DEFAULT_KEY_BITS, generateKeyPair, parseCertificate } from './pki';
+import { certInfo, chainProblem, createCsr, DEFAULT_KEY_BITS, generateKeyPair, parseCertificate, privateKeyPem, type KeyPair } from './pki';
 import { DEFAULT_ROTATION, retryDelay, rotationTime, type RotationPolicy } from './rotation';
 import { DEFAULT_TRUST_DOMAIN, parseSpiffeId, type CertBundle, type IdentityProvider, type IdentityState, type IdentityStatus } from './types';
 
@@ -68,10 +66,6 @@ class IdentityMetrics {
     });
     for (const result of ['issued', 'error']) this.requests.inc({ result }, 0);
   }
-}
-
-function spkiDer(pem: string): Buffer {
-  return createPublicKey(pem).export({ type: 'spki', format: 'der' });
 }
 
 export class SecretManager implements IdentityProvider {
@@ -220,20 +214,19 @@ export class SecretManager implements IdentityProvider {
   }
 
   /** Checks the CA's answer before anything presents it: our key, our identity, a chain that verifies. */
-  private toBundle(id: string, keys: forge.pki.rsa.KeyPair, chain: string[]): CertBundle {
+  private toBundle(id: string, keys: KeyPair, chain: string[]): CertBundle {
     const bad = (what: string): IdentityError => new IdentityError(ID_ERR.BAD_CHAIN, `the CA's answer for ${id} is unusable: ${what}`);
     if (chain.length < 2) throw bad(`expected the leaf and at least the root, got ${chain.length} certificate(s)`);
     const leaf = parseCertificate(chain[0]!);
     const info = certInfo(leaf);
     if (info.uris.length !== 1 || info.uris[0] !== id) throw bad(`the leaf's URI SANs are [${info.uris.join(', ')}]`);
-    const publicKeyPem = forge.pki.publicKeyToPem(keys.publicKey);
-    if (!spkiDer(publicKeyPem).equals(leaf.publicKey.export({ type: 'spki', format: 'der' }))) throw bad('the leaf is not for the key we sent');
+    if (!keys.publicKey.export({ type: 'spki', format: 'der' }).equals(leaf.publicKey.export({ type: 'spki', format: 'der' }))) throw bad('the leaf is not for the key we sent');
     const problem = chainProblem(chain);
     if (problem) throw bad(problem);
     if (info.notAfter.getTime() <= this.clock.now()) throw bad(`the leaf expired at ${info.notAfter.toISOString()} (is this node's clock right?)`);
     return {
       spiffeId: id,
-      keyPem: forge.pki.privateKeyToPem(keys.privateKey),
+      keyPem: privateKeyPem(keys),
       chainPem: chain.slice(0, -1),
       rootsPem: [chain[chain.length - 1]!],
       serial: info.serial,

@@ -11,15 +11,22 @@ import forge from 'node-forge';
 import { CertificateAuthority, ROOT_CERT_FILE, ROOT_KEY_FILE } from '../../src/controlplane/ca/authority';
 import { checkCsr } from '../../src/controlplane/ca/csr';
 import { CA_ERR, CaError, CaRefusal } from '../../src/controlplane/ca/errors';
-import { certInfo, chainProblem, createCsr, generateKeyPair, normalizePem, randomSerialHex } from '../../src/identity/pki';
+import { generateForgeKeyPair } from '../../src/controlplane/ca/keys';
+import { certInfo, chainProblem, createCsr, generateKeyPair, normalizePem, privateKeyPem, randomSerialHex, type KeyPair } from '../../src/identity/pki';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/client';
 let tmp: string;
+/** One key in both forms: Node's (what the agent signs its CSRs with) and node-forge's (what the CA uses). */
+let nodeKeys: KeyPair;
 let keys: forge.pki.rsa.KeyPair;
 
 before(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-ca-unit-'));
-  keys = await generateKeyPair();
+  nodeKeys = await generateKeyPair();
+  keys = {
+    privateKey: forge.pki.privateKeyFromPem(privateKeyPem(nodeKeys)) as forge.pki.rsa.PrivateKey,
+    publicKey: forge.pki.publicKeyFromPem(nodeKeys.publicKey.export({ type: 'spki', format: 'pem' }) as string) as forge.pki.rsa.PublicKey,
+  };
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -42,8 +49,22 @@ function refusal(fn: () => unknown): CaRefusal {
   assert.fail('expected a refusal');
 }
 
+function pemDer(pem: string): Buffer {
+  return Buffer.from(pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
+}
+
+test('the agent builds its CSR without node-forge, byte for byte what node-forge writes for the same key and URI', () => {
+  // RSA PKCS#1 v1.5 signatures are deterministic, so equal DER means equal structure and signature.
+  const ours = createCsr(nodeKeys, ID);
+  assert.match(ours, /^-----BEGIN CERTIFICATE REQUEST-----\n([A-Za-z0-9+/=]{64}\n)*[A-Za-z0-9+/=]{1,64}\n-----END CERTIFICATE REQUEST-----\n$/);
+  assert.deepEqual(pemDer(ours), pemDer(csrWith([ID])));
+  const long = `spiffe://cluster.local/ns/${'n'.repeat(63)}/sa/${'s'.repeat(120)}`; // two length octets in the SAN
+  assert.deepEqual(pemDer(createCsr(nodeKeys, long)), pemDer(csrWith([long])));
+  assert.throws(() => createCsr(nodeKeys, 'spiffe://cluster.local/ns/dé/sa/x'), /printable ASCII/);
+});
+
 test('a CSR with one SPIFFE URI SAN gives its identity; the agent helper builds exactly that', () => {
-  const c = checkCsr(createCsr(keys, ID), 'cluster.local');
+  const c = checkCsr(createCsr(nodeKeys, ID), 'cluster.local');
   assert.equal(c.spiffeId, ID);
   assert.deepEqual(c.identity, { trustDomain: 'cluster.local', namespace: 'default', serviceAccount: 'client' });
 });
@@ -59,14 +80,14 @@ test('CSRs with zero or several URIs, a non-SPIFFE URI, a bad signature or no PE
 
   assert.match(refusal(() => checkCsr(csrWith(['https://example.com/x']), 'cluster.local')).message, /not a SPIFFE workload ID/);
 
-  const other = await generateKeyPair();
+  const other = await generateForgeKeyPair();
   const forged = refusal(() => checkCsr(csrWith([ID], other), 'cluster.local'));
   assert.equal(forged.reason, 'invalid_csr');
   assert.match(forged.message, /signature does not verify/);
 
   assert.match(refusal(() => checkCsr('hello', 'cluster.local')).message, /not a PEM certificate request/);
 
-  const td = refusal(() => checkCsr(createCsr(keys, 'spiffe://other.domain/ns/default/sa/client'), 'cluster.local'));
+  const td = refusal(() => checkCsr(createCsr(nodeKeys, 'spiffe://other.domain/ns/default/sa/client'), 'cluster.local'));
   assert.equal(td.status, grpc.status.PERMISSION_DENIED);
   assert.equal(td.reason, 'trust_domain');
   assert.match(td.message, /trust domain other.domain, but this CA signs for cluster.local only/);
@@ -135,8 +156,8 @@ function caCert(subjectCn: string, key: forge.pki.rsa.KeyPair, issuer: { cn: str
 }
 
 test('an intermediate chained to an external root: leaves chain leaf, intermediate, root; bad files say what is wrong', async () => {
-  const rootKey = await generateKeyPair();
-  const interKey = await generateKeyPair();
+  const rootKey = await generateForgeKeyPair();
+  const interKey = await generateForgeKeyPair();
   const rootPem = normalizePem(caCert('corp root', rootKey, null));
   const interPem = normalizePem(caCert('nodemesh intermediate', interKey, { cn: 'corp root', key: rootKey }));
   const f = (name: string, data: string): string => {
@@ -168,7 +189,7 @@ test('an intermediate chained to an external root: leaves chain leaf, intermedia
     (e: CaError) => e.code === CA_ERR.BAD_CHAIN && /give --ca-chain with its issuers/.test(e.message),
   );
 
-  const otherRoot = f('other-root.pem', caCert('corp root', await generateKeyPair(), null));
+  const otherRoot = f('other-root.pem', caCert('corp root', await generateForgeKeyPair(), null));
   await assert.rejects(
     CertificateAuthority.create({ certFile, keyFile, chainFile: otherRoot }),
     (e: CaError) => e.code === CA_ERR.BAD_CHAIN && /signature on certificate 0 does not verify/.test(e.message),

@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import forge from 'node-forge';
 import { DEFAULT_TRUST_DOMAIN } from '../../identity/types';
-import { certInfo, chainProblem, generateKeyPair, normalizePem, randomSerialHex, splitPemCertificates } from '../../identity/pki';
+import { certInfo, chainProblem, normalizePem, randomSerialHex, splitPemCertificates } from '../../identity/pki';
+import { generateForgeKeyPair } from './keys';
 import { CA_ERR, CaError } from './errors';
 
 export const DEFAULT_MAX_CERT_TTL_SECONDS = 7 * 24 * 3600;
@@ -145,7 +146,7 @@ function makeSigner(certPem: string, keyPem: string, issuersPem: string[], where
 }
 
 async function generateRoot(trustDomain: string, now: number): Promise<{ certPem: string; keyPem: string }> {
-  const keys = await generateKeyPair();
+  const keys = await generateForgeKeyPair();
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
   cert.serialNumber = randomSerialHex();

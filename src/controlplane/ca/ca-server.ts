@@ -9,7 +9,7 @@ import forge from 'node-forge';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Registry } from 'prom-client';
 import { CA_SERVICE_NAME, certificateService } from '../../identity/ca-proto';
-import { generateKeyPair } from '../../identity/pki';
+import { generateForgeKeyPair } from './keys';
 import type { Logger } from '../../telemetry/logger';
 import type { ObjectStore } from '../store';
 import { CertificateAuthority, type CaOptions } from './authority';
@@ -101,7 +101,7 @@ class CaServer implements CaHandle {
       names.delete(n);
       ips.add(n);
     }
-    const keys = await generateKeyPair();
+    const keys = await generateForgeKeyPair();
     const issued = this.authority.issue({ publicKey: keys.publicKey, dnsNames: [...names], ips: [...ips], servingTtlSeconds: SERVING_CERT_TTL_SECONDS });
     const keyPem = forge.pki.privateKeyToPem(keys.privateKey);
     // The chain without the root: clients have the root already.

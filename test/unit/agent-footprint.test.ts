@@ -1,0 +1,19 @@
+// What an agent process loads: its own code and the libraries it uses, nothing the control plane or lab needs.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { test } from 'node:test';
+
+test('the agent command loads neither node-forge nor the control plane, lab or demo', () => {
+  const entry = path.join(__dirname, '../../src/cli/agent-command.js');
+  const loaded = JSON.parse(
+    execFileSync(process.execPath, ['-e', `require(${JSON.stringify(entry)}); console.log(JSON.stringify(Object.keys(require.cache)))`], {
+      encoding: 'utf8',
+    }),
+  ) as string[];
+  assert.ok(loaded.some((f) => f.endsWith(`${path.sep}agent${path.sep}agent.js`)), 'sanity: the agent itself is loaded');
+  assert.ok(loaded.some((f) => f.includes(`${path.sep}identity${path.sep}pki.js`)), 'sanity: the agent\'s PKI helpers are loaded');
+  const unwanted = loaded.filter((f) => /node_modules[/\\]node-forge[/\\]|[/\\]src[/\\](controlplane|lab|sample)[/\\]|demo-command/.test(f));
+  assert.deepEqual(unwanted, [], 'modules an agent should not carry');
+});
