@@ -1,10 +1,13 @@
-// The certificate service's wire shapes and gRPC definitions (protos/nodemesh/ca/v1/ca.proto), for both the CA and the agent.
+// The certificate service's wire shapes and gRPC definitions (protos/nodemesh/ca/v1/ca.proto), for both the CA and the
+// agent. The .proto is parsed with protobufjs, which the agent loads for xDS anyway (no @grpc/proto-loader).
 
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
 import { protosDir } from '../util/protos-dir';
 
 export const CA_SERVICE_NAME = 'nodemesh.ca.v1.CertificateService';
+const CA_PROTO = 'nodemesh/ca/v1/ca.proto';
 
 export interface CreateCertificateRequest {
   csr: string;
@@ -18,13 +21,40 @@ export interface CreateCertificateResponse {
   cert_chain: string[];
 }
 
+/** Decoded messages: proto field names (keepCase), int64 as Number, absent fields as their defaults. */
+const DECODE_OPTIONS: protobuf.IConversionOptions = { longs: Number, defaults: true, arrays: true };
+
+function codec(t: protobuf.Type): { serialize: (v: object) => Buffer; deserialize: (b: Buffer) => unknown } {
+  return {
+    serialize: (v) => Buffer.from(t.encode(t.fromObject(v as Record<string, unknown>)).finish()),
+    deserialize: (b) => t.toObject(t.decode(b), DECODE_OPTIONS),
+  };
+}
+
 let cached: grpc.ServiceClientConstructor | undefined;
 
 /** The CertificateService client constructor; `.service` is the server-side definition. */
 export function certificateService(): grpc.ServiceClientConstructor {
   if (cached) return cached;
-  const def = protoLoader.loadSync('nodemesh/ca/v1/ca.proto', { includeDirs: [protosDir('nodemesh/ca/v1/ca.proto')], keepCase: true, longs: Number, defaults: true });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { nodemesh: { ca: { v1: { CertificateService: grpc.ServiceClientConstructor } } } };
-  cached = pkg.nodemesh.ca.v1.CertificateService;
+  // google/protobuf/struct.proto is one of protobufjs's bundled common types (its Value fields are camelCase,
+  // as in the xDS codecs); nodemesh sends no metadata and reads none.
+  const root = new protobuf.Root().loadSync(path.join(protosDir(CA_PROTO), CA_PROTO), { keepCase: true });
+  const service = root.lookupService(CA_SERVICE_NAME);
+  const method = service.methods['CreateCertificate']!;
+  const req = codec(root.lookupType(method.requestType));
+  const res = codec(root.lookupType(method.responseType));
+  const definition: grpc.ServiceDefinition = {
+    CreateCertificate: {
+      path: `/${CA_SERVICE_NAME}/CreateCertificate`,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: req.serialize,
+      requestDeserialize: req.deserialize,
+      responseSerialize: res.serialize,
+      responseDeserialize: res.deserialize,
+      originalName: 'createCertificate',
+    },
+  };
+  cached = grpc.makeGenericClientConstructor(definition, 'CertificateService');
   return cached;
 }

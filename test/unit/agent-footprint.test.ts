@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { test } from 'node:test';
 
-test('the agent command loads neither node-forge nor the control plane, lab or demo', () => {
+test('the agent command loads neither node-forge, @grpc/proto-loader nor the control plane, lab or demo', () => {
   const entry = path.join(__dirname, '../../src/cli/agent-command.js');
   const loaded = JSON.parse(
     execFileSync(process.execPath, ['-e', `require(${JSON.stringify(entry)}); console.log(JSON.stringify(Object.keys(require.cache)))`], {
@@ -14,6 +14,6 @@ test('the agent command loads neither node-forge nor the control plane, lab or d
   ) as string[];
   assert.ok(loaded.some((f) => f.endsWith(`${path.sep}agent${path.sep}agent.js`)), 'sanity: the agent itself is loaded');
   assert.ok(loaded.some((f) => f.includes(`${path.sep}identity${path.sep}pki.js`)), 'sanity: the agent\'s PKI helpers are loaded');
-  const unwanted = loaded.filter((f) => /node_modules[/\\]node-forge[/\\]|[/\\]src[/\\](controlplane|lab|sample)[/\\]|demo-command/.test(f));
+  const unwanted = loaded.filter((f) => /node_modules[/\\](node-forge|@grpc[/\\]proto-loader)[/\\]|[/\\]src[/\\](controlplane|lab|sample)[/\\]|demo-command/.test(f));
   assert.deepEqual(unwanted, [], 'modules an agent should not carry');
 });
