@@ -47,7 +47,12 @@ export interface AgentOptions {
    * Workload identities from the control plane's CA: with them, traffic between mesh pods goes over HBONE
    * (mTLS). Absent: plaintext everywhere.
    */
-  mesh?: { identity: (registry: Registry) => IdentityProvider; trustDomain: string };
+  mesh?: {
+    identity: (registry: Registry) => IdentityProvider;
+    trustDomain: string;
+    /** HBONE PING liveness, both as client and as server (see HboneClientPoolOptions.keepalive); null: off. Default 10 s + 10 s. */
+    keepalive?: { idleMs: number; timeoutMs: number } | null;
+  };
 }
 
 type ValidRequest = ReturnType<typeof parseEnrollRequest>;
@@ -104,7 +109,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
       const trustDomain = opts.mesh.trustDomain;
       this.ctx.mesh = {
         identity,
-        pool: new HboneClientPool({ log: proxyLog, connectTimeoutMs: this.ctx.connectTimeoutMs }),
+        pool: new HboneClientPool({ log: proxyLog, connectTimeoutMs: this.ctx.connectTimeoutMs, keepalive: opts.mesh.keepalive }),
+        keepalive: opts.mesh.keepalive,
         hbonePort: PORT_HBONE,
         trustDomain,
         spiffeIdOf: (w) => spiffeId({ trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount }),

@@ -18,7 +18,7 @@ function int(v: string): number {
 }
 
 function meshOptions(
-  o: { caTokenFile?: string; caAddress?: string; caRootFile?: string; certValidity: number; trustDomain: string; xds?: string },
+  o: { caTokenFile?: string; caAddress?: string; caRootFile?: string; certValidity: number; trustDomain: string; xds?: string; hboneKeepaliveMs: number },
   log: Logger,
 ): AgentOptions['mesh'] {
   if (!o.caTokenFile) return undefined;
@@ -26,6 +26,7 @@ function meshOptions(
   if (!caAddress) throw new Error('--ca-token-file needs a CA: give --ca-address or --xds');
   return {
     trustDomain: o.trustDomain,
+    keepalive: o.hboneKeepaliveMs > 0 ? { idleMs: o.hboneKeepaliveMs, timeoutMs: o.hboneKeepaliveMs } : null,
     identity: (registry) =>
       createSecretManager({
         registry,
@@ -59,6 +60,12 @@ export function registerAgentCommand(program: Command): void {
     .option('--ca-root-file <file>', 'verify the CA over TLS with this root (default: plaintext, e.g. a unix socket)')
     .option('--cert-validity <seconds>', 'lifetime to ask for workload certificates', int, 24 * 3600)
     .option('--trust-domain <domain>', 'SPIFFE trust domain', 'cluster.local')
+    .option(
+      '--hbone-keepalive-ms <ms>',
+      'HBONE liveness: PING a peer agent heard nothing from for this long; as long again without a byte ends the connection and its tunnels (0: off)',
+      int,
+      10_000,
+    )
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
     .action(async (o: {
       node: string;
@@ -77,6 +84,7 @@ export function registerAgentCommand(program: Command): void {
       caRootFile?: string;
       certValidity: number;
       trustDomain: string;
+      hboneKeepaliveMs: number;
       logLevel: string;
     }) => {
       if (o.xdsMode !== 'delta' && o.xdsMode !== 'sotw') throw new Error(`--xds-mode must be delta or sotw, not "${o.xdsMode}"`);

@@ -21,6 +21,8 @@ export interface PodSockets {
 export interface MeshContext {
   identity: IdentityProvider;
   pool: HboneClientPool;
+  /** PING liveness for the pod's HBONE servers (undefined: their default, null: off). */
+  keepalive?: { idleMs: number; timeoutMs: number } | null;
   hbonePort: number;
   trustDomain: string;
   spiffeIdOf(w: { namespace: string; serviceAccount: string }): string;

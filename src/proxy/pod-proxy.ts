@@ -78,6 +78,7 @@ export class PodProxy {
             identity: () => mesh.identity.current(id)!,
             trustBundle: () => mesh.identity.trustBundle(),
             onConnect: (c, respond) => handleHboneConnect(this.ctx, this.pod, this.sockets, c, respond),
+            keepalive: mesh.keepalive,
             log: this.ctx.log,
           });
           await server.listen({ fd });

@@ -1,5 +1,6 @@
 // mTLS through the lab: HBONE between nodes (seen on the wire), PeerAuthentication, AuthorizationPolicy,
-// bad client certificates, certificate rotation under load, and the CA's node authorization.
+// bad client certificates, certificate rotation under load, the CA's node authorization, and HBONE keepalive
+// against a peer agent that stops answering.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -18,6 +19,8 @@ import { createTestCa, testCaFromRoot } from '../helpers/test-ca';
 const MARKER_PUMP = path.resolve(__dirname, '../helpers/marker-pump.js');
 const HBONE_PROBE = path.resolve(__dirname, '../helpers/hbone-probe.js');
 const CERT_VALIDITY_S = 6;
+/** Short HBONE keepalive (PING after 1 s of silence, ends 1 s later): the long, paused transfer of 5 must survive it. */
+const KEEPALIVE_MS = 1000;
 const SA = (sa: string): string => `spiffe://cluster.local/ns/default/sa/${sa}`;
 
 const pod = (name: string, node: string, sa: string, app: string, command: string[], annotations = ''): string => `
@@ -61,7 +64,7 @@ describe('mTLS, identity and policy in the lab', { skip: !isRoot() && 'needs roo
   let state: LabState;
 
   before(async () => {
-    state = await upFromYaml(lab, MANIFEST, { agentArgs: ['--cert-validity', String(CERT_VALIDITY_S)] });
+    state = await upFromYaml(lab, MANIFEST, { agentArgs: ['--cert-validity', String(CERT_VALIDITY_S), '--hbone-keepalive-ms', String(KEEPALIVE_MS)] });
   });
   after(async () => {
     await down(lab);
@@ -198,5 +201,31 @@ describe('mTLS, identity and policy in the lab', { skip: !isRoot() && 'needs roo
     } finally {
       ca.close();
     }
+  });
+
+  it('7. a peer agent that stops answering (SIGSTOP): the tunnel through it ends within the keepalive, and new connections work once it is back', async () => {
+    const agentB = state.nodes.find((n) => n.name === 'node-b')!.agent!.pid;
+    const silentBefore = async (): Promise<number> => JSON.parse(await admin(lab, 'node-a', '/config_dump')).mesh.hboneClient.silentPeers as number;
+    const before = await silentBefore();
+    // One tunnel that carries 64 KiB, then waits 15 s before sending more: it is open and quiet when node-b freezes.
+    const transfer = execInPod(lab, 'client', [process.execPath, SLOW_PUMP, podIP(state, 'echo-b'), '9000', '15000']);
+    await new Promise((r) => setTimeout(r, 1_500));
+    const stoppedAt = Date.now();
+    process.kill(agentB, 'SIGSTOP');
+    // Whatever happens, node-b runs again: without a working keepalive the transfer then completes and the test fails.
+    const resume = setTimeout(() => process.kill(agentB, 'SIGCONT'), 10_000);
+    let r: Awaited<typeof transfer>;
+    try {
+      r = await transfer;
+    } finally {
+      clearTimeout(resume);
+      process.kill(agentB, 'SIGCONT');
+    }
+    const took = Date.now() - stoppedAt;
+    const last = JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '{}') as { ok?: boolean; error?: string };
+    assert.equal(last.ok, false, `the tunnel through a frozen peer must end, not hang: ${r.stdout}${r.stderr}`);
+    assert.ok(took < 8_000, `ended ${took} ms after the peer froze (keepalive ${KEEPALIVE_MS} + ${KEEPALIVE_MS} ms, plus up to one check interval)`);
+    assert.ok((await silentBefore()) > before, 'node-a counted the silent peer');
+    assert.ok((await markerPump('client', 'echo-b', 'after-the-peer-resumed')).ok, 'a new connection works once the peer answers again');
   });
 });

@@ -3,9 +3,9 @@ import crypto from 'node:crypto';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { CLIENT_PREFACE, ErrorCode, FRAME_HEADER_LENGTH, Flag, FrameType, frame } from '../../src/proxy/hbone/h2/constants';
+import { CLIENT_PREFACE, ErrorCode, FRAME_HEADER_LENGTH, Flag, FrameType, H2PeerSilentError, frame } from '../../src/proxy/hbone/h2/constants';
 import { HpackDecoder, HpackEncoder } from '../../src/proxy/hbone/h2/hpack';
-import { H2Session } from '../../src/proxy/hbone/h2/session';
+import { H2Session, type H2SessionOptions } from '../../src/proxy/hbone/h2/session';
 import { relayStream } from '../../src/proxy/hbone/stream-relay';
 import { READ_HEADROOM, type RelayResult } from '../../src/proxy/relay';
 import type { H2Stream } from '../../src/proxy/hbone/h2/stream';
@@ -49,10 +49,10 @@ function echo(stream: H2Stream): void {
   stream.resume();
 }
 
-function ourClient(port: number): Promise<H2Session> {
+function ourClient(port: number, extra: Partial<H2SessionOptions> = {}): Promise<H2Session> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: '127.0.0.1', port }, () => {
-      const session = new H2Session(socket, { role: 'client', ...WINDOWS });
+      const session = new H2Session(socket, { role: 'client', ...WINDOWS, ...extra });
       session.once('remoteSettings', () => resolve(session));
     });
     socket.once('error', reject);
@@ -142,10 +142,14 @@ describe('HTTP/2 framer of the HBONE path', () => {
   });
 
   /** Our server on loopback; `onStream` gets each accepted stream. */
-  async function ourServer(onStream: (s: H2Stream) => void, maxConcurrentStreams = 4): Promise<{ port: number; sessions: H2Session[] }> {
+  async function ourServer(
+    onStream: (s: H2Stream) => void,
+    maxConcurrentStreams = 4,
+    extra: Partial<H2SessionOptions> = {},
+  ): Promise<{ port: number; sessions: H2Session[] }> {
     const sessions: H2Session[] = [];
     const server = net.createServer((socket) => {
-      const session = new H2Session(socket, { role: 'server', ...WINDOWS, maxConcurrentStreams });
+      const session = new H2Session(socket, { role: 'server', ...WINDOWS, maxConcurrentStreams, ...extra });
       session.on('error', () => {});
       session.on('stream', onStream);
       sessions.push(session);
@@ -394,6 +398,61 @@ describe('HTTP/2 framer of the HBONE path', () => {
     assert.ok(Buffer.concat(chunks).equals(data), 'echo differs');
     assert.equal(headers[0]![':authority'], TARGET);
     assert.equal(headers[0]!['user-agent'], 'node-http2-interop');
+  });
+
+  describe('keepalive', () => {
+    const KEEPALIVE = { idleMs: 100, timeoutMs: 100 };
+
+    it('a live peer is pinged while idle and kept; a server gone silent ends the session and its streams after idle + timeout', async () => {
+      const { port } = await ourServer(() => {});
+      const live = await ourClient(port, { keepalive: { ...KEEPALIVE, whileIdle: true } });
+      cleanup.push(() => live.destroy());
+      await new Promise((r) => setTimeout(r, 700));
+      assert.equal(live.destroyed, false, 'a peer that answers PINGs is kept');
+      assert.ok(live.pingsSent >= 2, `an idle session is pinged (${live.pingsSent} PINGs)`);
+
+      // A server that completes the HTTP/2 start and then sends nothing more (a frozen or vanished peer).
+      const silent = net.createServer((socket) => {
+        socket.on('error', () => {});
+        socket.resume();
+        socket.write(frame(FrameType.SETTINGS, 0, 0));
+      });
+      const silentPort = await listen(silent);
+      cleanup.push(() => silent.close());
+      const session = await ourClient(silentPort, { keepalive: { ...KEEPALIVE, whileIdle: true } });
+      cleanup.push(() => session.destroy());
+      const sessionError = new Promise<Error>((resolve) => session.once('error', resolve));
+      const started = performance.now();
+      const stream = session.request({ ':method': 'CONNECT', ':authority': TARGET });
+      const streamClosed = new Promise<Error | null>((resolve) => stream.once('close', () => resolve(stream.error)));
+      const err = await sessionError;
+      const elapsed = performance.now() - started;
+      assert.ok(err instanceof H2PeerSilentError, String(err));
+      assert.match(err.message, /sent nothing for at least 200 ms, not even an answer to our PING/);
+      assert.ok(elapsed >= 150 && elapsed < 2_000, `ended after ${elapsed.toFixed(0)} ms (idle 100 + timeout 100, at most one more idle)`);
+      assert.ok((await streamClosed) instanceof H2PeerSilentError, 'the open stream ends with the same error');
+      assert.equal(session.pingsSent, 1);
+      await waitFor('socket closed', async () => session.socket.destroyed, 2_000);
+    });
+
+    it('a server pings only while streams are open, and a client gone silent ends them', async () => {
+      const accepted: H2Stream[] = [];
+      const { port: serverPort, sessions } = await ourServer((s) => accepted.push(s), 4, { keepalive: { ...KEEPALIVE, whileIdle: false } });
+      const p = new RawPeer(serverPort);
+      cleanup.push(() => p.destroy());
+      p.start();
+      await new Promise((r) => setTimeout(r, 400));
+      assert.equal(p.frames.filter((f) => f.type === FrameType.PING).length, 0, 'no PING on a session without streams');
+      assert.equal(p.closed, false);
+
+      p.write(p.headers(1, CONNECT));
+      await waitFor('stream accepted', async () => accepted.length === 1, 2_000);
+      const streamClosed = new Promise<Error | null>((resolve) => accepted[0]!.once('close', () => resolve(accepted[0]!.error)));
+      await p.next('a PING once the stream is open and the client is quiet', (f) => f.type === FrameType.PING && !(f.flags & Flag.ACK));
+      await waitFor('connection closed by the server', async () => p.closed, 2_000);
+      assert.ok((await streamClosed) instanceof H2PeerSilentError, 'the tunnel ends with the silence error');
+      assert.equal(sessions[0]!.destroyed, true);
+    });
   });
 
   describe('our server against a peer that breaks the protocol', () => {

@@ -12,8 +12,8 @@ import {
   errMessage,
   hostPort,
 } from './errors';
-import { ErrorCode, type PeerSettings, isInternal } from './h2/constants';
-import type { H2Session } from './h2/session';
+import { ErrorCode, H2PeerSilentError, type PeerSettings, isInternal } from './h2/constants';
+import { DEFAULT_KEEPALIVE, type H2Session } from './h2/session';
 import type { H2Stream } from './h2/stream';
 import { HBONE_REASON_HEADER, formatAuthority } from './protocol';
 import { clientTlsError } from './tls';
@@ -44,6 +44,12 @@ export interface HboneClientPoolOptions {
   /** HTTP/2 receive windows we advertise: per stream (default 4 MiB) and per session (default 16 MiB). */
   streamWindow?: number;
   connectionWindow?: number;
+  /**
+   * Liveness of pooled sessions, idle ones included, so no new stream lands on a dead one: a PING after `idleMs`
+   * without a byte from the server, the session ends after `timeoutMs` more of silence. Default 10 s + 10 s;
+   * null: none.
+   */
+  keepalive?: { idleMs: number; timeoutMs: number } | null;
   log?: Logger;
 }
 
@@ -67,6 +73,8 @@ export interface HboneClientPoolStats {
   streamsOpened: number;
   streamsReused: number;
   connectRefused: number;
+  /** Sessions ended because the server sent nothing, not even a PING answer, within the keepalive. */
+  silentPeers: number;
   perSession: HboneSessionStats[];
 }
 
@@ -141,7 +149,7 @@ export class HboneClientPool {
   private readonly log: Logger | undefined;
   private nextId = 1;
   private closed = false;
-  private totals = { sessionsOpened: 0, dialFailures: 0, streamsOpened: 0, streamsReused: 0, connectRefused: 0 };
+  private totals = { sessionsOpened: 0, dialFailures: 0, streamsOpened: 0, streamsReused: 0, connectRefused: 0, silentPeers: 0 };
 
   constructor(options: HboneClientPoolOptions = {}) {
     this.opts = {
@@ -150,6 +158,7 @@ export class HboneClientPool {
       maxStreamsPerSession: options.maxStreamsPerSession ?? 100,
       streamWindow: options.streamWindow ?? 4 * 1024 * 1024,
       connectionWindow: options.connectionWindow ?? 16 * 1024 * 1024,
+      keepalive: options.keepalive === undefined ? DEFAULT_KEEPALIVE : options.keepalive,
     };
     this.log = options.log;
   }
@@ -255,6 +264,7 @@ export class HboneClientPool {
         timeoutMs: this.opts.connectTimeoutMs,
         streamWindow: this.opts.streamWindow,
         connectionWindow: this.opts.connectionWindow,
+        keepalive: this.opts.keepalive,
         adopt: (session) => (adopted = this.adopt(key, entry, req, session)),
       });
       return adopted!;
@@ -294,7 +304,10 @@ export class HboneClientPool {
     });
     session.on('error', (err: Error) => {
       ps.failure ??= clientTlsError(address, req.source.spiffeId, err);
-      if (isInternal(err)) this.log?.error({ err, address, session: ps.id }, 'HBONE session failed on an internal error');
+      if (err instanceof H2PeerSilentError) {
+        this.totals.silentPeers++;
+        this.log?.warn({ address, session: ps.id, source: req.source.spiffeId }, `HBONE session ended: ${err.message}`);
+      } else if (isInternal(err)) this.log?.error({ err, address, session: ps.id }, 'HBONE session failed on an internal error');
       else this.log?.debug({ err, address, session: ps.id }, 'HBONE session failed');
       this.drop(ps);
     });

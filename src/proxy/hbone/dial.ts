@@ -38,6 +38,8 @@ export interface DialOptions {
   streamWindow: number;
   /** HTTP/2 connection-level receive window. */
   connectionWindow: number;
+  /** PINGs on the session once it is up, idle or not (see H2SessionOptions.keepalive); null: none. */
+  keepalive: { idleMs: number; timeoutMs: number } | null;
   /**
    * Called synchronously once the session is usable (server SETTINGS received), before the dial's own
    * listeners come off, so no session event can fall between the two.
@@ -130,7 +132,12 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<H2Sess
       stage = 'HTTP/2 setup';
       // From here the session owns the socket and reports its errors.
       t.off('error', onTlsError);
-      const s = new H2Session(t, { role: 'client', streamWindow: opts.streamWindow, connectionWindow: opts.connectionWindow });
+      const s = new H2Session(t, {
+        role: 'client',
+        streamWindow: opts.streamWindow,
+        connectionWindow: opts.connectionWindow,
+        keepalive: opts.keepalive ? { ...opts.keepalive, whileIdle: true } : undefined,
+      });
       session = s;
       // In TLS 1.3 the server checks our certificate after our side finished: its refusal arrives here.
       const onError = (err: Error): void => fail(clientTlsError(address, sourceId, err));

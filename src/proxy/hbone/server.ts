@@ -7,8 +7,8 @@ import type { Logger } from '../../telemetry/logger';
 import type { Endpoint } from '../connection-tracker';
 import { HBONE_REASON_HEADER, parseAuthority, refusalFrames } from './protocol';
 import { HboneClosedError, errMessage } from './errors';
-import { ErrorCode, isInternal } from './h2/constants';
-import { H2Session } from './h2/session';
+import { ErrorCode, H2PeerSilentError, isInternal } from './h2/constants';
+import { DEFAULT_KEEPALIVE, H2Session } from './h2/session';
 import type { H2Stream, Headers } from './h2/stream';
 import { HBONE_ALPN, clientVerdict, contextOptions, serverTlsReason } from './tls';
 
@@ -53,6 +53,12 @@ export interface HboneServerOptions {
   handshakeTimeoutMs?: number;
   /** A session without streams and without frames for this long is closed. Default 10 min. */
   idleTimeoutMs?: number;
+  /**
+   * Liveness while tunnels are open: a PING after `idleMs` without a byte from the client, the session and its
+   * tunnels end after `timeoutMs` more of silence. Idle sessions are the client's to check. Default 10 s + 10 s;
+   * null: none.
+   */
+  keepalive?: { idleMs: number; timeoutMs: number } | null;
   log?: Logger;
 }
 
@@ -66,6 +72,8 @@ export interface HboneServerStats {
   /** Clients refused after the handshake: untrusted, expired or missing certificate, no single SPIFFE ID. */
   clientsRefused: number;
   badRequests: number;
+  /** Sessions ended (with their tunnels) because the client sent nothing, not even a PING answer, within the keepalive. */
+  silentPeers: number;
 }
 
 interface SessionInfo {
@@ -87,8 +95,9 @@ export class HboneServer {
   private readonly streamWindow: number;
   private readonly connectionWindow: number;
   private readonly maxConcurrentStreams: number;
+  private readonly keepalive: { idleMs: number; timeoutMs: number } | null;
   private closing = false;
-  private totals = { sessionsAccepted: 0, streamsAccepted: 0, handshakeFailures: 0, clientsRefused: 0, badRequests: 0 };
+  private totals = { sessionsAccepted: 0, streamsAccepted: 0, handshakeFailures: 0, clientsRefused: 0, badRequests: 0, silentPeers: 0 };
 
   constructor(private readonly opts: HboneServerOptions) {
     this.log = opts.log;
@@ -96,6 +105,7 @@ export class HboneServer {
     this.connectionWindow = opts.connectionWindow ?? 16 * 1024 * 1024;
     this.streamWindow = opts.streamWindow ?? 4 * 1024 * 1024;
     this.maxConcurrentStreams = opts.maxConcurrentStreams ?? 100;
+    this.keepalive = opts.keepalive === undefined ? DEFAULT_KEEPALIVE : opts.keepalive;
     this.server = tls.createServer({
       ...contextOptions(opts.identity(), opts.trustBundle(), 'server'),
       // The chain is verified during the handshake, but the verdict is ours (see `onSecureConnection`): Node
@@ -189,6 +199,7 @@ export class HboneServer {
       streamWindow: this.streamWindow,
       connectionWindow: this.connectionWindow,
       maxConcurrentStreams: this.maxConcurrentStreams,
+      keepalive: this.keepalive ? { ...this.keepalive, whileIdle: false } : undefined,
     });
     const info: SessionInfo = {
       peerId,
@@ -200,7 +211,10 @@ export class HboneServer {
     this.totals.sessionsAccepted++;
     session.on('error', (err) => {
       // A fault of ours (a handler threw) is an error; a peer breaking the protocol or going away is not.
-      if (isInternal(err)) this.log?.error({ err, peer: info.peerAddress }, 'HBONE session failed on an internal error');
+      if (err instanceof H2PeerSilentError) {
+        this.totals.silentPeers++;
+        this.log?.warn({ peer: info.peerAddress, client: info.peerId }, `HBONE session ended with its tunnels: ${err.message}`);
+      } else if (isInternal(err)) this.log?.error({ err, peer: info.peerAddress }, 'HBONE session failed on an internal error');
       else this.log?.debug({ err, peer: info.peerAddress }, 'HBONE session failed');
     });
     session.on('close', () => this.sessions.delete(session));

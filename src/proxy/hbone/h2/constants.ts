@@ -101,6 +101,14 @@ export class H2ProtocolError extends Error {
   }
 }
 
+/** The peer sent nothing, not even the acknowledgement of our PING, for the keepalive's idle + timeout. */
+export class H2PeerSilentError extends Error {
+  constructor(readonly silentMs: number) {
+    super(`the peer sent nothing for at least ${silentMs} ms, not even an answer to our PING: the connection is presumed dead`);
+    this.name = 'H2PeerSilentError';
+  }
+}
+
 function putHeader(b: Buffer, length: number, type: number, flags: number, stream: number): void {
   b[0] = length >>> 16;
   b[1] = (length >>> 8) & 0xff;

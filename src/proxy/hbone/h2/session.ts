@@ -15,6 +15,7 @@ import {
   ErrorCode,
   Flag,
   FrameType,
+  H2PeerSilentError,
   H2ProtocolError,
   MAX_FRAME_SIZE_LIMIT,
   MAX_STREAM_ID,
@@ -52,13 +53,34 @@ export interface H2SessionOptions {
   maxControlBacklog?: number;
   /** Server: streams the client may reset per second before we call it a rapid-reset attack. Default 1000. */
   maxPeerResetsPerSecond?: number;
+  /**
+   * Liveness, checked every `idleMs`: a session that heard no byte from the peer since the last check sends a
+   * PING; if nothing at all arrives within `timeoutMs` more, the session is destroyed with H2PeerSilentError
+   * (its streams end with that error). A dead peer is found between idle + timeout and 2 × idle + timeout.
+   * Catches what TCP reports late or never: a peer node powered off, a partition, a frozen peer process
+   * (TCP retransmits unacknowledged data for ~15 minutes; keepalive probes wait for an idle socket).
+   * `whileIdle`: also when no stream is open (a client keeping pooled sessions fit for new streams); else only
+   * while streams are open. Absent: no PINGs.
+   */
+  keepalive?: H2Keepalive;
 }
+
+export interface H2Keepalive {
+  idleMs: number;
+  timeoutMs: number;
+  whileIdle: boolean;
+}
+
+/** HBONE's default: a PING after 10 s without a byte from the peer, the connection ends 10 s later without one. */
+export const DEFAULT_KEEPALIVE = { idleMs: 10_000, timeoutMs: 10_000 } as const;
 
 const DEFAULT_MAX_FRAME = 1 << 20;
 /** A TLS socket hands over at most one 16 KiB record's plaintext per read. */
 const READ_BUFFER = 16 * 1024;
 /** How long a connection we are ending may take to flush its last frames before it is destroyed. */
 const LINGER_MS = 5_000;
+/** Opaque data of our keepalive PINGs; any bytes from the peer count as an answer, so it need not be unique. */
+const KEEPALIVE_PING = Buffer.from('nm-alive', 'latin1');
 /** HPACK dynamic table size update to 0 (RFC 7541 §6.3). */
 const TABLE_SIZE_ZERO = Buffer.from([0x20]);
 
@@ -94,6 +116,12 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   private resetWindowStart = 0;
   private resetsInWindow = 0;
   private closeEmitted = false;
+  /** Keepalive: bytes arrived since the last check; the check's timer; whether our PING is unanswered. */
+  private heard = false;
+  private keepaliveTimer: NodeJS.Timeout | null = null;
+  private pingOutstanding = false;
+  /** PINGs we sent for liveness; counted for stats. */
+  pingsSent = 0;
 
   // Flow control, connection level.
   private sendWindow = DEFAULT_WINDOW;
@@ -140,6 +168,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     socket.on('end', () => {
       if (this.streams.size > 0) this.destroy(new Error('the peer closed the connection with streams open'));
     });
+    if (opts.keepalive) this.armKeepalive(opts.keepalive.idleMs);
   }
 
   get activeStreams(): number {
@@ -288,6 +317,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   // ---- reading ----
 
   private onData(chunk: Buffer): void {
+    this.heard = true;
     // What one read makes us send (acknowledgements, window updates, resets) leaves in one write.
     this.socket.cork();
     try {
@@ -610,6 +640,34 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
   }
 
+  // ---- keepalive ----
+
+  private armKeepalive(ms: number): void {
+    this.keepaliveTimer = setTimeout(() => this.checkLiveness(), ms);
+    this.keepaliveTimer.unref();
+  }
+
+  /** One timer per session, re-armed each time: a flag set per read is all the data path pays. */
+  private checkLiveness(): void {
+    const { idleMs, timeoutMs, whileIdle } = this.opts.keepalive!;
+    this.keepaliveTimer = null;
+    if (this.destroyed) return;
+    if (this.heard || (!whileIdle && this.streams.size === 0 && !this.pingOutstanding)) {
+      this.heard = false;
+      this.pingOutstanding = false;
+      this.armKeepalive(idleMs);
+      return;
+    }
+    if (this.pingOutstanding) {
+      this.destroy(new H2PeerSilentError(idleMs + timeoutMs));
+      return;
+    }
+    this.pingOutstanding = true;
+    this.pingsSent++;
+    this.writeControl(frame(FrameType.PING, 0, 0, KEEPALIVE_PING));
+    this.armKeepalive(timeoutMs);
+  }
+
   private onSocketClose(): void {
     if (!this.destroyed) {
       this.destroyed = true;
@@ -623,6 +681,8 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   private emitClose(): void {
     if (this.closeEmitted) return;
     this.closeEmitted = true;
+    if (this.keepaliveTimer !== null) clearTimeout(this.keepaliveTimer);
+    this.keepaliveTimer = null;
     process.nextTick(() => this.emit('close'));
   }
 }
