@@ -18,6 +18,7 @@ import { authorize, AuthzStore } from '../state/authz';
 import { ServiceStore } from '../state/services';
 import { WorkloadStore, workloadName, type Workload } from '../state/workloads';
 import { registerDatapathMetrics } from '../telemetry/datapath-metrics';
+import { registerHboneMetrics } from '../telemetry/hbone-metrics';
 import type { Logger } from '../telemetry/logger';
 import { ProxyMetrics } from '../telemetry/metrics';
 import { NodemeshError } from '../util/errors';
@@ -126,6 +127,14 @@ export class Agent implements EnrollmentHandler, XdsSink {
     });
     this.stateFile = new PodStateFile(opts.stateDir);
     registerDatapathMetrics(this.registry, () => this.datapath, this.workloads, (uid) => this.pods.get(uid)?.dp.netnsCookie);
+    if (this.ctx.mesh) {
+      const pool = this.ctx.mesh.pool;
+      registerHboneMetrics(
+        this.registry,
+        () => pool.stats(),
+        () => [...this.pods.values()].map((e) => ({ pod: e.pod.name, namespace: e.pod.namespace, servers: e.proxy.hboneStats() })),
+      );
+    }
   }
 
   get enrollSocket(): string {

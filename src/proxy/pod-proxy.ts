@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import type { Workload } from '../state/workloads';
 import type { PodSockets, ProxyContext } from './context';
-import { HboneServer } from './hbone';
+import { HboneServer, type HboneServerStats } from './hbone';
 import { handleInbound } from './inbound';
 import { handleHboneConnect } from './inbound-hbone';
 import { handleOutbound } from './outbound';
@@ -97,7 +97,7 @@ export class PodProxy {
     for (const s of this.hbone) s.updateIdentity();
   }
 
-  hboneStats(): unknown[] {
+  hboneStats(): HboneServerStats[] {
     return this.hbone.map((s) => s.stats());
   }
 

@@ -99,6 +99,10 @@ describe('mTLS, identity and policy in the lab', { skip: !isRoot() && 'needs roo
     assert.ok(!segs.some((s) => s.payload.includes(marker)), 'the payload never crossed the wire in clear');
     const m = await metricsB();
     assert.ok(metricSum(m, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_workload: 'echo-b', source_principal: SA('client'), connection_security_policy: 'mutual_tls' }) >= 1, m);
+    assert.ok(metricSum(m, 'nodemesh_hbone_server_sessions_accepted_total', { pod: 'echo-b', namespace: 'default' }) >= 1, 'node-b counts the HBONE session on echo-b');
+    const mA = await admin(lab, 'node-a', '/metrics');
+    assert.ok(metricSum(mA, 'nodemesh_hbone_client_sessions_opened_total') >= 1, 'node-a counts the session it dialled');
+    assert.equal(metricSum(mA, 'nodemesh_hbone_client_dial_failures_total'), 0);
   });
 
   it('2. STRICT refuses plaintext from a pod outside the mesh; PERMISSIVE lets it through, counted as none', async () => {
@@ -154,6 +158,9 @@ describe('mTLS, identity and policy in the lab', { skip: !isRoot() && 'needs roo
     const x = meshCa.issueExpired(SA('client'));
     assert.equal((await probe('expired', { keyPem: x.keyPem, chainPem: x.chainPem })).ok, false);
     assert.equal((await probe('none', {})).ok, false);
+    const m = await metricsB();
+    const refused = metricSum(m, 'nodemesh_hbone_server_clients_refused_total', { pod: 'echo-b' }) + metricSum(m, 'nodemesh_hbone_server_handshake_failures_total', { pod: 'echo-b' });
+    assert.ok(refused >= 3, `the three refusals are counted on echo-b (clients refused + handshake failures = ${refused})`);
   });
 
   it('5. certificates rotate several times during a long transfer that completes intact; new connections use the new certificate', async () => {
@@ -226,6 +233,7 @@ describe('mTLS, identity and policy in the lab', { skip: !isRoot() && 'needs roo
     assert.equal(last.ok, false, `the tunnel through a frozen peer must end, not hang: ${r.stdout}${r.stderr}`);
     assert.ok(took < 8_000, `ended ${took} ms after the peer froze (keepalive ${KEEPALIVE_MS} + ${KEEPALIVE_MS} ms, plus up to one check interval)`);
     assert.ok((await silentBefore()) > before, 'node-a counted the silent peer');
+    assert.ok(metricSum(await admin(lab, 'node-a', '/metrics'), 'nodemesh_hbone_client_silent_peers_total') >= 1, 'and exposes it as a metric');
     assert.ok((await markerPump('client', 'echo-b', 'after-the-peer-resumed')).ok, 'a new connection works once the peer answers again');
   });
 });

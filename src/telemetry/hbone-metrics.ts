@@ -1,0 +1,74 @@
+// HBONE sessions as Prometheus metrics, read at scrape time from the client pool's and each pod server's stats.
+
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { HboneClientPoolStats } from '../proxy/hbone/client-pool';
+import type { HboneServerStats } from '../proxy/hbone/server';
+
+export interface PodHboneStats {
+  pod: string;
+  namespace: string;
+  /** One entry per listener (IPv4, IPv6). */
+  servers: HboneServerStats[];
+}
+
+type ClientTotal = 'sessionsOpened' | 'dialFailures' | 'connectRefused' | 'silentPeers';
+type ServerTotal = 'sessionsAccepted' | 'handshakeFailures' | 'clientsRefused' | 'silentPeers';
+
+export function registerHboneMetrics(registry: Registry, client: () => HboneClientPoolStats | null, servers: () => PodHboneStats[]): void {
+  const registers = [registry];
+  const clientTotal = (name: string, help: string, pick: ClientTotal): void => {
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        const s = client();
+        if (s) this.inc(s[pick]);
+      },
+    });
+  };
+  const clientGauge = (name: string, help: string, pick: 'sessions' | 'activeStreams'): void => {
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(client()?.[pick] ?? 0);
+      },
+    });
+  };
+  clientGauge('nodemesh_hbone_client_sessions', 'HBONE sessions (mTLS HTTP/2 to peer agents) in the client pool', 'sessions');
+  clientGauge('nodemesh_hbone_client_streams', 'HBONE tunnels open through the client pool', 'activeStreams');
+  clientTotal('nodemesh_hbone_client_sessions_opened_total', 'HBONE sessions dialled and set up', 'sessionsOpened');
+  clientTotal('nodemesh_hbone_client_dial_failures_total', 'HBONE dials that failed (TCP, TLS, identity, HTTP/2 setup)', 'dialFailures');
+  clientTotal('nodemesh_hbone_client_connect_refused_total', 'CONNECTs the peer answered with an error status', 'connectRefused');
+  clientTotal('nodemesh_hbone_client_silent_peers_total', 'HBONE sessions ended because the peer agent answered nothing, not even a PING', 'silentPeers');
+
+  const serverTotal = (name: string, help: string, pick: ServerTotal): void => {
+    new Counter({
+      name,
+      help,
+      labelNames: ['pod', 'namespace'],
+      registers,
+      collect() {
+        this.reset();
+        for (const p of servers()) this.inc({ pod: p.pod, namespace: p.namespace }, p.servers.reduce((n, s) => n + s[pick], 0));
+      },
+    });
+  };
+  new Gauge({
+    name: 'nodemesh_hbone_server_sessions',
+    help: "HBONE sessions open on each pod's 15008 listeners",
+    labelNames: ['pod', 'namespace'],
+    registers,
+    collect() {
+      this.reset();
+      for (const p of servers()) this.set({ pod: p.pod, namespace: p.namespace }, p.servers.reduce((n, s) => n + s.sessions, 0));
+    },
+  });
+  serverTotal('nodemesh_hbone_server_sessions_accepted_total', "HBONE sessions accepted on the pod's 15008 (client verified)", 'sessionsAccepted');
+  serverTotal('nodemesh_hbone_server_handshake_failures_total', "TLS handshakes that failed on the pod's 15008", 'handshakeFailures');
+  serverTotal('nodemesh_hbone_server_clients_refused_total', 'Clients refused after the handshake (untrusted, expired, no single SPIFFE ID)', 'clientsRefused');
+  serverTotal('nodemesh_hbone_server_silent_peers_total', 'HBONE sessions ended with their tunnels because the client answered nothing, not even a PING', 'silentPeers');
+}
