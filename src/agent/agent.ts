@@ -13,6 +13,7 @@ import { PodProxy } from '../proxy/pod-proxy';
 import { DEFAULT_RELAY_BUFFER } from '../proxy/relay';
 import { spiffeId, type IdentityProvider } from '../identity/types';
 import { HboneClientPool } from '../proxy/hbone';
+import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
 import { PORT_HBONE } from '../datapath/types';
 import { authorize, AuthzStore } from '../state/authz';
 import { ServiceStore } from '../state/services';
@@ -52,7 +53,7 @@ export interface AgentOptions {
     identity: (registry: Registry) => IdentityProvider;
     trustDomain: string;
     /** HBONE PING liveness, both as client and as server (see HboneClientPoolOptions.keepalive); null: off. Default 10 s + 10 s. */
-    keepalive?: { idleMs: number; timeoutMs: number } | null;
+    keepalive?: KeepaliveTiming | null;
   };
 }
 

@@ -8,6 +8,7 @@ import type { Logger } from '../telemetry/logger';
 import type { ProxyMetrics } from '../telemetry/metrics';
 import type { ConnectionTracker, Endpoint } from './connection-tracker';
 import type { HboneClientPool } from './hbone';
+import type { KeepaliveTiming } from './hbone/h2/session';
 
 /** Per-pod socket source: the datapath in production, plain sockets in tests. */
 export interface PodSockets {
@@ -22,7 +23,7 @@ export interface MeshContext {
   identity: IdentityProvider;
   pool: HboneClientPool;
   /** PING liveness for the pod's HBONE servers (undefined: their default, null: off). */
-  keepalive?: { idleMs: number; timeoutMs: number } | null;
+  keepalive?: KeepaliveTiming | null;
   hbonePort: number;
   trustDomain: string;
   spiffeIdOf(w: { namespace: string; serviceAccount: string }): string;

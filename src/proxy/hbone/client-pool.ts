@@ -13,7 +13,7 @@ import {
   hostPort,
 } from './errors';
 import { ErrorCode, H2PeerSilentError, type PeerSettings, isInternal } from './h2/constants';
-import { DEFAULT_KEEPALIVE, type H2Session } from './h2/session';
+import { DEFAULT_KEEPALIVE, type H2Session, type KeepaliveTiming } from './h2/session';
 import type { H2Stream } from './h2/stream';
 import { HBONE_REASON_HEADER, formatAuthority } from './protocol';
 import { clientTlsError } from './tls';
@@ -49,7 +49,7 @@ export interface HboneClientPoolOptions {
    * without a byte from the server, the session ends after `timeoutMs` more of silence. Default 10 s + 10 s;
    * null: none.
    */
-  keepalive?: { idleMs: number; timeoutMs: number } | null;
+  keepalive?: KeepaliveTiming | null;
   log?: Logger;
 }
 

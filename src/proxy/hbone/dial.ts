@@ -16,7 +16,7 @@ import {
   hostPort,
 } from './errors';
 import { ErrorCode } from './h2/constants';
-import { H2Session } from './h2/session';
+import { H2Session, type KeepaliveTiming } from './h2/session';
 import { HBONE_ALPN, clientTlsError, contextOptions, spiffeServerCheck } from './tls';
 
 /** Makes an unconnected TCP socket fd inside the source pod's netns; null means a plain socket (tests). */
@@ -39,7 +39,7 @@ export interface DialOptions {
   /** HTTP/2 connection-level receive window. */
   connectionWindow: number;
   /** PINGs on the session once it is up, idle or not (see H2SessionOptions.keepalive); null: none. */
-  keepalive: { idleMs: number; timeoutMs: number } | null;
+  keepalive: KeepaliveTiming | null;
   /**
    * Called synchronously once the session is usable (server SETTINGS received), before the dial's own
    * listeners come off, so no session event can fall between the two.

@@ -8,7 +8,7 @@ import type { Endpoint } from '../connection-tracker';
 import { HBONE_REASON_HEADER, parseAuthority, refusalFrames } from './protocol';
 import { HboneClosedError, errMessage } from './errors';
 import { ErrorCode, H2PeerSilentError, isInternal } from './h2/constants';
-import { DEFAULT_KEEPALIVE, H2Session } from './h2/session';
+import { DEFAULT_KEEPALIVE, H2Session, type KeepaliveTiming } from './h2/session';
 import type { H2Stream, Headers } from './h2/stream';
 import { HBONE_ALPN, clientVerdict, contextOptions, serverTlsReason } from './tls';
 
@@ -58,7 +58,7 @@ export interface HboneServerOptions {
    * tunnels end after `timeoutMs` more of silence. Idle sessions are the client's to check. Default 10 s + 10 s;
    * null: none.
    */
-  keepalive?: { idleMs: number; timeoutMs: number } | null;
+  keepalive?: KeepaliveTiming | null;
   log?: Logger;
 }
 
@@ -95,7 +95,7 @@ export class HboneServer {
   private readonly streamWindow: number;
   private readonly connectionWindow: number;
   private readonly maxConcurrentStreams: number;
-  private readonly keepalive: { idleMs: number; timeoutMs: number } | null;
+  private readonly keepalive: KeepaliveTiming | null;
   private closing = false;
   private totals = { sessionsAccepted: 0, streamsAccepted: 0, handshakeFailures: 0, clientsRefused: 0, badRequests: 0, silentPeers: 0 };
 

@@ -65,14 +65,18 @@ export interface H2SessionOptions {
   keepalive?: H2Keepalive;
 }
 
-export interface H2Keepalive {
+/** How often a session checks its peer's liveness, and how long an unanswered PING may wait. */
+export interface KeepaliveTiming {
   idleMs: number;
   timeoutMs: number;
+}
+
+export interface H2Keepalive extends KeepaliveTiming {
   whileIdle: boolean;
 }
 
 /** HBONE's default: a PING after 10 s without a byte from the peer, the connection ends 10 s later without one. */
-export const DEFAULT_KEEPALIVE = { idleMs: 10_000, timeoutMs: 10_000 } as const;
+export const DEFAULT_KEEPALIVE: Readonly<KeepaliveTiming> = { idleMs: 10_000, timeoutMs: 10_000 };
 
 const DEFAULT_MAX_FRAME = 1 << 20;
 /** A TLS socket hands over at most one 16 KiB record's plaintext per read. */
