@@ -4,6 +4,7 @@
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
+import { grpcCodec } from '../util/grpc-codec';
 import { protosDir } from '../util/protos-dir';
 
 export const CA_SERVICE_NAME = 'nodemesh.ca.v1.CertificateService';
@@ -24,13 +25,6 @@ export interface CreateCertificateResponse {
 /** Decoded messages: proto field names (keepCase), int64 as Number, absent fields as their defaults. */
 const DECODE_OPTIONS: protobuf.IConversionOptions = { longs: Number, defaults: true, arrays: true };
 
-function codec(t: protobuf.Type): { serialize: (v: object) => Buffer; deserialize: (b: Buffer) => unknown } {
-  return {
-    serialize: (v) => Buffer.from(t.encode(t.fromObject(v as Record<string, unknown>)).finish()),
-    deserialize: (b) => t.toObject(t.decode(b), DECODE_OPTIONS),
-  };
-}
-
 let cached: grpc.ServiceClientConstructor | undefined;
 
 /** The CertificateService client constructor; `.service` is the server-side definition. */
@@ -41,8 +35,10 @@ export function certificateService(): grpc.ServiceClientConstructor {
   const root = new protobuf.Root().loadSync(path.join(protosDir(CA_PROTO), CA_PROTO), { keepCase: true });
   const service = root.lookupService(CA_SERVICE_NAME);
   const method = service.methods['CreateCertificate']!;
-  const req = codec(root.lookupType(method.requestType));
-  const res = codec(root.lookupType(method.responseType));
+  const requestType = root.lookupType(method.requestType);
+  const responseType = root.lookupType(method.responseType);
+  const req = grpcCodec(() => requestType, DECODE_OPTIONS);
+  const res = grpcCodec(() => responseType, DECODE_OPTIONS);
   const definition: grpc.ServiceDefinition = {
     CreateCertificate: {
       path: `/${CA_SERVICE_NAME}/CreateCertificate`,

@@ -2,6 +2,7 @@
 
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
+import { grpcCodec, type GrpcCodec } from '../util/grpc-codec';
 import { loadEnvoyDescriptor } from './envoy-descriptor';
 import { TYPE_URL_PREFIX } from './resource-types';
 
@@ -147,14 +148,8 @@ function fromValue(v: unknown): JsonValue {
   }
 }
 
-function codec(typeName: string): { serialize: (v: object) => Buffer; deserialize: (b: Buffer) => unknown } {
-  return {
-    serialize: (v) => {
-      const t = messageType(typeName);
-      return Buffer.from(t.encode(t.fromObject(v as Record<string, unknown>)).finish());
-    },
-    deserialize: (b) => decodeMessage(typeName, b),
-  };
+function codec(typeName: string): GrpcCodec {
+  return grpcCodec(() => messageType(typeName), DECODE_OPTIONS);
 }
 
 const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
