@@ -11,8 +11,8 @@ import forge from 'node-forge';
 import { CertificateAuthority, ROOT_CERT_FILE, ROOT_KEY_FILE } from '../../src/controlplane/ca/authority';
 import { checkCsr } from '../../src/controlplane/ca/csr';
 import { CA_ERR, CaError, CaRefusal } from '../../src/controlplane/ca/errors';
-import { generateForgeKeyPair } from '../../src/controlplane/ca/keys';
-import { certInfo, chainProblem, createCsr, generateKeyPair, normalizePem, privateKeyPem, randomSerialHex, type KeyPair } from '../../src/identity/pki';
+import { generateForgeKeyPair, toForgeKeyPair } from '../../src/controlplane/ca/keys';
+import { certInfo, chainProblem, createCsr, generateKeyPair, normalizePem, randomSerialHex, type KeyPair } from '../../src/identity/pki';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/client';
 let tmp: string;
@@ -23,10 +23,7 @@ let keys: forge.pki.rsa.KeyPair;
 before(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-ca-unit-'));
   nodeKeys = await generateKeyPair();
-  keys = {
-    privateKey: forge.pki.privateKeyFromPem(privateKeyPem(nodeKeys)) as forge.pki.rsa.PrivateKey,
-    publicKey: forge.pki.publicKeyFromPem(nodeKeys.publicKey.export({ type: 'spki', format: 'pem' }) as string) as forge.pki.rsa.PublicKey,
-  };
+  keys = toForgeKeyPair(nodeKeys);
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
