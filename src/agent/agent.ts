@@ -7,27 +7,20 @@ import { Registry } from 'prom-client';
 import type { Datapath, PodDatapath } from '../datapath/types';
 import { EnrollError, type EnrolledPod, type parseEnrollRequest } from '../enroll/protocol';
 import { createEnrollServer, type EnrollmentHandler } from '../enroll/server';
-import { ConnectionTracker } from '../proxy/connection-tracker';
-import type { ProxyContext } from '../proxy/context';
-import { PodProxy } from '../proxy/pod-proxy';
-import { DEFAULT_RELAY_BUFFER } from '../proxy/relay';
-import { spiffeId, type IdentityProvider } from '../identity/types';
-import { HboneClientPool } from '../proxy/hbone';
+import type { ConnectionTracker } from '../proxy/connection-tracker';
+import type { PodProxy } from '../proxy/pod-proxy';
+import type { IdentityProvider } from '../identity/types';
 import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
-import { PORT_HBONE } from '../datapath/types';
-import { authorize, AuthzStore } from '../state/authz';
-import { ServiceStore } from '../state/services';
-import { WorkloadStore, workloadName, type Workload } from '../state/workloads';
+import { ProxyRuntime } from '../proxy/runtime';
+import type { ServiceStore } from '../state/services';
+import { workloadName, type Workload } from '../state/workloads';
 import { registerDatapathMetrics } from '../telemetry/datapath-metrics';
-import { registerHboneMetrics } from '../telemetry/hbone-metrics';
 import type { Logger } from '../telemetry/logger';
-import { ProxyMetrics } from '../telemetry/metrics';
 import { NodemeshError } from '../util/errors';
 import { closeServer, listenTcp, listenUnix } from '../util/http';
 import { createAdminHandler } from '../admin/server';
 import { XdsClient, type XdsMode, type XdsSink } from '../xds/ads-client';
 import type { AgentResource } from '../xds/agent-resources';
-import { CDS, EDS, LDS } from '../xds/resource-types';
 import { PodStateFile } from './pod-state-file';
 
 export interface AgentOptions {
@@ -67,12 +60,9 @@ interface PodEntry {
 
 export class Agent implements EnrollmentHandler, XdsSink {
   readonly registry = new Registry();
-  readonly metrics = new ProxyMetrics(this.registry);
-  readonly workloads = new WorkloadStore();
-  readonly services = new ServiceStore();
-  readonly authz = new AuthzStore();
-  readonly tracker: ConnectionTracker;
-  private readonly ctx: ProxyContext;
+  /** The main thread's share of the data path. */
+  private readonly runtime: ProxyRuntime;
+  private readonly identity: IdentityProvider | null = null;
   private readonly pods = new Map<string, PodEntry>();
   private readonly stateFile: PodStateFile;
   private readonly servers: http.Server[] = [];
@@ -91,51 +81,33 @@ export class Agent implements EnrollmentHandler, XdsSink {
     private readonly log: Logger,
     private readonly openDatapath: () => Promise<Datapath>,
   ) {
-    this.tracker = new ConnectionTracker(this.metrics);
     const proxyLog = log.child({ component: 'proxy' });
     this.enrollLog = log.child({ component: 'enroll' });
     this.loggers = [log, proxyLog, this.enrollLog];
-    this.ctx = {
+    if (opts.mesh) this.identity = opts.mesh.identity(this.registry);
+    this.runtime = new ProxyRuntime({
       log: proxyLog,
-      metrics: this.metrics,
-      tracker: this.tracker,
-      workloads: this.workloads,
-      services: this.services,
-      bufferSize: opts.bufferSize ?? DEFAULT_RELAY_BUFFER,
-      connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
-      mesh: null,
-      authorize: (podIp, req) => authorize(this.authz.forPodIp(podIp), req),
-    };
-    if (opts.mesh) {
-      const identity = opts.mesh.identity(this.registry);
-      const trustDomain = opts.mesh.trustDomain;
-      this.ctx.mesh = {
-        identity,
-        pool: new HboneClientPool({ log: proxyLog, connectTimeoutMs: this.ctx.connectTimeoutMs, keepalive: opts.mesh.keepalive }),
-        keepalive: opts.mesh.keepalive,
-        hbonePort: PORT_HBONE,
-        trustDomain,
-        spiffeIdOf: (w) => spiffeId({ trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount }),
-      };
-      identity.onRotate((id) => {
-        for (const e of this.pods.values()) if (this.ctx.mesh!.spiffeIdOf(e.pod) === id) e.proxy.identityRotated();
-      });
-    }
-    // A policy change re-checks every connection it admitted: what is no longer allowed is closed.
-    this.authz.onChange(() => {
-      const closed = this.tracker.revalidateAll();
-      if (closed > 0) this.log.info({ closed }, 'closed connections no longer allowed by policy');
+      registry: this.registry,
+      bufferSize: opts.bufferSize,
+      connectTimeoutMs: opts.connectTimeoutMs,
+      mesh: this.identity && opts.mesh ? { identity: this.identity, trustDomain: opts.mesh.trustDomain, keepalive: opts.mesh.keepalive } : undefined,
     });
+    this.identity?.onRotate((id) => this.runtime.identityRotated(id));
     this.stateFile = new PodStateFile(opts.stateDir);
-    registerDatapathMetrics(this.registry, () => this.datapath, this.workloads, (uid) => this.pods.get(uid)?.dp.netnsCookie);
-    if (this.ctx.mesh) {
-      const pool = this.ctx.mesh.pool;
-      registerHboneMetrics(
-        this.registry,
-        () => pool.stats(),
-        () => [...this.pods.values()].map((e) => ({ pod: e.pod.name, namespace: e.pod.namespace, servers: e.proxy.hboneStats() })),
-      );
-    }
+    registerDatapathMetrics(this.registry, () => this.datapath, this.runtime.workloads, (uid) => this.pods.get(uid)?.dp.netnsCookie);
+  }
+
+  get services(): ServiceStore {
+    return this.runtime.services;
+  }
+
+  /** The main thread's connections (`connections()` has every thread's). */
+  get tracker(): ConnectionTracker {
+    return this.runtime.tracker;
+  }
+
+  private spiffeIdOf(w: { namespace: string; serviceAccount: string }): string | null {
+    return this.runtime.ctx.mesh?.spiffeIdOf(w) ?? null;
   }
 
   get enrollSocket(): string {
@@ -228,10 +200,9 @@ export class Agent implements EnrollmentHandler, XdsSink {
       if (!e) throw new EnrollError('NM_ENROLL_UNKNOWN_POD', 404, `no enrolled pod with uid ${uid}`, { hint: 'GET /v1/pods lists enrolled pods' });
       // Kernel state first (new connects go direct), then stop accepting; open connections drain on their own.
       await this.datapath!.unenroll(uid);
-      e.proxy.close();
-      this.ctx.mesh?.identity.release(this.ctx.mesh.spiffeIdOf(e.pod));
+      this.runtime.stopPod(uid);
       this.pods.delete(uid);
-      this.workloads.remove(uid);
+      this.releaseIdentity(e.pod);
       this.persist();
       this.log.info({ pod: `${e.pod.namespace}/${e.pod.name}`, uid }, 'pod unenrolled');
     });
@@ -240,14 +211,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
   /** xDS sink: a complete, validated set of one resource type replaces what the proxy reads. */
   apply(typeUrl: string, resources: Map<string, AgentResource>): void {
     const all = [...resources.values()];
-    if (typeUrl === CDS) {
-      this.services.replaceClusters(all.flatMap((r) => (r.kind === 'cluster' ? [r.cluster] : [])));
-    } else if (typeUrl === EDS) {
-      this.services.replaceEndpoints(new Map(all.flatMap((r) => (r.kind === 'endpoints' ? [[r.cluster, r.endpoints] as const] : []))));
-    } else if (typeUrl === LDS) {
-      this.services.replaceVips(all.flatMap((r) => (r.kind === 'vip' ? [r.vip] : [])));
-      this.authz.replace(new Map(all.flatMap((r) => (r.kind === 'inbound' ? [...r.policies] : []))));
-    }
+    this.runtime.applyResources(typeUrl, all);
     this.log.debug({ type: typeUrl, count: resources.size }, 'xDS resources applied');
   }
 
@@ -257,14 +221,14 @@ export class Agent implements EnrollmentHandler, XdsSink {
 
   /** Identities (serials, expiry, state), the HBONE client pool and each pod's HBONE server. */
   meshStatus(): Record<string, unknown> | null {
-    const mesh = this.ctx.mesh;
-    if (!mesh) return null;
+    const mesh = this.runtime.ctx.mesh;
+    if (!mesh || !this.identity) return null;
     return {
       trustDomain: mesh.trustDomain,
-      identities: mesh.identity.status(),
+      identities: this.identity.status(),
       hboneClient: mesh.pool.stats(),
       hboneServers: Object.fromEntries([...this.pods.values()].map((e) => [`${e.pod.namespace}/${e.pod.name}`, e.proxy.hboneStats()])),
-      policies: Object.fromEntries([...this.pods.values()].map((e) => [`${e.pod.namespace}/${e.pod.name}`, e.pod.ips.map((ip) => this.authz.forPodIp(ip))])),
+      policies: Object.fromEntries([...this.pods.values()].map((e) => [`${e.pod.namespace}/${e.pod.name}`, e.pod.ips.map((ip) => this.runtime.authz.forPodIp(ip))])),
     };
   }
 
@@ -300,25 +264,35 @@ export class Agent implements EnrollmentHandler, XdsSink {
       annotations: pod.annotations ?? {},
       workloadName: workloadName(pod.name, pod.annotations ?? {}),
     };
-    const proxy = new PodProxy(this.ctx, workload, podDp);
     // The first pod of an identity asks the CA for its certificate; HBONE on 15008 starts once it arrives.
-    this.ctx.mesh?.identity.acquire(this.ctx.mesh.spiffeIdOf(workload));
+    const id = this.spiffeIdOf(workload);
+    if (id) this.acquireIdentity(id);
     const l = podDp.listeners;
+    let proxy: PodProxy;
     try {
-      await proxy.start({
+      proxy = await this.runtime.startPod(workload, podDp, {
         outbound: [l.outbound4, l.outbound6].filter((fd): fd is number => fd !== null),
         inbound: [l.inbound4, l.inbound6].filter((fd): fd is number => fd !== null),
         hbone: [l.hbone4, l.hbone6].filter((fd): fd is number => fd !== null),
       });
     } catch (err) {
-      this.ctx.mesh?.identity.release(this.ctx.mesh.spiffeIdOf(workload));
+      this.releaseIdentity(workload);
       await dp.unenroll(pod.uid).catch((e: unknown) => this.log.error({ err: e, uid: pod.uid }, 'rollback of datapath enrollment failed'));
       throw new EnrollError('NM_ENROLL_LISTEN', 500, `cannot serve listeners for pod ${pod.namespace}/${pod.name}: ${(err as Error).message}`, { cause: err });
     }
     const enrolled: EnrolledPod = { ...pod, labels: workload.labels, annotations: workload.annotations, netnsCookie: podDp.netnsCookie.toString() };
     this.pods.set(pod.uid, { pod: enrolled, dp: podDp, proxy });
-    this.workloads.upsert(workload);
     return enrolled;
+  }
+
+  private acquireIdentity(id: string): void {
+    this.identity!.acquire(id);
+  }
+
+  private releaseIdentity(pod: { namespace: string; serviceAccount: string }): void {
+    const id = this.spiffeIdOf(pod);
+    if (!id) return;
+    this.identity!.release(id);
   }
 
   private checkPaths(pod: EnrolledPod): void {
@@ -374,17 +348,11 @@ export class Agent implements EnrollmentHandler, XdsSink {
     if (this.stopping) return;
     this.stopping = true;
     this.log.info({ active: this.tracker.size, drainMs: this.opts.drainMs }, 'shutting down: no longer accepting, draining');
-    await this.serialized(async () => {
-      for (const e of this.pods.values()) e.proxy.close();
-    });
-    const left = await this.tracker.drain(this.opts.drainMs);
+    const left = await this.serialized(() => this.runtime.drain(this.opts.drainMs));
     if (left > 0) this.log.warn({ left }, 'drain deadline reached; closing remaining connections');
-    this.tracker.stop();
+    this.runtime.destroy();
     this.xds?.close();
-    if (this.ctx.mesh) {
-      this.ctx.mesh.pool.destroy();
-      this.ctx.mesh.identity.close();
-    }
+    this.identity?.close();
     if (this.datapath) await this.datapath.close({ detach: true });
     this.datapath = null;
     await Promise.all(this.servers.splice(0).map(closeServer));

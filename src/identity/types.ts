@@ -45,21 +45,25 @@ export interface IdentityStatus {
   pods: number;
 }
 
-/**
- * What the proxy needs from the identity subsystem. Implementations fetch certificates from the control
- * plane's CA and rotate them; callbacks are never invoked synchronously from the call that registers them.
- */
-export interface IdentityProvider {
-  /** Starts managing `id` for one more local pod (the first acquire fetches a certificate). */
-  acquire(id: string): void;
-  /** One pod fewer; the last release forgets the identity. */
-  release(id: string): void;
+/** What the proxy reads: certificates to present and roots to verify peers with. */
+export interface IdentitySource {
   /** The current bundle, waiting for the first issuance if needed; rejects with a clear error when it fails. */
   certFor(id: string): Promise<CertBundle>;
   /** The current bundle without waiting, or null. */
   current(id: string): CertBundle | null;
   /** Roots to verify peers with. */
   trustBundle(): string[];
+}
+
+/**
+ * The identity subsystem. Implementations fetch certificates from the control plane's CA and rotate them;
+ * callbacks are never invoked synchronously from the call that registers them.
+ */
+export interface IdentityProvider extends IdentitySource {
+  /** Starts managing `id` for one more local pod (the first acquire fetches a certificate). */
+  acquire(id: string): void;
+  /** One pod fewer; the last release forgets the identity. */
+  release(id: string): void;
   /** Called after every successful (re)issuance. */
   onRotate(cb: (id: string, bundle: CertBundle) => void): void;
   status(): IdentityStatus[];

@@ -1,6 +1,6 @@
 // What every proxy stage receives: logger, metrics, connection tracker, local workload state, tunables.
 
-import type { IdentityProvider } from '../identity/types';
+import type { IdentitySource } from '../identity/types';
 import type { AuthzDecision, AuthzRequest } from '../state/authz';
 import type { ServiceStore } from '../state/services';
 import type { WorkloadStore } from '../state/workloads';
@@ -20,7 +20,7 @@ export interface PodSockets {
 
 /** Present when the agent has workload identities: mesh destinations are reached over HBONE (mTLS). */
 export interface MeshContext {
-  identity: IdentityProvider;
+  identity: IdentitySource;
   pool: HboneClientPool;
   /** PING liveness for the pod's HBONE servers (undefined: their default, null: off). */
   keepalive?: KeepaliveTiming | null;

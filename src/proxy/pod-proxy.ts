@@ -19,6 +19,9 @@ export interface PodListenerFds {
 export class PodProxy {
   private readonly servers: net.Server[] = [];
   private readonly hbone: HboneServer[] = [];
+  /** 15008 fds waiting for the pod's first certificate. */
+  private pendingHbone: number[] = [];
+  private hboneFailed = false;
   private closed = false;
 
   constructor(
@@ -66,10 +69,11 @@ export class PodProxy {
       for (const fd of fds) closeQuietly(fd);
       return;
     }
+    this.pendingHbone = fds;
     const id = mesh.spiffeIdOf(this.pod);
     mesh.identity.certFor(id).then(
       async () => {
-        for (const fd of fds) {
+        for (const fd of this.pendingHbone.splice(0)) {
           if (this.closed) {
             closeQuietly(fd);
             continue;
@@ -82,14 +86,22 @@ export class PodProxy {
             log: this.ctx.log,
           });
           await server.listen({ fd });
-          this.hbone.push(server);
+          if (this.closed) void server.close();
+          else this.hbone.push(server);
         }
       },
       (err: unknown) => {
+        if (this.closed) return;
         this.ctx.log.error({ err, pod: this.name, identity: id }, 'no certificate for the pod: inbound HBONE (15008) stays closed');
-        for (const fd of fds) closeQuietly(fd);
+        this.hboneFailed = true;
+        for (const fd of this.pendingHbone.splice(0)) closeQuietly(fd);
       },
-    );
+    ).catch((err: unknown) => this.ctx.log.error({ err, pod: this.name }, 'inbound HBONE (15008) could not start serving'));
+  }
+
+  /** Whether this proxy still holds the pod's 15008 fds (false without identities or without a certificate). */
+  get holdsHbone(): boolean {
+    return !this.closed && !this.hboneFailed && this.ctx.mesh !== null;
   }
 
   /** The pod's certificate rotated: new handshakes present the new one. */
@@ -106,6 +118,7 @@ export class PodProxy {
     this.closed = true;
     for (const s of this.servers.splice(0)) s.close();
     for (const s of this.hbone.splice(0)) void s.close();
+    for (const fd of this.pendingHbone.splice(0)) closeQuietly(fd);
   }
 }
 

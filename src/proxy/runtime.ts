@@ -1,0 +1,134 @@
+// One event loop's share of the data path: stores, metrics, connection tracker, HBONE pool and pod listeners.
+// The agent's main thread runs one; each data-plane worker thread runs another over copies of the same fds.
+
+import type { Registry } from 'prom-client';
+import type { IdentitySource } from '../identity/types';
+import { spiffeId } from '../identity/types';
+import { PORT_HBONE } from '../datapath/types';
+import { authorize, AuthzStore } from '../state/authz';
+import { ServiceStore } from '../state/services';
+import { WorkloadStore, type Workload } from '../state/workloads';
+import { registerHboneMetrics } from '../telemetry/hbone-metrics';
+import type { Logger } from '../telemetry/logger';
+import { ProxyMetrics } from '../telemetry/metrics';
+import type { AgentResource } from '../xds/agent-resources';
+import { CDS, EDS, LDS } from '../xds/resource-types';
+import { ConnectionTracker } from './connection-tracker';
+import type { PodSockets, ProxyContext } from './context';
+import { HboneClientPool, type HboneServerStats } from './hbone';
+import type { KeepaliveTiming } from './hbone/h2/session';
+import { PodProxy, type PodListenerFds } from './pod-proxy';
+import { DEFAULT_RELAY_BUFFER } from './relay';
+
+export interface ProxyRuntimeOptions {
+  log: Logger;
+  registry: Registry;
+  bufferSize?: number;
+  connectTimeoutMs?: number;
+  /** With workload identities, mesh destinations go over HBONE (mTLS). */
+  mesh?: { identity: IdentitySource; trustDomain: string; keepalive?: KeepaliveTiming | null };
+}
+
+export interface PodHboneServers {
+  pod: string;
+  namespace: string;
+  servers: HboneServerStats[];
+}
+
+export class ProxyRuntime {
+  readonly metrics: ProxyMetrics;
+  readonly tracker: ConnectionTracker;
+  readonly workloads = new WorkloadStore();
+  readonly services = new ServiceStore();
+  readonly authz = new AuthzStore();
+  readonly ctx: ProxyContext;
+  private readonly proxies = new Map<string, { pod: Workload; proxy: PodProxy }>();
+
+  constructor(opts: ProxyRuntimeOptions) {
+    this.metrics = new ProxyMetrics(opts.registry);
+    this.tracker = new ConnectionTracker(this.metrics);
+    const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+    this.ctx = {
+      log: opts.log,
+      metrics: this.metrics,
+      tracker: this.tracker,
+      workloads: this.workloads,
+      services: this.services,
+      bufferSize: opts.bufferSize ?? DEFAULT_RELAY_BUFFER,
+      connectTimeoutMs,
+      mesh: null,
+      authorize: (podIp, req) => authorize(this.authz.forPodIp(podIp), req),
+    };
+    if (opts.mesh) {
+      const { identity, trustDomain, keepalive } = opts.mesh;
+      this.ctx.mesh = {
+        identity,
+        pool: new HboneClientPool({ log: opts.log, connectTimeoutMs, keepalive }),
+        keepalive,
+        hbonePort: PORT_HBONE,
+        trustDomain,
+        spiffeIdOf: (w) => spiffeId({ trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount }),
+      };
+      const pool = this.ctx.mesh.pool;
+      registerHboneMetrics(opts.registry, () => pool.stats(), () => this.hboneServers());
+    }
+    // A policy change re-checks every connection it admitted: what is no longer allowed is closed.
+    this.authz.onChange(() => {
+      const closed = this.tracker.revalidateAll();
+      if (closed > 0) opts.log.info({ closed }, 'closed connections no longer allowed by policy');
+    });
+  }
+
+  /** Serves the pod's listeners (taking ownership of the fds) and makes the pod known as a local workload. */
+  async startPod(pod: Workload, sockets: PodSockets, fds: PodListenerFds): Promise<PodProxy> {
+    const proxy = new PodProxy(this.ctx, pod, sockets);
+    await proxy.start(fds);
+    this.proxies.set(pod.uid, { pod, proxy });
+    this.workloads.upsert(pod);
+    return proxy;
+  }
+
+  /** Stops accepting for the pod; its open connections drain on their own. */
+  stopPod(uid: string): void {
+    const e = this.proxies.get(uid);
+    if (!e) return;
+    e.proxy.close();
+    this.proxies.delete(uid);
+    this.workloads.remove(uid);
+  }
+
+  /** The certificate of `id` rotated: the HBONE servers of its pods present the new one from now on. */
+  identityRotated(id: string): void {
+    const mesh = this.ctx.mesh;
+    if (!mesh) return;
+    for (const e of this.proxies.values()) if (mesh.spiffeIdOf(e.pod) === id) e.proxy.identityRotated();
+  }
+
+  hboneServers(): PodHboneServers[] {
+    return [...this.proxies.values()].map((e) => ({ pod: e.pod.name, namespace: e.pod.namespace, servers: e.proxy.hboneStats() }));
+  }
+
+  /** xDS: a complete, validated set of one resource type replaces what the proxy reads. */
+  applyResources(typeUrl: string, all: AgentResource[]): void {
+    if (typeUrl === CDS) {
+      this.services.replaceClusters(all.flatMap((r) => (r.kind === 'cluster' ? [r.cluster] : [])));
+    } else if (typeUrl === EDS) {
+      this.services.replaceEndpoints(new Map(all.flatMap((r) => (r.kind === 'endpoints' ? [[r.cluster, r.endpoints] as const] : []))));
+    } else if (typeUrl === LDS) {
+      this.services.replaceVips(all.flatMap((r) => (r.kind === 'vip' ? [r.vip] : [])));
+      this.authz.replace(new Map(all.flatMap((r) => (r.kind === 'inbound' ? [...r.policies] : []))));
+    }
+  }
+
+  /** Stops accepting on every pod, waits up to `deadlineMs` for open connections; returns how many were left. */
+  async drain(deadlineMs: number): Promise<number> {
+    for (const uid of [...this.proxies.keys()]) this.stopPod(uid);
+    return this.tracker.drain(deadlineMs);
+  }
+
+  /** After drain: ends what is left (pooled HBONE sessions, the flush timer). */
+  destroy(): void {
+    this.tracker.stop();
+    this.ctx.mesh?.pool.destroy();
+  }
+}
