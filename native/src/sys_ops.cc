@@ -54,6 +54,15 @@ static Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// dupFd(fd) -> a new fd for the same open file (close-on-exec). A data-plane worker thread serves a pod's
+// listeners through its own copies: each event loop closes only its own fd, the socket lives on.
+static Napi::Value DupFd(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) ThrowErrno(info.Env(), errno, "fcntl(" + std::to_string(fd) + ", F_DUPFD_CLOEXEC)");
+  return Napi::Number::New(info.Env(), copy);
+}
+
 // fdInode(fd) -> bigint: for a netns fd this is the netns inode, the id bpf_link_info reports.
 static Napi::Value FdInode(const Napi::CallbackInfo& info) {
   int fd = ArgFd(info, 0, "fd");
@@ -100,6 +109,7 @@ static Napi::Value LibbpfVersion(const Napi::CallbackInfo& info) {
 void InitSysOps(Napi::Env env, Napi::Object exports) {
   exports.Set("openNetns", Napi::Function::New<OpenNetns>(env, "openNetns"));
   exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));
+  exports.Set("dupFd", Napi::Function::New<DupFd>(env, "dupFd"));
   exports.Set("fdInode", Napi::Function::New<FdInode>(env, "fdInode"));
   exports.Set("socketNetnsCookie", Napi::Function::New<SocketNetnsCookie>(env, "socketNetnsCookie"));
   exports.Set("socketCookie", Napi::Function::New<SocketCookie>(env, "socketCookie"));

@@ -9,13 +9,17 @@ const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'sil
 
 const INDEX = [
   '/healthz/ready   200 when programs are attached and enrollment is reconciled',
-  '/config_dump     enrolled pods, attached programs, map sizes, xDS resources, identities and certificates, policies',
-  '/connections     open connections and recently closed ones, with original destinations',
+  '/config_dump     enrolled pods, attached programs, map sizes, xDS resources, identities and certificates, policies, worker threads',
+  '/connections     open connections and recently closed ones (every thread), with original destinations',
   '/metrics         Prometheus metrics',
   '/logging         GET: current level; POST ?level=debug to change it',
 ].join('\n');
 
 export function createAdminHandler(agent: Agent, log: Logger): http.RequestListener {
+  const fail = (res: http.ServerResponse, err: unknown, what: string): void => {
+    log.error({ err }, what);
+    sendText(res, 500, `${what}: ${(err as Error).message}\n`);
+  };
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://admin');
     switch (url.pathname) {
@@ -28,28 +32,32 @@ export function createAdminHandler(agent: Agent, log: Logger): http.RequestListe
         return;
       }
       case '/config_dump':
-        sendJson(res, 200, {
-          node: agent.opts.node,
-          pinRoot: agent.opts.pinRoot,
-          cgroupRoot: agent.opts.cgroupRoot,
-          pods: agent.list(),
-          datapath: agent.datapathStatus(),
-          xds: agent.xdsStatus(),
-          mesh: agent.meshStatus(),
-          services: agent.services.snapshot(),
-        });
+        agent.workersStatus().then(
+          (workers) =>
+            sendJson(res, 200, {
+              node: agent.opts.node,
+              pinRoot: agent.opts.pinRoot,
+              cgroupRoot: agent.opts.cgroupRoot,
+              pods: agent.list(),
+              datapath: agent.datapathStatus(),
+              xds: agent.xdsStatus(),
+              mesh: agent.meshStatus(),
+              services: agent.services.snapshot(),
+              workers,
+            }),
+          (err: unknown) => fail(res, err, 'config dump failed'),
+        );
         return;
       case '/connections':
-        sendJson(res, 200, agent.tracker.snapshot());
+        agent.connections().then(
+          (c) => sendJson(res, 200, c),
+          (err: unknown) => fail(res, err, 'connection listing failed'),
+        );
         return;
       case '/metrics':
-        agent.tracker.flush();
-        agent.registry.metrics().then(
+        agent.metricsText().then(
           (text) => sendText(res, 200, text, agent.registry.contentType),
-          (err: unknown) => {
-            log.error({ err }, 'metrics collection failed');
-            sendText(res, 500, `metrics collection failed: ${(err as Error).message}\n`);
-          },
+          (err: unknown) => fail(res, err, 'metrics collection failed'),
         );
         return;
       case '/logging': {

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { Registry } from 'prom-client';
+import { AggregatorRegistry, Registry } from 'prom-client';
 import type { Datapath, PodDatapath } from '../datapath/types';
 import { EnrollError, type EnrolledPod, type parseEnrollRequest } from '../enroll/protocol';
 import { createEnrollServer, type EnrollmentHandler } from '../enroll/server';
@@ -22,6 +22,8 @@ import { createAdminHandler } from '../admin/server';
 import { XdsClient, type XdsMode, type XdsSink } from '../xds/ads-client';
 import type { AgentResource } from '../xds/agent-resources';
 import { PodStateFile } from './pod-state-file';
+import type { WorkerStats } from './worker-protocol';
+import { DataPlaneWorkers, type WorkerStatus } from './workers';
 
 export interface AgentOptions {
   node: string;
@@ -36,6 +38,11 @@ export interface AgentOptions {
   drainMs: number;
   bufferSize?: number;
   connectTimeoutMs?: number;
+  /**
+   * Threads that serve pod traffic, the main thread included (default 1). Each serves copies of every pod's
+   * listener fds, so connections spread over that many cores; needs the kernel datapath.
+   */
+  dataThreads?: number;
   /** Control plane ADS address (`host:port` or `unix:///path`); absent: no services, passthrough only. */
   xds?: { address: string; mode: XdsMode };
   /**
@@ -63,6 +70,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
   /** The main thread's share of the data path. */
   private readonly runtime: ProxyRuntime;
   private readonly identity: IdentityProvider | null = null;
+  private workers: DataPlaneWorkers | null = null;
   private readonly pods = new Map<string, PodEntry>();
   private readonly stateFile: PodStateFile;
   private readonly servers: http.Server[] = [];
@@ -92,7 +100,10 @@ export class Agent implements EnrollmentHandler, XdsSink {
       connectTimeoutMs: opts.connectTimeoutMs,
       mesh: this.identity && opts.mesh ? { identity: this.identity, trustDomain: opts.mesh.trustDomain, keepalive: opts.mesh.keepalive } : undefined,
     });
-    this.identity?.onRotate((id) => this.runtime.identityRotated(id));
+    this.identity?.onRotate((id, bundle) => {
+      this.runtime.identityRotated(id);
+      this.workers?.identityIssued(id, bundle, this.identity!.trustBundle());
+    });
     this.stateFile = new PodStateFile(opts.stateDir);
     registerDatapathMetrics(this.registry, () => this.datapath, this.runtime.workloads, (uid) => this.pods.get(uid)?.dp.netnsCookie);
   }
@@ -141,6 +152,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       this.xds.start();
     }
     this.datapath = await this.openDatapath();
+    await this.startWorkers();
     await this.reconcile();
     await this.serve(createEnrollServer(this, this.enrollLog), { unix: this.enrollSocket });
     this.tracker.startPeriodicFlush(5_000);
@@ -151,6 +163,33 @@ export class Agent implements EnrollmentHandler, XdsSink {
     if (where.unix) await listenUnix(server, where.unix);
     else await listenTcp(server, where.port!, this.opts.adminHost);
     this.servers.push(server);
+  }
+
+  private async startWorkers(): Promise<void> {
+    const threads = this.opts.dataThreads ?? 1;
+    if (threads <= 1) return;
+    const share = this.datapath!.workerShare?.() ?? null;
+    if (!share) {
+      this.log.warn({ dataThreads: threads }, 'this datapath cannot be shared with worker threads: serving pods from the main thread only');
+      return;
+    }
+    this.workers = new DataPlaneWorkers({
+      count: threads - 1,
+      log: this.log.child({ component: 'workers' }),
+      registry: this.registry,
+      logLevel: () => this.log.level,
+      datapath: share,
+      bufferSize: this.opts.bufferSize,
+      connectTimeoutMs: this.opts.connectTimeoutMs,
+      mesh: this.opts.mesh ? { trustDomain: this.opts.mesh.trustDomain, keepalive: this.opts.mesh.keepalive } : null,
+    });
+    try {
+      await this.workers.start();
+      this.log.info({ dataThreads: threads }, 'data-plane worker threads started');
+    } catch (err) {
+      // The supervisor keeps restarting it with backoff; pods are served from the main thread meanwhile.
+      this.log.error({ err }, 'a data-plane worker thread failed to start; serving from the main thread until it does');
+    }
   }
 
   /** Restart path: re-enroll the pods of the previous run, drop those whose netns is gone, prune stale kernel state. */
@@ -201,6 +240,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       // Kernel state first (new connects go direct), then stop accepting; open connections drain on their own.
       await this.datapath!.unenroll(uid);
       this.runtime.stopPod(uid);
+      this.workers?.removePod(uid);
       this.pods.delete(uid);
       this.releaseIdentity(e.pod);
       this.persist();
@@ -212,6 +252,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
   apply(typeUrl: string, resources: Map<string, AgentResource>): void {
     const all = [...resources.values()];
     this.runtime.applyResources(typeUrl, all);
+    this.workers?.applyResources(typeUrl, all);
     this.log.debug({ type: typeUrl, count: resources.size }, 'xDS resources applied');
   }
 
@@ -230,6 +271,34 @@ export class Agent implements EnrollmentHandler, XdsSink {
       hboneServers: Object.fromEntries([...this.pods.values()].map((e) => [`${e.pod.namespace}/${e.pod.name}`, e.proxy.hboneStats()])),
       policies: Object.fromEntries([...this.pods.values()].map((e) => [`${e.pod.namespace}/${e.pod.name}`, e.pod.ips.map((ip) => this.runtime.authz.forPodIp(ip))])),
     };
+  }
+
+  /** Each worker thread's state and, when it answers, its connections and HBONE pool and servers. */
+  async workersStatus(): Promise<(WorkerStatus & { connections?: number; hboneClient?: WorkerStats['hboneClient']; hboneServers?: WorkerStats['hboneServers'] })[]> {
+    if (!this.workers) return [];
+    const stats = new Map((await this.workers.stats()).map((s) => [s.index, s]));
+    return this.workers.status().map((w) => {
+      const s = stats.get(w.index);
+      return s ? { ...w, connections: s.connections.active.length, hboneClient: s.hboneClient, hboneServers: s.hboneServers } : w;
+    });
+  }
+
+  /** Prometheus text of every thread: the workers' series are summed into the main thread's. */
+  async metricsText(): Promise<string> {
+    this.runtime.tracker.flush();
+    if (!this.workers) return this.registry.metrics();
+    const parts = [await this.registry.getMetricsAsJSON(), ...(await this.workers.stats()).map((s) => s.metrics)];
+    return AggregatorRegistry.aggregate(parts).metrics();
+  }
+
+  /** Open and recently closed connections of every thread (`thread` 0 is the main thread). */
+  async connections(): Promise<ReturnType<ConnectionTracker['snapshot']>> {
+    const tag = (thread: number, s: ReturnType<ConnectionTracker['snapshot']>) => ({
+      active: s.active.map((c) => ({ ...c, thread })),
+      recent: s.recent.map((c) => ({ ...c, thread })),
+    });
+    const all = [tag(0, this.runtime.tracker.snapshot()), ...(this.workers ? await this.workers.stats() : []).map((s) => tag(s.index, s.connections))];
+    return { active: all.flatMap((s) => s.active), recent: all.flatMap((s) => s.recent) };
   }
 
   list(): EnrolledPod[] {
@@ -282,17 +351,32 @@ export class Agent implements EnrollmentHandler, XdsSink {
     }
     const enrolled: EnrolledPod = { ...pod, labels: workload.labels, annotations: workload.annotations, netnsCookie: podDp.netnsCookie.toString() };
     this.pods.set(pod.uid, { pod: enrolled, dp: podDp, proxy });
+    this.shareWithWorkers(workload, podDp, proxy);
     return enrolled;
   }
 
+  /** Worker threads serve the pod too; one that cannot only logs it, the pod is still served. */
+  private shareWithWorkers(workload: Workload, podDp: PodDatapath, proxy: PodProxy): void {
+    if (!this.workers) return;
+    try {
+      this.workers.addPod(workload, podDp, () => proxy.holdsHbone);
+    } catch (err) {
+      this.log.error({ err, pod: `${workload.namespace}/${workload.name}` }, 'cannot share the pod with worker threads; the main thread serves it alone');
+    }
+  }
+
   private acquireIdentity(id: string): void {
-    this.identity!.acquire(id);
+    const identity = this.identity!;
+    identity.acquire(id);
+    // Issuances reach the workers through onRotate; a failed first issuance only here.
+    if (this.workers) identity.certFor(id).catch((err: unknown) => this.workers?.identityFailed(id, (err as Error).message));
   }
 
   private releaseIdentity(pod: { namespace: string; serviceAccount: string }): void {
     const id = this.spiffeIdOf(pod);
     if (!id) return;
     this.identity!.release(id);
+    if (![...this.pods.values()].some((e) => this.spiffeIdOf(e.pod) === id)) this.workers?.forgetIdentity(id);
   }
 
   private checkPaths(pod: EnrolledPod): void {
@@ -330,6 +414,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
 
   setLogLevel(level: string): void {
     for (const l of this.loggers) l.level = level;
+    this.workers?.setLogLevel(level);
   }
 
   get logLevel(): string {
@@ -348,7 +433,11 @@ export class Agent implements EnrollmentHandler, XdsSink {
     if (this.stopping) return;
     this.stopping = true;
     this.log.info({ active: this.tracker.size, drainMs: this.opts.drainMs }, 'shutting down: no longer accepting, draining');
-    const left = await this.serialized(() => this.runtime.drain(this.opts.drainMs));
+    // Every thread stops accepting at once, then each drains its own connections.
+    const left = await this.serialized(async () => {
+      const counts = await Promise.all([this.runtime.drain(this.opts.drainMs), this.workers?.drain(this.opts.drainMs) ?? 0]);
+      return counts[0] + counts[1];
+    });
     if (left > 0) this.log.warn({ left }, 'drain deadline reached; closing remaining connections');
     this.runtime.destroy();
     this.xds?.close();

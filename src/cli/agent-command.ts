@@ -66,6 +66,12 @@ export function registerAgentCommand(program: Command): void {
       int,
       10_000,
     )
+    .option(
+      '--concurrency <n>',
+      'threads that serve pod traffic, the main thread included; each accepts from every pod\'s listeners (0: one per CPU the agent may run on)',
+      int,
+      1,
+    )
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
     .action(async (o: {
       node: string;
@@ -85,6 +91,7 @@ export function registerAgentCommand(program: Command): void {
       certValidity: number;
       trustDomain: string;
       hboneKeepaliveMs: number;
+      concurrency: number;
       logLevel: string;
     }) => {
       if (o.xdsMode !== 'delta' && o.xdsMode !== 'sotw') throw new Error(`--xds-mode must be delta or sotw, not "${o.xdsMode}"`);
@@ -105,6 +112,7 @@ export function registerAgentCommand(program: Command): void {
           drainMs: o.drainSeconds * 1000,
           xds: o.xds ? { address: o.xds, mode: o.xdsMode } : undefined,
           mesh: meshOptions(o, log),
+          dataThreads: o.concurrency === 0 ? os.availableParallelism() : o.concurrency,
         },
         log,
         () => openDatapath({ pinRoot: o.pinRoot, cgroupRoot }, log.child({ component: 'datapath' })),

@@ -11,7 +11,7 @@ import type { NativeBinding, NativeBpfMap, NativeBpfObject, NativeNetnsThread } 
 import { enrollPod, PodHandle, skLookupPin } from './pod-datapath';
 import type { DatapathLogger, PodContext } from './pod-datapath';
 import { ensureBpffs, probeBtf, probeCgroup2, probeObject, probePrivilege } from './probe';
-import type { AttachedProgram, Datapath, DatapathOptions, DatapathStatus, MapInfo, PodCounters, PodDatapath, PodNetSpec } from './types';
+import type { AttachedProgram, Datapath, DatapathOptions, DatapathStatus, DatapathWorkerShare, MapInfo, PodCounters, PodDatapath, PodNetSpec } from './types';
 
 export type { DatapathLogger } from './pod-datapath';
 export { DatapathError } from './errors';
@@ -93,6 +93,10 @@ class KernelDatapath implements Datapath, PodContext {
 
   isClosed(): boolean {
     return this.closed;
+  }
+
+  workerShare(): DatapathWorkerShare | null {
+    return this.closed ? null : { tupleDstPin: path.join(this.pinRoot, abi.MAPS.tupleDst) };
   }
 
   netnsOwner(netnsCookie: bigint): string | undefined {

@@ -83,6 +83,8 @@ export interface NativeBinding {
   /** fd of a network namespace; throws ENOENT with a "is the pod sandbox still running?" hint. */
   openNetns(path: string): number;
   closeFd(fd: number): void;
+  /** A close-on-exec copy of `fd` that the caller owns. */
+  dupFd(fd: number): number;
   fdInode(fd: number): bigint;
   socketNetnsCookie(fd: number): bigint;
   socketCookie(fd: number): bigint;

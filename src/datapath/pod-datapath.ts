@@ -6,7 +6,7 @@ import * as abi from './abi';
 import { DatapathError, errnoCode, nativeHint } from './errors';
 import type { NativeBinding, NativeBpfMap, NativeBpfObject, NativeNetnsThread } from './native';
 import { SocketPool } from './socket-pool';
-import type { AttachedProgram, PodDatapath, PodListeners, PodNetSpec, SocketAddress } from './types';
+import type { AttachedProgram, PodDatapath, PodListeners, PodNetSpec, PodWorkerShare, SocketAddress } from './types';
 
 export interface DatapathLogger {
   info(obj: object, msg: string): void;
@@ -16,18 +16,14 @@ export interface DatapathLogger {
 }
 
 /** What a pod needs from the open datapath. */
-export interface PodContext {
+export interface PodContext extends TupleDstReader {
   readonly native: NativeBinding;
   readonly obj: NativeBpfObject;
   readonly thread: NativeNetnsThread;
   readonly pods: NativeBpfMap;
   readonly steer: NativeBpfMap;
-  readonly tupleDst: NativeBpfMap;
   readonly pinRoot: string;
   readonly log: DatapathLogger;
-  /** Preallocated nm_tuple_dst key/value: originalDst() runs once per outbound connection. */
-  readonly hotKey: Buffer;
-  readonly hotOut: Buffer;
   isClosed(): boolean;
   /** uid of the enrolled pod that already owns this netns, if any. */
   netnsOwner(netnsCookie: bigint): string | undefined;
@@ -35,7 +31,27 @@ export interface PodContext {
 
 const LISTEN_BACKLOG = 4096;
 /** Ready client sockets per pod and family (refilled in batches below half of this, see SocketPool). */
-const POOL_TARGET = 8;
+export const POOL_TARGET = 8;
+
+/** The tuple map and the preallocated key/value buffers one thread reads it with (once per outbound connection). */
+export interface TupleDstReader {
+  readonly tupleDst: NativeBpfMap;
+  readonly hotKey: Buffer;
+  readonly hotOut: Buffer;
+}
+
+/**
+ * The original destination BPF recorded for a connection accepted on 15001 in the pod netns `netnsCookie`,
+ * consuming the entry; null when nothing was recorded.
+ */
+export function takeOriginalDst(r: TupleDstReader, netnsCookie: bigint, peer: SocketAddress, local: SocketAddress): SocketAddress | null {
+  // a socket reset before we asked has no addresses any more
+  if (typeof peer.ip !== 'string' || typeof local.ip !== 'string') return null;
+  if (!abi.writeTupleKey(r.hotKey, netnsCookie, peer, local)) return null;
+  if (!r.tupleDst.lookupAndDelete(r.hotKey, r.hotOut)) return null;
+  const a = abi.readAddr(r.hotOut, 0);
+  return { ip: a.ip, port: a.port };
+}
 
 /** Pin path of a pod's sk_lookup link. The uid is sanitised: it becomes a bpffs file name. */
 export function skLookupPin(pinRoot: string, uid: string): string {
@@ -70,12 +86,36 @@ export class PodHandle implements PodDatapath {
 
   originalDst(peer: SocketAddress, local: SocketAddress): SocketAddress | null {
     const ctx = this.ctx;
-    // a socket reset before we asked has no addresses any more; a closed datapath has no maps
-    if (ctx.isClosed() || typeof peer.ip !== 'string' || typeof local.ip !== 'string') return null;
-    if (!abi.writeTupleKey(ctx.hotKey, this.netnsCookie, peer, local)) return null;
-    if (!ctx.tupleDst.lookupAndDelete(ctx.hotKey, ctx.hotOut)) return null;
-    const a = abi.readAddr(ctx.hotOut, 0);
-    return { ip: a.ip, port: a.port };
+    if (ctx.isClosed()) return null; // a closed datapath has no maps
+    return takeOriginalDst(ctx, this.netnsCookie, peer, local);
+  }
+
+  shareWithWorker(opts: { hbone: boolean }): PodWorkerShare {
+    const { native } = this.ctx;
+    const copies: number[] = [];
+    const dup = (fds: (number | null)[]): number[] =>
+      fds.flatMap((fd) => {
+        if (fd === null) return [];
+        copies.push(native.dupFd(fd));
+        return [copies[copies.length - 1]!];
+      });
+    try {
+      const l = this.listeners;
+      return {
+        uid: this.uid,
+        netnsFd: dup([this.netnsFd])[0]!,
+        netnsCookie: this.netnsCookie,
+        ipv6: l.outbound6 !== null || l.inbound6 !== null,
+        listeners: {
+          outbound: dup([l.outbound4, l.outbound6]),
+          inbound: dup([l.inbound4, l.inbound6]),
+          hbone: opts.hbone ? dup([l.hbone4, l.hbone6]) : [],
+        },
+      };
+    } catch (err) {
+      for (const fd of copies) native.closeFd(fd);
+      throw err;
+    }
   }
 
   /** Unenroll: "on" entry first (new connects go direct at once), then steering, then the link. */

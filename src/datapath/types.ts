@@ -64,6 +64,28 @@ export interface PodDatapath {
    * Consumes the entry. Returns null when nothing was recorded.
    */
   originalDst(peer: SocketAddress, local: SocketAddress): SocketAddress | null;
+  /**
+   * Copies of the pod's netns and listener fds for a data-plane worker thread, which owns and closes them.
+   * Absent when the datapath cannot be shared across threads (test fakes).
+   */
+  shareWithWorker?(opts: { hbone: boolean }): PodWorkerShare;
+}
+
+/** What a data-plane worker thread needs to serve one pod from its own event loop. */
+export interface PodWorkerShare {
+  uid: string;
+  netnsFd: number;
+  netnsCookie: bigint;
+  /** Whether the netns has IPv6 (upstream sockets of that family are pre-created too). */
+  ipv6: boolean;
+  /** Listener fds by port (v4 first): 15001, 15006, and 15008 unless the share was made without it. */
+  listeners: { outbound: number[]; inbound: number[]; hbone: number[] };
+}
+
+/** What a data-plane worker thread needs from the datapath as a whole. */
+export interface DatapathWorkerShare {
+  /** The pinned map of original destinations of connections redirected to 15001. */
+  tupleDstPin: string;
 }
 
 export interface AttachedProgram {
@@ -115,6 +137,8 @@ export interface Datapath {
   pruneExcept(keepUids: Set<string>, keepNetnsCookies: Set<bigint>): Promise<number>;
   podCounters(netnsCookie: bigint): PodCounters | null;
   status(): DatapathStatus;
+  /** Absent or null: data-plane worker threads are not possible with this datapath. */
+  workerShare?(): DatapathWorkerShare | null;
   /**
    * detach=true (SIGTERM): detach every program, unpin links and maps, remove the pin root.
    * detach=false: release handles only; pinned state stays for the next agent to adopt.

@@ -1,0 +1,107 @@
+// Entry of a data-plane worker thread: serves copies of every pod's listeners from its own event loop, so
+// the agent's data path runs on more than one core. State arrives from the main thread (see workers.ts).
+
+import { parentPort, threadId, workerData } from 'node:worker_threads';
+import { Registry } from 'prom-client';
+import { WorkerDatapath, type WorkerPodSockets } from '../datapath/worker-datapath';
+import { IdentityReplica } from '../identity/replica';
+import { ProxyRuntime } from '../proxy/runtime';
+import { createLogger } from '../telemetry/logger';
+import { fromWire, type FromWorker, type ToWorker, type WorkerData, type WorkerStats } from './worker-protocol';
+
+function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
+  const send = (m: FromWorker): void => port.postMessage(m);
+  const log = createLogger({ level: data.logLevel }).child({ component: 'proxy', worker: data.index, threadId });
+  const registry = new Registry();
+  const identity = new IdentityReplica((id) => runtime.identityRotated(id));
+  const runtime = new ProxyRuntime({
+    log,
+    registry,
+    bufferSize: data.bufferSize,
+    connectTimeoutMs: data.connectTimeoutMs,
+    mesh: data.mesh ? { identity, trustDomain: data.mesh.trustDomain, keepalive: data.mesh.keepalive } : undefined,
+  });
+  runtime.tracker.startPeriodicFlush(5_000);
+  const datapath = new WorkerDatapath(data.datapath, log);
+  const sockets = new Map<string, WorkerPodSockets>();
+
+  const stats = (): WorkerStats => {
+    runtime.tracker.flush();
+    return {
+      index: data.index,
+      metrics: [],
+      connections: runtime.tracker.snapshot(),
+      hboneClient: runtime.ctx.mesh?.pool.stats() ?? null,
+      hboneServers: runtime.hboneServers(),
+    };
+  };
+
+  const handle = async (m: ToWorker): Promise<void> => {
+    switch (m.type) {
+      case 'pod-add': {
+        const s = datapath.pod(m.share);
+        sockets.set(m.pod.uid, s);
+        try {
+          await runtime.startPod(m.pod, s, m.share.listeners);
+        } catch (err) {
+          s.release();
+          sockets.delete(m.pod.uid);
+          send({ type: 'pod-failed', uid: m.pod.uid, message: (err as Error).message });
+        }
+        return;
+      }
+      case 'pod-remove':
+        runtime.stopPod(m.uid);
+        sockets.get(m.uid)?.release();
+        sockets.delete(m.uid);
+        return;
+      case 'xds':
+        runtime.applyResources(m.typeUrl, m.resources.map(fromWire));
+        return;
+      case 'identity':
+        identity.update(m.id, m.bundle, m.roots);
+        return;
+      case 'identity-failed':
+        identity.fail(m.id, m.message);
+        return;
+      case 'identity-forget':
+        identity.forget(m.id);
+        return;
+      case 'log-level':
+        log.level = m.level;
+        return;
+      case 'call':
+        try {
+          if (m.method === 'stats') {
+            const s = stats();
+            s.metrics = await registry.getMetricsAsJSON();
+            send({ type: 'reply', seq: m.seq, value: s });
+          } else {
+            const left = await runtime.drain(m.deadlineMs);
+            runtime.destroy();
+            for (const s of sockets.values()) s.release();
+            sockets.clear();
+            datapath.close();
+            send({ type: 'reply', seq: m.seq, value: left });
+          }
+        } catch (err) {
+          send({ type: 'reply', seq: m.seq, error: (err as Error).message });
+        }
+        return;
+    }
+  };
+
+  // A crash must not leave copies of listener fds open (with nobody accepting) or netns fds pinned.
+  process.on('exit', () => {
+    for (const [uid, s] of sockets) {
+      runtime.stopPod(uid);
+      s.release();
+    }
+  });
+  port.on('message', (m: ToWorker) => {
+    handle(m).catch((err: unknown) => log.error({ err, message: m.type }, 'worker could not handle a message from the main thread'));
+  });
+  send({ type: 'ready' });
+}
+
+if (parentPort) main(parentPort, workerData as WorkerData);

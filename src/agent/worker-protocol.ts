@@ -1,0 +1,76 @@
+// Messages between the agent's main thread and its data-plane worker threads, and the conversion of xDS
+// state to a form that crosses threads (compiled policy matchers are closures: they are rebuilt on arrival).
+
+import type { DatapathWorkerShare, PodWorkerShare } from '../datapath/types';
+import type { CertBundle } from '../identity/types';
+import type { ConnectionTracker } from '../proxy/connection-tracker';
+import type { HboneClientPoolStats } from '../proxy/hbone';
+import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
+import type { PodHboneServers } from '../proxy/runtime';
+import { compilePolicy, type CompiledPolicy, type InboundPolicy, type RuleSpec } from '../state/authz';
+import type { Workload } from '../state/workloads';
+import type { AgentResource } from '../xds/agent-resources';
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+
+export interface WorkerData {
+  index: number;
+  logLevel: string;
+  bufferSize?: number;
+  connectTimeoutMs?: number;
+  datapath: DatapathWorkerShare;
+  mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null } | null;
+}
+
+interface WirePolicy {
+  name: string;
+  rules: RuleSpec[];
+}
+
+interface WireInboundPolicy {
+  mtlsMode: InboundPolicy['mtlsMode'];
+  deny: WirePolicy[];
+  allow: WirePolicy[] | null;
+}
+
+export type WireResource = Exclude<AgentResource, { kind: 'inbound' }> | (Omit<Extract<AgentResource, { kind: 'inbound' }>, 'policies'> & { policies: Map<string, WireInboundPolicy> });
+
+export type ToWorker =
+  | { type: 'pod-add'; pod: Workload; share: PodWorkerShare }
+  | { type: 'pod-remove'; uid: string }
+  | { type: 'xds'; typeUrl: string; resources: WireResource[] }
+  | { type: 'identity'; id: string; bundle: CertBundle; roots: string[] }
+  | { type: 'identity-failed'; id: string; message: string }
+  | { type: 'identity-forget'; id: string }
+  | { type: 'log-level'; level: string }
+  | { type: 'call'; seq: number; method: 'stats' }
+  | { type: 'call'; seq: number; method: 'drain'; deadlineMs: number };
+
+export type FromWorker =
+  | { type: 'ready' }
+  | { type: 'pod-failed'; uid: string; message: string }
+  | { type: 'reply'; seq: number; value?: unknown; error?: string };
+
+export interface WorkerStats {
+  index: number;
+  metrics: MetricObjectWithValues<MetricValue<string>>[];
+  connections: ReturnType<ConnectionTracker['snapshot']>;
+  hboneClient: HboneClientPoolStats | null;
+  hboneServers: PodHboneServers[];
+}
+
+const toWirePolicy = (p: CompiledPolicy): WirePolicy => ({ name: p.name, rules: p.rules.map(({ name, permissions, principals }) => ({ name, permissions, principals })) });
+const fromWirePolicy = (p: WirePolicy): CompiledPolicy => compilePolicy(p.name, p.rules);
+
+export function toWire(r: AgentResource): WireResource {
+  if (r.kind !== 'inbound') return r;
+  const policies = new Map<string, WireInboundPolicy>();
+  for (const [ip, p] of r.policies) policies.set(ip, { mtlsMode: p.mtlsMode, deny: p.deny.map(toWirePolicy), allow: p.allow && p.allow.map(toWirePolicy) });
+  return { ...r, policies };
+}
+
+export function fromWire(r: WireResource): AgentResource {
+  if (r.kind !== 'inbound') return r;
+  const policies = new Map<string, InboundPolicy>();
+  for (const [ip, p] of r.policies) policies.set(ip, { mtlsMode: p.mtlsMode, deny: p.deny.map(fromWirePolicy), allow: p.allow && p.allow.map(fromWirePolicy) });
+  return { ...r, policies };
+}

@@ -1,0 +1,254 @@
+// The agent's data-plane worker threads, seen from the main thread: each serves its own copies of every
+// pod's listener fds, so accepted connections spread over the node's cores. The main thread alone enrolls
+// pods, talks to the control plane and the CA, and pushes what the workers need; it replays everything to
+// a worker that restarts after a crash.
+
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { Counter, type Registry } from 'prom-client';
+import type { DatapathWorkerShare, PodDatapath } from '../datapath/types';
+import type { CertBundle } from '../identity/types';
+import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
+import type { Workload } from '../state/workloads';
+import type { Logger } from '../telemetry/logger';
+import type { AgentResource } from '../xds/agent-resources';
+import { toWire, type FromWorker, type ToWorker, type WireResource, type WorkerData, type WorkerStats } from './worker-protocol';
+
+export interface DataPlaneWorkersOptions {
+  /** Worker threads besides the main thread (which serves too). */
+  count: number;
+  log: Logger;
+  registry: Registry;
+  logLevel: () => string;
+  datapath: DatapathWorkerShare;
+  bufferSize?: number;
+  connectTimeoutMs?: number;
+  mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null } | null;
+  /** Time to the first restart of a crashed worker; doubles while it keeps crashing within a minute. Default 500 ms. */
+  restartDelayMs?: number;
+  /** The worker script (default worker-main.js; tests substitute a scripted one). */
+  entry?: string;
+}
+
+export interface WorkerStatus {
+  index: number;
+  threadId: number | null;
+  state: 'starting' | 'running' | 'restarting' | 'stopped';
+  restarts: number;
+  lastExit: string | null;
+}
+
+interface SharedPod {
+  pod: Workload;
+  dp: PodDatapath;
+  /** Whether the main thread still holds the pod's 15008 fds (false: no mesh, or its certificate failed). */
+  hbone: () => boolean;
+}
+
+type IdentityState = { bundle: CertBundle; roots: string[] } | { failed: string };
+
+const MAX_RESTART_DELAY_MS = 30_000;
+const STABLE_AFTER_MS = 60_000;
+
+class WorkerSlot {
+  worker: Worker | null = null;
+  state: WorkerStatus['state'] = 'starting';
+  restarts = 0;
+  crashesInARow = 0;
+  startedAt = 0;
+  lastExit: string | null = null;
+  restartTimer: NodeJS.Timeout | null = null;
+  readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+
+  constructor(readonly index: number) {}
+}
+
+export class DataPlaneWorkers {
+  private readonly slots: WorkerSlot[] = [];
+  private readonly pods = new Map<string, SharedPod>();
+  private readonly xds = new Map<string, WireResource[]>();
+  private readonly identities = new Map<string, IdentityState>();
+  private readonly restartsTotal: Counter;
+  private seq = 0;
+  private stopping = false;
+
+  constructor(private readonly opts: DataPlaneWorkersOptions) {
+    this.restartsTotal = new Counter({
+      name: 'nodemesh_worker_restarts_total',
+      help: 'Data-plane worker threads restarted after they crashed (their open connections were lost)',
+      registers: [opts.registry],
+    });
+    for (let i = 1; i <= opts.count; i++) this.slots.push(new WorkerSlot(i));
+  }
+
+  /** Starts every worker and waits until each listens for state. */
+  async start(): Promise<void> {
+    await Promise.all(this.slots.map((s) => this.spawn(s)));
+  }
+
+  get size(): number {
+    return this.slots.length;
+  }
+
+  private spawn(slot: WorkerSlot): Promise<void> {
+    const data: WorkerData = {
+      index: slot.index,
+      logLevel: this.opts.logLevel(),
+      bufferSize: this.opts.bufferSize,
+      connectTimeoutMs: this.opts.connectTimeoutMs,
+      datapath: this.opts.datapath,
+      mesh: this.opts.mesh,
+    };
+    const worker = new Worker(this.opts.entry ?? path.join(__dirname, 'worker-main.js'), { workerData: data });
+    slot.worker = worker;
+    slot.state = 'starting';
+    slot.startedAt = Date.now();
+    // Messages queue until the worker listens: replay the state it needs before anything new.
+    for (const [typeUrl, resources] of this.xds) this.post(slot, { type: 'xds', typeUrl, resources });
+    for (const [id, st] of this.identities) this.post(slot, identityMessage(id, st));
+    for (const p of this.pods.values()) this.sharePod(slot, p);
+    const ready = new Promise<void>((resolve, reject) => {
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`worker ${slot.index} exited with code ${code} before it was ready`)));
+      worker.on('message', (m: FromWorker) => {
+        if (m.type === 'ready') {
+          slot.state = 'running';
+          resolve();
+        } else {
+          this.onMessage(slot, m);
+        }
+      });
+    });
+    worker.on('error', (err) => {
+      slot.lastExit = err.message;
+      this.opts.log.error({ err, worker: slot.index }, 'data-plane worker failed; its open connections are lost');
+    });
+    worker.on('exit', (code) => this.onExit(slot, worker, code));
+    return ready;
+  }
+
+  private onMessage(slot: WorkerSlot, m: FromWorker): void {
+    if (m.type === 'pod-failed') {
+      this.opts.log.error({ worker: slot.index, uid: m.uid, err: m.message }, 'worker cannot serve the pod; the other threads still do');
+    } else if (m.type === 'reply') {
+      const call = slot.calls.get(m.seq);
+      slot.calls.delete(m.seq);
+      if (m.error !== undefined) call?.reject(new Error(`worker ${slot.index}: ${m.error}`));
+      else call?.resolve(m.value);
+    }
+  }
+
+  private onExit(slot: WorkerSlot, worker: Worker, code: number): void {
+    if (slot.worker !== worker) return;
+    slot.worker = null;
+    for (const c of slot.calls.values()) c.reject(new Error(`worker ${slot.index} exited (code ${code})`));
+    slot.calls.clear();
+    if (this.stopping) {
+      slot.state = 'stopped';
+      return;
+    }
+    slot.lastExit ??= `exit code ${code}`;
+    slot.crashesInARow = Date.now() - slot.startedAt > STABLE_AFTER_MS ? 1 : slot.crashesInARow + 1;
+    const delay = Math.min(MAX_RESTART_DELAY_MS, (this.opts.restartDelayMs ?? 500) * 2 ** (slot.crashesInARow - 1));
+    slot.state = 'restarting';
+    this.opts.log.error({ worker: slot.index, code, restartInMs: delay }, 'data-plane worker exited; restarting it with the current state');
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = null;
+      if (this.stopping) return;
+      slot.restarts++;
+      this.restartsTotal.inc();
+      slot.lastExit = null;
+      this.spawn(slot).catch((err: unknown) => this.opts.log.error({ err, worker: slot.index }, 'restarted data-plane worker failed to start'));
+    }, delay);
+  }
+
+  private post(slot: WorkerSlot, m: ToWorker): void {
+    slot.worker?.postMessage(m);
+  }
+
+  private broadcast(m: ToWorker): void {
+    for (const s of this.slots) this.post(s, m);
+  }
+
+  private sharePod(slot: WorkerSlot, p: SharedPod): void {
+    if (!slot.worker) return;
+    // Once the main thread has closed its 15008 fds (no mesh, or no certificate), a copy must not keep the
+    // socket listening with nobody to accept.
+    const share = p.dp.shareWithWorker!({ hbone: p.hbone() });
+    this.post(slot, { type: 'pod-add', pod: p.pod, share });
+  }
+
+  /** A pod the main thread serves now: every worker serves copies of its fds too. */
+  addPod(pod: Workload, dp: PodDatapath, hbone: () => boolean): void {
+    const p = { pod, dp, hbone };
+    this.pods.set(pod.uid, p);
+    for (const s of this.slots) this.sharePod(s, p);
+  }
+
+  removePod(uid: string): void {
+    if (!this.pods.delete(uid)) return;
+    this.broadcast({ type: 'pod-remove', uid });
+  }
+
+  applyResources(typeUrl: string, resources: AgentResource[]): void {
+    const wire = resources.map(toWire);
+    this.xds.set(typeUrl, wire);
+    this.broadcast({ type: 'xds', typeUrl, resources: wire });
+  }
+
+  identityIssued(id: string, bundle: CertBundle, roots: string[]): void {
+    const known = this.identities.get(id);
+    if (known && 'bundle' in known && known.bundle.serial === bundle.serial) return;
+    this.setIdentity(id, { bundle, roots });
+  }
+
+  identityFailed(id: string, message: string): void {
+    if (this.identities.has(id) && !('failed' in this.identities.get(id)!)) return;
+    this.setIdentity(id, { failed: message });
+  }
+
+  forgetIdentity(id: string): void {
+    if (!this.identities.delete(id)) return;
+    this.broadcast({ type: 'identity-forget', id });
+  }
+
+  private setIdentity(id: string, st: IdentityState): void {
+    this.identities.set(id, st);
+    this.broadcast(identityMessage(id, st));
+  }
+
+  setLogLevel(level: string): void {
+    this.broadcast({ type: 'log-level', level });
+  }
+
+  private call<T>(slot: WorkerSlot, m: Extract<ToWorker, { type: 'call' }>): Promise<T> {
+    if (!slot.worker) return Promise.reject(new Error(`worker ${slot.index} is not running`));
+    return new Promise<T>((resolve, reject) => {
+      slot.calls.set(m.seq, { resolve: resolve as (v: unknown) => void, reject });
+      this.post(slot, m);
+    });
+  }
+
+  /** Metrics, connections and HBONE state of every running worker (a worker that cannot answer is left out). */
+  async stats(): Promise<WorkerStats[]> {
+    const all = await Promise.allSettled(this.slots.map((s) => this.call<WorkerStats>(s, { type: 'call', seq: ++this.seq, method: 'stats' })));
+    return all.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  }
+
+  status(): WorkerStatus[] {
+    return this.slots.map((s) => ({ index: s.index, threadId: s.worker?.threadId ?? null, state: s.state, restarts: s.restarts, lastExit: s.lastExit }));
+  }
+
+  /** SIGTERM: every worker stops accepting and drains up to the deadline, then exits. Returns connections left. */
+  async drain(deadlineMs: number): Promise<number> {
+    this.stopping = true;
+    for (const s of this.slots) if (s.restartTimer) clearTimeout(s.restartTimer);
+    const left = await Promise.allSettled(this.slots.map((s) => this.call<number>(s, { type: 'call', seq: ++this.seq, method: 'drain', deadlineMs })));
+    await Promise.all(this.slots.map((s) => s.worker?.terminate()));
+    return left.reduce((n, r) => n + (r.status === 'fulfilled' ? r.value : 0), 0);
+  }
+}
+
+function identityMessage(id: string, st: IdentityState): ToWorker {
+  return 'failed' in st ? { type: 'identity-failed', id, message: st.failed } : { type: 'identity', id, bundle: st.bundle, roots: st.roots };
+}

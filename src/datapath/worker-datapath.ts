@@ -1,0 +1,69 @@
+// A data-plane worker thread's own handles on the datapath: the tuple map, a netns thread, per-pod socket pools.
+// The main thread owns enrollment and every pinned object; a worker only reads and creates sockets.
+
+import * as abi from './abi';
+import { loadNative, type NativeBinding, type NativeBpfMap, type NativeNetnsThread } from './native';
+import { POOL_TARGET, takeOriginalDst, type TupleDstReader } from './pod-datapath';
+import { SocketPool, type PoolLogger } from './socket-pool';
+import type { DatapathWorkerShare, PodWorkerShare, SocketAddress } from './types';
+
+export class WorkerDatapath implements TupleDstReader {
+  readonly tupleDst: NativeBpfMap;
+  readonly hotKey = Buffer.alloc(abi.NM_TUPLE_KEY.size);
+  readonly hotOut = Buffer.alloc(abi.NM_ADDR.size);
+  private readonly native: NativeBinding;
+  private readonly thread: NativeNetnsThread;
+  private closed = false;
+
+  constructor(share: DatapathWorkerShare, private readonly log: PoolLogger) {
+    this.native = loadNative();
+    this.tupleDst = this.native.BpfMap.openPinned(share.tupleDstPin);
+    this.thread = new this.native.NetnsThread();
+  }
+
+  /** The pod's sockets as this thread sees them; takes ownership of the shared netns fd. */
+  pod(share: PodWorkerShare): WorkerPodSockets {
+    const targets = { 4: POOL_TARGET, 6: share.ipv6 ? POOL_TARGET : 0 };
+    const pool = new SocketPool(this.native, this.thread, share.netnsFd, abi.NM_AGENT_MARK, targets, this.log, share.uid);
+    pool.prefill();
+    return new WorkerPodSockets(this, this.native, share, pool);
+  }
+
+  isClosed(): boolean {
+    return this.closed;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.thread.close();
+    this.tupleDst.close();
+  }
+}
+
+export class WorkerPodSockets {
+  private released = false;
+
+  constructor(
+    private readonly dp: WorkerDatapath,
+    private readonly native: NativeBinding,
+    private readonly share: PodWorkerShare,
+    private readonly pool: SocketPool,
+  ) {}
+
+  newSocket(family: 4 | 6): Promise<number> {
+    return this.pool.take(family);
+  }
+
+  originalDst(peer: SocketAddress, local: SocketAddress): SocketAddress | null {
+    if (this.released || this.dp.isClosed()) return null;
+    return takeOriginalDst(this.dp, this.share.netnsCookie, peer, local);
+  }
+
+  /** The pod left this worker: pooled sockets and the netns fd are closed (listener fds belong to its PodProxy). */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.pool.close();
+    this.native.closeFd(this.share.netnsFd);
+  }
+}

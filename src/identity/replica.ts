@@ -1,0 +1,69 @@
+// A data-plane worker's view of the agent's identities: bundles and failures pushed from the main thread,
+// which alone talks to the CA and rotates.
+
+import type { CertBundle, IdentitySource } from './types';
+
+interface Waiter {
+  resolve: (b: CertBundle) => void;
+  reject: (e: Error) => void;
+}
+
+export class IdentityReplica implements IdentitySource {
+  private readonly bundles = new Map<string, CertBundle>();
+  private readonly failures = new Map<string, Error>();
+  private readonly waiters = new Map<string, Waiter[]>();
+  private roots: string[] = [];
+
+  constructor(private readonly onUpdate: (id: string) => void = () => undefined) {}
+
+  /** A (re)issued bundle for `id` and the roots that go with it. */
+  update(id: string, bundle: CertBundle, roots: string[]): void {
+    const rotated = this.bundles.has(id);
+    this.bundles.set(id, bundle);
+    this.failures.delete(id);
+    this.roots = roots;
+    for (const w of this.takeWaiters(id)) w.resolve(bundle);
+    if (rotated) this.onUpdate(id);
+  }
+
+  /** The first issuance of `id` failed: waiters get the main thread's error. A later update clears it. */
+  fail(id: string, message: string): void {
+    if (this.bundles.has(id)) return;
+    const err = new Error(message);
+    this.failures.set(id, err);
+    for (const w of this.takeWaiters(id)) w.reject(err);
+  }
+
+  /** No local pod has `id` any more. */
+  forget(id: string): void {
+    this.bundles.delete(id);
+    this.failures.delete(id);
+    for (const w of this.takeWaiters(id)) w.reject(new Error(`identity ${id} is no longer used by any pod on this node`));
+  }
+
+  certFor(id: string): Promise<CertBundle> {
+    const b = this.bundles.get(id);
+    if (b) return Promise.resolve(b);
+    const f = this.failures.get(id);
+    if (f) return Promise.reject(f);
+    return new Promise((resolve, reject) => {
+      const list = this.waiters.get(id) ?? [];
+      list.push({ resolve, reject });
+      this.waiters.set(id, list);
+    });
+  }
+
+  current(id: string): CertBundle | null {
+    return this.bundles.get(id) ?? null;
+  }
+
+  trustBundle(): string[] {
+    return this.roots;
+  }
+
+  private takeWaiters(id: string): Waiter[] {
+    const list = this.waiters.get(id) ?? [];
+    this.waiters.delete(id);
+    return list;
+  }
+}

@@ -1,0 +1,119 @@
+// The main thread's side of data-plane workers: state crosses threads intact (policies are rebuilt, not lost),
+// the identity replica follows the main thread, and a crashed worker restarts with everything replayed.
+
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { Registry } from 'prom-client';
+import { fromWire, toWire } from '../../src/agent/worker-protocol';
+import { DataPlaneWorkers } from '../../src/agent/workers';
+import type { PodDatapath } from '../../src/datapath/types';
+import { IdentityReplica } from '../../src/identity/replica';
+import type { CertBundle } from '../../src/identity/types';
+import { authorize, compilePolicy, type InboundPolicy } from '../../src/state/authz';
+import type { Workload } from '../../src/state/workloads';
+import { silentLogger } from '../../src/telemetry/logger';
+import type { AgentResource } from '../../src/xds/agent-resources';
+import { waitFor } from '../helpers/wait';
+
+const SA = (sa: string): string => `spiffe://cluster.local/ns/default/sa/${sa}`;
+
+function bundle(id: string, serial: string): CertBundle {
+  return { spiffeId: id, keyPem: 'k', chainPem: ['c'], rootsPem: ['r'], serial, notBefore: new Date(0), notAfter: new Date(1e12) };
+}
+
+describe('xDS state for worker threads', () => {
+  it('inbound policies survive the structured clone: the worker decides exactly as the main thread', () => {
+    const policy: InboundPolicy = {
+      mtlsMode: 'STRICT',
+      deny: [compilePolicy('default.deny-other', [{ name: 'r0', permissions: [{ kind: 'any' }], principals: [{ kind: 'principal', match: { kind: 'exact', value: SA('other') } }] }])],
+      allow: [compilePolicy('default.web', [{ name: 'r0', permissions: [{ kind: 'portRange', start: 8000, end: 9000 }], principals: [{ kind: 'namespace', match: { kind: 'exact', value: 'default' } }] }])],
+    };
+    const res: AgentResource = { kind: 'inbound', node: 'node-a', workloads: [], policies: new Map([['10.1.0.7', policy]]) };
+    const copy = fromWire(structuredClone(toWire(res)));
+    assert.equal(copy.kind, 'inbound');
+    const p2 = (copy as Extract<AgentResource, { kind: 'inbound' }>).policies.get('10.1.0.7')!;
+    for (const principal of [SA('client'), SA('other'), null, 'spiffe://cluster.local/ns/prod/sa/x']) {
+      for (const destinationPort of [80, 8080, 9000]) {
+        const req = { principal, sourceIp: '10.1.0.5', destinationPort };
+        assert.deepEqual(authorize(p2, req), authorize(policy, req), `${principal} -> ${destinationPort}`);
+      }
+    }
+    assert.equal(authorize(p2, { principal: SA('client'), sourceIp: '10.1.0.5', destinationPort: 8080 }).allowed, true);
+  });
+});
+
+describe('IdentityReplica', () => {
+  it('waiters get the first bundle; a rotation calls back; a failure rejects waiters until an issuance clears it', async () => {
+    const rotated: string[] = [];
+    const r = new IdentityReplica((id) => rotated.push(id));
+    const waiting = r.certFor(SA('a'));
+    r.update(SA('a'), bundle(SA('a'), '1'), ['root-1']);
+    assert.equal((await waiting).serial, '1');
+    assert.deepEqual(rotated, [], 'the first issuance is not a rotation');
+    r.update(SA('a'), bundle(SA('a'), '2'), ['root-2']);
+    assert.deepEqual(rotated, [SA('a')]);
+    assert.equal(r.current(SA('a'))!.serial, '2');
+    assert.deepEqual(r.trustBundle(), ['root-2']);
+
+    const failing = r.certFor(SA('b'));
+    r.fail(SA('b'), 'CA refused: not scheduled on this node');
+    await assert.rejects(failing, /CA refused/);
+    await assert.rejects(r.certFor(SA('b')), /CA refused/);
+    r.update(SA('b'), bundle(SA('b'), '7'), ['root-2']);
+    assert.equal((await r.certFor(SA('b'))).serial, '7');
+    r.fail(SA('b'), 'late failure');
+    assert.equal(r.current(SA('b'))!.serial, '7', 'a failed renewal keeps the bundle in use');
+
+    const orphan = r.certFor(SA('c'));
+    r.forget(SA('c'));
+    await assert.rejects(orphan, /no longer used/);
+  });
+});
+
+describe('DataPlaneWorkers supervision', () => {
+  it('a crashed worker restarts with the config, identities and pods replayed, and the restart is counted', async () => {
+    const registry = new Registry();
+    let shares = 0;
+    const dp = {
+      shareWithWorker: () => ({ uid: 'p1', netnsFd: 100 + ++shares, netnsCookie: 1n, ipv6: false, listeners: { outbound: [], inbound: [], hbone: [] } }),
+    } as unknown as PodDatapath;
+    const workers = new DataPlaneWorkers({
+      count: 2,
+      log: silentLogger(),
+      registry,
+      logLevel: () => 'info',
+      datapath: { tupleDstPin: '/nonexistent' },
+      mesh: null,
+      restartDelayMs: 50,
+      entry: path.resolve(__dirname, '../helpers/scripted-worker.js'),
+    });
+    await workers.start();
+    try {
+      workers.applyResources('type.googleapis.com/envoy.config.cluster.v3.Cluster', []);
+      workers.identityIssued(SA('a'), bundle(SA('a'), '1'), ['r']);
+      workers.identityIssued(SA('a'), bundle(SA('a'), '1'), ['r']);
+      workers.addPod({ uid: 'p1' } as Workload, dp, () => false);
+      const received = async (): Promise<string[][]> => (await workers.stats()).map((s) => (s as unknown as { received: string[] }).received);
+      await waitFor('both workers to have the pod', async () => (await received()).every((r) => r.length === 3));
+      assert.deepEqual(await received(), [
+        ['xds type.googleapis.com/envoy.config.cluster.v3.Cluster 0', 'identity', 'pod-add p1 netns=101'],
+        ['xds type.googleapis.com/envoy.config.cluster.v3.Cluster 0', 'identity', 'pod-add p1 netns=102'],
+      ], 'each worker gets its own copies of the fds; an unchanged certificate is not sent twice');
+
+      workers.setLogLevel('crash');
+      await waitFor('both workers to restart', async () => workers.status().every((s) => s.restarts === 1 && s.state === 'running'), 5000);
+      await waitFor('the state to be replayed', async () => (await received()).every((r) => r.length === 3));
+      const replayed = await received();
+      assert.deepEqual(replayed.map((r) => r.slice(0, 2)), [['xds type.googleapis.com/envoy.config.cluster.v3.Cluster 0', 'identity'], ['xds type.googleapis.com/envoy.config.cluster.v3.Cluster 0', 'identity']]);
+      assert.ok(replayed.every((r) => /^pod-add p1 netns=10[3-4]$/.test(r[2]!)), `fresh fd copies after the restart: ${JSON.stringify(replayed)}`);
+      assert.equal((await registry.getSingleMetric('nodemesh_worker_restarts_total')!.get()).values[0]!.value, 2);
+
+      workers.removePod('p1');
+      assert.equal(await workers.drain(1000), 8, 'drain answers from both workers (4 messages each since the restart)');
+      assert.deepEqual(workers.status().map((s) => s.state), ['stopped', 'stopped']);
+    } finally {
+      await workers.drain(100);
+    }
+  });
+});
