@@ -1,7 +1,8 @@
 // Entry of a data-plane worker thread: serves copies of every pod's listeners from its own event loop, so
 // the agent's data path runs on more than one core. State arrives from the main thread (see workers.ts).
 
-import { parentPort, threadId, workerData } from 'node:worker_threads';
+import fs from 'node:fs';
+import { parentPort, workerData } from 'node:worker_threads';
 import { Registry } from 'prom-client';
 import { WorkerDatapath, type WorkerPodSockets } from '../datapath/worker-datapath';
 import { IdentityReplica } from '../identity/replica';
@@ -11,7 +12,7 @@ import { fromWire, type FromWorker, type ToWorker, type WorkerData, type WorkerS
 
 function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
   const send = (m: FromWorker): void => port.postMessage(m);
-  const log = createLogger({ level: data.logLevel }).child({ component: 'proxy', worker: data.index, threadId });
+  const log = createLogger({ level: data.logLevel }).child({ component: 'proxy', worker: data.index });
   const registry = new Registry();
   const identity = new IdentityReplica((id) => runtime.identityRotated(id));
   const runtime = new ProxyRuntime({
@@ -39,13 +40,22 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
   const handle = async (m: ToWorker): Promise<void> => {
     switch (m.type) {
       case 'pod-add': {
-        const s = datapath.pod(m.share);
+        // From here on this thread owns the fds (the main thread closes those of shares never received).
+        send({ type: 'pod-taken', uid: m.pod.uid });
+        let s: WorkerPodSockets;
+        try {
+          s = datapath.pod(m.share);
+        } catch (err) {
+          for (const fd of [m.share.netnsFd, ...m.share.listeners.outbound, ...m.share.listeners.inbound, ...m.share.listeners.hbone]) closeQuietly(fd);
+          send({ type: 'pod-failed', uid: m.pod.uid, message: (err as Error).message });
+          return;
+        }
         sockets.set(m.pod.uid, s);
         try {
           await runtime.startPod(m.pod, s, m.share.listeners);
         } catch (err) {
           s.release();
-          sockets.delete(m.pod.uid);
+          if (sockets.get(m.pod.uid) === s) sockets.delete(m.pod.uid);
           send({ type: 'pod-failed', uid: m.pod.uid, message: (err as Error).message });
         }
         return;
@@ -102,6 +112,14 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
     handle(m).catch((err: unknown) => log.error({ err, message: m.type }, 'worker could not handle a message from the main thread'));
   });
   send({ type: 'ready' });
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // not open
+  }
 }
 
 if (parentPort) main(parentPort, workerData as WorkerData);

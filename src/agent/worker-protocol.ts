@@ -47,6 +47,8 @@ export type ToWorker =
 
 export type FromWorker =
   | { type: 'ready' }
+  /** The worker received a pod-add: the share's fds are its own from now on. */
+  | { type: 'pod-taken'; uid: string }
   | { type: 'pod-failed'; uid: string; message: string }
   | { type: 'reply'; seq: number; value?: unknown; error?: string };
 

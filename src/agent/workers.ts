@@ -3,10 +3,11 @@
 // pods, talks to the control plane and the CA, and pushes what the workers need; it replays everything to
 // a worker that restarts after a crash.
 
+import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Counter, type Registry } from 'prom-client';
-import type { DatapathWorkerShare, PodDatapath } from '../datapath/types';
+import type { DatapathWorkerShare, PodDatapath, PodWorkerShare } from '../datapath/types';
 import type { CertBundle } from '../identity/types';
 import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
 import type { Workload } from '../state/workloads';
@@ -59,6 +60,8 @@ class WorkerSlot {
   lastExit: string | null = null;
   restartTimer: NodeJS.Timeout | null = null;
   readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  /** Shares posted and not yet received: if the worker dies first, their fds are closed here. */
+  readonly inFlight: PodWorkerShare[] = [];
 
   constructor(readonly index: number) {}
 }
@@ -128,7 +131,10 @@ export class DataPlaneWorkers {
   }
 
   private onMessage(slot: WorkerSlot, m: FromWorker): void {
-    if (m.type === 'pod-failed') {
+    if (m.type === 'pod-taken') {
+      const i = slot.inFlight.findIndex((s) => s.uid === m.uid);
+      if (i >= 0) slot.inFlight.splice(i, 1);
+    } else if (m.type === 'pod-failed') {
       this.opts.log.error({ worker: slot.index, uid: m.uid, err: m.message }, 'worker cannot serve the pod; the other threads still do');
     } else if (m.type === 'reply') {
       const call = slot.calls.get(m.seq);
@@ -141,6 +147,7 @@ export class DataPlaneWorkers {
   private onExit(slot: WorkerSlot, worker: Worker, code: number): void {
     if (slot.worker !== worker) return;
     slot.worker = null;
+    for (const share of slot.inFlight.splice(0)) closeShare(share);
     for (const c of slot.calls.values()) c.reject(new Error(`worker ${slot.index} exited (code ${code})`));
     slot.calls.clear();
     if (this.stopping) {
@@ -175,6 +182,7 @@ export class DataPlaneWorkers {
     // Once the main thread has closed its 15008 fds (no mesh, or no certificate), a copy must not keep the
     // socket listening with nobody to accept.
     const share = p.dp.shareWithWorker!({ hbone: p.hbone() });
+    slot.inFlight.push(share);
     this.post(slot, { type: 'pod-add', pod: p.pod, share });
   }
 
@@ -246,6 +254,17 @@ export class DataPlaneWorkers {
     const left = await Promise.allSettled(this.slots.map((s) => this.call<number>(s, { type: 'call', seq: ++this.seq, method: 'drain', deadlineMs })));
     await Promise.all(this.slots.map((s) => s.worker?.terminate()));
     return left.reduce((n, r) => n + (r.status === 'fulfilled' ? r.value : 0), 0);
+  }
+}
+
+function closeShare(share: PodWorkerShare): void {
+  const l = share.listeners;
+  for (const fd of [share.netnsFd, ...l.outbound, ...l.inbound, ...l.hbone]) {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // not open
+    }
   }
 }
 

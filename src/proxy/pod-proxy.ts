@@ -19,7 +19,9 @@ export interface PodListenerFds {
 export class PodProxy {
   private readonly servers: net.Server[] = [];
   private readonly hbone: HboneServer[] = [];
-  /** 15008 fds waiting for the pod's first certificate. */
+  /** 15001/15006 fds no server has yet. */
+  private pendingListen: { fd: number; handler: typeof handleOutbound }[] = [];
+  /** 15008 fds waiting for the listeners above and then for the pod's first certificate. */
   private pendingHbone: number[] = [];
   private hboneFailed = false;
   private closed = false;
@@ -30,28 +32,34 @@ export class PodProxy {
     private readonly sockets: PodSockets,
   ) {}
 
-  /** Starts serving the given listening fds; takes ownership of them (closed on failure or close()). */
+  /**
+   * Starts serving the given listening fds; takes ownership of them. Until a server has an fd, close() closes
+   * it, so an fd is never left open with nobody to accept from it (a thread that exits mid-start included).
+   */
   async start(fds: PodListenerFds): Promise<void> {
-    const all = [
+    this.pendingListen = [
       ...fds.outbound.map((fd) => ({ fd, handler: handleOutbound })),
       ...fds.inbound.map((fd) => ({ fd, handler: handleInbound })),
     ];
-    let i = 0;
+    this.pendingHbone = [...fds.hbone];
+    let fd = -1;
     try {
-      for (; i < all.length; i++) {
-        const { fd, handler } = all[i]!;
+      while (this.pendingListen.length > 0 && !this.closed) {
+        const { handler, ...next } = this.pendingListen.shift()!;
+        fd = next.fd;
         const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (s) => handler(this.ctx, this.pod, this.sockets, s));
         server.on('error', (err) => this.ctx.log.error({ err, pod: this.name }, 'listener error (still serving)'));
         await listenFd(server, fd);
-        this.servers.push(server);
+        fd = -1;
+        if (this.closed) server.close();
+        else this.servers.push(server);
       }
     } catch (err) {
       this.close();
-      for (let j = i; j < all.length; j++) closeQuietly(all[j]!.fd);
-      for (const fd of fds.hbone) closeQuietly(fd);
+      closeQuietly(fd);
       throw err;
     }
-    this.startHbone(fds.hbone);
+    if (!this.closed) this.startHbone();
   }
 
   private get name(): string {
@@ -63,13 +71,12 @@ export class PodProxy {
    * connections on the fd meanwhile. Without identities there is no HBONE: 15008 is closed so peers get a
    * clear refusal.
    */
-  private startHbone(fds: number[]): void {
+  private startHbone(): void {
     const mesh = this.ctx.mesh;
     if (!mesh) {
-      for (const fd of fds) closeQuietly(fd);
+      for (const fd of this.pendingHbone.splice(0)) closeQuietly(fd);
       return;
     }
-    this.pendingHbone = fds;
     const id = mesh.spiffeIdOf(this.pod);
     mesh.identity.certFor(id).then(
       async () => {
@@ -118,6 +125,7 @@ export class PodProxy {
     this.closed = true;
     for (const s of this.servers.splice(0)) s.close();
     for (const s of this.hbone.splice(0)) void s.close();
+    for (const p of this.pendingListen.splice(0)) closeQuietly(p.fd);
     for (const fd of this.pendingHbone.splice(0)) closeQuietly(fd);
   }
 }

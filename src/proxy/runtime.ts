@@ -82,9 +82,15 @@ export class ProxyRuntime {
   /** Serves the pod's listeners (taking ownership of the fds) and makes the pod known as a local workload. */
   async startPod(pod: Workload, sockets: PodSockets, fds: PodListenerFds): Promise<PodProxy> {
     const proxy = new PodProxy(this.ctx, pod, sockets);
-    await proxy.start(fds);
+    // known before it listens, so stopPod() during start closes the fds it has not taken yet
     this.proxies.set(pod.uid, { pod, proxy });
-    this.workloads.upsert(pod);
+    try {
+      await proxy.start(fds);
+    } catch (err) {
+      if (this.proxies.get(pod.uid)?.proxy === proxy) this.proxies.delete(pod.uid);
+      throw err;
+    }
+    if (this.proxies.get(pod.uid)?.proxy === proxy) this.workloads.upsert(pod);
     return proxy;
   }
 

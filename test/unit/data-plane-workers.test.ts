@@ -2,6 +2,7 @@
 // the identity replica follows the main thread, and a crashed worker restarts with everything replayed.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
@@ -78,6 +79,7 @@ describe('DataPlaneWorkers supervision', () => {
     const dp = {
       shareWithWorker: () => ({ uid: 'p1', netnsFd: 100 + ++shares, netnsCookie: 1n, ipv6: false, listeners: { outbound: [], inbound: [], hbone: [] } }),
     } as unknown as PodDatapath;
+    // (fake fd numbers: every share here reaches the scripted worker, which acknowledges it, so none is closed)
     const workers = new DataPlaneWorkers({
       count: 2,
       log: silentLogger(),
@@ -114,6 +116,53 @@ describe('DataPlaneWorkers supervision', () => {
       assert.deepEqual(workers.status().map((s) => s.state), ['stopped', 'stopped']);
     } finally {
       await workers.drain(100);
+    }
+  });
+
+  it('fds of a pod shared with a worker that died before receiving it are closed; those it received are its own', async () => {
+    const opened: number[] = [];
+    const dp = (uid: string): PodDatapath =>
+      ({
+        shareWithWorker: () => {
+          const fd = (): number => {
+            opened.push(fs.openSync('/dev/null', 'r'));
+            return opened[opened.length - 1]!;
+          };
+          return { uid, netnsFd: fd(), netnsCookie: 1n, ipv6: false, listeners: { outbound: [fd()], inbound: [fd()], hbone: [] } };
+        },
+      }) as unknown as PodDatapath;
+    const isOpen = (fd: number): boolean => {
+      try {
+        fs.fstatSync(fd);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const workers = new DataPlaneWorkers({
+      count: 1,
+      log: silentLogger(),
+      registry: new Registry(),
+      logLevel: () => 'info',
+      datapath: { tupleDstPin: '/nonexistent' },
+      mesh: null,
+      restartDelayMs: 60_000,
+      entry: path.resolve(__dirname, '../helpers/scripted-worker.js'),
+    });
+    await workers.start();
+    try {
+      workers.addPod({ uid: 'p1' } as Workload, dp('p1'), () => false);
+      await waitFor('p1 to be received', async () => (await workers.stats()).length === 1 && ((await workers.stats())[0] as unknown as { received: string[] }).received.length === 1);
+      const [p1, p2] = [opened.slice(0, 3), opened.slice(3, 6)];
+      workers.setLogLevel('crash');
+      workers.addPod({ uid: 'p2' } as Workload, dp('p2'), () => false);
+      await waitFor('the worker to exit', async () => workers.status()[0]!.state === 'restarting', 5000);
+      assert.deepEqual(p1.map(isOpen), [true, true, true], 'what the worker received is not closed twice');
+      assert.equal(opened.length, 6);
+      assert.deepEqual(opened.slice(3).map(isOpen), [false, false, false], `the share it never received is closed (${p2.join(',')})`);
+    } finally {
+      await workers.drain(100);
+      for (const fd of opened.slice(0, 3)) fs.closeSync(fd);
     }
   });
 });
