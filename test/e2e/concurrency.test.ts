@@ -1,6 +1,6 @@
 // Agents with a data-plane worker thread (--concurrency 2): connections land on both threads, over mTLS;
 // metrics sum the threads; policy pushes and certificate rotations reach the worker; unenrolling closes the
-// worker's copies of the listeners; SIGTERM drains the worker's connections too.
+// worker's copies of the listeners; SIGTERM drains the worker's connections too, and a restart serves from both again.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { unixRequest } from '../../src/enroll/client';
 import type { LabState } from '../../src/lab';
-import { killAgent } from '../../src/lab/agent-control';
+import { killAgent, startAgent } from '../../src/lab/agent-control';
 import { configDir } from '../../src/lab/controlplane';
 import { enrollSocket } from '../../src/lab/paths';
 import { admin, down, execInPod, isRoot, metricSum, PUMP_MANY, podIP, SLOW_PUMP, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
@@ -147,5 +147,15 @@ describe('agents with a data-plane worker thread', { skip: !isRoot() && 'needs r
     assert.equal(new Set((await active()).map((c) => c.thread)).size, 2, 'open connections on both of node-a\'s threads');
     await killAgent(lab, 'node-a', 'SIGTERM');
     for (const r of await Promise.all(slow)) assert.equal(r.code, 0, r.stdout + r.stderr);
+  });
+
+  it('6. a restarted agent re-enrolls its pods on both threads', async () => {
+    await startAgent(lab, 'node-a');
+    const echoB = podIP(state, 'echo-b');
+    for (let round = 0; round < 8 && threadsServing(await recent('node-a'), 'outbound', echoB).size < 2; round++) {
+      const r = await pumpMany('echo-b', BATCH);
+      assert.equal(r.intact, BATCH, JSON.stringify(r));
+    }
+    assert.deepEqual([...threadsServing(await recent('node-a'), 'outbound', echoB)].sort(), [0, 1]);
   });
 });
