@@ -5,6 +5,7 @@
 //
 //   node bench/run.js [--quick] [--name bench] [--reps N] [--no-publish] [--only S1,S5]
 //                     [--agent-command "node --cpu-prof ... dist/src/cli/main.js agent"] [--keep]
+//                     [--threads N] [--load-cpus 0] [--proxy-cpus 1]
 'use strict';
 
 const fs = require('node:fs');
@@ -67,8 +68,15 @@ const runs = (s) => !ONLY || ONLY.split(',').includes(s);
 const CONTENDERS = ['direct', 'nodemesh-l4', 'haproxy-mtls'];
 const HTTP_PORT = 8080;
 const BULK_PORT = 5201;
-const LOAD_CPU = 0; // load generator + servers
-const PROXY_CPU = 1; // agents / haproxy
+/** taskset CPU lists: load generator + servers, and the proxies under test (agents / haproxy). */
+const LOAD_CPU = opt('load-cpus', '0');
+const PROXY_CPU = opt('proxy-cpus', '1');
+/** Threads per proxy: the agents' --concurrency and HAProxy's nbthread (more only helps with --proxy-cpus to match). */
+const THREADS = Number(opt('threads', '1'));
+if (!Number.isInteger(THREADS) || THREADS < 1) throw new Error(`--threads must be a positive integer, not "${opt('threads')}"`);
+for (const [flag, list] of [['load-cpus', LOAD_CPU], ['proxy-cpus', PROXY_CPU]]) {
+  if (!/^\d+([-,]\d+)*$/.test(list)) throw new Error(`--${flag} takes a taskset CPU list such as 1 or 1-3 or 1,3, not "${list}"`);
+}
 
 const log = (m) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${m}`);
 
@@ -325,6 +333,7 @@ async function main() {
   owned.labUp = true;
   const upOpts = { file, lab: LAB, agentLogLevel: 'warn', logger: lab.silentLogger };
   if (AGENT_COMMAND) upOpts.agentCommand = AGENT_COMMAND.split(' ').filter(Boolean);
+  if (THREADS > 1) upOpts.agentArgs = ['--concurrency', String(THREADS)];
   await lab.labUp(upOpts);
   const state = lab.readState(LAB);
   const nodeA = state.nodes.find((n) => n.name === 'node-a');
@@ -345,6 +354,7 @@ async function main() {
     serverIP: pod('server-plain').ip,
     httpPort: HTTP_PORT,
     bulkPort: BULK_PORT,
+    threads: THREADS,
   });
   const hA = hap.startHaproxy(`/run/netns/${nodeA.netns}`, cfg.a, PROXY_CPU, path.join(owned.tmp, 'haproxy-a.log'));
   const hB = hap.startHaproxy(`/run/netns/${nodeB.netns}`, cfg.b, PROXY_CPU, path.join(owned.tmp, 'haproxy-b.log'));
@@ -454,7 +464,7 @@ async function main() {
     reps: REPS,
     plan: PLAN,
     skipped,
-    pinning: { load_generator_and_servers_cpu: LOAD_CPU, agents_and_haproxy_cpu: PROXY_CPU },
+    pinning: { load_generator_and_servers_cpu: LOAD_CPU, agents_and_haproxy_cpu: PROXY_CPU, threads_per_proxy: THREADS },
     cpu_source: { 'nodemesh-l4': 'agent cgroup v2 cpu.stat usage_usec, both agents summed', 'haproxy-mtls': '/proc/PID/stat utime+stime, both haproxy processes summed' },
     machine: sys.machine(),
     idle: {

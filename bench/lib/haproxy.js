@@ -1,7 +1,7 @@
 // The `haproxy-mtls` contender: two HAProxy processes (Debian's package), one in each node's network
 // namespace, forming the same two-hop shape as two agents: client pod -> haproxy A (plain TCP) ->
-// mTLS (TLS 1.3 only, one cipher suite) -> haproxy B -> server pod. One thread each, pinned like
-// the agents.
+// mTLS (TLS 1.3 only, one cipher suite) -> haproxy B -> server pod. As many threads as the agents have
+// (--threads, default 1), pinned like the agents.
 'use strict';
 
 const { spawn } = require('node:child_process');
@@ -15,9 +15,9 @@ const CIPHERSUITE = 'TLS_AES_256_GCM_SHA384';
 /** Front ports on node A (plain, for the client pod) and TLS ports on node B, per service. */
 const PORTS = { http: { front: 18080, tls: 18443 }, bulk: { front: 15201, tls: 15443 } };
 
-function globalSection(name) {
+function globalSection(name, threads) {
   return `global
-  nbthread 1
+  nbthread ${threads}
   maxconn 8000
   log stderr format short local0 err
   ssl-default-bind-options ssl-min-ver TLSv1.3 ssl-max-ver TLSv1.3
@@ -49,8 +49,8 @@ function writeConfigs(o) {
   fs.writeFileSync(f('client.pem'), client.certPem + client.keyPem, { mode: 0o600 });
   fs.writeFileSync(f('server.pem'), server.certPem + server.keyPem, { mode: 0o600 });
   const upstream = { http: o.httpPort, bulk: o.bulkPort };
-  let a = globalSection('node A: plain in, mTLS out');
-  let b = globalSection('node B: mTLS in, plain out');
+  let a = globalSection('node A: plain in, mTLS out', o.threads || 1);
+  let b = globalSection('node B: mTLS in, plain out', o.threads || 1);
   for (const [svc, p] of Object.entries(PORTS)) {
     a += `
 frontend ${svc}_in

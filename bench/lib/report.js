@@ -59,7 +59,7 @@ function markdown(r) {
   L.push('');
   L.push(`Machine: ${m.cpu}, ${m.cores} cores, ${m.mem_gib} GiB, Linux ${m.kernel}, Node ${m.node} (OpenSSL ${m.node_openssl}), system ${m.openssl}, ${m.haproxy}, ${m.iperf3}. Load average at start: ${m.loadavg_at_start.join(' ')} (the machine is shared: numbers are noisier than on a quiet host).`);
   L.push('');
-  L.push(`Pinning: load generator, HTTP server and iperf3 on CPU ${r.pinning.load_generator_and_servers_cpu}; both agents (all threads) or both HAProxy processes on CPU ${r.pinning.agents_and_haproxy_cpu}. CPU: ${r.cpu_source['nodemesh-l4']}; HAProxy: ${r.cpu_source['haproxy-mtls']}. Latency is measured from the intended send time (open loop). Values are medians over reps, (min–max) across reps; "added" = contender − direct, paired per rep.`);
+  L.push(`Pinning: load generator, HTTP server and iperf3 on CPU ${r.pinning.load_generator_and_servers_cpu}; both agents (all threads) or both HAProxy processes on CPU ${r.pinning.agents_and_haproxy_cpu}${(r.pinning.threads_per_proxy ?? 1) > 1 ? `, ${r.pinning.threads_per_proxy} threads each (agents' --concurrency, HAProxy's nbthread)` : ''}. CPU: ${r.cpu_source['nodemesh-l4']}; HAProxy: ${r.cpu_source['haproxy-mtls']}. Latency is measured from the intended send time (open loop). Values are medians over reps, (min–max) across reps; "added" = contender − direct, paired per rep.`);
   if (r.skipped.length) {
     L.push('');
     L.push(`Skipped in this run: ${r.skipped.join('; ')}.`);
