@@ -71,6 +71,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
   private readonly runtime: ProxyRuntime;
   private readonly identity: IdentityProvider | null = null;
   private workers: DataPlaneWorkers | null = null;
+  /** The last accepted set of each xDS type, for workers that start after it arrived. */
+  private readonly lastResources = new Map<string, AgentResource[]>();
   private readonly pods = new Map<string, PodEntry>();
   private readonly stateFile: PodStateFile;
   private readonly servers: http.Server[] = [];
@@ -183,6 +185,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
       connectTimeoutMs: this.opts.connectTimeoutMs,
       mesh: this.opts.mesh ? { trustDomain: this.opts.mesh.trustDomain, keepalive: this.opts.mesh.keepalive } : null,
     });
+    // xDS may have answered while the datapath was opening
+    for (const [typeUrl, all] of this.lastResources) this.workers.applyResources(typeUrl, all);
     try {
       await this.workers.start();
       this.log.info({ dataThreads: threads }, 'data-plane worker threads started');
@@ -238,12 +242,17 @@ export class Agent implements EnrollmentHandler, XdsSink {
       const e = this.pods.get(uid);
       if (!e) throw new EnrollError('NM_ENROLL_UNKNOWN_POD', 404, `no enrolled pod with uid ${uid}`, { hint: 'GET /v1/pods lists enrolled pods' });
       // Kernel state first (new connects go direct), then stop accepting; open connections drain on their own.
-      await this.datapath!.unenroll(uid);
-      this.runtime.stopPod(uid);
-      this.workers?.removePod(uid);
-      this.pods.delete(uid);
-      this.releaseIdentity(e.pod);
-      this.persist();
+      // The datapath forgets the pod and releases its fds even when it reports leftovers (the restart
+      // reconcile prunes them), so the pod leaves every thread either way and the error is passed on.
+      try {
+        await this.datapath!.unenroll(uid);
+      } finally {
+        this.runtime.stopPod(uid);
+        this.workers?.removePod(uid);
+        this.pods.delete(uid);
+        this.releaseIdentity(e.pod);
+        this.persist();
+      }
       this.log.info({ pod: `${e.pod.namespace}/${e.pod.name}`, uid }, 'pod unenrolled');
     });
   }
@@ -252,6 +261,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
   apply(typeUrl: string, resources: Map<string, AgentResource>): void {
     const all = [...resources.values()];
     this.runtime.applyResources(typeUrl, all);
+    this.lastResources.set(typeUrl, all);
     this.workers?.applyResources(typeUrl, all);
     this.log.debug({ type: typeUrl, count: resources.size }, 'xDS resources applied');
   }
@@ -283,11 +293,19 @@ export class Agent implements EnrollmentHandler, XdsSink {
     });
   }
 
-  /** Prometheus text of every thread: the workers' series are summed into the main thread's. */
+  /**
+   * Prometheus text of every thread. A metric the workers have too gets a `thread` label (0: the main thread)
+   * rather than a sum: a restarted worker's counters start again from zero as their own series, which rate()
+   * reads as a reset, where a sum going down would read as a huge increase.
+   */
   async metricsText(): Promise<string> {
     this.runtime.tracker.flush();
     if (!this.workers) return this.registry.metrics();
-    const parts = [await this.registry.getMetricsAsJSON(), ...(await this.workers.stats()).map((s) => s.metrics)];
+    const workers = await this.workers.stats();
+    const perThread = new Set(workers.flatMap((w) => w.metrics.map((m) => m.name)));
+    const label = (metrics: WorkerStats['metrics'], thread: number): WorkerStats['metrics'] =>
+      metrics.map((m) => (perThread.has(m.name) ? { ...m, values: m.values.map((v) => ({ ...v, labels: { ...v.labels, thread } })) } : m));
+    const parts = [label(await this.registry.getMetricsAsJSON(), 0), ...workers.map((w) => label(w.metrics, w.index))];
     return AggregatorRegistry.aggregate(parts).metrics();
   }
 
@@ -368,8 +386,13 @@ export class Agent implements EnrollmentHandler, XdsSink {
   private acquireIdentity(id: string): void {
     const identity = this.identity!;
     identity.acquire(id);
-    // Issuances reach the workers through onRotate; a failed first issuance only here.
-    if (this.workers) identity.certFor(id).catch((err: unknown) => this.workers?.identityFailed(id, (err as Error).message));
+    if (!this.workers) return;
+    // Issuances reach the workers through onRotate; a failed first issuance only here. A rejection because the
+    // pod left before its certificate came is not a failure for the next pod with this identity.
+    this.workers.identityWanted(id);
+    identity.certFor(id).catch((err: unknown) => {
+      if ([...this.pods.values()].some((e) => this.spiffeIdOf(e.pod) === id)) this.workers?.identityFailed(id, (err as Error).message);
+    });
   }
 
   private releaseIdentity(pod: { namespace: string; serviceAccount: string }): void {
@@ -433,11 +456,13 @@ export class Agent implements EnrollmentHandler, XdsSink {
     if (this.stopping) return;
     this.stopping = true;
     this.log.info({ active: this.tracker.size, drainMs: this.opts.drainMs }, 'shutting down: no longer accepting, draining');
-    // Every thread stops accepting at once, then each drains its own connections.
-    const left = await this.serialized(async () => {
-      const counts = await Promise.all([this.runtime.drain(this.opts.drainMs), this.workers?.drain(this.opts.drainMs) ?? 0]);
-      return counts[0] + counts[1];
+    // Every thread stops accepting at once (in turn with enrollment calls), then each drains its own connections.
+    await this.serialized(async () => {
+      this.runtime.stopAll();
+      this.workers?.stopAccepting();
     });
+    const counts = await Promise.all([this.runtime.tracker.drain(this.opts.drainMs), this.workers?.drain(this.opts.drainMs) ?? 0]);
+    const left = counts[0] + counts[1];
     if (left > 0) this.log.warn({ left }, 'drain deadline reached; closing remaining connections');
     this.runtime.destroy();
     this.xds?.close();

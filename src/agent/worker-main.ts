@@ -56,12 +56,15 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
         } catch (err) {
           s.release();
           if (sockets.get(m.pod.uid) === s) sockets.delete(m.pod.uid);
+          // still a local pod (the other threads serve it): outbound traffic to it must still go over HBONE
+          runtime.workloads.upsert(m.pod);
           send({ type: 'pod-failed', uid: m.pod.uid, message: (err as Error).message });
         }
         return;
       }
       case 'pod-remove':
         runtime.stopPod(m.uid);
+        runtime.workloads.remove(m.uid);
         sockets.get(m.uid)?.release();
         sockets.delete(m.uid);
         return;
@@ -79,6 +82,9 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
         return;
       case 'log-level':
         log.level = m.level;
+        return;
+      case 'stop':
+        runtime.stopAll();
         return;
       case 'call':
         try {

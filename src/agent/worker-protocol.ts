@@ -42,6 +42,8 @@ export type ToWorker =
   | { type: 'identity-failed'; id: string; message: string }
   | { type: 'identity-forget'; id: string }
   | { type: 'log-level'; level: string }
+  /** Shutdown: stop accepting on every pod (the drain call follows). */
+  | { type: 'stop' }
   | { type: 'call'; seq: number; method: 'stats' }
   | { type: 'call'; seq: number; method: 'drain'; deadlineMs: number };
 

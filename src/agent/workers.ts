@@ -49,6 +49,7 @@ interface SharedPod {
 type IdentityState = { bundle: CertBundle; roots: string[] } | { failed: string };
 
 const MAX_RESTART_DELAY_MS = 30_000;
+const CALL_TIMEOUT_MS = 2_000;
 const STABLE_AFTER_MS = 60_000;
 
 class WorkerSlot {
@@ -86,7 +87,17 @@ export class DataPlaneWorkers {
 
   /** Starts every worker and waits until each listens for state. */
   async start(): Promise<void> {
-    await Promise.all(this.slots.map((s) => this.spawn(s)));
+    await Promise.all(
+      this.slots.map((s) => {
+        try {
+          return this.spawn(s);
+        } catch (err) {
+          s.lastExit = (err as Error).message;
+          this.scheduleRestart(s);
+          return Promise.reject(err);
+        }
+      }),
+    );
   }
 
   get size(): number {
@@ -155,17 +166,27 @@ export class DataPlaneWorkers {
       return;
     }
     slot.lastExit ??= `exit code ${code}`;
+    this.scheduleRestart(slot);
+  }
+
+  private scheduleRestart(slot: WorkerSlot): void {
     slot.crashesInARow = Date.now() - slot.startedAt > STABLE_AFTER_MS ? 1 : slot.crashesInARow + 1;
     const delay = Math.min(MAX_RESTART_DELAY_MS, (this.opts.restartDelayMs ?? 500) * 2 ** (slot.crashesInARow - 1));
     slot.state = 'restarting';
-    this.opts.log.error({ worker: slot.index, code, restartInMs: delay }, 'data-plane worker exited; restarting it with the current state');
+    this.opts.log.error({ worker: slot.index, lastExit: slot.lastExit, restartInMs: delay }, 'data-plane worker exited; restarting it with the current state');
     slot.restartTimer = setTimeout(() => {
       slot.restartTimer = null;
       if (this.stopping) return;
       slot.restarts++;
       this.restartsTotal.inc();
       slot.lastExit = null;
-      this.spawn(slot).catch((err: unknown) => this.opts.log.error({ err, worker: slot.index }, 'restarted data-plane worker failed to start'));
+      try {
+        this.spawn(slot).catch((err: unknown) => this.opts.log.error({ err, worker: slot.index }, 'restarted data-plane worker failed to start'));
+      } catch (err) {
+        // no thread at all (resources): try again later, the main thread serves meanwhile
+        slot.lastExit = (err as Error).message;
+        this.scheduleRestart(slot);
+      }
     }, delay);
   }
 
@@ -177,11 +198,18 @@ export class DataPlaneWorkers {
     for (const s of this.slots) this.post(s, m);
   }
 
+  /** A failure (no fd left to copy) costs this worker the pod, not the agent: the other threads serve it. */
   private sharePod(slot: WorkerSlot, p: SharedPod): void {
     if (!slot.worker) return;
-    // Once the main thread has closed its 15008 fds (no mesh, or no certificate), a copy must not keep the
-    // socket listening with nobody to accept.
-    const share = p.dp.shareWithWorker!({ hbone: p.hbone() });
+    let share: PodWorkerShare;
+    try {
+      // Once the main thread has closed its 15008 fds (no mesh, or no certificate), a copy must not keep the
+      // socket listening with nobody to accept.
+      share = p.dp.shareWithWorker!({ hbone: p.hbone() });
+    } catch (err) {
+      this.opts.log.error({ err, worker: slot.index, uid: p.pod.uid }, 'cannot copy the pod\'s fds for a worker; the other threads serve it');
+      return;
+    }
     slot.inFlight.push(share);
     this.post(slot, { type: 'pod-add', pod: p.pod, share });
   }
@@ -210,6 +238,14 @@ export class DataPlaneWorkers {
     this.setIdentity(id, { bundle, roots });
   }
 
+  /** A pod (again) holds `id`: a failure recorded for an earlier pod must not greet the new one. */
+  identityWanted(id: string): void {
+    const st = this.identities.get(id);
+    if (!st || !('failed' in st)) return;
+    this.identities.delete(id);
+    this.broadcast({ type: 'identity-forget', id });
+  }
+
   identityFailed(id: string, message: string): void {
     if (this.identities.has(id) && !('failed' in this.identities.get(id)!)) return;
     this.setIdentity(id, { failed: message });
@@ -229,17 +265,26 @@ export class DataPlaneWorkers {
     this.broadcast({ type: 'log-level', level });
   }
 
-  private call<T>(slot: WorkerSlot, m: Extract<ToWorker, { type: 'call' }>): Promise<T> {
+  /** A worker whose event loop is stuck must not hang the admin endpoints or shutdown: calls have a deadline. */
+  private call<T>(slot: WorkerSlot, m: Extract<ToWorker, { type: 'call' }>, timeoutMs: number): Promise<T> {
     if (!slot.worker) return Promise.reject(new Error(`worker ${slot.index} is not running`));
     return new Promise<T>((resolve, reject) => {
-      slot.calls.set(m.seq, { resolve: resolve as (v: unknown) => void, reject });
+      const timer = setTimeout(() => {
+        slot.calls.delete(m.seq);
+        reject(new Error(`worker ${slot.index} did not answer ${m.method} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const settle = <A>(fn: (a: A) => void) => (a: A): void => {
+        clearTimeout(timer);
+        fn(a);
+      };
+      slot.calls.set(m.seq, { resolve: settle(resolve as (v: unknown) => void), reject: settle(reject) });
       this.post(slot, m);
     });
   }
 
   /** Metrics, connections and HBONE state of every running worker (a worker that cannot answer is left out). */
   async stats(): Promise<WorkerStats[]> {
-    const all = await Promise.allSettled(this.slots.map((s) => this.call<WorkerStats>(s, { type: 'call', seq: ++this.seq, method: 'stats' })));
+    const all = await Promise.allSettled(this.slots.map((s) => this.call<WorkerStats>(s, { type: 'call', seq: ++this.seq, method: 'stats' }, CALL_TIMEOUT_MS)));
     return all.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   }
 
@@ -247,11 +292,19 @@ export class DataPlaneWorkers {
     return this.slots.map((s) => ({ index: s.index, threadId: s.worker?.threadId ?? null, state: s.state, restarts: s.restarts, lastExit: s.lastExit }));
   }
 
-  /** SIGTERM: every worker stops accepting and drains up to the deadline, then exits. Returns connections left. */
-  async drain(deadlineMs: number): Promise<number> {
+  /** SIGTERM, first step: every worker stops accepting (no restart from now on). */
+  stopAccepting(): void {
     this.stopping = true;
     for (const s of this.slots) if (s.restartTimer) clearTimeout(s.restartTimer);
-    const left = await Promise.allSettled(this.slots.map((s) => this.call<number>(s, { type: 'call', seq: ++this.seq, method: 'drain', deadlineMs })));
+    this.broadcast({ type: 'stop' });
+  }
+
+  /** SIGTERM, then: every worker drains up to the deadline and exits. Returns the connections left open. */
+  async drain(deadlineMs: number): Promise<number> {
+    if (!this.stopping) this.stopAccepting();
+    const left = await Promise.allSettled(
+      this.slots.map((s) => this.call<number>(s, { type: 'call', seq: ++this.seq, method: 'drain', deadlineMs }, deadlineMs + CALL_TIMEOUT_MS)),
+    );
     await Promise.all(this.slots.map((s) => s.worker?.terminate()));
     return left.reduce((n, r) => n + (r.status === 'fulfilled' ? r.value : 0), 0);
   }

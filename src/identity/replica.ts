@@ -12,23 +12,27 @@ export class IdentityReplica implements IdentitySource {
   private readonly bundles = new Map<string, CertBundle>();
   private readonly failures = new Map<string, Error>();
   private readonly waiters = new Map<string, Waiter[]>();
-  private roots: string[] = [];
+  /** Roots last pushed: what trustBundle() falls back to when no bundle is held. */
+  private lastRoots: string[] = [];
 
-  constructor(private readonly onUpdate: (id: string) => void = () => undefined) {}
+  constructor(
+    private readonly onUpdate: (id: string) => void = () => undefined,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** A (re)issued bundle for `id` and the roots that go with it. */
   update(id: string, bundle: CertBundle, roots: string[]): void {
     const rotated = this.bundles.has(id);
     this.bundles.set(id, bundle);
     this.failures.delete(id);
-    this.roots = roots;
+    this.lastRoots = roots;
     for (const w of this.takeWaiters(id)) w.resolve(bundle);
     if (rotated) this.onUpdate(id);
   }
 
   /** The first issuance of `id` failed: waiters get the main thread's error. A later update clears it. */
   fail(id: string, message: string): void {
-    if (this.bundles.has(id)) return;
+    if (this.current(id)) return;
     const err = new Error(message);
     this.failures.set(id, err);
     for (const w of this.takeWaiters(id)) w.reject(err);
@@ -41,8 +45,9 @@ export class IdentityReplica implements IdentitySource {
     for (const w of this.takeWaiters(id)) w.reject(new Error(`identity ${id} is no longer used by any pod on this node`));
   }
 
+  /** As the main thread's provider: a valid bundle, else the known failure, else wait for the next issuance. */
   certFor(id: string): Promise<CertBundle> {
-    const b = this.bundles.get(id);
+    const b = this.current(id);
     if (b) return Promise.resolve(b);
     const f = this.failures.get(id);
     if (f) return Promise.reject(f);
@@ -53,12 +58,17 @@ export class IdentityReplica implements IdentitySource {
     });
   }
 
+  /** Null once the bundle has expired unreplaced, as on the main thread. */
   current(id: string): CertBundle | null {
-    return this.bundles.get(id) ?? null;
+    const b = this.bundles.get(id);
+    return b && b.notAfter.getTime() > this.now() ? b : null;
   }
 
+  /** The roots of every bundle held (a root rotation carries old and new), as the main thread computes them. */
   trustBundle(): string[] {
-    return this.roots;
+    const roots = new Set<string>();
+    for (const b of this.bundles.values()) for (const r of b.rootsPem) roots.add(r);
+    return roots.size > 0 ? [...roots] : [...this.lastRoots];
   }
 
   private takeWaiters(id: string): Waiter[] {

@@ -45,8 +45,9 @@ export class PodProxy {
     let fd = -1;
     try {
       while (this.pendingListen.length > 0 && !this.closed) {
-        const { handler, ...next } = this.pendingListen.shift()!;
+        const next = this.pendingListen.shift()!;
         fd = next.fd;
+        const handler = next.handler;
         const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (s) => handler(this.ctx, this.pod, this.sockets, s));
         server.on('error', (err) => this.ctx.log.error({ err, pod: this.name }, 'listener error (still serving)'));
         await listenFd(server, fd);
@@ -56,6 +57,7 @@ export class PodProxy {
       }
     } catch (err) {
       this.close();
+      // the usual failure (not a socket, wrong state) leaves the fd open: Node could not wrap it
       closeQuietly(fd);
       throw err;
     }
@@ -80,11 +82,8 @@ export class PodProxy {
     const id = mesh.spiffeIdOf(this.pod);
     mesh.identity.certFor(id).then(
       async () => {
-        for (const fd of this.pendingHbone.splice(0)) {
-          if (this.closed) {
-            closeQuietly(fd);
-            continue;
-          }
+        // one fd at a time leaves the list as its server takes it: close() and failures close the rest
+        while (this.pendingHbone.length > 0 && !this.closed) {
           const server = new HboneServer({
             identity: () => mesh.identity.current(id)!,
             trustBundle: () => mesh.identity.trustBundle(),
@@ -92,7 +91,13 @@ export class PodProxy {
             keepalive: mesh.keepalive,
             log: this.ctx.log,
           });
-          await server.listen({ fd });
+          const fd = this.pendingHbone.shift()!;
+          try {
+            await server.listen({ fd });
+          } catch (err) {
+            closeQuietly(fd); // as in start(): a failed listen leaves the fd open
+            throw err;
+          }
           if (this.closed) void server.close();
           else this.hbone.push(server);
         }
@@ -103,7 +108,11 @@ export class PodProxy {
         this.hboneFailed = true;
         for (const fd of this.pendingHbone.splice(0)) closeQuietly(fd);
       },
-    ).catch((err: unknown) => this.ctx.log.error({ err, pod: this.name }, 'inbound HBONE (15008) could not start serving'));
+    ).catch((err: unknown) => {
+      this.ctx.log.error({ err, pod: this.name }, 'inbound HBONE (15008) could not start serving');
+      this.hboneFailed = true;
+      for (const fd of this.pendingHbone.splice(0)) closeQuietly(fd);
+    });
   }
 
   /** Whether this proxy still holds the pod's 15008 fds (false without identities or without a certificate). */

@@ -126,9 +126,14 @@ export class ProxyRuntime {
     }
   }
 
+  /** Shutdown: stops accepting on every pod; open connections go on, and the pods stay known to them. */
+  stopAll(): void {
+    for (const e of this.proxies.values()) e.proxy.close();
+  }
+
   /** Stops accepting on every pod, waits up to `deadlineMs` for open connections; returns how many were left. */
   async drain(deadlineMs: number): Promise<number> {
-    for (const uid of [...this.proxies.keys()]) this.stopPod(uid);
+    this.stopAll();
     return this.tracker.drain(deadlineMs);
   }
 

@@ -19,8 +19,8 @@ import { waitFor } from '../helpers/wait';
 
 const SA = (sa: string): string => `spiffe://cluster.local/ns/default/sa/${sa}`;
 
-function bundle(id: string, serial: string): CertBundle {
-  return { spiffeId: id, keyPem: 'k', chainPem: ['c'], rootsPem: ['r'], serial, notBefore: new Date(0), notAfter: new Date(1e12) };
+function bundle(id: string, serial: string, rootsPem = ['r'], notAfter = new Date(2e12)): CertBundle {
+  return { spiffeId: id, keyPem: 'k', chainPem: ['c'], rootsPem, serial, notBefore: new Date(0), notAfter };
 }
 
 describe('xDS state for worker threads', () => {
@@ -49,26 +49,41 @@ describe('IdentityReplica', () => {
     const rotated: string[] = [];
     const r = new IdentityReplica((id) => rotated.push(id));
     const waiting = r.certFor(SA('a'));
-    r.update(SA('a'), bundle(SA('a'), '1'), ['root-1']);
+    r.update(SA('a'), bundle(SA('a'), '1', ['root-1']), ['root-1']);
     assert.equal((await waiting).serial, '1');
     assert.deepEqual(rotated, [], 'the first issuance is not a rotation');
-    r.update(SA('a'), bundle(SA('a'), '2'), ['root-2']);
+    r.update(SA('a'), bundle(SA('a'), '2', ['root-1', 'root-2']), ['root-1', 'root-2']);
     assert.deepEqual(rotated, [SA('a')]);
     assert.equal(r.current(SA('a'))!.serial, '2');
-    assert.deepEqual(r.trustBundle(), ['root-2']);
 
     const failing = r.certFor(SA('b'));
     r.fail(SA('b'), 'CA refused: not scheduled on this node');
     await assert.rejects(failing, /CA refused/);
     await assert.rejects(r.certFor(SA('b')), /CA refused/);
-    r.update(SA('b'), bundle(SA('b'), '7'), ['root-2']);
+    r.update(SA('b'), bundle(SA('b'), '7', ['root-2']), ['root-2']);
     assert.equal((await r.certFor(SA('b'))).serial, '7');
     r.fail(SA('b'), 'late failure');
-    assert.equal(r.current(SA('b'))!.serial, '7', 'a failed renewal keeps the bundle in use');
+    assert.equal(r.current(SA('b'))!.serial, '7', 'a failed renewal keeps a valid bundle in use');
+    assert.deepEqual(r.trustBundle().sort(), ['root-1', 'root-2'], 'the roots of every bundle, whatever order they came in');
 
     const orphan = r.certFor(SA('c'));
     r.forget(SA('c'));
     await assert.rejects(orphan, /no longer used/);
+  });
+
+  it('an expired bundle is not presented: certFor waits for the renewal, or rejects once it failed', async () => {
+    let now = 1_000;
+    const r = new IdentityReplica(undefined, () => now);
+    r.update(SA('a'), bundle(SA('a'), '1', ['r'], new Date(2_000)), ['r']);
+    assert.equal(r.current(SA('a'))!.serial, '1');
+    now = 2_000;
+    assert.equal(r.current(SA('a')), null, 'expired');
+    const renewal = r.certFor(SA('a'));
+    r.update(SA('a'), bundle(SA('a'), '2', ['r'], new Date(9_000)), ['r']);
+    assert.equal((await renewal).serial, '2');
+    now = 9_000;
+    r.fail(SA('a'), 'CA unreachable');
+    await assert.rejects(r.certFor(SA('a')), /CA unreachable/);
   });
 });
 
@@ -95,24 +110,27 @@ describe('DataPlaneWorkers supervision', () => {
       workers.applyResources('type.googleapis.com/envoy.config.cluster.v3.Cluster', []);
       workers.identityIssued(SA('a'), bundle(SA('a'), '1'), ['r']);
       workers.identityIssued(SA('a'), bundle(SA('a'), '1'), ['r']);
+      workers.identityFailed(SA('gone'), 'the pod left before its certificate came');
+      workers.identityWanted(SA('gone'));
       workers.addPod({ uid: 'p1' } as Workload, dp, () => false);
       const received = async (): Promise<string[][]> => (await workers.stats()).map((s) => (s as unknown as { received: string[] }).received);
-      await waitFor('both workers to have the pod', async () => (await received()).every((r) => r.length === 3));
+      await waitFor('both workers to have the pod', async () => (await received()).every((r) => r.length === 5));
       assert.deepEqual(await received(), [
-        ['xds type.googleapis.com/envoy.config.cluster.v3.Cluster 0', 'identity', 'pod-add p1 netns=101'],
-        ['xds type.googleapis.com/envoy.config.cluster.v3.Cluster 0', 'identity', 'pod-add p1 netns=102'],
+        ['xds type.googleapis.com/envoy.config.cluster.v3.Cluster 0', 'identity', 'identity-failed', 'identity-forget', 'pod-add p1 netns=101'],
+        ['xds type.googleapis.com/envoy.config.cluster.v3.Cluster 0', 'identity', 'identity-failed', 'identity-forget', 'pod-add p1 netns=102'],
       ], 'each worker gets its own copies of the fds; an unchanged certificate is not sent twice');
 
       workers.setLogLevel('crash');
       await waitFor('both workers to restart', async () => workers.status().every((s) => s.restarts === 1 && s.state === 'running'), 5000);
       await waitFor('the state to be replayed', async () => (await received()).every((r) => r.length === 3));
+      // the stale failure of SA('gone') is not replayed: it was withdrawn
       const replayed = await received();
       assert.deepEqual(replayed.map((r) => r.slice(0, 2)), [['xds type.googleapis.com/envoy.config.cluster.v3.Cluster 0', 'identity'], ['xds type.googleapis.com/envoy.config.cluster.v3.Cluster 0', 'identity']]);
       assert.ok(replayed.every((r) => /^pod-add p1 netns=10[3-4]$/.test(r[2]!)), `fresh fd copies after the restart: ${JSON.stringify(replayed)}`);
       assert.equal((await registry.getSingleMetric('nodemesh_worker_restarts_total')!.get()).values[0]!.value, 2);
 
       workers.removePod('p1');
-      assert.equal(await workers.drain(1000), 8, 'drain answers from both workers (4 messages each since the restart)');
+      assert.equal(await workers.drain(1000), 10, 'drain answers from both workers (5 messages each since the restart: xds, identity, pod-add, pod-remove, stop)');
       assert.deepEqual(workers.status().map((s) => s.state), ['stopped', 'stopped']);
     } finally {
       await workers.drain(100);
