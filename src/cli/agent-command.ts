@@ -9,12 +9,19 @@ import { createSecretManager } from '../identity/secret-manager';
 import { openDatapath } from '../datapath/datapath';
 import { createLogger, type Logger } from '../telemetry/logger';
 import { runDaemon } from './daemon';
-import { findOrMountCgroup2 } from '../util/cgroup2';
+import { cgroupCpuLimit, findOrMountCgroup2, processCgroup2Path } from '../util/cgroup2';
 
 function int(v: string): number {
   const n = Number.parseInt(v, 10);
   if (!Number.isFinite(n) || n < 0) throw new Error(`expected a non-negative integer, got "${v}"`);
   return n;
+}
+
+/** CPUs the agent may use: those it may run on, fewer if its cgroup has a CPU quota (a Kubernetes limit). */
+function usableCpus(cgroup2Root: string): number {
+  const rel = processCgroup2Path('self');
+  const limit = rel === null ? null : cgroupCpuLimit(cgroup2Root, rel);
+  return Math.min(os.availableParallelism(), limit ?? Infinity);
 }
 
 function meshOptions(
@@ -68,7 +75,7 @@ export function registerAgentCommand(program: Command): void {
     )
     .option(
       '--concurrency <n>',
-      'threads that serve pod traffic, the main thread included; each accepts from every pod\'s listeners (0: one per CPU the agent may run on)',
+      'threads that serve pod traffic, the main thread included; each accepts from every pod\'s listeners (0: one per CPU the agent may use: its CPU affinity and its cgroup\'s cpu.max quota)',
       int,
       1,
     )
@@ -112,7 +119,7 @@ export function registerAgentCommand(program: Command): void {
           drainMs: o.drainSeconds * 1000,
           xds: o.xds ? { address: o.xds, mode: o.xdsMode } : undefined,
           mesh: meshOptions(o, log),
-          dataThreads: o.concurrency === 0 ? os.availableParallelism() : o.concurrency,
+          dataThreads: o.concurrency === 0 ? usableCpus(cg2.path) : o.concurrency,
         },
         log,
         () => openDatapath({ pinRoot: o.pinRoot, cgroupRoot }, log.child({ component: 'datapath' })),

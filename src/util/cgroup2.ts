@@ -1,6 +1,7 @@
 // Finds (or mounts) the cgroup v2 hierarchy: cgroup-bpf programs only work there.
 
 import fs from 'node:fs';
+import path from 'node:path';
 import { NodemeshError } from './errors';
 
 export class CgroupError extends NodemeshError {}
@@ -62,4 +63,28 @@ export function processCgroup2Path(pid: number | 'self' = 'self'): string | null
 /** cgroup v2 id as the kernel reports it to BPF (`bpf_get_current_cgroup_id`): the kernfs inode number. */
 export function cgroupId(absPath: string): bigint {
   return fs.statSync(absPath, { bigint: true }).ino;
+}
+
+/**
+ * How many CPUs' worth of time the cgroup `rel` (below the v2 mount `root`) may use: the tightest `cpu.max`
+ * quota of it and its ancestors, rounded up, or null when none sets one (or the files cannot be read).
+ */
+export function cgroupCpuLimit(root: string, rel: string): number | null {
+  let limit: number | null = null;
+  const parts = rel.split('/').filter(Boolean);
+  for (let i = parts.length; i >= 0; i--) {
+    let text: string;
+    try {
+      text = fs.readFileSync(path.join(root, ...parts.slice(0, i), 'cpu.max'), 'utf8');
+    } catch {
+      continue; // the root has no cpu.max; a controller not enabled there has none either
+    }
+    const [quota, period] = text.trim().split(/\s+/);
+    const q = Number(quota);
+    const p = Number(period);
+    if (quota === 'max' || !Number.isFinite(q) || !(p > 0)) continue;
+    const cpus = Math.max(1, Math.ceil(q / p));
+    limit = limit === null ? cpus : Math.min(limit, cpus);
+  }
+  return limit;
 }
