@@ -100,10 +100,6 @@ export class DataPlaneWorkers {
     );
   }
 
-  get size(): number {
-    return this.slots.length;
-  }
-
   private spawn(slot: WorkerSlot): Promise<void> {
     const data: WorkerData = {
       index: slot.index,
