@@ -11,20 +11,12 @@ import type { LabState } from '../../src/lab';
 import { killAgent, startAgent } from '../../src/lab/agent-control';
 import { configDir } from '../../src/lab/controlplane';
 import { enrollSocket } from '../../src/lab/paths';
-import { admin, down, execInPod, isRoot, metricSum, PUMP_MANY, podIP, SLOW_PUMP, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
+import { admin, down, execInPod, isRoot, metricSum, PUMP_MANY, podIP, podYaml, SLOW_PUMP, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
 
 const CERT_VALIDITY_S = 6;
 const BATCH = 24;
 
-const pod = (name: string, node: string, sa: string, command: string[]): string => `
-apiVersion: v1
-kind: Pod
-metadata: { name: ${name}, namespace: default, labels: { app: ${name} } }
-spec:
-  nodeName: ${node}
-  serviceAccountName: ${sa}
-  containers: [{ name: main, command: ${JSON.stringify(command)} }]
----`;
+const pod = (name: string, node: string, sa: string, command: string[]): string => podYaml({ name, node, serviceAccount: sa, app: name, command });
 
 const MANIFEST = [
   pod('client', 'node-a', 'client', ['sleep', 'infinity']),

@@ -12,7 +12,7 @@ import { CaClient } from '../../src/identity/ca-client';
 import type { LabState } from '../../src/lab';
 import { configDir, nodeTokenFile } from '../../src/lab/controlplane';
 import { IF, labDir, netnsPath } from '../../src/lab/paths';
-import { admin, connections, down, execInPod, isRoot, metricSum, podIP, SLOW_PUMP, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
+import { admin, connections, down, execInPod, isRoot, metricSum, podIP, podYaml, SLOW_PUMP, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
 import { Capture, type TcpSegment } from '../helpers/pcap';
 import { createTestCa, testCaFromRoot } from '../helpers/test-ca';
 
@@ -23,15 +23,8 @@ const CERT_VALIDITY_S = 6;
 const KEEPALIVE_MS = 1000;
 const SA = (sa: string): string => `spiffe://cluster.local/ns/default/sa/${sa}`;
 
-const pod = (name: string, node: string, sa: string, app: string, command: string[], annotations = ''): string => `
-apiVersion: v1
-kind: Pod
-metadata: { name: ${name}, namespace: default, labels: { app: ${app} }${annotations ? `, annotations: { ${annotations} }` : ''} }
-spec:
-  nodeName: ${node}
-  serviceAccountName: ${sa}
-  containers: [{ name: main, command: ${JSON.stringify(command)} }]
----`;
+const pod = (name: string, node: string, sa: string, app: string, command: string[], annotations = ''): string =>
+  podYaml({ name, node, serviceAccount: sa, app, command, annotations });
 
 const ECHO = ['nodemesh', 'sample', 'echo', '--port', '9000'];
 const SLEEP = ['sleep', 'infinity'];

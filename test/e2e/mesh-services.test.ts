@@ -7,20 +7,12 @@ import { after, before, describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import type { LabState } from '../../src/lab';
 import { meshConfigFile, startControlPlane, stopControlPlane } from '../../src/lab/controlplane';
-import { admin, down, execInPod, isRoot, SLOW_PUMP, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
+import { admin, down, execInPod, isRoot, podYaml, SLOW_PUMP, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
 
 const ECHO_VIP = '198.18.128.20';
 const HTTP_VIP = '198.18.128.21';
 
-const pod = (name: string, node: string, app: string, command: string[]): string => `
-apiVersion: v1
-kind: Pod
-metadata: { name: ${name}, namespace: default, labels: { app: ${app} } }
-spec:
-  nodeName: ${node}
-  serviceAccountName: ${app}
-  containers: [{ name: main, command: ${JSON.stringify(command)} }]
----`;
+const pod = (name: string, node: string, app: string, command: string[]): string => podYaml({ name, node, serviceAccount: app, app, command });
 
 const MANIFEST = [
   pod('client', 'node-a', 'client', ['sleep', 'infinity']),

@@ -19,6 +19,19 @@ export function uniqueLabName(prefix: string): string {
   return `${prefix}${process.pid.toString(36)}${Math.floor(Math.random() * 1e4).toString(36)}`.slice(0, 10);
 }
 
+/** One Pod document of a lab manifest (namespace default, one container), followed by `---`. */
+export function podYaml(p: { name: string; node: string; serviceAccount: string; app: string; command: string[]; annotations?: string }): string {
+  return `
+apiVersion: v1
+kind: Pod
+metadata: { name: ${p.name}, namespace: default, labels: { app: ${p.app} }${p.annotations ? `, annotations: { ${p.annotations} }` : ''} }
+spec:
+  nodeName: ${p.node}
+  serviceAccountName: ${p.serviceAccount}
+  containers: [{ name: main, command: ${JSON.stringify(p.command)} }]
+---`;
+}
+
 export async function upFromYaml(lab: string, yaml: string, opts: { agentArgs?: string[] } = {}): Promise<LabState> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-lab-'));
   const file = path.join(dir, 'lab.yaml');

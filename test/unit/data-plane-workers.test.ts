@@ -87,6 +87,18 @@ describe('IdentityReplica', () => {
   });
 });
 
+/** Workers running test/helpers/scripted-worker instead of the real worker. */
+function scriptedWorkers(o: { count: number; registry: Registry; restartDelayMs: number }): DataPlaneWorkers {
+  return new DataPlaneWorkers({
+    ...o,
+    log: silentLogger(),
+    logLevel: () => 'info',
+    datapath: { tupleDstPin: '/nonexistent' },
+    mesh: null,
+    entry: path.resolve(__dirname, '../helpers/scripted-worker.js'),
+  });
+}
+
 describe('DataPlaneWorkers supervision', () => {
   it('a crashed worker restarts with the config, identities and pods replayed, and the restart is counted', async () => {
     const registry = new Registry();
@@ -95,16 +107,7 @@ describe('DataPlaneWorkers supervision', () => {
       shareWithWorker: () => ({ uid: 'p1', netnsFd: 100 + ++shares, netnsCookie: 1n, ipv6: false, listeners: { outbound: [], inbound: [], hbone: [] } }),
     } as unknown as PodDatapath;
     // (fake fd numbers: every share here reaches the scripted worker, which acknowledges it, so none is closed)
-    const workers = new DataPlaneWorkers({
-      count: 2,
-      log: silentLogger(),
-      registry,
-      logLevel: () => 'info',
-      datapath: { tupleDstPin: '/nonexistent' },
-      mesh: null,
-      restartDelayMs: 50,
-      entry: path.resolve(__dirname, '../helpers/scripted-worker.js'),
-    });
+    const workers = scriptedWorkers({ count: 2, registry, restartDelayMs: 50 });
     await workers.start();
     try {
       workers.applyResources('type.googleapis.com/envoy.config.cluster.v3.Cluster', []);
@@ -157,16 +160,7 @@ describe('DataPlaneWorkers supervision', () => {
         return false;
       }
     };
-    const workers = new DataPlaneWorkers({
-      count: 1,
-      log: silentLogger(),
-      registry: new Registry(),
-      logLevel: () => 'info',
-      datapath: { tupleDstPin: '/nonexistent' },
-      mesh: null,
-      restartDelayMs: 60_000,
-      entry: path.resolve(__dirname, '../helpers/scripted-worker.js'),
-    });
+    const workers = scriptedWorkers({ count: 1, registry: new Registry(), restartDelayMs: 60_000 });
     await workers.start();
     try {
       workers.addPod({ uid: 'p1' } as Workload, dp('p1'), () => false);
