@@ -283,13 +283,18 @@ export class Agent implements EnrollmentHandler, XdsSink {
     };
   }
 
-  /** Each worker thread's state and, when it answers, its connections and HBONE pool and servers. */
-  async workersStatus(): Promise<(WorkerStatus & { connections?: number; hboneClient?: WorkerStats['hboneClient']; hboneServers?: WorkerStats['hboneServers'] })[]> {
+  /**
+   * Each worker thread's state and, when it answers, its connections and HBONE pool and servers.
+   * `answering: false` on a running worker means its event loop did not reply within 2 s (stuck or overloaded).
+   */
+  async workersStatus(): Promise<(WorkerStatus & { answering: boolean; connections?: number; hboneClient?: WorkerStats['hboneClient']; hboneServers?: WorkerStats['hboneServers'] })[]> {
     if (!this.workers) return [];
     const stats = new Map((await this.workers.stats()).map((s) => [s.index, s]));
     return this.workers.status().map((w) => {
       const s = stats.get(w.index);
-      return s ? { ...w, connections: s.connections.active.length, hboneClient: s.hboneClient, hboneServers: s.hboneServers } : w;
+      return s
+        ? { ...w, answering: true, connections: s.connections.active.length, hboneClient: s.hboneClient, hboneServers: s.hboneServers }
+        : { ...w, answering: false };
     });
   }
 

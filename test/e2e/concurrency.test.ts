@@ -58,8 +58,8 @@ describe('agents with a data-plane worker thread', { skip: !isRoot() && 'needs r
   it('1. connections land on both threads of both agents, all over mTLS, and /metrics counts each exactly once', async () => {
     const echoB = podIP(state, 'echo-b');
     for (const n of ['node-a', 'node-b']) {
-      const workers = JSON.parse(await admin(lab, n, '/config_dump')).workers as { index: number; state: string; restarts: number }[];
-      assert.deepEqual(workers.map((w) => [w.index, w.state, w.restarts]), [[1, 'running', 0]], `${n}: one worker thread, running`);
+      const workers = JSON.parse(await admin(lab, n, '/config_dump')).workers as { index: number; state: string; restarts: number; answering: boolean }[];
+      assert.deepEqual(workers.map((w) => [w.index, w.state, w.restarts, w.answering]), [[1, 'running', 0, true]], `${n}: one worker thread, running and answering`);
     }
     // Which thread accepts is the kernel's and the event loops' business: pump batches until both have served.
     for (let round = 0; round < 8; round++) {
