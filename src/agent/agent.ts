@@ -393,10 +393,11 @@ export class Agent implements EnrollmentHandler, XdsSink {
     identity.acquire(id);
     if (!this.workers) return;
     // Issuances reach the workers through onRotate; a failed first issuance only here. A rejection because the
-    // pod left before its certificate came is not a failure for the next pod with this identity.
+    // last pod of the identity left before its certificate came (the provider no longer manages it) is not a
+    // failure for the next pod with this identity.
     this.workers.identityWanted(id);
     identity.certFor(id).catch((err: unknown) => {
-      if ([...this.pods.values()].some((e) => this.spiffeIdOf(e.pod) === id)) this.workers?.identityFailed(id, (err as Error).message);
+      if (identity.status().some((s) => s.spiffeId === id)) this.workers?.identityFailed(id, (err as Error).message);
     });
   }
 
