@@ -1,14 +1,13 @@
 // Entry of a data-plane worker thread: serves copies of every pod's listeners from its own event loop, so
 // the agent's data path runs on more than one core. State arrives from the main thread (see workers.ts).
 
-import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Registry } from 'prom-client';
 import { WorkerDatapath, type WorkerPodSockets } from '../datapath/worker-datapath';
 import { IdentityReplica } from '../identity/replica';
 import { ProxyRuntime } from '../proxy/runtime';
 import { createLogger } from '../telemetry/logger';
-import { fromWire, type FromWorker, type ToWorker, type WorkerData, type WorkerStats } from './worker-protocol';
+import { closeShare, fromWire, type FromWorker, type ToWorker, type WorkerData, type WorkerStats } from './worker-protocol';
 
 function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
   const send = (m: FromWorker): void => port.postMessage(m);
@@ -26,11 +25,11 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
   const datapath = new WorkerDatapath(data.datapath, log);
   const sockets = new Map<string, WorkerPodSockets>();
 
-  const stats = (): WorkerStats => {
+  const stats = async (): Promise<WorkerStats> => {
     runtime.tracker.flush();
     return {
       index: data.index,
-      metrics: [],
+      metrics: await registry.getMetricsAsJSON(),
       connections: runtime.tracker.snapshot(),
       hboneClient: runtime.ctx.mesh?.pool.stats() ?? null,
       hboneServers: runtime.hboneServers(),
@@ -46,7 +45,7 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
         try {
           s = datapath.pod(m.share);
         } catch (err) {
-          for (const fd of [m.share.netnsFd, ...m.share.listeners.outbound, ...m.share.listeners.inbound, ...m.share.listeners.hbone]) closeQuietly(fd);
+          closeShare(m.share);
           send({ type: 'pod-failed', uid: m.pod.uid, message: (err as Error).message });
           return;
         }
@@ -89,9 +88,7 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
       case 'call':
         try {
           if (m.method === 'stats') {
-            const s = stats();
-            s.metrics = await registry.getMetricsAsJSON();
-            send({ type: 'reply', seq: m.seq, value: s });
+            send({ type: 'reply', seq: m.seq, value: await stats() });
           } else {
             const left = await runtime.drain(m.deadlineMs);
             runtime.destroy();
@@ -118,14 +115,6 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
     handle(m).catch((err: unknown) => log.error({ err, message: m.type }, 'worker could not handle a message from the main thread'));
   });
   send({ type: 'ready' });
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    fs.closeSync(fd);
-  } catch {
-    // not open
-  }
 }
 
 if (parentPort) main(parentPort, workerData as WorkerData);

@@ -10,6 +10,7 @@ import type { PodHboneServers } from '../proxy/runtime';
 import { compilePolicy, type CompiledPolicy, type InboundPolicy, type RuleSpec } from '../state/authz';
 import type { Workload } from '../state/workloads';
 import type { AgentResource } from '../xds/agent-resources';
+import { closeFdQuietly } from '../util/fd';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 
 export interface WorkerData {
@@ -60,6 +61,12 @@ export interface WorkerStats {
   connections: ReturnType<ConnectionTracker['snapshot']>;
   hboneClient: HboneClientPoolStats | null;
   hboneServers: PodHboneServers[];
+}
+
+/** Closes every fd of a share (the main thread's copies for a worker that never received them, or a worker's own). */
+export function closeShare(share: PodWorkerShare): void {
+  const l = share.listeners;
+  for (const fd of [share.netnsFd, ...l.outbound, ...l.inbound, ...l.hbone]) closeFdQuietly(fd);
 }
 
 const toWirePolicy = (p: CompiledPolicy): WirePolicy => ({ name: p.name, rules: p.rules.map(({ name, permissions, principals }) => ({ name, permissions, principals })) });

@@ -3,7 +3,6 @@
 // pods, talks to the control plane and the CA, and pushes what the workers need; it replays everything to
 // a worker that restarts after a crash.
 
-import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Counter, type Registry } from 'prom-client';
@@ -13,7 +12,7 @@ import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
 import type { Workload } from '../state/workloads';
 import type { Logger } from '../telemetry/logger';
 import type { AgentResource } from '../xds/agent-resources';
-import { toWire, type FromWorker, type ToWorker, type WireResource, type WorkerData, type WorkerStats } from './worker-protocol';
+import { closeShare, toWire, type FromWorker, type ToWorker, type WireResource, type WorkerData, type WorkerStats } from './worker-protocol';
 
 export interface DataPlaneWorkersOptions {
   /** Worker threads besides the main thread (which serves too). */
@@ -303,17 +302,6 @@ export class DataPlaneWorkers {
     );
     await Promise.all(this.slots.map((s) => s.worker?.terminate()));
     return left.reduce((n, r) => n + (r.status === 'fulfilled' ? r.value : 0), 0);
-  }
-}
-
-function closeShare(share: PodWorkerShare): void {
-  const l = share.listeners;
-  for (const fd of [share.netnsFd, ...l.outbound, ...l.inbound, ...l.hbone]) {
-    try {
-      fs.closeSync(fd);
-    } catch {
-      // not open
-    }
   }
 }
 

@@ -1,8 +1,8 @@
 // One pod's in-netns listeners (15001 outbound, 15006 inbound, 15008 HBONE) served by the agent's event loop.
 
-import fs from 'node:fs';
 import net from 'node:net';
 import type { Workload } from '../state/workloads';
+import { closeFdQuietly } from '../util/fd';
 import type { PodSockets, ProxyContext } from './context';
 import { HboneServer, type HboneServerStats } from './hbone';
 import { handleInbound } from './inbound';
@@ -58,7 +58,7 @@ export class PodProxy {
     } catch (err) {
       this.close();
       // the usual failure (not a socket, wrong state) leaves the fd open: Node could not wrap it
-      closeQuietly(fd);
+      closeFdQuietly(fd);
       throw err;
     }
     if (!this.closed) this.startHbone();
@@ -76,7 +76,7 @@ export class PodProxy {
   private startHbone(): void {
     const mesh = this.ctx.mesh;
     if (!mesh) {
-      for (const fd of this.pendingHbone.splice(0)) closeQuietly(fd);
+      for (const fd of this.pendingHbone.splice(0)) closeFdQuietly(fd);
       return;
     }
     const id = mesh.spiffeIdOf(this.pod);
@@ -95,7 +95,7 @@ export class PodProxy {
           try {
             await server.listen({ fd });
           } catch (err) {
-            closeQuietly(fd); // as in start(): a failed listen leaves the fd open
+            closeFdQuietly(fd); // as in start(): a failed listen leaves the fd open
             throw err;
           }
           if (this.closed) void server.close();
@@ -106,12 +106,12 @@ export class PodProxy {
         if (this.closed) return;
         this.ctx.log.error({ err, pod: this.name, identity: id }, 'no certificate for the pod: inbound HBONE (15008) stays closed');
         this.hboneFailed = true;
-        for (const fd of this.pendingHbone.splice(0)) closeQuietly(fd);
+        for (const fd of this.pendingHbone.splice(0)) closeFdQuietly(fd);
       },
     ).catch((err: unknown) => {
       this.ctx.log.error({ err, pod: this.name }, 'inbound HBONE (15008) could not start serving');
       this.hboneFailed = true;
-      for (const fd of this.pendingHbone.splice(0)) closeQuietly(fd);
+      for (const fd of this.pendingHbone.splice(0)) closeFdQuietly(fd);
     });
   }
 
@@ -134,8 +134,8 @@ export class PodProxy {
     this.closed = true;
     for (const s of this.servers.splice(0)) s.close();
     for (const s of this.hbone.splice(0)) void s.close();
-    for (const p of this.pendingListen.splice(0)) closeQuietly(p.fd);
-    for (const fd of this.pendingHbone.splice(0)) closeQuietly(fd);
+    for (const p of this.pendingListen.splice(0)) closeFdQuietly(p.fd);
+    for (const fd of this.pendingHbone.splice(0)) closeFdQuietly(fd);
   }
 }
 
@@ -147,12 +147,4 @@ function listenFd(server: net.Server, fd: number): Promise<void> {
       resolve();
     });
   });
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    fs.closeSync(fd);
-  } catch {
-    // already closed by a server that took it
-  }
 }
