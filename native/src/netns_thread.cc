@@ -67,7 +67,33 @@ struct State {
   bool stopping = false;
   Tsfn tsfn;
   int pending = 0;  // main thread only: jobs whose promise has not settled
+  // Who still needs this State, both touched on the JS thread only. Either may go first: close() or the
+  // wrapper's destructor releases the TSFN, but when a worker thread's environment is torn down (terminate(),
+  // an uncaught exception) Node finalizes the TSFN while the wrapper and its thread may still be alive.
+  bool threadJoined = false;
+  bool wrapperGone = false;
+  bool tsfnGone = false;
 };
+
+// Stops the thread and waits for it: jobs are short syscalls; queued ones are rejected with ECANCELED.
+void JoinThread(State* st) {
+  if (st->threadJoined) return;
+  {
+    std::lock_guard<std::mutex> lk(st->mu);
+    st->stopping = true;
+  }
+  st->cv.notify_all();
+  st->thr.join();
+  st->threadJoined = true;
+}
+
+// The TSFN's finalizer. Destroying the condition variable while the thread still waits on it would block
+// forever (and hang the environment's teardown), so the thread is joined first.
+void TsfnFinalized(Napi::Env, void*, State* st) {
+  JoinThread(st);
+  st->tsfnGone = true;
+  if (st->wrapperGone) delete st;
+}
 
 const char* HintFor(const Job& j) {
   switch (j.err) {
@@ -218,8 +244,8 @@ class NetnsThread : public Napi::ObjectWrap<NetnsThread> {
   explicit NetnsThread(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NetnsThread>(info) {
     Napi::Env env = info.Env();
     st_ = new State();
-    // The finalizer frees State once the last queued completion has run, even if this wrapper is gone.
-    st_->tsfn = Tsfn::New(env, "nodemesh-netns", 0, 1, st_, [](Napi::Env, void*, State* st) { delete st; });
+    // State lives until both this wrapper and the TSFN are gone (queued completions may outlive the wrapper).
+    st_->tsfn = Tsfn::New(env, "nodemesh-netns", 0, 1, st_, TsfnFinalized);
     st_->tsfn.Unref(env);  // an idle thread must not keep the process alive
     st_->thr = std::thread(Worker, st_);
   }
@@ -229,13 +255,12 @@ class NetnsThread : public Napi::ObjectWrap<NetnsThread> {
  private:
   void Stop() {
     if (!st_) return;
-    {
-      std::lock_guard<std::mutex> lk(st_->mu);
-      st_->stopping = true;
-    }
-    st_->cv.notify_all();
-    st_->thr.join();  // jobs are short syscalls; queued ones are rejected with ECANCELED
-    st_->tsfn.Release();
+    JoinThread(st_);
+    st_->wrapperGone = true;
+    if (st_->tsfnGone)
+      delete st_;  // the environment is being torn down and already finalized the TSFN
+    else
+      st_->tsfn.Release();  // its finalizer frees State once the queued completions have run
     st_ = nullptr;
   }
 
