@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <unordered_set>
 
 #include "common.h"
 
@@ -106,7 +107,55 @@ static Napi::Value LibbpfVersion(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), libbpf_version_string());
 }
 
+// FdLedger: raw fds a thread holds outside any libuv handle (pooled sockets, listener copies waiting for a
+// server, netns fds). A worker thread's environment can be torn down without running any more JavaScript
+// (worker.terminate() of a stuck thread); handles are closed then, raw fds are not, and a leaked socket or
+// netns fd pins the pod's network namespace. The destructor, run by that teardown, closes what is still here.
+class FdLedger : public Napi::ObjectWrap<FdLedger> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "FdLedger",
+                       {
+                           InstanceMethod<&FdLedger::Adopt>("adopt"),
+                           InstanceMethod<&FdLedger::Release>("release"),
+                           InstanceMethod<&FdLedger::Close>("close"),
+                           InstanceAccessor<&FdLedger::Size>("size"),
+                       });
+  }
+
+  explicit FdLedger(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdLedger>(info) {}
+
+  ~FdLedger() override {
+    for (int fd : fds_) close(fd);
+  }
+
+ private:
+  // adopt(fd): the ledger closes it unless it is released or closed through the ledger first
+  Napi::Value Adopt(const Napi::CallbackInfo& info) {
+    fds_.insert(ArgFd(info, 0, "fd"));
+    return info.Env().Undefined();
+  }
+
+  // release(fd) -> whether it was held: from now on a handle (or the caller) owns it
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), fds_.erase(ArgFd(info, 0, "fd")) > 0);
+  }
+
+  // close(fd): closes it, held or not, ignoring "not open"; the ledger forgets it first
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    int fd = ArgFd(info, 0, "fd");
+    fds_.erase(fd);
+    close(fd);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fds_.size()); }
+
+  std::unordered_set<int> fds_;
+};
+
 void InitSysOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("FdLedger", FdLedger::Define(env));
   exports.Set("openNetns", Napi::Function::New<OpenNetns>(env, "openNetns"));
   exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));
   exports.Set("dupFd", Napi::Function::New<DupFd>(env, "dupFd"));

@@ -43,6 +43,8 @@ export interface AgentOptions {
    * listener fds, so connections spread over that many cores; needs the kernel datapath.
    */
   dataThreads?: number;
+  /** A worker thread whose event loop has not run for this long is terminated and restarted (default 10 s; 0: never). */
+  workerStallTimeoutMs?: number;
   /** Control plane ADS address (`host:port` or `unix:///path`); absent: no services, passthrough only. */
   xds?: { address: string; mode: XdsMode };
   /**
@@ -183,6 +185,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       datapath: share,
       bufferSize: this.opts.bufferSize,
       connectTimeoutMs: this.opts.connectTimeoutMs,
+      stallTimeoutMs: this.opts.workerStallTimeoutMs,
       mesh: this.opts.mesh ? { trustDomain: this.opts.mesh.trustDomain, keepalive: this.opts.mesh.keepalive } : null,
     });
     // xDS may have answered while the datapath was opening

@@ -3,13 +3,19 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { Registry } from 'prom-client';
+import { loadNative } from '../datapath/native';
 import { WorkerDatapath, type WorkerPodSockets } from '../datapath/worker-datapath';
 import { IdentityReplica } from '../identity/replica';
 import { ProxyRuntime } from '../proxy/runtime';
 import { createLogger } from '../telemetry/logger';
-import { closeShare, fromWire, type FromWorker, type ToWorker, type WorkerData, type WorkerStats } from './worker-protocol';
+import { adoptFd, installFdLedger } from '../util/fd';
+import { HEARTBEAT_MS, closeShare, fromWire, shareFds, type FromWorker, type ToWorker, type WorkerData, type WorkerStats } from './worker-protocol';
 
 function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
+  // Raw fds this thread holds are closed at its teardown, even by terminate() (see util/fd.ts).
+  installFdLedger(new (loadNative().FdLedger)());
+  const beat = new Int32Array(data.heartbeat);
+  setInterval(() => Atomics.add(beat, 0, 1), HEARTBEAT_MS).unref();
   const send = (m: FromWorker): void => port.postMessage(m);
   const log = createLogger({ level: data.logLevel }).child({ component: 'proxy', worker: data.index });
   const registry = new Registry();
@@ -40,6 +46,7 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
     switch (m.type) {
       case 'pod-add': {
         // From here on this thread owns the fds (the main thread closes those of shares never received).
+        for (const fd of shareFds(m.share)) adoptFd(fd);
         send({ type: 'pod-taken', uid: m.pod.uid });
         let s: WorkerPodSockets;
         try {

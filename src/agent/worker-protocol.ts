@@ -20,7 +20,11 @@ export interface WorkerData {
   connectTimeoutMs?: number;
   datapath: DatapathWorkerShare;
   mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null } | null;
+  /** One Int32 the worker's event loop increments every HEARTBEAT_MS: the main thread's watchdog reads it. */
+  heartbeat: SharedArrayBuffer;
 }
+
+export const HEARTBEAT_MS = 250;
 
 interface WirePolicy {
   name: string;
@@ -63,10 +67,15 @@ export interface WorkerStats {
   hboneServers: PodHboneServers[];
 }
 
+/** Every fd of a share: the pod's netns and the copies of its listeners. */
+export function shareFds(share: PodWorkerShare): number[] {
+  const l = share.listeners;
+  return [share.netnsFd, ...l.outbound, ...l.inbound, ...l.hbone];
+}
+
 /** Closes every fd of a share (the main thread's copies for a worker that never received them, or a worker's own). */
 export function closeShare(share: PodWorkerShare): void {
-  const l = share.listeners;
-  for (const fd of [share.netnsFd, ...l.outbound, ...l.inbound, ...l.hbone]) closeFdQuietly(fd);
+  for (const fd of shareFds(share)) closeFdQuietly(fd);
 }
 
 const toWirePolicy = (p: CompiledPolicy): WirePolicy => ({ name: p.name, rules: p.rules.map(({ name, permissions, principals }) => ({ name, permissions, principals })) });

@@ -12,7 +12,7 @@ import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
 import type { Workload } from '../state/workloads';
 import type { Logger } from '../telemetry/logger';
 import type { AgentResource } from '../xds/agent-resources';
-import { closeShare, toWire, type FromWorker, type ToWorker, type WireResource, type WorkerData, type WorkerStats } from './worker-protocol';
+import { HEARTBEAT_MS, closeShare, toWire, type FromWorker, type ToWorker, type WireResource, type WorkerData, type WorkerStats } from './worker-protocol';
 
 export interface DataPlaneWorkersOptions {
   /** Worker threads besides the main thread (which serves too). */
@@ -26,6 +26,11 @@ export interface DataPlaneWorkersOptions {
   mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null } | null;
   /** Time to the first restart of a crashed worker; doubles while it keeps crashing within a minute. Default 500 ms. */
   restartDelayMs?: number;
+  /**
+   * A worker whose event loop has not run for this long is terminated and restarted: its open connections
+   * are lost either way, and new ones go to the other threads meanwhile. Default 10 s; 0 disables.
+   */
+  stallTimeoutMs?: number;
   /** The worker script (default worker-main.js; tests substitute a scripted one). */
   entry?: string;
 }
@@ -33,7 +38,7 @@ export interface DataPlaneWorkersOptions {
 export interface WorkerStatus {
   index: number;
   threadId: number | null;
-  state: 'starting' | 'running' | 'restarting' | 'stopped';
+  state: 'starting' | 'running' | 'stalled' | 'restarting' | 'stopped';
   restarts: number;
   lastExit: string | null;
 }
@@ -46,10 +51,12 @@ interface SharedPod {
 }
 
 type IdentityState = { bundle: CertBundle; roots: string[] } | { failed: string };
+type RestartReason = 'crashed' | 'stalled';
 
 const MAX_RESTART_DELAY_MS = 30_000;
 const CALL_TIMEOUT_MS = 2_000;
 const STABLE_AFTER_MS = 60_000;
+const DEFAULT_STALL_TIMEOUT_MS = 10_000;
 
 class WorkerSlot {
   worker: Worker | null = null;
@@ -59,6 +66,11 @@ class WorkerSlot {
   startedAt = 0;
   lastExit: string | null = null;
   restartTimer: NodeJS.Timeout | null = null;
+  reason: RestartReason = 'crashed';
+  /** Incremented by the worker's event loop (HEARTBEAT_MS); read by the watchdog. */
+  readonly heartbeat = new Int32Array(new SharedArrayBuffer(4));
+  lastBeat = 0;
+  lastBeatSeenAt = 0;
   readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   /** Shares posted and not yet received: if the worker dies first, their fds are closed here. */
   readonly inFlight: PodWorkerShare[] = [];
@@ -72,13 +84,21 @@ export class DataPlaneWorkers {
   private readonly xds = new Map<string, WireResource[]>();
   private readonly identities = new Map<string, IdentityState>();
   private readonly restartsTotal: Counter;
+  private readonly stallsTotal: Counter;
+  private watchdog: NodeJS.Timeout | null = null;
   private seq = 0;
   private stopping = false;
 
   constructor(private readonly opts: DataPlaneWorkersOptions) {
     this.restartsTotal = new Counter({
       name: 'nodemesh_worker_restarts_total',
-      help: 'Data-plane worker threads restarted after they crashed (their open connections were lost)',
+      help: 'Data-plane worker threads restarted after they crashed or stalled (their open connections were lost)',
+      labelNames: ['reason'],
+      registers: [opts.registry],
+    });
+    this.stallsTotal = new Counter({
+      name: 'nodemesh_worker_stalls_total',
+      help: 'Data-plane worker threads terminated because their event loop stopped running',
       registers: [opts.registry],
     });
     for (let i = 1; i <= opts.count; i++) this.slots.push(new WorkerSlot(i));
@@ -86,6 +106,11 @@ export class DataPlaneWorkers {
 
   /** Starts every worker and waits until each listens for state. */
   async start(): Promise<void> {
+    const stallMs = this.opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+    if (stallMs > 0) {
+      this.watchdog = setInterval(() => this.checkHeartbeats(stallMs), Math.min(1000, Math.max(HEARTBEAT_MS, stallMs / 4)));
+      this.watchdog.unref();
+    }
     await Promise.all(
       this.slots.map((s) => {
         try {
@@ -107,6 +132,7 @@ export class DataPlaneWorkers {
       connectTimeoutMs: this.opts.connectTimeoutMs,
       datapath: this.opts.datapath,
       mesh: this.opts.mesh,
+      heartbeat: slot.heartbeat.buffer as SharedArrayBuffer,
     };
     const worker = new Worker(this.opts.entry ?? path.join(__dirname, 'worker-main.js'), { workerData: data });
     slot.worker = worker;
@@ -122,6 +148,8 @@ export class DataPlaneWorkers {
       worker.on('message', (m: FromWorker) => {
         if (m.type === 'ready') {
           slot.state = 'running';
+          slot.lastBeat = Atomics.load(slot.heartbeat, 0);
+          slot.lastBeatSeenAt = Date.now();
           resolve();
         } else {
           this.onMessage(slot, m);
@@ -150,6 +178,32 @@ export class DataPlaneWorkers {
     }
   }
 
+  /**
+   * A worker whose heartbeat has not moved for `stallMs` (an endless loop, a pathological input) holds its
+   * connections hostage and its share of the CPU: terminate it, and the exit handler restarts it. Its raw
+   * fds are closed by its fd ledger at teardown (util/fd.ts), its handles by Node.
+   */
+  private checkHeartbeats(stallMs: number): void {
+    const now = Date.now();
+    for (const slot of this.slots) {
+      if (this.stopping || slot.state !== 'running' || !slot.worker) continue;
+      const beat = Atomics.load(slot.heartbeat, 0);
+      if (beat !== slot.lastBeat) {
+        slot.lastBeat = beat;
+        slot.lastBeatSeenAt = now;
+        continue;
+      }
+      const silentMs = now - slot.lastBeatSeenAt;
+      if (silentMs < stallMs) continue;
+      slot.state = 'stalled';
+      slot.reason = 'stalled';
+      slot.lastExit = `event loop stalled for ${Math.round(silentMs / 100) / 10} s`;
+      this.stallsTotal.inc();
+      this.opts.log.error({ worker: slot.index, silentMs }, 'data-plane worker stopped running its event loop; terminating it (its open connections are lost)');
+      void slot.worker.terminate();
+    }
+  }
+
   private onExit(slot: WorkerSlot, worker: Worker, code: number): void {
     if (slot.worker !== worker) return;
     slot.worker = null;
@@ -173,7 +227,8 @@ export class DataPlaneWorkers {
       slot.restartTimer = null;
       if (this.stopping) return;
       slot.restarts++;
-      this.restartsTotal.inc();
+      this.restartsTotal.inc({ reason: slot.reason });
+      slot.reason = 'crashed';
       slot.lastExit = null;
       try {
         this.spawn(slot).catch((err: unknown) => this.opts.log.error({ err, worker: slot.index }, 'restarted data-plane worker failed to start'));
@@ -290,6 +345,7 @@ export class DataPlaneWorkers {
   /** SIGTERM, first step: every worker stops accepting (no restart from now on). */
   stopAccepting(): void {
     this.stopping = true;
+    if (this.watchdog) clearInterval(this.watchdog);
     for (const s of this.slots) if (s.restartTimer) clearTimeout(s.restartTimer);
     this.broadcast({ type: 'stop' });
   }

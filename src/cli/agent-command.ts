@@ -79,6 +79,12 @@ export function registerAgentCommand(program: Command): void {
       int,
       1,
     )
+    .option(
+      '--worker-stall-timeout <seconds>',
+      'with --concurrency above 1: a worker thread whose event loop has not run for this long is terminated and restarted (its connections are lost; 0: never)',
+      int,
+      10,
+    )
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
     .action(async (o: {
       node: string;
@@ -99,6 +105,7 @@ export function registerAgentCommand(program: Command): void {
       trustDomain: string;
       hboneKeepaliveMs: number;
       concurrency: number;
+      workerStallTimeout: number;
       logLevel: string;
     }) => {
       if (o.xdsMode !== 'delta' && o.xdsMode !== 'sotw') throw new Error(`--xds-mode must be delta or sotw, not "${o.xdsMode}"`);
@@ -120,6 +127,7 @@ export function registerAgentCommand(program: Command): void {
           xds: o.xds ? { address: o.xds, mode: o.xdsMode } : undefined,
           mesh: meshOptions(o, log),
           dataThreads: o.concurrency === 0 ? usableCpus(cg2.path) : o.concurrency,
+          workerStallTimeoutMs: o.workerStallTimeout * 1000,
         },
         log,
         () => openDatapath({ pinRoot: o.pinRoot, cgroupRoot }, log.child({ component: 'datapath' })),

@@ -72,10 +72,24 @@ export interface NativeNetnsThread {
   close(): void;
 }
 
+/**
+ * Raw fds a thread holds outside any libuv handle. Whatever is still adopted when the thread's environment is
+ * torn down (even by worker.terminate(), which runs no more JavaScript) is closed by the native destructor.
+ */
+export interface NativeFdLedger {
+  adopt(fd: number): void;
+  /** A handle (or the caller) owns it from now on; false if it was not held. */
+  release(fd: number): boolean;
+  /** Closes it, held or not, ignoring "not open". */
+  close(fd: number): void;
+  readonly size: number;
+}
+
 export interface NativeBinding {
   BpfObject: new (objectPath: string, pinRoot: string) => NativeBpfObject;
   BpfMap: { openPinned(path: string): NativeBpfMap };
   NetnsThread: new () => NativeNetnsThread;
+  FdLedger: new () => NativeFdLedger;
   linkInfo(pinPath: string): NativeLinkInfo | null;
   /** Detaches the pinned link from its hook and unpins it; false when nothing was pinned there. */
   linkDetach(pinPath: string): boolean;

@@ -1,5 +1,6 @@
 // Per-pod pool of pre-created, unconnected upstream sockets, refilled in the background on the netns thread.
 
+import { adoptFd, releaseFd } from '../util/fd';
 import type { NativeBinding, NativeNetnsThread } from './native';
 
 export interface PoolLogger {
@@ -11,7 +12,8 @@ export interface PoolLogger {
  * a trip back through the event loop; keeping a few ready makes the common case synchronous-ish.
  * Refills come in batches: once fewer than half the target are ready, one job brings the pool back to its
  * target (a job per connection cost 14% of the agent's CPU at 300 new connections/s).
- * Sockets in the pool are owned by the pool until handed out; close() closes them.
+ * Sockets in the pool are owned by the pool until handed out; close() closes them. In a worker thread they
+ * are adopted by its fd ledger until a net.Socket takes them (util/fd.ts).
  */
 export class SocketPool {
   private readonly ready: { 4: number[]; 6: number[] } = { 4: [], 6: [] };
@@ -39,7 +41,7 @@ export class SocketPool {
     const fd = this.ready[family].shift();
     this.refill(family);
     if (fd !== undefined) return fd;
-    return this.thread.socket(this.netnsFd, family, this.mark);
+    return adoptFd(await this.thread.socket(this.netnsFd, family, this.mark));
   }
 
   private refill(family: 4 | 6): void {
@@ -53,7 +55,7 @@ export class SocketPool {
       (fds) => {
         this.inflight[family] = 0;
         if (this.closed) for (const fd of fds) this.native.closeFd(fd);
-        else this.ready[family].push(...fds);
+        else for (const fd of fds) this.ready[family].push(adoptFd(fd));
       },
       (err: unknown) => {
         this.inflight[family] = 0;
@@ -67,7 +69,7 @@ export class SocketPool {
   close(): void {
     this.closed = true;
     for (const fam of [4, 6] as const) {
-      for (const fd of this.ready[fam].splice(0)) this.native.closeFd(fd);
+      for (const fd of this.ready[fam].splice(0)) this.native.closeFd(releaseFd(fd));
     }
   }
 }

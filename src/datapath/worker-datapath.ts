@@ -1,6 +1,7 @@
 // A data-plane worker thread's own handles on the datapath: the tuple map, a netns thread, per-pod socket pools.
 // The main thread owns enrollment and every pinned object; a worker only reads and creates sockets.
 
+import { releaseFd } from '../util/fd';
 import * as abi from './abi';
 import { loadNative, type NativeBinding, type NativeBpfMap, type NativeNetnsThread } from './native';
 import { POOL_TARGET, takeOriginalDst, type TupleDstReader } from './pod-datapath';
@@ -64,6 +65,6 @@ export class WorkerPodSockets {
     if (this.released) return;
     this.released = true;
     this.pool.close();
-    this.native.closeFd(this.share.netnsFd);
+    this.native.closeFd(releaseFd(this.share.netnsFd));
   }
 }

@@ -2,7 +2,7 @@
 
 import net from 'node:net';
 import type { Workload } from '../state/workloads';
-import { closeFdQuietly } from '../util/fd';
+import { closeFdQuietly, releaseFd } from '../util/fd';
 import type { PodSockets, ProxyContext } from './context';
 import { HboneServer, type HboneServerStats } from './hbone';
 import { handleInbound } from './inbound';
@@ -93,7 +93,7 @@ export class PodProxy {
           });
           const fd = this.pendingHbone.shift()!;
           try {
-            await server.listen({ fd });
+            await server.listen({ fd: releaseFd(fd) });
           } catch (err) {
             closeFdQuietly(fd); // as in start(): a failed listen leaves the fd open
             throw err;
@@ -142,7 +142,7 @@ export class PodProxy {
 function listenFd(server: net.Server, fd: number): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ fd }, () => {
+    server.listen({ fd: releaseFd(fd) }, () => {
       server.off('error', reject);
       resolve();
     });

@@ -155,6 +155,11 @@ function removePins(dir: string): void {
   };
   walk(dir);
   fs.rmSync(dir, { recursive: true, force: true });
+  try {
+    fs.rmdirSync(path.dirname(dir)); // /sys/fs/bpf/nodemesh, if no other test or agent pins under it
+  } catch {
+    // not empty, or already gone
+  }
 }
 
 /** Resolves with the first stdout line of `child` (servers print "ready"; clients print one JSON result). */

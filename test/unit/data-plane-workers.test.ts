@@ -88,7 +88,7 @@ describe('IdentityReplica', () => {
 });
 
 /** Workers running test/helpers/scripted-worker instead of the real worker. */
-function scriptedWorkers(o: { count: number; registry: Registry; restartDelayMs: number }): DataPlaneWorkers {
+function scriptedWorkers(o: { count: number; registry: Registry; restartDelayMs: number; stallTimeoutMs?: number }): DataPlaneWorkers {
   return new DataPlaneWorkers({
     ...o,
     log: silentLogger(),
@@ -130,11 +130,39 @@ describe('DataPlaneWorkers supervision', () => {
       const replayed = await received();
       assert.deepEqual(replayed.map((r) => r.slice(0, 2)), [['xds type.googleapis.com/envoy.config.cluster.v3.Cluster 0', 'identity'], ['xds type.googleapis.com/envoy.config.cluster.v3.Cluster 0', 'identity']]);
       assert.ok(replayed.every((r) => /^pod-add p1 netns=10[3-4]$/.test(r[2]!)), `fresh fd copies after the restart: ${JSON.stringify(replayed)}`);
-      assert.equal((await registry.getSingleMetric('nodemesh_worker_restarts_total')!.get()).values[0]!.value, 2);
+      assert.deepEqual((await registry.getSingleMetric('nodemesh_worker_restarts_total')!.get()).values.map((v) => [v.labels, v.value]), [[{ reason: 'crashed' }, 2]]);
 
       workers.removePod('p1');
       assert.equal(await workers.drain(1000), 10, 'drain answers from both workers (5 messages each since the restart: xds, identity, pod-add, pod-remove, stop)');
       assert.deepEqual(workers.status().map((s) => s.state), ['stopped', 'stopped']);
+    } finally {
+      await workers.drain(100);
+    }
+  });
+
+  it('a worker whose event loop stops running is terminated and restarted; a busy main thread is not mistaken for it', async () => {
+    const registry = new Registry();
+    const workers = scriptedWorkers({ count: 2, registry, restartDelayMs: 50, stallTimeoutMs: 1000 });
+    await workers.start();
+    try {
+      const metric = async (name: string): Promise<unknown[]> => (await registry.getSingleMetric(name)!.get()).values.map((v) => [v.labels, v.value]);
+      // The main thread blocked for longer than the timeout: the workers kept beating, nothing is terminated.
+      const until = Date.now() + 1500;
+      while (Date.now() < until);
+      await new Promise((r) => setTimeout(r, 1200));
+      assert.deepEqual(workers.status().map((s) => [s.state, s.restarts]), [['running', 0], ['running', 0]]);
+
+      const before = workers.status()[0]!.threadId;
+      workers.setLogLevel('hang'); // both workers spin forever
+      await waitFor('both workers to be terminated and restarted', async () => workers.status().every((s) => s.restarts === 1 && s.state === 'running'), 8000);
+      assert.notEqual(workers.status()[0]!.threadId, before);
+      assert.deepEqual(await metric('nodemesh_worker_stalls_total'), [[{}, 2]]);
+      assert.deepEqual(await metric('nodemesh_worker_restarts_total'), [[{ reason: 'stalled' }, 2]]);
+      assert.equal((await workers.stats()).length, 2, 'the restarted workers answer');
+
+      workers.setLogLevel('crash');
+      await waitFor('both workers to restart after crashing', async () => workers.status().every((s) => s.restarts === 2 && s.state === 'running'), 8000);
+      assert.deepEqual(await metric('nodemesh_worker_restarts_total'), [[{ reason: 'stalled' }, 2], [{ reason: 'crashed' }, 2]]);
     } finally {
       await workers.drain(100);
     }
