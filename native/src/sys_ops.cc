@@ -11,7 +11,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <unordered_set>
+#include <unordered_map>
+#include <utility>
 
 #include "common.h"
 
@@ -110,7 +111,9 @@ static Napi::Value LibbpfVersion(const Napi::CallbackInfo& info) {
 // FdLedger: raw fds a thread holds outside any libuv handle (pooled sockets, listener copies waiting for a
 // server, netns fds). A worker thread's environment can be torn down without running any more JavaScript
 // (worker.terminate() of a stuck thread); handles are closed then, raw fds are not, and a leaked socket or
-// netns fd pins the pod's network namespace. The destructor, run by that teardown, closes what is still here.
+// netns fd pins the pod's network namespace. The destructor, run by that teardown, closes what is still here,
+// but only an fd that is still the file it adopted: should a bug close one behind the ledger's back, the
+// number may belong to another thread by then.
 class FdLedger : public Napi::ObjectWrap<FdLedger> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -126,13 +129,19 @@ class FdLedger : public Napi::ObjectWrap<FdLedger> {
   explicit FdLedger(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdLedger>(info) {}
 
   ~FdLedger() override {
-    for (int fd : fds_) close(fd);
+    for (const auto& [fd, id] : fds_) {
+      struct stat st;
+      if (fstat(fd, &st) == 0 && st.st_dev == id.first && st.st_ino == id.second) close(fd);
+    }
   }
 
  private:
   // adopt(fd): the ledger closes it unless it is released or closed through the ledger first
   Napi::Value Adopt(const Napi::CallbackInfo& info) {
-    fds_.insert(ArgFd(info, 0, "fd"));
+    int fd = ArgFd(info, 0, "fd");
+    struct stat st;
+    if (fstat(fd, &st)) ThrowErrno(info.Env(), errno, "fstat(" + std::to_string(fd) + ") to adopt it");
+    fds_[fd] = {st.st_dev, st.st_ino};
     return info.Env().Undefined();
   }
 
@@ -151,7 +160,7 @@ class FdLedger : public Napi::ObjectWrap<FdLedger> {
 
   Napi::Value Size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fds_.size()); }
 
-  std::unordered_set<int> fds_;
+  std::unordered_map<int, std::pair<dev_t, ino_t>> fds_;
 };
 
 void InitSysOps(Napi::Env env, Napi::Object exports) {

@@ -287,16 +287,17 @@ export class Agent implements EnrollmentHandler, XdsSink {
   }
 
   /**
-   * Each worker thread's state and, when it answers, its connections and HBONE pool and servers.
-   * `answering: false` on a running worker means its event loop did not reply within 2 s (stuck or overloaded).
+   * Each worker thread's state and, when it answers, its connections, HBONE pool and servers, and the raw fds
+   * it holds. `answering: false` on a running worker means its event loop did not reply within 2 s (stuck or
+   * overloaded; the watchdog restarts it once it has been silent for the stall timeout).
    */
-  async workersStatus(): Promise<(WorkerStatus & { answering: boolean; connections?: number; hboneClient?: WorkerStats['hboneClient']; hboneServers?: WorkerStats['hboneServers'] })[]> {
+  async workersStatus(): Promise<(WorkerStatus & { answering: boolean; connections?: number; heldFds?: number; hboneClient?: WorkerStats['hboneClient']; hboneServers?: WorkerStats['hboneServers'] })[]> {
     if (!this.workers) return [];
     const stats = new Map((await this.workers.stats()).map((s) => [s.index, s]));
     return this.workers.status().map((w) => {
       const s = stats.get(w.index);
       return s
-        ? { ...w, answering: true, connections: s.connections.active.length, hboneClient: s.hboneClient, hboneServers: s.hboneServers }
+        ? { ...w, answering: true, connections: s.connections.active.length, heldFds: s.heldFds, hboneClient: s.hboneClient, hboneServers: s.hboneServers }
         : { ...w, answering: false };
     });
   }

@@ -8,7 +8,7 @@ import { WorkerDatapath, type WorkerPodSockets } from '../datapath/worker-datapa
 import { IdentityReplica } from '../identity/replica';
 import { ProxyRuntime } from '../proxy/runtime';
 import { createLogger } from '../telemetry/logger';
-import { adoptFd, installFdLedger } from '../util/fd';
+import { adoptFd, heldFdCount, installFdLedger } from '../util/fd';
 import { HEARTBEAT_MS, closeShare, fromWire, shareFds, type FromWorker, type ToWorker, type WorkerData, type WorkerStats } from './worker-protocol';
 
 function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
@@ -39,6 +39,7 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
       connections: runtime.tracker.snapshot(),
       hboneClient: runtime.ctx.mesh?.pool.stats() ?? null,
       hboneServers: runtime.hboneServers(),
+      heldFds: heldFdCount(),
     };
   };
 

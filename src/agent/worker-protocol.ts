@@ -65,6 +65,8 @@ export interface WorkerStats {
   connections: ReturnType<ConnectionTracker['snapshot']>;
   hboneClient: HboneClientPoolStats | null;
   hboneServers: PodHboneServers[];
+  /** Raw fds the worker holds outside any handle (its fd ledger): netns fds, pooled sockets, listener copies not yet served. */
+  heldFds: number;
 }
 
 /** Every fd of a share: the pod's netns and the copies of its listeners. */

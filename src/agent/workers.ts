@@ -71,6 +71,7 @@ class WorkerSlot {
   readonly heartbeat = new Int32Array(new SharedArrayBuffer(4));
   lastBeat = 0;
   lastBeatSeenAt = 0;
+  stalledAt = 0;
   readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   /** Shares posted and not yet received: if the worker dies first, their fds are closed here. */
   readonly inFlight: PodWorkerShare[] = [];
@@ -101,16 +102,15 @@ export class DataPlaneWorkers {
       help: 'Data-plane worker threads terminated because their event loop stopped running',
       registers: [opts.registry],
     });
+    // both series from the start: an alert on rate() or absent() needs the zeros
+    for (const reason of ['crashed', 'stalled'] satisfies RestartReason[]) this.restartsTotal.inc({ reason }, 0);
     for (let i = 1; i <= opts.count; i++) this.slots.push(new WorkerSlot(i));
   }
 
   /** Starts every worker and waits until each listens for state. */
   async start(): Promise<void> {
     const stallMs = this.opts.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
-    if (stallMs > 0) {
-      this.watchdog = setInterval(() => this.checkHeartbeats(stallMs), Math.min(1000, Math.max(HEARTBEAT_MS, stallMs / 4)));
-      this.watchdog.unref();
-    }
+    if (stallMs > 0) this.startWatchdog(Math.max(stallMs, 4 * HEARTBEAT_MS));
     await Promise.all(
       this.slots.map((s) => {
         try {
@@ -178,17 +178,38 @@ export class DataPlaneWorkers {
     }
   }
 
+  private startWatchdog(stallMs: number): void {
+    const tickMs = Math.min(1000, stallMs / 4);
+    let lastTick = Date.now();
+    this.watchdog = setInterval(() => {
+      const now = Date.now();
+      // A late tick means the whole process was paused (SIGSTOP, a frozen cgroup, a suspended VM) or the main
+      // thread was blocked: a worker may not have had its turn to beat yet, so the silence counts from now.
+      const late = now - lastTick > tickMs + 2 * HEARTBEAT_MS;
+      lastTick = now;
+      this.checkHeartbeats(stallMs, now, late);
+    }, tickMs);
+    this.watchdog.unref();
+  }
+
   /**
    * A worker whose heartbeat has not moved for `stallMs` (an endless loop, a pathological input) holds its
    * connections hostage and its share of the CPU: terminate it, and the exit handler restarts it. Its raw
    * fds are closed by its fd ledger at teardown (util/fd.ts), its handles by Node.
    */
-  private checkHeartbeats(stallMs: number): void {
-    const now = Date.now();
+  private checkHeartbeats(stallMs: number, now: number, late: boolean): void {
     for (const slot of this.slots) {
-      if (this.stopping || slot.state !== 'running' || !slot.worker) continue;
+      if (this.stopping || !slot.worker) continue;
+      if (slot.state === 'stalled' && now - slot.stalledAt > stallMs) {
+        // Stuck where terminate() cannot reach (native code, a blocking syscall): give up on it. Its fd copies
+        // stay open with it, harmless duplicates of sockets the other threads serve; a replacement starts.
+        this.opts.log.error({ worker: slot.index, threadId: slot.worker.threadId }, 'stalled data-plane worker did not exit when terminated; abandoning it and starting another');
+        this.detach(slot, 'abandoned');
+        continue;
+      }
+      if (slot.state !== 'running') continue;
       const beat = Atomics.load(slot.heartbeat, 0);
-      if (beat !== slot.lastBeat) {
+      if (beat !== slot.lastBeat || late) {
         slot.lastBeat = beat;
         slot.lastBeatSeenAt = now;
         continue;
@@ -196,6 +217,7 @@ export class DataPlaneWorkers {
       const silentMs = now - slot.lastBeatSeenAt;
       if (silentMs < stallMs) continue;
       slot.state = 'stalled';
+      slot.stalledAt = now;
       slot.reason = 'stalled';
       slot.lastExit = `event loop stalled for ${Math.round(silentMs / 100) / 10} s`;
       this.stallsTotal.inc();
@@ -206,15 +228,20 @@ export class DataPlaneWorkers {
 
   private onExit(slot: WorkerSlot, worker: Worker, code: number): void {
     if (slot.worker !== worker) return;
+    this.detach(slot, `exit code ${code}`);
+  }
+
+  /** The slot's worker is gone (or given up on): shares it never received are closed, calls fail, a restart follows. */
+  private detach(slot: WorkerSlot, why: string): void {
     slot.worker = null;
     for (const share of slot.inFlight.splice(0)) closeShare(share);
-    for (const c of slot.calls.values()) c.reject(new Error(`worker ${slot.index} exited (code ${code})`));
+    for (const c of slot.calls.values()) c.reject(new Error(`worker ${slot.index} exited (${why})`));
     slot.calls.clear();
     if (this.stopping) {
       slot.state = 'stopped';
       return;
     }
-    slot.lastExit ??= `exit code ${code}`;
+    slot.lastExit ??= why;
     this.scheduleRestart(slot);
   }
 

@@ -1,7 +1,7 @@
 // Copies bytes both ways between two TCP sockets: backpressure, half-close, reset propagation, no per-chunk copies.
 
 import net from 'node:net';
-import { releaseFd } from '../util/fd';
+import { socketOnFd } from '../util/fd';
 
 /** Default per-direction read buffer. Loopback reads rarely exceed 64 KiB; 32 KiB halves idle memory. */
 export const DEFAULT_RELAY_BUFFER = 32 * 1024;
@@ -240,10 +240,7 @@ export function newUpstream(fd: number | null, dir: Direction | null): net.Socke
   const opts: SocketCtorOptions = { allowHalfOpen: true };
   // Without a Direction the socket reads as a normal stream (for relays that pipe, e.g. to an HBONE stream).
   if (dir !== null) opts.onread = dir.readOptions();
-  if (fd !== null) {
-    opts.fd = releaseFd(fd);
-    // With an fd the constructor would start reading an unconnected socket (ENOTCONN): wait for connect.
-    opts.manualStart = true;
-  }
-  return new net.Socket(opts).setNoDelay(true);
+  // With an fd the constructor would start reading an unconnected socket (ENOTCONN): wait for connect.
+  if (fd !== null) opts.manualStart = true;
+  return socketOnFd(fd, opts).setNoDelay(true);
 }

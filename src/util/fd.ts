@@ -8,6 +8,7 @@
 // there is no ledger: the process's exit closes everything.
 
 import fs from 'node:fs';
+import net from 'node:net';
 import type { NativeFdLedger } from '../datapath/native';
 
 let ledger: NativeFdLedger | null = null;
@@ -34,7 +35,24 @@ export function releaseFd(fd: number): number {
   return fd;
 }
 
+/**
+ * A net.Socket that owns `fd` from now on (null: a new socket of the agent's own netns); if Node refuses the
+ * fd, it is closed. `manualStart` (accepted by the constructor, absent from its typings) keeps an unconnected
+ * fd from being read before connect().
+ */
+export function socketOnFd(fd: number | null, opts: net.SocketConstructorOpts & { manualStart?: boolean }): net.Socket {
+  if (fd === null) return new net.Socket(opts);
+  releaseFd(fd);
+  try {
+    return new net.Socket({ ...opts, fd });
+  } catch (err) {
+    closeFdQuietly(fd);
+    throw err;
+  }
+}
+
 export function closeFdQuietly(fd: number): void {
+  if (!Number.isInteger(fd) || fd < 0) return;
   if (ledger) {
     ledger.close(fd);
     return;

@@ -106,11 +106,20 @@ describe('data-plane worker faults', { skip: skip ?? false }, () => {
       assert.deepEqual(podFds(), alone, `after the ${fault}, nothing the worker held is left open`);
       // queued on the listener while no thread accepts; the restarted worker takes it
       const queued = dial();
+      queued.catch(() => undefined); // awaited below; a failure before that must not be unhandled
       await waitFor(`the worker to restart after the ${fault}`, async () => workers!.status()[0]!.state === 'running' && workers!.status()[0]!.restarts === restarts, 10_000);
       assert.deepEqual(await queued, { ok: true, data: 'hello' }, `the connection made while the worker was down (${fault}) is served`);
     }
     const values = async (name: string): Promise<unknown[]> => (await registry.getSingleMetric(name)!.get()).values.map((v) => [v.labels, v.value]);
     assert.deepEqual(await values('nodemesh_worker_restarts_total'), [[{ reason: 'crashed' }, 1], [{ reason: 'stalled' }, 1]]);
     assert.deepEqual(await values('nodemesh_worker_stalls_total'), [[{}, 1]]);
+
+    // Every raw fd the worker holds leaves its ledger through a handle or a close: none is left once the pod is
+    // gone (a path that forgot to would leave the ledger closing a number another thread may own by then).
+    const held = async (): Promise<number> => (await workers!.stats())[0]!.heldFds;
+    assert.ok((await held()) >= 2, 'while serving: the netns fd and pooled sockets');
+    workers.removePod(pod.uid);
+    await waitFor('the worker to let go of the pod', async () => (await held()) === 0, 5000);
+    assert.deepEqual(podFds(), alone, 'and it closed all of them');
   });
 });

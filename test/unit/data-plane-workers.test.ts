@@ -130,7 +130,7 @@ describe('DataPlaneWorkers supervision', () => {
       const replayed = await received();
       assert.deepEqual(replayed.map((r) => r.slice(0, 2)), [['xds type.googleapis.com/envoy.config.cluster.v3.Cluster 0', 'identity'], ['xds type.googleapis.com/envoy.config.cluster.v3.Cluster 0', 'identity']]);
       assert.ok(replayed.every((r) => /^pod-add p1 netns=10[3-4]$/.test(r[2]!)), `fresh fd copies after the restart: ${JSON.stringify(replayed)}`);
-      assert.deepEqual((await registry.getSingleMetric('nodemesh_worker_restarts_total')!.get()).values.map((v) => [v.labels, v.value]), [[{ reason: 'crashed' }, 2]]);
+      assert.deepEqual((await registry.getSingleMetric('nodemesh_worker_restarts_total')!.get()).values.map((v) => [v.labels, v.value]), [[{ reason: 'crashed' }, 2], [{ reason: 'stalled' }, 0]]);
 
       workers.removePod('p1');
       assert.equal(await workers.drain(1000), 10, 'drain answers from both workers (5 messages each since the restart: xds, identity, pod-add, pod-remove, stop)');
@@ -157,12 +157,12 @@ describe('DataPlaneWorkers supervision', () => {
       await waitFor('both workers to be terminated and restarted', async () => workers.status().every((s) => s.restarts === 1 && s.state === 'running'), 8000);
       assert.notEqual(workers.status()[0]!.threadId, before);
       assert.deepEqual(await metric('nodemesh_worker_stalls_total'), [[{}, 2]]);
-      assert.deepEqual(await metric('nodemesh_worker_restarts_total'), [[{ reason: 'stalled' }, 2]]);
+      assert.deepEqual(await metric('nodemesh_worker_restarts_total'), [[{ reason: 'crashed' }, 0], [{ reason: 'stalled' }, 2]]);
       assert.equal((await workers.stats()).length, 2, 'the restarted workers answer');
 
       workers.setLogLevel('crash');
       await waitFor('both workers to restart after crashing', async () => workers.status().every((s) => s.restarts === 2 && s.state === 'running'), 8000);
-      assert.deepEqual(await metric('nodemesh_worker_restarts_total'), [[{ reason: 'stalled' }, 2], [{ reason: 'crashed' }, 2]]);
+      assert.deepEqual(await metric('nodemesh_worker_restarts_total'), [[{ reason: 'crashed' }, 2], [{ reason: 'stalled' }, 2]]);
     } finally {
       await workers.drain(100);
     }

@@ -18,7 +18,7 @@ import {
 import { ErrorCode } from './h2/constants';
 import { H2Session, type KeepaliveTiming } from './h2/session';
 import { HBONE_ALPN, clientTlsError, contextOptions, spiffeServerCheck } from './tls';
-import { releaseFd } from '../../util/fd';
+import { socketOnFd } from '../../util/fd';
 
 /** Makes an unconnected TCP socket fd inside the source pod's netns; null means a plain socket (tests). */
 export type SocketFactory = (family: 4 | 6) => Promise<number | null>;
@@ -48,14 +48,11 @@ export interface DialOptions {
   adopt(session: H2Session, tlsSocket: tls.TLSSocket): void;
 }
 
-// `manualStart` is accepted by net.Socket's constructor but absent from its typings.
 const KEEPALIVE_MS = 30_000;
-
-type SocketCtorOptions = net.SocketConstructorOpts & { manualStart?: boolean };
 
 function socketFor(fd: number | null): net.Socket {
   // An unconnected fd: reading before connect() would fail with ENOTCONN, so reading starts on connect.
-  const socket = fd === null ? new net.Socket() : new net.Socket({ fd: releaseFd(fd), manualStart: true } as SocketCtorOptions);
+  const socket = socketOnFd(fd, fd === null ? {} : { manualStart: true });
   // HTTP/2 writes several small frames per message; Nagle would hold the later ones for an ACK.
   return socket.setNoDelay(true);
 }
