@@ -4,7 +4,10 @@
 // and the same framing done by a minimal framer in JS (`h2lite`). Two relay processes on CPU 1, load and server on CPU 0, loopback only. Answers "how much of
 // the agent's CPU is Node's HTTP/2 layer, and what is the floor of a Node relay" (bench/README.md).
 //
-//   node bench/micro/relay-layers.js [--reps 3] [--rate 1000] [--secs 10] [--bulk-mib 1024] [--only tcp,tls,h2,h2lite]
+//   node bench/micro/relay-layers.js [--reps 3] [--rate 1000] [--secs 10] [--bulk-mib 1024] [--only direct,tcp,tls,h2,h2lite]
+//
+// `direct` runs the same load with no relay in between: each relay's added latency is its latency minus
+// direct's in the same repetition (median over repetitions).
 //
 // rr: 100-byte requests, 1 KiB responses, open loop at --rate over 4 keep-alive connections; latency from
 // the intended send time. bulk: one stream of --bulk-mib MiB one way. CPU from each relay's own
@@ -279,6 +282,8 @@ const freePort = async () => {
 const pin = (pid, cpu) => execFileSync('taskset', ['-p', '-c', String(cpu), String(pid)], { stdio: 'ignore' });
 
 async function startRelays(mode, serverPort, creds) {
+  // `direct`: no relay at all, the baseline every relay's added latency is measured against
+  if (mode === 'direct') return { port: serverPort, usage: async () => [{ cpuS: 0 }, { cpuS: 0 }], stop: () => undefined };
   const [inPort, outPort] = [await freePort(), await freePort()];
   const env = { ...process.env, RELAY_CREDS: JSON.stringify(creds) };
   const spawnRelay = async (args) => {
@@ -401,7 +406,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 async function main(argv) {
   const opt = (name, dflt) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : dflt);
   const reps = Number(opt('reps', '3'));
-  const modes = opt('only', 'tcp,tls,h2,h2lite').split(',');
+  const modes = opt('only', 'direct,tcp,tls,h2,h2lite').split(',');
   const plan = { rate: Number(opt('rate', '1000')), secs: Number(opt('secs', '10')), mib: Number(opt('bulk-mib', '1024')) };
   pin(process.pid, 0);
   const creds = selfSigned();
@@ -416,13 +421,15 @@ async function main(argv) {
   }
   const f = (x, d = 3) => x.toFixed(d);
   console.log(`relay-layers: ${reps} reps, median; rr ${plan.rate} rps over 4 connections for ${plan.secs} s; bulk ${plan.mib} MiB one stream`);
-  console.log('| relay | rr p50 ms | rr p90 ms | rr p99 ms | rr CPU s per 1k req per relay | bulk Gbit/s | bulk CPU s per GB (both relays) |');
-  console.log('|---|---|---|---|---|---|---|');
+  console.log('| relay | rr p50 ms | rr p90 ms | rr p99 ms | added p50 / p90 / p99 ms (over direct) | rr CPU s per 1k req per relay | bulk Gbit/s | bulk CPU s per GB (both relays) |');
+  console.log('|---|---|---|---|---|---|---|---|');
   for (const m of modes) {
     const r = runs[m];
     const md = (k, xs) => median(xs.map((x) => x[k]));
+    // pairwise within each repetition, then the median
+    const added = (k) => (runs.direct && m !== 'direct' ? f(median(r.rr.map((x, i) => x[k] - runs.direct.rr[i][k]))) : '–');
     console.log(
-      `| ${m} | ${f(md('p50_ms', r.rr))} | ${f(md('p90_ms', r.rr))} | ${f(md('p99_ms', r.rr))} | ${f(md('cpu_s_per_1k_per_relay', r.rr))} | ${f(md('gbit_s', r.bulk), 2)} | ${f(md('cpu_s_per_gb_both', r.bulk), 2)} |`,
+      `| ${m} | ${f(md('p50_ms', r.rr))} | ${f(md('p90_ms', r.rr))} | ${f(md('p99_ms', r.rr))} | ${added('p50_ms')} / ${added('p90_ms')} / ${added('p99_ms')} | ${m === 'direct' ? '–' : f(md('cpu_s_per_1k_per_relay', r.rr))} | ${f(md('gbit_s', r.bulk), 2)} | ${m === 'direct' ? '–' : f(md('cpu_s_per_gb_both', r.bulk), 2)} |`,
     );
   }
 }
