@@ -16,6 +16,7 @@ import type { Workload } from '../../src/state/workloads';
 import { silentLogger } from '../../src/telemetry/logger';
 import type { AgentResource } from '../../src/xds/agent-resources';
 import { waitFor } from '../helpers/wait';
+import { isFdOpen } from '../helpers/fds';
 
 const SA = (sa: string): string => `spiffe://cluster.local/ns/default/sa/${sa}`;
 
@@ -180,14 +181,6 @@ describe('DataPlaneWorkers supervision', () => {
           return { uid, netnsFd: fd(), netnsCookie: 1n, ipv6: false, listeners: { outbound: [fd()], inbound: [fd()], hbone: [] } };
         },
       }) as unknown as PodDatapath;
-    const isOpen = (fd: number): boolean => {
-      try {
-        fs.fstatSync(fd);
-        return true;
-      } catch {
-        return false;
-      }
-    };
     const workers = scriptedWorkers({ count: 1, registry: new Registry(), restartDelayMs: 60_000 });
     await workers.start();
     try {
@@ -197,9 +190,9 @@ describe('DataPlaneWorkers supervision', () => {
       workers.setLogLevel('crash');
       workers.addPod({ uid: 'p2' } as Workload, dp('p2'), () => false);
       await waitFor('the worker to exit', async () => workers.status()[0]!.state === 'restarting', 5000);
-      assert.deepEqual(p1.map(isOpen), [true, true, true], 'what the worker received is not closed twice');
+      assert.deepEqual(p1.map(isFdOpen), [true, true, true], 'what the worker received is not closed twice');
       assert.equal(opened.length, 6);
-      assert.deepEqual(opened.slice(3).map(isOpen), [false, false, false], `the share it never received is closed (${p2.join(',')})`);
+      assert.deepEqual(opened.slice(3).map(isFdOpen), [false, false, false], `the share it never received is closed (${p2.join(',')})`);
     } finally {
       await workers.drain(100);
       for (const fd of opened.slice(0, 3)) fs.closeSync(fd);

@@ -8,15 +8,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { loadNative } from '../../src/datapath/native';
+import { isFdOpen } from '../helpers/fds';
 
-const isOpen = (fd: number): boolean => {
-  try {
-    fs.fstatSync(fd);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 // Runs in a worker: adopts three copies of file A, releases one, closes one behind the ledger's back and puts
 // a copy of file B on its number, then spins until terminated (no JavaScript runs at teardown: only the
@@ -49,11 +42,11 @@ test('terminating a thread closes what its ledger holds, nothing else', async ()
   await w.terminate();
   try {
     assert.equal(fds.size, 2, 'released fds leave the ledger');
-    assert.equal(isOpen(fds.held), false, 'a held fd is closed by the teardown');
-    assert.equal(isOpen(fds.released), true, 'a released fd belongs to whoever took it');
-    if (fds.reused !== null) assert.equal(isOpen(fds.reused), true, 'a number closed behind the ledger and reused is not closed');
+    assert.equal(isFdOpen(fds.held), false, 'a held fd is closed by the teardown');
+    assert.equal(isFdOpen(fds.released), true, 'a released fd belongs to whoever took it');
+    if (fds.reused !== null) assert.equal(isFdOpen(fds.reused), true, 'a number closed behind the ledger and reused is not closed');
   } finally {
-    for (const fd of [fds.released, fds.reused, fds.other, a, b]) if (fd !== null && isOpen(fd)) fs.closeSync(fd);
+    for (const fd of [fds.released, fds.reused, fds.other, a, b]) if (fd !== null && isFdOpen(fd)) fs.closeSync(fd);
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
