@@ -138,6 +138,8 @@ export class DataPlaneWorkers {
     slot.worker = worker;
     slot.state = 'starting';
     slot.startedAt = Date.now();
+    slot.lastBeat = Atomics.load(slot.heartbeat, 0);
+    slot.lastBeatSeenAt = slot.startedAt;
     // Messages queue until the worker listens: replay the state it needs before anything new.
     for (const [typeUrl, resources] of this.xds) this.post(slot, { type: 'xds', typeUrl, resources });
     for (const [id, st] of this.identities) this.post(slot, identityMessage(id, st));
@@ -148,8 +150,6 @@ export class DataPlaneWorkers {
       worker.on('message', (m: FromWorker) => {
         if (m.type === 'ready') {
           slot.state = 'running';
-          slot.lastBeat = Atomics.load(slot.heartbeat, 0);
-          slot.lastBeatSeenAt = Date.now();
           resolve();
         } else {
           this.onMessage(slot, m);
@@ -195,7 +195,9 @@ export class DataPlaneWorkers {
   /**
    * A worker whose heartbeat has not moved for `stallMs` (an endless loop, a pathological input) holds its
    * connections hostage and its share of the CPU: terminate it, and the exit handler restarts it. Its raw
-   * fds are closed by its fd ledger at teardown (util/fd.ts), its handles by Node.
+   * fds are closed by its fd ledger at teardown (util/fd.ts), its handles by Node. A worker still starting
+   * (loading modules, opening the pinned map: no heartbeat yet) gets twice as long, then the same; start()
+   * would otherwise wait for it forever.
    */
   private checkHeartbeats(stallMs: number, now: number, late: boolean): void {
     for (const slot of this.slots) {
@@ -207,7 +209,7 @@ export class DataPlaneWorkers {
         this.detach(slot, 'abandoned');
         continue;
       }
-      if (slot.state !== 'running') continue;
+      if (slot.state !== 'running' && slot.state !== 'starting') continue;
       const beat = Atomics.load(slot.heartbeat, 0);
       if (beat !== slot.lastBeat || late) {
         slot.lastBeat = beat;
@@ -215,11 +217,12 @@ export class DataPlaneWorkers {
         continue;
       }
       const silentMs = now - slot.lastBeatSeenAt;
-      if (silentMs < stallMs) continue;
+      if (silentMs < (slot.state === 'starting' ? 2 * stallMs : stallMs)) continue;
+      const seconds = Math.round(silentMs / 100) / 10;
+      slot.lastExit = slot.state === 'starting' ? `not ready after ${seconds} s` : `event loop stalled for ${seconds} s`;
       slot.state = 'stalled';
       slot.stalledAt = now;
       slot.reason = 'stalled';
-      slot.lastExit = `event loop stalled for ${Math.round(silentMs / 100) / 10} s`;
       this.stallsTotal.inc();
       this.opts.log.error({ worker: slot.index, silentMs }, 'data-plane worker stopped running its event loop; terminating it (its open connections are lost)');
       void slot.worker.terminate();

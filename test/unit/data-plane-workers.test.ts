@@ -88,15 +88,15 @@ describe('IdentityReplica', () => {
   });
 });
 
-/** Workers running test/helpers/scripted-worker instead of the real worker. */
-function scriptedWorkers(o: { count: number; registry: Registry; restartDelayMs: number; stallTimeoutMs?: number }): DataPlaneWorkers {
+/** Workers running test/helpers/scripted-worker (or another stand-in) instead of the real worker. */
+function scriptedWorkers(o: { count: number; registry: Registry; restartDelayMs: number; stallTimeoutMs?: number; entry?: string }): DataPlaneWorkers {
   return new DataPlaneWorkers({
     ...o,
     log: silentLogger(),
     logLevel: () => 'info',
     datapath: { tupleDstPin: '/nonexistent' },
     mesh: null,
-    entry: path.resolve(__dirname, '../helpers/scripted-worker.js'),
+    entry: path.resolve(__dirname, '../helpers', o.entry ?? 'scripted-worker.js'),
   });
 }
 
@@ -164,6 +164,21 @@ describe('DataPlaneWorkers supervision', () => {
       workers.setLogLevel('crash');
       await waitFor('both workers to restart after crashing', async () => workers.status().every((s) => s.restarts === 2 && s.state === 'running'), 8000);
       assert.deepEqual(await metric('nodemesh_worker_restarts_total'), [[{ reason: 'crashed' }, 2], [{ reason: 'stalled' }, 2]]);
+    } finally {
+      await workers.drain(100);
+    }
+  });
+
+  it('a worker stuck before it is ready is terminated too: start() fails instead of waiting forever', { timeout: 15_000 }, async () => {
+    const registry = new Registry();
+    const workers = scriptedWorkers({ count: 1, registry, restartDelayMs: 60_000, stallTimeoutMs: 1000, entry: 'hung-worker.js' });
+    try {
+      const t0 = Date.now();
+      await assert.rejects(workers.start(), /before it was ready/);
+      assert.ok(Date.now() - t0 < 5000, `given twice the stall timeout, not more (${Date.now() - t0} ms)`);
+      assert.equal(workers.status()[0]!.state, 'restarting');
+      assert.match(workers.status()[0]!.lastExit ?? '', /^not ready after 2(\.\d)? s$/);
+      assert.equal((await registry.getSingleMetric('nodemesh_worker_stalls_total')!.get()).values[0]!.value, 1);
     } finally {
       await workers.drain(100);
     }
