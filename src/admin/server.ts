@@ -9,6 +9,7 @@ const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'sil
 
 const INDEX = [
   '/healthz/ready   200 when programs are attached and enrollment is reconciled',
+  '/healthz/live    200 whenever the main thread answers (ready or not): for a liveness probe',
   '/config_dump     enrolled pods, attached programs, map sizes, xDS resources, identities and certificates, policies, worker threads',
   '/connections     open connections and recently closed ones (every thread), with original destinations',
   '/metrics         Prometheus metrics',
@@ -25,6 +26,12 @@ export function createAdminHandler(agent: Agent, log: Logger): http.RequestListe
     switch (url.pathname) {
       case '/':
         sendText(res, 200, INDEX + '\n');
+        return;
+      case '/healthz/live':
+        // Not readiness: an agent waiting for the control plane, or draining, is alive and must not be
+        // restarted. What this catches is a main thread that no longer runs its event loop (the worker
+        // threads have their own watchdog, see workers.ts).
+        sendText(res, 200, 'alive\n');
         return;
       case '/healthz/ready': {
         const reason = agent.notReadyReason();

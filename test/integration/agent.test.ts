@@ -152,3 +152,21 @@ describe('agent (in-process, fake datapath)', () => {
     assert.equal(err?.code, 'ECONNREFUSED');
   });
 });
+
+describe('agent liveness and readiness', () => {
+  it('is alive while it waits for the control plane, and not ready until it has a config', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-agent-live-'));
+    const agent = testAgent(dir, new FakeDatapath(), { xds: { address: `unix://${path.join(dir, 'no-control-plane.sock')}`, mode: 'delta' } });
+    try {
+      await agent.start();
+      const ready = await unixRequest(agent.adminSocket, 'GET', '/healthz/ready');
+      assert.equal(ready.status, 503);
+      assert.match(ready.body, /waiting for the first complete config from the control plane/);
+      const live = await unixRequest(agent.adminSocket, 'GET', '/healthz/live');
+      assert.deepEqual([live.status, live.body], [200, 'alive\n']);
+    } finally {
+      await agent.shutdown();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
