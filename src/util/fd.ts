@@ -38,13 +38,14 @@ export function releaseFd(fd: number): number {
 /**
  * A net.Socket that owns `fd` from now on (null: a new socket of the agent's own netns); if Node refuses the
  * fd, it is closed. `manualStart` (accepted by the constructor, absent from its typings) keeps an unconnected
- * fd from being read before connect().
+ * fd from being read before connect(). `opts` is the caller's fresh object: `fd` is set on it, not copied.
  */
 export function socketOnFd(fd: number | null, opts: net.SocketConstructorOpts & { manualStart?: boolean }): net.Socket {
   if (fd === null) return new net.Socket(opts);
   releaseFd(fd);
+  opts.fd = fd;
   try {
-    return new net.Socket({ ...opts, fd });
+    return new net.Socket(opts);
   } catch (err) {
     closeFdQuietly(fd);
     throw err;
