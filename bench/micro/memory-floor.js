@@ -14,6 +14,8 @@ const path = require('node:path');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
+// The probe reads /proc itself rather than through lib/system.js (procMem): it must load nothing but the
+// modules under test, or their cost would include the harness's.
 function probe(mods) {
   for (const m of mods) require(m.startsWith('.') ? path.join(ROOT, m) : m);
   setTimeout(() => {
