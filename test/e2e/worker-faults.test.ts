@@ -120,6 +120,9 @@ describe('data-plane worker faults', { skip: skip ?? false }, () => {
     assert.ok((await held()) >= 2, 'while serving: the netns fd and pooled sockets');
     workers.removePod(pod.uid);
     await waitFor('the worker to let go of the pod', async () => (await held()) === 0, 5000);
+    // the last relayed connection (client side and upstream, both in the pod's netns) may still be closing
+    const same = (a: { netns: number; sockets: number }): boolean => a.netns === alone.netns && a.sockets === alone.sockets;
+    await waitFor('the last relayed connection to close', async () => same(podFds()), 5000).catch(() => undefined);
     assert.deepEqual(podFds(), alone, 'and it closed all of them');
   });
 });
