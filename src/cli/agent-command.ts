@@ -1,6 +1,5 @@
 // `nodemesh agent`: runs the node agent until SIGTERM (drain + detach) or SIGKILL (pinned state stays).
 
-import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -10,6 +9,7 @@ import { openDatapath } from '../datapath/datapath';
 import { createLogger, type Logger } from '../telemetry/logger';
 import { runDaemon } from './daemon';
 import { cgroupCpuLimit, findOrMountCgroup2, processCgroup2Path } from '../util/cgroup2';
+import { mountCommand } from '../util/host-fs';
 
 function int(v: string): number {
   const n = Number.parseInt(v, 10);
@@ -110,7 +110,7 @@ export function registerAgentCommand(program: Command): void {
     }) => {
       if (o.xdsMode !== 'delta' && o.xdsMode !== 'sotw') throw new Error(`--xds-mode must be delta or sotw, not "${o.xdsMode}"`);
       const log = createLogger({ level: o.logLevel });
-      const cg2 = findOrMountCgroup2((target) => execFileSync('mount', ['-t', 'cgroup2', 'none', target]));
+      const cg2 = findOrMountCgroup2(mountCommand('cgroup2'));
       if (cg2.mounted) log.warn({ path: cg2.path }, 'cgroup v2 was not mounted; mounted it');
       const cgroupRoot = path.resolve(o.cgroupRoot ?? cg2.path);
       const agent = new Agent(

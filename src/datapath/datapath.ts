@@ -10,7 +10,8 @@ import { defaultObjectPath, loadNative } from './native';
 import type { NativeBinding, NativeBpfMap, NativeBpfObject, NativeNetnsThread } from './native';
 import { enrollPod, PodHandle, skLookupPin } from './pod-datapath';
 import type { DatapathLogger, PodContext } from './pod-datapath';
-import { ensureBpffs, probeBtf, probeCgroup2, probeObject, probePrivilege } from './probe';
+import { ensureBpffs, mkdirsOn } from '../util/host-fs';
+import { probeBtf, probeCgroup2, probeObject, probePrivilege } from './probe';
 import type { AttachedProgram, Datapath, DatapathOptions, DatapathStatus, DatapathWorkerShare, MapInfo, PodCounters, PodDatapath, PodNetSpec } from './types';
 
 export type { DatapathLogger } from './pod-datapath';
@@ -35,8 +36,13 @@ export async function openDatapath(opts: DatapathOptions, log: DatapathLogger): 
   const objectPath = opts.objectPath ?? defaultObjectPath();
   probeObject(objectPath);
   const pinRoot = path.resolve(opts.pinRoot);
-  const mounted = ensureBpffs(pinRoot, native, log);
-  fs.mkdirSync(path.join(pinRoot, 'links'), { recursive: true, mode: 0o700 });
+  let mounted: string | null;
+  try {
+    mounted = ensureBpffs(pinRoot, (target) => native.mountBpffs(target), log);
+    mkdirsOn(path.join(pinRoot, 'links'), 'bpf', 0o700);
+  } catch (err) {
+    throw new DatapathError('NM_DATAPATH_BPFFS', (err as Error).message, { cause: err });
+  }
 
   let obj: NativeBpfObject;
   try {

@@ -1,7 +1,8 @@
 // Starts, stops and restarts a lab node's agent (used by lab up, and by tests of agent restarts).
 
 import fs from 'node:fs';
-import { cgroupPids, killCgroup, waitCgroupEmpty } from './cgroups';
+import { mkdirsOn } from '../util/host-fs';
+import { cgroupPids, killCgroup, mkCgroup, waitCgroupEmpty } from './cgroups';
 import { nodeTokenFile } from './controlplane';
 import { LabError } from './errors';
 import { checkLabName } from './paths';
@@ -11,7 +12,10 @@ import { procAlive, readState, writeState, type LabState, type NodeState } from 
 
 /** Spawns the node's agent in the node netns and its own cgroup; does not wait for readiness. */
 export function spawnAgent(state: LabState, n: NodeState, logLevel = 'info'): Promise<Started> {
-  for (const d of [n.stateDir, n.pinRoot, n.agentCgroup, n.podsCgroup]) fs.mkdirSync(d, { recursive: true });
+  // bpffs is mounted by lab up before the first agent starts (prepareHost); never mkdir -p on sysfs.
+  fs.mkdirSync(n.stateDir, { recursive: true });
+  mkdirsOn(n.pinRoot, 'bpf');
+  for (const d of [n.agentCgroup, n.podsCgroup]) mkCgroup(d);
   const argv = [
     ...state.agentCommand,
     '--node', n.name,

@@ -1,20 +1,19 @@
 // cgroup v2 helpers for the lab: create, move, kill (cgroup.kill) and remove subtrees deepest first.
 
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { findOrMountCgroup2 } from '../util/cgroup2';
+import { mkdirsOn, mountCommand } from '../util/host-fs';
 import { sleep } from './run';
 
 /** The cgroup v2 root, mounting one if the host has none (hybrid hosts often have it unmounted). */
 export function labCgroup2Root(): string {
-  return findOrMountCgroup2((target) => {
-    execFileSync('mount', ['-t', 'cgroup2', 'none', target], { stdio: 'ignore' });
-  }).path;
+  return findOrMountCgroup2(mountCommand('cgroup2')).path;
 }
 
+/** Creates a cgroup and its missing parents; refuses (one error, no retry loop) if `dir` is not on cgroup v2. */
 export function mkCgroup(dir: string): void {
-  fs.mkdirSync(dir, { recursive: true });
+  mkdirsOn(dir, 'cgroup2');
 }
 
 /** True while any process lives in the subtree (cgroup.events "populated 1"). */

@@ -7,7 +7,9 @@ import { EnrollClient } from '../enroll/client';
 import type { EnrollRequest } from '../enroll/protocol';
 import { planAddresses, type AddressPlan, type NodePlan, type PodPlan } from './address-plan';
 import { spawnAgent } from './agent-control';
-import { labCgroup2Root, mkCgroup } from './cgroups';
+import { findOrMountCgroup2 } from '../util/cgroup2';
+import { ensureBpffs, mountCommand } from '../util/host-fs';
+import { mkCgroup } from './cgroups';
 import { provisionNodeTokens, spawnControlPlane, writeMeshConfig } from './controlplane';
 import { labDown } from './down';
 import { LabError } from './errors';
@@ -115,6 +117,18 @@ function podState(lab: string, cg2: string, p: PodPlan): PodState {
 }
 
 /**
+ * Mounts what the lab's agents need and the host may lack, once, before any agent starts (two agents
+ * mounting bpffs at the same moment would stack two instances): cgroup v2 and bpffs. Returns the
+ * cgroup v2 root.
+ */
+function prepareHost(log: LabLogger): string {
+  const cg2 = findOrMountCgroup2(mountCommand('cgroup2'));
+  if (cg2.mounted) log.info(`cgroup v2 was not mounted: mounted it at ${cg2.path}`);
+  ensureBpffs(P.LAB_PIN_ROOT, mountCommand('bpf'), { info: (_o, msg) => log.info(msg) });
+  return cg2.path;
+}
+
+/**
  * Claims the lab name: refuses if the lab exists (its fabric netns or its dir), and creates the lab
  * dir with a non-recursive mkdir, which is atomic, so two concurrent `lab up`s cannot both win.
  */
@@ -205,7 +219,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
     throw new LabError('NM_LAB_NOT_ROOT', 'lab up needs root', { hint: 'network namespaces, cgroups and bpf pins need CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF' });
   }
-  const cg2 = labCgroup2Root();
+  const cg2 = prepareHost(log);
   await claimLab(lab);
   const state: LabState = {
     version: 1,

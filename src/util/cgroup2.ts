@@ -3,10 +3,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { NodemeshError } from './errors';
+import { FS_MAGIC, fsKindName, fsTypeOf, mkdirsOn, type FsKind, type Mounter } from './host-fs';
 
 export class CgroupError extends NodemeshError {}
-
-const CGROUP2_MAGIC_PATHS = ['/sys/fs/cgroup', '/sys/fs/cgroup/unified'];
 
 /** Mount points of cgroup2 from /proc/self/mounts, in mount order. */
 export function cgroup2Mounts(mountsText = fs.readFileSync('/proc/self/mounts', 'utf8')): string[] {
@@ -25,10 +24,24 @@ export interface Cgroup2Root {
 }
 
 /**
- * Returns the cgroup v2 root. If none is mounted, mounts one at the first free candidate
- * (`/sys/fs/cgroup/unified` on hybrid hosts) using `mountFn`, so callers decide how to mount.
+ * Where to mount cgroup v2 on a host that has none, best first: /sys/fs/cgroup itself when nothing is
+ * mounted there (it is then a bare sysfs directory), /sys/fs/cgroup/unified on hybrid hosts (cgroup v1
+ * controllers under a tmpfs at /sys/fs/cgroup), else a directory of our own under /run.
  */
-export function findOrMountCgroup2(mountFn?: (target: string) => void): Cgroup2Root {
+function mountCandidates(): { target: string; parentKind: FsKind }[] {
+  const root = fsTypeOf('/sys/fs/cgroup');
+  const out: { target: string; parentKind: FsKind }[] = [];
+  if (root === FS_MAGIC.sysfs) out.push({ target: '/sys/fs/cgroup', parentKind: 'sysfs' });
+  if (root === FS_MAGIC.tmpfs) out.push({ target: '/sys/fs/cgroup/unified', parentKind: 'tmpfs' });
+  out.push({ target: '/run/nodemesh/cgroup2', parentKind: 'tmpfs' });
+  return out;
+}
+
+/**
+ * Returns the cgroup v2 root. If none is mounted, mounts one at the first workable candidate using
+ * `mountFn`, so callers decide how to mount (and say where: `mounted` is true then).
+ */
+export function findOrMountCgroup2(mountFn?: Mounter): Cgroup2Root {
   const mounts = cgroup2Mounts();
   const first = mounts[0];
   if (first) return { path: first, mounted: false };
@@ -37,16 +50,18 @@ export function findOrMountCgroup2(mountFn?: (target: string) => void): Cgroup2R
       hint: 'mount it with "mount -t cgroup2 none /sys/fs/cgroup/unified"; cgroup-bpf needs cgroup v2',
     });
   }
-  for (const target of CGROUP2_MAGIC_PATHS.slice(1).concat(['/run/nodemesh/cgroup2'])) {
+  const tried: string[] = [];
+  for (const { target, parentKind } of mountCandidates()) {
     try {
-      fs.mkdirSync(target, { recursive: true });
+      if (!fs.existsSync(target)) mkdirsOn(target, parentKind);
       mountFn(target);
-      return { path: target, mounted: true };
-    } catch {
-      // try the next candidate
+      if (fsTypeOf(target) === FS_MAGIC.cgroup2) return { path: target, mounted: true };
+      tried.push(`${target}: still ${fsKindName(fsTypeOf(target))} after mounting`);
+    } catch (e) {
+      tried.push(`${target}: ${(e as Error).message}`);
     }
   }
-  throw new CgroupError('NM_CGROUP2_MOUNT_FAILED', 'cgroup v2 is not mounted and mounting it failed', {
+  throw new CgroupError('NM_CGROUP2_MOUNT_FAILED', `cgroup v2 is not mounted and mounting it failed (${tried.join('; ')})`, {
     hint: 'the agent needs CAP_SYS_ADMIN to mount cgroup2, or mount it before starting the agent',
   });
 }

@@ -205,7 +205,7 @@ const log = { info: (o, m) => logs.push({ ...o, msg: m }), warn() {}, error() {}
     });
     const res = JSON.parse(await firstLine(child)) as { mounted?: { where: string; msg: string }; type?: number; error?: string };
     assert.equal(res.error, undefined);
-    assert.deepEqual(res.mounted, { where: '/sys/fs/bpf', msg: 'bpffs was not mounted: mounted it' });
+    assert.deepEqual(res.mounted, { where: '/sys/fs/bpf', msg: 'bpffs was not mounted: mounted it at /sys/fs/bpf' });
     assert.equal(res.type, 0xcafe4a11);
     // its own hooks are gone again; only the still-open datapath of the earlier tests remains attached
     for (const names of Object.values(cgroupProgs(t.cgroup))) assert.equal(names.length, 1);

@@ -6,6 +6,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
+import { findOrMountCgroup2 } from '../../src/util/cgroup2';
+import { mountCommand } from '../../src/util/host-fs';
 
 export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
@@ -44,12 +46,9 @@ function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+/** The cgroup v2 root, mounted the way the agent and the lab mount it when the host has none. */
 function cgroup2Root(): string {
-  for (const line of fs.readFileSync('/proc/self/mounts', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    if (f[2] === 'cgroup2' && f[1]) return f[1];
-  }
-  throw new Error('no cgroup v2 mount: mount one with "mount -t cgroup2 none /sys/fs/cgroup/unified"');
+  return findOrMountCgroup2(mountCommand('cgroup2')).path;
 }
 
 export function createTestNet(): TestNet {
