@@ -31,14 +31,13 @@ setup_apt() {
 }
 
 setup_node() {
+  local hint='install Node.js 20 first, e.g. "curl -fsSL https://deb.nodesource.com/setup_20.x | bash - && apt-get install -y nodejs" (Debian 12'"'"'s own nodejs is 18)'
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    echo "Node.js >= 20.17 with npm is required (Debian 12's nodejs package is too old); install it first" >&2
+    echo "Node.js >= 20.17 with npm is required: $hint" >&2
     exit 1
   fi
-  local major
-  major=$(node -p 'process.versions.node.split(".")[0]')
-  if [ "$major" -lt 20 ]; then
-    echo "Node.js >= 20.17 required, found $(node -v)" >&2
+  if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=17)?0:1)'; then
+    echo "Node.js >= 20.17 is required, found $(node -v): $hint" >&2
     exit 1
   fi
   # Reinstall npm packages only when the lockfile changed since the last install.
@@ -78,8 +77,8 @@ case "$cmd" in
     npm run --silent lint
     say "typecheck"
     npm run --silent typecheck
-    say "tests (unit, integration, e2e)"
-    exec node scripts/run-tests.js unit integration e2e
+    say "tests (unit, integration, e2e) on a fresh host view; a skipped test fails the run"
+    NODEMESH_REQUIRE_E2E=1 exec node scripts/run-tests.js --fresh-host unit integration e2e
     ;;
   *)
     echo "usage: bash scripts/dev.sh demo [--keep] | test | setup" >&2
