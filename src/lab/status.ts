@@ -74,7 +74,7 @@ export async function labStatus(labName: string): Promise<LabStatus> {
       const alive = procAlive(n.agent);
       let ready = false;
       if (alive) {
-        ready = await unixRequest(n.adminSocket, 'GET', '/healthz/ready', undefined, 2000).then((r) => r.status === 200, () => false);
+        ready = await unixRequest(n.adminSocket, 'GET', '/healthz/ready', undefined, 5000).then((r) => r.status === 200, () => false);
         const uids = await new EnrollClient(n.enrollSocket).list().then((pods) => new Set(pods.map((p) => p.uid)), () => undefined);
         enrolledBy.set(n.name, uids);
       }

@@ -6,13 +6,14 @@ import type { IdentitySource } from '../identity/types';
 import { spiffeId } from '../identity/types';
 import { PORT_HBONE } from '../datapath/types';
 import { authorize, AuthzStore } from '../state/authz';
+import { RouteStore } from '../state/routes';
 import { ServiceStore } from '../state/services';
 import { WorkloadStore, type Workload } from '../state/workloads';
 import { registerHboneMetrics } from '../telemetry/hbone-metrics';
 import type { Logger } from '../telemetry/logger';
 import { ProxyMetrics } from '../telemetry/metrics';
 import type { AgentResource } from '../xds/agent-resources';
-import { CDS, EDS, LDS } from '../xds/resource-types';
+import { CDS, EDS, LDS, RDS } from '../xds/resource-types';
 import { ConnectionTracker } from './connection-tracker';
 import type { PodSockets, ProxyContext } from './context';
 import { HboneClientPool, type HboneServerStats } from './hbone';
@@ -41,6 +42,7 @@ export class ProxyRuntime {
   readonly workloads = new WorkloadStore();
   readonly services = new ServiceStore();
   readonly authz = new AuthzStore();
+  readonly routes = new RouteStore();
   readonly ctx: ProxyContext;
   private readonly proxies = new Map<string, { pod: Workload; proxy: PodProxy }>();
 
@@ -123,6 +125,8 @@ export class ProxyRuntime {
     } else if (typeUrl === LDS) {
       this.services.replaceVips(all.flatMap((r) => (r.kind === 'vip' ? [r.vip] : [])));
       this.authz.replace(new Map(all.flatMap((r) => (r.kind === 'inbound' ? [...r.policies] : []))));
+    } else if (typeUrl === RDS) {
+      this.routes.replace(all.flatMap((r) => (r.kind === 'routes' ? [r.table] : [])));
     }
   }
 

@@ -1,5 +1,7 @@
 // Services as the proxy sees them: VIP:port -> cluster -> endpoints (with workload metadata), plus load balancing.
 
+import type { PortProtocol, ServicePort } from './routes';
+
 export interface EndpointInfo {
   ip: string;
   port: number;
@@ -19,13 +21,12 @@ export interface ClusterInfo {
   host: string;
   lbPolicy: LbPolicy;
   connectTimeoutMs: number;
+  /** What the endpoints speak (the Service port's protocol): how L7 talks to them upstream. */
+  protocol: PortProtocol;
 }
 
-export interface VipInfo {
-  vip: string;
-  port: number;
-  cluster: string;
-}
+/** A Service VIP:port: its cluster, its protocol and (for HTTP) its route tables. */
+export type VipInfo = ServicePort;
 
 interface ClusterState {
   info: ClusterInfo;
@@ -53,6 +54,8 @@ export class ServiceStore {
   private endpoints = new Map<string, EndpointInfo[]>();
   /** Pod IP -> endpoint metadata, from every cluster's endpoints (names pods on other nodes). */
   private byIp = new Map<string, EndpointInfo>();
+  /** `podIP:port` -> the protocol of the Service port that selects it (a pod IP destination takes its Service's). */
+  private portProtocols = new Map<string, PortProtocol>();
 
   private static key(ip: string, port: number): string {
     return `${ip}:${port}`;
@@ -72,6 +75,7 @@ export class ServiceStore {
       if (cur) cur.info = c;
       else this.clusters.set(c.name, { info: c, endpoints: this.endpoints.get(c.name) ?? [], next: 0 });
     }
+    this.indexPortProtocols();
   }
 
   /** Endpoints per cluster name; clusters not listed keep no endpoints. */
@@ -81,6 +85,43 @@ export class ServiceStore {
     const byIp = new Map<string, EndpointInfo>();
     for (const eps of byCluster.values()) for (const e of eps) if (e.pod) byIp.set(e.ip, e);
     this.byIp = byIp;
+    this.indexPortProtocols();
+  }
+
+  /**
+   * Two Services selecting the same pod port with different protocols: TCP wins over HTTP, declared over
+   * detected, so a port is never parsed as HTTP when any Service says it is not.
+   */
+  private indexPortProtocols(): void {
+    const rank: Record<PortProtocol, number> = { tcp: 4, grpc: 3, http2: 2, http: 1, detect: 0 };
+    const next = new Map<string, PortProtocol>();
+    for (const st of this.clusters.values()) {
+      for (const e of st.endpoints) {
+        const key = ServiceStore.key(e.ip, e.port);
+        const cur = next.get(key);
+        if (cur === undefined || rank[st.info.protocol] > rank[cur]) next.set(key, st.info.protocol);
+      }
+    }
+    this.portProtocols = next;
+  }
+
+  /** The protocol of a pod's port from the Services that select it; undefined when none does. */
+  portProtocol(ip: string, port: number): PortProtocol | undefined {
+    return this.portProtocols.get(ServiceStore.key(ip, port));
+  }
+
+  /** The Service VIP:port, with its protocol and route tables; undefined for anything else. */
+  servicePort(ip: string, port: number): ServicePort | undefined {
+    return this.vips.get(ServiceStore.key(ip, port));
+  }
+
+  cluster(name: string): ClusterInfo | undefined {
+    return this.clusters.get(name)?.info;
+  }
+
+  /** A cluster's current endpoints (the array is replaced, never mutated, on updates: safe to keep per request). */
+  endpointsOf(name: string): readonly EndpointInfo[] {
+    return this.clusters.get(name)?.endpoints ?? [];
   }
 
   /** Workload metadata of a pod IP known from any service's endpoints. */

@@ -2,6 +2,7 @@
 
 import { NodemeshError } from '../util/errors';
 import { compilePolicy, type CompiledPolicy, type InboundPolicy, type PermissionRule, type PrincipalRule, type RuleSpec, type StringMatch } from '../state/authz';
+import type { RouteTable } from '../state/routes';
 import type { ClusterInfo, EndpointInfo, VipInfo } from '../state/services';
 import { decodeAny, fromStruct } from './protos';
 import { CDS, EDS, LDS, METADATA_NAMESPACE, parseOutboundClusterName, RBAC_TYPE, RDS, TCP_PROXY_TYPE, TYPE_URL_PREFIX } from './resource-types';
@@ -18,6 +19,7 @@ export type AgentResource =
   | { kind: 'cluster'; cluster: ClusterInfo; eds: boolean }
   | { kind: 'endpoints'; cluster: string; endpoints: EndpointInfo[] }
   | { kind: 'vip'; vip: VipInfo }
+  | { kind: 'routes'; table: RouteTable }
   | {
       kind: 'inbound';
       node: string;
@@ -66,7 +68,7 @@ function decodeCluster(c: Msg): AgentResource {
   if (!policy) throw new XdsResourceError(`cluster ${name}: lb_policy ${lb} is not supported (supported: ${Object.keys(SUPPORTED_LB).join(', ')})`);
   const meta = nodemeshMeta(c.metadata);
   const host = typeof meta.host === 'string' ? meta.host : (parseOutboundClusterName(name)?.host ?? name);
-  return { kind: 'cluster', eds: true, cluster: { name, host, lbPolicy: policy, connectTimeoutMs: durationMs(c.connect_timeout, 10_000) } };
+  return { kind: 'cluster', eds: true, cluster: { name, host, lbPolicy: policy, connectTimeoutMs: durationMs(c.connect_timeout, 10_000), protocol: 'tcp' } };
 }
 
 function decodeLoadAssignment(cla: Msg): AgentResource {
@@ -111,7 +113,7 @@ function decodeListener(l: Msg): AgentResource {
   const proxy = decodeAny<Msg>(tcp.typed_config as Any);
   const cluster = typeof proxy.cluster === 'string' ? proxy.cluster : '';
   if (!cluster) throw new XdsResourceError(`listener ${name}: tcp_proxy without a cluster (weighted_clusters are not supported)`);
-  return { kind: 'vip', vip: { vip: sa.address, port: Number(sa.port_value ?? 0), cluster } };
+  return { kind: 'vip', vip: { vip: sa.address, port: Number(sa.port_value ?? 0), cluster, protocol: 'tcp' } };
 }
 
 function decodeInboundListener(name: string, l: Msg): AgentResource {
