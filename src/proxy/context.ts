@@ -8,6 +8,7 @@ import type { Logger } from '../telemetry/logger';
 import type { ProxyMetrics } from '../telemetry/metrics';
 import type { ConnectionTracker, Endpoint } from './connection-tracker';
 import type { HboneClientPool } from './hbone';
+import type { HttpProxy } from './http/http-proxy';
 import type { KeepaliveTiming } from './hbone/h2/session';
 
 /** Per-pod socket source: the datapath in production, plain sockets in tests. */
@@ -41,4 +42,8 @@ export interface ProxyContext {
   mesh: MeshContext | null;
   /** Inbound authorization for the local pod with IP `podIp` (PeerAuthentication + AuthorizationPolicy). */
   authorize(podIp: string, req: AuthzRequest): AuthzDecision;
+  /** Whether the local pod with IP `podIp` refuses plaintext (PeerAuthentication STRICT). */
+  strictMtls(podIp: string): boolean;
+  /** The L7 proxy for HTTP ports; null when L7 is off (every connection takes the L4 path). */
+  http: HttpProxy | null;
 }

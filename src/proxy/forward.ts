@@ -20,7 +20,8 @@ export interface Target extends Endpoint {
 
 /** Where the connection came from: a redirected/steered socket, or an HBONE CONNECT stream. */
 export type Downstream =
-  | { kind: 'socket'; socket: net.Socket }
+  /** `initial`: what was read from the socket already (while detecting its protocol); it is sent first. */
+  | { kind: 'socket'; socket: net.Socket; initial?: Buffer }
   | { kind: 'hbone'; stream: H2Stream; respond: HboneRespond };
 
 export interface ForwardRequest {
@@ -81,6 +82,7 @@ export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<voi
     // The common plaintext path: zero-copy relay with per-direction read buffers.
     const down = upstream.down;
     const up = new Direction(ctx.bufferSize);
+    if (d.initial) up.preload(d.initial);
     const downstream = adoptAccepted(d.socket, up);
     counts = () => ({ up: up.bytes, down: down.bytes });
     abort = () => {
@@ -94,6 +96,7 @@ export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<voi
     let downEnd: net.Socket | H2Stream;
     if (d.kind === 'socket') {
       const up = new Direction(ctx.bufferSize);
+      if (d.initial) up.preload(d.initial);
       downEnd = adoptAccepted(d.socket, up);
       zeroCopy = { socket: downEnd, direction: up };
     } else {
@@ -215,7 +218,8 @@ async function dialHbone(ctx: ProxyContext, r: ForwardRequest, target: Target): 
   return { kind: 'hbone', stream };
 }
 
-function connectOnce(socket: net.Socket, target: Endpoint, timeoutMs: number): Promise<string | null> {
+/** Connects `socket` to `target`; resolves with null, or the error code / message when it failed or timed out. */
+export function connectOnce(socket: net.Socket, target: Endpoint, timeoutMs: number): Promise<string | null> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
       cleanup();

@@ -3,7 +3,10 @@
 import type { Workload } from '../state/workloads';
 import type { PodSockets, ProxyContext } from './context';
 import type { HboneConnectContext, HboneRespond } from './hbone';
-import { AGENT_PORTS, authorizeAndForward } from './inbound';
+import { relayPlainStreams } from './http/tunnel-relay';
+import { TunnelSocket } from './http/tunnel-socket';
+import { dialUpstream } from './http/upstream-dial';
+import { AGENT_PORTS, authorizeAndForward, inboundLabels } from './inbound';
 
 export function handleHboneConnect(ctx: ProxyContext, pod: Workload, sockets: PodSockets, c: HboneConnectContext, respond: HboneRespond): void {
   const target = c.authority;
@@ -17,5 +20,40 @@ export function handleHboneConnect(ctx: ProxyContext, pod: Workload, sockets: Po
     respond(400, `port ${target.port} belongs to the mesh agent`);
     return;
   }
-  authorizeAndForward(ctx, { direction: 'inbound', pod, downstream: { kind: 'hbone', stream: c.stream, respond }, src: c.peerAddress, dst: target, sockets }, c.peerId);
+  const protocol = ctx.http ? (ctx.services.portProtocol(target.ip, target.port) ?? 'tcp') : 'tcp';
+  if (protocol === 'tcp') {
+    authorizeAndForward(ctx, { direction: 'inbound', pod, downstream: { kind: 'hbone', stream: c.stream, respond }, src: c.peerAddress, dst: target, sockets }, c.peerId);
+    return;
+  }
+  // HTTP inside the tunnel: the tunnel is accepted, every request in it is authorized on its own.
+  respond(200);
+  const tunnel = new TunnelSocket(c.stream, { remoteAddress: c.peerAddress.ip, remotePort: c.peerAddress.port, localAddress: target.ip, localPort: target.port });
+  ctx.http!.serveInbound(pod, sockets, tunnel, c.peerAddress, target, c.peerId, protocol, (initial) => tunnelToApp(ctx, pod, sockets, tunnel, c, initial));
+}
+
+/** A detected port whose tunnel turned out not to carry HTTP: the TCP view decides, then bytes go through. */
+function tunnelToApp(ctx: ProxyContext, pod: Workload, sockets: PodSockets, tunnel: TunnelSocket, c: HboneConnectContext, initial: Buffer): void {
+  const target = c.authority;
+  const decision = ctx.authorize(target.ip, { principal: c.peerId, sourceIp: c.peerAddress.ip, destinationPort: target.port });
+  const labels = inboundLabels(ctx, pod, c.peerAddress.ip, c.peerId);
+  if (!decision.allowed) {
+    ctx.metrics.proxyErrors.inc({ direction: 'inbound', reason: 'denied' });
+    tunnel.destroy(new Error(decision.reason));
+    const conn = ctx.tracker.open({ direction: 'inbound', pod: pod.uid, src: c.peerAddress, dst: target, labels: { ...labels, response_flags: 'DENY' }, bytes: () => ({ up: 0, down: 0 }) });
+    ctx.tracker.close(conn.id, { bytesUp: 0, bytesDown: 0, responseFlags: 'DENY', error: decision.reason });
+    return;
+  }
+  const conn = ctx.tracker.open({ direction: 'inbound', pod: pod.uid, src: c.peerAddress, dst: target, labels, bytes: () => ({ up: 0, down: 0 }) });
+  dialUpstream(ctx, pod, sockets, { ip: target.ip, port: target.port, via: 'tcp' }, ctx.connectTimeoutMs).then(
+    (app) => {
+      if (initial.length > 0) app.write(initial);
+      void relayPlainStreams(tunnel, app).then((r) => {
+        ctx.tracker.close(conn.id, { bytesUp: r.bytesUp + initial.length, bytesDown: r.bytesDown, responseFlags: r.error ? 'UC' : '-', error: r.error?.message ?? null });
+      });
+    },
+    (err: Error) => {
+      tunnel.destroy(err);
+      ctx.tracker.close(conn.id, { bytesUp: 0, bytesDown: 0, responseFlags: 'UF', error: err.message });
+    },
+  );
 }

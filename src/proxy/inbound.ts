@@ -35,17 +35,29 @@ export function inboundLabels(ctx: ProxyContext, pod: Workload, peerIp: string, 
  * application instead of coming back here.
  */
 export function authorizeAndForward(ctx: ProxyContext, r: Omit<ForwardRequest, 'targets' | 'labels' | 'authz'>, principal: string | null): void {
+  if (!authorizeConnection(ctx, r, principal)) return;
+  void forward(ctx, { ...withLabels(ctx, r, principal), authz: { podIp: r.dst.ip, request: { principal, sourceIp: r.src.ip, destinationPort: r.dst.port } } });
+}
+
+function withLabels(ctx: ProxyContext, r: Omit<ForwardRequest, 'targets' | 'labels' | 'authz'>, principal: string | null): ForwardRequest {
   const labels = inboundLabels(ctx, r.pod, r.src.ip, principal);
-  const req: ForwardRequest = { ...r, targets: [{ ip: r.dst.ip, port: r.dst.port, via: 'tcp' }], labels: () => labels };
-  const request = { principal, sourceIp: r.src.ip, destinationPort: r.dst.port };
-  const decision = ctx.authorize(r.dst.ip, request);
-  if (!decision.allowed) {
-    ctx.metrics.proxyErrors.inc({ direction: 'inbound', reason: 'denied' });
-    ctx.log.debug({ pod: `${r.pod.namespace}/${r.pod.name}`, src: r.src, dst: r.dst, principal, reason: decision.reason }, 'inbound connection denied');
-    refuse(ctx, req, 'DENY', decision.reason, 403);
-    return;
-  }
-  void forward(ctx, { ...req, authz: { podIp: r.dst.ip, request } });
+  return { ...r, targets: [{ ip: r.dst.ip, port: r.dst.port, via: 'tcp' }], labels: () => labels };
+}
+
+/** The TCP view of the pod's policy for a whole connection; a refusal is answered (reset or 403) and counted. */
+function authorizeConnection(ctx: ProxyContext, r: Omit<ForwardRequest, 'targets' | 'labels' | 'authz'>, principal: string | null): boolean {
+  const decision = ctx.authorize(r.dst.ip, { principal, sourceIp: r.src.ip, destinationPort: r.dst.port });
+  if (decision.allowed) return true;
+  ctx.metrics.proxyErrors.inc({ direction: 'inbound', reason: 'denied' });
+  ctx.log.debug({ pod: `${r.pod.namespace}/${r.pod.name}`, src: r.src, dst: r.dst, principal, reason: decision.reason }, 'inbound connection denied');
+  refuse(ctx, withLabels(ctx, r, principal), 'DENY', decision.reason, 403);
+  return false;
+}
+
+/** Refuses a plaintext connection to a STRICT pod before anything is parsed (as on TCP ports). */
+export function refuseIfStrictPlaintext(ctx: ProxyContext, r: Omit<ForwardRequest, 'targets' | 'labels' | 'authz'>): boolean {
+  if (!ctx.strictMtls(r.dst.ip)) return false;
+  return !authorizeConnection(ctx, r, null);
 }
 
 export function handleInbound(ctx: ProxyContext, pod: Workload, sockets: PodSockets, accepted: net.Socket): void {
@@ -58,5 +70,15 @@ export function handleInbound(ctx: ProxyContext, pod: Workload, sockets: PodSock
     accepted.resetAndDestroy();
     return;
   }
-  authorizeAndForward(ctx, { direction: 'inbound', pod, downstream: { kind: 'socket', socket: accepted }, src: peer, dst: target, sockets }, null);
+  const r = { direction: 'inbound' as const, pod, downstream: { kind: 'socket' as const, socket: accepted }, src: peer, dst: target, sockets };
+  const protocol = ctx.http ? (ctx.services.portProtocol(target.ip, target.port) ?? 'tcp') : 'tcp';
+  if (protocol === 'tcp') {
+    authorizeAndForward(ctx, r, null);
+    return;
+  }
+  // HTTP: authorization is per request (L7 rules need the request), except STRICT, which refuses plaintext outright.
+  if (refuseIfStrictPlaintext(ctx, r)) return;
+  ctx.http!.serveInbound(pod, sockets, accepted, peer, target, null, protocol, (initial) =>
+    authorizeAndForward(ctx, { ...r, downstream: { kind: 'socket', socket: accepted, initial } }, null),
+  );
 }

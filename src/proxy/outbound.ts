@@ -56,7 +56,20 @@ export function handleOutbound(ctx: ProxyContext, pod: Workload, sockets: PodSoc
     accepted.resetAndDestroy();
     return;
   }
-  // A service VIP resolves to endpoints (LB pick first, failover after); anything else passes through.
+  // HTTP ports (declared, or to be detected) go to the L7 proxy; what turns out not to be HTTP comes back here.
+  if (ctx.http) {
+    const service = ctx.services.servicePort(dst.ip, dst.port) ?? null;
+    const protocol = service ? service.protocol : (ctx.services.portProtocol(dst.ip, dst.port) ?? 'tcp');
+    if (protocol !== 'tcp') {
+      ctx.http.serveOutbound(pod, sockets, accepted, dst, service, protocol, (initial) => forwardTcp(ctx, pod, sockets, accepted, peer, dst, initial));
+      return;
+    }
+  }
+  forwardTcp(ctx, pod, sockets, accepted, peer, dst, undefined);
+}
+
+/** Today's L4 path: the Service's endpoints (LB pick first, failover after) or the destination itself. */
+function forwardTcp(ctx: ProxyContext, pod: Workload, sockets: PodSockets, accepted: net.Socket, peer: Endpoint, dst: Endpoint, initial: Buffer | undefined): void {
   const svc = ctx.services.resolve(dst.ip, dst.port);
   const infos = new Map<Target, DestinationInfo | undefined>();
   const targets: Target[] = (svc ? svc.candidates : [dst]).map((ep) => {
@@ -85,7 +98,7 @@ export function handleOutbound(ctx: ProxyContext, pod: Workload, sockets: PodSoc
   void forward(ctx, {
     direction: 'outbound',
     pod,
-    downstream: { kind: 'socket', socket: accepted },
+    downstream: { kind: 'socket', socket: accepted, initial },
     src: peer,
     dst,
     targets,

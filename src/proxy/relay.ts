@@ -104,6 +104,13 @@ export class Direction {
     return { buffer: this.buffer, callback: this.onRead };
   }
 
+  /** Bytes the client sent before this relay existed (read while detecting its protocol): they go first. */
+  preload(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    (this.early ??= []).push(chunk);
+    this.bytes += chunk.length;
+  }
+
   /** Starts writing what `src` reads to `dst`. The caller resumes `src` afterwards. */
   bind(src: net.Socket, dst: RelaySink): void {
     this.src = src;

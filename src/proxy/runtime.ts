@@ -18,6 +18,8 @@ import { ConnectionTracker } from './connection-tracker';
 import type { PodSockets, ProxyContext } from './context';
 import { HboneClientPool, type HboneServerStats } from './hbone';
 import type { KeepaliveTiming } from './hbone/h2/session';
+import { HttpProxy } from './http/http-proxy';
+import type { AccessLogMode } from './http/layers/telemetry';
 import { PodProxy, type PodListenerFds } from './pod-proxy';
 import { DEFAULT_RELAY_BUFFER } from './relay';
 
@@ -28,6 +30,10 @@ export interface ProxyRuntimeOptions {
   connectTimeoutMs?: number;
   /** With workload identities, mesh destinations go over HBONE (mTLS). */
   mesh?: { identity: IdentitySource; trustDomain: string; keepalive?: KeepaliveTiming | null };
+  /** L7 for HTTP ports (default on); off sends every connection down the L4 path (an incident switch). */
+  l7?: boolean;
+  /** Per-request access lines: all (default), errors only, or none. */
+  accessLog?: AccessLogMode;
 }
 
 export interface PodHboneServers {
@@ -60,6 +66,8 @@ export class ProxyRuntime {
       connectTimeoutMs,
       mesh: null,
       authorize: (podIp, req) => authorize(this.authz.forPodIp(podIp), req),
+      strictMtls: (podIp) => this.authz.forPodIp(podIp).mtlsMode === 'STRICT',
+      http: null,
     };
     if (opts.mesh) {
       const { identity, trustDomain, keepalive } = opts.mesh;
@@ -74,6 +82,7 @@ export class ProxyRuntime {
       const pool = this.ctx.mesh.pool;
       registerHboneMetrics(opts.registry, () => pool.stats(), () => this.hboneServers());
     }
+    if (opts.l7 !== false) this.ctx.http = new HttpProxy({ ctx: this.ctx, routes: this.routes, registry: opts.registry, accessLog: opts.accessLog });
     // A policy change re-checks every connection it admitted: what is no longer allowed is closed.
     this.authz.onChange(() => {
       const closed = this.tracker.revalidateAll();
@@ -103,6 +112,7 @@ export class ProxyRuntime {
     e.proxy.close();
     this.proxies.delete(uid);
     this.workloads.remove(uid);
+    this.ctx.http?.dropPod(uid);
   }
 
   /** The certificate of `id` rotated: the HBONE servers of its pods present the new one from now on. */
@@ -138,12 +148,14 @@ export class ProxyRuntime {
   /** Stops accepting on every pod, waits up to `deadlineMs` for open connections; returns how many were left. */
   async drain(deadlineMs: number): Promise<number> {
     this.stopAll();
+    this.ctx.http?.drain();
     return this.tracker.drain(deadlineMs);
   }
 
   /** After drain: ends what is left (pooled HBONE sessions, the flush timer). */
   destroy(): void {
     this.tracker.stop();
+    this.ctx.http?.destroy();
     this.ctx.mesh?.pool.destroy();
   }
 }

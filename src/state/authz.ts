@@ -42,6 +42,19 @@ export interface AuthzRequest {
   sourceIp: string;
   /** The original destination port. */
   destinationPort: number;
+  /** Present for a request on an HTTP port: the request-level attributes L7 rules match on. */
+  http?: HttpAttributes;
+}
+
+/** What L7 rules see of one request. */
+export interface HttpAttributes {
+  method: string;
+  /** The path as received, query included. */
+  path: string;
+  /** `:authority` / Host. */
+  host: string;
+  /** A request header's value (lists joined with ", "), by lower-case name. */
+  header(name: string): string | undefined;
 }
 
 export interface AuthzDecision {

@@ -54,8 +54,8 @@ export class ServiceStore {
   private endpoints = new Map<string, EndpointInfo[]>();
   /** Pod IP -> endpoint metadata, from every cluster's endpoints (names pods on other nodes). */
   private byIp = new Map<string, EndpointInfo>();
-  /** `podIP:port` -> the protocol of the Service port that selects it (a pod IP destination takes its Service's). */
-  private portProtocols = new Map<string, PortProtocol>();
+  /** `podIP:port` -> the Service port that selects it: its protocol (a pod IP destination takes its Service's) and host. */
+  private portIndex = new Map<string, { protocol: PortProtocol; host: string }>();
 
   private static key(ip: string, port: number): string {
     return `${ip}:${port}`;
@@ -94,20 +94,25 @@ export class ServiceStore {
    */
   private indexPortProtocols(): void {
     const rank: Record<PortProtocol, number> = { tcp: 4, grpc: 3, http2: 2, http: 1, detect: 0 };
-    const next = new Map<string, PortProtocol>();
+    const next = new Map<string, { protocol: PortProtocol; host: string }>();
     for (const st of this.clusters.values()) {
       for (const e of st.endpoints) {
         const key = ServiceStore.key(e.ip, e.port);
         const cur = next.get(key);
-        if (cur === undefined || rank[st.info.protocol] > rank[cur]) next.set(key, st.info.protocol);
+        if (cur === undefined || rank[st.info.protocol] > rank[cur.protocol]) next.set(key, { protocol: st.info.protocol, host: st.info.host });
       }
     }
-    this.portProtocols = next;
+    this.portIndex = next;
   }
 
   /** The protocol of a pod's port from the Services that select it; undefined when none does. */
   portProtocol(ip: string, port: number): PortProtocol | undefined {
-    return this.portProtocols.get(ServiceStore.key(ip, port));
+    return this.portIndex.get(ServiceStore.key(ip, port))?.protocol;
+  }
+
+  /** The host of a Service that selects the pod's port (the one whose protocol counts), for telemetry. */
+  portService(ip: string, port: number): string | undefined {
+    return this.portIndex.get(ServiceStore.key(ip, port))?.host;
   }
 
   /** The Service VIP:port, with its protocol and route tables; undefined for anything else. */

@@ -1,0 +1,225 @@
+// The HTTP/1.1 side facing clients: Node's llhttp-based server parses requests off accepted connections
+// (pod sockets or HBONE tunnels); each request goes through the connection's handler; answers are written
+// back with backpressure. Malformed requests (smuggling shapes, bad chunking, oversized headers) are
+// answered 400/431 on that connection only, and never reach a handler.
+
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../../telemetry/logger';
+import type { HttpConn } from './conn';
+import { stripHopByHop } from './headers';
+import { countPushed, newRequestContext, settle } from './exchange';
+import type { BodySink, Handler, Headers, L7Request, L7Response, RequestContext } from './request';
+
+/** What a connection carries into the server: its context and the handler stack for its requests. */
+export interface ServedConnection {
+  conn: HttpConn;
+  handler: Handler;
+  /** Called once per parse error, with what was wrong (counted by the caller). */
+  onClientError(code: string): void;
+}
+
+const SERVED = Symbol('nodemesh.servedConnection');
+type WithServed = { [SERVED]?: ServedConnection };
+
+export interface H1DownstreamOptions {
+  log: Logger;
+  /** Longest request head. Envoy's default is 60 KiB; Node's 16 KiB is too small for some clients' cookies. */
+  maxHeaderBytes?: number;
+  /** An idle keep-alive connection is closed after this long (downstream idle timeout). Default 60 s. */
+  idleTimeoutMs?: number;
+  /** The request head must arrive within this long of the connection's first byte (slow-loris). Default 30 s. */
+  headersTimeoutMs?: number;
+}
+
+export class H1Downstream {
+  readonly server: http.Server;
+  private readonly log: Logger;
+  private draining = false;
+
+  constructor(opts: H1DownstreamOptions) {
+    this.log = opts.log;
+    this.server = http.createServer({
+      maxHeaderSize: opts.maxHeaderBytes ?? 60 * 1024,
+      keepAliveTimeout: opts.idleTimeoutMs ?? 60_000,
+      headersTimeout: opts.headersTimeoutMs ?? 30_000,
+      // Whole-request timeouts are route policy (long uploads and streams are legitimate).
+      requestTimeout: 0,
+      // Never the lenient parser: it is what request smuggling needs.
+      insecureHTTPParser: false,
+    });
+    this.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res));
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.server.on('connect', (req: http.IncomingMessage, socket: Duplex) => {
+      this.served(req.socket)?.onClientError('connect_method');
+      socket.end('HTTP/1.1 405 Method Not Allowed\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nCONNECT is not proxied by the mesh\n');
+    });
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
+  }
+
+  /** Serves HTTP/1.1 on `socket` (already read from: the caller may have unshifted the bytes it sniffed). */
+  serve(socket: Duplex, served: ServedConnection): void {
+    (socket as WithServed)[SERVED] = served;
+    this.server.emit('connection', socket);
+    // The server reads a native socket's handle directly, but what was read while sniffing sits in the
+    // stream's buffer: resuming delivers it to the parser first (and starts the handle reading).
+    socket.resume();
+  }
+
+  /** From now on every answer says `Connection: close`, and idle connections are closed. */
+  drain(): void {
+    this.draining = true;
+    this.server.closeIdleConnections();
+  }
+
+  private served(socket: unknown): ServedConnection | undefined {
+    return (socket as WithServed | null)?.[SERVED];
+  }
+
+  private toRequest(req: http.IncomingMessage): { request: L7Request; headers: Headers } {
+    const headers = req.headers as Headers;
+    const authority = typeof headers.host === 'string' ? headers.host : '';
+    const request: L7Request = {
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      authority,
+      scheme: 'http',
+      headers,
+      body: null,
+      version: 'http1',
+    };
+    return { request, headers };
+  }
+
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const served = this.served(req.socket);
+    if (!served) {
+      res.writeHead(500).end();
+      return;
+    }
+    const { request, headers } = this.toRequest(req);
+    stripHopByHop(headers, false);
+    delete headers.host;
+    const rc = newRequestContext(served.conn, headers);
+    // A body is there when the framing says so; otherwise the (already ended) message is just drained.
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    const requestBytes = countPushed(req);
+    if (hasBody) request.body = req;
+    else req.resume();
+    let finished = false;
+    const onAbort = (): void => {
+      if (finished) return;
+      rc.aborted = true;
+    };
+    res.once('close', onAbort);
+    served.handler(request, rc).then(
+      (answer) => this.respond(res, answer, rc, requestBytes),
+      (err: unknown) => {
+        this.log.error({ err }, 'L7 handler failed (a layer broke its contract); answering 500');
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end('internal error\n');
+      },
+    );
+    res.once('finish', () => {
+      finished = true;
+    });
+  }
+
+  private respond(res: http.ServerResponse, answer: L7Response, rc: RequestContext, requestBytes: () => number): void {
+    const headers = answer.headers;
+    if (this.draining) headers.connection = 'close';
+    let responseBytes = 0;
+    let reset = false;
+    res.once('close', () => {
+      if (!res.writableFinished) reset = true;
+      settle(rc, answer, { requestBytes: requestBytes(), responseBytes, downstreamReset: reset, trailers: null });
+    });
+    if (res.destroyed) return;
+    try {
+      res.writeHead(answer.status, answer.trailers && answer.body === null ? { ...headers, ...answer.trailers } : headers);
+    } catch (err) {
+      // A header value Node refuses to write (invalid characters from upstream): the client gets 502.
+      this.log.debug({ err }, 'cannot write the upstream response head');
+      rc.flags.push('UPE');
+      res.writeHead(502, { 'content-type': 'text/plain' }).end('upstream sent an invalid response header\n');
+      if (answer.body && !Buffer.isBuffer(answer.body)) answer.body.abort(new Error('invalid response head'));
+      return;
+    }
+    const body = answer.body;
+    if (body === null) {
+      res.end();
+      return;
+    }
+    if (Buffer.isBuffer(body)) {
+      responseBytes = body.length;
+      res.end(body);
+      return;
+    }
+    const sink: BodySink = {
+      write(chunk) {
+        responseBytes += chunk.length;
+        return res.write(chunk);
+      },
+      end(trailers) {
+        if (trailers) {
+          try {
+            res.addTrailers(trailers as http.OutgoingHttpHeaders);
+          } catch {
+            // trailers on a response that is not chunked are dropped, as HTTP/1.1 requires
+          }
+        }
+        res.end();
+      },
+      fail(err) {
+        rc.flags.push('UC');
+        rc.detail = `upstream reset mid-response: ${err.message}`;
+        res.destroy(err);
+      },
+    };
+    res.on('drain', () => body.resume());
+    res.once('close', () => {
+      if (!res.writableFinished) body.abort(new Error('the client went away'));
+    });
+    body.pipe(sink);
+  }
+
+  private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const served = this.served(req.socket);
+    if (!served) {
+      socket.destroy();
+      return;
+    }
+    const { request, headers } = this.toRequest(req);
+    delete headers.host;
+    // Keep `connection: upgrade` and `upgrade: …`: they are this exchange's point.
+    request.upgrade = { socket, head };
+    const rc = newRequestContext(served.conn, headers);
+    served.handler(request, rc).then(
+      (answer) => {
+        if (answer.tunnel) {
+          answer.tunnel.then((t) => settle(rc, answer, { requestBytes: t.bytesUp, responseBytes: t.bytesDown, downstreamReset: t.error !== null, trailers: null }));
+          return;
+        }
+        // Not upgraded (no route, denied, no upstream): the local answer, then close.
+        const body = Buffer.isBuffer(answer.body) ? answer.body : Buffer.alloc(0);
+        const lines = [`HTTP/1.1 ${answer.status} ${http.STATUS_CODES[answer.status] ?? ''}`];
+        for (const [k, v] of Object.entries(answer.headers)) if (v !== undefined) for (const x of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${x}`);
+        lines.push('connection: close');
+        socket.end(Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`), body]));
+        settle(rc, answer, { requestBytes: 0, responseBytes: body.length, downstreamReset: false, trailers: null });
+      },
+      () => socket.destroy(),
+    );
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    const code = err.code ?? 'HPE_UNKNOWN';
+    this.served(socket)?.onClientError(code);
+    if (code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const reason = `${status === 431 ? 'request header fields too large' : status === 408 ? 'request timeout' : 'bad request'}: ${(err as { reason?: string }).reason ?? err.message} (${code})\n`;
+    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(reason)}\r\nconnection: close\r\n\r\n${reason}`);
+  }
+}

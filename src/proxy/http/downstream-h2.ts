@@ -1,0 +1,162 @@
+// The HTTP/2 side facing clients (cleartext, prior knowledge, as gRPC clients use it): Node's http2 server
+// on accepted connections (pod sockets or HBONE tunnels). Each stream is one request through the
+// connection's handler; trailers pass through (gRPC status lives there).
+//
+// Node's http2 (nghttp2) rather than the project's own HTTP/2 endpoint: application-facing HTTP/2 stays on
+// the widely deployed stack until ours passes the conformance work of the hostile-input issue.
+
+import http2 from 'node:http2';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../../telemetry/logger';
+import type { ServedConnection } from './downstream-h1';
+import { stripHopByHop } from './headers';
+import { countPushed, newRequestContext, settle } from './exchange';
+import type { BodySink, Headers, L7Request, L7Response, RequestContext } from './request';
+
+const SERVED = Symbol('nodemesh.servedConnection');
+type WithServed = { [SERVED]?: ServedConnection };
+
+export interface H2DownstreamOptions {
+  log: Logger;
+  /** Concurrent streams per client connection. Default 100. */
+  maxConcurrentStreams?: number;
+  /** An idle connection (no stream) is closed after this long. Default 60 s. */
+  idleTimeoutMs?: number;
+}
+
+export class H2Downstream {
+  readonly server: http2.Http2Server;
+  private readonly log: Logger;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+
+  constructor(opts: H2DownstreamOptions) {
+    this.log = opts.log;
+    this.server = http2.createServer({
+      settings: { maxConcurrentStreams: opts.maxConcurrentStreams ?? 100 },
+      // Bounds per connection: header lists and the session's buffered memory (MB).
+      maxHeaderListPairs: 256,
+      maxSessionMemory: 16,
+    });
+    this.server.setTimeout(opts.idleTimeoutMs ?? 60_000);
+    this.server.on('session', (session: http2.ServerHttp2Session) => {
+      this.sessions.add(session);
+      session.once('close', () => this.sessions.delete(session));
+      session.on('error', (err) => this.log.debug({ err }, 'downstream HTTP/2 session error'));
+    });
+    this.server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.onStream(stream, headers));
+  }
+
+  serve(socket: Duplex, served: ServedConnection): void {
+    (socket as WithServed)[SERVED] = served;
+    this.server.emit('connection', socket);
+  }
+
+  /** GOAWAY on every connection: streams in flight finish, new ones go to a new connection. */
+  drain(): void {
+    for (const s of this.sessions) s.close();
+  }
+
+  private onStream(stream: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders): void {
+    // The session's socket is Node's proxy of the one we emitted; our marker reads through it.
+    const served = (stream.session?.socket as unknown as WithServed | undefined)?.[SERVED];
+    if (!served) {
+      stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    const headers: Headers = {};
+    for (const [k, v] of Object.entries(h)) if (k[0] !== ':' && v !== undefined) headers[k] = v as string | string[];
+    stripHopByHop(headers, true);
+    const authority = (h[':authority'] as string | undefined) ?? (headers.host as string | undefined) ?? '';
+    delete headers.host;
+    const request: L7Request = {
+      method: (h[':method'] as string | undefined) ?? 'GET',
+      path: (h[':path'] as string | undefined) ?? '/',
+      authority,
+      scheme: (h[':scheme'] as string | undefined) ?? 'http',
+      headers,
+      body: stream.readableEnded || stream.endAfterHeaders ? null : stream,
+      version: 'http2',
+    };
+    const rc = newRequestContext(served.conn, headers);
+    const requestBytes = countPushed(stream);
+    if (request.body === null) stream.resume();
+    stream.once('close', () => {
+      if (!stream.writableFinished) rc.aborted = true;
+    });
+    stream.on('error', () => undefined);
+    served.handler(request, rc).then(
+      (answer) => this.respond(stream, answer, rc, requestBytes),
+      (err: unknown) => {
+        this.log.error({ err }, 'L7 handler failed (a layer broke its contract); answering 500');
+        if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': 500 }, { endStream: true });
+      },
+    );
+  }
+
+  private respond(stream: http2.ServerHttp2Stream, answer: L7Response, rc: RequestContext, requestBytes: () => number): void {
+    let responseBytes = 0;
+    let trailersSent: Headers | null = null;
+    stream.once('close', () => {
+      settle(rc, answer, { requestBytes: requestBytes(), responseBytes, downstreamReset: !stream.writableFinished || (stream.rstCode ?? 0) !== 0, trailers: trailersSent });
+    });
+    if (stream.destroyed || stream.closed) return;
+    const body = answer.body;
+    const head: http2.OutgoingHttpHeaders = { ':status': answer.status };
+    for (const [k, v] of Object.entries(answer.headers)) if (v !== undefined) head[k] = v;
+    try {
+      if (body === null) {
+        // Trailers-only (a local gRPC answer) or an empty body.
+        if (answer.trailers) Object.assign(head, answer.trailers);
+        trailersSent = answer.trailers ?? null;
+        stream.respond(head, { endStream: true });
+        return;
+      }
+      if (Buffer.isBuffer(body)) {
+        stream.respond(head);
+        responseBytes = body.length;
+        stream.end(body);
+        return;
+      }
+      // A proxied body may end with trailers (gRPC always does): ask Node to wait for them.
+      stream.respond(head, { waitForTrailers: true });
+    } catch (err) {
+      this.log.debug({ err }, 'cannot write the upstream response head');
+      rc.flags.push('UPE');
+      if (!Buffer.isBuffer(body) && body !== null) body.abort(new Error('invalid response head'));
+      if (!stream.headersSent) stream.respond({ ':status': 502 }, { endStream: true });
+      else stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    let trailers: Headers | null = null;
+    stream.once('wantTrailers', () => {
+      const t: http2.OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(trailers ?? {})) if (v !== undefined) t[k] = v;
+      trailersSent = trailers;
+      try {
+        stream.sendTrailers(t);
+      } catch {
+        stream.close();
+      }
+    });
+    const sink: BodySink = {
+      write(chunk) {
+        responseBytes += chunk.length;
+        return stream.write(chunk);
+      },
+      end(t) {
+        trailers = t;
+        stream.end();
+      },
+      fail(err) {
+        rc.flags.push('UC');
+        rc.detail = `upstream reset mid-response: ${err.message}`;
+        stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      },
+    };
+    stream.on('drain', () => body.resume());
+    stream.once('close', () => {
+      if (!stream.writableFinished) body.abort(new Error('the client went away'));
+    });
+    body.pipe(sink);
+  }
+}

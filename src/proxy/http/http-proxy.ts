@@ -1,0 +1,214 @@
+// One event loop's L7 proxy: the HTTP/1.1 and HTTP/2 servers that parse client connections, the upstream
+// pools, and the two layer stacks: outbound (source agent: route, balance, forward) and inbound
+// (destination agent: authorize, forward to the application). The L4 entry points hand it connections
+// whose port is HTTP, or may be (detection).
+
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Registry } from 'prom-client';
+import type { PortProtocol, RouteStore, ServicePort } from '../../state/routes';
+import { UNKNOWN, type Workload } from '../../state/workloads';
+import { RequestMetrics } from '../../telemetry/request-metrics';
+import type { TcpLabels } from '../../telemetry/metrics';
+import type { Endpoint } from '../connection-tracker';
+import type { PodSockets, ProxyContext } from '../context';
+import type { ConnLabels, HttpConn } from './conn';
+import { detect, type Detected } from './detect';
+import { H1Downstream, type ServedConnection } from './downstream-h1';
+import { H2Downstream } from './downstream-h2';
+import { forwarder } from './forwarder';
+import { authzLayer } from './layers/authz';
+import { balanceLayer, upstreamVersion } from './layers/balance';
+import { routerLayer } from './layers/router';
+import { telemetryLayer, type AccessLogMode } from './layers/telemetry';
+import { compose, type Handler } from './request';
+import { UpstreamPools } from './upstream-pools';
+
+export interface HttpProxyOptions {
+  ctx: ProxyContext;
+  routes: RouteStore;
+  registry: Registry;
+  accessLog?: AccessLogMode;
+  /** Detection bound for ports whose protocol is not declared, when the control plane gives none. Default 100 ms. */
+  detectTimeoutMs?: number;
+}
+
+/** Called with what detection read, when the connection turned out not to be HTTP: today's L4 path takes it. */
+export type TcpFallback = (initial: Buffer) => void;
+
+export class HttpProxy {
+  readonly pools: UpstreamPools;
+  readonly metrics: RequestMetrics;
+  private readonly h1: H1Downstream;
+  private readonly h2: H2Downstream;
+  private readonly outbound: Handler;
+  private readonly inbound: Handler;
+  private readonly detectTimeoutMs: number;
+
+  constructor(private readonly o: HttpProxyOptions) {
+    const ctx = o.ctx;
+    this.detectTimeoutMs = o.detectTimeoutMs ?? 100;
+    this.pools = new UpstreamPools(ctx);
+    this.metrics = new RequestMetrics(o.registry);
+    this.h1 = new H1Downstream({ log: ctx.log });
+    this.h2 = new H2Downstream({ log: ctx.log });
+    const appVersion = (ip: string): { app?: string; version?: string } | undefined => {
+      const w = ctx.workloads.findByIp(ip);
+      return w ? { app: w.labels.app, version: w.labels.version } : undefined;
+    };
+    const telemetry = telemetryLayer({ metrics: this.metrics, log: ctx.log, accessLog: o.accessLog ?? 'all', appVersion });
+    const forward = forwarder(ctx, this.pools);
+    this.outbound = compose([telemetry, routerLayer({ services: ctx.services, routes: o.routes }), balanceLayer({ services: ctx.services, workloads: ctx.workloads, mesh: ctx.mesh })], forward);
+    const denied = (): void => ctx.metrics.proxyErrors.inc({ direction: 'inbound', reason: 'denied' });
+    // Inbound: the target is the local application, at the address the client asked for.
+    const toApp: Handler = (req, rc) => {
+      rc.target = { ip: rc.conn.dst.ip, port: rc.conn.dst.port, via: 'tcp' };
+      rc.upstreamVersion = upstreamVersion(rc.conn.protocol, req.version);
+      return forward(req, rc);
+    };
+    this.inbound = compose([telemetry, authzLayer(ctx.authorize, denied)], toApp);
+  }
+
+  /**
+   * A pod's redirected connection to an HTTP or undeclared port. `service` is the Service port it called
+   * (null for a pod IP). Undeclared ports are detected first; what is not HTTP goes to `fallback`.
+   */
+  serveOutbound(pod: Workload, sockets: PodSockets, socket: net.Socket, dst: Endpoint, service: ServicePort | null, protocol: PortProtocol, fallback: TcpFallback): void {
+    const src = { ip: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+    const principal = this.o.ctx.mesh ? this.o.ctx.mesh.spiffeIdOf(pod) : null;
+    const conn: HttpConn = { direction: 'outbound', pod, sockets, src, dst, service, protocol, principal, labels: this.outboundLabels(pod, principal, service) };
+    this.serve(socket, conn, this.outbound, protocol === 'detect' ? (service?.detectTimeoutMs ?? this.detectTimeoutMs) : null, fallback);
+  }
+
+  /**
+   * An inbound connection to a local pod's HTTP (or undeclared) port: plaintext from 15006 (principal null)
+   * or the bytes of an HBONE tunnel.
+   */
+  serveInbound(pod: Workload, sockets: PodSockets, socket: Duplex, src: Endpoint, dst: Endpoint, principal: string | null, protocol: PortProtocol, fallback: TcpFallback): void {
+    const conn: HttpConn = { direction: 'inbound', pod, sockets, src, dst, service: null, protocol, principal, labels: this.inboundLabels(pod, src.ip, principal, dst) };
+    this.serve(socket, conn, this.inbound, protocol === 'detect' ? this.detectTimeoutMs : null, fallback);
+  }
+
+  /** Graceful: answers say `Connection: close`, HTTP/2 clients get GOAWAY, idle upstreams close. */
+  drain(): void {
+    this.h1.drain();
+    this.h2.drain();
+    this.pools.closeIdle();
+  }
+
+  dropPod(uid: string): void {
+    this.pools.dropPod(uid);
+  }
+
+  destroy(): void {
+    this.pools.destroy();
+  }
+
+  private serve(socket: Duplex, conn: HttpConn, handler: Handler, detectMs: number | null, fallback: TcpFallback): void {
+    const ctx = this.o.ctx;
+    void detect(socket, detectMs).then((d: Detected) => {
+      if (d.closed && d.bytes.length === 0) {
+        socket.destroy();
+        return;
+      }
+      // A declared HTTP port speaks HTTP whatever comes first: the HTTP/1.1 parser answers garbage with 400.
+      if (d.kind === 'tcp' && conn.protocol === 'detect') {
+        if (d.timedOut) ctx.metrics.proxyErrors.inc({ direction: conn.direction, reason: 'detect_timeout' });
+        let rest: Buffer | null;
+        const parts = [d.bytes];
+        while ((rest = socket.read() as Buffer | null) !== null) parts.push(rest);
+        fallback(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+        return;
+      }
+      if (d.bytes.length > 0) socket.unshift(d.bytes);
+      const tracked = this.track(socket, conn);
+      const served: ServedConnection = {
+        conn,
+        handler,
+        onClientError: (code) => {
+          ctx.metrics.proxyErrors.inc({ direction: conn.direction, reason: 'bad_request' });
+          ctx.log.debug({ pod: `${conn.pod.namespace}/${conn.pod.name}`, src: conn.src, code }, 'malformed HTTP request; answered and closed');
+          tracked.flag = 'DPE';
+        },
+      };
+      if (d.kind === 'http2') this.h2.serve(socket, served);
+      else this.h1.serve(socket, served);
+    });
+  }
+
+  /** The connection in /connections and in drain, with TCP-level labels and byte counts. */
+  private track(socket: Duplex, conn: HttpConn): { flag: string } {
+    const ctx = this.o.ctx;
+    const state = { flag: '-' };
+    const labels: TcpLabels = {
+      reporter: conn.labels.reporter,
+      source_workload: conn.labels.source_workload,
+      source_workload_namespace: conn.labels.source_workload_namespace,
+      source_principal: conn.labels.source_principal,
+      destination_workload: conn.labels.destination_workload,
+      destination_workload_namespace: conn.labels.destination_workload_namespace,
+      destination_principal: conn.labels.destination_principal,
+      destination_service: conn.labels.destination_service,
+      connection_security_policy: conn.labels.connection_security_policy,
+      response_flags: '-',
+    };
+    const bytes = (): { up: number; down: number } => {
+      const s = socket as Partial<net.Socket>;
+      return { up: s.bytesRead ?? 0, down: s.bytesWritten ?? 0 };
+    };
+    const info = ctx.tracker.open({ direction: conn.direction, pod: conn.pod.uid, src: conn.src, dst: conn.dst, labels, bytes });
+    socket.once('close', () => {
+      const b = bytes();
+      ctx.tracker.close(info.id, { bytesUp: b.up, bytesDown: b.down, responseFlags: state.flag, error: null });
+    });
+    return state;
+  }
+
+  private outboundLabels(pod: Workload, principal: string | null, service: ServicePort | null): ConnLabels {
+    const host = service ? (this.o.ctx.services.cluster(service.cluster)?.host ?? UNKNOWN) : UNKNOWN;
+    const [name, namespace] = host === UNKNOWN ? [UNKNOWN, UNKNOWN] : host.split('.');
+    return {
+      reporter: 'source',
+      source_workload: pod.workloadName,
+      source_workload_namespace: pod.namespace,
+      source_principal: principal ?? UNKNOWN,
+      source_app: pod.labels.app ?? UNKNOWN,
+      source_version: pod.labels.version ?? UNKNOWN,
+      destination_workload: UNKNOWN,
+      destination_workload_namespace: UNKNOWN,
+      destination_principal: UNKNOWN,
+      destination_app: UNKNOWN,
+      destination_version: UNKNOWN,
+      destination_service: host,
+      destination_service_name: name ?? UNKNOWN,
+      destination_service_namespace: namespace ?? UNKNOWN,
+      connection_security_policy: UNKNOWN,
+    };
+  }
+
+  private inboundLabels(pod: Workload, peerIp: string, principal: string | null, dst: Endpoint): ConnLabels {
+    const ctx = this.o.ctx;
+    const host = ctx.services.portService(dst.ip, dst.port) ?? UNKNOWN;
+    const [svcName, svcNs] = host === UNKNOWN ? [UNKNOWN, UNKNOWN] : host.split('.');
+    const local = ctx.workloads.findByIp(peerIp);
+    const remote = local ? undefined : ctx.services.findWorkload(peerIp);
+    const peerNs = principal ? (/\/ns\/([^/]+)\//.exec(principal)?.[1] ?? UNKNOWN) : UNKNOWN;
+    return {
+      reporter: 'destination',
+      source_workload: local?.workloadName ?? remote?.pod ?? UNKNOWN,
+      source_workload_namespace: local?.namespace ?? remote?.namespace ?? peerNs,
+      source_principal: principal ?? UNKNOWN,
+      source_app: local?.labels.app ?? UNKNOWN,
+      source_version: local?.labels.version ?? UNKNOWN,
+      destination_workload: pod.workloadName,
+      destination_workload_namespace: pod.namespace,
+      destination_principal: principal && ctx.mesh ? ctx.mesh.spiffeIdOf(pod) : UNKNOWN,
+      destination_app: pod.labels.app ?? UNKNOWN,
+      destination_version: pod.labels.version ?? UNKNOWN,
+      destination_service: host,
+      destination_service_name: svcName ?? UNKNOWN,
+      destination_service_namespace: svcNs ?? UNKNOWN,
+      connection_security_policy: principal ? 'mutual_tls' : 'none',
+    };
+  }
+}

@@ -1,0 +1,57 @@
+// Opens one upstream connection for L7 from a local pod: a TCP socket made in the pod's netns (so it leaves
+// with the pod's IP), or an HBONE tunnel to a mesh destination. HTTP codecs then run over either.
+
+import net from 'node:net';
+import type { Workload } from '../../state/workloads';
+import type { PodSockets, ProxyContext } from '../context';
+import { connectOnce, type Target } from '../forward';
+import { newUpstream } from '../relay';
+import { TunnelSocket } from './tunnel-socket';
+
+/** Why an upstream connection could not be made; `flag` is the Envoy response flag the request gets. */
+export class UpstreamConnectError extends Error {
+  readonly code = 'NM_HTTP_UPSTREAM_CONNECT';
+  constructor(
+    readonly target: Target,
+    message: string,
+    readonly flag: 'UF' | 'UH' = 'UF',
+  ) {
+    super(`${target.ip}:${target.port}${target.via === 'hbone' ? ' (HBONE)' : ''}: ${message}`);
+  }
+}
+
+export async function dialUpstream(ctx: ProxyContext, pod: Workload, sockets: PodSockets, target: Target, timeoutMs: number): Promise<net.Socket | TunnelSocket> {
+  if (target.via === 'hbone') return dialTunnel(ctx, pod, sockets, target);
+  let fd: number | null;
+  try {
+    fd = await sockets.newSocket(net.isIPv6(target.ip) ? 6 : 4);
+  } catch (err) {
+    throw new UpstreamConnectError(target, `cannot create a socket in the pod network namespace: ${(err as Error).message}`);
+  }
+  const socket = newUpstream(fd, null);
+  const err = await connectOnce(socket, target, timeoutMs);
+  if (err !== null) {
+    socket.destroy();
+    throw new UpstreamConnectError(target, err);
+  }
+  return socket;
+}
+
+async function dialTunnel(ctx: ProxyContext, pod: Workload, sockets: PodSockets, target: Target): Promise<TunnelSocket> {
+  const mesh = ctx.mesh;
+  if (!mesh || !target.peerId) throw new UpstreamConnectError(target, 'HBONE target without mesh identity');
+  try {
+    const source = await mesh.identity.certFor(mesh.spiffeIdOf(pod));
+    const { stream } = await mesh.pool.connect({
+      sourcePod: pod.uid,
+      source,
+      expectedServerId: target.peerId,
+      address: { ip: target.ip, port: mesh.hbonePort },
+      target: { ip: target.ip, port: target.port },
+      newSocket: (family) => sockets.newSocket(family),
+    });
+    return new TunnelSocket(stream, { remoteAddress: target.ip, remotePort: target.port, localAddress: pod.ips[0] ?? '', localPort: 0 });
+  } catch (err) {
+    throw new UpstreamConnectError(target, (err as Error).message);
+  }
+}

@@ -1,0 +1,208 @@
+// Pooled upstream connections for L7, per (source pod, endpoint, HTTP version): HTTP/1.1 through undici
+// pools whose connections we dial ourselves (pod netns socket or HBONE tunnel), HTTP/2 through Node's
+// http2 client sessions over the same kind of connection. A pod's requests reuse them across its client
+// connections; pools of different pods are never shared (their sockets leave from different netns).
+
+import http2 from 'node:http2';
+import { Pool } from 'undici';
+import type { Workload } from '../../state/workloads';
+import type { PodSockets, ProxyContext } from '../context';
+import type { Target } from '../forward';
+import { dialUpstream } from './upstream-dial';
+
+export interface UpstreamPoolOptions {
+  /** An HTTP/1.1 connection idle this long is closed (undici's keepAliveTimeout). Default 4 s: shorter than
+   *  Node's and most servers' 5 s, so we close first and never reuse a connection the server is closing. */
+  idleConnectionMs?: number;
+  /** A pool or session with no connection and no request for this long is dropped. Default 60 s. */
+  idlePoolMs?: number;
+  /** Bound on pools plus sessions; past it, idle ones are dropped first, then the least recently used. */
+  maxPools?: number;
+}
+
+interface H1Entry {
+  pool: Pool;
+  pod: string;
+  lastUsed: number;
+}
+
+interface H2Entry {
+  session: Promise<http2.ClientHttp2Session>;
+  pod: string;
+  lastUsed: number;
+  /** Resolved session, for the sweeper. */
+  live: http2.ClientHttp2Session | null;
+  /** Streams open on it. */
+  active: number;
+}
+
+function key(pod: Workload, t: Target): string {
+  return `${pod.uid}|${t.via}|${t.ip}|${t.port}`;
+}
+
+export class UpstreamPools {
+  private readonly h1 = new Map<string, H1Entry>();
+  private readonly h2 = new Map<string, H2Entry>();
+  private readonly idleConnectionMs: number;
+  private readonly idlePoolMs: number;
+  private readonly maxPools: number;
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly ctx: ProxyContext,
+    opts: UpstreamPoolOptions = {},
+  ) {
+    this.idleConnectionMs = opts.idleConnectionMs ?? 4000;
+    this.idlePoolMs = opts.idlePoolMs ?? 60_000;
+    this.maxPools = opts.maxPools ?? 4096;
+    this.sweeper = setInterval(() => this.sweep(), Math.min(this.idlePoolMs, 30_000));
+    this.sweeper.unref();
+  }
+
+  /** The HTTP/1.1 pool for `target` from `pod`. Its connections are dialled on demand. */
+  h1Pool(pod: Workload, sockets: PodSockets, target: Target, connectTimeoutMs: number): Pool {
+    const k = key(pod, target);
+    const cur = this.h1.get(k);
+    if (cur) {
+      cur.lastUsed = Date.now();
+      return cur.pool;
+    }
+    this.makeRoom();
+    const host = target.ip.includes(':') ? `[${target.ip}]` : target.ip;
+    const pool = new Pool(`http://${host}:${target.port}`, {
+      connect: (_opts, cb) => {
+        dialUpstream(this.ctx, pod, sockets, target, connectTimeoutMs).then(
+          (s) => cb(null, s as unknown as import('node:net').Socket),
+          (err: Error) => cb(err, null),
+        );
+      },
+      pipelining: 1,
+      keepAliveTimeout: this.idleConnectionMs,
+      keepAliveMaxTimeout: this.idleConnectionMs,
+      // Timeouts are route policy (the timeout layer), not the pool's: long polls and streams are legitimate.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      strictContentLength: true,
+    });
+    this.h1.set(k, { pool, pod: pod.uid, lastUsed: Date.now() });
+    return pool;
+  }
+
+  /**
+   * Opens one request stream to `target` from `pod` on the pooled HTTP/2 session (h2c prior knowledge inside
+   * the connection), dialling the session first when there is none.
+   */
+  async h2Request(
+    pod: Workload,
+    sockets: PodSockets,
+    target: Target,
+    connectTimeoutMs: number,
+    headers: http2.OutgoingHttpHeaders,
+    opts: http2.ClientSessionRequestOptions,
+  ): Promise<http2.ClientHttp2Stream> {
+    const entry = this.h2Entry(pod, sockets, target, connectTimeoutMs);
+    const session = await entry.session;
+    const stream = session.request(headers, opts);
+    entry.active++;
+    entry.lastUsed = Date.now();
+    stream.once('close', () => {
+      entry.active--;
+      entry.lastUsed = Date.now();
+    });
+    return stream;
+  }
+
+  private h2Entry(pod: Workload, sockets: PodSockets, target: Target, connectTimeoutMs: number): H2Entry {
+    const k = key(pod, target);
+    const cur = this.h2.get(k);
+    if (cur && (cur.live === null || (!cur.live.closed && !cur.live.destroyed))) return cur;
+    this.makeRoom();
+    const entry: H2Entry = { session: null as unknown as Promise<http2.ClientHttp2Session>, pod: pod.uid, lastUsed: Date.now(), live: null, active: 0 };
+    const forget = (): void => {
+      if (this.h2.get(k) === entry) this.h2.delete(k);
+    };
+    entry.session = dialUpstream(this.ctx, pod, sockets, target, connectTimeoutMs).then(
+      (socket) => {
+        const host = target.ip.includes(':') ? `[${target.ip}]` : target.ip;
+        const session = http2.connect(`http://${host}:${target.port}`, { createConnection: () => socket });
+        entry.live = session;
+        session.on('error', (err) => this.ctx.log.debug({ err, target }, 'upstream HTTP/2 session error'));
+        session.on('goaway', forget);
+        session.on('close', forget);
+        // Idle sessions are the sweeper's to close; they must not keep the process alive meanwhile.
+        session.unref();
+        return session;
+      },
+      (err: unknown) => {
+        forget();
+        throw err;
+      },
+    );
+    // A failed dial is reported to the request that waits; nobody else awaits this promise.
+    entry.session.catch(() => undefined);
+    this.h2.set(k, entry);
+    return entry;
+  }
+
+  /** A pod left: its pools go (requests in flight on them fail). */
+  dropPod(uid: string): void {
+    for (const [k, e] of this.h1) if (e.pod === uid) this.closeH1(k, e);
+    for (const [k, e] of this.h2) if (e.pod === uid) this.closeH2(k, e);
+  }
+
+  stats(): { h1Pools: number; h1Connections: number; h2Sessions: number } {
+    let conns = 0;
+    for (const e of this.h1.values()) conns += e.pool.stats.connected;
+    return { h1Pools: this.h1.size, h1Connections: conns, h2Sessions: this.h2.size };
+  }
+
+  /** Closes idle HTTP/1.1 connections and HTTP/2 sessions gracefully (drain); busy ones finish first. */
+  closeIdle(): void {
+    for (const [k, e] of this.h1) if (e.pool.stats.running === 0 && e.pool.stats.pending === 0) this.closeH1(k, e);
+    for (const [k, e] of this.h2) this.closeH2(k, e);
+  }
+
+  destroy(): void {
+    clearInterval(this.sweeper);
+    for (const e of this.h1.values()) void e.pool.destroy().catch(() => undefined);
+    for (const e of this.h2.values()) e.live?.destroy();
+    this.h1.clear();
+    this.h2.clear();
+  }
+
+  private closeH1(k: string, e: H1Entry): void {
+    this.h1.delete(k);
+    void e.pool.close().catch(() => undefined);
+  }
+
+  private closeH2(k: string, e: H2Entry): void {
+    this.h2.delete(k);
+    e.live?.close();
+  }
+
+  private idle(e: H1Entry | H2Entry, now: number): boolean {
+    if (now - e.lastUsed < this.idlePoolMs) return false;
+    if ('pool' in e) return e.pool.stats.connected === 0 && e.pool.stats.pending === 0 && e.pool.stats.running === 0;
+    return e.active === 0;
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [k, e] of this.h1) if (this.idle(e, now)) this.closeH1(k, e);
+    for (const [k, e] of this.h2) if (this.idle(e, now)) this.closeH2(k, e);
+  }
+
+  /** Keeps the number of pools bounded whatever the destinations: drop the least recently used. */
+  private makeRoom(): void {
+    if (this.h1.size + this.h2.size < this.maxPools) return;
+    this.sweep();
+    while (this.h1.size + this.h2.size >= this.maxPools) {
+      let oldest: [string, H1Entry | H2Entry, 'h1' | 'h2'] | null = null;
+      for (const [k, e] of this.h1) if (!oldest || e.lastUsed < oldest[1].lastUsed) oldest = [k, e, 'h1'];
+      for (const [k, e] of this.h2) if (!oldest || e.lastUsed < oldest[1].lastUsed) oldest = [k, e, 'h2'];
+      if (!oldest) return;
+      if (oldest[2] === 'h1') this.closeH1(oldest[0], oldest[1] as H1Entry);
+      else this.closeH2(oldest[0], oldest[1] as H2Entry);
+    }
+  }
+}

@@ -1,0 +1,175 @@
+// Integration: the L7 path between two in-process agents over real HBONE on loopback: routing by header
+// and weight per request on one keep-alive connection, rewrites, redirects, 404 for no route, both
+// reporters' request metrics, and a malformed request answered 400 on its connection only.
+
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import type { ClusterInfo, EndpointInfo } from '../../src/state/services';
+import type { RouteTable } from '../../src/state/routes';
+import { appServer, pod, startPair, type L7Pair } from '../helpers/l7-pair';
+
+const base = 10 + Math.floor(Math.random() * 200);
+const CLIENT = pod('client', `127.${base}.0.2`, 'client', { app: 'client' });
+const V1 = pod('web-v1', `127.${base}.1.2`, 'web', { app: 'web', version: 'v1' });
+const V2 = pod('web-v2', `127.${base}.1.3`, 'web', { app: 'web', version: 'v2' });
+const VIP = { ip: '10.96.0.10', port: 80 };
+const HOST = 'web.default.svc.cluster.local';
+
+function ep(p: typeof V1): EndpointInfo {
+  return { ip: p.ip, port: 8080, pod: p.name, namespace: 'default', serviceAccount: p.serviceAccount, inMesh: true };
+}
+function cluster(name: string): ClusterInfo {
+  return { name, host: HOST, lbPolicy: 'round_robin', connectTimeoutMs: 2000, protocol: 'http' };
+}
+
+const ROUTES: RouteTable = {
+  name: 'vip|10.96.0.10:80',
+  routes: [
+    {
+      name: 'default/web/canary',
+      source: { kind: 'HTTPRoute', namespace: 'default', name: 'web', rule: 'canary' },
+      matches: [{ headers: [{ name: 'x-canary', kind: 'exact', value: 'true' }], query: [] }],
+      action: { kind: 'forward', backends: [{ cluster: 'v2', weight: 1 }] },
+      requestHeaders: { set: [['x-route', 'canary']], add: [], remove: [] },
+      responseHeaders: { set: [['x-answered-by-route', 'canary']], add: [], remove: [] },
+    },
+    {
+      name: 'default/web/old',
+      source: { kind: 'HTTPRoute', namespace: 'default', name: 'web' },
+      matches: [{ path: { kind: 'prefix', value: '/old' }, headers: [], query: [] }],
+      action: { kind: 'redirect', redirect: { path: { kind: 'prefix', match: '/old', value: '/new' }, status: 301 } },
+    },
+    {
+      name: 'default/web/api',
+      source: { kind: 'HTTPRoute', namespace: 'default', name: 'web' },
+      matches: [{ path: { kind: 'prefix', value: '/api' }, headers: [], query: [] }],
+      action: { kind: 'forward', backends: [{ cluster: 'v1', weight: 1 }], rewrite: { path: { kind: 'prefix', match: '/api', value: '/v1' } } },
+    },
+    {
+      name: 'default/web/split',
+      source: { kind: 'HTTPRoute', namespace: 'default', name: 'web' },
+      matches: [{ path: { kind: 'prefix', value: '/' }, method: 'GET', headers: [], query: [] }],
+      action: {
+        kind: 'forward',
+        backends: [
+          { cluster: 'v1', weight: 3 },
+          { cluster: 'v2', weight: 1 },
+        ],
+      },
+    },
+  ],
+};
+
+/** HTTP/1.1 requests on one keep-alive connection to the client pod's redirected port. */
+function client(port: number): { get(path: string, headers?: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>; close(): void } {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  return {
+    get: (path, headers = {}) =>
+      new Promise((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, path, agent, headers: { host: `${HOST}`, ...headers } }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      }),
+    close: () => agent.destroy(),
+  };
+}
+
+describe('L7 between two agents over HBONE (in-process)', () => {
+  let pair: L7Pair;
+  const apps: http.Server[] = [];
+
+  before(async () => {
+    apps.push(await appServer(V1.ip, 8080, 'web-v1'), await appServer(V2.ip, 8080, 'web-v2'));
+    pair = await startPair(CLIENT, [V1, V2]);
+    pair.configure({
+      clusters: [cluster('v1'), cluster('v2')],
+      endpoints: new Map([
+        ['v1', [ep(V1)]],
+        ['v2', [ep(V2)]],
+      ]),
+      vips: [{ vip: VIP.ip, port: VIP.port, cluster: 'v1', protocol: 'http', routeTable: ROUTES.name }],
+      routes: [ROUTES],
+    });
+    pair.setDestination(VIP);
+  });
+
+  after(async () => {
+    await pair?.close();
+    for (const s of apps) s.close();
+  });
+
+  it('routes each request of one keep-alive connection on its own: weights 3:1 exactly, header match to v2', async () => {
+    const c = client(pair.clientPort);
+    try {
+      const served: string[] = [];
+      for (let i = 0; i < 8; i++) served.push(JSON.parse((await c.get('/x')).body).pod);
+      assert.deepEqual(served.filter((p) => p === 'web-v1').length, 6, served.join(' '));
+      const canary = await c.get('/x', { 'x-canary': 'true' });
+      assert.equal(canary.status, 200);
+      const body = JSON.parse(canary.body);
+      assert.equal(body.pod, 'web-v2');
+      assert.equal(body.headers['x-route'], 'canary');
+      assert.equal(canary.headers['x-answered-by-route'], 'canary');
+      assert.match(body.headers['x-request-id'], /^[0-9a-f-]{36}$/);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('rewrites a prefix, redirects with Location, and answers 404 when no route matches', async () => {
+    const c = client(pair.clientPort);
+    try {
+      const api = await c.get('/api/users?id=7');
+      assert.equal(JSON.parse(api.body).path, '/v1/users?id=7');
+      const old = await c.get('/old/page?q=1');
+      assert.equal(old.status, 301);
+      assert.equal(old.headers.location, `http://${HOST}/new/page?q=1`);
+      const none = await new Promise<number>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port: pair.clientPort, path: '/x', method: 'DELETE' }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(none, 404);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('counts each request once per reporter with Istio labels', async () => {
+    const a = await pair.registryA.getSingleMetricAsString('istio_requests_total');
+    const b = await pair.registryB.getSingleMetricAsString('istio_requests_total');
+    assert.match(a, /istio_requests_total\{reporter="source",source_workload="client",.*destination_workload="web-v2".*destination_service="web.default.svc.cluster.local",destination_service_name="web",destination_service_namespace="default",request_protocol="http",response_code="200",grpc_response_status="-",response_flags="-",connection_security_policy="mutual_tls"\} 3$/m);
+    assert.match(a, /response_code="404".*response_flags="NR".* 1/);
+    // (In-process the client's tunnels come from 127.0.0.1, which names no pod: the principal does.)
+    assert.match(b, /istio_requests_total\{reporter="destination",source_workload="unknown",source_workload_namespace="default",source_principal="spiffe:\/\/cluster.local\/ns\/default\/sa\/client",.*destination_workload="web-v1",.*destination_app="web",destination_version="v1",destination_service="web.default.svc.cluster.local",.*response_code="200".*connection_security_policy="mutual_tls"\} 7$/m);
+    assert.doesNotMatch(a + b, /\/api|\/old|\/x/, 'no path in any label');
+  });
+
+  it('answers a smuggling-shaped request 400 on its own connection; the next connection is served', async () => {
+    const raw = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(pair.clientPort, '127.0.0.1');
+      let got = '';
+      s.on('data', (d) => (got += d.toString()));
+      s.on('end', () => resolve(got));
+      s.on('error', reject);
+      s.write('POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n');
+    });
+    assert.match(raw, /^HTTP\/1\.1 400 Bad Request/);
+    const c = client(pair.clientPort);
+    try {
+      assert.equal((await c.get('/x')).status, 200);
+    } finally {
+      c.close();
+    }
+  });
+});
