@@ -8,8 +8,14 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../../telemetry/logger';
 import type { HttpConn } from './conn';
 import { stripHopByHop } from './headers';
-import { countPushed, newRequestContext, settle } from './exchange';
+import { abortExchange, countPushed, NO_ANSWER, newRequestContext, settle } from './exchange';
 import type { BodySink, Handler, Headers, L7Request, L7Response, RequestContext } from './request';
+
+/** What is known of one exchange as it goes: the answer (once there is one) and the body bytes written. */
+interface Exchange {
+  answer: L7Response | null;
+  responseBytes: number;
+}
 
 /** What a connection carries into the server: its context and the handler stack for its requests. */
 export interface ServedConnection {
@@ -97,66 +103,66 @@ export class H1Downstream {
       res.writeHead(500).end();
       return;
     }
+    // A body is there when the framing says so; otherwise the (already ended) message is just drained.
+    // (Read before the hop-by-hop fields go: the headers object is the message's own.)
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
     const { request, headers } = this.toRequest(req);
     stripHopByHop(headers, false);
     delete headers.host;
     const rc = newRequestContext(served.conn, headers);
-    // A body is there when the framing says so; otherwise the (already ended) message is just drained.
-    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
     const requestBytes = countPushed(req);
     if (hasBody) request.body = req;
     else req.resume();
-    let finished = false;
-    const onAbort = (): void => {
-      if (finished) return;
-      rc.aborted = true;
-    };
-    res.once('close', onAbort);
+    const x: Exchange = { answer: null, responseBytes: 0 };
+    // 'close' comes once per response, answered or not: the one place the exchange is settled.
+    res.once('close', () => {
+      const complete = res.writableFinished;
+      if (!complete) abortExchange(rc);
+      settle(rc, x.answer ?? NO_ANSWER, { requestBytes: requestBytes(), responseBytes: x.responseBytes, downstreamReset: !complete, trailers: null });
+    });
     served.handler(request, rc).then(
-      (answer) => this.respond(res, answer, rc, requestBytes),
+      (answer) => {
+        x.answer = answer;
+        this.respond(res, answer, rc, x);
+      },
       (err: unknown) => {
         this.log.error({ err }, 'L7 handler failed (a layer broke its contract); answering 500');
-        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end('internal error\n');
+        if (!res.headersSent && !res.destroyed) res.writeHead(500, { 'content-type': 'text/plain' }).end('internal error\n');
       },
     );
-    res.once('finish', () => {
-      finished = true;
-    });
   }
 
-  private respond(res: http.ServerResponse, answer: L7Response, rc: RequestContext, requestBytes: () => number): void {
+  private respond(res: http.ServerResponse, answer: L7Response, rc: RequestContext, x: Exchange): void {
+    const body = answer.body;
+    if (res.destroyed) {
+      if (body !== null && !Buffer.isBuffer(body)) body.abort(new Error('the client went away'));
+      return;
+    }
     const headers = answer.headers;
     if (this.draining) headers.connection = 'close';
-    let responseBytes = 0;
-    let reset = false;
-    res.once('close', () => {
-      if (!res.writableFinished) reset = true;
-      settle(rc, answer, { requestBytes: requestBytes(), responseBytes, downstreamReset: reset, trailers: null });
-    });
-    if (res.destroyed) return;
     try {
-      res.writeHead(answer.status, answer.trailers && answer.body === null ? { ...headers, ...answer.trailers } : headers);
+      res.writeHead(answer.status, answer.trailers && body === null ? { ...headers, ...answer.trailers } : headers);
     } catch (err) {
       // A header value Node refuses to write (invalid characters from upstream): the client gets 502.
       this.log.debug({ err }, 'cannot write the upstream response head');
       rc.flags.push('UPE');
+      x.answer = { status: 502, headers: {}, body: null };
       res.writeHead(502, { 'content-type': 'text/plain' }).end('upstream sent an invalid response header\n');
-      if (answer.body && !Buffer.isBuffer(answer.body)) answer.body.abort(new Error('invalid response head'));
+      if (body !== null && !Buffer.isBuffer(body)) body.abort(new Error('invalid response head'));
       return;
     }
-    const body = answer.body;
     if (body === null) {
       res.end();
       return;
     }
     if (Buffer.isBuffer(body)) {
-      responseBytes = body.length;
+      x.responseBytes = body.length;
       res.end(body);
       return;
     }
     const sink: BodySink = {
       write(chunk) {
-        responseBytes += chunk.length;
+        x.responseBytes += chunk.length;
         return res.write(chunk);
       },
       end(trailers) {
@@ -176,9 +182,7 @@ export class H1Downstream {
       },
     };
     res.on('drain', () => body.resume());
-    res.once('close', () => {
-      if (!res.writableFinished) body.abort(new Error('the client went away'));
-    });
+    rc.onAbort = () => body.abort(new Error('the client went away'));
     body.pipe(sink);
   }
 

@@ -10,11 +10,25 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../../telemetry/logger';
 import type { ServedConnection } from './downstream-h1';
 import { stripHopByHop } from './headers';
-import { countPushed, newRequestContext, settle } from './exchange';
+import { abortExchange, countPushed, NO_ANSWER, newRequestContext, settle } from './exchange';
 import type { BodySink, Headers, L7Request, L7Response, RequestContext } from './request';
 
 const SERVED = Symbol('nodemesh.servedConnection');
 type WithServed = { [SERVED]?: ServedConnection };
+
+/**
+ * The connection being handed to the server right now: Node creates the session synchronously inside
+ * emit('connection'), and wraps a non-native socket (an HBONE tunnel) in a socket of its own, so the
+ * session is the one place to keep what the connection carries.
+ */
+let handing: ServedConnection | undefined;
+
+/** What is known of one exchange as it goes: the answer (once there is one), body bytes, trailers sent. */
+interface Exchange {
+  answer: L7Response | null;
+  responseBytes: number;
+  trailers: Headers | null;
+}
 
 export interface H2DownstreamOptions {
   log: Logger;
@@ -39,6 +53,7 @@ export class H2Downstream {
     });
     this.server.setTimeout(opts.idleTimeoutMs ?? 60_000);
     this.server.on('session', (session: http2.ServerHttp2Session) => {
+      (session as unknown as WithServed)[SERVED] = handing;
       this.sessions.add(session);
       session.once('close', () => this.sessions.delete(session));
       session.on('error', (err) => this.log.debug({ err }, 'downstream HTTP/2 session error'));
@@ -47,8 +62,12 @@ export class H2Downstream {
   }
 
   serve(socket: Duplex, served: ServedConnection): void {
-    (socket as WithServed)[SERVED] = served;
-    this.server.emit('connection', socket);
+    handing = served;
+    try {
+      this.server.emit('connection', socket);
+    } finally {
+      handing = undefined;
+    }
   }
 
   /** GOAWAY on every connection: streams in flight finish, new ones go to a new connection. */
@@ -57,8 +76,8 @@ export class H2Downstream {
   }
 
   private onStream(stream: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders): void {
-    // The session's socket is Node's proxy of the one we emitted; our marker reads through it.
-    const served = (stream.session?.socket as unknown as WithServed | undefined)?.[SERVED];
+    stream.on('error', () => undefined);
+    const served = (stream.session as unknown as WithServed | undefined)?.[SERVED];
     if (!served) {
       stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       return;
@@ -80,12 +99,18 @@ export class H2Downstream {
     const rc = newRequestContext(served.conn, headers);
     const requestBytes = countPushed(stream);
     if (request.body === null) stream.resume();
+    const x: Exchange = { answer: null, responseBytes: 0, trailers: null };
+    // 'close' comes once per stream, answered or not: the one place the exchange is settled.
     stream.once('close', () => {
-      if (!stream.writableFinished) rc.aborted = true;
+      const complete = stream.writableFinished && (stream.rstCode ?? 0) === 0;
+      if (!complete) abortExchange(rc);
+      settle(rc, x.answer ?? NO_ANSWER, { requestBytes: requestBytes(), responseBytes: x.responseBytes, downstreamReset: !complete, trailers: x.trailers });
     });
-    stream.on('error', () => undefined);
     served.handler(request, rc).then(
-      (answer) => this.respond(stream, answer, rc, requestBytes),
+      (answer) => {
+        x.answer = answer;
+        this.respond(stream, answer, rc, x);
+      },
       (err: unknown) => {
         this.log.error({ err }, 'L7 handler failed (a layer broke its contract); answering 500');
         if (!stream.headersSent && !stream.destroyed) stream.respond({ ':status': 500 }, { endStream: true });
@@ -93,27 +118,25 @@ export class H2Downstream {
     );
   }
 
-  private respond(stream: http2.ServerHttp2Stream, answer: L7Response, rc: RequestContext, requestBytes: () => number): void {
-    let responseBytes = 0;
-    let trailersSent: Headers | null = null;
-    stream.once('close', () => {
-      settle(rc, answer, { requestBytes: requestBytes(), responseBytes, downstreamReset: !stream.writableFinished || (stream.rstCode ?? 0) !== 0, trailers: trailersSent });
-    });
-    if (stream.destroyed || stream.closed) return;
+  private respond(stream: http2.ServerHttp2Stream, answer: L7Response, rc: RequestContext, x: Exchange): void {
     const body = answer.body;
+    if (stream.destroyed || stream.closed) {
+      if (body !== null && !Buffer.isBuffer(body)) body.abort(new Error('the client went away'));
+      return;
+    }
     const head: http2.OutgoingHttpHeaders = { ':status': answer.status };
     for (const [k, v] of Object.entries(answer.headers)) if (v !== undefined) head[k] = v;
     try {
       if (body === null) {
         // Trailers-only (a local gRPC answer) or an empty body.
         if (answer.trailers) Object.assign(head, answer.trailers);
-        trailersSent = answer.trailers ?? null;
+        x.trailers = answer.trailers ?? null;
         stream.respond(head, { endStream: true });
         return;
       }
       if (Buffer.isBuffer(body)) {
         stream.respond(head);
-        responseBytes = body.length;
+        x.responseBytes = body.length;
         stream.end(body);
         return;
       }
@@ -122,7 +145,8 @@ export class H2Downstream {
     } catch (err) {
       this.log.debug({ err }, 'cannot write the upstream response head');
       rc.flags.push('UPE');
-      if (!Buffer.isBuffer(body) && body !== null) body.abort(new Error('invalid response head'));
+      x.answer = { status: 502, headers: {}, body: null };
+      if (body !== null && !Buffer.isBuffer(body)) body.abort(new Error('invalid response head'));
       if (!stream.headersSent) stream.respond({ ':status': 502 }, { endStream: true });
       else stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       return;
@@ -131,7 +155,7 @@ export class H2Downstream {
     stream.once('wantTrailers', () => {
       const t: http2.OutgoingHttpHeaders = {};
       for (const [k, v] of Object.entries(trailers ?? {})) if (v !== undefined) t[k] = v;
-      trailersSent = trailers;
+      x.trailers = trailers;
       try {
         stream.sendTrailers(t);
       } catch {
@@ -140,7 +164,7 @@ export class H2Downstream {
     });
     const sink: BodySink = {
       write(chunk) {
-        responseBytes += chunk.length;
+        x.responseBytes += chunk.length;
         return stream.write(chunk);
       },
       end(t) {
@@ -154,9 +178,7 @@ export class H2Downstream {
       },
     };
     stream.on('drain', () => body.resume());
-    stream.once('close', () => {
-      if (!stream.writableFinished) body.abort(new Error('the client went away'));
-    });
+    rc.onAbort = () => body.abort(new Error('the client went away'));
     body.pipe(sink);
   }
 }

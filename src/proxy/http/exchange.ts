@@ -25,6 +25,7 @@ export function newRequestContext(conn: HttpConn, headers: Headers): RequestCont
     startedAt: process.hrtime.bigint(),
     flags: [],
     aborted: false,
+    onAbort: null,
     grpc: isGrpc(headers),
     route: null,
     backend: null,
@@ -54,6 +55,18 @@ export function countPushed(r: Readable): () => number {
 }
 
 const settled = new WeakSet<RequestContext>();
+
+/** The client went away before the exchange ended: stop the work in flight for it. */
+export function abortExchange(rc: RequestContext): void {
+  if (rc.aborted) return;
+  rc.aborted = true;
+  const f = rc.onAbort;
+  rc.onAbort = null;
+  if (f) f();
+}
+
+/** What the metrics record for an exchange the client abandoned before any answer (Envoy reports 0). */
+export const NO_ANSWER: L7Response = { status: 0, headers: {}, body: null };
 
 /** Ends the exchange's bookkeeping: runs its `done` callbacks once with what the codec counted. */
 export function settle(

@@ -2,6 +2,7 @@
 // through undici, HTTP/2 through Node's http2) and streams the answer back as a BodySource.
 
 import type http2 from 'node:http2';
+import { constants as http2Constants } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { ProxyContext } from '../context';
@@ -92,6 +93,7 @@ function h1Request(pools: UpstreamPools, ctx: ProxyContext, req: L7Request, rc: 
     const handler: Dispatcher.DispatchHandlers = {
       onConnect(abort) {
         body.abortUpstream = (err) => abort(err);
+        rc.onAbort = () => abort(new Error('the client went away'));
         if (rc.aborted) abort(new Error('the client went away'));
       },
       onHeaders(status, rawHeaders, resume) {
@@ -156,15 +158,19 @@ async function h2Request(pools: UpstreamPools, req: L7Request, rc: RequestContex
     const body = new UpstreamBody();
     let settled = false;
     body.resumeUpstream = () => stream.resume();
-    body.abortUpstream = () => stream.close(0x8 /* CANCEL */);
-    if (rc.aborted) stream.close(0x8);
+    body.abortUpstream = () => stream.close(http2Constants.NGHTTP2_CANCEL);
+    rc.onAbort = () => stream.close(http2Constants.NGHTTP2_CANCEL);
+    if (rc.aborted) stream.close(http2Constants.NGHTTP2_CANCEL);
     stream.pause();
-    stream.on('response', (h) => {
+    stream.on('response', (h, flags) => {
       const status = Number(h[':status']);
       const headers: Headers = {};
       for (const [k, v] of Object.entries(h)) if (k[0] !== ':' && v !== undefined) headers[k] = v as string | string[];
       settled = true;
-      resolve({ status, headers, body });
+      // END_STREAM on the response HEADERS: no body, no trailers (gRPC's trailers-only answer carries its
+      // status here, and clients only read it from headers that end the stream).
+      const endStream = (flags & http2Constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+      resolve({ status, headers, body: endStream ? null : body });
     });
     stream.on('data', (chunk: Buffer) => {
       if (!body.push(chunk)) stream.pause();

@@ -95,6 +95,8 @@ export interface RequestContext {
   flags: string[];
   /** Set once the client went away: layers stop work and upstreams are released. */
   aborted: boolean;
+  /** Set by whoever has work in flight for the request (the forwarder's upstream attempt): called on abort. */
+  onAbort: (() => void) | null;
   /** The exchange is gRPC (content-type application/grpc*). */
   grpc: boolean;
   route: Route | null;

@@ -1,0 +1,147 @@
+// Integration: gRPC through two in-process agents over HBONE with a real @grpc/grpc-js client and server:
+// unary, server streaming and bidi streaming, statuses and trailers passed through, per-request balancing
+// over one client HTTP/2 connection, and a client deadline.
+
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import { after, before, describe, it } from 'node:test';
+import type { ClusterInfo, EndpointInfo } from '../../src/state/services';
+import { pod, startPair, type L7Pair } from '../helpers/l7-pair';
+import { waitFor } from '../helpers/wait';
+
+const base = 10 + Math.floor(Math.random() * 200);
+const CLIENT = pod('client', `127.${base}.10.2`, 'client');
+const S1 = pod('echo-1', `127.${base}.11.2`, 'echo', { app: 'echo', version: 'v1' });
+const S2 = pod('echo-2', `127.${base}.11.3`, 'echo', { app: 'echo', version: 'v2' });
+const VIP = { ip: '10.96.0.20', port: 9090 };
+const HOST = 'echo.default.svc.cluster.local';
+
+const raw = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
+const SERVICE: grpc.ServiceDefinition = {
+  Unary: { path: '/test.Echo/Unary', requestStream: false, responseStream: false, requestSerialize: raw.serialize, requestDeserialize: raw.deserialize, responseSerialize: raw.serialize, responseDeserialize: raw.deserialize },
+  Stream: { path: '/test.Echo/Stream', requestStream: false, responseStream: true, requestSerialize: raw.serialize, requestDeserialize: raw.deserialize, responseSerialize: raw.serialize, responseDeserialize: raw.deserialize },
+  Bidi: { path: '/test.Echo/Bidi', requestStream: true, responseStream: true, requestSerialize: raw.serialize, requestDeserialize: raw.deserialize, responseSerialize: raw.serialize, responseDeserialize: raw.deserialize },
+};
+
+function startServer(ip: string, name: string): Promise<grpc.Server> {
+  const server = new grpc.Server();
+  server.addService(SERVICE, {
+    Unary: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      const ask = call.request.toString();
+      if (ask === 'not-found') return cb({ code: grpc.status.NOT_FOUND, details: 'no such thing' });
+      if (ask === 'slow') {
+        setTimeout(() => cb(null, Buffer.from(`${name}:late`)), 2000);
+        return;
+      }
+      const md = new grpc.Metadata();
+      md.set('x-served-by', name);
+      call.sendMetadata(md);
+      cb(null, Buffer.from(`${name}:${ask}`));
+    },
+    Stream: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      for (let i = 0; i < 5; i++) call.write(Buffer.from(`${name}:${i}`));
+      call.end();
+    },
+    Bidi: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+      call.on('data', (m: Buffer) => call.write(Buffer.from(`${name}:${m.toString()}`)));
+      call.on('end', () => call.end());
+    },
+  });
+  return new Promise((resolve, reject) =>
+    server.bindAsync(`${ip}:9090`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve(server))),
+  );
+}
+
+function ep(p: typeof S1): EndpointInfo {
+  return { ip: p.ip, port: 9090, pod: p.name, namespace: 'default', serviceAccount: p.serviceAccount, inMesh: true };
+}
+
+describe('gRPC between two agents over HBONE (in-process, @grpc/grpc-js both ends)', () => {
+  let pair: L7Pair;
+  const servers: grpc.Server[] = [];
+  let client: grpc.Client;
+  const Ctor = grpc.makeGenericClientConstructor(SERVICE, 'Echo');
+
+  before(async () => {
+    servers.push(await startServer(S1.ip, 'echo-1'), await startServer(S2.ip, 'echo-2'));
+    pair = await startPair(CLIENT, [S1, S2]);
+    const cluster: ClusterInfo = { name: 'echo', host: HOST, lbPolicy: 'round_robin', connectTimeoutMs: 2000, protocol: 'grpc' };
+    pair.configure({ clusters: [cluster], endpoints: new Map([['echo', [ep(S1), ep(S2)]]]), vips: [{ vip: VIP.ip, port: VIP.port, cluster: 'echo', protocol: 'grpc' }] });
+    pair.setDestination(VIP);
+    // One channel, one HTTP/2 connection to the client pod's redirected port.
+    client = new Ctor(`127.0.0.1:${pair.clientPort}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': `${HOST}:9090` });
+  });
+
+  after(async () => {
+    client?.close();
+    await pair?.close();
+    for (const s of servers) s.forceShutdown();
+  });
+
+  const unary = (msg: string, deadlineMs = 5000): Promise<{ err: grpc.ServiceError | null; reply?: string; servedBy?: string }> =>
+    new Promise((resolve) => {
+      let servedBy: string | undefined;
+      const call = (client as unknown as { Unary: (r: Buffer, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Buffer) => void) => grpc.ClientUnaryCall }).Unary(
+        Buffer.from(msg),
+        new grpc.Metadata(),
+        { deadline: Date.now() + deadlineMs },
+        (err, reply) => resolve({ err, reply: reply?.toString(), servedBy }),
+      );
+      call.on('metadata', (md) => (servedBy = md.get('x-served-by')[0] as string | undefined));
+    });
+
+  it('unary calls on one connection are balanced per request across both endpoints', async () => {
+    const served: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const r = await unary(`hi${i}`);
+      assert.equal(r.err, null, r.err?.message);
+      assert.equal(r.reply, `${r.servedBy}:hi${i}`);
+      served.push(r.servedBy!);
+    }
+    assert.deepEqual(new Set(served), new Set(['echo-1', 'echo-2']), served.join(' '));
+    assert.equal(served.filter((s) => s === 'echo-1').length, 3);
+  });
+
+  it('passes a non-OK status and its message through (trailers)', async () => {
+    const r = await unary('not-found');
+    assert.equal(r.err?.code, grpc.status.NOT_FOUND);
+    assert.equal(r.err?.details, 'no such thing');
+  });
+
+  it('streams from the server and both ways', async () => {
+    const got = await new Promise<string[]>((resolve, reject) => {
+      const out: string[] = [];
+      const s = (client as unknown as { Stream: (r: Buffer) => grpc.ClientReadableStream<Buffer> }).Stream(Buffer.from('go'));
+      s.on('data', (m: Buffer) => out.push(m.toString()));
+      s.on('end', () => resolve(out));
+      s.on('error', reject);
+    });
+    assert.equal(got.length, 5);
+    assert.ok(got.every((m, i) => m.endsWith(`:${i}`)));
+    const echoed = await new Promise<string[]>((resolve, reject) => {
+      const out: string[] = [];
+      const s = (client as unknown as { Bidi: () => grpc.ClientDuplexStream<Buffer, Buffer> }).Bidi();
+      s.on('data', (m: Buffer) => {
+        out.push(m.toString());
+        if (out.length < 3) s.write(Buffer.from(`m${out.length}`));
+        else s.end();
+      });
+      s.on('end', () => resolve(out));
+      s.on('error', reject);
+      s.write(Buffer.from('m0'));
+    });
+    assert.equal(echoed.length, 3);
+    assert.match(echoed[2]!, /^echo-[12]:m2$/);
+  });
+
+  it('a client deadline ends the call with DEADLINE_EXCEEDED; the agents count it as a downstream cancel', async () => {
+    const r = await unary('slow', 300);
+    assert.equal(r.err?.code, grpc.status.DEADLINE_EXCEEDED);
+    // The agent saw the client's cancel (RST_STREAM) before any answer: response code 0, flag DC (as Envoy).
+    await waitFor('the cancelled call in the metrics', async () => /response_code="0",grpc_response_status="-",response_flags="DC"/.test(await pair.registryA.getSingleMetricAsString('istio_requests_total')), 3000);
+    const a = await pair.registryA.getSingleMetricAsString('istio_requests_total');
+    const ok = a.split('\n').filter((l) => /request_protocol="grpc",response_code="200",grpc_response_status="0",response_flags="-",connection_security_policy="mutual_tls"\} \d+$/.test(l));
+    assert.equal(ok.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0), 8, 'six unary calls and two streams, each counted once');
+    assert.match(a, /request_protocol="grpc",response_code="200",grpc_response_status="5",response_flags="-"/);
+  });
+});
