@@ -6,7 +6,7 @@ import type { Workload } from '../state/workloads';
 import type { TcpLabels } from '../telemetry/metrics';
 import type { Direction as ConnDirection, Endpoint } from './connection-tracker';
 import type { PodSockets, ProxyContext } from './context';
-import { relayStream, type HboneRespond } from './hbone';
+import { HBONE_DETECTED_HEADER, relayStream, type HboneRespond } from './hbone';
 import { ErrorCode } from './hbone/h2/constants';
 import type { H2Stream } from './hbone/h2/stream';
 import { adoptAccepted, Direction, newUpstream, startRelay, type RelayResult } from './relay';
@@ -39,6 +39,8 @@ export interface ForwardRequest {
   connectTimeoutMs?: number;
   /** Inbound: what authorization decided on, so a policy change can re-check the open connection. */
   authz?: { podIp: string; request: AuthzRequest };
+  /** Outbound to an undeclared port that detection found not to be HTTP: told to the destination agent. */
+  detectedTcp?: boolean;
 }
 
 /** `down`: the upstream socket's read buffer (it was created with `onread`). */
@@ -214,6 +216,7 @@ async function dialHbone(ctx: ProxyContext, r: ForwardRequest, target: Target): 
     address: { ip: target.ip, port: mesh.hbonePort },
     target: { ip: target.ip, port: target.port },
     newSocket: (family) => r.sockets.newSocket(family),
+    headers: r.detectedTcp ? { [HBONE_DETECTED_HEADER]: 'tcp' } : undefined,
   });
   return { kind: 'hbone', stream };
 }

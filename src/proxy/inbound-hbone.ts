@@ -20,7 +20,9 @@ export function handleHboneConnect(ctx: ProxyContext, pod: Workload, sockets: Po
     respond(400, `port ${target.port} belongs to the mesh agent`);
     return;
   }
-  const protocol = ctx.http ? (ctx.services.portProtocol(target.ip, target.port) ?? 'tcp') : 'tcp';
+  let protocol = ctx.http ? (ctx.services.portProtocol(target.ip, target.port) ?? 'tcp') : 'tcp';
+  // An undeclared port the source agent already detected: no second wait for the client's first bytes.
+  if (protocol === 'detect' && c.detected === 'tcp') protocol = 'tcp';
   if (protocol === 'tcp') {
     authorizeAndForward(ctx, { direction: 'inbound', pod, downstream: { kind: 'hbone', stream: c.stream, respond }, src: c.peerAddress, dst: target, sockets }, c.peerId);
     return;
@@ -28,7 +30,7 @@ export function handleHboneConnect(ctx: ProxyContext, pod: Workload, sockets: Po
   // HTTP inside the tunnel: the tunnel is accepted, every request in it is authorized on its own.
   respond(200);
   const tunnel = new TunnelSocket(c.stream, { remoteAddress: c.peerAddress.ip, remotePort: c.peerAddress.port, localAddress: target.ip, localPort: target.port });
-  ctx.http!.serveInbound(pod, sockets, tunnel, c.peerAddress, target, c.peerId, protocol, (initial) => tunnelToApp(ctx, pod, sockets, tunnel, c, initial));
+  ctx.http!.serveInbound(pod, sockets, tunnel, c.peerAddress, target, c.peerId, protocol, (initial) => tunnelToApp(ctx, pod, sockets, tunnel, c, initial), c.detected !== null);
 }
 
 /** A detected port whose tunnel turned out not to carry HTTP: the TCP view decides, then bytes go through. */

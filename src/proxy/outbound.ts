@@ -61,15 +61,15 @@ export function handleOutbound(ctx: ProxyContext, pod: Workload, sockets: PodSoc
     const service = ctx.services.servicePort(dst.ip, dst.port) ?? null;
     const protocol = service ? service.protocol : (ctx.services.portProtocol(dst.ip, dst.port) ?? 'tcp');
     if (protocol !== 'tcp') {
-      ctx.http.serveOutbound(pod, sockets, accepted, dst, service, protocol, (initial) => forwardTcp(ctx, pod, sockets, accepted, peer, dst, initial));
+      ctx.http.serveOutbound(pod, sockets, accepted, dst, service, protocol, (initial) => forwardTcp(ctx, pod, sockets, accepted, peer, dst, initial, true));
       return;
     }
   }
-  forwardTcp(ctx, pod, sockets, accepted, peer, dst, undefined);
+  forwardTcp(ctx, pod, sockets, accepted, peer, dst, undefined, false);
 }
 
 /** Today's L4 path: the Service's endpoints (LB pick first, failover after) or the destination itself. */
-function forwardTcp(ctx: ProxyContext, pod: Workload, sockets: PodSockets, accepted: net.Socket, peer: Endpoint, dst: Endpoint, initial: Buffer | undefined): void {
+function forwardTcp(ctx: ProxyContext, pod: Workload, sockets: PodSockets, accepted: net.Socket, peer: Endpoint, dst: Endpoint, initial: Buffer | undefined, detectedTcp: boolean): void {
   const svc = ctx.services.resolve(dst.ip, dst.port);
   const infos = new Map<Target, DestinationInfo | undefined>();
   const targets: Target[] = (svc ? svc.candidates : [dst]).map((ep) => {
@@ -105,5 +105,6 @@ function forwardTcp(ctx: ProxyContext, pod: Workload, sockets: PodSockets, accep
     labels,
     sockets,
     connectTimeoutMs: svc?.cluster.connectTimeoutMs,
+    detectedTcp,
   });
 }

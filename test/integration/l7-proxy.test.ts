@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { ClusterInfo, EndpointInfo } from '../../src/state/services';
@@ -87,6 +88,12 @@ describe('L7 between two agents over HBONE (in-process)', () => {
 
   before(async () => {
     apps.push(await appServer(V1.ip, 8080, 'web-v1'), await appServer(V2.ip, 8080, 'web-v2'));
+    // The upgrade target: answers 101, then echoes what it gets with "-back".
+    apps[1]!.on('upgrade', (_req: http.IncomingMessage, socket: net.Socket) => {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n');
+      socket.on('data', (d) => socket.write(`${d.toString()}-back`));
+      socket.on('end', () => socket.end());
+    });
     pair = await startPair(CLIENT, [V1, V2]);
     pair.configure({
       clusters: [cluster('v1'), cluster('v2')],
@@ -153,6 +160,62 @@ describe('L7 between two agents over HBONE (in-process)', () => {
     // (In-process the client's tunnels come from 127.0.0.1, which names no pod: the principal does.)
     assert.match(b, /istio_requests_total\{reporter="destination",source_workload="unknown",source_workload_namespace="default",source_principal="spiffe:\/\/cluster.local\/ns\/default\/sa\/client",.*destination_workload="web-v1",.*destination_app="web",destination_version="v1",destination_service="web.default.svc.cluster.local",.*response_code="200".*connection_security_policy="mutual_tls"\} 7$/m);
     assert.doesNotMatch(a + b, /\/api|\/old|\/x/, 'no path in any label');
+  });
+
+  it('streams a chunked request body, honours Expect: 100-continue, and speaks HTTP/2 to a client that does', async () => {
+    const body = Buffer.alloc(300_000, 'b');
+    const posted = await new Promise<{ status: number; body: string; continued: boolean }>((resolve, reject) => {
+      let continued = false;
+      const req = http.request({ host: '127.0.0.1', port: pair.clientPort, path: '/upload', method: 'POST', headers: { host: HOST, expect: '100-continue', 'x-canary': 'true' } }, (res) => {
+        let b = '';
+        res.on('data', (c) => (b += c));
+        res.on('end', () => resolve({ status: res.statusCode!, body: b, continued }));
+      });
+      req.on('continue', () => {
+        continued = true;
+        // chunked: no content-length, written in pieces
+        for (let i = 0; i < 3; i++) req.write(body.subarray(i * 100_000, (i + 1) * 100_000));
+        req.end();
+      });
+      req.on('error', reject);
+    });
+    assert.equal(posted.status, 200);
+    assert.ok(posted.continued, 'the client got 100 Continue');
+    assert.equal(JSON.parse(posted.body).bytes, body.length);
+    const h2 = await new Promise<{ status: number; pod: string }>((resolve, reject) => {
+      const session = http2.connect(`http://127.0.0.1:${pair.clientPort}`);
+      session.on('error', reject);
+      const r = session.request({ ':path': '/h2', ':authority': HOST, 'x-canary': 'true' });
+      let b = '';
+      let status = 0;
+      r.on('response', (h) => (status = Number(h[':status'])));
+      r.on('data', (c: Buffer) => (b += c.toString()));
+      r.on('end', () => {
+        session.close();
+        resolve({ status, pod: JSON.parse(b).pod });
+      });
+      r.end();
+    });
+    assert.deepEqual(h2, { status: 200, pod: 'web-v2' });
+  });
+
+  it('tunnels an HTTP/1.1 Upgrade (WebSocket handshake, then bytes both ways)', async () => {
+    const got = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(pair.clientPort, '127.0.0.1');
+      let buf = '';
+      s.on('data', (d) => {
+        buf += d.toString();
+        if (buf.includes('\r\n\r\n') && !buf.includes('ping-back')) s.write('ping');
+        if (buf.includes('ping-back')) {
+          s.end();
+          resolve(buf);
+        }
+      });
+      s.on('error', reject);
+      s.write(`GET /ws HTTP/1.1\r\nhost: ${HOST}\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nx-canary: true\r\n\r\n`);
+    });
+    assert.match(got, /^HTTP\/1\.1 101 Switching Protocols/);
+    assert.match(got, /ping-back/);
   });
 
   it('answers a smuggling-shaped request 400 on its own connection; the next connection is served', async () => {

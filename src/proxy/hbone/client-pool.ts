@@ -23,6 +23,8 @@ export interface HboneConnectRequest extends DialRequest {
   sourcePod: string;
   /** Where the tunnel goes: the CONNECT `:authority` (destination pod IP and application port). */
   target: Endpoint;
+  /** Extra CONNECT request headers (e.g. the detected protocol). */
+  headers?: Record<string, string>;
 }
 
 export interface HboneConnection {
@@ -340,7 +342,8 @@ export class HboneClientPool {
     return new Promise((resolve, reject) => {
       let stream: H2Stream;
       try {
-        stream = ps.session.request({ ':method': 'CONNECT', ':authority': target });
+        // Pseudo-headers first (RFC 9113 §8.3).
+        stream = ps.session.request({ ':method': 'CONNECT', ':authority': target, ...req.headers });
       } catch (err) {
         ps.release();
         const e = new HboneSessionError(ps.address, `cannot open a stream: ${errMessage(err)}`, err);

@@ -4,7 +4,7 @@ export { HboneClientPool, poolKey } from './client-pool';
 export type { HboneClientPoolOptions, HboneClientPoolStats, HboneConnectRequest, HboneConnection, HboneSessionStats } from './client-pool';
 export type { DialRequest, SocketFactory } from './dial';
 export * from './errors';
-export { HBONE_REASON_HEADER, formatAuthority, parseAuthority } from './protocol';
+export { HBONE_DETECTED_HEADER, HBONE_REASON_HEADER, formatAuthority, parseAuthority } from './protocol';
 export { HboneServer } from './server';
 export type { HboneConnectContext, HboneConnectHandler, HboneRespond, HboneServerOptions, HboneServerStats } from './server';
 export { relayStream } from './stream-relay';

@@ -6,6 +6,11 @@ import { ErrorCode, FrameType, frame, goawayFrame } from './h2/constants';
 
 /** Response header carrying the server's reason for a non-200 CONNECT answer. */
 export const HBONE_REASON_HEADER = 'x-nodemesh-reason';
+/**
+ * On a CONNECT to an undeclared port: what the source agent's detection decided (`tcp`, `http1`, `http2`),
+ * so the destination agent need not wait for the client's first bytes a second time.
+ */
+export const HBONE_DETECTED_HEADER = 'x-nodemesh-detected';
 
 export function formatAuthority(ep: Endpoint): string {
   return net.isIPv6(ep.ip) ? `[${ep.ip}]:${ep.port}` : `${ep.ip}:${ep.port}`;

@@ -5,7 +5,7 @@ import tls from 'node:tls';
 import type { CertBundle } from '../../identity/types';
 import type { Logger } from '../../telemetry/logger';
 import type { Endpoint } from '../connection-tracker';
-import { HBONE_REASON_HEADER, parseAuthority, refusalFrames } from './protocol';
+import { HBONE_DETECTED_HEADER, HBONE_REASON_HEADER, parseAuthority, refusalFrames } from './protocol';
 import { HboneClosedError, errMessage } from './errors';
 import { ErrorCode, H2PeerSilentError, isInternal } from './h2/constants';
 import { DEFAULT_KEEPALIVE, H2Session, type KeepaliveTiming } from './h2/session';
@@ -21,6 +21,8 @@ export interface HboneConnectContext {
   localAddress: Endpoint;
   /** The CONNECT `:authority`: where the client wants to go. */
   authority: Endpoint;
+  /** The source agent's detection result for an undeclared port, when it sent one. */
+  detected: 'tcp' | 'http1' | 'http2' | null;
   /** The tunnel. Relay it only after answering 200. */
   stream: H2Stream;
 }
@@ -257,7 +259,9 @@ export class HboneServer {
       if (!responded) respond(500, `internal error: ${errMessage(err)}`);
       else stream.reset(ErrorCode.INTERNAL_ERROR);
     };
-    const ctx: HboneConnectContext = { peerId: info.peerId, peerAddress: info.peerAddress, localAddress: info.localAddress, authority, stream };
+    const det = headers[HBONE_DETECTED_HEADER];
+    const detected = det === 'tcp' || det === 'http1' || det === 'http2' ? det : null;
+    const ctx: HboneConnectContext = { peerId: info.peerId, peerAddress: info.peerAddress, localAddress: info.localAddress, authority, stream, detected };
     try {
       const r = this.opts.onConnect(ctx, respond);
       if (r instanceof Promise) r.catch(failed);

@@ -86,7 +86,7 @@ function upstreamHeaders(req: L7Request, h2: boolean): Headers {
 function h1Request(pools: UpstreamPools, ctx: ProxyContext, req: L7Request, rc: RequestContext): Promise<L7Response> {
   const target = rc.target!;
   const conn = rc.conn;
-  const pool = pools.h1Pool(conn.pod, conn.sockets, target, rc.cluster?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+  const pool = pools.h1Pool(conn.pod, conn.sockets, target, rc.cluster?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, conn.protocol === 'detect' ? 'http1' : undefined);
   return new Promise<L7Response>((resolve) => {
     const body = new UpstreamBody();
     let settled = false;
@@ -141,7 +141,7 @@ async function h2Request(pools: UpstreamPools, req: L7Request, rc: RequestContex
   const headers: http2.OutgoingHttpHeaders = { ...upstreamHeaders(req, true), ':method': req.method, ':path': req.path, ':authority': req.authority, ':scheme': 'http' };
   let stream: http2.ClientHttp2Stream;
   try {
-    stream = await pools.h2Request(conn.pod, conn.sockets, target, rc.cluster?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, headers, { endStream: req.body === null });
+    stream = await pools.h2Request(conn.pod, conn.sockets, target, rc.cluster?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, headers, { endStream: req.body === null }, conn.protocol === 'detect' ? 'http2' : undefined);
   } catch (err) {
     // A connect error, or headers the HTTP/2 codec refuses.
     return upstreamFailure(rc, err, true);
@@ -204,7 +204,7 @@ async function upgrade(ctx: ProxyContext, req: L7Request, rc: RequestContext): P
   const up = req.upgrade!;
   let socket;
   try {
-    socket = await dialUpstream(ctx, rc.conn.pod, rc.conn.sockets, target, rc.cluster?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+    socket = await dialUpstream(ctx, rc.conn.pod, rc.conn.sockets, target, rc.cluster?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, rc.conn.protocol === 'detect' ? 'http1' : undefined);
   } catch (err) {
     return upstreamFailure(rc, err, true);
   }

@@ -84,9 +84,10 @@ export class HttpProxy {
    * An inbound connection to a local pod's HTTP (or undeclared) port: plaintext from 15006 (principal null)
    * or the bytes of an HBONE tunnel.
    */
-  serveInbound(pod: Workload, sockets: PodSockets, socket: Duplex, src: Endpoint, dst: Endpoint, principal: string | null, protocol: PortProtocol, fallback: TcpFallback): void {
+  serveInbound(pod: Workload, sockets: PodSockets, socket: Duplex, src: Endpoint, dst: Endpoint, principal: string | null, protocol: PortProtocol, fallback: TcpFallback, knownHttp = false): void {
     const conn: HttpConn = { direction: 'inbound', pod, sockets, src, dst, service: null, protocol, principal, labels: this.inboundLabels(pod, src.ip, principal, dst) };
-    this.serve(socket, conn, this.inbound, protocol === 'detect' ? this.detectTimeoutMs : null, fallback);
+    // `knownHttp`: the source agent detected HTTP already; only the version is left to tell, without a bound.
+    this.serve(socket, conn, this.inbound, protocol === 'detect' && !knownHttp ? this.detectTimeoutMs : null, fallback);
   }
 
   /** Graceful: answers say `Connection: close`, HTTP/2 clients get GOAWAY, idle upstreams close. */

@@ -2,7 +2,9 @@
 // with the pod's IP), or an HBONE tunnel to a mesh destination. HTTP codecs then run over either.
 
 import net from 'node:net';
+import type { HttpVersion } from '../../state/routes';
 import type { Workload } from '../../state/workloads';
+import { HBONE_DETECTED_HEADER } from '../hbone/protocol';
 import type { PodSockets, ProxyContext } from '../context';
 import { connectOnce, type Target } from '../forward';
 import { newUpstream } from '../relay';
@@ -20,8 +22,12 @@ export class UpstreamConnectError extends Error {
   }
 }
 
-export async function dialUpstream(ctx: ProxyContext, pod: Workload, sockets: PodSockets, target: Target, timeoutMs: number): Promise<net.Socket | TunnelSocket> {
-  if (target.via === 'hbone') return dialTunnel(ctx, pod, sockets, target);
+/**
+ * `detected`: the version detection found on an undeclared port; over HBONE it tells the destination agent,
+ * which then does not wait to detect again.
+ */
+export async function dialUpstream(ctx: ProxyContext, pod: Workload, sockets: PodSockets, target: Target, timeoutMs: number, detected?: HttpVersion): Promise<net.Socket | TunnelSocket> {
+  if (target.via === 'hbone') return dialTunnel(ctx, pod, sockets, target, detected);
   let fd: number | null;
   try {
     fd = await sockets.newSocket(net.isIPv6(target.ip) ? 6 : 4);
@@ -37,7 +43,7 @@ export async function dialUpstream(ctx: ProxyContext, pod: Workload, sockets: Po
   return socket;
 }
 
-async function dialTunnel(ctx: ProxyContext, pod: Workload, sockets: PodSockets, target: Target): Promise<TunnelSocket> {
+async function dialTunnel(ctx: ProxyContext, pod: Workload, sockets: PodSockets, target: Target, detected: HttpVersion | undefined): Promise<TunnelSocket> {
   const mesh = ctx.mesh;
   if (!mesh || !target.peerId) throw new UpstreamConnectError(target, 'HBONE target without mesh identity');
   try {
@@ -49,6 +55,7 @@ async function dialTunnel(ctx: ProxyContext, pod: Workload, sockets: PodSockets,
       address: { ip: target.ip, port: mesh.hbonePort },
       target: { ip: target.ip, port: target.port },
       newSocket: (family) => sockets.newSocket(family),
+      headers: detected ? { [HBONE_DETECTED_HEADER]: detected } : undefined,
     });
     return new TunnelSocket(stream, { remoteAddress: target.ip, remotePort: target.port, localAddress: pod.ips[0] ?? '', localPort: 0 });
   } catch (err) {

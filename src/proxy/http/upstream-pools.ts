@@ -5,6 +5,7 @@
 
 import http2 from 'node:http2';
 import { Pool } from 'undici';
+import type { HttpVersion } from '../../state/routes';
 import type { Workload } from '../../state/workloads';
 import type { PodSockets, ProxyContext } from '../context';
 import type { Target } from '../forward';
@@ -60,7 +61,7 @@ export class UpstreamPools {
   }
 
   /** The HTTP/1.1 pool for `target` from `pod`. Its connections are dialled on demand. */
-  h1Pool(pod: Workload, sockets: PodSockets, target: Target, connectTimeoutMs: number): Pool {
+  h1Pool(pod: Workload, sockets: PodSockets, target: Target, connectTimeoutMs: number, detected?: HttpVersion): Pool {
     const k = key(pod, target);
     const cur = this.h1.get(k);
     if (cur) {
@@ -71,7 +72,7 @@ export class UpstreamPools {
     const host = target.ip.includes(':') ? `[${target.ip}]` : target.ip;
     const pool = new Pool(`http://${host}:${target.port}`, {
       connect: (_opts, cb) => {
-        dialUpstream(this.ctx, pod, sockets, target, connectTimeoutMs).then(
+        dialUpstream(this.ctx, pod, sockets, target, connectTimeoutMs, detected).then(
           (s) => cb(null, s as unknown as import('node:net').Socket),
           (err: Error) => cb(err, null),
         );
@@ -99,8 +100,9 @@ export class UpstreamPools {
     connectTimeoutMs: number,
     headers: http2.OutgoingHttpHeaders,
     opts: http2.ClientSessionRequestOptions,
+    detected?: HttpVersion,
   ): Promise<http2.ClientHttp2Stream> {
-    const entry = this.h2Entry(pod, sockets, target, connectTimeoutMs);
+    const entry = this.h2Entry(pod, sockets, target, connectTimeoutMs, detected);
     const session = await entry.session;
     const stream = session.request(headers, opts);
     entry.active++;
@@ -112,7 +114,7 @@ export class UpstreamPools {
     return stream;
   }
 
-  private h2Entry(pod: Workload, sockets: PodSockets, target: Target, connectTimeoutMs: number): H2Entry {
+  private h2Entry(pod: Workload, sockets: PodSockets, target: Target, connectTimeoutMs: number, detected: HttpVersion | undefined): H2Entry {
     const k = key(pod, target);
     const cur = this.h2.get(k);
     if (cur && (cur.live === null || (!cur.live.closed && !cur.live.destroyed))) return cur;
@@ -121,7 +123,7 @@ export class UpstreamPools {
     const forget = (): void => {
       if (this.h2.get(k) === entry) this.h2.delete(k);
     };
-    entry.session = dialUpstream(this.ctx, pod, sockets, target, connectTimeoutMs).then(
+    entry.session = dialUpstream(this.ctx, pod, sockets, target, connectTimeoutMs, detected).then(
       (socket) => {
         const host = target.ip.includes(':') ? `[${target.ip}]` : target.ip;
         const session = http2.connect(`http://${host}:${target.port}`, { createConnection: () => socket });
