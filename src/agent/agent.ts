@@ -11,7 +11,7 @@ import type { ConnectionTracker } from '../proxy/connection-tracker';
 import type { PodProxy } from '../proxy/pod-proxy';
 import type { IdentityProvider } from '../identity/types';
 import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
-import { ProxyRuntime } from '../proxy/runtime';
+import { ProxyRuntime, type L7Options } from '../proxy/runtime';
 import type { ServiceStore } from '../state/services';
 import { workloadName, type Workload } from '../state/workloads';
 import { registerDatapathMetrics } from '../telemetry/datapath-metrics';
@@ -45,6 +45,8 @@ export interface AgentOptions {
   dataThreads?: number;
   /** A worker thread whose event loop has not run for this long is terminated and restarted (default 10 s; 0: never). */
   workerStallTimeoutMs?: number;
+  /** L7 for HTTP ports (default on), and which requests get an access line (default all). */
+  l7?: L7Options;
   /** Control plane ADS address (`host:port` or `unix:///path`); absent: no services, passthrough only. */
   xds?: { address: string; mode: XdsMode };
   /**
@@ -103,6 +105,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
       bufferSize: opts.bufferSize,
       connectTimeoutMs: opts.connectTimeoutMs,
       mesh: this.identity && opts.mesh ? { identity: this.identity, trustDomain: opts.mesh.trustDomain, keepalive: opts.mesh.keepalive } : undefined,
+      l7: opts.l7?.enabled,
+      accessLog: opts.l7?.accessLog,
     });
     this.identity?.onRotate((id, bundle) => {
       this.runtime.identityRotated(id);
@@ -187,6 +191,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       connectTimeoutMs: this.opts.connectTimeoutMs,
       stallTimeoutMs: this.opts.workerStallTimeoutMs,
       mesh: this.opts.mesh ? { trustDomain: this.opts.mesh.trustDomain, keepalive: this.opts.mesh.keepalive } : null,
+      l7: this.opts.l7,
     });
     // xDS may have answered while the datapath was opening
     for (const [typeUrl, all] of this.lastResources) this.workers.applyResources(typeUrl, all);

@@ -26,6 +26,8 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
     bufferSize: data.bufferSize,
     connectTimeoutMs: data.connectTimeoutMs,
     mesh: data.mesh ? { identity, trustDomain: data.mesh.trustDomain, keepalive: data.mesh.keepalive } : undefined,
+    l7: data.l7?.enabled,
+    accessLog: data.l7?.accessLog,
   });
   runtime.tracker.startPeriodicFlush(5_000);
   const datapath = new WorkerDatapath(data.datapath, log);

@@ -6,6 +6,7 @@ import type { CertBundle } from '../identity/types';
 import type { ConnectionTracker } from '../proxy/connection-tracker';
 import type { HboneClientPoolStats } from '../proxy/hbone';
 import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
+import type { L7Options } from '../proxy/runtime';
 import type { PodHboneServers } from '../proxy/runtime';
 import { compilePolicy, type CompiledPolicy, type InboundPolicy, type RuleSpec } from '../state/authz';
 import type { Workload } from '../state/workloads';
@@ -20,6 +21,7 @@ export interface WorkerData {
   connectTimeoutMs?: number;
   datapath: DatapathWorkerShare;
   mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null } | null;
+  l7?: L7Options;
   /** One Int32 the worker's event loop increments every HEARTBEAT_MS: the main thread's watchdog reads it. */
   heartbeat: SharedArrayBuffer;
 }

@@ -12,6 +12,7 @@ import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
 import type { Workload } from '../state/workloads';
 import type { Logger } from '../telemetry/logger';
 import type { AgentResource } from '../xds/agent-resources';
+import type { L7Options } from '../proxy/runtime';
 import { HEARTBEAT_MS, closeShare, toWire, type FromWorker, type ToWorker, type WireResource, type WorkerData, type WorkerStats } from './worker-protocol';
 
 export interface DataPlaneWorkersOptions {
@@ -24,6 +25,7 @@ export interface DataPlaneWorkersOptions {
   bufferSize?: number;
   connectTimeoutMs?: number;
   mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null } | null;
+  l7?: L7Options;
   /** Time to the first restart of a crashed worker; doubles while it keeps crashing within a minute. Default 500 ms. */
   restartDelayMs?: number;
   /**
@@ -132,6 +134,7 @@ export class DataPlaneWorkers {
       connectTimeoutMs: this.opts.connectTimeoutMs,
       datapath: this.opts.datapath,
       mesh: this.opts.mesh,
+      l7: this.opts.l7,
       heartbeat: slot.heartbeat.buffer as SharedArrayBuffer,
     };
     const worker = new Worker(this.opts.entry ?? path.join(__dirname, 'worker-main.js'), { workerData: data });

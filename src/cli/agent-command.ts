@@ -10,6 +10,7 @@ import { createLogger, type Logger } from '../telemetry/logger';
 import { runDaemon } from './daemon';
 import { cgroupCpuLimit, findOrMountCgroup2, processCgroup2Path } from '../util/cgroup2';
 import { mountCommand } from '../util/host-fs';
+import type { AccessLogMode } from '../proxy/http/layers/telemetry';
 
 function int(v: string): number {
   const n = Number.parseInt(v, 10);
@@ -85,6 +86,8 @@ export function registerAgentCommand(program: Command): void {
       int,
       10,
     )
+    .option('--l7 <on|off>', 'L7 for HTTP ports (routes, per-request balancing and telemetry, L7 authorization); off: every connection takes the L4 path', 'on')
+    .option('--access-log <all|errors|off>', 'one JSON line per HTTP request: all of them, only failed ones (5xx or a response flag), or none', 'all')
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
     .action(async (o: {
       node: string;
@@ -106,8 +109,12 @@ export function registerAgentCommand(program: Command): void {
       hboneKeepaliveMs: number;
       concurrency: number;
       workerStallTimeout: number;
+      l7: string;
+      accessLog: string;
       logLevel: string;
     }) => {
+      if (o.l7 !== 'on' && o.l7 !== 'off') throw new Error(`--l7 must be on or off, not "${o.l7}"`);
+      if (o.accessLog !== 'all' && o.accessLog !== 'errors' && o.accessLog !== 'off') throw new Error(`--access-log must be all, errors or off, not "${o.accessLog}"`);
       if (o.xdsMode !== 'delta' && o.xdsMode !== 'sotw') throw new Error(`--xds-mode must be delta or sotw, not "${o.xdsMode}"`);
       const log = createLogger({ level: o.logLevel });
       const cg2 = findOrMountCgroup2(mountCommand('cgroup2'));
@@ -128,6 +135,7 @@ export function registerAgentCommand(program: Command): void {
           mesh: meshOptions(o, log),
           dataThreads: o.concurrency === 0 ? usableCpus(cg2.path) : o.concurrency,
           workerStallTimeoutMs: o.workerStallTimeout * 1000,
+          l7: { enabled: o.l7 === 'on', accessLog: o.accessLog as AccessLogMode },
         },
         log,
         () => openDatapath({ pinRoot: o.pinRoot, cgroupRoot }, log.child({ component: 'datapath' })),

@@ -23,6 +23,12 @@ import type { AccessLogMode } from './http/layers/telemetry';
 import { PodProxy, type PodListenerFds } from './pod-proxy';
 import { DEFAULT_RELAY_BUFFER } from './relay';
 
+/** The agent's L7 switches: `enabled` false sends every connection down the L4 path (an incident switch). */
+export interface L7Options {
+  enabled: boolean;
+  accessLog: AccessLogMode;
+}
+
 export interface ProxyRuntimeOptions {
   log: Logger;
   registry: Registry;
