@@ -134,6 +134,41 @@ describe('gRPC between two agents over HBONE (in-process, @grpc/grpc-js both end
     assert.match(echoed[2]!, /^echo-[12]:m2$/);
   });
 
+  it('the agent honours grpc-timeout itself: DEADLINE_EXCEEDED when it passes, the upstream told the remaining budget', async () => {
+    const http2 = await import('node:http2');
+    const session = http2.connect(`http://127.0.0.1:${pair.clientPort}`);
+    try {
+      const frame = (s: string): Buffer => {
+        const b = Buffer.from(s);
+        const h = Buffer.alloc(5);
+        h.writeUInt32BE(b.length, 1);
+        return Buffer.concat([h, b]);
+      };
+      const call = (msg: string): Promise<{ headers: Record<string, unknown>; trailers: Record<string, unknown> }> =>
+        new Promise((resolve, reject) => {
+          const r = session.request({ ':method': 'POST', ':path': '/test.Echo/Unary', ':authority': `${HOST}:9090`, 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '250m' });
+          let headers: Record<string, unknown> = {};
+          let trailers: Record<string, unknown> = {};
+          r.on('response', (h) => (headers = h));
+          r.on('trailers', (t) => (trailers = t));
+          r.on('close', () => resolve({ headers, trailers }));
+          r.on('error', reject);
+          r.resume();
+          r.end(frame(msg));
+        });
+      // A raw client: it does not enforce its own deadline, so what ends the call is the agent.
+      const slow = await call('slow');
+      assert.equal(slow.headers['grpc-status'] ?? slow.trailers['grpc-status'], String(grpc.status.DEADLINE_EXCEEDED));
+      const fast = await call('fast');
+      assert.equal(fast.trailers['grpc-status'], '0');
+    } finally {
+      session.close();
+    }
+    // Which side ends it first (the agent's timer, or the server told the remaining budget) is a race; either
+    // way the call ends at the deadline with DEADLINE_EXCEEDED (the layer's own firing is unit-tested).
+    assert.match(await pair.registryA.getSingleMetricAsString('istio_requests_total'), /grpc_response_status="4"/);
+  });
+
   it('a client deadline ends the call with DEADLINE_EXCEEDED; the agents count it as a downstream cancel', async () => {
     const r = await unary('slow', 300);
     assert.equal(r.err?.code, grpc.status.DEADLINE_EXCEEDED);
@@ -141,7 +176,7 @@ describe('gRPC between two agents over HBONE (in-process, @grpc/grpc-js both end
     await waitFor('the cancelled call in the metrics', async () => /response_code="0",grpc_response_status="-",response_flags="DC"/.test(await pair.registryA.getSingleMetricAsString('istio_requests_total')), 3000);
     const a = await pair.registryA.getSingleMetricAsString('istio_requests_total');
     const ok = a.split('\n').filter((l) => /request_protocol="grpc",response_code="200",grpc_response_status="0",response_flags="-",connection_security_policy="mutual_tls"\} \d+$/.test(l));
-    assert.equal(ok.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0), 8, 'six unary calls and two streams, each counted once');
+    assert.equal(ok.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0), 9, 'seven unary calls and two streams, each counted once');
     assert.match(a, /request_protocol="grpc",response_code="200",grpc_response_status="5",response_flags="-"/);
   });
 });

@@ -21,6 +21,7 @@ import { authzLayer } from './layers/authz';
 import { balanceLayer, upstreamVersion } from './layers/balance';
 import { routerLayer } from './layers/router';
 import { telemetryLayer, type AccessLogMode } from './layers/telemetry';
+import { timeoutLayer } from './layers/timeout';
 import { compose, type Handler } from './request';
 import { UpstreamPools } from './upstream-pools';
 
@@ -58,7 +59,10 @@ export class HttpProxy {
     };
     const telemetry = telemetryLayer({ metrics: this.metrics, log: ctx.log, accessLog: o.accessLog ?? 'all', appVersion });
     const forward = forwarder(ctx, this.pools);
-    this.outbound = compose([telemetry, routerLayer({ services: ctx.services, routes: o.routes }), balanceLayer({ services: ctx.services, workloads: ctx.workloads, mesh: ctx.mesh })], forward);
+    this.outbound = compose(
+      [telemetry, routerLayer({ services: ctx.services, routes: o.routes }), timeoutLayer(), balanceLayer({ services: ctx.services, workloads: ctx.workloads, mesh: ctx.mesh })],
+      forward,
+    );
     const denied = (): void => ctx.metrics.proxyErrors.inc({ direction: 'inbound', reason: 'denied' });
     // Inbound: the target is the local application, at the address the client asked for.
     const toApp: Handler = (req, rc) => {
