@@ -71,10 +71,14 @@ export interface L7Pair {
  * Starts node A with `client` and node B with `servers` (each pod listens on 15008 at its IP; its
  * application is the caller's business, at the pod IP).
  */
-export async function startPair(client: PairPod, servers: PairPod[], opts: { accessLog?: 'all' | 'errors' | 'off' } = {}): Promise<L7Pair> {
+export async function startPair(client: PairPod, servers: PairPod[], opts: { accessLog?: 'all' | 'errors' | 'off'; logLines?: string[] } = {}): Promise<L7Pair> {
   const ca = createTestCa();
   const ids = [client, ...servers].map((p) => `spiffe://${TD}/ns/${p.namespace}/sa/${p.serviceAccount}`);
-  const log = createLogger({ level: process.env.NODEMESH_TEST_LOG ?? 'silent' });
+  // `logLines` collects what both agents log (JSON lines), for tests of the access log.
+  const lines = opts.logLines;
+  const log = lines
+    ? createLogger({ level: 'info', destination: { write: (l: string) => void lines.push(l) } })
+    : createLogger({ level: process.env.NODEMESH_TEST_LOG ?? 'silent' });
   const registryA = new Registry();
   const registryB = new Registry();
   const mk = (registry: Registry): ProxyRuntime =>

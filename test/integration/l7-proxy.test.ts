@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ClusterInfo, EndpointInfo } from '../../src/state/services';
 import type { RouteTable } from '../../src/state/routes';
 import { appServer, pod, startPair, type L7Pair } from '../helpers/l7-pair';
+import { waitFor } from '../helpers/wait';
 
 const base = 10 + Math.floor(Math.random() * 200);
 const CLIENT = pod('client', `127.${base}.0.2`, 'client', { app: 'client' });
@@ -85,6 +86,7 @@ function client(port: number): { get(path: string, headers?: Record<string, stri
 describe('L7 between two agents over HBONE (in-process)', () => {
   let pair: L7Pair;
   const apps: http.Server[] = [];
+  const logLines: string[] = [];
 
   before(async () => {
     apps.push(await appServer(V1.ip, 8080, 'web-v1'), await appServer(V2.ip, 8080, 'web-v2'));
@@ -94,7 +96,7 @@ describe('L7 between two agents over HBONE (in-process)', () => {
       socket.on('data', (d) => socket.write(`${d.toString()}-back`));
       socket.on('end', () => socket.end());
     });
-    pair = await startPair(CLIENT, [V1, V2]);
+    pair = await startPair(CLIENT, [V1, V2], { accessLog: 'all', logLines });
     pair.configure({
       clusters: [cluster('v1'), cluster('v2')],
       endpoints: new Map([
@@ -216,6 +218,40 @@ describe('L7 between two agents over HBONE (in-process)', () => {
     });
     assert.match(got, /^HTTP\/1\.1 101 Switching Protocols/);
     assert.match(got, /ping-back/);
+  });
+
+  it('writes one access line per request per agent, and 1,000 distinct paths add no series', async () => {
+    const series = async (): Promise<number> =>
+      (await pair.registryA.getSingleMetricAsString('istio_request_duration_milliseconds')).split('\n').filter((l) => l.startsWith('istio_request_duration_milliseconds_count')).length +
+      (await pair.registryB.getSingleMetricAsString('istio_request_duration_milliseconds')).split('\n').filter((l) => l.startsWith('istio_request_duration_milliseconds_count')).length;
+    const c = client(pair.clientPort);
+    try {
+      await c.get('/warm', { 'x-canary': 'true' });
+      await c.get('/warm');
+      await c.get('/warm');
+      await c.get('/warm');
+      const before = await series();
+      logLines.length = 0;
+      const id = 'trace-me-123';
+      await c.get('/once', { 'x-request-id': id, 'user-agent': 'nodemesh-test/1' });
+      await waitFor('both access lines', async () => logLines.filter((l) => l.includes(id)).length === 2, 3000);
+      const lines = logLines.filter((l) => l.includes(id)).map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.deepEqual(lines.map((l) => l.reporter).sort(), ['destination', 'source']);
+      const src = lines.find((l) => l.reporter === 'source')!;
+      assert.equal(src.method, 'GET');
+      assert.equal(src.path, '/once');
+      assert.equal(src.status, 200);
+      assert.equal(src.request_id, id);
+      assert.equal(src.user_agent, 'nodemesh-test/1');
+      assert.equal(src.route_name, 'default/web/split');
+      assert.match(String(src.upstream_cluster), /^v[12]$/);
+      assert.equal(src.response_flags, '-');
+      assert.equal(typeof src.duration_ms, 'number');
+      for (let i = 0; i < 1000; i++) await c.get(`/unique/${i}?q=${i}`);
+      assert.equal(await series(), before, 'distinct paths never become series');
+    } finally {
+      c.close();
+    }
   });
 
   it('answers a smuggling-shaped request 400 on its own connection; the next connection is served', async () => {

@@ -111,6 +111,9 @@ export class HttpProxy {
 
   private serve(socket: Duplex, conn: HttpConn, handler: Handler, detectMs: number | null, fallback: TcpFallback): void {
     const ctx = this.o.ctx;
+    // A response goes out as several writes (head, chunks, the last chunk): Nagle would hold the tail for
+    // the client's delayed ACK, 40 ms a request.
+    (socket as Partial<net.Socket>).setNoDelay?.(true);
     void detect(socket, detectMs).then((d: Detected) => {
       if (d.closed && d.bytes.length === 0) {
         socket.destroy();
