@@ -5,6 +5,8 @@ import type { PortProtocol, ServicePort } from './routes';
 export interface EndpointInfo {
   ip: string;
   port: number;
+  /** Where the pod runs, for locality-aware balancing (`topology.kubernetes.io/zone` of its node). */
+  zone?: string;
   /** Workload metadata carried by the control plane (absent for endpoints it knows nothing about). */
   pod?: string;
   namespace?: string;
@@ -23,6 +25,47 @@ export interface ClusterInfo {
   connectTimeoutMs: number;
   /** What the endpoints speak (the Service port's protocol): how L7 talks to them upstream. */
   protocol: PortProtocol;
+  /** L7 traffic policy (Istio DestinationRule, delivered as the Envoy cluster's fields); absent: the defaults. */
+  policy?: ClusterPolicy;
+}
+
+/** How requests are spread over a cluster's endpoints (DestinationRule trafficPolicy.loadBalancer). */
+export type LoadBalancing =
+  | { kind: 'least_request' | 'round_robin' | 'random' | 'peak_ewma' }
+  /** Consistent hashing on the route's hash policy (RoutePolicy.hash); ring hash or Maglev. */
+  | { kind: 'ring_hash'; minRingSize?: number }
+  | { kind: 'maglev'; tableSize?: number };
+
+/**
+ * Per-cluster traffic policy. Every limit is optional: unset means unlimited, as in Istio. Breaker and
+ * outlier state lives in the source agent, per cluster and endpoint.
+ */
+export interface ClusterPolicy {
+  lb?: LoadBalancing;
+  /** Prefer endpoints on the client's node, then its zone, failing over when those have none healthy. */
+  locality?: { enabled: boolean };
+  /** DestinationRule connectionPool: overflow answers 503 with response flag UO. */
+  connectionPool?: {
+    maxConnections?: number;
+    http1MaxPendingRequests?: number;
+    http2MaxRequests?: number;
+    maxRequestsPerConnection?: number;
+    maxRetries?: number;
+    idleTimeoutMs?: number;
+  };
+  /** DestinationRule outlierDetection. */
+  outlierDetection?: {
+    consecutive5xxErrors?: number;
+    consecutiveGatewayErrors?: number;
+    intervalMs: number;
+    baseEjectionMs: number;
+    maxEjectionPercent: number;
+    minHealthPercent?: number;
+  };
+  /** Envoy's concurrency budget for retries (DestinationRule trafficPolicy.retryBudget). */
+  retryBudgetConcurrency?: { percent: number; minRetryConcurrency: number };
+  /** Linkerd's rate budget for retries (per Service): retries may add `ratio` to the request rate, at least `minPerSecond`, over `ttlMs`. */
+  retryBudgetRate?: { ratio: number; minPerSecond: number; ttlMs: number };
 }
 
 /** A Service VIP:port: its cluster, its protocol and (for HTTP) its route tables. */
