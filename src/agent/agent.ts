@@ -107,6 +107,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       mesh: this.identity && opts.mesh ? { identity: this.identity, trustDomain: opts.mesh.trustDomain, keepalive: opts.mesh.keepalive } : undefined,
       l7: opts.l7?.enabled,
       accessLog: opts.l7?.accessLog,
+      locality: { node: opts.node },
     });
     this.identity?.onRotate((id, bundle) => {
       this.runtime.identityRotated(id);
@@ -192,6 +193,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       stallTimeoutMs: this.opts.workerStallTimeoutMs,
       mesh: this.opts.mesh ? { trustDomain: this.opts.mesh.trustDomain, keepalive: this.opts.mesh.keepalive } : null,
       l7: this.opts.l7,
+      node: this.opts.node,
     });
     // xDS may have answered while the datapath was opening
     for (const [typeUrl, all] of this.lastResources) this.workers.applyResources(typeUrl, all);

@@ -28,6 +28,7 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
     mesh: data.mesh ? { identity, trustDomain: data.mesh.trustDomain, keepalive: data.mesh.keepalive } : undefined,
     l7: data.l7?.enabled,
     accessLog: data.l7?.accessLog,
+    locality: data.node ? { node: data.node } : undefined,
   });
   runtime.tracker.startPeriodicFlush(5_000);
   const datapath = new WorkerDatapath(data.datapath, log);

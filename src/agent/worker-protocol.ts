@@ -22,6 +22,7 @@ export interface WorkerData {
   datapath: DatapathWorkerShare;
   mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null } | null;
   l7?: L7Options;
+  node?: string;
   /** One Int32 the worker's event loop increments every HEARTBEAT_MS: the main thread's watchdog reads it. */
   heartbeat: SharedArrayBuffer;
 }

@@ -26,6 +26,8 @@ export interface DataPlaneWorkersOptions {
   connectTimeoutMs?: number;
   mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null } | null;
   l7?: L7Options;
+  /** The node's name, for locality-aware balancing. */
+  node?: string;
   /** Time to the first restart of a crashed worker; doubles while it keeps crashing within a minute. Default 500 ms. */
   restartDelayMs?: number;
   /**
@@ -135,6 +137,7 @@ export class DataPlaneWorkers {
       datapath: this.opts.datapath,
       mesh: this.opts.mesh,
       l7: this.opts.l7,
+      node: this.opts.node,
       heartbeat: slot.heartbeat.buffer as SharedArrayBuffer,
     };
     const worker = new Worker(this.opts.entry ?? path.join(__dirname, 'worker-main.js'), { workerData: data });

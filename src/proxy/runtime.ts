@@ -40,6 +40,8 @@ export interface ProxyRuntimeOptions {
   l7?: boolean;
   /** Per-request access lines: all (default), errors only, or none. */
   accessLog?: AccessLogMode;
+  /** This agent's node (and zone), for locality-aware balancing. */
+  locality?: { node: string; zone?: string };
 }
 
 export interface PodHboneServers {
@@ -88,7 +90,7 @@ export class ProxyRuntime {
       const pool = this.ctx.mesh.pool;
       registerHboneMetrics(opts.registry, () => pool.stats(), () => this.hboneServers());
     }
-    if (opts.l7 !== false) this.ctx.http = new HttpProxy({ ctx: this.ctx, routes: this.routes, registry: opts.registry, accessLog: opts.accessLog });
+    if (opts.l7 !== false) this.ctx.http = new HttpProxy({ ctx: this.ctx, routes: this.routes, registry: opts.registry, accessLog: opts.accessLog, locality: opts.locality });
     // A policy change re-checks every connection it admitted: what is no longer allowed is closed.
     this.authz.onChange(() => {
       const closed = this.tracker.revalidateAll();

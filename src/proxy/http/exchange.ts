@@ -34,6 +34,8 @@ export function newRequestContext(conn: HttpConn, headers: Headers): RequestCont
     target: null,
     upstreamVersion: null,
     attempts: 0,
+    previousHosts: [],
+    releaseAttempt: null,
     detail: null,
     done: [],
   };

@@ -15,10 +15,10 @@ import type { UpstreamPools } from './upstream-pools';
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 /** Envoy's wording, so operators' searches find the same causes. */
-function upstreamFailure(rc: RequestContext, err: unknown, beforeHeaders: boolean): L7Response {
-  if (err instanceof UpstreamConnectError) return localReply(rc, 503, `upstream connect error: ${err.message}`, err.flag);
+function upstreamFailure(rc: RequestContext, err: unknown, beforeHeaders: boolean, refused = false): L7Response {
+  if (err instanceof UpstreamConnectError) return { ...localReply(rc, 503, `upstream connect error: ${err.message}`, err.flag), failure: 'connect' };
   const msg = (err as Error)?.message ?? String(err);
-  return localReply(rc, 503, `upstream ${beforeHeaders ? 'reset before response headers' : 'reset'}: ${msg}`, 'UC');
+  return { ...localReply(rc, 503, `upstream ${beforeHeaders ? 'reset before response headers' : 'reset'}: ${msg}`, 'UC'), failure: refused ? 'refused' : 'reset' };
 }
 
 /**
@@ -86,7 +86,7 @@ function upstreamHeaders(req: L7Request, h2: boolean): Headers {
 function h1Request(pools: UpstreamPools, ctx: ProxyContext, req: L7Request, rc: RequestContext): Promise<L7Response> {
   const target = rc.target!;
   const conn = rc.conn;
-  const pool = pools.h1Pool(conn.pod, conn.sockets, target, rc.cluster?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, conn.protocol === 'detect' ? 'http1' : undefined);
+  const pool = pools.h1Pool(conn.pod, conn.sockets, target, rc.cluster?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, conn.protocol === 'detect' ? 'http1' : undefined, rc.cluster?.policy?.connectionPool);
   return new Promise<L7Response>((resolve) => {
     const body = new UpstreamBody();
     let settled = false;
@@ -188,7 +188,7 @@ async function h2Request(pools: UpstreamPools, req: L7Request, rc: RequestContex
         settled = true;
         // REFUSED_STREAM (7): the upstream did not process it; retries may treat it as safe.
         const reason = code === 7 ? 'refused stream' : `stream closed with code ${code}`;
-        resolve(upstreamFailure(rc, new Error(reason), true));
+        resolve(upstreamFailure(rc, new Error(reason), true, code === 7));
       } else if (code !== 0) {
         body.fail(new Error(`upstream reset the stream (HTTP/2 error code ${code})`));
       } else if (!stream.readableEnded) {

@@ -9,6 +9,8 @@ import type { Registry } from 'prom-client';
 import type { PortProtocol, RouteStore, ServicePort } from '../../state/routes';
 import { UNKNOWN, type Workload } from '../../state/workloads';
 import { RequestMetrics } from '../../telemetry/request-metrics';
+import { ResilienceMetrics } from '../../telemetry/resilience-metrics';
+import { ClusterStates } from './cluster-state';
 import type { TcpLabels } from '../../telemetry/metrics';
 import type { Endpoint } from '../connection-tracker';
 import type { PodSockets, ProxyContext } from '../context';
@@ -19,6 +21,11 @@ import { H2Downstream } from './downstream-h2';
 import { forwarder } from './forwarder';
 import { authzLayer } from './layers/authz';
 import { balanceLayer, upstreamVersion } from './layers/balance';
+import { breakerLayer } from './layers/breaker';
+import { faultLayer } from './layers/fault';
+import { mirrorLayer } from './layers/mirror';
+import { observeLayer } from './layers/observe';
+import { retryLayer } from './layers/retry';
 import { routerLayer } from './layers/router';
 import { telemetryLayer, type AccessLogMode } from './layers/telemetry';
 import { timeoutLayer } from './layers/timeout';
@@ -32,6 +39,8 @@ export interface HttpProxyOptions {
   accessLog?: AccessLogMode;
   /** Detection bound for ports whose protocol is not declared, when the control plane gives none. Default 100 ms. */
   detectTimeoutMs?: number;
+  /** Where this agent runs, for locality-aware balancing. */
+  locality?: { node: string; zone?: string };
 }
 
 /** Called with what detection read, when the connection turned out not to be HTTP: today's L4 path takes it. */
@@ -40,6 +49,9 @@ export type TcpFallback = (initial: Buffer) => void;
 export class HttpProxy {
   readonly pools: UpstreamPools;
   readonly metrics: RequestMetrics;
+  readonly resilience: ResilienceMetrics;
+  /** Per cluster and endpoint: requests in flight, latency, outlier state, retry budgets. */
+  readonly states = new ClusterStates();
   private readonly h1: H1Downstream;
   private readonly h2: H2Downstream;
   private readonly outbound: Handler;
@@ -51,6 +63,7 @@ export class HttpProxy {
     this.detectTimeoutMs = o.detectTimeoutMs ?? 100;
     this.pools = new UpstreamPools(ctx);
     this.metrics = new RequestMetrics(o.registry);
+    this.resilience = new ResilienceMetrics(o.registry);
     this.h1 = new H1Downstream({ log: ctx.log });
     this.h2 = new H2Downstream({ log: ctx.log });
     const appVersion = (ip: string): { app?: string; version?: string } | undefined => {
@@ -59,9 +72,27 @@ export class HttpProxy {
     };
     const telemetry = telemetryLayer({ metrics: this.metrics, log: ctx.log, accessLog: o.accessLog ?? 'all', appVersion });
     const forward = forwarder(ctx, this.pools);
-    this.outbound = compose(
-      [telemetry, routerLayer({ services: ctx.services, routes: o.routes }), timeoutLayer(), balanceLayer({ services: ctx.services, workloads: ctx.workloads, mesh: ctx.mesh })],
+    const states = this.states;
+    const metrics = this.resilience;
+    // One attempt: limits, the endpoint, its accounting, the wire. Mirrors send through it too.
+    const send = compose(
+      [
+        breakerLayer({ states, metrics }),
+        balanceLayer({ services: ctx.services, workloads: ctx.workloads, mesh: ctx.mesh, states, locality: o.locality ?? { node: '' } }),
+        observeLayer({ states, metrics, endpointsOf: (c) => ctx.services.endpointsOf(c) }),
+      ],
       forward,
+    );
+    this.outbound = compose(
+      [
+        telemetry,
+        routerLayer({ services: ctx.services, routes: o.routes }),
+        faultLayer({ metrics }),
+        mirrorLayer({ services: ctx.services, metrics, send }),
+        timeoutLayer(),
+        retryLayer({ states, metrics }),
+      ],
+      send,
     );
     const denied = (): void => ctx.metrics.proxyErrors.inc({ direction: 'inbound', reason: 'denied' });
     // Inbound: the target is the local application, at the address the client asked for.

@@ -63,6 +63,10 @@ export interface L7Response {
   body: BodySource | Buffer | null;
   /** Trailers known with the head (a local gRPC reply is trailers-only). */
   trailers?: Headers;
+  /** The agent answered itself (no route, denied, overflow, …): never mistaken for an upstream's status. */
+  local?: boolean;
+  /** Why an attempt produced no upstream answer (set by the forwarder): what retries decide on. */
+  failure?: 'connect' | 'refused' | 'reset' | 'timeout';
   /** The exchange became a byte tunnel (an upgrade): the codec writes nothing; this settles when it ends. */
   tunnel?: Promise<{ bytesUp: number; bytesDown: number; error: Error | null }>;
 }
@@ -108,6 +112,10 @@ export interface RequestContext {
   target: Target | null;
   upstreamVersion: HttpVersion | null;
   attempts: number;
+  /** `ip:port` of every endpoint an attempt already went to: retries go elsewhere when they can. */
+  previousHosts: string[];
+  /** Ends the current attempt's share of the in-flight counts (the balance layer sets it; retries call it). */
+  releaseAttempt: (() => void) | null;
   /** Why the agent answered itself, for the access log (`no route`, `denied by …`, `connect refused`). */
   detail: string | null;
   done: ((r: RequestResult) => void)[];
@@ -169,8 +177,8 @@ export function localReply(rc: RequestContext, status: number, message: string, 
   rc.detail = message;
   if (rc.grpc) {
     const trailers = { 'grpc-status': String(grpcStatusForHttp(status)), 'grpc-message': encodeURIComponent(message) };
-    return { status: 200, headers: { 'content-type': 'application/grpc' }, body: null, trailers };
+    return { status: 200, headers: { 'content-type': 'application/grpc' }, body: null, trailers, local: true };
   }
   const body = Buffer.from(`${message}\n`);
-  return { status, headers: { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(body.length) }, body };
+  return { status, headers: { 'content-type': 'text/plain; charset=utf-8', 'content-length': String(body.length) }, body, local: true };
 }

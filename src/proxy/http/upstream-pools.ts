@@ -25,6 +25,7 @@ interface H1Entry {
   pool: Pool;
   pod: string;
   lastUsed: number;
+  limits: string;
 }
 
 interface H2Entry {
@@ -39,6 +40,17 @@ interface H2Entry {
 
 function key(pod: Workload, t: Target): string {
   return `${pod.uid}|${t.via}|${t.ip}|${t.port}`;
+}
+
+/** What a cluster's connection-pool policy asks of an HTTP/1.1 pool (DestinationRule connectionPool). */
+export interface H1Limits {
+  maxConnections?: number;
+  maxRequestsPerConnection?: number;
+  idleTimeoutMs?: number;
+}
+
+function limitsKey(l: H1Limits | undefined): string {
+  return l ? `${l.maxConnections ?? ''}/${l.maxRequestsPerConnection ?? ''}/${l.idleTimeoutMs ?? ''}` : '';
 }
 
 export class UpstreamPools {
@@ -61,14 +73,18 @@ export class UpstreamPools {
   }
 
   /** The HTTP/1.1 pool for `target` from `pod`. Its connections are dialled on demand. */
-  h1Pool(pod: Workload, sockets: PodSockets, target: Target, connectTimeoutMs: number, detected?: HttpVersion): Pool {
+  h1Pool(pod: Workload, sockets: PodSockets, target: Target, connectTimeoutMs: number, detected?: HttpVersion, limits?: H1Limits): Pool {
     const k = key(pod, target);
     const cur = this.h1.get(k);
-    if (cur) {
+    const lk = limitsKey(limits);
+    if (cur && cur.limits === lk) {
       cur.lastUsed = Date.now();
       return cur.pool;
     }
+    // New limits from a config push: the old pool finishes what it carries and closes.
+    if (cur) this.closeH1(k, cur);
     this.makeRoom();
+    const idle = limits?.idleTimeoutMs ?? this.idleConnectionMs;
     const host = target.ip.includes(':') ? `[${target.ip}]` : target.ip;
     const pool = new Pool(`http://${host}:${target.port}`, {
       connect: (_opts, cb) => {
@@ -78,14 +94,16 @@ export class UpstreamPools {
         );
       },
       pipelining: 1,
-      keepAliveTimeout: this.idleConnectionMs,
-      keepAliveMaxTimeout: this.idleConnectionMs,
+      connections: limits?.maxConnections ?? null,
+      maxRequestsPerClient: limits?.maxRequestsPerConnection,
+      keepAliveTimeout: idle,
+      keepAliveMaxTimeout: idle,
       // Timeouts are route policy (the timeout layer), not the pool's: long polls and streams are legitimate.
       headersTimeout: 0,
       bodyTimeout: 0,
       strictContentLength: true,
     });
-    this.h1.set(k, { pool, pod: pod.uid, lastUsed: Date.now() });
+    this.h1.set(k, { pool, pod: pod.uid, lastUsed: Date.now(), limits: lk });
     return pool;
   }
 
