@@ -26,6 +26,7 @@ interface Report {
   before: { bpffsAt: string[]; cgroup2At: string[]; sysFsBpfIsBpffs: boolean };
   after: { bpffsAt: string[]; cgroup2At: string[] };
   steps: Step[];
+  programIds: number[];
   leftovers: string[];
   error?: string;
 }
@@ -82,6 +83,7 @@ describe('a host without bpffs or cgroup v2 mounted', { skip: skip ?? false }, (
     const pump = JSON.parse(r.steps[2]!.stdout.trim()) as { ok: boolean; sha256Sent: string; sha256Received: string };
     assert.ok(pump.ok && pump.sha256Sent === pump.sha256Received, r.steps[2]!.stdout);
     assert.match(r.steps[3]!.stdout, /istio_tcp_connections_opened_total\{reporter="source",source_workload="client",.*destination_workload="echo-b".*connection_security_policy="mutual_tls"/);
+    assert.ok(r.programIds.length >= 4, `the agents reported their programs: ${r.programIds.join(' ')}`);
     assert.deepEqual(r.leftovers, [], 'lab down left nothing in the kernel or on disk');
     assert.equal(fs.existsSync(`/run/nodemesh/lab/${lab}`), false);
     assert.deepEqual((fs.existsSync('/run/netns') ? fs.readdirSync('/run/netns') : []).filter((n) => n.startsWith(`nm-${lab}-`)), []);
