@@ -1,11 +1,11 @@
-// `nodemesh sample ...`: the lab's sample workloads (echo, http servers) and clients (client, ws-client, pump).
+// `nodemesh sample ...`: the lab's sample workloads (echo, http, grpc servers) and clients (client, grpc-client, ws-client, pump).
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SampleError } from '../sample/errors';
 import { parseHostPort, pump } from '../sample/pump';
 
 // Each subcommand imports its module when it runs: `sample client` runs often in tests and should
-// not pay for loading the WebSocket library (~50 ms).
+// not pay for loading grpc-js (~170 ms) or the WebSocket library.
 
 function int(what: string, min: number, max: number): (v: string) => number {
   return (v) => {
@@ -73,6 +73,20 @@ Paths: GET /bytes/N sends N bytes; /ws upgrades to a WebSocket echo.`,
       const server = await startSampleHttpServer(o);
       serveUntilSignal(() => server.close(), { kind: 'http', host: o.host, port: o.port, name: o.name, version: o.version });
     });
+
+  sample
+    .command('grpc')
+    .description('gRPC Echo server (protos/nodemesh/sample/echo.proto): unary Echo, ServerStream and Bidi; answers say pod and version')
+    .requiredOption('--port <port>', 'port to listen on', int('--port', 1, 65535))
+    .option('--host <addr>', 'address to bind', '0.0.0.0')
+    .option('--name <name>', 'service name to report', 'grpc')
+    .option('--version <version>', 'version to report', 'v1')
+    .option('--pod <name>', 'pod name to report (default: $POD_NAME, else the host name)')
+    .action(async (o: { port: number; host: string; name: string; version: string; pod?: string }) => {
+      const { startGrpcEchoServer } = await import('../sample/grpc-server');
+      const server = await startGrpcEchoServer(o);
+      serveUntilSignal(() => server.close(), { kind: 'grpc', host: o.host, port: server.port, name: o.name, version: o.version });
+    });
 }
 
 interface ClientFlags {
@@ -87,6 +101,22 @@ interface ClientFlags {
   dataBytes?: number;
   http2: boolean;
   newConnections: boolean;
+  summary: boolean;
+  quiet: boolean;
+}
+
+interface GrpcClientFlags {
+  target: string;
+  call: 'unary' | 'stream' | 'bidi';
+  count: number;
+  deadline?: number;
+  metadata?: Record<string, string>;
+  message: string;
+  status: string;
+  statusMessage: string;
+  delay: number;
+  responses: number;
+  interval: number;
   summary: boolean;
   quiet: boolean;
 }
@@ -133,6 +163,46 @@ function registerClients(sample: Command): void {
           bodyBytes: o.dataBytes,
           http2: o.http2,
           newConnections: o.newConnections,
+          lines: !o.quiet,
+        },
+        print,
+      );
+      if (o.summary) print(JSON.stringify({ summary: s }));
+      process.exitCode = s.failed > 0 ? 1 : 0;
+    });
+
+  sample
+    .command('grpc-client')
+    .description('calls the sample Echo service; one JSON line per call {i, call, ok, code, status, details, pod, version, responses, ms}; exit 1 if any call was not OK')
+    .requiredOption('--target <host:port>', 'server address (any grpc-js target)')
+    .option('--call <kind>', 'unary, stream (server streaming) or bidi', (v: string) => {
+      if (v !== 'unary' && v !== 'stream' && v !== 'bidi') throw new InvalidArgumentError('--call must be unary, stream or bidi');
+      return v;
+    }, 'unary')
+    .option('--count <n>', 'number of calls', int('--count', 1, 10_000_000), 1)
+    .option('--deadline <ms>', 'per-call deadline in ms', int('--deadline', 1, 3_600_000))
+    .option('-m, --metadata <name: value...>', 'request metadata, repeatable', pairs('--metadata'))
+    .option('--message <text>', 'message to echo', 'hello')
+    .option('--status <code>', 'ask the server to end each call with this grpc-status (0..16 or a name such as UNAVAILABLE)', 'OK')
+    .option('--status-message <text>', 'grpc-message to send with --status', '')
+    .option('--delay <ms>', 'ask the server to wait this long before each answer', int('--delay', 0, 60_000), 0)
+    .option('--responses <n>', 'stream: answers to ask for; bidi: requests to send', int('--responses', 1, 10_000), 3)
+    .option('--interval <ms>', 'stream: ask for this wait between answers', int('--interval', 0, 60_000), 0)
+    .option('--summary', 'print a last line {"summary": {total, ok, failed, byCode, byPod, byVersion, latencyMs, seconds, rps}}', false)
+    .option('-q, --quiet', 'no per-call lines', false)
+    .action(async (o: GrpcClientFlags) => {
+      const { grpcStatusCode, runGrpcClient } = await import('../sample/grpc-client');
+      const status = grpcStatusCode(o.status);
+      if (status === undefined) throw new SampleError('NM_SAMPLE_BAD_ARG', `--status "${o.status}" is not a grpc-status`, 'give 0..16 or a name such as UNAVAILABLE');
+      const s = await runGrpcClient(
+        {
+          target: o.target,
+          call: o.call,
+          count: o.count,
+          deadlineMs: o.deadline,
+          metadata: o.metadata,
+          request: { message: o.message, status, status_message: o.statusMessage, delay_ms: o.delay, interval_ms: o.interval },
+          responses: o.responses,
           lines: !o.quiet,
         },
         print,

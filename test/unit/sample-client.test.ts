@@ -151,4 +151,10 @@ describe('sample client', () => {
     const both = await cli(['sample', 'client', '--url', url, '-d', 'x', '--data-bytes', '3']);
     assert.match(both.stderr, /cannot be used with/);
   });
+
+  it('CLI grpc-client: a bad --status says what to give', async () => {
+    const r = await cli(['sample', 'grpc-client', '--target', '127.0.0.1:1', '--status', 'SOMETIMES']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /NM_SAMPLE_BAD_ARG/);
+  });
 });
