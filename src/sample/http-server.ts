@@ -1,7 +1,7 @@
 // `nodemesh sample http`: an HTTP/1.1 and h2c server that reports who answered and who asked (JSON), with
 // query controls for L7 tests (delay, status, counted failures, chunked, trailers), /bytes/N and a /ws echo.
 
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -42,7 +42,7 @@ interface Response {
   writeHead(status: number, headers: http.OutgoingHttpHeaders): unknown;
   write(chunk: Buffer): boolean;
   end(): unknown;
-  end(chunk: Buffer): unknown;
+  end(chunk: string): unknown;
   addTrailers(trailers: Record<string, string>): void;
   once(event: 'drain', f: () => void): unknown;
   on(event: 'close', f: () => void): unknown;
@@ -68,7 +68,7 @@ function sendBytes(res: Response, n: number, headers: http.OutgoingHttpHeaders):
 
 /** Writes a JSON answer; chunked and trailer answers go out in several writes, so several chunks. */
 function sendJson(res: Response, status: number, headers: http.OutgoingHttpHeaders, body: unknown, c: Pick<HttpControls, 'chunked' | 'trailers'>, noBody: boolean): void {
-  const buf = Buffer.from(JSON.stringify(body));
+  const text = JSON.stringify(body);
   const h: http.OutgoingHttpHeaders = { ...headers, 'content-type': 'application/json' };
   if (noBody) {
     res.writeHead(status, h);
@@ -76,10 +76,12 @@ function sendJson(res: Response, status: number, headers: http.OutgoingHttpHeade
     return;
   }
   if (!c.chunked && !c.trailers) {
-    res.writeHead(status, { ...h, 'content-length': buf.length });
-    res.end(buf);
+    res.writeHead(status, { ...h, 'content-length': Buffer.byteLength(text) });
+    // A string, not a Buffer: Node then sends head and body in one write instead of a writev.
+    res.end(text);
     return;
   }
+  const buf = Buffer.from(text);
   if (c.trailers) h.trailer = 'x-body-sha256';
   res.writeHead(status, h);
   const step = Math.max(1, Math.ceil(buf.length / 4));
@@ -132,11 +134,11 @@ export function startSampleHttpServer(opts: HttpServerOptions): Promise<SampleHt
       return sendJson(res, 400, served(), { ...who, status: 400, error: err.message, code: err.code }, { chunked: false, trailers: false }, false);
     }
     // The body is hashed as it streams, so uploads of any size are checked without being held.
-    const hash = createHash('sha256');
+    let hash: Hash | undefined;
     let bytes = 0;
     req.on('data', (chunk: Buffer) => {
       bytes += chunk.length;
-      hash.update(chunk);
+      (hash ??= createHash('sha256')).update(chunk);
     });
     req.on('end', () => {
       const status = fail?.failed ? c.failStatus : c.status;
@@ -149,7 +151,7 @@ export function startSampleHttpServer(opts: HttpServerOptions): Promise<SampleHt
         peer: { address: req.socket.remoteAddress, port: req.socket.remotePort },
         status,
         httpVersion: req.httpVersion,
-        ...(withBody ? { requestBody: { bytes, sha256: hash.digest('hex') } } : {}),
+        ...(withBody ? { requestBody: { bytes, sha256: (hash ?? createHash('sha256')).digest('hex') } } : {}),
         ...(fail ? { fail } : {}),
       };
       // No body on HEAD, 204 and 304 (RFC 9110 6.4.1); http2 refuses to send one there.
@@ -195,7 +197,8 @@ export function startSampleHttpServer(opts: HttpServerOptions): Promise<SampleHt
   // and `curl --http2-prior-knowledge` send it) goes to the http2 server, any other to HTTP/1.1.
   // Two bytes decide: no HTTP/1.1 method starts with "PR".
   const sockets = new Set<net.Socket>();
-  const front = net.createServer((sock) => {
+  // noDelay as http.Server sets it for the sockets it accepts itself: answers leave at once.
+  const front = net.createServer({ noDelay: true }, (sock) => {
     sockets.add(sock);
     sock.on('close', () => {
       sockets.delete(sock);
