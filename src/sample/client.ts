@@ -2,6 +2,7 @@
 
 import http from 'node:http';
 import http2 from 'node:http2';
+import { SampleError } from './errors';
 import { Tally, type TallySummary } from './tally';
 
 export interface ClientOptions {
@@ -215,7 +216,7 @@ function transport(opts: ClientOptions): { send(i: number): Promise<ClientResult
 
 /** Runs the requests, writing each result as a JSON line; resolves with the summary. */
 export async function runClient(opts: ClientOptions, out: (line: string) => void): Promise<ClientSummary> {
-  if (new URL(opts.url).protocol !== 'http:') throw new Error(`${opts.url}: only http:// URLs (h2c with --http2)`);
+  if (!/^http:\/\//i.test(opts.url) || !URL.canParse(opts.url)) throw new SampleError('NM_SAMPLE_BAD_ARG', `--url ${opts.url} is not an http:// URL`, 'give http://HOST:PORT/PATH; the sample client speaks cleartext only, h2c with --http2');
   const count = opts.count ?? (opts.durationMs !== undefined ? Infinity : 1);
   const until = opts.durationMs !== undefined ? Date.now() + opts.durationMs : Infinity;
   const t = transport(opts);
