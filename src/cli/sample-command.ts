@@ -99,10 +99,10 @@ interface ClientFlags {
   method?: string;
   data?: string;
   dataBytes?: number;
-  http2: boolean;
-  newConnections: boolean;
-  summary: boolean;
-  quiet: boolean;
+  http2?: boolean;
+  newConnections?: boolean;
+  summary?: boolean;
+  quiet?: boolean;
 }
 
 interface GrpcClientFlags {
@@ -117,8 +117,8 @@ interface GrpcClientFlags {
   delay: number;
   responses: number;
   interval: number;
-  summary: boolean;
-  quiet: boolean;
+  summary?: boolean;
+  quiet?: boolean;
 }
 
 const print = (line: string): void => void process.stdout.write(`${line}\n`);
@@ -143,10 +143,10 @@ function registerClients(sample: Command): void {
     })
     .option('-d, --data <text>', 'request body')
     .addOption(new Option('--data-bytes <n>', "request body of N bytes of 'x', streamed").argParser(int('--data-bytes', 0, Number.MAX_SAFE_INTEGER)).conflicts('data'))
-    .option('--http2', 'HTTP/2 over cleartext with prior knowledge (h2c, as gRPC clients speak it)', false)
-    .option('--new-connections', 'a new connection per request (default: keep-alive connections, one per concurrent request)', false)
-    .option('--summary', 'print a last line {"summary": {total, ok, failed, byStatus, errors, byPod, byVersion, latencyMs, seconds, rps}}', false)
-    .option('-q, --quiet', 'no per-request lines', false)
+    .option('--http2', 'HTTP/2 over cleartext with prior knowledge (h2c, as gRPC clients speak it)')
+    .option('--new-connections', 'a new connection per request (default: keep-alive connections, one per concurrent request)')
+    .option('--summary', 'print a last line {"summary": {total, ok, failed, byStatus, errors, byPod, byVersion, latencyMs, seconds, rps}}')
+    .option('-q, --quiet', 'no per-request lines')
     .action(async (o: ClientFlags) => {
       const withBody = o.data !== undefined || o.dataBytes !== undefined;
       const { runClient } = await import('../sample/client');
@@ -188,8 +188,8 @@ function registerClients(sample: Command): void {
     .option('--delay <ms>', 'ask the server to wait this long before each answer', int('--delay', 0, 60_000), 0)
     .option('--responses <n>', 'stream: answers to ask for; bidi: requests to send', int('--responses', 1, 10_000), 3)
     .option('--interval <ms>', 'stream: ask for this wait between answers', int('--interval', 0, 60_000), 0)
-    .option('--summary', 'print a last line {"summary": {total, ok, failed, byCode, byPod, byVersion, latencyMs, seconds, rps}}', false)
-    .option('-q, --quiet', 'no per-call lines', false)
+    .option('--summary', 'print a last line {"summary": {total, ok, failed, byCode, byPod, byVersion, latencyMs, seconds, rps}}')
+    .option('-q, --quiet', 'no per-call lines')
     .action(async (o: GrpcClientFlags) => {
       const { grpcStatusCode, runGrpcClient } = await import('../sample/grpc-client');
       const status = grpcStatusCode(o.status);
