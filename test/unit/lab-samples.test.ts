@@ -1,11 +1,11 @@
-// Unit tests (loopback only) of the sample workloads: echo half-close, pump verification, http JSON and /bytes.
+// Unit tests (loopback only) of the sample workloads: echo half-close, pump verification, http JSON and /bytes, client reuse.
 
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { getOnce, runClient } from '../../src/sample/client';
+import { http1Once, runClient } from '../../src/sample/client';
 import { startEchoServer } from '../../src/sample/echo-server';
-import { startSampleHttpServer } from '../../src/sample/http-server';
+import { startSampleHttpServer, type SampleHttpServer } from '../../src/sample/http-server';
 import { parseHostPort, pump } from '../../src/sample/pump';
 
 function port(s: net.Server): number {
@@ -14,14 +14,14 @@ function port(s: net.Server): number {
 
 describe('sample workloads', () => {
   let echo: net.Server;
-  let http: net.Server;
+  let http: SampleHttpServer;
   before(async () => {
     echo = await startEchoServer({ port: 0, host: '127.0.0.1' });
     http = await startSampleHttpServer({ port: 0, host: '127.0.0.1', name: 'svc', version: 'v9', pod: 'pod-1' });
   });
   after(() => {
     echo.close();
-    http.close();
+    return http.close(0);
   });
 
   it('echo keeps echoing after our FIN, then closes its side', async () => {
@@ -61,7 +61,7 @@ describe('sample workloads', () => {
   });
 
   it('http answers who served and who asked, and /bytes/N sends N bytes', async () => {
-    const r = await getOnce(`http://127.0.0.1:${port(http)}/a/b?c=d`, 5000, 0, { 'x-test': '1' });
+    const r = await http1Once({ url: `http://127.0.0.1:${http.port}/a/b?c=d`, timeoutMs: 5000, headers: { 'x-test': '1' } }, 0, false);
     assert.equal(r.status, 200);
     const body = r.body as { name: string; version: string; pod: string; path: string; method: string; headers: Record<string, string>; peer: { address: string; port: number } };
     assert.equal(body.name, 'svc');
@@ -72,7 +72,7 @@ describe('sample workloads', () => {
     assert.equal(body.headers['x-test'], '1');
     assert.equal(body.peer.address, '127.0.0.1');
     assert.ok(body.peer.port > 0);
-    const big = await getOnce(`http://127.0.0.1:${port(http)}/bytes/3000000`, 5000, 1);
+    const big = await http1Once({ url: `http://127.0.0.1:${http.port}/bytes/3000000`, timeoutMs: 5000 }, 1, false);
     assert.equal(big.bytes, 3_000_000);
     assert.equal(big.body, undefined);
   });
@@ -80,8 +80,8 @@ describe('sample workloads', () => {
   it('client reuses one keep-alive connection unless asked not to', async () => {
     const ports = async (newConnections: boolean): Promise<number> => {
       const lines: string[] = [];
-      const failures = await runClient({ url: `http://127.0.0.1:${port(http)}/`, count: 3, timeoutMs: 5000, newConnections }, (l) => lines.push(l));
-      assert.equal(failures, 0);
+      const summary = await runClient({ url: `http://127.0.0.1:${http.port}/`, count: 3, timeoutMs: 5000, newConnections }, (l) => lines.push(l));
+      assert.equal(summary.failed, 0);
       return new Set(lines.map((l) => (JSON.parse(l) as { body: { peer: { port: number } } }).body.peer.port)).size;
     };
     assert.equal(await ports(false), 1);
