@@ -11,6 +11,7 @@ import type { ConnectionTracker } from '../proxy/connection-tracker';
 import type { PodProxy } from '../proxy/pod-proxy';
 import type { IdentityProvider } from '../identity/types';
 import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
+import type { HandshakeOptions } from '../proxy/hbone/handshake-limits';
 import { ProxyRuntime, type L7Options } from '../proxy/runtime';
 import type { ServiceStore } from '../state/services';
 import { workloadName, type Workload } from '../state/workloads';
@@ -47,6 +48,8 @@ export interface AgentOptions {
   workerStallTimeoutMs?: number;
   /** L7 for HTTP ports (default on), and which requests get an access line (default all). */
   l7?: L7Options;
+  /** After a burst of connections to pods' 15008: memory back to the kernel (the addon's relieveMemory; tests: absent). */
+  relieveMemory?: () => void;
   /** Control plane ADS address (`host:port` or `unix:///path`); absent: no services, passthrough only. */
   xds?: { address: string; mode: XdsMode };
   /**
@@ -58,6 +61,8 @@ export interface AgentOptions {
     trustDomain: string;
     /** HBONE PING liveness, both as client and as server (see HboneClientPoolOptions.keepalive); null: off. Default 10 s + 10 s. */
     keepalive?: KeepaliveTiming | null;
+    /** Bounds on TLS handshakes in progress on pods' 15008 (per thread), and their timeout. */
+    handshakes?: HandshakeOptions;
   };
 }
 
@@ -104,9 +109,10 @@ export class Agent implements EnrollmentHandler, XdsSink {
       registry: this.registry,
       bufferSize: opts.bufferSize,
       connectTimeoutMs: opts.connectTimeoutMs,
-      mesh: this.identity && opts.mesh ? { identity: this.identity, trustDomain: opts.mesh.trustDomain, keepalive: opts.mesh.keepalive } : undefined,
+      mesh: this.identity && opts.mesh ? { identity: this.identity, trustDomain: opts.mesh.trustDomain, keepalive: opts.mesh.keepalive, handshakes: opts.mesh.handshakes } : undefined,
       l7: opts.l7?.enabled,
       accessLog: opts.l7?.accessLog,
+      relieveMemory: opts.relieveMemory,
     });
     this.identity?.onRotate((id, bundle) => {
       this.runtime.identityRotated(id);
@@ -190,7 +196,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       bufferSize: this.opts.bufferSize,
       connectTimeoutMs: this.opts.connectTimeoutMs,
       stallTimeoutMs: this.opts.workerStallTimeoutMs,
-      mesh: this.opts.mesh ? { trustDomain: this.opts.mesh.trustDomain, keepalive: this.opts.mesh.keepalive } : null,
+      mesh: this.opts.mesh ? { trustDomain: this.opts.mesh.trustDomain, keepalive: this.opts.mesh.keepalive, handshakes: this.opts.mesh.handshakes } : null,
       l7: this.opts.l7,
     });
     // xDS may have answered while the datapath was opening
