@@ -1,7 +1,7 @@
 // The node agent's lifecycle: datapath up, reconcile enrolled pods, serve enrollment/admin, drain on SIGTERM.
 
 import fs from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
 import path from 'node:path';
 import { AggregatorRegistry, Registry } from 'prom-client';
 import type { Datapath, PodDatapath } from '../datapath/types';
@@ -18,7 +18,7 @@ import { workloadName, type Workload } from '../state/workloads';
 import { registerDatapathMetrics } from '../telemetry/datapath-metrics';
 import type { Logger } from '../telemetry/logger';
 import { NodemeshError } from '../util/errors';
-import { closeServer, listenTcp, listenUnix } from '../util/http';
+import { closeServer, createBoundedServer, listenTcp, listenUnix } from '../util/http';
 import { createAdminHandler } from '../admin/server';
 import { XdsClient, type XdsMode, type XdsSink } from '../xds/ads-client';
 import type { AgentResource } from '../xds/agent-resources';
@@ -155,11 +155,11 @@ export class Agent implements EnrollmentHandler, XdsSink {
   async start(): Promise<void> {
     fs.mkdirSync(this.opts.stateDir, { recursive: true, mode: 0o700 });
     // Admin first, so a stuck start can be inspected (/healthz/ready says why it is not ready).
-    const admin = createAdminHandler(this, this.log);
-    await this.serve(http.createServer(admin), { unix: this.adminSocket });
-    if (this.opts.adminPort) await this.serve(http.createServer(admin), { port: this.opts.adminPort });
-    if (this.opts.metricsPort) await this.serve(http.createServer(admin), { port: this.opts.metricsPort });
-    if (this.opts.readyPort) await this.serve(http.createServer(admin), { port: this.opts.readyPort });
+    const bounded = (name: string, only?: string[]): http.Server => createBoundedServer(createAdminHandler(this, this.log, only), { name, log: this.log });
+    await this.serve(bounded('admin'), { unix: this.adminSocket });
+    if (this.opts.adminPort) await this.serve(bounded('admin'), { port: this.opts.adminPort });
+    if (this.opts.metricsPort) await this.serve(bounded('metrics', ['/metrics']), { port: this.opts.metricsPort });
+    if (this.opts.readyPort) await this.serve(bounded('readiness', ['/healthz/ready', '/healthz/live']), { port: this.opts.readyPort });
 
     if (this.opts.xds) {
       this.xds = new XdsClient({ ...this.opts.xds, node: this.opts.node, log: this.log.child({ component: 'xds' }), registry: this.registry }, this);
