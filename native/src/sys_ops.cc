@@ -1,8 +1,15 @@
-// sys_ops.cc: small syscalls the datapath needs that Node lacks: netns fds, socket cookies, bpffs mount.
+// sys_ops.cc: small syscalls the datapath needs that Node lacks: netns fds, socket cookies, bpffs mount,
+// handing memory back after a burst.
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <linux/nsfs.h>
+#include <malloc.h>
 #include <napi.h>
+// The one use of V8's own API in the addon (relieveMemory): its headers do not build with -Wextra.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#include <v8.h>
+#pragma GCC diagnostic pop
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -163,6 +170,18 @@ class FdLedger : public Napi::ObjectWrap<FdLedger> {
   std::unordered_map<int, std::pair<dev_t, ino_t>> fds_;
 };
 
+// relieveMemory() -> whether glibc returned pages. A burst of short-lived connections (a handshake flood)
+// leaves two kinds of memory behind once it is over. V8 grew its old generation with objects that outlived
+// the small young generation, and an idle process runs no major GC to shrink it again:
+// LowMemoryNotification() runs a full, compacting one on the calling thread's isolate. OpenSSL's and the
+// sockets' native buffers were freed into glibc's heap, which returns only its top to the kernel:
+// malloc_trim(0) releases every free page of every arena (a worker thread's too).
+static Napi::Value RelieveMemory(const Napi::CallbackInfo& info) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  if (isolate != nullptr) isolate->LowMemoryNotification();
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) == 1);
+}
+
 void InitSysOps(Napi::Env env, Napi::Object exports) {
   exports.Set("FdLedger", FdLedger::Define(env));
   exports.Set("openNetns", Napi::Function::New<OpenNetns>(env, "openNetns"));
@@ -174,6 +193,7 @@ void InitSysOps(Napi::Env env, Napi::Object exports) {
   exports.Set("mountBpffs", Napi::Function::New<MountBpffs>(env, "mountBpffs"));
   exports.Set("numPossibleCpus", Napi::Function::New<NumPossibleCpus>(env, "numPossibleCpus"));
   exports.Set("libbpfVersion", Napi::Function::New<LibbpfVersion>(env, "libbpfVersion"));
+  exports.Set("relieveMemory", Napi::Function::New<RelieveMemory>(env, "relieveMemory"));
 }
 
 }  // namespace nm

@@ -16,13 +16,21 @@ const INDEX = [
   '/logging         GET: current level; POST ?level=debug to change it',
 ].join('\n');
 
-export function createAdminHandler(agent: Agent, log: Logger): http.RequestListener {
+/**
+ * The admin endpoints; with `only`, just those paths (the metrics and readiness ports serve one concern each,
+ * and may face the network: log levels and config dumps stay on the admin socket and port).
+ */
+export function createAdminHandler(agent: Agent, log: Logger, only?: readonly string[]): http.RequestListener {
   const fail = (res: http.ServerResponse, err: unknown, what: string): void => {
     log.error({ err }, what);
     sendText(res, 500, `${what}: ${(err as Error).message}\n`);
   };
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://admin');
+    if (only && !only.includes(url.pathname)) {
+      sendText(res, 404, `this port serves only ${only.join(', ')}\n`);
+      return;
+    }
     switch (url.pathname) {
       case '/':
         sendText(res, 200, INDEX + '\n');

@@ -1,7 +1,7 @@
 // The node agent's lifecycle: datapath up, reconcile enrolled pods, serve enrollment/admin, drain on SIGTERM.
 
 import fs from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
 import path from 'node:path';
 import { AggregatorRegistry, Registry } from 'prom-client';
 import type { Datapath, PodDatapath } from '../datapath/types';
@@ -11,13 +11,14 @@ import type { ConnectionTracker } from '../proxy/connection-tracker';
 import type { PodProxy } from '../proxy/pod-proxy';
 import type { IdentityProvider } from '../identity/types';
 import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
+import type { HandshakeOptions } from '../proxy/hbone/handshake-limits';
 import { ProxyRuntime, type L7Options } from '../proxy/runtime';
 import type { ServiceStore } from '../state/services';
 import { workloadName, type Workload } from '../state/workloads';
 import { registerDatapathMetrics } from '../telemetry/datapath-metrics';
 import type { Logger } from '../telemetry/logger';
 import { NodemeshError } from '../util/errors';
-import { closeServer, listenTcp, listenUnix } from '../util/http';
+import { closeServer, createBoundedServer, listenTcp, listenUnix } from '../util/http';
 import { createAdminHandler } from '../admin/server';
 import { XdsClient, type XdsMode, type XdsSink } from '../xds/ads-client';
 import type { AgentResource } from '../xds/agent-resources';
@@ -47,6 +48,8 @@ export interface AgentOptions {
   workerStallTimeoutMs?: number;
   /** L7 for HTTP ports (default on), and which requests get an access line (default all). */
   l7?: L7Options;
+  /** After a burst of connections to pods' 15008: memory back to the kernel (the addon's relieveMemory; tests: absent). */
+  relieveMemory?: () => void;
   /** Control plane ADS address (`host:port` or `unix:///path`); absent: no services, passthrough only. */
   xds?: { address: string; mode: XdsMode };
   /**
@@ -58,6 +61,8 @@ export interface AgentOptions {
     trustDomain: string;
     /** HBONE PING liveness, both as client and as server (see HboneClientPoolOptions.keepalive); null: off. Default 10 s + 10 s. */
     keepalive?: KeepaliveTiming | null;
+    /** Bounds on TLS handshakes in progress on pods' 15008 (per thread), and their timeout. */
+    handshakes?: HandshakeOptions;
   };
 }
 
@@ -104,10 +109,11 @@ export class Agent implements EnrollmentHandler, XdsSink {
       registry: this.registry,
       bufferSize: opts.bufferSize,
       connectTimeoutMs: opts.connectTimeoutMs,
-      mesh: this.identity && opts.mesh ? { identity: this.identity, trustDomain: opts.mesh.trustDomain, keepalive: opts.mesh.keepalive } : undefined,
+      mesh: this.identity && opts.mesh ? { identity: this.identity, trustDomain: opts.mesh.trustDomain, keepalive: opts.mesh.keepalive, handshakes: opts.mesh.handshakes } : undefined,
       l7: opts.l7?.enabled,
       accessLog: opts.l7?.accessLog,
       locality: { node: opts.node },
+      relieveMemory: opts.relieveMemory,
     });
     this.identity?.onRotate((id, bundle) => {
       this.runtime.identityRotated(id);
@@ -150,11 +156,11 @@ export class Agent implements EnrollmentHandler, XdsSink {
   async start(): Promise<void> {
     fs.mkdirSync(this.opts.stateDir, { recursive: true, mode: 0o700 });
     // Admin first, so a stuck start can be inspected (/healthz/ready says why it is not ready).
-    const admin = createAdminHandler(this, this.log);
-    await this.serve(http.createServer(admin), { unix: this.adminSocket });
-    if (this.opts.adminPort) await this.serve(http.createServer(admin), { port: this.opts.adminPort });
-    if (this.opts.metricsPort) await this.serve(http.createServer(admin), { port: this.opts.metricsPort });
-    if (this.opts.readyPort) await this.serve(http.createServer(admin), { port: this.opts.readyPort });
+    const bounded = (name: string, only?: string[]): http.Server => createBoundedServer(createAdminHandler(this, this.log, only), { name, log: this.log });
+    await this.serve(bounded('admin'), { unix: this.adminSocket });
+    if (this.opts.adminPort) await this.serve(bounded('admin'), { port: this.opts.adminPort });
+    if (this.opts.metricsPort) await this.serve(bounded('metrics', ['/metrics']), { port: this.opts.metricsPort });
+    if (this.opts.readyPort) await this.serve(bounded('readiness', ['/healthz/ready', '/healthz/live']), { port: this.opts.readyPort });
 
     if (this.opts.xds) {
       this.xds = new XdsClient({ ...this.opts.xds, node: this.opts.node, log: this.log.child({ component: 'xds' }), registry: this.registry }, this);
@@ -191,7 +197,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       bufferSize: this.opts.bufferSize,
       connectTimeoutMs: this.opts.connectTimeoutMs,
       stallTimeoutMs: this.opts.workerStallTimeoutMs,
-      mesh: this.opts.mesh ? { trustDomain: this.opts.mesh.trustDomain, keepalive: this.opts.mesh.keepalive } : null,
+      mesh: this.opts.mesh ? { trustDomain: this.opts.mesh.trustDomain, keepalive: this.opts.mesh.keepalive, handshakes: this.opts.mesh.handshakes } : null,
       l7: this.opts.l7,
       node: this.opts.node,
     });

@@ -25,10 +25,11 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
     registry,
     bufferSize: data.bufferSize,
     connectTimeoutMs: data.connectTimeoutMs,
-    mesh: data.mesh ? { identity, trustDomain: data.mesh.trustDomain, keepalive: data.mesh.keepalive } : undefined,
+    mesh: data.mesh ? { identity, trustDomain: data.mesh.trustDomain, keepalive: data.mesh.keepalive, handshakes: data.mesh.handshakes } : undefined,
     l7: data.l7?.enabled,
     accessLog: data.l7?.accessLog,
     locality: data.node ? { node: data.node } : undefined,
+    relieveMemory: () => loadNative().relieveMemory(),
   });
   runtime.tracker.startPeriodicFlush(5_000);
   const datapath = new WorkerDatapath(data.datapath, log);

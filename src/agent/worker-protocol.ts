@@ -6,6 +6,7 @@ import type { CertBundle } from '../identity/types';
 import type { ConnectionTracker } from '../proxy/connection-tracker';
 import type { HboneClientPoolStats } from '../proxy/hbone';
 import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
+import type { HandshakeOptions } from '../proxy/hbone/handshake-limits';
 import type { L7Options } from '../proxy/runtime';
 import type { PodHboneServers } from '../proxy/runtime';
 import { compilePolicy, type CompiledPolicy, type InboundPolicy, type RuleSpec } from '../state/authz';
@@ -20,7 +21,7 @@ export interface WorkerData {
   bufferSize?: number;
   connectTimeoutMs?: number;
   datapath: DatapathWorkerShare;
-  mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null } | null;
+  mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null; handshakes?: HandshakeOptions } | null;
   l7?: L7Options;
   node?: string;
   /** One Int32 the worker's event loop increments every HEARTBEAT_MS: the main thread's watchdog reads it. */

@@ -9,6 +9,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { DatapathWorkerShare, PodDatapath, PodWorkerShare } from '../datapath/types';
 import type { CertBundle } from '../identity/types';
 import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
+import type { HandshakeOptions } from '../proxy/hbone/handshake-limits';
 import type { Workload } from '../state/workloads';
 import type { Logger } from '../telemetry/logger';
 import type { AgentResource } from '../xds/agent-resources';
@@ -24,7 +25,7 @@ export interface DataPlaneWorkersOptions {
   datapath: DatapathWorkerShare;
   bufferSize?: number;
   connectTimeoutMs?: number;
-  mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null } | null;
+  mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null; handshakes?: HandshakeOptions } | null;
   l7?: L7Options;
   /** The node's name, for locality-aware balancing. */
   node?: string;

@@ -6,8 +6,10 @@ import type { Command } from 'commander';
 import { Agent, type AgentOptions } from '../agent/agent';
 import { createSecretManager } from '../identity/secret-manager';
 import { openDatapath } from '../datapath/datapath';
+import { loadNative } from '../datapath/native';
 import { createLogger, type Logger } from '../telemetry/logger';
 import { runDaemon } from './daemon';
+import { DEFAULT_HANDSHAKE_LIMITS } from '../proxy/hbone/handshake-limits';
 import { cgroupCpuLimit, findOrMountCgroup2, processCgroup2Path } from '../util/cgroup2';
 import { mountCommand } from '../util/host-fs';
 import type { AccessLogMode } from '../proxy/http/layers/telemetry';
@@ -18,6 +20,19 @@ function int(v: string): number {
   return n;
 }
 
+function positive(v: string): number {
+  const n = int(v);
+  if (n === 0) throw new Error(`expected a positive integer, got "${v}"`);
+  return n;
+}
+
+interface HandshakeFlags {
+  hboneHandshakeTimeoutMs: number;
+  hboneMaxHandshakesPerSource: number;
+  hboneMaxHandshakesPerPod: number;
+  hboneMaxHandshakes: number;
+}
+
 /** CPUs the agent may use: those it may run on, fewer if its cgroup has a CPU quota (a Kubernetes limit). */
 function usableCpus(cgroup2Root: string): number {
   const rel = processCgroup2Path('self');
@@ -26,7 +41,7 @@ function usableCpus(cgroup2Root: string): number {
 }
 
 function meshOptions(
-  o: { caTokenFile?: string; caAddress?: string; caRootFile?: string; certValidity: number; trustDomain: string; xds?: string; hboneKeepaliveMs: number },
+  o: { caTokenFile?: string; caAddress?: string; caRootFile?: string; certValidity: number; trustDomain: string; xds?: string; hboneKeepaliveMs: number } & HandshakeFlags,
   log: Logger,
 ): AgentOptions['mesh'] {
   if (!o.caTokenFile) return undefined;
@@ -35,6 +50,10 @@ function meshOptions(
   return {
     trustDomain: o.trustDomain,
     keepalive: o.hboneKeepaliveMs > 0 ? { idleMs: o.hboneKeepaliveMs, timeoutMs: o.hboneKeepaliveMs } : null,
+    handshakes: {
+      timeoutMs: o.hboneHandshakeTimeoutMs,
+      limits: { perSource: o.hboneMaxHandshakesPerSource, perPod: o.hboneMaxHandshakesPerPod, total: o.hboneMaxHandshakes },
+    },
     identity: (registry) =>
       createSecretManager({
         registry,
@@ -74,6 +93,15 @@ export function registerAgentCommand(program: Command): void {
       int,
       10_000,
     )
+    .option('--hbone-handshake-timeout-ms <ms>', "a connection to a pod's 15008 that has not finished its TLS handshake by then is closed", positive, 10_000)
+    .option(
+      '--hbone-max-handshakes-per-source <n>',
+      "TLS handshakes in progress on pods' 15008 from one source address (per thread); more are reset at once and counted",
+      positive,
+      DEFAULT_HANDSHAKE_LIMITS.perSource,
+    )
+    .option('--hbone-max-handshakes-per-pod <n>', "TLS handshakes in progress on one pod's 15008 (per thread)", positive, DEFAULT_HANDSHAKE_LIMITS.perPod)
+    .option('--hbone-max-handshakes <n>', "TLS handshakes in progress on all pods' 15008 (per thread): bounds the memory they take", positive, DEFAULT_HANDSHAKE_LIMITS.total)
     .option(
       '--concurrency <n>',
       'threads that serve pod traffic, the main thread included; each accepts from every pod\'s listeners (0: one per CPU the agent may use: its CPU affinity and its cgroup\'s cpu.max quota)',
@@ -89,7 +117,7 @@ export function registerAgentCommand(program: Command): void {
     .option('--l7 <on|off>', 'L7 for HTTP ports (routes, per-request balancing and telemetry, L7 authorization); off: every connection takes the L4 path', 'on')
     .option('--access-log <all|errors|off>', 'one JSON line per HTTP request: all of them, only failed ones (5xx or a response flag), or none', 'all')
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
-    .action(async (o: {
+    .action(async (o: HandshakeFlags & {
       node: string;
       stateDir: string;
       pinRoot: string;
@@ -136,6 +164,7 @@ export function registerAgentCommand(program: Command): void {
           dataThreads: o.concurrency === 0 ? usableCpus(cg2.path) : o.concurrency,
           workerStallTimeoutMs: o.workerStallTimeout * 1000,
           l7: { enabled: o.l7 === 'on', accessLog: o.accessLog as AccessLogMode },
+          relieveMemory: () => loadNative().relieveMemory(),
         },
         log,
         () => openDatapath({ pinRoot: o.pinRoot, cgroupRoot }, log.child({ component: 'datapath' })),

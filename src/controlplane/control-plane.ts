@@ -7,6 +7,7 @@ import { toDebugJson } from '../xds/protos';
 import { typeShortName, XDS_TYPE_URLS } from '../xds/resource-types';
 import { AdsServer } from './ads-server';
 import { startCertificateAuthority, type CaHandle, type CaServerOptions } from './ca/ca-server';
+import { ConflictReporter } from './conflicts';
 import { formatIssue, type ConfigIssue } from './errors';
 import { FileSource, type ConfigSink, type ConfigSource } from './file-source';
 import { ControlPlaneHttpServer } from './http-server';
@@ -67,6 +68,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   readonly store = new ObjectStore();
   readonly metrics: ControlPlaneMetrics;
   private readonly vips = new VipAllocator();
+  private readonly conflicts: ConflictReporter;
   private current: Snapshot;
   private readonly ads: AdsServer;
   private http: ControlPlaneHttpServer | undefined;
@@ -82,6 +84,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
     private readonly log: Logger,
   ) {
     this.metrics = new ControlPlaneMetrics(opts.registry ?? new Registry());
+    this.conflicts = new ConflictReporter(this.store, this.metrics, log.child({ component: 'config' }));
     this.current = translate({ services: [], workloadsByNode: new Map() });
     this.ads = new AdsServer({
       view: { snapshot: () => this.current, systemVersion: () => String(this.builtGeneration) },
@@ -177,6 +180,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       const model = buildModel(this.store.services(), this.store.pods(), this.vips, this.opts.domain, policyObjects(this.store));
       this.current = translate(model);
       this.builtGeneration = this.store.generation;
+      this.conflicts.update(model.vipConflicts ?? [], this.store.duplicates());
       this.metrics.snapshots.inc();
       for (const t of XDS_TYPE_URLS) this.metrics.resources.set({ type: typeShortName(t) }, this.current.shared.get(t)?.size ?? 0);
       this.log.debug({ generation: this.builtGeneration }, 'snapshot rebuilt');
@@ -208,6 +212,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       generation: this.builtGeneration,
       objects: [...this.store.all()].map(([key, s]) => ({ key, origin: s.origin, object: s.object })),
       issues: this.store.issues(),
+      conflicts: this.conflicts.list(),
       resources,
       inbound: Object.fromEntries([...this.current.inbound].map(([node, r]) => [node, { name: r.name, version: r.version, resource: toDebugJson(r.message) }])),
       streams: this.ads.describeStreams(),

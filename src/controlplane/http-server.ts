@@ -1,8 +1,9 @@
 // Control-plane HTTP endpoints: /metrics (Prometheus), /debug/config (store, resources, streams), /healthz/ready.
 
-import http from 'node:http';
+import type http from 'node:http';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../telemetry/logger';
+import { createBoundedServer } from '../util/http';
 import { ControlPlaneError, CP_ERR } from './errors';
 
 export interface DebugProvider {
@@ -19,13 +20,16 @@ export class ControlPlaneHttpServer {
     private readonly debug: DebugProvider,
     private readonly log: Logger,
   ) {
-    this.server = http.createServer((req, res) => {
-      this.handle(req, res).catch((err: unknown) => {
-        this.log.error({ err, url: req.url }, 'control-plane HTTP request failed');
-        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
-        res.end('internal error\n');
-      });
-    });
+    this.server = createBoundedServer(
+      (req, res) => {
+        this.handle(req, res).catch((err: unknown) => {
+          this.log.error({ err, url: req.url }, 'control-plane HTTP request failed');
+          if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end('internal error\n');
+        });
+      },
+      { name: 'control-plane HTTP', log },
+    );
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

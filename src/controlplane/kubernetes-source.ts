@@ -196,10 +196,14 @@ export function toDocument(source: string, resource: WatchedResource, item: unkn
   const raw = JSON.parse(JSON.stringify(item)) as Record<string, unknown>;
   raw.kind ??= resource.kind;
   raw.apiVersion ??= resource.apiVersion;
-  const meta = (raw.metadata ?? {}) as { name?: string; namespace?: string };
+  const meta = (raw.metadata ?? {}) as { name?: string; namespace?: string; creationTimestamp?: unknown };
   const file = `${apiPath(resource)}/${meta.namespace ?? '-'}/${meta.name ?? '?'}`;
   const r = validateDocument(raw);
-  if (r.status === 'ok') return { status: 'ok', stored: { object: r.object, origin: { source, file, line: 0 }, raw } };
+  if (r.status === 'ok') {
+    // RFC 3339 (client-node's Dates became strings in the copy above); the age decides conflicts (store.ts compareAge)
+    const created = typeof meta.creationTimestamp === 'string' ? Date.parse(meta.creationTimestamp) : NaN;
+    return { status: 'ok', stored: { object: r.object, origin: { source, file, line: 0, ...(Number.isFinite(created) ? { created } : {}) }, raw } };
+  }
   if (r.status === 'ignored') return { status: 'ignored', kind: r.kind, apiVersion: r.apiVersion, file, line: 0 };
   return {
     status: 'invalid',

@@ -13,6 +13,10 @@ export class ControlPlaneMetrics {
   /** Rejected documents or files, by reason (syntax/invalid/duplicate). */
   readonly configErrors: Counter<'reason'>;
   readonly objects: Gauge<'kind'>;
+  /** Config conflicts found (a Service taking another's clusterIP:port, one name in two sources), by kind (vip/duplicate). */
+  readonly conflicts: Counter<'kind'>;
+  /** Conflicts in the config now, by kind. */
+  readonly openConflicts: Gauge<'kind'>;
   readonly resources: Gauge<'type'>;
   /** Store changes that produced a new snapshot. */
   readonly snapshots: Counter;
@@ -31,9 +35,20 @@ export class ControlPlaneMetrics {
       registers,
     });
     this.objects = new Gauge({ name: 'nodemesh_config_objects', help: 'Objects in the store', labelNames: ['kind'], registers });
+    this.conflicts = new Counter({
+      name: 'nodemesh_config_conflicts_total',
+      help: "Config conflicts found: a Service asking for another's clusterIP:port (vip), one kind/namespace/name in two sources (duplicate); the older object wins",
+      labelNames: ['kind'],
+      registers,
+    });
+    this.openConflicts = new Gauge({ name: 'nodemesh_config_conflicts_open', help: 'Config conflicts in the current config', labelNames: ['kind'], registers });
     this.resources = new Gauge({ name: 'nodemesh_xds_resources', help: 'Shared xDS resources in the current snapshot', labelNames: ['type'], registers });
     this.snapshots = new Counter({ name: 'nodemesh_xds_snapshots_total', help: 'Snapshots computed from store changes', registers });
     for (const mode of ['sotw', 'delta']) this.connected.set({ mode }, 0);
     for (const reason of ['syntax', 'invalid', 'duplicate']) this.configErrors.inc({ reason }, 0);
+    for (const kind of ['vip', 'duplicate']) {
+      this.conflicts.inc({ kind }, 0);
+      this.openConflicts.set({ kind }, 0);
+    }
   }
 }

@@ -1,4 +1,5 @@
-// Derives the mesh model from stored objects: service VIPs, ports with resolved endpoints, workloads per node.
+// Derives the mesh model from stored objects: service VIPs (the older Service keeps a contested one), ports
+// with resolved endpoints, workloads per node.
 
 import { outboundClusterName, serviceHost, serviceListenerName, vipListenerName } from '../xds/resource-types';
 import type { PodObject, PolicyObject, ServiceObject, ServicePort } from './objects';
@@ -36,8 +37,25 @@ export interface ServiceModel {
   ports: ServicePortModel[];
 }
 
+/**
+ * A Service that asks for a clusterIP:port an older Service already has. Kubernetes would have refused it;
+ * here it is served without its VIP (by name only) until the older one is gone or either changes, so the
+ * older Service's traffic never moves.
+ */
+export interface VipConflict {
+  vip: string;
+  /** What both claim on the VIP, as `PROTOCOL/port`. */
+  ports: string[];
+  /** `namespace/name` of the older Service, which keeps the VIP. */
+  kept: string;
+  /** `namespace/name` of the newer one. */
+  refused: string;
+}
+
 export interface MeshModel {
   services: ServiceModel[];
+  /** Services served without their VIP because an older one has it (see VipConflict). */
+  vipConflicts?: VipConflict[];
   /** In-mesh pods with an IP, per node name. */
   workloadsByNode: Map<string, PodObject[]>;
   /** Security policy per in-mesh pod (`ns/name`); a pod missing here gets PERMISSIVE and allow-all. */
@@ -62,6 +80,10 @@ export function isServing(pod: PodObject): boolean {
   return pod.podIP !== undefined && pod.ready;
 }
 
+/**
+ * `services` must come oldest first (as ObjectStore lists them): of two Services claiming one clusterIP:port,
+ * the first keeps it.
+ */
 export function buildModel(
   services: ServiceObject[],
   pods: PodObject[],
@@ -74,6 +96,8 @@ export function buildModel(
     if (s.clusterIP !== 'None') requested.set(`${s.meta.namespace}/${s.meta.name}`, s.clusterIP);
   }
   const assigned = vips.assign(requested);
+  const vipConflicts = contestedVips(services, assigned);
+  for (const c of vipConflicts) assigned.delete(c.refused);
   const byNs = new Map<string, PodObject[]>();
   for (const p of pods) {
     if (!isServing(p)) continue;
@@ -127,5 +151,28 @@ export function buildModel(
   for (const list of workloadsByNode.values()) {
     for (const p of list) policies.set(`${p.meta.namespace}/${p.meta.name}`, index.workloadPolicy(p));
   }
-  return { services: out, workloadsByNode, policies };
+  return { services: out, workloadsByNode, policies, vipConflicts };
+}
+
+/** Walks the Services oldest first: each claims its VIP's ports unless an earlier one has any of them. */
+function contestedVips(services: ServiceObject[], assigned: Map<string, string>): VipConflict[] {
+  const owners = new Map<string, string>();
+  const conflicts: VipConflict[] = [];
+  for (const s of services) {
+    const key = `${s.meta.namespace}/${s.meta.name}`;
+    const vip = assigned.get(key);
+    if (vip === undefined) continue;
+    const claims = [...new Set(s.ports.map((p) => `${p.protocol}/${p.port}`))];
+    const clashes = new Map<string, string[]>();
+    for (const c of claims) {
+      const owner = owners.get(`${vip} ${c}`);
+      if (owner !== undefined && owner !== key) clashes.set(owner, [...(clashes.get(owner) ?? []), c]);
+    }
+    if (clashes.size === 0) {
+      for (const c of claims) owners.set(`${vip} ${c}`, key);
+      continue;
+    }
+    for (const [kept, ports] of clashes) conflicts.push({ vip, ports, kept, refused: key });
+  }
+  return conflicts;
 }

@@ -36,6 +36,8 @@ export interface ObjectOrigin {
   source: string;
   file: string;
   line: number;
+  /** metadata.creationTimestamp (ms since the epoch), for objects from the API server: their age when two conflict. */
+  created?: number;
 }
 
 export interface ContainerPort {

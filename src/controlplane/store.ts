@@ -1,4 +1,5 @@
-// The one object store every source writes into: per-source sets, last-good on invalid input, change events.
+// The one object store every source writes into: per-source sets, last-good on invalid input, change events,
+// the age of every object, and the oldest of two objects with one name winning.
 
 import type { ConfigIssue } from './errors';
 import { keyOf, type Kind, type PodObject, type ServiceObject, type StoredObject } from './objects';
@@ -27,6 +28,41 @@ export interface ApplyResult {
   ignored: Extract<SourceDocument, { status: 'ignored' }>[];
 }
 
+/** Two sources hold an object of the same kind, namespace and name: the older is kept, the other ignored. */
+export interface DuplicateObject {
+  key: string;
+  kept: StoredObject;
+  ignored: StoredObject;
+}
+
+/** An object with the order in which the running control plane first saw it in its source. */
+interface Aged {
+  key: string;
+  stored: StoredObject;
+  seen: number;
+}
+
+/**
+ * Which of two objects is older. Objects from the API server carry their creationTimestamp: the earlier one,
+ * then the smaller uid (as Kubernetes itself would have refused the later one). Objects from files have no
+ * reliable age: the one this control plane saw first, and for objects seen in the same read (at start, or
+ * two files changed at once) the one first in file order (path, then position in the file). An object with a
+ * creation time counts as older than one without.
+ */
+function compareAge(a: Aged, b: Aged): number {
+  const ca = a.stored.origin.created;
+  const cb = b.stored.origin.created;
+  if (ca !== undefined || cb !== undefined) {
+    if (ca === undefined) return 1;
+    if (cb === undefined) return -1;
+    if (ca !== cb) return ca - cb;
+    const ua = a.stored.object.meta.uid;
+    const ub = b.stored.object.meta.uid;
+    if (ua !== ub) return ua < ub ? -1 : 1;
+  }
+  return a.seen - b.seen;
+}
+
 function sameObjects(a: Map<string, StoredObject> | undefined, b: Map<string, StoredObject>): boolean {
   if (!a || a.size !== b.size) return false;
   for (const [k, v] of b) {
@@ -40,7 +76,11 @@ export class ObjectStore {
   private readonly sources = new Map<string, Map<string, StoredObject>>();
   private readonly sourceIssues = new Map<string, ConfigIssue[]>();
   private readonly listeners = new Set<() => void>();
+  /** Per source, when each of its objects was first seen (a sequence number; the file source's notion of age). */
+  private readonly seen = new Map<string, Map<string, number>>();
+  private nextSeen = 0;
   private merged: Map<string, StoredObject> | undefined;
+  private dups: DuplicateObject[] = [];
   /** Bumped on every change of content; part of /debug/config. */
   generation = 0;
 
@@ -86,6 +126,7 @@ export class ObjectStore {
     else this.sourceIssues.delete(update.source);
     const changed = !sameObjects(previous, next);
     this.sources.set(update.source, next);
+    this.noteSeen(update.source, next);
     if (changed) this.bump();
     return { changed, issues, keptLastGood, ignored };
   }
@@ -96,18 +137,44 @@ export class ObjectStore {
     const had = this.sources.get(source);
     if (!had) return false;
     this.sources.delete(source);
+    this.seen.delete(source);
     if (had.size > 0) this.bump();
     return had.size > 0;
   }
 
-  /** All objects; when two sources hold the same kind/namespace/name, the older source wins. */
+  /**
+   * All objects, oldest first (see compareAge); when two sources hold the same kind/namespace/name, the older
+   * object is kept and the other listed in `duplicates()`.
+   */
   all(): Map<string, StoredObject> {
     if (!this.merged) {
+      const aged: Aged[] = [];
+      for (const [source, objs] of this.sources) {
+        const seen = this.seen.get(source)!;
+        for (const [key, stored] of objs) aged.push({ key, stored, seen: seen.get(key)! });
+      }
+      aged.sort(compareAge);
       const m = new Map<string, StoredObject>();
-      for (const objs of this.sources.values()) for (const [k, v] of objs) if (!m.has(k)) m.set(k, v);
+      const dups: DuplicateObject[] = [];
+      for (const { key, stored } of aged) {
+        const kept = m.get(key);
+        if (kept) dups.push({ key, kept, ignored: stored });
+        else m.set(key, stored);
+      }
       this.merged = m;
+      this.dups = dups;
     }
     return this.merged;
+  }
+
+  get(key: string): StoredObject | undefined {
+    return this.all().get(key);
+  }
+
+  /** Objects ignored because an older one with the same kind/namespace/name is in another source. */
+  duplicates(): DuplicateObject[] {
+    this.all();
+    return this.dups;
   }
 
   list(kind: Kind): StoredObject[] {
@@ -141,6 +208,14 @@ export class ObjectStore {
   onChange(fn: () => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
+  }
+
+  /** New objects of a source get the next sequence numbers, in document order; objects that left it lose theirs. */
+  private noteSeen(source: string, objects: Map<string, StoredObject>): void {
+    const before = this.seen.get(source);
+    const now = new Map<string, number>();
+    for (const key of objects.keys()) now.set(key, before?.get(key) ?? this.nextSeen++);
+    this.seen.set(source, now);
   }
 
   private bump(): void {

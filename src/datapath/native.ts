@@ -105,6 +105,11 @@ export interface NativeBinding {
   mountBpffs(target: string): void;
   numPossibleCpus(): number;
   libbpfVersion(): string;
+  /**
+   * A full, compacting GC of the calling thread's V8 heap, then glibc's free pages (all arenas) back to the
+   * kernel; answers whether glibc released any. For after a burst of short-lived connections, not for routine use.
+   */
+  relieveMemory(): boolean;
 }
 
 /** The repository root (where package.json lives), from either src/ or the compiled dist/src/. */

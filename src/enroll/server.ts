@@ -1,9 +1,9 @@
 // The enrollment API server: HTTP+JSON on a unix socket, validated, answering ack or a clear error.
 
-import http from 'node:http';
+import type http from 'node:http';
 import type { Logger } from '../telemetry/logger';
 import { NodemeshError } from '../util/errors';
-import { readBody, sendJson } from '../util/http';
+import { createBoundedServer, sendJson } from '../util/http';
 import { EnrollError, parseEnrollRequest, type EnrolledPod } from './protocol';
 
 /** What the agent provides. Each call either fully applies or throws with nothing applied. */
@@ -14,18 +14,18 @@ export interface EnrollmentHandler {
 }
 
 export function createEnrollServer(handler: EnrollmentHandler, log: Logger): http.Server {
-  return http.createServer((req, res) => {
-    void route(handler, req, res).catch((err: unknown) => {
+  return createBoundedServer((req, res, body) => {
+    void route(handler, req, res, body).catch((err: unknown) => {
       const e = err instanceof EnrollError ? err : err instanceof NodemeshError ? err : null;
       const status = err instanceof EnrollError ? err.status : 500;
-      const body = { error: { code: e?.code ?? 'NM_ENROLL_INTERNAL', message: err instanceof Error ? err.message : String(err) } };
+      const reply = { error: { code: e?.code ?? 'NM_ENROLL_INTERNAL', message: err instanceof Error ? err.message : String(err) } };
       (status >= 500 ? log.error.bind(log) : log.warn.bind(log))({ err, method: req.method, url: req.url }, 'enrollment request failed');
-      sendJson(res, status, body);
+      sendJson(res, status, reply);
     });
-  });
+  }, { name: 'enrollment', log });
 }
 
-async function route(handler: EnrollmentHandler, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+async function route(handler: EnrollmentHandler, req: http.IncomingMessage, res: http.ServerResponse, body: Buffer): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://enroll');
   const path = url.pathname;
   if (path === '/v1/pods' && req.method === 'GET') {
@@ -33,8 +33,7 @@ async function route(handler: EnrollmentHandler, req: http.IncomingMessage, res:
     return;
   }
   if (path === '/v1/pods' && req.method === 'POST') {
-    const body = await readBody(req);
-    const pod = await handler.enroll(parseEnrollRequest(body));
+    const pod = await handler.enroll(parseEnrollRequest(body.toString('utf8')));
     sendJson(res, 200, pod);
     return;
   }

@@ -10,6 +10,7 @@ import type { ConnectionTracker, Endpoint } from './connection-tracker';
 import type { HboneClientPool } from './hbone';
 import type { HttpProxy } from './http/http-proxy';
 import type { KeepaliveTiming } from './hbone/h2/session';
+import type { HandshakeLimiter } from './hbone/handshake-limits';
 
 /** Per-pod socket source: the datapath in production, plain sockets in tests. */
 export interface PodSockets {
@@ -25,6 +26,8 @@ export interface MeshContext {
   pool: HboneClientPool;
   /** PING liveness for the pod's HBONE servers (undefined: their default, null: off). */
   keepalive?: KeepaliveTiming | null;
+  /** Bounds on TLS handshakes in progress on this thread's pods' 15008, and their timeout. */
+  handshakes: { limiter: HandshakeLimiter; timeoutMs?: number };
   hbonePort: number;
   trustDomain: string;
   spiffeIdOf(w: { namespace: string; serviceAccount: string }): string;

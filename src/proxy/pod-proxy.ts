@@ -80,6 +80,9 @@ export class PodProxy {
       return;
     }
     const id = mesh.spiffeIdOf(this.pod);
+    // one gate for the pod's listeners (IPv4, IPv6); per-source and total counts are the thread's
+    const gate = mesh.handshakes.limiter.gate();
+    const log = this.ctx.log.child({ pod: this.name });
     mesh.identity.certFor(id).then(
       async () => {
         // one fd at a time leaves the list as its server takes it: close() and failures close the rest
@@ -89,7 +92,9 @@ export class PodProxy {
             trustBundle: () => mesh.identity.trustBundle(),
             onConnect: (c, respond) => handleHboneConnect(this.ctx, this.pod, this.sockets, c, respond),
             keepalive: mesh.keepalive,
-            log: this.ctx.log,
+            handshakeGate: gate,
+            handshakeTimeoutMs: mesh.handshakes.timeoutMs,
+            log,
           });
           const fd = this.pendingHbone.shift()!;
           try {

@@ -18,6 +18,7 @@ import { ConnectionTracker } from './connection-tracker';
 import type { PodSockets, ProxyContext } from './context';
 import { HboneClientPool, type HboneServerStats } from './hbone';
 import type { KeepaliveTiming } from './hbone/h2/session';
+import { HandshakeLimiter, type FloodWatch, type HandshakeOptions } from './hbone/handshake-limits';
 import { HttpProxy } from './http/http-proxy';
 import type { AccessLogMode } from './http/layers/telemetry';
 import { PodProxy, type PodListenerFds } from './pod-proxy';
@@ -35,13 +36,18 @@ export interface ProxyRuntimeOptions {
   bufferSize?: number;
   connectTimeoutMs?: number;
   /** With workload identities, mesh destinations go over HBONE (mTLS). */
-  mesh?: { identity: IdentitySource; trustDomain: string; keepalive?: KeepaliveTiming | null };
+  mesh?: { identity: IdentitySource; trustDomain: string; keepalive?: KeepaliveTiming | null; handshakes?: HandshakeOptions };
   /** L7 for HTTP ports (default on); off sends every connection down the L4 path (an incident switch). */
   l7?: boolean;
   /** Per-request access lines: all (default), errors only, or none. */
   accessLog?: AccessLogMode;
   /** This agent's node (and zone), for locality-aware balancing. */
   locality?: { node: string; zone?: string };
+  /**
+   * Hands memory back to the kernel once a burst of connections to pods' 15008 is over (the addon's
+   * `relieveMemory`: a full GC of this thread's heap, then glibc's free pages). Absent: nothing is done.
+   */
+  relieveMemory?: () => void;
 }
 
 export interface PodHboneServers {
@@ -78,11 +84,12 @@ export class ProxyRuntime {
       http: null,
     };
     if (opts.mesh) {
-      const { identity, trustDomain, keepalive } = opts.mesh;
+      const { identity, trustDomain, keepalive, handshakes } = opts.mesh;
       this.ctx.mesh = {
         identity,
         pool: new HboneClientPool({ log: opts.log, connectTimeoutMs, keepalive }),
         keepalive,
+        handshakes: { limiter: new HandshakeLimiter(handshakes?.limits, floodWatch(opts)), timeoutMs: handshakes?.timeoutMs },
         hbonePort: PORT_HBONE,
         trustDomain,
         spiffeIdOf: (w) => spiffeId({ trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount }),
@@ -165,5 +172,24 @@ export class ProxyRuntime {
     this.tracker.stop();
     this.ctx.http?.destroy();
     this.ctx.mesh?.pool.destroy();
+    this.ctx.mesh?.handshakes.limiter.close();
   }
+}
+
+/** After a handshake flood: memory back to the kernel, and one line saying how much. */
+function floodWatch(opts: ProxyRuntimeOptions): FloodWatch | undefined {
+  const relieve = opts.relieveMemory;
+  if (!relieve) return undefined;
+  return {
+    over: (connections) => {
+      const before = process.memoryUsage.rss();
+      relieve();
+      const after = process.memoryUsage.rss();
+      opts.log.info({ connections, rssBeforeMb: mb(before), rssAfterMb: mb(after) }, "a burst of connections to pods' 15008 is over: memory handed back to the kernel");
+    },
+  };
+}
+
+function mb(bytes: number): number {
+  return Math.round(bytes / 104857.6) / 10;
 }

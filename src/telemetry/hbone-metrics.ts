@@ -12,7 +12,7 @@ export interface PodHboneStats {
 }
 
 type ClientTotal = 'sessionsOpened' | 'dialFailures' | 'connectRefused' | 'silentPeers';
-type ServerTotal = 'sessionsAccepted' | 'handshakeFailures' | 'clientsRefused' | 'silentPeers';
+type ServerTotal = 'sessionsAccepted' | 'handshakeFailures' | 'handshakeTimeouts' | 'clientsRefused' | 'silentPeers';
 
 export function registerHboneMetrics(registry: Registry, client: () => HboneClientPoolStats | null, servers: () => PodHboneStats[]): void {
   const registers = [registry];
@@ -57,18 +57,37 @@ export function registerHboneMetrics(registry: Registry, client: () => HboneClie
       },
     });
   };
-  new Gauge({
-    name: 'nodemesh_hbone_server_sessions',
-    help: "HBONE sessions open on each pod's 15008 listeners",
-    labelNames: ['pod', 'namespace'],
+  const serverGauge = (name: string, help: string, pick: 'sessions' | 'handshakesInProgress'): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['pod', 'namespace'],
+      registers,
+      collect() {
+        this.reset();
+        for (const p of servers()) this.set({ pod: p.pod, namespace: p.namespace }, p.servers.reduce((n, s) => n + s[pick], 0));
+      },
+    });
+  };
+  serverGauge('nodemesh_hbone_server_sessions', "HBONE sessions open on each pod's 15008 listeners", 'sessions');
+  serverGauge('nodemesh_hbone_server_handshakes_in_progress', "TLS handshakes under way on each pod's 15008 listeners", 'handshakesInProgress');
+  serverTotal('nodemesh_hbone_server_sessions_accepted_total', "HBONE sessions accepted on the pod's 15008 (client verified)", 'sessionsAccepted');
+  serverTotal('nodemesh_hbone_server_handshake_failures_total', "TLS handshakes that failed on the pod's 15008", 'handshakeFailures');
+  serverTotal('nodemesh_hbone_server_handshake_timeouts_total', "TLS handshakes on the pod's 15008 that did not finish within the handshake timeout (also in handshake_failures)", 'handshakeTimeouts');
+  new Counter({
+    name: 'nodemesh_hbone_server_handshakes_rejected_total',
+    help: "Connections to the pod's 15008 reset at accept: a bound on TLS handshakes in progress (per source address, per pod, in all) was reached",
+    labelNames: ['pod', 'namespace', 'bound'],
     registers,
     collect() {
       this.reset();
-      for (const p of servers()) this.set({ pod: p.pod, namespace: p.namespace }, p.servers.reduce((n, s) => n + s.sessions, 0));
+      for (const p of servers()) {
+        for (const bound of ['source', 'pod', 'total'] as const) {
+          this.inc({ pod: p.pod, namespace: p.namespace, bound }, p.servers.reduce((n, s) => n + s.handshakesRejected[bound], 0));
+        }
+      }
     },
   });
-  serverTotal('nodemesh_hbone_server_sessions_accepted_total', "HBONE sessions accepted on the pod's 15008 (client verified)", 'sessionsAccepted');
-  serverTotal('nodemesh_hbone_server_handshake_failures_total', "TLS handshakes that failed on the pod's 15008", 'handshakeFailures');
   serverTotal('nodemesh_hbone_server_clients_refused_total', 'Clients refused after the handshake (untrusted, expired, no single SPIFFE ID)', 'clientsRefused');
   serverTotal('nodemesh_hbone_server_silent_peers_total', 'HBONE sessions ended with their tunnels because the client answered nothing, not even a PING', 'silentPeers');
 }

@@ -1,28 +1,100 @@
-// Tiny helpers for the agent's local HTTP APIs (enrollment, admin): bounded bodies, JSON replies, unix sockets.
+// The HTTP servers of the agent and the control plane (admin, metrics, readiness, enrollment, debug): bounded
+// bodies, head and body deadlines, a cap on connections; JSON replies, unix sockets.
 
 import fs from 'node:fs';
 import http from 'node:http';
-import { NodemeshError } from './errors';
+import { CountedLog } from '../telemetry/counted-log';
+import type { Logger } from '../telemetry/logger';
 
-export const MAX_BODY_BYTES = 64 * 1024;
+/**
+ * What one request or client may take from a listener. Every listener gets all four: the agent's metrics
+ * and readiness ports face the network, and a unix socket faces every process that may open it.
+ */
+export interface HttpServerLimits {
+  /** Largest request body; a larger one is answered 413 without being read, and the connection closed. */
+  maxBodyBytes: number;
+  /** The request head must have arrived by then (from the connection's start, or the previous request's end); else 408. */
+  headersTimeoutMs: number;
+  /** The whole request, body included, must have arrived by then; else 408. A slow handler is not timed. */
+  requestTimeoutMs: number;
+  /** Connections open at once (idle keep-alive ones included); more are closed at accept. */
+  maxConnections: number;
+}
 
-/** Reads a request body up to `limit` bytes; rejects with a 413-worthy error beyond that. */
-export function readBody(req: http.IncomingMessage, limit = MAX_BODY_BYTES): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > limit) {
-        reject(new NodemeshError('NM_HTTP_BODY_TOO_LARGE', `request body exceeds ${limit} bytes`));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
+/** Nothing these listeners serve needs a body beyond a few KB (an enrollment request is the largest). */
+export const DEFAULT_HTTP_LIMITS: HttpServerLimits = { maxBodyBytes: 64 * 1024, headersTimeoutMs: 5_000, requestTimeoutMs: 10_000, maxConnections: 64 };
+
+/** Node checks its head and request deadlines this often (its default, 30 s, would let a deadline run 30 s late). */
+const DEADLINE_CHECK_MS = 1_000;
+
+/** A request handler that gets the whole body, already read within the limits. */
+export type BodyHandler = (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) => void;
+
+export interface BoundedServerOptions extends Partial<HttpServerLimits> {
+  /** Names the listener in logs (e.g. "admin", "enrollment"). */
+  name: string;
+  log?: Logger;
+}
+
+/**
+ * An HTTP server within `HttpServerLimits` (defaults: DEFAULT_HTTP_LIMITS). The body is read before `handler`
+ * runs; one over the limit is answered 413 (a JSON error, `NM_HTTP_BODY_TOO_LARGE`) and no more of it is read.
+ * Late heads and bodies get Node's 408. Connections over the cap are closed at accept and logged as a count.
+ */
+export function createBoundedServer(handler: BodyHandler, opts: BoundedServerOptions): http.Server {
+  const limits = { ...DEFAULT_HTTP_LIMITS, ...definedOnly(opts) };
+  const server = http.createServer(
+    { headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs, connectionsCheckingInterval: DEADLINE_CHECK_MS },
+    (req, res) => readLimited(req, res, limits.maxBodyBytes, handler),
+  );
+  server.maxConnections = limits.maxConnections;
+  if (opts.log) {
+    const dropped = new CountedLog(opts.log, 'warn', `${opts.name} listener: connection refused, ${limits.maxConnections} already open`);
+    server.on('drop', (d?: { remoteAddress?: string }) => dropped.record('over the connection cap', { peer: d?.remoteAddress ?? 'local' }));
+    server.on('close', () => dropped.close());
+  }
+  return server;
+}
+
+function definedOnly(o: Partial<HttpServerLimits>): Partial<HttpServerLimits> {
+  const out: Partial<HttpServerLimits> = {};
+  for (const k of ['maxBodyBytes', 'headersTimeoutMs', 'requestTimeoutMs', 'maxConnections'] as const) if (o[k] !== undefined) out[k] = o[k];
+  return out;
+}
+
+function readLimited(req: http.IncomingMessage, res: http.ServerResponse, limit: number, handler: BodyHandler): void {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limit) {
+    tooLarge(res, limit);
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let over = false;
+  req.on('data', (c: Buffer) => {
+    if (over) return;
+    size += c.length;
+    if (size > limit) {
+      over = true;
+      chunks.length = 0;
+      req.pause();
+      tooLarge(res, limit);
+      return;
+    }
+    chunks.push(c);
   });
+  req.on('end', () => {
+    if (!over) handler(req, res, Buffer.concat(chunks));
+  });
+  // the client went away mid-body: nothing to answer
+  req.on('error', () => undefined);
+}
+
+/** 413 and close: Node closes the connection once the answer is written, so the rest of the body is never read. */
+function tooLarge(res: http.ServerResponse, limit: number): void {
+  const text = JSON.stringify({ error: { code: 'NM_HTTP_BODY_TOO_LARGE', message: `request body exceeds ${limit} bytes` } }) + '\n';
+  res.writeHead(413, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), connection: 'close' });
+  res.end(text);
 }
 
 /** JSON.stringify that renders bigint (BPF counters, cookies) as decimal strings. */

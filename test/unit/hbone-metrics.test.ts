@@ -8,7 +8,7 @@ import type { HboneServerStats } from '../../src/proxy/hbone/server';
 import { registerHboneMetrics, type PodHboneStats } from '../../src/telemetry/hbone-metrics';
 
 function server(over: Partial<HboneServerStats>): HboneServerStats {
-  return { sessions: 0, activeStreams: 0, sessionsAccepted: 0, streamsAccepted: 0, handshakeFailures: 0, clientsRefused: 0, badRequests: 0, silentPeers: 0, ...over };
+  return { sessions: 0, activeStreams: 0, sessionsAccepted: 0, streamsAccepted: 0, handshakeFailures: 0, handshakeTimeouts: 0, handshakesInProgress: 0, handshakesRejected: { source: 0, pod: 0, total: 0 }, clientsRefused: 0, badRequests: 0, silentPeers: 0, ...over };
 }
 
 function value(text: string, series: string): number | undefined {
@@ -28,7 +28,7 @@ test('pool totals and gauges, and per-pod server figures summed over the pod\'s 
 
   pool = { sessions: 2, activeStreams: 5, pendingDials: 0, sessionsOpened: 7, dialFailures: 1, streamsOpened: 9, streamsReused: 4, connectRefused: 2, silentPeers: 3, perSession: [] };
   pods = [
-    { pod: 'echo', namespace: 'default', servers: [server({ sessions: 1, sessionsAccepted: 4, clientsRefused: 1 }), server({ sessions: 2, sessionsAccepted: 1, handshakeFailures: 2, silentPeers: 1 })] },
+    { pod: 'echo', namespace: 'default', servers: [server({ sessions: 1, sessionsAccepted: 4, clientsRefused: 1 }), server({ sessions: 2, sessionsAccepted: 1, handshakeFailures: 2, handshakeTimeouts: 1, handshakesInProgress: 3, handshakesRejected: { source: 4, pod: 1, total: 0 }, silentPeers: 1 })] },
     { pod: 'db', namespace: 'prod', servers: [server({ clientsRefused: 5 })] },
   ];
   text = await registry.metrics();
@@ -41,6 +41,11 @@ test('pool totals and gauges, and per-pod server figures summed over the pod\'s 
   assert.equal(value(text, 'nodemesh_hbone_server_sessions{pod="echo",namespace="default"}'), 3);
   assert.equal(value(text, 'nodemesh_hbone_server_sessions_accepted_total{pod="echo",namespace="default"}'), 5);
   assert.equal(value(text, 'nodemesh_hbone_server_handshake_failures_total{pod="echo",namespace="default"}'), 2);
+  assert.equal(value(text, 'nodemesh_hbone_server_handshake_timeouts_total{pod="echo",namespace="default"}'), 1);
+  assert.equal(value(text, 'nodemesh_hbone_server_handshakes_in_progress{pod="echo",namespace="default"}'), 3);
+  assert.equal(value(text, 'nodemesh_hbone_server_handshakes_rejected_total{pod="echo",namespace="default",bound="source"}'), 4);
+  assert.equal(value(text, 'nodemesh_hbone_server_handshakes_rejected_total{pod="echo",namespace="default",bound="pod"}'), 1);
+  assert.equal(value(text, 'nodemesh_hbone_server_handshakes_rejected_total{pod="echo",namespace="default",bound="total"}'), 0);
   assert.equal(value(text, 'nodemesh_hbone_server_clients_refused_total{pod="echo",namespace="default"}'), 1);
   assert.equal(value(text, 'nodemesh_hbone_server_clients_refused_total{pod="db",namespace="prod"}'), 5);
   assert.equal(value(text, 'nodemesh_hbone_server_silent_peers_total{pod="echo",namespace="default"}'), 1);

@@ -1,8 +1,9 @@
 // Inbound HBONE: TLS 1.3 + HTTP/2 on a pod's 15008 fd, client SPIFFE ID from its certificate, CONNECT streams to a handler.
 
-import type net from 'node:net';
+import net from 'node:net';
 import tls from 'node:tls';
 import type { CertBundle } from '../../identity/types';
+import { CountedLog } from '../../telemetry/counted-log';
 import type { Logger } from '../../telemetry/logger';
 import type { Endpoint } from '../connection-tracker';
 import { HBONE_DETECTED_HEADER, HBONE_REASON_HEADER, parseAuthority, refusalFrames } from './protocol';
@@ -10,6 +11,7 @@ import { HboneClosedError, errMessage } from './errors';
 import { ErrorCode, H2PeerSilentError, isInternal } from './h2/constants';
 import { DEFAULT_KEEPALIVE, H2Session, type KeepaliveTiming } from './h2/session';
 import type { H2Stream, Headers } from './h2/stream';
+import { HandshakeLimiter, type HandshakeGate, type HandshakeRefusal } from './handshake-limits';
 import { HBONE_ALPN, clientVerdict, contextOptions, serverTlsReason } from './tls';
 
 export interface HboneConnectContext {
@@ -51,8 +53,13 @@ export interface HboneServerOptions {
   /** HTTP/2 receive windows: per stream (default 4 MiB) and per session (default 16 MiB). */
   streamWindow?: number;
   connectionWindow?: number;
-  /** A TCP connection that has not finished the TLS handshake by then is dropped. Default 10 s. */
+  /** A TCP connection that has not finished the TLS handshake by then is closed. Default 10 s. */
   handshakeTimeoutMs?: number;
+  /**
+   * Admission of TLS handshakes, shared by a pod's listeners (and, through its limiter, by every pod of the
+   * thread): over a bound, a connection is reset at accept. Default: a gate of its own with the default limits.
+   */
+  handshakeGate?: HandshakeGate;
   /** A session without streams and without frames for this long is closed. Default 10 min. */
   idleTimeoutMs?: number;
   /**
@@ -70,7 +77,14 @@ export interface HboneServerStats {
   /** Totals since start. */
   sessionsAccepted: number;
   streamsAccepted: number;
+  /** TLS handshakes that failed or timed out (the socket is closed either way). */
   handshakeFailures: number;
+  /** Of those, handshakes that did not finish within the handshake timeout. */
+  handshakeTimeouts: number;
+  /** TLS handshakes under way now. */
+  handshakesInProgress: number;
+  /** Connections reset at accept because a bound on handshakes in progress was reached, by bound. */
+  handshakesRejected: Record<HandshakeRefusal, number>;
   /** Clients refused after the handshake: untrusted, expired or missing certificate, no single SPIFFE ID. */
   clientsRefused: number;
   badRequests: number;
@@ -90,7 +104,14 @@ const KEEPALIVE_MS = 30_000;
 const REFUSAL_LINGER_MS = 5_000;
 
 export class HboneServer {
-  private readonly server: tls.Server;
+  /** Accepts, and hands what it admits to `tls` (which never listens itself). */
+  private readonly server: net.Server;
+  private readonly tls: tls.Server;
+  private readonly gate: HandshakeGate;
+  /** Handshakes under way, by 4-tuple: their slot is given back when the handshake ends or the socket closes. */
+  private readonly handshaking = new Map<string, { socket: net.Socket; release: () => void }>();
+  private readonly handshakeLog: CountedLog | undefined;
+  private readonly clientLog: CountedLog | undefined;
   private readonly sessions = new Map<H2Session, SessionInfo>();
   private readonly log: Logger | undefined;
   private readonly idleTimeoutMs: number;
@@ -99,7 +120,8 @@ export class HboneServer {
   private readonly maxConcurrentStreams: number;
   private readonly keepalive: KeepaliveTiming | null;
   private closing = false;
-  private totals = { sessionsAccepted: 0, streamsAccepted: 0, handshakeFailures: 0, clientsRefused: 0, badRequests: 0, silentPeers: 0 };
+  private totals = { sessionsAccepted: 0, streamsAccepted: 0, handshakeFailures: 0, handshakeTimeouts: 0, clientsRefused: 0, badRequests: 0, silentPeers: 0 };
+  private readonly rejected: Record<HandshakeRefusal, number> = { source: 0, pod: 0, total: 0 };
 
   constructor(private readonly opts: HboneServerOptions) {
     this.log = opts.log;
@@ -108,7 +130,10 @@ export class HboneServer {
     this.streamWindow = opts.streamWindow ?? 4 * 1024 * 1024;
     this.maxConcurrentStreams = opts.maxConcurrentStreams ?? 100;
     this.keepalive = opts.keepalive === undefined ? DEFAULT_KEEPALIVE : opts.keepalive;
-    this.server = tls.createServer({
+    this.gate = opts.handshakeGate ?? new HandshakeLimiter().gate();
+    this.handshakeLog = opts.log && new CountedLog(opts.log, 'info', 'HBONE handshake refused');
+    this.clientLog = opts.log && new CountedLog(opts.log, 'info', 'HBONE client refused');
+    this.tls = tls.createServer({
       ...contextOptions(opts.identity(), opts.trustBundle(), 'server'),
       // The chain is verified during the handshake, but the verdict is ours (see `onSecureConnection`): Node
       // would otherwise drop an untrusted client without a word, leaving its operator guessing.
@@ -117,13 +142,63 @@ export class HboneServer {
       ALPNProtocols: [HBONE_ALPN],
       handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
     });
-    this.server.on('secureConnection', (s: tls.TLSSocket) => this.onSecureConnection(s));
-    // HTTP/2 writes several small frames per message; Nagle would hold the later ones for an ACK.
-    this.server.on('connection', (s: net.Socket) => s.setNoDelay(true));
-    this.server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
-      this.totals.handshakeFailures++;
-      this.log?.info({ peer: `${s.remoteAddress}:${s.remotePort}`, reason: serverTlsReason(err) }, 'HBONE handshake refused');
+    this.tls.on('secureConnection', (s: tls.TLSSocket) => {
+      this.handshakeDone(s);
+      this.onSecureConnection(s);
     });
+    this.tls.on('tlsClientError', (err: Error, s: tls.TLSSocket) => this.onHandshakeError(err, s));
+    this.server = net.createServer((s) => this.onConnection(s));
+  }
+
+  /**
+   * Admission: a connection over a bound is reset before any TLS state is made for it, so a flood costs an
+   * accept and a close each. An admitted one holds its slot until its handshake ends or its socket closes.
+   */
+  private onConnection(socket: net.Socket): void {
+    const ip = socket.remoteAddress;
+    if (ip === undefined) {
+      socket.destroy(); // reset by the peer before we got to it
+      return;
+    }
+    const admitted = this.gate.admit(ip);
+    if ('refused' in admitted) {
+      this.rejected[admitted.refused]++;
+      this.handshakeLog?.record(`over the ${admitted.refused} bound`, { peer: `${ip}:${socket.remotePort}` });
+      // RST rather than FIN: nothing of the connection stays in this socket's TIME_WAIT
+      socket.resetAndDestroy();
+      return;
+    }
+    const key = tupleKey(socket);
+    this.handshaking.set(key, { socket, release: admitted.release });
+    socket.once('close', () => {
+      admitted.release();
+      if (this.handshaking.get(key)?.socket === socket) this.handshaking.delete(key);
+    });
+    // HTTP/2 writes several small frames per message; Nagle would hold the later ones for an ACK.
+    socket.setNoDelay(true);
+    this.tls.emit('connection', socket);
+  }
+
+  private handshakeDone(s: tls.TLSSocket): void {
+    const key = tupleKey(s);
+    const h = this.handshaking.get(key);
+    if (!h) return;
+    this.handshaking.delete(key);
+    h.release();
+  }
+
+  /**
+   * Node leaves the socket open after a handshake timeout (and after some errors) once anyone listens for
+   * 'tlsClientError': an idle or half-sent ClientHello would hold its TLS state for as long as the peer likes.
+   */
+  private onHandshakeError(err: Error, s: tls.TLSSocket): void {
+    const peer = `${s.remoteAddress}:${s.remotePort}`;
+    this.handshakeDone(s);
+    s.destroy();
+    this.totals.handshakeFailures++;
+    const reason = serverTlsReason(err);
+    if (reason === 'ERR_TLS_HANDSHAKE_TIMEOUT') this.totals.handshakeTimeouts++;
+    this.handshakeLog?.record(reason, { peer });
   }
 
   /** Starts serving on a listening (or bound) fd made in the pod netns, or on host:port (tests). */
@@ -147,18 +222,19 @@ export class HboneServer {
 
   /** Re-reads `identity()` and `trustBundle()`; handshakes from now on use them, open sessions keep theirs. */
   updateIdentity(): void {
-    this.server.setSecureContext(contextOptions(this.opts.identity(), this.opts.trustBundle(), 'server'));
+    this.tls.setSecureContext(contextOptions(this.opts.identity(), this.opts.trustBundle(), 'server'));
   }
 
   stats(): HboneServerStats {
     let activeStreams = 0;
     for (const info of this.sessions.values()) activeStreams += info.streams;
-    return { sessions: this.sessions.size, activeStreams, ...this.totals };
+    return { sessions: this.sessions.size, activeStreams, ...this.totals, handshakesInProgress: this.handshaking.size, handshakesRejected: { ...this.rejected } };
   }
 
   /** Stops accepting and sends GOAWAY on every session; resolves once open streams ended and sessions closed. */
   async close(): Promise<void> {
     this.closing = true;
+    this.closeLogs();
     const waits: Promise<unknown>[] = [new Promise((resolve) => this.server.close(resolve))];
     for (const session of this.sessions.keys()) {
       waits.push(new Promise((resolve) => session.once('close', resolve)));
@@ -170,8 +246,15 @@ export class HboneServer {
   /** Closes everything now; open streams are reset. */
   destroy(): void {
     this.closing = true;
+    this.closeLogs();
     this.server.close();
+    for (const h of this.handshaking.values()) h.socket.destroy();
     for (const session of this.sessions.keys()) session.destroy();
+  }
+
+  private closeLogs(): void {
+    this.handshakeLog?.close();
+    this.clientLog?.close();
   }
 
   private onSecureConnection(socket: tls.TLSSocket): void {
@@ -187,7 +270,7 @@ export class HboneServer {
       return;
     }
     this.totals.clientsRefused++;
-    this.log?.info({ peer: `${socket.remoteAddress}:${socket.remotePort}`, reason: verdict.reason }, 'HBONE client refused');
+    this.clientLog?.record(verdict.reason, { peer: `${socket.remoteAddress}:${socket.remotePort}` });
     socket.on('error', () => socket.destroy());
     socket.resume();
     socket.end(refusalFrames(verdict.reason));
@@ -274,6 +357,11 @@ export class HboneServer {
     this.totals.badRequests++;
     answer(stream, 400, reason);
   }
+}
+
+/** Identifies a connection among those open on one listener (the TLS socket reports its TCP socket's addresses). */
+function tupleKey(s: net.Socket): string {
+  return `${s.remoteAddress}|${s.remotePort}|${s.localAddress}|${s.localPort}`;
 }
 
 /** A final answer: status and reason, END_STREAM, then RST_STREAM(NO_ERROR) so the client need not finish. */
