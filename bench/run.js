@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm run bench [-- --quick]`: brings up the bench lab, runs the contenders (direct, nodemesh-l4,
-// haproxy-mtls) interleaved through scenarios S1-S5, writes bench/results/, tears everything down.
+// haproxy-mtls, nodemesh-l7, haproxy-http-mtls) interleaved through scenarios S1-S5, writes
+// bench/results/, tears everything down.
 // Method, pinning and caveats: bench/README.md.
 //
 //   node bench/run.js [--quick] [--name bench] [--reps N] [--no-publish] [--only S1,S5]
@@ -65,7 +66,16 @@ const PLAN = QUICK
     };
 const runs = (s) => !ONLY || ONLY.split(',').includes(s);
 
-const CONTENDERS = ['direct', 'nodemesh-l4', 'haproxy-mtls'];
+/**
+ * nodemesh-l7: both agents parse HTTP (a Service declared appProtocol http with an HTTPRoute: a header match
+ * and a 2-way split, telemetry on). haproxy-http-mtls: HAProxy in mode http on both hops, same certificates.
+ * `--no-l7` leaves both out.
+ */
+const L7 = !argv.includes('--no-l7');
+const CONTENDERS = ['direct', 'nodemesh-l4', 'haproxy-mtls', ...(L7 ? ['nodemesh-l7', 'haproxy-http-mtls'] : [])];
+/** The L7 contenders carry HTTP only: S5 (a bulk TCP stream) is not theirs. */
+const BULK_CONTENDERS = ['direct', 'nodemesh-l4', 'haproxy-mtls'];
+const L7_VIP = '198.18.128.50';
 const HTTP_PORT = 8080;
 const BULK_PORT = 5201;
 /** taskset CPU lists: load generator + servers, and the proxies under test (agents / haproxy). */
@@ -103,13 +113,55 @@ ${containers.map((c) => `    - name: ${c.name}\n      command: ${JSON.stringify(
     { name: 'bulk', argv: ['taskset', '-c', String(LOAD_CPU), 'iperf3', '-s', '-p', String(BULK_PORT)] },
   ];
   const sleeper = [{ name: 'main', argv: ['sleep', 'infinity'] }];
-  return [
+  const l7Server = [{ name: 'http', argv: ['taskset', '-c', String(LOAD_CPU), node, server, '--port', String(HTTP_PORT)] }];
+  const docs = [
     '# The bench lab: written by bench/run.js for each run.',
     pod('client-plain', 'node-a', 'bench-client', false, sleeper),
     pod('client-mesh', 'node-a', 'bench-client', true, sleeper),
     pod('server-plain', 'node-b', 'bench-server', false, serverContainers),
     pod('server-mesh', 'node-b', 'bench-server', true, serverContainers),
-  ].join('\n');
+  ];
+  if (L7) {
+    // Two versions behind one Service declared HTTP; no Service selects server-mesh, so nodemesh-l4 stays L4.
+    docs.push(
+      pod('web-v1', 'node-b', 'bench-web', true, l7Server).replace('labels: { app: web-v1 }', 'labels: { app: web, version: v1 }'),
+      pod('web-v2', 'node-b', 'bench-web', true, l7Server).replace('labels: { app: web-v2 }', 'labels: { app: web, version: v2 }'),
+      `---
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: default }
+spec:
+  clusterIP: ${L7_VIP}
+  selector: { app: web }
+  ports: [{ name: http, port: ${HTTP_PORT}, targetPort: ${HTTP_PORT}, appProtocol: http }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web-v1, namespace: default }
+spec:
+  selector: { app: web, version: v1 }
+  ports: [{ name: http, port: ${HTTP_PORT}, targetPort: ${HTTP_PORT}, appProtocol: http }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web-v2, namespace: default }
+spec:
+  selector: { app: web, version: v2 }
+  ports: [{ name: http, port: ${HTTP_PORT}, targetPort: ${HTTP_PORT}, appProtocol: http }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: web, namespace: default }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: web, port: ${HTTP_PORT} }]
+  rules:
+    - matches: [{ headers: [{ name: x-canary, value: "true" }] }]
+      backendRefs: [{ name: web-v2, port: ${HTTP_PORT} }]
+    - backendRefs: [{ name: web-v1, port: ${HTTP_PORT}, weight: 50 }, { name: web-v2, port: ${HTTP_PORT}, weight: 50 }]
+`,
+    );
+  }
+  return docs.join('\n');
 }
 
 /** Everything we start, so cleanup can end exactly that. */
@@ -361,17 +413,18 @@ async function main() {
   owned.haproxy.push(hA, hB);
   const [pidA, pidB] = await Promise.all([hap.haproxyPid(hA), hap.haproxyPid(hB)]);
 
-  PROXIES = {
-    'nodemesh-l4': state.nodes.map((n) => ({ pid: n.agent.pid, cgroup: n.agentCgroup, node: n.name })),
-    'haproxy-mtls': [
-      { pid: pidA, node: 'node-a' },
-      { pid: pidB, node: 'node-b' },
-    ],
-  };
+  const agents = state.nodes.map((n) => ({ pid: n.agent.pid, cgroup: n.agentCgroup, node: n.name }));
+  const haproxies = [
+    { pid: pidA, node: 'node-a' },
+    { pid: pidB, node: 'node-b' },
+  ];
+  PROXIES = { 'nodemesh-l4': agents, 'haproxy-mtls': haproxies, 'nodemesh-l7': agents, 'haproxy-http-mtls': haproxies };
   TARGETS = {
     direct: { client: 'client-plain', host: pod('server-plain').ip, http: HTTP_PORT, bulk: BULK_PORT },
     'nodemesh-l4': { client: 'client-mesh', host: pod('server-mesh').ip, http: HTTP_PORT, bulk: BULK_PORT },
     'haproxy-mtls': { client: 'client-plain', host: nodeA.gateway, http: hap.PORTS.http.front, bulk: hap.PORTS.bulk.front },
+    'nodemesh-l7': { client: 'client-mesh', host: L7_VIP, http: HTTP_PORT },
+    'haproxy-http-mtls': { client: 'client-plain', host: nodeA.gateway, http: hap.PORTS.l7.front },
   };
 
   // Smoke: every path answers, and the mesh path really is HBONE mTLS.
@@ -381,6 +434,9 @@ async function main() {
   }
   const mtls = await adminText(state, 'node-b', '/metrics');
   if (!/connection_security_policy="mutual_tls"/.test(mtls)) throw new Error('nodemesh-l4 smoke traffic did not arrive as mutual_tls on node-b: is HBONE on?');
+  if (L7 && !/istio_requests_total\{reporter="destination",[^}]*destination_service="web-v[12]\.default\.svc\.cluster\.local"[^}]*connection_security_policy="mutual_tls"/.test(mtls)) {
+    throw new Error('nodemesh-l7 smoke traffic was not counted per request on node-b: is the web Service routed as HTTP?');
+  }
 
   // Idle cost: memory right after start-up, then CPU and memory over a settle window with no traffic (xDS
   // keepalives, timers, metrics; V8 gives back start-up garbage after a few idle seconds).
@@ -438,15 +494,15 @@ async function main() {
     raw.S4 = r.raw;
   }
   if (runs('S5')) {
-    const reps = Object.fromEntries(CONTENDERS.map((c) => [c, []]));
+    const reps = Object.fromEntries(BULK_CONTENDERS.map((c) => [c, []]));
     for (let i = 0; i < REPS; i++) {
-      for (const c of orderFor(i)) {
+      for (const c of orderFor(i).filter((x) => BULK_CONTENDERS.includes(x))) {
         const r = await bulkRun(c, PLAN.s5);
         reps[c].push(r);
         log(`S5 rep ${i + 1}/${REPS} ${c.padEnd(13)} ${r.gbit_s} Gbit/s${r.error ? ` error: ${r.error}` : ''}`);
       }
     }
-    for (const c of CONTENDERS) results[c].S5 = aggregateBulk(reps[c]);
+    for (const c of BULK_CONTENDERS) results[c].S5 = aggregateBulk(reps[c]);
   }
 
   const crosscheck = (!QUICK || ONLY) && runs('X') ? await wrkCrosscheck() : null;
@@ -454,6 +510,10 @@ async function main() {
   const rat = {};
   for (const key of Object.keys(results['nodemesh-l4'])) {
     rat[key] = ratios(results['nodemesh-l4'][key], results['haproxy-mtls'][key], results.direct[key]);
+  }
+  const ratL7 = {};
+  if (L7) {
+    for (const key of Object.keys(results['nodemesh-l7'])) ratL7[key] = ratios(results['nodemesh-l7'][key], results['haproxy-http-mtls'][key], results.direct[key]);
   }
   const haproxyLog = fs.readFileSync(path.join(owned.tmp, 'haproxy-a.log'), 'utf8') + fs.readFileSync(path.join(owned.tmp, 'haproxy-b.log'), 'utf8');
   const out = {
@@ -466,6 +526,7 @@ async function main() {
     skipped,
     pinning: { load_generator_and_servers_cpu: LOAD_CPU, agents_and_haproxy_cpu: PROXY_CPU, threads_per_proxy: THREADS },
     cpu_source: { 'nodemesh-l4': 'agent cgroup v2 cpu.stat usage_usec, both agents summed', 'haproxy-mtls': '/proc/PID/stat utime+stime, both haproxy processes summed' },
+    l7: L7 ? { route: 'HTTPRoute web: x-canary: true -> web-v2, else 50/50 web-v1 / web-v2; telemetry and access log on', haproxy: 'mode http on both hops, keep-alive both sides' } : null,
     machine: sys.machine(),
     idle: {
       settle_s: IDLE_S,
@@ -479,6 +540,7 @@ async function main() {
     crosscheck,
     contenders: results,
     ratios: rat,
+    ratios_l7: ratL7,
     haproxy_log_tail: haproxyLog.split('\n').slice(-10).join('\n'),
     duration_s: Math.round((Date.now() - started) / 1000),
   };

@@ -12,8 +12,11 @@ const { issueLeaf } = require('./certs');
 /** Node/OpenSSL 3 negotiate this suite first for TLS 1.3 (HBONE leaves the default list alone). */
 const CIPHERSUITE = 'TLS_AES_256_GCM_SHA384';
 
-/** Front ports on node A (plain, for the client pod) and TLS ports on node B, per service. */
-const PORTS = { http: { front: 18080, tls: 18443 }, bulk: { front: 15201, tls: 15443 } };
+/**
+ * Front ports on node A (plain, for the client pod) and TLS ports on node B, per service. `l7` is the
+ * `haproxy-http-mtls` contender: the same two hops in `mode http` (each hop parses HTTP, as two L7 agents do).
+ */
+const PORTS = { http: { front: 18080, tls: 18443 }, bulk: { front: 15201, tls: 15443 }, l7: { front: 18082, tls: 18445 } };
 
 function globalSection(name, threads) {
   return `global
@@ -48,23 +51,25 @@ function writeConfigs(o) {
   fs.writeFileSync(f('root.pem'), client.rootPem);
   fs.writeFileSync(f('client.pem'), client.certPem + client.keyPem, { mode: 0o600 });
   fs.writeFileSync(f('server.pem'), server.certPem + server.keyPem, { mode: 0o600 });
-  const upstream = { http: o.httpPort, bulk: o.bulkPort };
+  const upstream = { http: o.httpPort, bulk: o.bulkPort, l7: o.httpPort };
   let a = globalSection('node A: plain in, mTLS out', o.threads || 1);
   let b = globalSection('node B: mTLS in, plain out', o.threads || 1);
   for (const [svc, p] of Object.entries(PORTS)) {
+    // HTTP mode keeps connections alive on both sides of each hop, as the agents' pools do.
+    const mode = svc === 'l7' ? '  mode http\n  option http-keep-alive\n' : '';
     a += `
 frontend ${svc}_in
-  bind ${o.aAddr}:${p.front}
+${mode}  bind ${o.aAddr}:${p.front}
   default_backend ${svc}_out
 backend ${svc}_out
-  server b ${o.bAddr}:${p.tls} ssl crt ${f('client.pem')} ca-file ${f('root.pem')} verify required
+${mode}  server b ${o.bAddr}:${p.tls} ssl crt ${f('client.pem')} ca-file ${f('root.pem')} verify required
 `;
     b += `
 frontend ${svc}_in
-  bind ${o.bAddr}:${p.tls} ssl crt ${f('server.pem')} ca-file ${f('root.pem')} verify required
+${mode}  bind ${o.bAddr}:${p.tls} ssl crt ${f('server.pem')} ca-file ${f('root.pem')} verify required
   default_backend ${svc}_out
 backend ${svc}_out
-  server s ${o.serverIP}:${upstream[svc]}
+${mode}  server s ${o.serverIP}:${upstream[svc]}
 `;
   }
   fs.writeFileSync(f('haproxy-a.cfg'), a);

@@ -52,6 +52,26 @@ function targets(r) {
   return rows;
 }
 
+/** The L7 issue's targets for nodemesh-l7 against haproxy-http-mtls, at S1 and S2. */
+function targetsL7(r) {
+  const nm = r.contenders['nodemesh-l7'];
+  const hp = r.contenders['haproxy-http-mtls'];
+  if (!nm || !hp) return [];
+  const rows = [];
+  const add = (name, value, limit, ok) => rows.push({ name, value, limit, ok: value === null || value === undefined ? null : ok });
+  for (const key of Object.keys(nm).filter((k) => k === 'S1' || k.startsWith('S2_'))) {
+    const ra = r.ratios_l7 && r.ratios_l7[key];
+    if (!ra || !nm[key]) continue;
+    const rp50 = ra.nodemesh_over_haproxy_added_p50;
+    const rp99 = ra.nodemesh_over_haproxy_added_p99;
+    add(`${key} added p50 vs HAProxy-HTTP's (${f(hp[key] && hp[key].added_p50_ms)} ms)`, rp50, '≤ 1.5×', rp50 !== null && rp50 <= 1.5);
+    add(`${key} added p99 vs HAProxy-HTTP's (${f(hp[key] && hp[key].added_p99_ms)} ms)`, rp99, '≤ 2×', rp99 !== null && rp99 <= 2);
+    add(`${key} agent vCPU per 1000 rps, per agent`, nm[key].cpu_s_per_1k_req_per_proxy, '≤ 0.15', nm[key].cpu_s_per_1k_req_per_proxy <= 0.15);
+  }
+  if (nm.S3) add('S3 knee (rps)', nm.S3.knee_rps, '≥ 10000', nm.S3.knee_rps >= 10000);
+  return rows;
+}
+
 function markdown(r) {
   const m = r.machine;
   const L = [];
@@ -95,7 +115,9 @@ function markdown(r) {
         );
       }
       const ra = r.ratios[key];
-      if (ra) L.push('', `nodemesh/haproxy added p50 ${f(ra.nodemesh_over_haproxy_added_p50, 2)}, p99 ${f(ra.nodemesh_over_haproxy_added_p99, 2)}; nodemesh/direct p50 ${f(ra.nodemesh_over_direct_p50, 2)}, p99 ${f(ra.nodemesh_over_direct_p99, 2)}; CPU nodemesh/haproxy ${f(ra.nodemesh_over_haproxy_cpu, 2)}.`);
+      if (ra) L.push('', `L4: nodemesh/haproxy added p50 ${f(ra.nodemesh_over_haproxy_added_p50, 2)}, p99 ${f(ra.nodemesh_over_haproxy_added_p99, 2)}; nodemesh/direct p50 ${f(ra.nodemesh_over_direct_p50, 2)}, p99 ${f(ra.nodemesh_over_direct_p99, 2)}; CPU nodemesh/haproxy ${f(ra.nodemesh_over_haproxy_cpu, 2)}.`);
+      const rl = r.ratios_l7 && r.ratios_l7[key];
+      if (rl) L.push('', `L7: nodemesh-l7/haproxy-http-mtls added p50 ${f(rl.nodemesh_over_haproxy_added_p50, 2)}, p99 ${f(rl.nodemesh_over_haproxy_added_p99, 2)}; nodemesh-l7/direct p50 ${f(rl.nodemesh_over_direct_p50, 2)}, p99 ${f(rl.nodemesh_over_direct_p99, 2)}; CPU nodemesh-l7/haproxy-http-mtls ${f(rl.nodemesh_over_haproxy_cpu, 2)}.`);
     }
     L.push('');
   }
@@ -105,6 +127,16 @@ function markdown(r) {
   L.push('|---|---|---|---|');
   for (const t of targets(r)) L.push(`| ${t.name} | ${f(t.value)} | ${t.limit} | ${t.ok === null ? 'not measured' : t.ok ? 'yes' : 'no'} |`);
   L.push('');
+  const l7 = targetsL7(r);
+  if (l7.length) {
+    L.push('## nodemesh-l7 against the targets (the L7 issue)');
+    L.push('');
+    if (r.l7) L.push(`Route: ${r.l7.route}. HAProxy: ${r.l7.haproxy}.`, '');
+    L.push('| target | measured | limit | holds |');
+    L.push('|---|---|---|---|');
+    for (const t of l7) L.push(`| ${t.name} | ${f(t.value)} | ${t.limit} | ${t.ok === null ? 'not measured' : t.ok ? 'yes' : 'no'} |`);
+    L.push('');
+  }
   const idleLine = r.idle.agent_rss_anon_mb
     ? `Idle (after ${r.idle.settle_s} s without traffic): agent RSS ${JSON.stringify(r.idle.agent_rss_mb)} MB, private ${JSON.stringify(r.idle.agent_rss_anon_mb)} MB (right after start-up: ${JSON.stringify(r.idle.agent_rss_after_start_mb)} MB), agent CPU ${JSON.stringify(r.idle.agent_vcpu)} vCPU; HAProxy RSS ${JSON.stringify(r.idle.haproxy_rss_mb)} MB, private ${JSON.stringify(r.idle.haproxy_rss_anon_mb)} MB. Run took ${r.duration_s} s.`
     : `Idle: agent RSS ${JSON.stringify(r.idle.agent_rss_mb)} MB, agent CPU ${JSON.stringify(r.idle.agent_vcpu)} vCPU (node-a, node-b); HAProxy RSS ${JSON.stringify(r.idle.haproxy_rss_mb)} MB. Run took ${r.duration_s} s.`;
@@ -144,4 +176,4 @@ function writeResults(r, o) {
   return written;
 }
 
-module.exports = { writeResults, markdown, targets };
+module.exports = { writeResults, markdown, targets, targetsL7 };
