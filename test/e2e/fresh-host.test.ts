@@ -10,18 +10,12 @@ import { after, describe, it } from 'node:test';
 import { labDown } from '../../src/lab';
 import { e2eSkipReason } from '../helpers/netns';
 import { uniqueLabName } from '../helpers/lab';
+// Types only: the fixture runs when loaded.
+import type { Step } from '../fixtures/fresh-host-lab';
 
 const FIXTURE = path.resolve(__dirname, '..', 'fixtures', 'fresh-host-lab.js');
 const WHOLE_RUN_MS = 240_000;
 
-interface Step {
-  step: string;
-  ms: number;
-  code: number | null;
-  timedOut: boolean;
-  stdout: string;
-  stderr: string;
-}
 interface Report {
   before: { bpffsAt: string[]; cgroup2At: string[]; sysFsBpfIsBpffs: boolean };
   after: { bpffsAt: string[]; cgroup2At: string[] };

@@ -4,7 +4,7 @@
 // default, so new ones are tried.
 
 import type { EndpointState } from '../cluster-state';
-import type { Picker } from './picker';
+import { twoChoices, type Picker } from './picker';
 
 /** Latency assumed for an endpoint with no measurement yet (ms). */
 export const DEFAULT_RTT_MS = 30;
@@ -23,9 +23,7 @@ export function observeLatency(s: EndpointState, ms: number, now: number, decayM
 export function peakEwma(): Picker {
   return (candidates, ctx) => {
     if (candidates.length === 1) return candidates[0]!;
-    const a = Math.floor(ctx.random() * candidates.length);
-    let b = Math.floor(ctx.random() * (candidates.length - 1));
-    if (b >= a) b++;
+    const [a, b] = twoChoices(candidates.length, ctx.random);
     const cost = (i: number): number => {
       const s = ctx.state(candidates[i]!);
       return (s.lastUpdate === 0 ? DEFAULT_RTT_MS : s.ewmaMs) * (s.active + 1);

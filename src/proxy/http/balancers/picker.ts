@@ -39,3 +39,11 @@ export function fnv1a(s: string, seed = 0x811c9dc5): number {
 export function endpointKey(ep: EndpointInfo): string {
   return `${ep.ip}:${ep.port}`;
 }
+
+/** Two distinct positions in [0, n) at random (n ≥ 2): the two choices of the power-of-two-choices policies. */
+export function twoChoices(n: number, random: () => number): [number, number] {
+  const a = Math.floor(random() * n);
+  let b = Math.floor(random() * (n - 1));
+  if (b >= a) b++;
+  return [a, b];
+}
