@@ -15,6 +15,8 @@ const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   lab: async () => (await import('./lab-command')).registerLabCommand,
   sample: async () => (await import('./sample-command')).registerSampleCommand,
   demo: async () => (await import('./demo-command')).registerDemoCommand,
+  install: async () => (await import('./install-command')).registerInstallCommands,
+  uninstall: async () => (await import('./install-command')).registerInstallCommands,
 };
 
 async function main(): Promise<void> {
@@ -25,7 +27,13 @@ async function main(): Promise<void> {
     .version(version);
   const invoked = process.argv[2];
   const names = invoked !== undefined && Object.hasOwn(COMMANDS, invoked) ? [invoked] : Object.keys(COMMANDS);
-  for (const name of names) (await COMMANDS[name]!())(program);
+  const loaded = new Set<unknown>();
+  for (const name of names) {
+    const register = await COMMANDS[name]!();
+    // install and uninstall share one registration
+    if (!loaded.has(register)) register(program);
+    loaded.add(register);
+  }
   await program.parseAsync(process.argv);
 }
 
