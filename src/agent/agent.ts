@@ -36,6 +36,8 @@ export interface AgentOptions {
   metricsPort: number;
   readyPort: number;
   adminHost: string;
+  /** Address of the metrics and readiness ports (the node's address in Kubernetes); default `adminHost`. */
+  probeHost?: string;
   drainMs: number;
   bufferSize?: number;
   connectTimeoutMs?: number;
@@ -51,7 +53,7 @@ export interface AgentOptions {
   /** After a burst of connections to pods' 15008: memory back to the kernel (the addon's relieveMemory; tests: absent). */
   relieveMemory?: () => void;
   /** Control plane ADS address (`host:port` or `unix:///path`); absent: no services, passthrough only. */
-  xds?: { address: string; mode: XdsMode };
+  xds?: { address: string; mode: XdsMode; tls?: { rootFile: string; tokenFile?: string; serverName?: string } };
   /**
    * Workload identities from the control plane's CA: with them, traffic between mesh pods goes over HBONE
    * (mTLS). Absent: plaintext everywhere.
@@ -159,8 +161,10 @@ export class Agent implements EnrollmentHandler, XdsSink {
     const bounded = (name: string, only?: string[]): http.Server => createBoundedServer(createAdminHandler(this, this.log, only), { name, log: this.log });
     await this.serve(bounded('admin'), { unix: this.adminSocket });
     if (this.opts.adminPort) await this.serve(bounded('admin'), { port: this.opts.adminPort });
-    if (this.opts.metricsPort) await this.serve(bounded('metrics', ['/metrics']), { port: this.opts.metricsPort });
-    if (this.opts.readyPort) await this.serve(bounded('readiness', ['/healthz/ready', '/healthz/live']), { port: this.opts.readyPort });
+    // Metrics and probes on the node address (Prometheus, the kubelet), each serving only its own paths.
+    const probeHost = this.opts.probeHost ?? this.opts.adminHost;
+    if (this.opts.metricsPort) await this.serve(bounded('metrics', ['/metrics']), { port: this.opts.metricsPort, host: probeHost });
+    if (this.opts.readyPort) await this.serve(bounded('readiness', ['/healthz/ready', '/healthz/live']), { port: this.opts.readyPort, host: probeHost });
 
     if (this.opts.xds) {
       this.xds = new XdsClient({ ...this.opts.xds, node: this.opts.node, log: this.log.child({ component: 'xds' }), registry: this.registry }, this);
@@ -174,9 +178,9 @@ export class Agent implements EnrollmentHandler, XdsSink {
     this.log.info({ node: this.opts.node, pods: this.pods.size, stateDir: this.opts.stateDir }, 'agent ready');
   }
 
-  private async serve(server: http.Server, where: { unix?: string; port?: number }): Promise<void> {
+  private async serve(server: http.Server, where: { unix?: string; port?: number; host?: string }): Promise<void> {
     if (where.unix) await listenUnix(server, where.unix);
-    else await listenTcp(server, where.port!, this.opts.adminHost);
+    else await listenTcp(server, where.port!, where.host ?? this.opts.adminHost);
     this.servers.push(server);
   }
 

@@ -78,10 +78,13 @@ export function registerAgentCommand(program: Command): void {
     .option('--admin-port <port>', 'admin HTTP port on --admin-host (0: unix socket only)', int, 15000)
     .option('--metrics-port <port>', 'Prometheus port (0: off)', int, 15020)
     .option('--ready-port <port>', 'readiness port (0: off)', int, 15021)
-    .option('--admin-host <ip>', 'address for the admin, metrics and readiness ports', '127.0.0.1')
+    .option('--admin-host <ip>', 'address of the admin port (keep it on loopback: it serves /config_dump and POST /logging)', '127.0.0.1')
+    .option('--probe-host <ip>', 'address of the metrics and readiness ports, which serve only /metrics and /healthz/* (default: --admin-host; in Kubernetes the node IP)')
     .option('--drain-seconds <s>', 'on SIGTERM, how long open connections may finish', int, 5)
     .option('--xds <address>', 'control plane ADS address: host:port or unix:///path (none: passthrough only)')
     .option('--xds-mode <mode>', 'ADS flavour: delta or sotw', 'delta')
+    .option('--xds-root-file <file>', 'dial --xds over TLS, verifying the control plane with this root (the mesh root)')
+    .option('--xds-token-file <file>', "with --xds-root-file: this node's credential (a projected ServiceAccount token), re-read for every stream")
     .option('--ca-token-file <file>', "this node's credential for the control plane's CA; enables mTLS (HBONE) between mesh pods")
     .option('--ca-address <address>', 'the CA (default: the --xds address)')
     .option('--ca-root-file <file>', 'verify the CA over TLS with this root (default: plaintext, e.g. a unix socket)')
@@ -126,9 +129,12 @@ export function registerAgentCommand(program: Command): void {
       metricsPort: number;
       readyPort: number;
       adminHost: string;
+      probeHost?: string;
       drainSeconds: number;
       xds?: string;
       xdsMode: string;
+      xdsRootFile?: string;
+      xdsTokenFile?: string;
       caTokenFile?: string;
       caAddress?: string;
       caRootFile?: string;
@@ -144,6 +150,7 @@ export function registerAgentCommand(program: Command): void {
       if (o.l7 !== 'on' && o.l7 !== 'off') throw new Error(`--l7 must be on or off, not "${o.l7}"`);
       if (o.accessLog !== 'all' && o.accessLog !== 'errors' && o.accessLog !== 'off') throw new Error(`--access-log must be all, errors or off, not "${o.accessLog}"`);
       if (o.xdsMode !== 'delta' && o.xdsMode !== 'sotw') throw new Error(`--xds-mode must be delta or sotw, not "${o.xdsMode}"`);
+      if (o.xdsTokenFile !== undefined && o.xdsRootFile === undefined) throw new Error('--xds-token-file needs --xds-root-file: a token is only ever sent over TLS');
       const log = createLogger({ level: o.logLevel });
       const cg2 = findOrMountCgroup2(mountCommand('cgroup2'));
       if (cg2.mounted) log.warn({ path: cg2.path }, 'cgroup v2 was not mounted; mounted it');
@@ -158,8 +165,11 @@ export function registerAgentCommand(program: Command): void {
           metricsPort: o.metricsPort,
           readyPort: o.readyPort,
           adminHost: o.adminHost,
+          probeHost: o.probeHost,
           drainMs: o.drainSeconds * 1000,
-          xds: o.xds ? { address: o.xds, mode: o.xdsMode } : undefined,
+          xds: o.xds
+            ? { address: o.xds, mode: o.xdsMode, tls: o.xdsRootFile !== undefined ? { rootFile: o.xdsRootFile, tokenFile: o.xdsTokenFile } : undefined }
+            : undefined,
           mesh: meshOptions(o, log),
           dataThreads: o.concurrency === 0 ? usableCpus(cg2.path) : o.concurrency,
           workerStallTimeoutMs: o.workerStallTimeout * 1000,

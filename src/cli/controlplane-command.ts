@@ -49,6 +49,12 @@ export function registerControlPlaneCommand(program: Command): void {
     .option('--node-tokens <file>', 'JSON {"<node>": "<token>"} authenticating node agents to the CA (re-read on change)')
     .option('--ca-address <addr>', 'also serve the CA over TLS on HOST:PORT (e.g. 0.0.0.0:15012), with a certificate from the CA itself', hostPort)
     .option('--ca-agent-namespace <ns>', 'with --kubernetes: namespace of the nodemesh-agent ServiceAccount whose tokens the CA accepts (default: any)')
+    .option('--secure-address <addr>', 'serve xDS, the CA and health over TLS on HOST:PORT (e.g. 0.0.0.0:15012); each agent authenticates with its node credential', hostPort)
+    .option('--tls-names <names>', 'extra DNS names/IPs (comma-separated) in the TLS serving certificate, e.g. the Service name', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
+    .option('--ca-secret <name>', 'with --kubernetes: keep the CA in this Secret (cacerts layout), generating a root when it is absent')
+    .option('--ca-secret-namespace <ns>', 'namespace of --ca-secret', process.env.POD_NAMESPACE ?? 'nodemesh-system')
+    .option('--root-configmap <name>', 'with --kubernetes: publish the CA root as ConfigMap NAME (root-cert.pem) in every namespace')
+    .option('--ca-audience <aud>', 'audience agents\' projected tokens must carry (TokenReview spec.audiences)', 'nodemesh-ca')
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
     .action(
       async (o: {
@@ -68,6 +74,12 @@ export function registerControlPlaneCommand(program: Command): void {
         nodeTokens?: string;
         caAddress?: string;
         caAgentNamespace?: string;
+        secureAddress?: string;
+        tlsNames?: string[];
+        caSecret?: string;
+        caSecretNamespace: string;
+        rootConfigmap?: string;
+        caAudience: string;
         logLevel: string;
       }) => {
         const log = createLogger({ level: o.logLevel, name: 'controlplane' });
@@ -75,8 +87,13 @@ export function registerControlPlaneCommand(program: Command): void {
           process.stderr.write('nodemesh controlplane: give --config PATH and/or --kubernetes\n');
           process.exit(2);
         }
-        if ((o.nodeTokens !== undefined || o.caAddress !== undefined) && o.caDir === undefined && o.caCert === undefined) {
-          process.stderr.write('nodemesh controlplane: --node-tokens and --ca-address need the CA: give --ca-dir DIR or --ca-cert/--ca-key\n');
+        const haveCa = o.caDir !== undefined || o.caCert !== undefined || o.caSecret !== undefined;
+        if ((o.nodeTokens !== undefined || o.caAddress !== undefined || o.secureAddress !== undefined) && !haveCa) {
+          process.stderr.write('nodemesh controlplane: --node-tokens, --ca-address and --secure-address need the CA: give --ca-secret NAME, --ca-dir DIR or --ca-cert/--ca-key\n');
+          process.exit(2);
+        }
+        if ((o.caSecret !== undefined || o.rootConfigmap !== undefined) && !o.kubernetes) {
+          process.stderr.write('nodemesh controlplane: --ca-secret and --root-configmap need --kubernetes\n');
           process.exit(2);
         }
         let handle: ControlPlaneHandle | undefined;
@@ -92,9 +109,13 @@ export function registerControlPlaneCommand(program: Command): void {
               metricsHost: o.metricsHost,
               domain: o.domain,
               logger: log,
+              secureAddress: o.secureAddress,
+              rootConfigMap: o.rootConfigmap,
               ca:
-                o.caDir !== undefined || o.caCert !== undefined
+                haveCa
                   ? {
+                      secret: o.caSecret !== undefined ? { namespace: o.caSecretNamespace, name: o.caSecret, kubeconfig: o.kubeconfig } : undefined,
+                      tlsNames: o.tlsNames,
                       dir: o.caDir,
                       certFile: o.caCert,
                       keyFile: o.caKey,
@@ -103,12 +124,12 @@ export function registerControlPlaneCommand(program: Command): void {
                       maxCertTtlSeconds: o.maxCertTtl,
                       nodeTokensFile: o.nodeTokens,
                       tlsAddress: o.caAddress,
-                      kubernetes: o.kubernetes && o.nodeTokens === undefined ? { kubeconfig: o.kubeconfig, agentNamespace: o.caAgentNamespace } : undefined,
+                      kubernetes: o.kubernetes && o.nodeTokens === undefined ? { kubeconfig: o.kubeconfig, agentNamespace: o.caAgentNamespace, audience: o.caAudience } : undefined,
                     }
                   : undefined,
             });
             // One line on stdout for whoever started us (the lab, scripts): where to dial.
-            process.stdout.write(`${JSON.stringify({ msg: 'listening', xds: handle.address, ca: handle.ca?.tlsAddress, metricsPort: handle.metricsPort })}\n`);
+            process.stdout.write(`${JSON.stringify({ msg: 'listening', xds: handle.address, secure: handle.secureAddress, ca: handle.ca?.tlsAddress, metricsPort: handle.metricsPort })}\n`);
           },
           stop: async () => {
             await handle?.close();

@@ -5,9 +5,15 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { adsServiceDefinition, type DeltaDiscoveryRequest, type DeltaDiscoveryResponse, type DiscoveryRequest, type DiscoveryResponse } from '../xds/protos';
 import { DeltaStream } from './ads-delta';
-import type { AdsStream, StreamContext } from './ads-stream';
+import { identify, type AdsStream, type StreamContext } from './ads-stream';
+import type { XdsNode } from '../xds/protos';
 import { SotwStream } from './ads-sotw';
 import { ControlPlaneError, CP_ERR } from './errors';
+
+/** Who is on the other end of a TLS stream: resolves with the caller's node, or rejects with `status` + message. */
+export interface StreamGate {
+  authenticate(metadata: grpc.Metadata): Promise<string>;
+}
 
 export const ADS_SERVICE_NAME = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
 
@@ -16,19 +22,84 @@ export class AdsServer {
   private readonly streams = new Set<AdsStream>();
   readonly health = new HealthImplementation({ '': 'NOT_SERVING', [ADS_SERVICE_NAME]: 'NOT_SERVING' });
   private bound: string | undefined;
+  private secureServer: grpc.Server | undefined;
 
   constructor(private readonly ctx: StreamContext) {
-    this.server.addService(adsServiceDefinition(), {
+    this.server.addService(adsServiceDefinition(), this.adsHandlers(undefined));
+    this.health.addToServer(this.server);
+  }
+
+  /**
+   * The ADS handlers; with a gate (the TLS listener), each stream is held until the caller's credential names
+   * its node, and a stream asking for another node's config is ended with PERMISSION_DENIED.
+   */
+  private adsHandlers(gate: StreamGate | undefined): grpc.UntypedServiceImplementation {
+    return {
       StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) => {
-        const s = new SotwStream(ctx, call);
-        this.attach(s, call, (req) => s.onRequest(req));
+        const s = new SotwStream(this.ctx, call);
+        this.attach(s, call, this.gated(gate, call, (req: DiscoveryRequest) => s.onRequest(req)));
       },
       DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) => {
-        const s = new DeltaStream(ctx, call);
-        this.attach(s, call, (req) => s.onRequest(req));
+        const s = new DeltaStream(this.ctx, call);
+        this.attach(s, call, this.gated(gate, call, (req: DeltaDiscoveryRequest) => s.onRequest(req)));
       },
+    };
+  }
+
+  private gated<Req extends { node?: XdsNode | null }>(gate: StreamGate | undefined, call: grpc.ServerDuplexStream<Req, unknown>, onRequest: (r: Req) => void): (r: Req) => void {
+    if (!gate) return onRequest;
+    let node: string | undefined;
+    let refused = false;
+    const held: Req[] = [];
+    const refuse = (code: grpc.status, details: string): void => {
+      if (refused) return;
+      refused = true;
+      held.length = 0;
+      this.ctx.log.warn({ peer: call.getPeer(), code, reason: details }, 'xDS stream refused');
+      call.emit('error', { code, details });
+    };
+    const deliver = (r: Req): void => {
+      const claimed = identify(r.node)?.node;
+      if (claimed !== undefined && claimed !== node) {
+        refuse(grpc.status.PERMISSION_DENIED, `this credential belongs to node ${node}, but the request is for node ${claimed}`);
+        return;
+      }
+      onRequest(r);
+    };
+    gate.authenticate(call.metadata).then(
+      (n) => {
+        node = n;
+        for (const r of held.splice(0)) if (!refused) deliver(r);
+      },
+      (err: { status?: grpc.status; message?: string }) => refuse(err.status ?? grpc.status.UNAUTHENTICATED, err.message ?? String(err)),
+    );
+    return (r) => {
+      if (refused) return;
+      if (node !== undefined) return deliver(r);
+      // A client sends a handful of subscriptions before the first answer; more than this while unauthenticated is not a client.
+      if (held.length >= 32) return refuse(grpc.status.RESOURCE_EXHAUSTED, 'too many requests before authentication completed');
+      held.push(r);
+    };
+  }
+
+  /**
+   * Serves ADS, health and `extra` services over TLS on `address`, each ADS stream gated by `gate` (the agent's
+   * projected token). Returns the bound address.
+   */
+  async listenSecure(address: string, creds: grpc.ServerCredentials, gate: StreamGate, extra: { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation }[]): Promise<string> {
+    const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1 });
+    server.addService(adsServiceDefinition(), this.adsHandlers(gate));
+    for (const e of extra) server.addService(e.definition, e.handlers);
+    this.health.addToServer(server);
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync(address, creds, (err, p) => (err ? reject(err) : resolve(p)))).catch((err: unknown) => {
+      server.forceShutdown();
+      throw new ControlPlaneError(CP_ERR.LISTEN, `cannot listen for xDS over TLS on ${address}`, {
+        hint: 'is another control plane running there? choose another --secure-address',
+        cause: err,
+      });
     });
-    this.health.addToServer(this.server);
+    this.secureServer = server;
+    return address.replace(/:\d+$/, `:${port}`);
   }
 
   /** Serves another gRPC service on the same listener (the CA); call before `listen`. */
@@ -114,6 +185,7 @@ export class AdsServer {
     this.health.setStatus('', 'NOT_SERVING');
     this.health.setStatus(ADS_SERVICE_NAME, 'NOT_SERVING');
     this.server.forceShutdown();
+    this.secureServer?.forceShutdown();
     if (this.bound?.startsWith('unix:')) fs.rmSync(this.bound.replace(/^unix:(\/\/)?/, ''), { force: true });
   }
 }

@@ -8,7 +8,9 @@ import { typeShortName, XDS_TYPE_URLS } from '../xds/resource-types';
 import { AdsServer } from './ads-server';
 import { startCertificateAuthority, type CaHandle, type CaServerOptions } from './ca/ca-server';
 import { ConflictReporter } from './conflicts';
-import { formatIssue, type ConfigIssue } from './errors';
+import { ControlPlaneError, CP_ERR, formatIssue, type ConfigIssue } from './errors';
+import { certificateService } from '../identity/ca-proto';
+import { startRootPublisher, type RootPublisher } from './ca/root-publisher';
 import { FileSource, type ConfigSink, type ConfigSource } from './file-source';
 import { ControlPlaneHttpServer } from './http-server';
 import { apiServerInformers, KubernetesSource, type InformerFactory } from './kubernetes-source';
@@ -43,6 +45,13 @@ export interface ControlPlaneOptions {
   registry?: Registry;
   /** Run the CA: CertificateService on the xDS listener (and on `ca.tlsAddress` with TLS). Off when absent. */
   ca?: CaServerOptions;
+  /**
+   * Serve xDS, the CA and health over TLS here (`host:port`), with a serving certificate from the CA; each ADS
+   * stream must carry a node credential (the agent's projected token) naming the node it asks for. Needs `ca`.
+   */
+  secureAddress?: string;
+  /** Publish the CA root as a ConfigMap of this name in every namespace (needs `kubernetes` and `ca`). */
+  rootConfigMap?: string;
 }
 
 export interface ControlPlaneHandle {
@@ -54,6 +63,8 @@ export interface ControlPlaneHandle {
   readonly metrics: ControlPlaneMetrics;
   /** The CA, when `ca` was given. */
   readonly ca: CaHandle | undefined;
+  /** Bound TLS address (xDS + CA), when `secureAddress` was given. */
+  readonly secureAddress: string | undefined;
   /** The snapshot currently served. */
   snapshot(): Snapshot;
   /** Same document as GET /debug/config. */
@@ -73,6 +84,8 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   private readonly ads: AdsServer;
   private http: ControlPlaneHttpServer | undefined;
   ca: CaHandle | undefined;
+  secureAddress: string | undefined;
+  private publisher: RootPublisher | undefined;
   private readonly sources: ConfigSource[] = [];
   private timer: NodeJS.Timeout | undefined;
   private builtGeneration = -1;
@@ -154,13 +167,33 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       );
     }
     this.address = await this.ads.listen(this.opts.xdsAddress ?? DEFAULT_XDS_ADDRESS);
+    if (this.opts.secureAddress !== undefined) {
+      const ca = this.ca;
+      if (!ca) throw new ControlPlaneError(CP_ERR.LISTEN, 'serving xDS over TLS needs the CA', { hint: 'give --ca-secret, --ca-dir or --ca-cert/--ca-key with --secure-address' });
+      const creds = await ca.servingCredentials(this.opts.secureAddress, this.opts.ca?.tlsNames ?? []);
+      this.secureAddress = await this.ads.listenSecure(
+        this.opts.secureAddress,
+        creds,
+        { authenticate: async (md) => (await ca.authenticator.authenticate(md)).node },
+        [{ definition: certificateService().service, handlers: ca.handlers }],
+      );
+    }
+    if (this.opts.rootConfigMap !== undefined && this.ca && this.opts.kubernetes) {
+      const ca = this.ca;
+      this.publisher = await startRootPublisher({
+        name: this.opts.rootConfigMap,
+        rootPem: () => ca.rootPem,
+        kubeconfig: typeof this.opts.kubernetes === 'object' ? this.opts.kubernetes.kubeconfig : undefined,
+        log: this.log.child({ component: 'root-publisher' }),
+      });
+    }
     const mport = this.opts.metricsPort ?? DEFAULT_METRICS_PORT;
     if (mport !== false) {
       this.http = new ControlPlaneHttpServer(this.metrics.registry, this, this.log.child({ component: 'http' }));
       this.metricsPort = await this.http.listen(mport, this.opts.metricsHost ?? '127.0.0.1');
     }
     this.log.info(
-      { xds: this.address, ca: this.ca ? (this.ca.tlsAddress ?? 'xds') : undefined, metricsPort: this.metricsPort, objects: this.store.countsByKind(), sources: this.store.sourceNames().length },
+      { xds: this.address, secure: this.secureAddress, ca: this.ca ? (this.ca.tlsAddress ?? 'xds') : undefined, metricsPort: this.metricsPort, objects: this.store.countsByKind(), sources: this.store.sourceNames().length },
       'control plane serving',
     );
   }
@@ -224,6 +257,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     for (const s of this.sources) s.close();
+    this.publisher?.close();
     await this.ads.close();
     await this.ca?.close();
     await this.http?.close();

@@ -1,5 +1,6 @@
 // The agent's ADS client: one stream (delta or state of the world), ACK/NACK, reconnect with jittered backoff.
 
+import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../telemetry/logger';
@@ -33,6 +34,37 @@ export interface XdsClientOptions {
   registry: Registry;
   initialBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * TLS to the control plane (its 15012): the server verified against `rootFile` (the mesh root), and the
+   * node's credential (`tokenFile`, re-read for every stream: projected tokens rotate) sent as a bearer token.
+   */
+  tls?: { rootFile: string; tokenFile?: string; serverName?: string };
+}
+
+function channelCredentials(tls: XdsClientOptions['tls']): { creds: grpc.ChannelCredentials; options: Record<string, string> } {
+  if (!tls) return { creds: grpc.credentials.createInsecure(), options: {} };
+  let root: Buffer;
+  try {
+    root = fs.readFileSync(tls.rootFile);
+  } catch (err) {
+    throw new Error(`cannot read the mesh root ${tls.rootFile} to verify the control plane: ${(err as Error).message} (mount the ConfigMap the control plane publishes, or fix --xds-root-file)`);
+  }
+  let creds = grpc.credentials.createSsl(root);
+  const tokenFile = tls.tokenFile;
+  if (tokenFile !== undefined) {
+    const perCall = grpc.credentials.createFromMetadataGenerator((_params, cb) => {
+      fs.promises.readFile(tokenFile, 'utf8').then(
+        (t) => {
+          const md = new grpc.Metadata();
+          md.set('authorization', `Bearer ${t.trim()}`);
+          cb(null, md);
+        },
+        (err: Error) => cb(new Error(`cannot read the node token ${tokenFile}: ${err.message}`)),
+      );
+    });
+    creds = grpc.credentials.combineChannelCredentials(creds, perCall);
+  }
+  return { creds, options: tls.serverName ? { 'grpc.ssl_target_name_override': tls.serverName } : {} };
 }
 
 interface Held {
@@ -77,7 +109,9 @@ export class XdsClient {
     private readonly sink: XdsSink,
   ) {
     const Ctor = grpc.makeGenericClientConstructor(adsServiceDefinition(), 'AggregatedDiscoveryService');
-    this.client = new Ctor(opts.address, grpc.credentials.createInsecure(), {
+    const { creds, options } = channelCredentials(opts.tls);
+    this.client = new Ctor(opts.address, creds, {
+      ...options,
       'grpc.keepalive_time_ms': 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.initial_reconnect_backoff_ms': opts.initialBackoffMs ?? 200,

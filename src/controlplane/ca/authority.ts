@@ -35,6 +35,8 @@ export interface CaOptions {
   backdateSeconds?: number;
   /** Clock (ms), for tests. */
   now?: () => number;
+  /** Signer material already in memory (the CA Secret); takes precedence over files and `dir`. */
+  material?: { certPem: string; keyPem: string; issuersPem: string[]; origin: string };
 }
 
 export interface IssueRequest {
@@ -145,7 +147,7 @@ function makeSigner(certPem: string, keyPem: string, issuersPem: string[], where
   return { cert, key, chain, ski: skiOf(cert) };
 }
 
-async function generateRoot(trustDomain: string, now: number): Promise<{ certPem: string; keyPem: string }> {
+export async function generateRoot(trustDomain: string, now: number): Promise<{ certPem: string; keyPem: string }> {
   const keys = await generateForgeKeyPair();
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
@@ -240,6 +242,11 @@ export class CertificateAuthority {
       throw new CaError(CA_ERR.CONFIG, 'give both --ca-cert and --ca-key, or neither');
     }
     if (opts.chainFile !== undefined && opts.certFile === undefined) throw new CaError(CA_ERR.CONFIG, '--ca-chain needs --ca-cert and --ca-key');
+    if (opts.material) {
+      const m = opts.material;
+      const signer = makeSigner(m.certPem, m.keyPem, m.issuersPem, { cert: `${m.origin} ca-cert.pem`, key: `${m.origin} ca-key.pem`, chain: `${m.origin} cert-chain.pem` }, now);
+      return new CertificateAuthority(signer, opts, m.origin);
+    }
     if (opts.certFile !== undefined && opts.keyFile !== undefined) {
       const issuers = opts.chainFile === undefined ? [] : splitPemCertificates(readFile(opts.chainFile, 'CA chain'));
       if (opts.chainFile !== undefined && issuers.length === 0) throw new CaError(CA_ERR.FILE, `the CA chain ${opts.chainFile} holds no PEM certificate`);

@@ -16,6 +16,7 @@ import { CertificateAuthority, type CaOptions } from './authority';
 import { CertificateService } from './certificate-service';
 import { CA_ERR, CaError } from './errors';
 import { CaMetrics } from './metrics';
+import { apiServerSecrets, loadOrCreateCaSecret, type SecretApi } from './secret-store';
 import {
   apiServerTokenReviewer,
   KubernetesNodeAuthenticator,
@@ -34,11 +35,13 @@ export interface CaServerOptions extends CaOptions {
   /** JSON {"<node>": "<token>"}; re-read when it changes. Takes precedence over `kubernetes`. */
   nodeTokensFile?: string;
   /** Authenticate agents by their projected ServiceAccount token (TokenReview). */
-  kubernetes?: { reviewer?: TokenReviewer; kubeconfig?: string; agentNamespace?: string; agentServiceAccount?: string };
+  kubernetes?: { reviewer?: TokenReviewer; kubeconfig?: string; agentNamespace?: string; agentServiceAccount?: string; audience?: string };
   /** Also serve CertificateService with TLS here (`host:port`), with a serving certificate from this CA. */
   tlsAddress?: string;
   /** Extra DNS names / IPs for the serving certificate (besides nodemesh-ca, localhost, the host name, loopback). */
   tlsNames?: string[];
+  /** Keep the CA in this Kubernetes Secret (generated when absent); takes precedence over `dir` and files. */
+  secret?: { namespace: string; name: string; api?: SecretApi; kubeconfig?: string };
 }
 
 export interface CaDeps {
@@ -56,6 +59,11 @@ export interface CaHandle {
   /** Bound `host:port` of the TLS listener, when there is one. */
   readonly tlsAddress: string | undefined;
   readonly metrics: CaMetrics;
+  /** Who is calling (token file or TokenReview): also gates xDS on the TLS listener. */
+  readonly authenticator: NodeAuthenticator;
+  /** CertificateService handlers, for another listener (the control plane's TLS one). */
+  readonly handlers: grpc.UntypedServiceImplementation;
+  servingCredentials(address: string, extraNames: string[]): Promise<grpc.ServerCredentials>;
   close(): Promise<void>;
 }
 
@@ -69,6 +77,7 @@ function makeAuthenticator(opts: CaServerOptions, deps: CaDeps): Promise<NodeAut
         findPod: (ns, name) => deps.store.pods().find((p) => p.meta.namespace === ns && p.meta.name === name),
         agentNamespace: k.agentNamespace,
         agentServiceAccount: k.agentServiceAccount,
+        audience: k.audience,
       });
     return k.reviewer ? build(k.reviewer) : apiServerTokenReviewer(k.kubeconfig).then(build);
   }
@@ -83,6 +92,7 @@ class CaServer implements CaHandle {
   constructor(
     readonly authority: CertificateAuthority,
     readonly metrics: CaMetrics,
+    readonly authenticator: NodeAuthenticator,
     private readonly service: CertificateService,
     private readonly log: Logger,
   ) {}
@@ -91,7 +101,8 @@ class CaServer implements CaHandle {
     return this.authority.rootPem;
   }
 
-  async listenTls(address: string, extraNames: string[]): Promise<void> {
+  /** TLS credentials with a serving certificate from this CA for `address`'s host and the usual names. */
+  async servingCredentials(address: string, extraNames: string[]): Promise<grpc.ServerCredentials> {
     const host = address.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
     const names = new Set([CA_SERVER_NAME, 'localhost', os.hostname(), ...extraNames]);
     const ips = new Set(['127.0.0.1', '::1']);
@@ -106,11 +117,20 @@ class CaServer implements CaHandle {
     const keyPem = forge.pki.privateKeyToPem(keys.privateKey);
     // The chain without the root: clients have the root already.
     const chainPem = issued.chain.slice(0, -1).join('');
+    this.log.info({ names: [...names], ips: [...ips], serial: issued.serial }, 'TLS serving certificate issued');
+    return grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(keyPem), cert_chain: Buffer.from(chainPem) }], false);
+  }
+
+  get handlers(): grpc.UntypedServiceImplementation {
+    return this.service.handlers();
+  }
+
+  async listenTls(address: string, extraNames: string[]): Promise<void> {
+    const creds = await this.servingCredentials(address, extraNames);
     const server = new grpc.Server();
     server.addService(certificateService().service, this.service.handlers());
     const health = new HealthImplementation({ '': 'SERVING', [CA_SERVICE_NAME]: 'SERVING' });
     health.addToServer(server);
-    const creds = grpc.ServerCredentials.createSsl(null, [{ private_key: Buffer.from(keyPem), cert_chain: Buffer.from(chainPem) }], false);
     const port = await new Promise<number>((resolve, reject) => server.bindAsync(address, creds, (err, p) => (err ? reject(err) : resolve(p)))).catch(
       (err: unknown) => {
         server.forceShutdown();
@@ -122,7 +142,7 @@ class CaServer implements CaHandle {
     );
     this.tlsServer = server;
     this.tlsAddress = address.replace(/:\d+$/, `:${port}`);
-    this.log.info({ address: this.tlsAddress, names: [...names], ips: [...ips], serial: issued.serial }, 'CA serving over TLS');
+    this.log.info({ address: this.tlsAddress }, 'CA serving over TLS');
   }
 
   async close(): Promise<void> {
@@ -138,13 +158,20 @@ export async function startCertificateAuthority(opts: CaServerOptions, deps: CaD
       hint: 'create it as {"<node>": "<token>", ...} or drop --node-tokens',
     });
   }
-  const authority = await CertificateAuthority.create(opts);
+  let caOpts: CaServerOptions = opts;
+  if (opts.secret) {
+    const api = opts.secret.api ?? (await apiServerSecrets(opts.secret.kubeconfig));
+    const m = await loadOrCreateCaSecret(api, opts.secret.namespace, opts.secret.name, opts.trustDomain ?? 'cluster.local');
+    deps.log.info({ secret: `${opts.secret.namespace}/${opts.secret.name}`, created: m.created }, m.created ? 'CA root generated and stored in its Secret' : 'CA loaded from its Secret');
+    caOpts = { ...opts, material: m };
+  }
+  const authority = await CertificateAuthority.create(caOpts);
   const authenticator = await makeAuthenticator(opts, deps);
   const metrics = new CaMetrics(deps.registry);
   const log = deps.log;
   const service = new CertificateService({ ca: authority, authenticator, pods: () => deps.store.pods(), metrics, log });
   deps.register(certificateService().service, service.handlers());
-  const server = new CaServer(authority, metrics, service, log);
+  const server = new CaServer(authority, metrics, authenticator, service, log);
   if (opts.tlsAddress !== undefined) await server.listenTls(opts.tlsAddress, opts.tlsNames ?? []);
   log.info({ origin: authority.origin, trustDomain: authority.trustDomain, maxCertTtlSeconds: authority.maxTtlSeconds }, 'CA ready');
   return server;

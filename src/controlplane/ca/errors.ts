@@ -18,6 +18,8 @@ export const CA_ERR = {
   CONFIG: 'NM_CA_CONFIG',
   /** The node credentials file is unreadable or malformed. */
   NODE_TOKENS: 'NM_CA_NODE_TOKENS',
+  /** The CA Secret in Kubernetes cannot be read, created or used. */
+  SECRET: 'NM_CA_SECRET',
 } as const;
 
 export type CaErrorCode = CodeOf<typeof CA_ERR>;
