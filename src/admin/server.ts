@@ -58,6 +58,7 @@ export function createAdminHandler(agent: Agent, log: Logger, only?: readonly st
               xds: agent.xdsStatus(),
               mesh: agent.meshStatus(),
               services: agent.services.snapshot(),
+              kubernetes: agent.kubernetesStatus(),
               workers,
             }),
           (err: unknown) => fail(res, err, 'config dump failed'),

@@ -23,6 +23,9 @@ import { createAdminHandler } from '../admin/server';
 import { XdsClient, type XdsMode, type XdsSink } from '../xds/ads-client';
 import type { AgentResource } from '../xds/agent-resources';
 import { PodStateFile } from './pod-state-file';
+import type { CniAnswer, CniEvent } from '../enroll/cni-protocol';
+import type { KubeEnrollment } from './kube-enrollment';
+import type { CniLifecycle, CniLifecycleOptions } from './cni-lifecycle';
 import type { WorkerStats } from './worker-protocol';
 import { DataPlaneWorkers, type WorkerStatus } from './workers';
 
@@ -52,6 +55,11 @@ export interface AgentOptions {
   l7?: L7Options;
   /** After a burst of connections to pods' 15008: memory back to the kernel (the addon's relieveMemory; tests: absent). */
   relieveMemory?: () => void;
+  /**
+   * Pods from the Kubernetes API: the CNI plugin's events are resolved there, and the agent reconciles the pods
+   * of its node (enrolling those that ran before it, found in `procRoot`). `cni` installs nodemesh-cni on the node.
+   */
+  kubernetes?: { kubeconfig?: string; procRoot: string; cni?: CniLifecycleOptions };
   /** Control plane ADS address (`host:port` or `unix:///path`); absent: no services, passthrough only. */
   xds?: { address: string; mode: XdsMode; tls?: { rootFile: string; tokenFile?: string; serverName?: string } };
   /**
@@ -88,6 +96,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
   private readonly stateFile: PodStateFile;
   private readonly servers: http.Server[] = [];
   private datapath: Datapath | null = null;
+  private kube: KubeEnrollment | undefined;
+  private cniLifecycle: CniLifecycle | undefined;
   private xds: XdsClient | null = null;
   private readonly enrollLog: Logger;
   private reconciled = false;
@@ -174,6 +184,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
     await this.startWorkers();
     await this.reconcile();
     await this.serve(createEnrollServer(this, this.enrollLog), { unix: this.enrollSocket });
+    if (this.opts.kubernetes) await this.startKubernetes(this.opts.kubernetes);
     this.tracker.startPeriodicFlush(5_000);
     this.log.info({ node: this.opts.node, pods: this.pods.size, stateDir: this.opts.stateDir }, 'agent ready');
   }
@@ -182,6 +193,31 @@ export class Agent implements EnrollmentHandler, XdsSink {
     if (where.unix) await listenUnix(server, where.unix);
     else await listenTcp(server, where.port!, where.host ?? this.opts.adminHost);
     this.servers.push(server);
+  }
+
+  /** Loaded only with --kubernetes: an agent without it carries no Kubernetes client. */
+  private async startKubernetes(k: NonNullable<AgentOptions['kubernetes']>): Promise<void> {
+    const { KubeEnrollment } = await import('./kube-enrollment');
+    this.kube = new KubeEnrollment(this, { node: this.opts.node, kubeconfig: k.kubeconfig, procRoot: k.procRoot, cgroupRoot: this.opts.cgroupRoot, log: this.log.child({ component: 'kubernetes' }) });
+    await this.kube.start();
+    if (k.cni) {
+      const { CniLifecycle } = await import('./cni-lifecycle');
+      this.cniLifecycle = new CniLifecycle(k.cni, this.log.child({ component: 'cni' }));
+      this.cniLifecycle.start();
+    }
+  }
+
+  /** nodemesh-cni's ADD/DEL/CHECK (enrollment socket, POST /v1/cni). */
+  cni(ev: CniEvent): Promise<CniAnswer> {
+    if (!this.kube) {
+      return Promise.reject(new EnrollError('NM_ENROLL_NO_POD_SOURCE', 501, 'this agent does not watch the Kubernetes API', { hint: 'start it with --kubernetes' }));
+    }
+    return this.kube.cni(ev);
+  }
+
+  /** Kubernetes enrollment counters, null without --kubernetes. */
+  kubernetesStatus(): Record<string, unknown> | null {
+    return this.kube ? { ...this.kube.stats, cni: this.cniLifecycle?.status() ?? null } : null;
   }
 
   private async startWorkers(): Promise<void> {
@@ -492,6 +528,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
     const left = counts[0] + counts[1];
     if (left > 0) this.log.warn({ left }, 'drain deadline reached; closing remaining connections');
     this.runtime.destroy();
+    this.kube?.close();
+    await this.cniLifecycle?.stop();
     this.xds?.close();
     this.identity?.close();
     if (this.datapath) await this.datapath.close({ detach: true });

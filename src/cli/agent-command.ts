@@ -1,18 +1,20 @@
 // `nodemesh agent`: runs the node agent until SIGTERM (drain + detach) or SIGKILL (pinned state stays).
 
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { Agent, type AgentOptions } from '../agent/agent';
 import { createSecretManager } from '../identity/secret-manager';
 import { openDatapath } from '../datapath/datapath';
-import { loadNative } from '../datapath/native';
+import { loadNative, repoRoot } from '../datapath/native';
 import { createLogger, type Logger } from '../telemetry/logger';
 import { runDaemon } from './daemon';
 import { DEFAULT_HANDSHAKE_LIMITS } from '../proxy/hbone/handshake-limits';
 import { cgroupCpuLimit, findOrMountCgroup2, processCgroup2Path } from '../util/cgroup2';
 import { mountCommand } from '../util/host-fs';
 import type { AccessLogMode } from '../proxy/http/layers/telemetry';
+import type { CniLifecycleOptions } from '../agent/cni-lifecycle';
 
 function int(v: string): number {
   const n = Number.parseInt(v, 10);
@@ -64,6 +66,42 @@ function meshOptions(
         validitySeconds: o.certValidity,
         log: log.child({ component: 'identity' }),
       }),
+  };
+}
+
+/** nodemesh-cni installation, when both CNI dirs are given. */
+function cniOptions(o: { cniBinDir?: string; cniConfDir?: string; cniConfig?: string; cniHostDir: string; kubeconfig?: string; stateDir: string }): CniLifecycleOptions | undefined {
+  if (o.cniBinDir === undefined && o.cniConfDir === undefined) return undefined;
+  if (o.cniBinDir === undefined || o.cniConfDir === undefined) throw new Error('give both --cni-bin-dir and --cni-conf-dir, or neither');
+  let entry: Record<string, unknown> = { enrollSocket: path.join(o.stateDir, 'enroll.sock') };
+  if (o.cniConfig !== undefined) {
+    try {
+      entry = { ...entry, ...(JSON.parse(fs.readFileSync(o.cniConfig, 'utf8')) as Record<string, unknown>) };
+    } catch (err) {
+      throw new Error(`--cni-config ${o.cniConfig}: ${(err as Error).message} (it must be a JSON object: the conflist entry)`);
+    }
+  }
+  return {
+    binDir: o.cniBinDir,
+    confDir: o.cniConfDir,
+    hostDir: o.cniHostDir,
+    entry,
+    appRoot: repoRoot(),
+    // The DaemonSet being gone (404) or our access to it revoked with it (403) is an uninstall; anything else is not.
+    uninstalling: async () => {
+      const k8s = await import('@kubernetes/client-node');
+      const kc = new k8s.KubeConfig();
+      if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
+      else kc.loadFromDefault();
+      try {
+        const ds = await kc.makeApiClient(k8s.AppsV1Api).readNamespacedDaemonSet({ namespace: process.env.POD_NAMESPACE ?? 'nodemesh-system', name: 'nodemesh-agent' });
+        return !!ds.metadata?.deletionTimestamp;
+      } catch (err) {
+        const code = (err as { code?: number }).code;
+        if (code === 404 || code === 403) return true;
+        throw err;
+      }
+    },
   };
 }
 
@@ -119,6 +157,13 @@ export function registerAgentCommand(program: Command): void {
     )
     .option('--l7 <on|off>', 'L7 for HTTP ports (routes, per-request balancing and telemetry, L7 authorization); off: every connection takes the L4 path', 'on')
     .option('--access-log <all|errors|off>', 'one JSON line per HTTP request: all of them, only failed ones (5xx or a response flag), or none', 'all')
+    .option('--kubernetes', 'watch this node\'s pods in the Kubernetes API: resolve CNI events, enroll pods that ran before the agent, unenroll pods that left', false)
+    .option('--kubeconfig <file>', 'kubeconfig for --kubernetes (default: in-cluster, then KUBECONFIG)')
+    .option('--proc-root <dir>', "the node's /proc (the agent runs with hostPID), where reconcile finds pods' network namespaces", '/proc')
+    .option('--cni-bin-dir <dir>', 'with --kubernetes: install nodemesh-cni into this CNI bin dir and chain it in --cni-conf-dir')
+    .option('--cni-conf-dir <dir>', 'the CNI config dir whose first *.conflist gets the nodemesh-cni entry')
+    .option('--cni-config <file>', 'JSON of the conflist entry (enrollSocket, kubeconfig, ...)')
+    .option('--cni-host-dir <dir>', 'host directory (mounted at the same path) for the plugin\'s node binary and code', '/var/lib/nodemesh/cni')
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
     .action(async (o: HandshakeFlags & {
       node: string;
@@ -145,6 +190,13 @@ export function registerAgentCommand(program: Command): void {
       workerStallTimeout: number;
       l7: string;
       accessLog: string;
+      kubernetes: boolean;
+      kubeconfig?: string;
+      procRoot: string;
+      cniBinDir?: string;
+      cniConfDir?: string;
+      cniConfig?: string;
+      cniHostDir: string;
       logLevel: string;
     }) => {
       if (o.l7 !== 'on' && o.l7 !== 'off') throw new Error(`--l7 must be on or off, not "${o.l7}"`);
@@ -175,6 +227,7 @@ export function registerAgentCommand(program: Command): void {
           workerStallTimeoutMs: o.workerStallTimeout * 1000,
           l7: { enabled: o.l7 === 'on', accessLog: o.accessLog as AccessLogMode },
           relieveMemory: () => loadNative().relieveMemory(),
+          kubernetes: o.kubernetes ? { kubeconfig: o.kubeconfig, procRoot: o.procRoot, cni: cniOptions(o) } : undefined,
         },
         log,
         () => openDatapath({ pinRoot: o.pinRoot, cgroupRoot }, log.child({ component: 'datapath' })),

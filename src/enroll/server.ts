@@ -4,6 +4,7 @@ import type http from 'node:http';
 import type { Logger } from '../telemetry/logger';
 import { NodemeshError } from '../util/errors';
 import { createBoundedServer, sendJson } from '../util/http';
+import { parseCniEvent, type CniAnswer, type CniEvent } from './cni-protocol';
 import { EnrollError, parseEnrollRequest, type EnrolledPod } from './protocol';
 
 /** What the agent provides. Each call either fully applies or throws with nothing applied. */
@@ -11,6 +12,8 @@ export interface EnrollmentHandler {
   enroll(req: ReturnType<typeof parseEnrollRequest>): Promise<EnrolledPod>;
   unenroll(uid: string): Promise<void>;
   list(): EnrolledPod[];
+  /** A CNI plugin's ADD/DEL/CHECK; only agents that know their pods from the Kubernetes API answer it. */
+  cni?(ev: CniEvent): Promise<CniAnswer>;
 }
 
 export function createEnrollServer(handler: EnrollmentHandler, log: Logger): http.Server {
@@ -35,6 +38,16 @@ async function route(handler: EnrollmentHandler, req: http.IncomingMessage, res:
   if (path === '/v1/pods' && req.method === 'POST') {
     const pod = await handler.enroll(parseEnrollRequest(body.toString('utf8')));
     sendJson(res, 200, pod);
+    return;
+  }
+  if (path === '/v1/cni' && req.method === 'POST') {
+    const ev = parseCniEvent(body.toString('utf8'));
+    if (!handler.cni) {
+      throw new EnrollError('NM_ENROLL_NO_POD_SOURCE', 501, 'this agent does not watch the Kubernetes API, so it cannot resolve CNI pods', {
+        hint: 'start the agent with --kubernetes, or enroll with POST /v1/pods',
+      });
+    }
+    sendJson(res, 200, await handler.cni(ev));
     return;
   }
   const m = /^\/v1\/pods\/([^/]+)$/.exec(path);

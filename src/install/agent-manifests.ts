@@ -59,6 +59,7 @@ export function agentObjects(v: InstallValues): Manifest[] {
     '--cni-bin-dir=/host/cni/bin',
     '--cni-conf-dir=/host/cni/net.d',
     '--cni-config=/etc/nodemesh/cni/plugin.json',
+    '--cni-host-dir=/var/lib/nodemesh/cni',
   ];
   return [
     { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: AGENT_NAME, namespace: ns, labels: l } },
@@ -177,6 +178,8 @@ export function agentObjects(v: InstallValues): Manifest[] {
                   { name: 'cni-bin', mountPath: '/host/cni/bin' },
                   { name: 'cni-conf', mountPath: '/host/cni/net.d' },
                   { name: 'cni-config', mountPath: '/etc/nodemesh/cni', readOnly: true },
+                  // the plugin's node binary and code, at the path the launcher in the CNI bin dir names
+                  { name: 'cni-runtime', mountPath: '/var/lib/nodemesh/cni' },
                   { name: 'ca-token', mountPath: '/var/run/secrets/nodemesh', readOnly: true },
                   { name: 'ca-root', mountPath: '/var/run/nodemesh/ca', readOnly: true },
                   { name: 'tmp', mountPath: '/tmp' },
@@ -191,6 +194,7 @@ export function agentObjects(v: InstallValues): Manifest[] {
               { name: 'cni-bin', hostPath: { path: v.agent.cniBinDir, type: 'DirectoryOrCreate' } },
               { name: 'cni-conf', hostPath: { path: v.agent.cniConfDir, type: 'DirectoryOrCreate' } },
               { name: 'cni-config', configMap: { name: CNI_CONFIGMAP } },
+              { name: 'cni-runtime', hostPath: { path: '/var/lib/nodemesh/cni', type: 'DirectoryOrCreate' } },
               {
                 name: 'ca-token',
                 projected: { sources: [{ serviceAccountToken: { path: 'token', audience: CA_AUDIENCE, expirationSeconds: 3600 } }] },

@@ -1,0 +1,120 @@
+// nodemesh-cni against fake agents: result pass-through, CNI error JSON, fail open / fail closed, vanished netns,
+// VERSION, malformed stdin; and its conflist edits (append once, remove only its own entry).
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import type { CniEvent } from '../../src/enroll/cni-protocol';
+import { appendToConflist, removeFromConflists } from '../../src/cni/install';
+import { AgentDownError, AgentRefusedError, CNI_CODE, runPlugin, type PluginDeps } from '../../src/cni/plugin';
+import { localIPv4, localIPv6 } from '../../src/agent/netns-finder';
+
+const prevResult = { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/proc/self/ns/net' }], ips: [{ address: '198.19.1.5/24', interface: 0 }] };
+const conf = (extra: Record<string, unknown> = {}): string => JSON.stringify({ cniVersion: '1.0.0', name: 'lab', type: 'nodemesh-cni', prevResult, ...extra });
+const env = (command: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
+  CNI_COMMAND: command,
+  CNI_CONTAINERID: 'c1',
+  CNI_NETNS: '/proc/self/ns/net',
+  CNI_IFNAME: 'eth0',
+  CNI_ARGS: 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_UID=u1',
+  ...extra,
+});
+
+function deps(agent: PluginDeps['agent'], failClosed: boolean | null = false): PluginDeps & { events: CniEvent[] } {
+  const events: CniEvent[] = [];
+  return {
+    events,
+    agent: async (s, ev) => {
+      events.push(ev);
+      return agent(s, ev);
+    },
+    podFailClosed: async () => failClosed,
+    log: () => undefined,
+  };
+}
+
+test('ADD hands the pod to the agent and passes the previous result through', async () => {
+  const d = deps(async () => ({ enrolled: true }));
+  const out = await runPlugin(env('ADD'), conf(), d);
+  assert.equal(out.exit, 0);
+  assert.deepEqual(JSON.parse(out.stdout), prevResult);
+  assert.deepEqual(d.events[0], { command: 'ADD', namespace: 'default', name: 'web', uid: 'u1', containerId: 'c1', netnsPath: '/proc/self/ns/net', ips: ['198.19.1.5'] });
+});
+
+test('VERSION, malformed stdin, unsupported versions, unchained use', async () => {
+  const d = deps(async () => ({ enrolled: true }));
+  assert.deepEqual(JSON.parse((await runPlugin({ CNI_COMMAND: 'VERSION' }, '', d)).stdout).supportedVersions.includes('1.0.0'), true);
+  const bad = await runPlugin(env('ADD'), '{not json', d);
+  assert.equal(bad.exit, 1);
+  assert.equal(JSON.parse(bad.stdout).code, CNI_CODE.DECODE);
+  assert.match(JSON.parse(bad.stdout).msg, /cannot decode the network configuration/);
+  assert.equal(JSON.parse((await runPlugin(env('ADD'), conf({ cniVersion: '9.9.9' }), d)).stdout).code, CNI_CODE.INCOMPATIBLE_VERSION);
+  const alone = JSON.parse((await runPlugin(env('ADD'), JSON.stringify({ cniVersion: '1.0.0', type: 'nodemesh-cni' }), d)).stdout);
+  assert.equal(alone.code, CNI_CODE.INVALID_CONFIG);
+  assert.match(alone.msg, /must be chained/);
+  assert.equal(d.events.length, 0, 'nothing reached the agent');
+});
+
+test('a vanished netns is an error and reaches no agent', async () => {
+  const d = deps(async () => ({ enrolled: true }));
+  const out = await runPlugin(env('ADD', { CNI_NETNS: '/run/netns/nm-gone-for-good' }), conf(), d);
+  assert.equal(out.exit, 1);
+  const e = JSON.parse(out.stdout);
+  assert.equal(e.code, CNI_CODE.CONTAINER_UNKNOWN);
+  assert.match(e.msg, /nm-gone-for-good of pod default\/web does not exist/);
+  assert.equal(d.events.length, 0);
+});
+
+test('agent down: ADD fails open, unless the pod is fail-closed; DEL always succeeds', async () => {
+  const down = async (): Promise<never> => {
+    throw new AgentDownError('the node agent is not answering on /x: connect ENOENT');
+  };
+  const open = await runPlugin(env('ADD'), conf(), deps(down, false));
+  assert.equal(open.exit, 0);
+  assert.deepEqual(JSON.parse(open.stdout), prevResult);
+  const unknown = await runPlugin(env('ADD'), conf(), deps(down, null));
+  assert.equal(unknown.exit, 0, 'an unknown annotation (no API) fails open too');
+  const closed = await runPlugin(env('ADD'), conf(), deps(down, true));
+  assert.equal(closed.exit, 1);
+  assert.equal(JSON.parse(closed.stdout).code, CNI_CODE.TRY_AGAIN_LATER);
+  assert.match(JSON.parse(closed.stdout).msg, /fail-closed/);
+  const del = await runPlugin(env('DEL'), conf(), deps(down));
+  assert.deepEqual(del, { stdout: '', exit: 0 });
+});
+
+test('agent refusals: a gone netns is code 3, other 4xx name the agent code', async () => {
+  const gone = await runPlugin(env('ADD'), conf(), deps(async () => { throw new AgentRefusedError(400, 'NM_ENROLL_NO_NETNS', 'network namespace x does not exist'); }));
+  assert.equal(JSON.parse(gone.stdout).code, CNI_CODE.CONTAINER_UNKNOWN);
+  const check = await runPlugin(env('CHECK'), conf(), deps(async () => { throw new AgentRefusedError(409, 'NM_ENROLL_NOT_ENROLLED', 'pod default/web should be in the mesh but is not enrolled'); }));
+  assert.equal(JSON.parse(check.stdout).code, CNI_CODE.NOT_ENROLLED);
+  assert.match(JSON.parse(check.stdout).msg, /should be in the mesh/);
+});
+
+test('conflist: the entry is appended once, updated in place, and removal leaves the rest as it was', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-cni-'));
+  try {
+    const file = path.join(dir, '10-net.conflist');
+    const original = { cniVersion: '1.0.0', name: 'net', plugins: [{ type: 'bridge', bridge: 'cni0' }, { type: 'portmap' }] };
+    fs.writeFileSync(file, JSON.stringify(original));
+    fs.writeFileSync(path.join(dir, '99-other.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'other', plugins: [{ type: 'ptp' }] }));
+    assert.equal(appendToConflist(dir, { enrollSocket: '/s' }).changed, true);
+    assert.equal(appendToConflist(dir, { enrollSocket: '/s' }).changed, false);
+    appendToConflist(dir, { enrollSocket: '/t' });
+    const now = JSON.parse(fs.readFileSync(file, 'utf8'));
+    assert.deepEqual(now.plugins.map((p: { type: string }) => p.type), ['bridge', 'portmap', 'nodemesh-cni']);
+    assert.equal(now.plugins[2].enrollSocket, '/t');
+    assert.deepEqual(removeFromConflists(dir), [file]);
+    assert.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), original);
+    assert.throws(() => appendToConflist(path.join(dir, 'none'), {}), /cannot read the CNI config dir/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('netns finder reads local addresses from fib_trie and if_inet6', () => {
+  const trie = 'Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 198.19.1.5\n        /32 host LOCAL\n     |-- 198.19.1.0\n        /24 link UNICAST\n     |-- 127.0.0.1\n        /32 host LOCAL\n';
+  assert.deepEqual(localIPv4(trie), ['198.19.1.5']);
+  assert.deepEqual(localIPv6('fd000000000000000000000000000005 02 80 00 80     eth0\n00000000000000000000000000000001 01 80 10 80       lo\n'), ['fd00::5']);
+});
