@@ -15,6 +15,7 @@ const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   lab: async () => (await import('./lab-command')).registerLabCommand,
   sample: async () => (await import('./sample-command')).registerSampleCommand,
   demo: async () => (await import('./demo-command')).registerDemoCommand,
+  check: async () => (await import('./check-command')).registerCheckCommand,
   install: async () => (await import('./install-command')).registerInstallCommands,
   uninstall: async () => (await import('./install-command')).registerInstallCommands,
 };

@@ -12,13 +12,14 @@ export const ROOT_CONFIGMAP = 'nodemesh-ca-root-cert';
 export const CA_AUDIENCE = 'nodemesh-ca';
 
 /** Each capability the agent adds, and why it cannot do without it. */
+// No SYS_RESOURCE: it only raised RLIMIT_MEMLOCK for kernels before 5.11, which charged BPF maps against it; the
+// agent needs 5.15+, where maps are charged to the memory cgroup.
 export const AGENT_CAPABILITIES: { cap: string; why: string }[] = [
   { cap: 'BPF', why: 'load the programs and create/pin their maps (bpf())' },
   { cap: 'PERFMON', why: 'the verifier admits programs that handle socket pointers (sk_lookup, sockops) only with it' },
   { cap: 'NET_ADMIN', why: 'attach cgroup/sk_lookup programs, SO_MARK 1337 on the agent\'s own sockets, netns-local listeners' },
   { cap: 'SYS_ADMIN', why: 'setns() into pod network namespaces to open their listeners and upstream sockets' },
   { cap: 'SYS_PTRACE', why: 'read /proc/PID/ns/net of pod processes to find the netns of pods that ran before the agent' },
-  { cap: 'SYS_RESOURCE', why: 'raise RLIMIT_MEMLOCK: kernels before 5.11 charge BPF maps against it' },
 ];
 
 export function agentImage(v: InstallValues): string {
