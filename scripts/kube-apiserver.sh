@@ -10,12 +10,15 @@ set -euo pipefail
 VERSION=1.20.2
 CACHE=${NODEMESH_KUBE_CACHE:-/var/cache/nodemesh/kube-apiserver-$VERSION}
 BIN="$CACHE/kube-apiserver"
+# What the cached binary was built with; a binary without the current stamp is rebuilt.
+STAMP="$CACHE/build-stamp"
+WANT_STAMP="v$VERSION reflect2-1.0.2"
 SOURCES_FILE=/etc/apt/sources.list.d/nodemesh-bookworm-src.sources
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 if [ "${1:-}" = "--path" ]; then
-  [ -x "$BIN" ] && { echo "$BIN"; exit 0; }
+  [ -x "$BIN" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$WANT_STAMP" ] && { echo "$BIN"; exit 0; }
   echo "kube-apiserver $VERSION is not built: run 'bash scripts/kube-apiserver.sh' as root" >&2
   exit 1
 fi
@@ -42,7 +45,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ -x "$BIN" ] && "$BIN" --version 2>/dev/null | grep -q "v$VERSION"; then
+if [ -x "$BIN" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$WANT_STAMP" ] && "$BIN" --version 2>/dev/null | grep -q "v$VERSION"; then
   say "kube-apiserver $VERSION cached at $BIN"
   exit 0
 fi
@@ -62,7 +65,8 @@ fi
 apt_update_once
 
 build_deps=()
-for p in golang-go dpkg-dev make rsync; do
+# golang-github-modern-go-reflect2-dev: see the vendor replacement below.
+for p in golang-go dpkg-dev make rsync golang-github-modern-go-reflect2-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || build_deps+=("$p")
 done
 if [ "${#build_deps[@]}" -gt 0 ]; then
@@ -80,6 +84,13 @@ if [ -z "$src" ] || [ ! -d "$src/cmd/kube-apiserver" ]; then
   exit 1
 fi
 
+# The source vendors reflect2 1.0.1, whose map iteration faults under Go >= 1.18 (bookworm's Go is 1.19): the API
+# server crashed (SIGSEGV in mapiterinit) on the first custom resource it encoded. Debian's reflect2 1.0.2 fixes it.
+rm -rf "$src/vendor/github.com/modern-go/reflect2"
+cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 "$src/vendor/github.com/modern-go/reflect2"
+sed -i 's|^# github.com/modern-go/reflect2 v1.0.1$|# github.com/modern-go/reflect2 v1.0.2|' "$src/vendor/modules.txt"
+sed -i 's|github.com/modern-go/reflect2 v1.0.1|github.com/modern-go/reflect2 v1.0.2|' "$src/go.mod"
+
 say "building kube-apiserver $VERSION (about 7 min on 2 cores)"
 start=$(date +%s)
 # The version is stamped by hand: the source package has no .git to derive it from.
@@ -89,4 +100,5 @@ out=$(find "$src/_output" -type f -name kube-apiserver -perm -u+x | head -n1)
 mkdir -p "$CACHE"
 install -m 0755 "$out" "$BIN.tmp"
 mv "$BIN.tmp" "$BIN"
+echo "$WANT_STAMP" > "$STAMP"
 say "built $BIN in $(( $(date +%s) - start )) s"

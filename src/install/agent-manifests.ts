@@ -163,8 +163,8 @@ export function agentObjects(v: InstallValues): Manifest[] {
                   seccompProfile: { type: 'Unconfined' },
                 },
                 ports: [
-                  { name: 'metrics', containerPort: 15020 },
-                  { name: 'ready', containerPort: 15021 },
+                  { name: 'metrics', containerPort: 15020, protocol: 'TCP' },
+                  { name: 'ready', containerPort: 15021, protocol: 'TCP' },
                 ],
                 readinessProbe: { httpGet: { path: '/healthz/ready', port: 15021 }, periodSeconds: 2, failureThreshold: 3 },
                 // Only a main thread that stopped answering for a minute: an agent waiting for the control plane

@@ -102,8 +102,8 @@ export function controlPlaneObjects(v: InstallValues): Manifest[] {
                 ],
                 env: [{ name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } }],
                 ports: [
-                  { name: 'grpc-tls', containerPort: 15012 },
-                  { name: 'http-metrics', containerPort: 15014 },
+                  { name: 'grpc-tls', containerPort: 15012, protocol: 'TCP' },
+                  { name: 'http-metrics', containerPort: 15014, protocol: 'TCP' },
                 ],
                 readinessProbe: { httpGet: { path: '/healthz/ready', port: 15014 }, periodSeconds: 2 },
                 livenessProbe: { httpGet: { path: '/healthz/ready', port: 15014 }, periodSeconds: 10, failureThreshold: 6, initialDelaySeconds: 30 },
@@ -122,8 +122,9 @@ export function controlPlaneObjects(v: InstallValues): Manifest[] {
       spec: {
         selector: select,
         ports: [
-          { name: 'grpc-tls', port: 15012, targetPort: 15012, appProtocol: 'grpc' },
-          { name: 'http-metrics', port: 15014, targetPort: 15014 },
+          // protocol is spelled out: server-side apply keys these lists by port + protocol (1.20 has no default for it)
+          { name: 'grpc-tls', port: 15012, targetPort: 15012, protocol: 'TCP', appProtocol: 'grpc' },
+          { name: 'http-metrics', port: 15014, targetPort: 15014, protocol: 'TCP' },
         ],
       },
     },
