@@ -79,14 +79,26 @@ export class KubePodWatch {
         if (connected.size === 2) w.synced = true;
         opts.onChange();
       });
+      let pending = false;
+      const retry = (): void => {
+        if (w.closed || pending) return;
+        pending = true;
+        const t = setTimeout(() => {
+          w.timers.delete(t);
+          pending = false;
+          // From a stopped state: a ListWatch whose watch failed may otherwise neither list again nor report.
+          inf
+            .stop()
+            .catch(() => undefined)
+            .then(() => inf.start())
+            .catch(() => retry());
+        }, opts.retryMs ?? 5000);
+        w.timers.add(t);
+      };
       inf.on('error', (err: unknown) => {
         if (w.closed) return;
         opts.log.warn({ err: (err as Error)?.message }, `Kubernetes watch failed; keeping the last known pods, retrying in ${opts.retryMs ?? 5000} ms`);
-        const t = setTimeout(() => {
-          w.timers.delete(t);
-          inf.start().catch(() => undefined);
-        }, opts.retryMs ?? 5000);
-        w.timers.add(t);
+        retry();
       });
     }
     await Promise.all([pods.start(), namespaces.start()]);

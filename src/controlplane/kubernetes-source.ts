@@ -129,9 +129,13 @@ export class KubernetesSource implements ConfigSource {
     let synced = false;
     let onSynced: () => void = () => undefined;
     const ready = new Promise<void>((resolve) => (onSynced = resolve));
+    let attempts = 0;
     const attempt = async (): Promise<void> => {
       if (this.closed) return;
       failedDuringStart = false;
+      // A restarted informer begins from a stopped state: without it, a client-node ListWatch whose previous
+      // watch failed may neither list again nor report an error.
+      if (attempts++ > 0) await informer.stop().catch(() => undefined);
       await informer.start();
       // client-node reports list failures through the error callback, not by rejecting start().
       if (failedDuringStart || this.closed) return;
@@ -142,18 +146,30 @@ export class KubernetesSource implements ConfigSource {
       this.deliver(resource, informer);
       onSynced();
     };
+    const delay = resource.optional ? this.retryMs * 6 : this.retryMs;
+    // The informer does not restart itself after an error, and a restart whose list fails rejects instead of
+    // reporting through the callback: either way, try again later (an API server away for a while comes back).
+    let pending: NodeJS.Timeout | undefined;
+    const retry = (): void => {
+      // One restart at a time: a failed attempt may both report an error and reject.
+      if (this.closed || pending) return;
+      const t = setTimeout(() => {
+        this.retries.delete(t);
+        pending = undefined;
+        attempt().catch((e: unknown) => {
+          this.log.warn({ err: (e as Error)?.message, path: apiPath(resource), retryInMs: delay }, `kubernetes list of ${resource.kind} failed; retrying`);
+          retry();
+        });
+      }, delay);
+      pending = t;
+      this.retries.add(t);
+    };
     informer.on('error', (err?: unknown) => {
       failedDuringStart = true;
       if (this.closed) return;
-      const delay = resource.optional ? this.retryMs * 6 : this.retryMs;
       const hint = resource.optional ? '; is its CRD installed?' : '';
       this.log.warn({ err, path: apiPath(resource), retryInMs: delay }, `kubernetes list/watch of ${resource.kind} failed${hint}`);
-      // The informer does not restart itself after an error.
-      const t = setTimeout(() => {
-        this.retries.delete(t);
-        attempt().catch((e: unknown) => this.log.error({ err: e, path: apiPath(resource) }, 'kubernetes watch restart failed'));
-      }, delay);
-      this.retries.add(t);
+      retry();
     });
     const first = attempt().catch((err: unknown) => {
       throw new ControlPlaneError(CP_ERR.KUBERNETES, `cannot list ${apiPath(resource)}`, {

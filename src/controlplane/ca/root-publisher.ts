@@ -73,10 +73,22 @@ export async function startRootPublisher(opts: RootPublisherOptions): Promise<Ro
   informer.on('update', onNs);
   informer.on('delete', (ns) => current.delete(ns.metadata?.name ?? ''));
   let restart: NodeJS.Timeout | undefined;
+  const retry = (): void => {
+    if (closed || restart) return;
+    restart = setTimeout(() => {
+      restart = undefined;
+      // From a stopped state: a ListWatch whose watch failed may otherwise neither list again nor report.
+      informer
+        .stop()
+        .catch(() => undefined)
+        .then(() => informer.start())
+        .catch(() => retry());
+    }, 5000);
+  };
   informer.on('error', (err: unknown) => {
     if (closed) return;
     opts.log.warn({ err: (err as Error)?.message }, 'namespace watch failed; restarting in 5 s');
-    restart = setTimeout(() => void informer.start().catch(() => undefined), 5000);
+    retry();
   });
   await informer.start();
   const resync = setInterval(() => {
