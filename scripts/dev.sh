@@ -2,7 +2,7 @@
 # Sets up a Debian machine for nodemesh (apt packages, npm packages, BPF + native + TypeScript builds),
 # idempotently, then runs the demo or the whole test suite. Run as root.
 #   bash scripts/dev.sh demo [--keep]   # bring up examples/lab/basic.yaml, drive traffic, show what agents see
-#   bash scripts/dev.sh test            # lint, typecheck, unit + integration + e2e tests
+#   bash scripts/dev.sh test            # lint, typecheck, unit + integration + e2e + k8s tests
 #   bash scripts/dev.sh setup           # only set up
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,11 +56,19 @@ build() {
   npm run --silent build
 }
 
+# The k8s tier's real kube-apiserver (built once per machine from Debian's source package into
+# /var/cache/nodemesh; about 7 minutes on 2 cores the first time, a cache hit afterwards), etcd and the
+# reference CNI plugins.
+setup_kube() {
+  bash scripts/kube-apiserver.sh
+}
+
 setup() {
   require_root
   setup_apt
   setup_node
   build
+  setup_kube
 }
 
 cmd=${1:-test}
@@ -77,8 +85,8 @@ case "$cmd" in
     npm run --silent lint
     say "typecheck"
     npm run --silent typecheck
-    say "tests (unit, integration, e2e) on a fresh host view; a skipped test fails the run"
-    NODEMESH_REQUIRE_E2E=1 exec node scripts/run-tests.js --fresh-host unit integration e2e
+    say "tests (unit, integration, e2e, k8s) on a fresh host view; a skipped test fails the run"
+    NODEMESH_REQUIRE_E2E=1 exec node scripts/run-tests.js --fresh-host unit integration e2e k8s
     ;;
   *)
     echo "usage: bash scripts/dev.sh demo [--keep] | test | setup" >&2

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs the compiled test tiers with node's test runner: unit (no root, no network),
-// integration (in-process agent pieces, loopback only), e2e (root, real eBPF in lab namespaces).
+// integration (in-process agent pieces, loopback only), e2e (root, real eBPF in lab namespaces), k8s (root: a real
+// kube-apiserver 1.20 over etcd on loopback, built by scripts/kube-apiserver.sh; real CNI plugins in test namespaces).
 //
 //   node scripts/run-tests.js [--fresh-host] [tier ...]
 //
@@ -22,7 +23,7 @@ const root = path.resolve(__dirname, '..');
 const args = process.argv.slice(2);
 const fresh = args.includes('--fresh-host');
 const tiers = args.filter((a) => !a.startsWith('--'));
-if (tiers.length === 0) tiers.push('unit', 'integration', 'e2e');
+if (tiers.length === 0) tiers.push('unit', 'integration', 'e2e', 'k8s');
 const required = process.env.NODEMESH_REQUIRE_E2E === '1' || process.env.CI === 'true';
 const INSIDE = 'NODEMESH_FRESH_HOST_INSIDE';
 
@@ -61,6 +62,8 @@ function hostState() {
   const found = [];
   const netns = listDir('/run/netns').filter((n) => n.startsWith('nm-'));
   if (netns.length) found.push(`network namespaces in /run/netns: ${netns.join(' ')}`);
+  const kube = listDir(os.tmpdir()).filter((n) => n.startsWith('nodemesh-kube-'));
+  if (kube.length) found.push(`k8s tier API servers' dirs in ${os.tmpdir()}: ${kube.join(' ')}`);
   const labs = listDir('/run/nodemesh/lab');
   if (labs.length) found.push(`lab dirs in /run/nodemesh/lab: ${labs.join(' ')}`);
   for (const m of mounts()) {

@@ -80,24 +80,34 @@ export class KubePodWatch {
         opts.onChange();
       });
       let pending = false;
-      const retry = (): void => {
+      let failures = 0;
+      const retry = (after = opts.retryMs ?? 5000): void => {
         if (w.closed || pending) return;
         pending = true;
         const t = setTimeout(() => {
           w.timers.delete(t);
           pending = false;
           // From a stopped state: a ListWatch whose watch failed may otherwise neither list again nor report.
+          const before = failures;
           inf
             .stop()
             .catch(() => undefined)
             .then(() => inf.start())
+            .then(() => {
+              // Back: a watch opened while the API server was still starting may stay silent; re-list once more.
+              if (failures === before && before > 0) {
+                failures = 0;
+                retry((opts.retryMs ?? 5000) * 2);
+              }
+            })
             .catch(() => retry());
-        }, opts.retryMs ?? 5000);
+        }, after);
         w.timers.add(t);
       };
       inf.on('error', (err: unknown) => {
         if (w.closed) return;
         opts.log.warn({ err: (err as Error)?.message }, `Kubernetes watch failed; keeping the last known pods, retrying in ${opts.retryMs ?? 5000} ms`);
+        failures++;
         retry();
       });
     }

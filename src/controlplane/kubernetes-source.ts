@@ -129,6 +129,7 @@ export class KubernetesSource implements ConfigSource {
     let synced = false;
     let onSynced: () => void = () => undefined;
     const ready = new Promise<void>((resolve) => (onSynced = resolve));
+    const delay = resource.optional ? this.retryMs * 6 : this.retryMs;
     let attempts = 0;
     const attempt = async (): Promise<void> => {
       if (this.closed) return;
@@ -139,6 +140,13 @@ export class KubernetesSource implements ConfigSource {
       await informer.start();
       // client-node reports list failures through the error callback, not by rejecting start().
       if (failedDuringStart || this.closed) return;
+      if (recovering) {
+        // A watch opened while the API server was still starting may stay silent for good (seen with 1.20: the
+        // list succeeded, the watch never delivered and never failed). One more restart once it has settled.
+        recovering = false;
+        this.log.info({ path: apiPath(resource) }, `kubernetes list/watch of ${resource.kind} is back; re-listing once more in ${delay * 2} ms`);
+        retry(delay * 2);
+      }
       if (!synced) {
         synced = true;
         this.log.info({ path: apiPath(resource), objects: informer.list().length }, `listed ${resource.kind}`);
@@ -146,11 +154,11 @@ export class KubernetesSource implements ConfigSource {
       this.deliver(resource, informer);
       onSynced();
     };
-    const delay = resource.optional ? this.retryMs * 6 : this.retryMs;
     // The informer does not restart itself after an error, and a restart whose list fails rejects instead of
     // reporting through the callback: either way, try again later (an API server away for a while comes back).
     let pending: NodeJS.Timeout | undefined;
-    const retry = (): void => {
+    let recovering = false;
+    const retry = (after = delay): void => {
       // One restart at a time: a failed attempt may both report an error and reject.
       if (this.closed || pending) return;
       const t = setTimeout(() => {
@@ -160,13 +168,14 @@ export class KubernetesSource implements ConfigSource {
           this.log.warn({ err: (e as Error)?.message, path: apiPath(resource), retryInMs: delay }, `kubernetes list of ${resource.kind} failed; retrying`);
           retry();
         });
-      }, delay);
+      }, after);
       pending = t;
       this.retries.add(t);
     };
     informer.on('error', (err?: unknown) => {
       failedDuringStart = true;
       if (this.closed) return;
+      recovering = true;
       const hint = resource.optional ? '; is its CRD installed?' : '';
       this.log.warn({ err, path: apiPath(resource), retryInMs: delay }, `kubernetes list/watch of ${resource.kind} failed${hint}`);
       retry();

@@ -73,6 +73,21 @@ export interface KubeApiServer {
   stop(): Promise<void>;
 }
 
+/**
+ * Starts a server that dies with the test process even when that is killed (setpriv --pdeathsig), its output
+ * appended to `log`.
+ */
+function spawnOwned(bin: string, args: string[], log: string): ChildProcess {
+  const fd = fs.openSync(log, 'a');
+  try {
+    const c = spawn('setpriv', ['--pdeathsig', 'TERM', '--', bin, ...args], { stdio: ['ignore', fd, fd] });
+    c.on('error', () => undefined);
+    return c;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 function stopChild(child: ChildProcess | undefined, graceMs = 5000): Promise<void> {
   if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
@@ -107,7 +122,7 @@ export async function startKubeApiServer(opts: { readyTimeoutMs?: number } = {})
   try {
     const [etcdClient, etcdPeer, securePort] = [await freePort(), await freePort(), await freePort()];
     const etcdLog = path.join(dir, 'etcd.log');
-    const etcd = spawn(
+    const etcd = spawnOwned(
       '/usr/bin/etcd',
       [
         '--name=nodemesh-test',
@@ -119,7 +134,7 @@ export async function startKubeApiServer(opts: { readyTimeoutMs?: number } = {})
         `--initial-cluster=nodemesh-test=http://127.0.0.1:${etcdPeer}`,
         '--listen-metrics-urls=',
       ],
-      { stdio: ['ignore', fs.openSync(etcdLog, 'a'), fs.openSync(etcdLog, 'a')] },
+      etcdLog,
     );
     children.push(etcd);
 
@@ -150,11 +165,7 @@ export async function startKubeApiServer(opts: { readyTimeoutMs?: number } = {})
       '--profiling=false',
       '--v=1',
     ];
-    const launch = (): ChildProcess => {
-      const c = spawn(apiServerBinary(), apiArgs, { stdio: ['ignore', fs.openSync(apiLog, 'a'), fs.openSync(apiLog, 'a')] });
-      c.on('error', () => undefined);
-      return c;
-    };
+    const launch = (): ChildProcess => spawnOwned(apiServerBinary(), apiArgs, apiLog);
     apiserver = launch();
 
     const kubeconfig = path.join(dir, 'kubeconfig');
