@@ -27,7 +27,8 @@ const NS = 'nodemesh-system';
 const HTTPROUTE_CRD = {
   apiVersion: 'apiextensions.k8s.io/v1',
   kind: 'CustomResourceDefinition',
-  metadata: { name: 'httproutes.gateway.networking.k8s.io' },
+  // *.k8s.io groups must say whether their API was approved; a fixture is not.
+  metadata: { name: 'httproutes.gateway.networking.k8s.io', annotations: { 'api-approved.kubernetes.io': 'unapproved, a reduced test fixture' } },
   spec: {
     group: 'gateway.networking.k8s.io',
     names: { kind: 'HTTPRoute', plural: 'httproutes', singular: 'httproute', listKind: 'HTTPRouteList' },
