@@ -2,13 +2,15 @@
 // network plugin rewrites its file, and everything removed when the agent stops because nodemesh is being
 // uninstalled (its DaemonSet is gone), not when it stops for an upgrade or a restart.
 
-import { installCni, uninstallCni, appendToConflist, type CniInstallOptions } from '../cni/install';
+import { appendToConflist, installCni, uninstallCni, writePluginKubeconfig, type CniInstallOptions } from '../cni/install';
 import type { Logger } from '../telemetry/logger';
 
 export interface CniLifecycleOptions extends CniInstallOptions {
   /** Resolves true when nodemesh is being uninstalled (the agent DaemonSet is gone). */
   uninstalling?: () => Promise<boolean>;
   checkMs?: number;
+  /** In a cluster: give the plugin its own kubeconfig (a copy of this ServiceAccount's token, kept fresh). */
+  serviceAccountDir?: string;
 }
 
 export class CniLifecycle {
@@ -27,9 +29,16 @@ export class CniLifecycle {
     this.timer.unref();
   }
 
+  /** The conflist entry, with the plugin's kubeconfig refreshed when there is one. */
+  private entry(): Record<string, unknown> {
+    if (!this.opts.serviceAccountDir) return this.opts.entry;
+    const kubeconfig = writePluginKubeconfig(this.opts.hostDir, this.opts.serviceAccountDir);
+    return kubeconfig ? { ...this.opts.entry, kubeconfig } : this.opts.entry;
+  }
+
   private tryInstall(): void {
     try {
-      this.conflist = installCni(this.opts).conflist;
+      this.conflist = installCni({ ...this.opts, entry: this.entry() }).conflist;
       this.lastError = null;
       this.log.info({ conflist: this.conflist, binDir: this.opts.binDir }, 'nodemesh-cni installed');
     } catch (err) {
@@ -41,7 +50,7 @@ export class CniLifecycle {
   private keep(): void {
     if (this.conflist === null) return this.tryInstall();
     try {
-      const r = appendToConflist(this.opts.confDir, { ...this.opts.entry });
+      const r = appendToConflist(this.opts.confDir, this.entry());
       if (r.changed) this.log.info({ conflist: r.file }, 'nodemesh-cni entry put back into the conflist');
       this.conflist = r.file;
       this.lastError = null;

@@ -87,6 +87,8 @@ function cniOptions(o: { cniBinDir?: string; cniConfDir?: string; cniConfig?: st
     hostDir: o.cniHostDir,
     entry,
     appRoot: repoRoot(),
+    // In a pod: the plugin gets a kubeconfig of its own (for fail-closed pods while the agent is down).
+    serviceAccountDir: o.kubeconfig === undefined ? '/var/run/secrets/kubernetes.io/serviceaccount' : undefined,
     // The DaemonSet being gone (404) or our access to it revoked with it (403) is an uninstall; anything else is not.
     uninstalling: async () => {
       const k8s = await import('@kubernetes/client-node');

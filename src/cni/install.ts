@@ -142,3 +142,30 @@ export function uninstallCni(opts: Pick<CniInstallOptions, 'binDir' | 'confDir' 
   fs.rmSync(opts.hostDir, { recursive: true, force: true });
   return changed;
 }
+
+/**
+ * In a cluster: a kubeconfig for the plugin (under `hostDir`, 0600) with a copy of the agent's ServiceAccount token,
+ * so that with the agent down the plugin can still read whether a pod asked for fail-closed. The token is rotated by
+ * the kubelet; the caller refreshes the copy periodically. Returns the kubeconfig path, or null outside a cluster.
+ */
+export function writePluginKubeconfig(hostDir: string, serviceAccountDir: string, env: NodeJS.ProcessEnv = process.env): string | null {
+  const host = env.KUBERNETES_SERVICE_HOST;
+  const port = env.KUBERNETES_SERVICE_PORT ?? '443';
+  if (!host || !fs.existsSync(path.join(serviceAccountDir, 'token'))) return null;
+  fs.mkdirSync(hostDir, { recursive: true });
+  const tokenFile = path.join(hostDir, 'token');
+  writeAtomic(tokenFile, fs.readFileSync(path.join(serviceAccountDir, 'token')), 0o600);
+  const server = `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const ca = fs.readFileSync(path.join(serviceAccountDir, 'ca.crt')).toString('base64');
+  const file = path.join(hostDir, 'kubeconfig');
+  const kc = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'local', cluster: { server, 'certificate-authority-data': ca } }],
+    users: [{ name: 'nodemesh-cni', user: { tokenFile } }],
+    contexts: [{ name: 'nodemesh-cni', context: { cluster: 'local', user: 'nodemesh-cni' } }],
+    'current-context': 'nodemesh-cni',
+  };
+  writeAtomic(file, `${JSON.stringify(kc, null, 2)}\n`, 0o600);
+  return file;
+}

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import type { CniEvent } from '../../src/enroll/cni-protocol';
-import { appendToConflist, removeFromConflists } from '../../src/cni/install';
+import { appendToConflist, removeFromConflists, writePluginKubeconfig } from '../../src/cni/install';
 import { AgentDownError, AgentRefusedError, CNI_CODE, runPlugin, type PluginDeps } from '../../src/cni/plugin';
 import { localIPv4, localIPv6 } from '../../src/agent/netns-finder';
 
@@ -117,4 +117,28 @@ test('netns finder reads local addresses from fib_trie and if_inet6', () => {
   const trie = 'Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 198.19.1.5\n        /32 host LOCAL\n     |-- 198.19.1.0\n        /24 link UNICAST\n     |-- 127.0.0.1\n        /32 host LOCAL\n';
   assert.deepEqual(localIPv4(trie), ['198.19.1.5']);
   assert.deepEqual(localIPv6('fd000000000000000000000000000005 02 80 00 80     eth0\n00000000000000000000000000000001 01 80 10 80       lo\n'), ['fd00::5']);
+});
+
+test('in a cluster the plugin gets its own kubeconfig: a private copy of the agent token, the API CA, the Service address', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-cnikc-'));
+  try {
+    const sa = path.join(dir, 'sa');
+    fs.mkdirSync(sa);
+    fs.writeFileSync(path.join(sa, 'token'), 'tok-1');
+    fs.writeFileSync(path.join(sa, 'ca.crt'), 'CA');
+    const host = path.join(dir, 'host');
+    assert.equal(writePluginKubeconfig(host, sa, {}), null, 'outside a cluster: none');
+    const file = writePluginKubeconfig(host, sa, { KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: '443' })!;
+    const kc = JSON.parse(fs.readFileSync(file, 'utf8'));
+    assert.equal(kc.clusters[0].cluster.server, 'https://10.0.0.1:443');
+    assert.equal(Buffer.from(kc.clusters[0].cluster['certificate-authority-data'], 'base64').toString(), 'CA');
+    assert.equal(fs.readFileSync(kc.users[0].user.tokenFile, 'utf8'), 'tok-1');
+    assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+    assert.equal(fs.statSync(kc.users[0].user.tokenFile).mode & 0o777, 0o600);
+    fs.writeFileSync(path.join(sa, 'token'), 'tok-2');
+    writePluginKubeconfig(host, sa, { KUBERNETES_SERVICE_HOST: '10.0.0.1' });
+    assert.equal(fs.readFileSync(kc.users[0].user.tokenFile, 'utf8'), 'tok-2', 'a rotated token is copied again');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
