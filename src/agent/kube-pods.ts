@@ -71,6 +71,7 @@ export class KubePodWatch {
     const namespaces = k8s.makeInformer<K8s.V1Namespace>(kc, '/api/v1/namespaces', () => core.listNamespace());
     const w = new KubePodWatch(pods, namespaces, core, opts.log);
     const connected = new Set<unknown>();
+    const first: Promise<void>[] = [];
     for (const inf of [pods, namespaces] as (K8s.Informer<K8s.KubernetesObject> & K8s.ObjectCache<K8s.KubernetesObject>)[]) {
       for (const ev of ['add', 'update', 'delete'] as const) inf.on(ev, () => opts.onChange());
       // Emitted once a list succeeded and its watch runs: only then is the cache a view of the node.
@@ -110,8 +111,17 @@ export class KubePodWatch {
         failures++;
         retry();
       });
+      // An API server that is away when the agent starts does not stop the agent: it serves pods it knows
+      // (pods.json, CNI with direct lookups) and lists once the API answers.
+      first.push(
+        inf.start().catch((err: unknown) => {
+          opts.log.warn({ err: (err as Error)?.message }, `cannot list from the Kubernetes API yet; retrying in ${opts.retryMs ?? 5000} ms`);
+          failures++;
+          retry();
+        }),
+      );
     }
-    await Promise.all([pods.start(), namespaces.start()]);
+    await Promise.all(first);
     return w;
   }
 
