@@ -68,19 +68,23 @@ setup() {
   setup_apt
   setup_node
   build
-  setup_kube
 }
 
 cmd=${1:-test}
 shift || true
 case "$cmd" in
-  setup) setup ;;
+  setup)
+    setup
+    setup_kube
+    ;;
   demo)
     setup
     exec node dist/src/cli/main.js demo "$@"
     ;;
   test)
     setup
+    # Only the tests need the API server: the demo does not wait for its build.
+    setup_kube
     say "lint"
     npm run --silent lint
     say "typecheck"
