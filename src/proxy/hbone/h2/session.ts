@@ -31,11 +31,18 @@ import {
   u32Frame,
 } from './constants';
 import { HpackDecoder, HpackEncoder, HpackError } from './hpack';
-import { validateRequest, validateResponse } from './headers';
+import { contentLength, validateRequest, validateResponse, validateTrailers } from './headers';
 import { FrameReader, type FrameHandler } from './reader';
 import { applySettings, encodeSettings } from './settings';
 import { type BorrowedReads, borrowReads } from './borrowed-reads';
 import { H2Stream, type Headers, type StreamOwner } from './stream';
+import { ClosedStreams, Closure } from './closed-streams';
+import { type H2Counters, newH2Counters } from './h2-counters';
+import { type H2Keepalive, Keepalive, type KeepaliveHooks, type KeepaliveTiming } from './keepalive';
+import type { PeerBudget } from './peer-budget';
+import { DEFAULT_FLOOD_LIMITS, type FloodLimits, H2FloodError, SessionGuard } from './session-guard';
+
+export type { H2Keepalive, KeepaliveTiming } from './keepalive';
 
 export interface H2SessionOptions {
   role: 'client' | 'server';
@@ -45,14 +52,34 @@ export interface H2SessionOptions {
   connectionWindow: number;
   /** Server: SETTINGS_MAX_CONCURRENT_STREAMS we advertise and enforce. Default 100. */
   maxConcurrentStreams?: number;
-  /** SETTINGS_MAX_FRAME_SIZE we advertise. DATA is never reassembled, so large frames cost nothing. Default 1 MiB. */
+  /**
+   * SETTINGS_MAX_FRAME_SIZE we advertise. DATA is never reassembled, so large frames cost nothing. Default 1 MiB,
+   * and never above either receive window: a peer's largest frame must fit the windows it was given.
+   */
   maxFrameSize?: number;
   /** SETTINGS_MAX_HEADER_LIST_SIZE we advertise; also bounds a header block in flight. Default 64 KiB. */
   maxHeaderListSize?: number;
   /** Bytes of acknowledgements, credit and resets the peer may leave unread before we call it a flood. Default 256 KiB. */
   maxControlBacklog?: number;
-  /** Server: streams the client may reset per second before we call it a rapid-reset attack. Default 1000. */
+  /**
+   * Streams the peer may reset per second, together with those we reset for its faults, before we call it a
+   * rapid-reset (or made-you-reset) attack. Default 1000. Shorthand for `floodLimits.resetsPerSecond`.
+   */
   maxPeerResetsPerSecond?: number;
+  /** Per-second allowances for the other floods (see FloodLimits). */
+  floodLimits?: Partial<FloodLimits>;
+  /** How long the peer may take to acknowledge our SETTINGS before GOAWAY(SETTINGS_TIMEOUT). Default 10 s; 0: no limit. */
+  settingsTimeoutMs?: number;
+  /**
+   * Unread bytes this session may hold for paused streams before it stops crediting the connection window
+   * (credit resumes as readers catch up). Bounds a session's buffered DATA to this plus one connection window,
+   * instead of streams × stream window. Default: the connection window.
+   */
+  maxHeldBytes?: number;
+  /** Shared by all sessions with the same peer: their held bytes and resets are bounded together. */
+  peerBudget?: PeerBudget;
+  /** Where resets, floods and timeouts are counted; shared by a server's or a pool's sessions. */
+  counters?: H2Counters;
   /**
    * Liveness, checked every `idleMs`: a session that heard no byte from the peer since the last check sends a
    * PING; if nothing at all arrives within `timeoutMs` more, the session is destroyed with H2PeerSilentError
@@ -65,16 +92,6 @@ export interface H2SessionOptions {
   keepalive?: H2Keepalive;
 }
 
-/** How often a session checks its peer's liveness, and how long an unanswered PING may wait. */
-export interface KeepaliveTiming {
-  idleMs: number;
-  timeoutMs: number;
-}
-
-export interface H2Keepalive extends KeepaliveTiming {
-  whileIdle: boolean;
-}
-
 /** HBONE's default: a PING after 10 s without a byte from the peer, the connection ends 10 s later without one. */
 export const DEFAULT_KEEPALIVE: Readonly<KeepaliveTiming> = { idleMs: 10_000, timeoutMs: 10_000 };
 
@@ -85,6 +102,7 @@ const READ_BUFFER = 16 * 1024;
 const LINGER_MS = 5_000;
 /** Opaque data of our keepalive PINGs; any bytes from the peer count as an answer, so it need not be unique. */
 const KEEPALIVE_PING = Buffer.from('nm-alive', 'latin1');
+const DEFAULT_SETTINGS_TIMEOUT_MS = 10_000;
 /** HPACK dynamic table size update to 0 (RFC 7541 §6.3). */
 const TABLE_SIZE_ZERO = Buffer.from([0x20]);
 
@@ -98,11 +116,16 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   /** True once close() was called or the peer sent GOAWAY: no new streams. */
   closed = false;
   destroyed = false;
+  /** Where this session's resets, floods and timeouts are counted (the options' sink, or its own). */
+  readonly counters: H2Counters;
 
   private readonly streams = new Map<number, H2Stream>();
   private readonly blocked = new Set<H2Stream>();
+  /** How recently closed streams ended: a late frame on one is answered by that (RFC 9113 §5.1). */
+  private readonly closedStreams = new ClosedStreams();
   private readonly decoder: HpackDecoder;
   private readonly encoder = new HpackEncoder();
+  private readonly guard: SessionGuard;
   private readonly isServer: boolean;
   private readonly maxConcurrent: number;
   private readonly maxFrame: number;
@@ -116,26 +139,23 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   private tableAnnounced = false;
   /** Bytes of frames we owe the peer written since the socket last drained. */
   private controlBacklog = 0;
-  private readonly maxPeerResetsPerSecond: number;
-  private resetWindowStart = 0;
-  private resetsInWindow = 0;
   private closeEmitted = false;
-  /** Keepalive: bytes arrived since the last check; the check's timer; whether our PING is unanswered. */
-  private heard = false;
-  private keepaliveTimer: NodeJS.Timeout | null = null;
-  private pingOutstanding = false;
-  /** PINGs we sent for liveness; counted for stats. */
-  pingsSent = 0;
+  private readonly keepalive: Keepalive | null;
+  private settingsTimer: NodeJS.Timeout | null = null;
 
   // Flow control, connection level.
   private sendWindow = DEFAULT_WINDOW;
   private recvWindow: number;
   private unacked = 0;
+  /** Connection credit held back while the session (or its peer) holds too many unread bytes. */
+  private deferredCredit = 0;
+  private readonly onRelief = (): void => this.releaseCredit();
 
   private readonly reader: FrameReader;
   private readonly reads: BorrowedReads | null;
-  /** The DATA frame being read: its stream, or null when its bytes are dropped. */
+  /** The DATA frame being read: its stream, or null when its bytes are dropped; and its length. */
   private dataTarget: H2Stream | null = null;
+  private dataLength = 0;
 
   constructor(
     readonly socket: net.Socket,
@@ -144,10 +164,16 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     super();
     this.isServer = opts.role === 'server';
     this.maxConcurrent = opts.maxConcurrentStreams ?? 100;
-    this.maxFrame = Math.min(Math.max(opts.maxFrameSize ?? DEFAULT_MAX_FRAME, DEFAULT_MAX_FRAME_SIZE), MAX_FRAME_SIZE_LIMIT);
+    // A frame larger than a window we give is one the peer could never send whole (RFC 9113 §6.9.1).
+    const windowBound = Math.min(opts.streamWindow, opts.connectionWindow);
+    const wanted = Math.min(opts.maxFrameSize ?? DEFAULT_MAX_FRAME, windowBound);
+    this.maxFrame = Math.min(Math.max(wanted, DEFAULT_MAX_FRAME_SIZE), MAX_FRAME_SIZE_LIMIT);
     this.maxHeaderList = opts.maxHeaderListSize ?? 64 * 1024;
     this.maxControlBacklog = opts.maxControlBacklog ?? 256 * 1024;
-    this.maxPeerResetsPerSecond = opts.maxPeerResetsPerSecond ?? 1000;
+    this.counters = opts.counters ?? newH2Counters();
+    const limits: FloodLimits = { ...DEFAULT_FLOOD_LIMITS, ...opts.floodLimits };
+    if (opts.maxPeerResetsPerSecond !== undefined) limits.resetsPerSecond = opts.maxPeerResetsPerSecond;
+    this.guard = new SessionGuard(limits, this.counters, opts.peerBudget ?? null, opts.maxHeldBytes ?? opts.connectionWindow);
     this.decoder = new HpackDecoder({ maxHeaderListSize: this.maxHeaderList });
     this.recvWindow = DEFAULT_WINDOW;
     this.nextStreamId = this.isServer ? 2 : 1;
@@ -172,11 +198,35 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     socket.on('end', () => {
       if (this.streams.size > 0) this.destroy(new Error('the peer closed the connection with streams open'));
     });
-    if (opts.keepalive) this.armKeepalive(opts.keepalive.idleMs);
+    const settingsTimeoutMs = opts.settingsTimeoutMs ?? DEFAULT_SETTINGS_TIMEOUT_MS;
+    if (settingsTimeoutMs > 0) {
+      this.settingsTimer = setTimeout(() => {
+        this.settingsTimer = null;
+        this.counters.settingsTimeouts++;
+        this.connectionError(new H2ProtocolError(ErrorCode.SETTINGS_TIMEOUT, 0, `our SETTINGS were not acknowledged within ${settingsTimeoutMs} ms`));
+      }, settingsTimeoutMs);
+      this.settingsTimer.unref();
+    }
+    this.keepalive = opts.keepalive ? new Keepalive(opts.keepalive, this.keepaliveHooks()) : null;
   }
 
   get activeStreams(): number {
     return this.streams.size;
+  }
+
+  /** PINGs we sent for liveness; counted for stats. */
+  get pingsSent(): number {
+    return this.keepalive?.pingsSent ?? 0;
+  }
+
+  /** The SETTINGS_MAX_FRAME_SIZE we advertised. */
+  get localMaxFrameSize(): number {
+    return this.maxFrame;
+  }
+
+  /** Bytes held for paused readers on this session's streams. */
+  get heldBytes(): number {
+    return this.guard.held;
   }
 
   // ---- StreamOwner ----
@@ -256,6 +306,11 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     }
   }
 
+  held(n: number): void {
+    this.guard.hold(n);
+    if (n < 0 && this.deferredCredit > 0 && !this.guard.overBudget) this.releaseCredit();
+  }
+
   sendHeaders(stream: H2Stream, headers: Headers, endStream: boolean): void {
     if (this.destroyed || this.ending) return;
     let block = this.encoder.encode(Object.entries(headers));
@@ -277,6 +332,8 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   forget(stream: H2Stream): void {
     this.streams.delete(stream.id);
     this.blocked.delete(stream);
+    this.closedStreams.add(stream.id, stream.closure);
+    if (this.dataTarget === stream) this.dataTarget = null;
     if (this.closed && this.streams.size === 0) this.finishGracefully();
   }
 
@@ -291,6 +348,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
       throw new Error(`the server allows ${this.remoteSettings.maxConcurrentStreams} concurrent streams`);
     }
     const stream = new H2Stream(this.nextStreamId, this, this.remoteSettings.initialWindowSize, this.opts.streamWindow);
+    stream.method = headers[':method'] ?? '';
     this.nextStreamId += 2;
     this.streams.set(stream.id, stream);
     this.sendHeaders(stream, headers, false);
@@ -313,6 +371,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     this.destroyed = true;
     this.closed = true;
     this.reader.halt();
+    this.stopTimers();
     for (const stream of [...this.streams.values()]) stream.finish(ErrorCode.CANCEL, err ?? new Error('HTTP/2 session destroyed'));
     this.socket.destroy();
     if (err && this.listenerCount('error') > 0) this.emit('error', err);
@@ -321,7 +380,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   // ---- reading ----
 
   private onData(chunk: Buffer): void {
-    this.heard = true;
+    if (this.keepalive !== null) this.keepalive.heard = true;
     // What one read makes us send (acknowledgements, window updates, resets) leaves in one write.
     this.socket.cork();
     try {
@@ -342,24 +401,31 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     this.recvWindow -= length;
     // The connection window is credited on receipt; what a paused stream holds is bounded by its own window.
     // Crediting on consumption instead would let a few stalled tunnels starve every other one on the session.
+    // Past the session's (or its peer's) memory budget, credit waits until readers catch up.
     this.creditConnection(length);
-    let target = this.streams.get(id) ?? null;
-    if (target === null && this.isIdle(id)) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, `DATA on stream ${id}, which was never opened`);
-    if (target !== null && target.remoteEnded) {
-      target.reset(ErrorCode.STREAM_CLOSED);
-      target = null;
-    } else if (target !== null && length > target.recvWindow) {
-      target.reset(ErrorCode.FLOW_CONTROL_ERROR);
-      target = null;
+    this.dataLength = length;
+    this.dataTarget = null;
+    const target = this.streams.get(id);
+    if (target === undefined) this.onClosedStream(id, FrameType.DATA);
+    else if (target.remoteEnded) this.provoke(target, ErrorCode.STREAM_CLOSED); // half-closed (remote), §5.1
+    else if (length > target.recvWindow) this.provoke(target, ErrorCode.FLOW_CONTROL_ERROR);
+    else {
+      target.recvWindow -= length;
+      this.dataTarget = target;
     }
-    // Frames for a stream already closed (e.g. reset by us while they were in flight) are dropped.
-    if (target !== null) target.recvWindow -= length;
-    this.dataTarget = target;
   }
 
   onDataChunk(chunk: Buffer): void {
+    const target = this.dataTarget;
     // A stream reset while its frame is being read drops the rest of the frame.
-    if (this.dataTarget !== null && !this.dataTarget.closed) this.dataTarget.receive(chunk);
+    if (target === null || target.closed) return;
+    // §8.1.1: more DATA than content-length announced makes the message malformed.
+    if (target.expectedLength >= 0 && (target.receivedLength += chunk.length) > target.expectedLength) {
+      this.dataTarget = null;
+      this.provoke(target, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
+    target.receive(chunk);
   }
 
   onDataPadding(n: number): void {
@@ -369,14 +435,14 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   onDataEnd(endStream: boolean): void {
     const target = this.dataTarget;
     this.dataTarget = null;
-    if (target !== null && endStream) target.receiveEnd();
+    if (this.dataLength === 0 && !endStream) this.guard.idleFrame('empty DATA');
+    if (target !== null && endStream && !target.closed) this.endFromPeer(target);
   }
 
   onFrame(type: number, flags: number, id: number, payload: Buffer): void {
     switch (type) {
       case FrameType.PRIORITY:
-        if (id === 0) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, 'PRIORITY on stream 0');
-        if (payload.length !== 5) this.streamError(id, ErrorCode.FRAME_SIZE_ERROR);
+        this.onPriority(id, payload);
         return;
       case FrameType.RST_STREAM:
         this.onReset(id, payload);
@@ -389,7 +455,10 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
       case FrameType.PING:
         if (id !== 0) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, 'PING on a stream');
         if (payload.length !== 8) throw new H2ProtocolError(ErrorCode.FRAME_SIZE_ERROR, 0, 'PING payload is not 8 bytes');
-        if (!(flags & Flag.ACK)) this.writeControl(frame(FrameType.PING, Flag.ACK, 0, payload));
+        if (!(flags & Flag.ACK)) {
+          this.guard.ping();
+          this.writeControl(frame(FrameType.PING, Flag.ACK, 0, payload));
+        }
         return;
       case FrameType.GOAWAY:
         this.onGoaway(id, payload);
@@ -398,7 +467,8 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
         this.onWindowUpdate(id, payload);
         return;
       default:
-        // Unknown frame types are ignored (RFC 9113 §4.1), which lets extensions pass.
+        // Unknown frame types are ignored (RFC 9113 §4.1), which lets extensions pass; a stream of them is a flood.
+        this.guard.idleFrame(`frame type ${type}`);
         return;
     }
   }
@@ -409,67 +479,141 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     return peerOpens ? id > this.lastPeerStream : id >= this.nextStreamId;
   }
 
-  onHeaderBlock(id: number, endStream: boolean, block: Buffer): void {
+  onHeaderBlock(id: number, endStream: boolean, block: Buffer, selfDependent: boolean): void {
     // Decoded even when the stream is refused: the peer's encoder already counted it in the shared table.
     const { fields, oversize } = this.decoder.decode(block);
     const stream = this.streams.get(id);
     if (stream !== undefined) {
-      this.onStreamHeaders(stream, fields, oversize, endStream);
+      if (selfDependent) this.provoke(stream, ErrorCode.PROTOCOL_ERROR);
+      else this.onStreamHeaders(stream, fields, oversize, endStream);
       return;
     }
     const peerOpens = (id & 1) === (this.isServer ? 1 : 0);
-    if (!peerOpens || !this.isServer) {
-      if (this.isIdle(id)) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, `HEADERS on stream ${id}, which the peer may not open`);
-      return; // a stream we already closed
+    if (!peerOpens || !this.isServer || id <= this.lastPeerStream) {
+      this.onClosedStream(id, FrameType.HEADERS);
+      return;
     }
-    if (id <= this.lastPeerStream) return; // a stream already closed
     this.lastPeerStream = id;
     const headers = oversize ? 'header list too large' : validateRequest(fields);
-    if (this.closed || this.streams.size >= this.maxConcurrent || typeof headers === 'string') {
+    if (selfDependent || typeof headers === 'string') {
+      this.provoke(id, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
+    if (this.closed || this.streams.size >= this.maxConcurrent) {
       // Refused streams were never processed: the client may retry them elsewhere.
-      this.sendResetId(id, typeof headers === 'string' ? ErrorCode.PROTOCOL_ERROR : ErrorCode.REFUSED_STREAM);
+      this.provoke(id, ErrorCode.REFUSED_STREAM);
       return;
     }
     const created = new H2Stream(id, this, this.remoteSettings.initialWindowSize, this.opts.streamWindow);
     created.headers = headers;
+    // A CONNECT request has no content: its DATA is the tunnel, never counted against a length.
+    if (headers[':method'] !== 'CONNECT') created.expectedLength = contentLength(headers) ?? -1;
     this.streams.set(id, created);
     this.emit('stream', created, headers);
-    if (endStream) created.receiveEnd();
+    if (endStream && !created.closed) this.endFromPeer(created);
+  }
+
+  /**
+   * DATA or HEADERS for a stream that is not open (RFC 9113 §5.1), answered by how it closed: ignored when we
+   * reset it (the peer may have had frames in flight), STREAM_CLOSED as a stream error when the peer reset it,
+   * as a connection error after both sides ended it. One no longer remembered, at or below the highest id seen,
+   * was closed long ago or skipped (implicitly closed): HEADERS there reuses a spent id (PROTOCOL_ERROR, §5.1.1).
+   */
+  private onClosedStream(id: number, type: number): void {
+    const what = type === FrameType.DATA ? 'DATA' : 'HEADERS';
+    if (this.isIdle(id)) {
+      const which = type === FrameType.DATA ? 'which was never opened' : 'which the peer may not open';
+      throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, `${what} on stream ${id}, ${which}`);
+    }
+    switch (this.closedStreams.get(id)) {
+      case Closure.RESET_BY_US:
+        if (type === FrameType.HEADERS) this.guard.idleFrame('HEADERS on a stream we reset');
+        return;
+      case Closure.RESET_BY_PEER:
+        this.provoke(id, ErrorCode.STREAM_CLOSED);
+        return;
+      case Closure.ENDED:
+        throw new H2ProtocolError(ErrorCode.STREAM_CLOSED, 0, `${what} on stream ${id}, which both sides had ended`);
+      default:
+        if (type === FrameType.HEADERS) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, `HEADERS on stream ${id}, an id already passed (highest ${this.lastPeerStream})`);
+        this.provoke(id, ErrorCode.STREAM_CLOSED);
+    }
   }
 
   private onStreamHeaders(stream: H2Stream, fields: Array<[string, string]>, oversize: boolean, endStream: boolean): void {
+    // Half-closed (remote): the peer already ended its side (§5.1).
+    if (stream.remoteEnded) return this.provoke(stream, ErrorCode.STREAM_CLOSED);
     if (this.isServer || stream.responded) {
-      // Trailers carry no tunnel data, but must end the stream.
-      if (endStream && !oversize) stream.receiveEnd();
-      else stream.reset(ErrorCode.PROTOCOL_ERROR);
+      // Trailers carry no tunnel data, but must end the stream and hold regular fields only (§8.1).
+      if (!endStream || oversize || typeof validateTrailers(fields) === 'string') return this.provoke(stream, ErrorCode.PROTOCOL_ERROR);
+      this.endFromPeer(stream);
       return;
     }
     const headers = oversize ? 'header list too large' : validateResponse(fields);
-    if (typeof headers === 'string') {
-      stream.reset(ErrorCode.PROTOCOL_ERROR);
-      return;
-    }
+    if (typeof headers === 'string') return this.provoke(stream, ErrorCode.PROTOCOL_ERROR);
     const status = Number(headers[':status']);
     if (status < 200) {
       // Informational; the final answer follows (and may not end the stream).
-      if (endStream) stream.reset(ErrorCode.PROTOCOL_ERROR);
+      if (endStream) this.provoke(stream, ErrorCode.PROTOCOL_ERROR);
       return;
     }
     stream.responded = true;
     stream.headers = headers;
+    // A 2xx answer to CONNECT opens a tunnel: any content-length there means nothing (RFC 9110 §9.3.6).
+    const tunnel = stream.method === 'CONNECT' && status < 300;
+    const noBody = stream.method === 'HEAD' || status === 204 || status === 304;
+    if (!tunnel && !noBody) stream.expectedLength = contentLength(headers) ?? -1;
     stream.emit('response', headers);
-    if (endStream) stream.receiveEnd();
+    if (endStream && !stream.closed) this.endFromPeer(stream);
+  }
+
+  /** The peer's END_STREAM: the message is malformed if its DATA fell short of its content-length (§8.1.1). */
+  private endFromPeer(stream: H2Stream): void {
+    if (stream.expectedLength >= 0 && stream.receivedLength !== stream.expectedLength) {
+      this.provoke(stream, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
+    stream.receiveEnd();
+  }
+
+  /**
+   * A stream error caused by the peer: counted against it with its own resets, so a peer cannot make us reset
+   * streams (each maybe dialling an upstream) faster than it could reset them itself. Throws past the allowance.
+   */
+  private provoke(target: H2Stream | number, code: number): void {
+    this.guard.provokedReset();
+    if (typeof target === 'number') {
+      this.sendResetId(target, code);
+      this.closedStreams.add(target, Closure.RESET_BY_US);
+    } else target.reset(code);
+  }
+
+  private onPriority(id: number, payload: Buffer): void {
+    if (id === 0) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, 'PRIORITY on stream 0');
+    if (payload.length !== 5) return this.streamError(id, ErrorCode.FRAME_SIZE_ERROR);
+    // A stream cannot depend on itself (§5.3.1). Priorities are otherwise ignored (RFC 9113 deprecates them).
+    if ((payload.readUInt32BE(0) & 0x7fffffff) === id) {
+      const stream = this.streams.get(id);
+      this.provoke(stream ?? id, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
+    this.guard.idleFrame('PRIORITY');
   }
 
   private onReset(id: number, payload: Buffer): void {
     if (id === 0) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, 'RST_STREAM on stream 0');
     if (payload.length !== 4) throw new H2ProtocolError(ErrorCode.FRAME_SIZE_ERROR, 0, 'RST_STREAM payload is not 4 bytes');
-    if (this.isServer) this.countPeerReset();
     const stream = this.streams.get(id);
     if (stream === undefined) {
       if (this.isIdle(id)) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, `RST_STREAM on stream ${id}, which was never opened`);
+      // Crossing ours, or after both sides ended: allowed, but a stream of them is a flood.
+      this.guard.idleFrame('RST_STREAM on a closed stream');
       return;
     }
+    // A server pays for every stream a client opens (authorization, an upstream dial): rapid reset, CVE-2023-44487.
+    if (this.isServer) this.guard.peerReset();
+    else this.counters.resetsReceived++;
+    stream.closure = Closure.RESET_BY_PEER;
     const code = payload.readUInt32BE(0);
     if (code === ErrorCode.NO_ERROR) stream.stopSending();
     else stream.finish(code, null);
@@ -479,8 +623,11 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     if (id !== 0) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, 'SETTINGS on a stream');
     if (flags & Flag.ACK) {
       if (payload.length !== 0) throw new H2ProtocolError(ErrorCode.FRAME_SIZE_ERROR, 0, 'SETTINGS ACK with a payload');
+      if (this.settingsTimer !== null) clearTimeout(this.settingsTimer);
+      this.settingsTimer = null;
       return;
     }
+    this.guard.settingsFrame();
     const windowDelta = applySettings(payload, this.remoteSettings, !this.isServer);
     this.writeControl(frame(FrameType.SETTINGS, Flag.ACK, 0));
     if (windowDelta !== 0) {
@@ -527,11 +674,13 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     const stream = this.streams.get(id);
     if (stream === undefined) {
       if (this.isIdle(id)) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, `WINDOW_UPDATE on stream ${id}, which was never opened`);
+      // Allowed for a while after a stream closes (§5.1), but carries nothing.
+      this.guard.idleFrame('WINDOW_UPDATE on a closed stream');
       return;
     }
-    if (increment === 0) return this.streamError(id, ErrorCode.PROTOCOL_ERROR);
+    if (increment === 0) return this.provoke(stream, ErrorCode.PROTOCOL_ERROR);
     stream.sendWindow += increment;
-    if (stream.sendWindow > MAX_WINDOW) return this.streamError(id, ErrorCode.FLOW_CONTROL_ERROR);
+    if (stream.sendWindow > MAX_WINDOW) return this.provoke(stream, ErrorCode.FLOW_CONTROL_ERROR);
     if (stream.queue.length > 0) this.flush(stream);
   }
 
@@ -552,12 +701,33 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   }
 
   private creditConnection(n: number): void {
+    if (this.deferredCredit > 0 || this.guard.overBudget) {
+      if (this.deferredCredit === 0) {
+        this.counters.creditHeldBack++;
+        this.guard.peer?.onRelief(this.onRelief);
+      }
+      this.deferredCredit += n;
+      return;
+    }
     this.unacked += n;
     if (this.unacked >= this.opts.connectionWindow / 2 && !this.destroyed) {
       this.sendWindowUpdate(0, this.unacked);
       this.recvWindow += this.unacked;
       this.unacked = 0;
     }
+  }
+
+  /** Readers caught up (this session's or another of the peer's): give back the credit held back. */
+  private releaseCredit(): void {
+    if (this.deferredCredit === 0 || this.destroyed) return;
+    if (this.guard.overBudget) {
+      this.guard.peer?.onRelief(this.onRelief);
+      return;
+    }
+    this.guard.peer?.cancelRelief(this.onRelief);
+    const n = this.deferredCredit;
+    this.deferredCredit = 0;
+    this.creditConnection(n);
   }
 
   /**
@@ -570,7 +740,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     if (this.socket.writableLength === 0) this.controlBacklog = 0;
     this.controlBacklog += b.length;
     if (this.controlBacklog > this.maxControlBacklog) {
-      this.connectionError(new H2ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, 0, 'frames we owe the peer pile up unread'));
+      this.connectionError(new H2FloodError('control_backlog', 'frames we owe the peer pile up unread'));
       return;
     }
     this.socket.write(b);
@@ -580,25 +750,9 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     this.writeControl(u32Frame(FrameType.RST_STREAM, id, code));
   }
 
-  /**
-   * Rapid reset (CVE-2023-44487): each stream a client opens costs us an authorization and an upstream
-   * dial, its reset costs the client nothing. No honest client resets this many streams a second.
-   */
-  private countPeerReset(): void {
-    const now = performance.now();
-    if (now - this.resetWindowStart > 1000) {
-      this.resetWindowStart = now;
-      this.resetsInWindow = 0;
-    }
-    if (++this.resetsInWindow > this.maxPeerResetsPerSecond) {
-      throw new H2ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, 0, `more than ${this.maxPeerResetsPerSecond} streams reset by the peer in a second`);
-    }
-  }
-
   private streamError(id: number, code: number): void {
     const stream = this.streams.get(id);
-    if (stream) stream.reset(code);
-    else this.sendResetId(id, code);
+    this.provoke(stream ?? id, code);
   }
 
   private sendGoaway(code: number, debug: string): void {
@@ -623,10 +777,13 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   /** The peer broke the protocol: tell it why (GOAWAY), end every stream, close once the GOAWAY is out. */
   private connectionError(err: H2ProtocolError): void {
     if (this.destroyed) return;
+    this.counters.connectionErrors++;
+    if (err instanceof H2FloodError) this.counters.floods[err.kind]++;
     this.sendGoaway(err.code, err.message.slice(0, 256));
     this.destroyed = true;
     this.closed = true;
     this.reader.halt();
+    this.stopTimers();
     for (const stream of [...this.streams.values()]) stream.finish(ErrorCode.CANCEL, err);
     this.socket.end();
     this.socket.once('finish', () => this.socket.destroy());
@@ -644,32 +801,20 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
   }
 
-  // ---- keepalive ----
-
-  private armKeepalive(ms: number): void {
-    this.keepaliveTimer = setTimeout(() => this.checkLiveness(), ms);
-    this.keepaliveTimer.unref();
+  private keepaliveHooks(): KeepaliveHooks {
+    return {
+      streamsOpen: () => this.streams.size,
+      gone: () => this.destroyed,
+      sendPing: () => this.writeControl(frame(FrameType.PING, 0, 0, KEEPALIVE_PING)),
+      silent: (ms) => this.destroy(new H2PeerSilentError(ms)),
+    };
   }
 
-  /** One timer per session, re-armed each time: a flag set per read is all the data path pays. */
-  private checkLiveness(): void {
-    const { idleMs, timeoutMs, whileIdle } = this.opts.keepalive!;
-    this.keepaliveTimer = null;
-    if (this.destroyed) return;
-    if (this.heard || (!whileIdle && this.streams.size === 0 && !this.pingOutstanding)) {
-      this.heard = false;
-      this.pingOutstanding = false;
-      this.armKeepalive(idleMs);
-      return;
-    }
-    if (this.pingOutstanding) {
-      this.destroy(new H2PeerSilentError(idleMs + timeoutMs));
-      return;
-    }
-    this.pingOutstanding = true;
-    this.pingsSent++;
-    this.writeControl(frame(FrameType.PING, 0, 0, KEEPALIVE_PING));
-    this.armKeepalive(timeoutMs);
+  private stopTimers(): void {
+    this.keepalive?.stop();
+    if (this.settingsTimer !== null) clearTimeout(this.settingsTimer);
+    this.settingsTimer = null;
+    this.guard.peer?.cancelRelief(this.onRelief);
   }
 
   private onSocketClose(): void {
@@ -685,9 +830,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
   private emitClose(): void {
     if (this.closeEmitted) return;
     this.closeEmitted = true;
-    if (this.keepaliveTimer !== null) clearTimeout(this.keepaliveTimer);
-    this.keepaliveTimer = null;
+    this.stopTimers();
     process.nextTick(() => this.emit('close'));
   }
 }
-
