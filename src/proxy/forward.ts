@@ -197,7 +197,19 @@ async function dialTcp(ctx: ProxyContext, r: ForwardRequest, target: Target): Pr
   // The upstream reads into a fixed buffer whatever the other end is (socket: startRelay, stream: relayStream).
   const down = new Direction(ctx.bufferSize);
   const socket = newUpstream(fd, down);
+  // A tunnel reset while we dial (by the client, or by us for its faults: made-you-reset) must not leave the
+  // application a connection nobody will use: the dial is abandoned with it.
+  const d = r.downstream;
+  const abandon = (): void => void socket.destroy(new Error('the HBONE stream closed while the upstream was connecting'));
+  if (d.kind === 'hbone') {
+    if (d.stream.closed) {
+      socket.destroy();
+      throw new Error('the HBONE stream closed before the upstream was dialled');
+    }
+    d.stream.once('close', abandon);
+  }
   const err = await connectOnce(socket, target, r.connectTimeoutMs ?? ctx.connectTimeoutMs);
+  if (d.kind === 'hbone') d.stream.off('close', abandon);
   if (err !== null) {
     socket.destroy();
     throw new Error(err);
