@@ -72,8 +72,8 @@ export interface H2SessionOptions {
   settingsTimeoutMs?: number;
   /**
    * Unread bytes this session may hold for paused streams before it stops crediting the connection window
-   * (credit resumes as readers catch up). Bounds a session's buffered DATA to this plus one connection window,
-   * instead of streams × stream window. Default: the connection window.
+   * (credit resumes as readers catch up). Bounds a session's buffered DATA to this plus one frame and one
+   * connection window, instead of streams × stream window. Default: the connection window.
    */
   maxHeldBytes?: number;
   /** Shared by all sessions with the same peer: their held bytes and resets are bounded together. */
