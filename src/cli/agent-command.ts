@@ -9,7 +9,7 @@ import { createSecretManager } from '../identity/secret-manager';
 import { openDatapath } from '../datapath/datapath';
 import { loadNative, repoRoot } from '../datapath/native';
 import { createLogger, type Logger } from '../telemetry/logger';
-import { H2_ENGINES, isH2EngineName } from '../proxy/hbone/h2-engine';
+import { H2_ENGINES, type H2EngineName, isH2EngineName } from '../proxy/hbone/h2-engine';
 import { runDaemon } from './daemon';
 import { DEFAULT_HANDSHAKE_LIMITS } from '../proxy/hbone/handshake-limits';
 import { cgroupCpuLimit, findOrMountCgroup2, processCgroup2Path } from '../util/cgroup2';
@@ -47,13 +47,12 @@ function meshOptions(
   o: { caTokenFile?: string; caAddress?: string; caRootFile?: string; certValidity: number; trustDomain: string; xds?: string; hboneKeepaliveMs: number; hboneH2: string } & HandshakeFlags,
   log: Logger,
 ): AgentOptions['mesh'] {
-  if (!isH2EngineName(o.hboneH2)) throw new Error(`--hbone-h2 must be one of ${H2_ENGINES.join(', ')}, not "${o.hboneH2}"`);
   if (!o.caTokenFile) return undefined;
   const caAddress = o.caAddress ?? o.xds;
   if (!caAddress) throw new Error('--ca-token-file needs a CA: give --ca-address or --xds');
   return {
     trustDomain: o.trustDomain,
-    h2: o.hboneH2,
+    h2: o.hboneH2 as H2EngineName, // checked on entry
     keepalive: o.hboneKeepaliveMs > 0 ? { idleMs: o.hboneKeepaliveMs, timeoutMs: o.hboneKeepaliveMs } : null,
     handshakes: {
       timeoutMs: o.hboneHandshakeTimeoutMs,
@@ -214,6 +213,7 @@ export function registerAgentCommand(program: Command): void {
       if (o.accessLog !== 'all' && o.accessLog !== 'errors' && o.accessLog !== 'off') throw new Error(`--access-log must be all, errors or off, not "${o.accessLog}"`);
       if (o.xdsMode !== 'delta' && o.xdsMode !== 'sotw') throw new Error(`--xds-mode must be delta or sotw, not "${o.xdsMode}"`);
       if (o.xdsTokenFile !== undefined && o.xdsRootFile === undefined) throw new Error('--xds-token-file needs --xds-root-file: a token is only ever sent over TLS');
+      if (!isH2EngineName(o.hboneH2)) throw new Error(`--hbone-h2 must be one of ${H2_ENGINES.join(', ')}, not "${o.hboneH2}"`);
       const log = createLogger({ level: o.logLevel });
       const cg2 = findOrMountCgroup2(mountCommand('cgroup2'));
       if (cg2.mounted) log.warn({ path: cg2.path }, 'cgroup v2 was not mounted; mounted it');

@@ -64,6 +64,17 @@ export function registerHboneMetrics(registry: Registry, client: () => HboneClie
       },
     });
   };
+  new Gauge({
+    name: 'nodemesh_hbone_client_h2_engine',
+    help: 'The HTTP/2 implementation HBONE runs on (--hbone-h2): 1 for the one in use',
+    labelNames: ['engine'],
+    registers,
+    collect() {
+      this.reset();
+      const s = client();
+      if (s) this.set({ engine: s.engine }, 1);
+    },
+  });
   clientGauge('nodemesh_hbone_client_sessions', 'HBONE sessions (mTLS HTTP/2 to peer agents) in the client pool', 'sessions');
   clientGauge('nodemesh_hbone_client_streams', 'HBONE tunnels open through the client pool', 'activeStreams');
   clientTotal('nodemesh_hbone_client_sessions_opened_total', 'HBONE sessions dialled and set up', 'sessionsOpened');

@@ -27,7 +27,7 @@ test('pool totals and gauges, and per-pod server figures summed over the pod\'s 
   assert.equal(value(text, 'nodemesh_hbone_client_sessions'), 0, 'no pool yet: zero');
   assert.equal(value(text, 'nodemesh_hbone_client_silent_peers_total'), 0, 'no pool yet: zero');
 
-  pool = { sessions: 2, activeStreams: 5, pendingDials: 0, sessionsOpened: 7, dialFailures: 1, streamsOpened: 9, streamsReused: 4, connectRefused: 2, silentPeers: 3, h2: newH2Counters(), perSession: [] };
+  pool = { sessions: 2, activeStreams: 5, pendingDials: 0, sessionsOpened: 7, dialFailures: 1, streamsOpened: 9, streamsReused: 4, connectRefused: 2, silentPeers: 3, engine: 'nodemesh', h2: newH2Counters(), perSession: [] };
   pods = [
     { pod: 'echo', namespace: 'default', servers: [server({ sessions: 1, sessionsAccepted: 4, clientsRefused: 1 }), server({ sessions: 2, sessionsAccepted: 1, handshakeFailures: 2, handshakeTimeouts: 1, handshakesInProgress: 3, handshakesRejected: { source: 4, pod: 1, total: 0 }, silentPeers: 1 })] },
     { pod: 'db', namespace: 'prod', servers: [server({ clientsRefused: 5 })] },
@@ -72,7 +72,7 @@ test('HTTP/2 counters: resets by who caused them, floods by kind, timeouts, per 
   h2.creditHeldBack = 5;
   const poolH2 = newH2Counters();
   poolH2.resetsProvoked = 1;
-  const pool: HboneClientPoolStats = { sessions: 0, activeStreams: 0, pendingDials: 0, sessionsOpened: 0, dialFailures: 0, streamsOpened: 0, streamsReused: 0, connectRefused: 0, silentPeers: 0, h2: poolH2, perSession: [] };
+  const pool: HboneClientPoolStats = { sessions: 0, activeStreams: 0, pendingDials: 0, sessionsOpened: 0, dialFailures: 0, streamsOpened: 0, streamsReused: 0, connectRefused: 0, silentPeers: 0, engine: 'node', h2: poolH2, perSession: [] };
   registerHboneMetrics(registry, () => pool, () => [{ pod: 'echo', namespace: 'default', servers: [server({ h2 }), server({ h2 })] }]);
   const text = await registry.metrics();
   const pod = 'pod="echo",namespace="default"';
@@ -86,4 +86,5 @@ test('HTTP/2 counters: resets by who caused them, floods by kind, timeouts, per 
   assert.equal(value(text, `nodemesh_hbone_server_h2_credit_held_back_total{${pod}}`), 10);
   assert.equal(value(text, 'nodemesh_hbone_client_h2_resets_total{by="provoked"}'), 1);
   assert.equal(value(text, 'nodemesh_hbone_client_h2_settings_timeouts_total'), 0);
+  assert.equal(value(text, 'nodemesh_hbone_client_h2_engine{engine="node"}'), 1);
 });

@@ -80,6 +80,8 @@ export interface HboneClientPoolStats {
   connectRefused: number;
   /** Sessions ended because the server sent nothing, not even a PING answer, within the keepalive. */
   silentPeers: number;
+  /** The HTTP/2 engine the pool's sessions run on. */
+  engine: H2EngineName;
   /** What the servers' HTTP/2 sessions did that we counted against them (our engine only). */
   h2: H2Counters;
   perSession: HboneSessionStats[];
@@ -203,7 +205,7 @@ export class HboneClientPool {
       perSession.push({ id: ps.id, key: ps.key, address: ps.address, streams: ps.active, maxStreams: ps.maxStreams, draining: ps.draining });
     }
     for (const e of this.entries.values()) if (e.pending !== null) pendingDials++;
-    return { sessions: this.live.size, activeStreams, pendingDials, ...this.totals, h2: structuredClone(this.h2Counters), perSession };
+    return { sessions: this.live.size, activeStreams, pendingDials, ...this.totals, engine: this.opts.h2, h2: structuredClone(this.h2Counters), perSession };
   }
 
   /** Stops new streams; open streams finish, then their sessions close. Resolves when all sessions closed. */

@@ -1,108 +1,25 @@
-// One HTTP/2 connection over a TLS socket, either end: frame parsing, SETTINGS, flow control, GOAWAY, streams.
+// One HTTP/2 connection over a TLS socket, either end: its streams and what each frame means for them.
 //
 // Written for HBONE (CONNECT tunnels between agents) in place of Node's `http2`: DATA payloads go to the
 // stream as views of the socket's reads (no reassembly, no copy) and out as a 9-byte header plus the caller's
 // own Buffer. Everything a conforming peer may send is handled (HPACK with Huffman and the dynamic table,
 // CONTINUATION, padding, PRIORITY, PING, unknown frame types); violations end the stream or the connection
-// with the error code RFC 9113 names.
+// with the error code RFC 9113 names. The connection below the streams (socket, SETTINGS, flow-control
+// credit, control frames, GOAWAY, keepalive, teardown) is H2Connection (connection.ts).
 
-import { EventEmitter } from 'node:events';
 import type net from 'node:net';
-import {
-  CLIENT_PREFACE,
-  DEFAULT_MAX_FRAME_SIZE,
-  DEFAULT_WINDOW,
-  ErrorCode,
-  Flag,
-  FrameType,
-  H2PeerSilentError,
-  H2ProtocolError,
-  MAX_FRAME_SIZE_LIMIT,
-  MAX_STREAM_ID,
-  MAX_WINDOW,
-  type PeerSettings,
-  Setting,
-  dataFrameInPlace,
-  defaultPeerSettings,
-  errorName,
-  frame,
-  frameHeader,
-  goawayFrame,
-  u32Frame,
-} from './constants';
-import { HpackDecoder, HpackEncoder, HpackError } from './hpack';
-import { contentLength, validateRequest, validateResponse, validateTrailers } from './headers';
-import { FrameReader, type FrameHandler } from './reader';
-import { applySettings, encodeSettings } from './settings';
-import { type BorrowedReads, borrowReads } from './borrowed-reads';
-import { H2Stream, type Headers, type StreamOwner } from './stream';
+import { ErrorCode, Flag, FrameType, H2ProtocolError, MAX_STREAM_ID, MAX_WINDOW, dataFrameInPlace, errorName, frame, frameHeader } from './constants';
 import { ClosedStreams, Closure } from './closed-streams';
-import { type H2Counters, newH2Counters } from './h2-counters';
-import { type H2Keepalive, Keepalive, type KeepaliveHooks, type KeepaliveTiming } from './keepalive';
-import type { PeerBudget } from './peer-budget';
-import { DEFAULT_FLOOD_LIMITS, type FloodLimits, H2FloodError, SessionGuard } from './session-guard';
+import { H2Connection, type H2SessionOptions } from './connection';
+import { contentLength, validateRequest, validateResponse, validateTrailers } from './headers';
+import { HpackDecoder, HpackEncoder } from './hpack';
+import { applySettings } from './settings';
+import { H2Stream, type Headers, type StreamOwner } from './stream';
 
+export { DEFAULT_KEEPALIVE } from './connection';
+export type { H2SessionOptions } from './connection';
 export type { H2Keepalive, KeepaliveTiming } from './keepalive';
 
-export interface H2SessionOptions {
-  role: 'client' | 'server';
-  /** SETTINGS_INITIAL_WINDOW_SIZE we advertise: what the peer may send on one stream before we credit it. */
-  streamWindow: number;
-  /** Connection-level receive window (raised from 65,535 right after our SETTINGS). */
-  connectionWindow: number;
-  /** Server: SETTINGS_MAX_CONCURRENT_STREAMS we advertise and enforce. Default 100. */
-  maxConcurrentStreams?: number;
-  /**
-   * SETTINGS_MAX_FRAME_SIZE we advertise. DATA is never reassembled, so large frames cost nothing. Default 1 MiB,
-   * and never above either receive window: a peer's largest frame must fit the windows it was given.
-   */
-  maxFrameSize?: number;
-  /** SETTINGS_MAX_HEADER_LIST_SIZE we advertise; also bounds a header block in flight. Default 64 KiB. */
-  maxHeaderListSize?: number;
-  /** Bytes of acknowledgements, credit and resets the peer may leave unread before we call it a flood. Default 256 KiB. */
-  maxControlBacklog?: number;
-  /**
-   * Streams the peer may reset per second, together with those we reset for its faults, before we call it a
-   * rapid-reset (or made-you-reset) attack. Default 1000. Shorthand for `floodLimits.resetsPerSecond`.
-   */
-  maxPeerResetsPerSecond?: number;
-  /** Per-second allowances for the other floods (see FloodLimits). */
-  floodLimits?: Partial<FloodLimits>;
-  /** How long the peer may take to acknowledge our SETTINGS before GOAWAY(SETTINGS_TIMEOUT). Default 10 s; 0: no limit. */
-  settingsTimeoutMs?: number;
-  /**
-   * Unread bytes this session may hold for paused streams before it stops crediting the connection window
-   * (credit resumes as readers catch up). Bounds a session's buffered DATA to this plus one frame and one
-   * connection window, instead of streams × stream window. Default: the connection window.
-   */
-  maxHeldBytes?: number;
-  /** Shared by all sessions with the same peer: their held bytes and resets are bounded together. */
-  peerBudget?: PeerBudget;
-  /** Where resets, floods and timeouts are counted; shared by a server's or a pool's sessions. */
-  counters?: H2Counters;
-  /**
-   * Liveness, checked every `idleMs`: a session that heard no byte from the peer since the last check sends a
-   * PING; if nothing at all arrives within `timeoutMs` more, the session is destroyed with H2PeerSilentError
-   * (its streams end with that error). A dead peer is found between idle + timeout and 2 × idle + timeout.
-   * Catches what TCP reports late or never: a peer node powered off, a partition, a frozen peer process
-   * (TCP retransmits unacknowledged data for ~15 minutes; keepalive probes wait for an idle socket).
-   * `whileIdle`: also when no stream is open (a client keeping pooled sessions fit for new streams); else only
-   * while streams are open. Absent: no PINGs.
-   */
-  keepalive?: H2Keepalive;
-}
-
-/** HBONE's default: a PING after 10 s without a byte from the peer, the connection ends 10 s later without one. */
-export const DEFAULT_KEEPALIVE: Readonly<KeepaliveTiming> = { idleMs: 10_000, timeoutMs: 10_000 };
-
-const DEFAULT_MAX_FRAME = 1 << 20;
-/** A TLS socket hands over at most one 16 KiB record's plaintext per read. */
-const READ_BUFFER = 16 * 1024;
-/** How long a connection we are ending may take to flush its last frames before it is destroyed. */
-const LINGER_MS = 5_000;
-/** Opaque data of our keepalive PINGs; any bytes from the peer count as an answer, so it need not be unique. */
-const KEEPALIVE_PING = Buffer.from('nm-alive', 'latin1');
-const DEFAULT_SETTINGS_TIMEOUT_MS = 10_000;
 /** HPACK dynamic table size update to 0 (RFC 7541 §6.3). */
 const TABLE_SIZE_ZERO = Buffer.from([0x20]);
 
@@ -111,141 +28,42 @@ const TABLE_SIZE_ZERO = Buffer.from([0x20]);
  * its request headers), 'goaway' (code, lastStreamId, debug Buffer), 'error' (Error: the session failed),
  * 'close' (the socket is closed and every stream with it; emitted once).
  */
-export class H2Session extends EventEmitter implements StreamOwner, FrameHandler {
-  readonly remoteSettings: PeerSettings = defaultPeerSettings();
-  /** True once close() was called or the peer sent GOAWAY: no new streams. */
-  closed = false;
-  destroyed = false;
-  /** Where this session's resets, floods and timeouts are counted (the options' sink, or its own). */
-  readonly counters: H2Counters;
-
+export class H2Session extends H2Connection implements StreamOwner {
   private readonly streams = new Map<number, H2Stream>();
   private readonly blocked = new Set<H2Stream>();
   /** How recently closed streams ended: a late frame on one is answered by that (RFC 9113 §5.1). */
   private readonly closedStreams = new ClosedStreams();
   private readonly decoder: HpackDecoder;
   private readonly encoder = new HpackEncoder();
-  private readonly guard: SessionGuard;
-  private readonly isServer: boolean;
-  private readonly maxConcurrent: number;
-  private readonly maxFrame: number;
-  private readonly maxHeaderList: number;
-  private readonly maxControlBacklog: number;
   private nextStreamId: number;
-  /** Highest stream id the peer opened (server) or we opened (client). */
-  private lastPeerStream = 0;
-  private goawaySent = false;
-  private ending = false;
   private tableAnnounced = false;
-  /** Bytes of frames we owe the peer written since the socket last drained. */
-  private controlBacklog = 0;
-  private closeEmitted = false;
-  private readonly keepalive: Keepalive | null;
-  private settingsTimer: NodeJS.Timeout | null = null;
-
-  // Flow control, connection level.
-  private sendWindow = DEFAULT_WINDOW;
-  private recvWindow: number;
-  private unacked = 0;
-  /** Connection credit held back while the session (or its peer) holds too many unread bytes. */
-  private deferredCredit = 0;
-  private readonly onRelief = (): void => this.releaseCredit();
-
-  private readonly reader: FrameReader;
-  private readonly reads: BorrowedReads | null;
   /** The DATA frame being read: its stream, or null when its bytes are dropped; and its length. */
   private dataTarget: H2Stream | null = null;
   private dataLength = 0;
 
-  constructor(
-    readonly socket: net.Socket,
-    private readonly opts: H2SessionOptions,
-  ) {
-    super();
-    this.isServer = opts.role === 'server';
-    this.maxConcurrent = opts.maxConcurrentStreams ?? 100;
-    // A frame larger than a window we give is one the peer could never send whole (RFC 9113 §6.9.1).
-    const windowBound = Math.min(opts.streamWindow, opts.connectionWindow);
-    const wanted = Math.min(opts.maxFrameSize ?? DEFAULT_MAX_FRAME, windowBound);
-    this.maxFrame = Math.min(Math.max(wanted, DEFAULT_MAX_FRAME_SIZE), MAX_FRAME_SIZE_LIMIT);
-    this.maxHeaderList = opts.maxHeaderListSize ?? 64 * 1024;
-    this.maxControlBacklog = opts.maxControlBacklog ?? 256 * 1024;
-    this.counters = opts.counters ?? newH2Counters();
-    const limits: FloodLimits = { ...DEFAULT_FLOOD_LIMITS, ...opts.floodLimits };
-    if (opts.maxPeerResetsPerSecond !== undefined) limits.resetsPerSecond = opts.maxPeerResetsPerSecond;
-    this.guard = new SessionGuard(limits, this.counters, opts.peerBudget ?? null, opts.maxHeldBytes ?? opts.connectionWindow);
+  constructor(socket: net.Socket, opts: H2SessionOptions) {
+    super(socket, opts);
     this.decoder = new HpackDecoder({ maxHeaderListSize: this.maxHeaderList });
-    this.recvWindow = DEFAULT_WINDOW;
     this.nextStreamId = this.isServer ? 2 : 1;
-    this.reader = new FrameReader(this, this.isServer, this.maxFrame, 2 * this.maxHeaderList);
+  }
 
-    // Control frames are small and often answer the peer: Nagle would hold them for an ACK.
-    socket.setNoDelay(true);
-    socket.cork();
-    if (!this.isServer) socket.write(CLIENT_PREFACE);
-    this.writeSettings();
-    if (opts.connectionWindow > DEFAULT_WINDOW) {
-      this.sendWindowUpdate(0, opts.connectionWindow - DEFAULT_WINDOW);
-      this.recvWindow = opts.connectionWindow;
-    }
-    socket.uncork();
+  protected get streamCount(): number {
+    return this.streams.size;
+  }
 
-    this.reads = borrowReads(socket, READ_BUFFER, (chunk) => this.onData(chunk));
-    if (this.reads === null) socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.onSocketDrain());
-    socket.on('error', (err: Error) => this.destroy(err));
-    socket.on('close', () => this.onSocketClose());
-    socket.on('end', () => {
-      if (this.streams.size > 0) this.destroy(new Error('the peer closed the connection with streams open'));
-    });
-    const settingsTimeoutMs = opts.settingsTimeoutMs ?? DEFAULT_SETTINGS_TIMEOUT_MS;
-    if (settingsTimeoutMs > 0) {
-      this.settingsTimer = setTimeout(() => {
-        this.settingsTimer = null;
-        this.counters.settingsTimeouts++;
-        this.connectionError(new H2ProtocolError(ErrorCode.SETTINGS_TIMEOUT, 0, `our SETTINGS were not acknowledged within ${settingsTimeoutMs} ms`));
-      }, settingsTimeoutMs);
-      this.settingsTimer.unref();
-    }
-    this.keepalive = opts.keepalive ? new Keepalive(opts.keepalive, this.keepaliveHooks()) : null;
+  protected endStreams(err: Error): void {
+    for (const stream of [...this.streams.values()]) stream.finish(ErrorCode.CANCEL, err);
+  }
+
+  protected socketDrained(): void {
+    for (const stream of this.streams.values()) if (stream.needDrain) stream.drained();
   }
 
   get activeStreams(): number {
     return this.streams.size;
   }
 
-  /** PINGs we sent for liveness; counted for stats. */
-  get pingsSent(): number {
-    return this.keepalive?.pingsSent ?? 0;
-  }
-
-  /** The SETTINGS_MAX_FRAME_SIZE we advertised. */
-  get localMaxFrameSize(): number {
-    return this.maxFrame;
-  }
-
-  /** Bytes held for paused readers on this session's streams. */
-  get heldBytes(): number {
-    return this.guard.held;
-  }
-
   // ---- StreamOwner ----
-
-  get socketPending(): number {
-    return this.socket.writableLength;
-  }
-
-  get socketNeedsDrain(): boolean {
-    return this.socket.writableNeedDrain;
-  }
-
-  get borrowedReads(): boolean {
-    return this.reads !== null;
-  }
-
-  keepRead(): void {
-    this.reads?.keep();
-  }
 
   flush(stream: H2Stream): void {
     if (this.destroyed || stream.closed) return;
@@ -306,11 +124,6 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     }
   }
 
-  held(n: number): void {
-    this.guard.hold(n);
-    if (n < 0 && this.deferredCredit > 0 && !this.guard.overBudget) this.releaseCredit();
-  }
-
   sendHeaders(stream: H2Stream, headers: Headers, endStream: boolean): void {
     if (this.destroyed || this.ending) return;
     let block = this.encoder.encode(Object.entries(headers));
@@ -357,42 +170,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     return stream;
   }
 
-  /** Graceful: GOAWAY(NO_ERROR), no new streams; open ones finish, then the connection closes. */
-  close(): void {
-    if (this.destroyed) return;
-    this.closed = true;
-    this.sendGoaway(ErrorCode.NO_ERROR, '');
-    if (this.streams.size === 0) this.finishGracefully();
-  }
-
-  /** Ends everything now: open streams close with CANCEL (and `err` as their error). */
-  destroy(err?: Error): void {
-    if (this.destroyed) return;
-    this.destroyed = true;
-    this.closed = true;
-    this.reader.halt();
-    this.stopTimers();
-    for (const stream of [...this.streams.values()]) stream.finish(ErrorCode.CANCEL, err ?? new Error('HTTP/2 session destroyed'));
-    this.socket.destroy();
-    if (err && this.listenerCount('error') > 0) this.emit('error', err);
-  }
-
   // ---- reading ----
-
-  private onData(chunk: Buffer): void {
-    if (this.keepalive !== null) this.keepalive.heard = true;
-    // What one read makes us send (acknowledgements, window updates, resets) leaves in one write.
-    this.socket.cork();
-    try {
-      this.reader.push(chunk);
-    } catch (err) {
-      if (err instanceof H2ProtocolError) this.connectionError(err);
-      else if (err instanceof HpackError) this.connectionError(new H2ProtocolError(ErrorCode.COMPRESSION_ERROR, 0, `bad header block: ${err.message}`));
-      else this.connectionError(new H2ProtocolError(ErrorCode.INTERNAL_ERROR, 0, `internal error: ${(err as Error).message}`, err));
-    } finally {
-      this.socket.uncork();
-    }
-  }
 
   // ---- FrameHandler: what each frame means ----
 
@@ -623,8 +401,7 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     if (id !== 0) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, 'SETTINGS on a stream');
     if (flags & Flag.ACK) {
       if (payload.length !== 0) throw new H2ProtocolError(ErrorCode.FRAME_SIZE_ERROR, 0, 'SETTINGS ACK with a payload');
-      if (this.settingsTimer !== null) clearTimeout(this.settingsTimer);
-      this.settingsTimer = null;
+      this.settingsAcked();
       return;
     }
     this.guard.settingsFrame();
@@ -686,79 +463,9 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
 
   // ---- writing and teardown ----
 
-  private writeSettings(): void {
-    const entries: Array<[number, number]> = [
-      [Setting.INITIAL_WINDOW_SIZE, this.opts.streamWindow],
-      [Setting.MAX_FRAME_SIZE, this.maxFrame],
-      [Setting.MAX_HEADER_LIST_SIZE, this.maxHeaderList],
-    ];
-    entries.push(this.isServer ? [Setting.MAX_CONCURRENT_STREAMS, this.maxConcurrent] : [Setting.ENABLE_PUSH, 0]);
-    this.socket.write(frame(FrameType.SETTINGS, 0, 0, encodeSettings(entries)));
-  }
-
-  private sendWindowUpdate(id: number, increment: number): void {
-    this.writeControl(u32Frame(FrameType.WINDOW_UPDATE, id, increment));
-  }
-
-  private creditConnection(n: number): void {
-    if (this.deferredCredit > 0 || this.guard.overBudget) {
-      if (this.deferredCredit === 0) {
-        this.counters.creditHeldBack++;
-        this.guard.peer?.onRelief(this.onRelief);
-      }
-      this.deferredCredit += n;
-      return;
-    }
-    this.unacked += n;
-    if (this.unacked >= this.opts.connectionWindow / 2 && !this.destroyed) {
-      this.sendWindowUpdate(0, this.unacked);
-      this.recvWindow += this.unacked;
-      this.unacked = 0;
-    }
-  }
-
-  /** Readers caught up (this session's or another of the peer's): give back the credit held back. */
-  private releaseCredit(): void {
-    if (this.deferredCredit === 0 || this.destroyed) return;
-    if (this.guard.overBudget) {
-      this.guard.peer?.onRelief(this.onRelief);
-      return;
-    }
-    this.guard.peer?.cancelRelief(this.onRelief);
-    const n = this.deferredCredit;
-    this.deferredCredit = 0;
-    this.creditConnection(n);
-  }
-
-  /**
-   * Frames we owe the peer: acknowledgements, credit, resets. None go out once we are ending. A peer that
-   * makes us queue them faster than it reads them is flooding us (PING, SETTINGS, bad frames that draw a
-   * reset): counted since the socket last drained, so DATA queued for a slow reader never counts.
-   */
-  private writeControl(b: Buffer): void {
-    if (this.destroyed || this.ending) return;
-    if (this.socket.writableLength === 0) this.controlBacklog = 0;
-    this.controlBacklog += b.length;
-    if (this.controlBacklog > this.maxControlBacklog) {
-      this.connectionError(new H2FloodError('control_backlog', 'frames we owe the peer pile up unread'));
-      return;
-    }
-    this.socket.write(b);
-  }
-
-  private sendResetId(id: number, code: number): void {
-    this.writeControl(u32Frame(FrameType.RST_STREAM, id, code));
-  }
-
   private streamError(id: number, code: number): void {
     const stream = this.streams.get(id);
     this.provoke(stream ?? id, code);
-  }
-
-  private sendGoaway(code: number, debug: string): void {
-    if (this.goawaySent) return;
-    this.goawaySent = true;
-    this.socket.write(goawayFrame(this.isServer ? this.lastPeerStream : 0, code, debug));
   }
 
   private flushBlocked(): void {
@@ -769,68 +476,4 @@ export class H2Session extends EventEmitter implements StreamOwner, FrameHandler
     }
   }
 
-  private onSocketDrain(): void {
-    this.controlBacklog = 0;
-    for (const stream of this.streams.values()) if (stream.needDrain) stream.drained();
-  }
-
-  /** The peer broke the protocol: tell it why (GOAWAY), end every stream, close once the GOAWAY is out. */
-  private connectionError(err: H2ProtocolError): void {
-    if (this.destroyed) return;
-    this.counters.connectionErrors++;
-    if (err instanceof H2FloodError) this.counters.floods[err.kind]++;
-    this.sendGoaway(err.code, err.message.slice(0, 256));
-    this.destroyed = true;
-    this.closed = true;
-    this.reader.halt();
-    this.stopTimers();
-    for (const stream of [...this.streams.values()]) stream.finish(ErrorCode.CANCEL, err);
-    this.socket.end();
-    this.socket.once('finish', () => this.socket.destroy());
-    setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
-    if (this.listenerCount('error') > 0) this.emit('error', err);
-  }
-
-  /** Closing and no streams left: end the connection once our last frames are written. */
-  private finishGracefully(): void {
-    if (this.destroyed || this.ending) return;
-    this.ending = true;
-    this.sendGoaway(ErrorCode.NO_ERROR, '');
-    this.socket.end();
-    // A peer that never closes its side must not keep the connection (and a graceful close()) waiting.
-    setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
-  }
-
-  private keepaliveHooks(): KeepaliveHooks {
-    return {
-      streamsOpen: () => this.streams.size,
-      gone: () => this.destroyed,
-      sendPing: () => this.writeControl(frame(FrameType.PING, 0, 0, KEEPALIVE_PING)),
-      silent: (ms) => this.destroy(new H2PeerSilentError(ms)),
-    };
-  }
-
-  private stopTimers(): void {
-    this.keepalive?.stop();
-    if (this.settingsTimer !== null) clearTimeout(this.settingsTimer);
-    this.settingsTimer = null;
-    this.guard.peer?.cancelRelief(this.onRelief);
-  }
-
-  private onSocketClose(): void {
-    if (!this.destroyed) {
-      this.destroyed = true;
-      this.closed = true;
-      const err = new Error('HTTP/2 connection closed');
-      for (const stream of [...this.streams.values()]) stream.finish(ErrorCode.CANCEL, err);
-    }
-    this.emitClose();
-  }
-
-  private emitClose(): void {
-    if (this.closeEmitted) return;
-    this.closeEmitted = true;
-    this.stopTimers();
-    process.nextTick(() => this.emit('close'));
-  }
 }
