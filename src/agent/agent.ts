@@ -13,6 +13,7 @@ import type { IdentityProvider } from '../identity/types';
 import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
 import type { HandshakeOptions } from '../proxy/hbone/handshake-limits';
 import { ProxyRuntime, type L7Options } from '../proxy/runtime';
+import type { H2EngineName } from '../proxy/hbone/h2-engine';
 import type { ServiceStore } from '../state/services';
 import { workloadName, type Workload } from '../state/workloads';
 import { registerDatapathMetrics } from '../telemetry/datapath-metrics';
@@ -73,6 +74,8 @@ export interface AgentOptions {
     keepalive?: KeepaliveTiming | null;
     /** Bounds on TLS handshakes in progress on pods' 15008 (per thread), and their timeout. */
     handshakes?: HandshakeOptions;
+    /** HTTP/2 engine for HBONE, client and server (see proxy/hbone/h2-engine.ts). Default `nodemesh`. */
+    h2?: H2EngineName;
   };
 }
 
@@ -121,7 +124,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       registry: this.registry,
       bufferSize: opts.bufferSize,
       connectTimeoutMs: opts.connectTimeoutMs,
-      mesh: this.identity && opts.mesh ? { identity: this.identity, trustDomain: opts.mesh.trustDomain, keepalive: opts.mesh.keepalive, handshakes: opts.mesh.handshakes } : undefined,
+      mesh: this.identity && opts.mesh ? { identity: this.identity, trustDomain: opts.mesh.trustDomain, keepalive: opts.mesh.keepalive, handshakes: opts.mesh.handshakes, h2: opts.mesh.h2 } : undefined,
       l7: opts.l7?.enabled,
       accessLog: opts.l7?.accessLog,
       locality: { node: opts.node },
@@ -237,7 +240,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       bufferSize: this.opts.bufferSize,
       connectTimeoutMs: this.opts.connectTimeoutMs,
       stallTimeoutMs: this.opts.workerStallTimeoutMs,
-      mesh: this.opts.mesh ? { trustDomain: this.opts.mesh.trustDomain, keepalive: this.opts.mesh.keepalive, handshakes: this.opts.mesh.handshakes } : null,
+      mesh: this.opts.mesh ? { trustDomain: this.opts.mesh.trustDomain, keepalive: this.opts.mesh.keepalive, handshakes: this.opts.mesh.handshakes, h2: this.opts.mesh.h2 } : null,
       l7: this.opts.l7,
       node: this.opts.node,
     });

@@ -25,7 +25,7 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
     registry,
     bufferSize: data.bufferSize,
     connectTimeoutMs: data.connectTimeoutMs,
-    mesh: data.mesh ? { identity, trustDomain: data.mesh.trustDomain, keepalive: data.mesh.keepalive, handshakes: data.mesh.handshakes } : undefined,
+    mesh: data.mesh ? { identity, trustDomain: data.mesh.trustDomain, keepalive: data.mesh.keepalive, handshakes: data.mesh.handshakes, h2: data.mesh.h2 } : undefined,
     l7: data.l7?.enabled,
     accessLog: data.l7?.accessLog,
     locality: data.node ? { node: data.node } : undefined,

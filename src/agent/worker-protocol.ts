@@ -8,6 +8,7 @@ import type { HboneClientPoolStats } from '../proxy/hbone';
 import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
 import type { HandshakeOptions } from '../proxy/hbone/handshake-limits';
 import type { L7Options } from '../proxy/runtime';
+import type { H2EngineName } from '../proxy/hbone/h2-engine';
 import type { PodHboneServers } from '../proxy/runtime';
 import { compilePolicy, type CompiledPolicy, type InboundPolicy, type RuleSpec } from '../state/authz';
 import type { Workload } from '../state/workloads';
@@ -21,7 +22,7 @@ export interface WorkerData {
   bufferSize?: number;
   connectTimeoutMs?: number;
   datapath: DatapathWorkerShare;
-  mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null; handshakes?: HandshakeOptions } | null;
+  mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null; handshakes?: HandshakeOptions; h2?: H2EngineName } | null;
   l7?: L7Options;
   node?: string;
   /** One Int32 the worker's event loop increments every HEARTBEAT_MS: the main thread's watchdog reads it. */

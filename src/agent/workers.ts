@@ -10,6 +10,7 @@ import type { DatapathWorkerShare, PodDatapath, PodWorkerShare } from '../datapa
 import type { CertBundle } from '../identity/types';
 import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
 import type { HandshakeOptions } from '../proxy/hbone/handshake-limits';
+import type { H2EngineName } from '../proxy/hbone/h2-engine';
 import type { Workload } from '../state/workloads';
 import type { Logger } from '../telemetry/logger';
 import type { AgentResource } from '../xds/agent-resources';
@@ -25,7 +26,7 @@ export interface DataPlaneWorkersOptions {
   datapath: DatapathWorkerShare;
   bufferSize?: number;
   connectTimeoutMs?: number;
-  mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null; handshakes?: HandshakeOptions } | null;
+  mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null; handshakes?: HandshakeOptions; h2?: H2EngineName } | null;
   l7?: L7Options;
   /** The node's name, for locality-aware balancing. */
   node?: string;

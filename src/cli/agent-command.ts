@@ -9,6 +9,7 @@ import { createSecretManager } from '../identity/secret-manager';
 import { openDatapath } from '../datapath/datapath';
 import { loadNative, repoRoot } from '../datapath/native';
 import { createLogger, type Logger } from '../telemetry/logger';
+import { H2_ENGINES, type H2EngineName, isH2EngineName } from '../proxy/hbone/h2-engine';
 import { runDaemon } from './daemon';
 import { DEFAULT_HANDSHAKE_LIMITS } from '../proxy/hbone/handshake-limits';
 import { cgroupCpuLimit, findOrMountCgroup2, processCgroup2Path } from '../util/cgroup2';
@@ -43,7 +44,7 @@ function usableCpus(cgroup2Root: string): number {
 }
 
 function meshOptions(
-  o: { caTokenFile?: string; caAddress?: string; caRootFile?: string; certValidity: number; trustDomain: string; xds?: string; hboneKeepaliveMs: number } & HandshakeFlags,
+  o: { caTokenFile?: string; caAddress?: string; caRootFile?: string; certValidity: number; trustDomain: string; xds?: string; hboneKeepaliveMs: number; hboneH2: string } & HandshakeFlags,
   log: Logger,
 ): AgentOptions['mesh'] {
   if (!o.caTokenFile) return undefined;
@@ -51,6 +52,7 @@ function meshOptions(
   if (!caAddress) throw new Error('--ca-token-file needs a CA: give --ca-address or --xds');
   return {
     trustDomain: o.trustDomain,
+    h2: o.hboneH2 as H2EngineName, // checked on entry
     keepalive: o.hboneKeepaliveMs > 0 ? { idleMs: o.hboneKeepaliveMs, timeoutMs: o.hboneKeepaliveMs } : null,
     handshakes: {
       timeoutMs: o.hboneHandshakeTimeoutMs,
@@ -146,6 +148,11 @@ export function registerAgentCommand(program: Command): void {
     .option('--hbone-max-handshakes-per-pod <n>', "TLS handshakes in progress on one pod's 15008 (per thread)", positive, DEFAULT_HANDSHAKE_LIMITS.perPod)
     .option('--hbone-max-handshakes <n>', "TLS handshakes in progress on all pods' 15008 (per thread): bounds the memory they take", positive, DEFAULT_HANDSHAKE_LIMITS.total)
     .option(
+      '--hbone-h2 <engine>',
+      "HBONE's HTTP/2 implementation, client and server: nodemesh (ours) or node (Node's http2, for A/B or if ours misbehaves)",
+      'nodemesh',
+    )
+    .option(
       '--concurrency <n>',
       'threads that serve pod traffic, the main thread included; each accepts from every pod\'s listeners (0: one per CPU the agent may use: its CPU affinity and its cgroup\'s cpu.max quota)',
       int,
@@ -188,6 +195,7 @@ export function registerAgentCommand(program: Command): void {
       certValidity: number;
       trustDomain: string;
       hboneKeepaliveMs: number;
+      hboneH2: string;
       concurrency: number;
       workerStallTimeout: number;
       l7: string;
@@ -205,6 +213,7 @@ export function registerAgentCommand(program: Command): void {
       if (o.accessLog !== 'all' && o.accessLog !== 'errors' && o.accessLog !== 'off') throw new Error(`--access-log must be all, errors or off, not "${o.accessLog}"`);
       if (o.xdsMode !== 'delta' && o.xdsMode !== 'sotw') throw new Error(`--xds-mode must be delta or sotw, not "${o.xdsMode}"`);
       if (o.xdsTokenFile !== undefined && o.xdsRootFile === undefined) throw new Error('--xds-token-file needs --xds-root-file: a token is only ever sent over TLS');
+      if (!isH2EngineName(o.hboneH2)) throw new Error(`--hbone-h2 must be one of ${H2_ENGINES.join(', ')}, not "${o.hboneH2}"`);
       const log = createLogger({ level: o.logLevel });
       const cg2 = findOrMountCgroup2(mountCommand('cgroup2'));
       if (cg2.mounted) log.warn({ path: cg2.path }, 'cgroup v2 was not mounted; mounted it');

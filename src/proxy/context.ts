@@ -11,6 +11,7 @@ import type { HboneClientPool } from './hbone';
 import type { HttpProxy } from './http/http-proxy';
 import type { KeepaliveTiming } from './hbone/h2/session';
 import type { HandshakeLimiter } from './hbone/handshake-limits';
+import type { H2EngineName } from './hbone/h2-engine';
 
 /** Per-pod socket source: the datapath in production, plain sockets in tests. */
 export interface PodSockets {
@@ -28,6 +29,8 @@ export interface MeshContext {
   keepalive?: KeepaliveTiming | null;
   /** Bounds on TLS handshakes in progress on this thread's pods' 15008, and their timeout. */
   handshakes: { limiter: HandshakeLimiter; timeoutMs?: number };
+  /** The HTTP/2 engine of the pod's HBONE servers (the pool has its own setting). Default ours. */
+  h2?: H2EngineName;
   hbonePort: number;
   trustDomain: string;
   spiffeIdOf(w: { namespace: string; serviceAccount: string }): string;

@@ -8,7 +8,7 @@ import type { Direction as ConnDirection, Endpoint } from './connection-tracker'
 import type { PodSockets, ProxyContext } from './context';
 import { HBONE_DETECTED_HEADER, relayStream, type HboneRespond } from './hbone';
 import { ErrorCode } from './hbone/h2/constants';
-import type { H2Stream } from './hbone/h2/stream';
+import type { HboneStream } from './hbone/h2-engine';
 import { adoptAccepted, Direction, newUpstream, startRelay, type RelayResult } from './relay';
 
 /** One place to send the connection: plain TCP to `ip:port`, or an HBONE tunnel to the pod's 15008. */
@@ -22,7 +22,7 @@ export interface Target extends Endpoint {
 export type Downstream =
   /** `initial`: what was read from the socket already (while detecting its protocol); it is sent first. */
   | { kind: 'socket'; socket: net.Socket; initial?: Buffer }
-  | { kind: 'hbone'; stream: H2Stream; respond: HboneRespond };
+  | { kind: 'hbone'; stream: HboneStream; respond: HboneRespond };
 
 export interface ForwardRequest {
   direction: ConnDirection;
@@ -44,7 +44,7 @@ export interface ForwardRequest {
 }
 
 /** `down`: the upstream socket's read buffer (it was created with `onread`). */
-type Upstream = { kind: 'tcp'; socket: net.Socket; down: Direction } | { kind: 'hbone'; stream: H2Stream };
+type Upstream = { kind: 'tcp'; socket: net.Socket; down: Direction } | { kind: 'hbone'; stream: HboneStream };
 
 /** Socket reads shorter than this are copied into an HTTP/2 stream rather than waited on (see Direction). */
 const COPY_BELOW_FOR_STREAMS = 16 * 1024;
@@ -95,7 +95,7 @@ export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<voi
   } else {
     // One end is an HTTP/2 stream. The socket end still reads into a fixed buffer (no Buffer per read).
     let zeroCopy: { socket: net.Socket; direction: Direction } | undefined;
-    let downEnd: net.Socket | H2Stream;
+    let downEnd: net.Socket | HboneStream;
     if (d.kind === 'socket') {
       const up = new Direction(ctx.bufferSize);
       if (d.initial) up.preload(d.initial);
@@ -197,7 +197,19 @@ async function dialTcp(ctx: ProxyContext, r: ForwardRequest, target: Target): Pr
   // The upstream reads into a fixed buffer whatever the other end is (socket: startRelay, stream: relayStream).
   const down = new Direction(ctx.bufferSize);
   const socket = newUpstream(fd, down);
+  // A tunnel reset while we dial (by the client, or by us for its faults: made-you-reset) must not leave the
+  // application a connection nobody will use: the dial is abandoned with it.
+  const d = r.downstream;
+  const abandon = (): void => void socket.destroy(new Error('the HBONE stream closed while the upstream was connecting'));
+  if (d.kind === 'hbone') {
+    if (d.stream.closed) {
+      socket.destroy();
+      throw new Error('the HBONE stream closed before the upstream was dialled');
+    }
+    d.stream.once('close', abandon);
+  }
   const err = await connectOnce(socket, target, r.connectTimeoutMs ?? ctx.connectTimeoutMs);
+  if (d.kind === 'hbone') d.stream.off('close', abandon);
   if (err !== null) {
     socket.destroy();
     throw new Error(err);

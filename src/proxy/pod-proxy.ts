@@ -94,6 +94,7 @@ export class PodProxy {
             keepalive: mesh.keepalive,
             handshakeGate: gate,
             handshakeTimeoutMs: mesh.handshakes.timeoutMs,
+            h2: mesh.h2,
             log,
           });
           const fd = this.pendingHbone.shift()!;

@@ -21,6 +21,7 @@ import type { KeepaliveTiming } from './hbone/h2/session';
 import { HandshakeLimiter, type FloodWatch, type HandshakeOptions } from './hbone/handshake-limits';
 import { HttpProxy } from './http/http-proxy';
 import type { AccessLogMode } from './http/layers/telemetry';
+import type { H2EngineName } from './hbone/h2-engine';
 import { PodProxy, type PodListenerFds } from './pod-proxy';
 import { DEFAULT_RELAY_BUFFER } from './relay';
 
@@ -36,7 +37,7 @@ export interface ProxyRuntimeOptions {
   bufferSize?: number;
   connectTimeoutMs?: number;
   /** With workload identities, mesh destinations go over HBONE (mTLS). */
-  mesh?: { identity: IdentitySource; trustDomain: string; keepalive?: KeepaliveTiming | null; handshakes?: HandshakeOptions };
+  mesh?: { identity: IdentitySource; trustDomain: string; keepalive?: KeepaliveTiming | null; handshakes?: HandshakeOptions; h2?: H2EngineName };
   /** L7 for HTTP ports (default on); off sends every connection down the L4 path (an incident switch). */
   l7?: boolean;
   /** Per-request access lines: all (default), errors only, or none. */
@@ -84,12 +85,13 @@ export class ProxyRuntime {
       http: null,
     };
     if (opts.mesh) {
-      const { identity, trustDomain, keepalive, handshakes } = opts.mesh;
+      const { identity, trustDomain, keepalive, handshakes, h2 } = opts.mesh;
       this.ctx.mesh = {
         identity,
-        pool: new HboneClientPool({ log: opts.log, connectTimeoutMs, keepalive }),
+        pool: new HboneClientPool({ log: opts.log, connectTimeoutMs, keepalive, h2 }),
         keepalive,
         handshakes: { limiter: new HandshakeLimiter(handshakes?.limits, floodWatch(opts)), timeoutMs: handshakes?.timeoutMs },
+        h2,
         hbonePort: PORT_HBONE,
         trustDomain,
         spiffeIdOf: (w) => spiffeId({ trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount }),

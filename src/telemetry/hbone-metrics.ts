@@ -2,6 +2,7 @@
 
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { HboneClientPoolStats } from '../proxy/hbone/client-pool';
+import { FLOOD_KINDS, type H2Counters } from '../proxy/hbone/h2/h2-counters';
 import type { HboneServerStats } from '../proxy/hbone/server';
 
 export interface PodHboneStats {
@@ -13,6 +14,31 @@ export interface PodHboneStats {
 
 type ClientTotal = 'sessionsOpened' | 'dialFailures' | 'connectRefused' | 'silentPeers';
 type ServerTotal = 'sessionsAccepted' | 'handshakeFailures' | 'handshakeTimeouts' | 'clientsRefused' | 'silentPeers';
+type H2Total = 'settingsTimeouts' | 'connectionErrors' | 'creditHeldBack';
+
+/** HTTP/2 counters as series: resets by who caused them, floods by kind, and the plain totals. */
+function h2Series(c: H2Counters): Array<{ metric: string; labels: Record<string, string>; value: number }> {
+  const out: Array<{ metric: string; labels: Record<string, string>; value: number }> = [
+    { metric: 'resets', labels: { by: 'peer' }, value: c.resetsReceived },
+    { metric: 'resets', labels: { by: 'provoked' }, value: c.resetsProvoked },
+  ];
+  for (const kind of FLOOD_KINDS) out.push({ metric: 'floods', labels: { kind }, value: c.floods[kind] });
+  const totals: Array<[string, H2Total]> = [
+    ['settings_timeouts', 'settingsTimeouts'],
+    ['connection_errors', 'connectionErrors'],
+    ['credit_held_back', 'creditHeldBack'],
+  ];
+  for (const [metric, pick] of totals) out.push({ metric, labels: {}, value: c[pick] });
+  return out;
+}
+
+const H2_HELP: Record<string, [string, string[]]> = {
+  resets: ['HTTP/2 streams reset: by="peer" the peer\'s RST_STREAM, by="provoked" ours for its faults (made-you-reset)', ['by']],
+  floods: ['HTTP/2 sessions ended with GOAWAY(ENHANCE_YOUR_CALM) for a flood, by kind', ['kind']],
+  settings_timeouts: ['HTTP/2 sessions ended because the peer never acknowledged our SETTINGS', []],
+  connection_errors: ['HTTP/2 sessions we ended with a connection error (GOAWAY with an error code)', []],
+  credit_held_back: ['Times connection credit was held back because a session or its peer held too many unread bytes', []],
+};
 
 export function registerHboneMetrics(registry: Registry, client: () => HboneClientPoolStats | null, servers: () => PodHboneStats[]): void {
   const registers = [registry];
@@ -38,12 +64,50 @@ export function registerHboneMetrics(registry: Registry, client: () => HboneClie
       },
     });
   };
+  new Gauge({
+    name: 'nodemesh_hbone_client_h2_engine',
+    help: 'The HTTP/2 implementation HBONE runs on (--hbone-h2): 1 for the one in use',
+    labelNames: ['engine'],
+    registers,
+    collect() {
+      this.reset();
+      const s = client();
+      if (s) this.set({ engine: s.engine }, 1);
+    },
+  });
   clientGauge('nodemesh_hbone_client_sessions', 'HBONE sessions (mTLS HTTP/2 to peer agents) in the client pool', 'sessions');
   clientGauge('nodemesh_hbone_client_streams', 'HBONE tunnels open through the client pool', 'activeStreams');
   clientTotal('nodemesh_hbone_client_sessions_opened_total', 'HBONE sessions dialled and set up', 'sessionsOpened');
   clientTotal('nodemesh_hbone_client_dial_failures_total', 'HBONE dials that failed (TCP, TLS, identity, HTTP/2 setup)', 'dialFailures');
   clientTotal('nodemesh_hbone_client_connect_refused_total', 'CONNECTs the peer answered with an error status', 'connectRefused');
   clientTotal('nodemesh_hbone_client_silent_peers_total', 'HBONE sessions ended because the peer agent answered nothing, not even a PING', 'silentPeers');
+  for (const [metric, [help, labelNames]] of Object.entries(H2_HELP)) {
+    new Counter({
+      name: `nodemesh_hbone_client_h2_${metric}_total`,
+      help: `${help} (client sessions)`,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        const s = client();
+        if (s) for (const x of h2Series(s.h2)) if (x.metric === metric) this.inc(x.labels, x.value);
+      },
+    });
+    new Counter({
+      name: `nodemesh_hbone_server_h2_${metric}_total`,
+      help: `${help} (sessions on the pod's 15008)`,
+      labelNames: ['pod', 'namespace', ...labelNames],
+      registers,
+      collect() {
+        this.reset();
+        for (const p of servers()) {
+          for (const server of p.servers) {
+            for (const x of h2Series(server.h2)) if (x.metric === metric) this.inc({ pod: p.pod, namespace: p.namespace, ...x.labels }, x.value);
+          }
+        }
+      },
+    });
+  }
 
   const serverTotal = (name: string, help: string, pick: ServerTotal): void => {
     new Counter({

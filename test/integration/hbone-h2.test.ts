@@ -4,11 +4,12 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { CLIENT_PREFACE, ErrorCode, FRAME_HEADER_LENGTH, Flag, FrameType, H2PeerSilentError, frame } from '../../src/proxy/hbone/h2/constants';
-import { HpackDecoder, HpackEncoder } from '../../src/proxy/hbone/h2/hpack';
+import { HpackDecoder } from '../../src/proxy/hbone/h2/hpack';
 import { H2Session, type H2SessionOptions } from '../../src/proxy/hbone/h2/session';
 import { relayStream } from '../../src/proxy/hbone/stream-relay';
 import { READ_HEADROOM, type RelayResult } from '../../src/proxy/relay';
 import type { H2Stream } from '../../src/proxy/hbone/h2/stream';
+import { CONNECT, RawPeer, u32 } from '../helpers/h2-raw-peer';
 import { listen } from '../helpers/tcp';
 import { waitFor } from '../helpers/wait';
 
@@ -57,82 +58,6 @@ function ourClient(port: number, extra: Partial<H2SessionOptions> = {}): Promise
     });
     socket.once('error', reject);
   });
-}
-
-interface RawFrame {
-  type: number;
-  flags: number;
-  stream: number;
-  payload: Buffer;
-}
-
-/** A hand-driven HTTP/2 client: writes whatever bytes a test wants, parses what comes back. */
-class RawPeer {
-  readonly frames: RawFrame[] = [];
-  closed = false;
-  private buf = Buffer.alloc(0);
-  private readonly socket: net.Socket;
-  readonly encoder = new HpackEncoder();
-
-  constructor(port: number) {
-    this.socket = net.connect({ host: '127.0.0.1', port });
-    this.socket.on('error', () => {});
-    this.socket.on('close', () => (this.closed = true));
-    this.socket.on('data', (d: Buffer) => {
-      this.buf = Buffer.concat([this.buf, d]);
-      while (this.buf.length >= 9) {
-        const length = this.buf.readUIntBE(0, 3);
-        if (this.buf.length < 9 + length) break;
-        this.frames.push({ type: this.buf[3]!, flags: this.buf[4]!, stream: this.buf.readUInt32BE(5), payload: this.buf.subarray(9, 9 + length) });
-        this.buf = this.buf.subarray(9 + length);
-      }
-    });
-  }
-
-  write(...parts: Buffer[]): void {
-    this.socket.write(Buffer.concat(parts));
-  }
-
-  /** The preface and an empty SETTINGS: a well-behaved start. */
-  start(): void {
-    this.write(CLIENT_PREFACE, frame(FrameType.SETTINGS, 0, 0));
-  }
-
-  headers(stream: number, fields: Array<[string, string]>, flags: number = Flag.END_HEADERS): Buffer {
-    return frame(FrameType.HEADERS, flags, stream, this.encoder.encode(fields));
-  }
-
-  async next(what: string, match: (f: RawFrame) => boolean): Promise<RawFrame> {
-    let found: RawFrame | undefined;
-    await waitFor(what, async () => (found = this.frames.find(match)) !== undefined, 3_000);
-    return found!;
-  }
-
-  async goaway(): Promise<{ code: number; debug: string }> {
-    const f = await this.next('GOAWAY', (x) => x.type === FrameType.GOAWAY);
-    await waitFor('connection closed after GOAWAY', async () => this.closed, 3_000);
-    return { code: f.payload.readUInt32BE(4), debug: f.payload.subarray(8).toString() };
-  }
-
-  async reset(stream: number): Promise<number> {
-    const f = await this.next(`RST_STREAM on ${stream}`, (x) => x.type === FrameType.RST_STREAM && x.stream === stream);
-    return f.payload.readUInt32BE(0);
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
-}
-
-const CONNECT: Array<[string, string]> = [
-  [':method', 'CONNECT'],
-  [':authority', TARGET],
-];
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n, 0);
-  return b;
 }
 
 describe('HTTP/2 framer of the HBONE path', () => {

@@ -18,7 +18,7 @@ import {
   HboneStreamResetError,
   relayStream,
 } from '../../src/proxy/hbone';
-import type { H2Stream } from '../../src/proxy/hbone/h2/stream';
+import { H2_ENGINES, type HboneStream as H2Stream } from '../../src/proxy/hbone/h2-engine';
 import { adoptAccepted, Direction, newUpstream, type RelayResult } from '../../src/proxy/relay';
 import { createTestCa } from '../helpers/test-ca';
 import { echoServer, listen, pump } from '../helpers/tcp';
@@ -97,7 +97,8 @@ function readSome(stream: H2Stream | net.Socket, bytes: number): Promise<Buffer>
   });
 }
 
-describe('HBONE transport over loopback', () => {
+// The same suite on each HTTP/2 engine behind the HBONE contract: ours, and Node's http2 (the incident switch).
+for (const engine of H2_ENGINES) describe(`HBONE transport over loopback (${engine} HTTP/2)`, () => {
   const ca = createTestCa();
   const foreign = createTestCa({ name: 'some other root' });
   let clientCert: CertBundle = ca.issue({ spiffeId: CLIENT_ID });
@@ -126,6 +127,7 @@ describe('HBONE transport over loopback', () => {
     identity: () => serverCert,
     trustBundle: () => [ca.rootPem],
     maxConcurrentStreams: 40,
+    h2: engine,
     onConnect: (ctx, respond) => {
       connects.push(ctx);
       if (!policy(ctx, respond)) return;
@@ -145,7 +147,7 @@ describe('HBONE transport over loopback', () => {
   });
   let hbonePort = 0;
 
-  const pool = new HboneClientPool({ idleTimeoutMs: 5_000 });
+  const pool = new HboneClientPool({ idleTimeoutMs: 5_000, h2: engine });
   const request = (over: Partial<HboneConnectRequest> = {}): HboneConnectRequest => ({
     sourcePod: 'pod-a',
     source: clientCert,
@@ -268,7 +270,7 @@ describe('HBONE transport over loopback', () => {
   });
 
   it('runs 100 concurrent streams on a few pooled sessions, respecting the server stream limit', async () => {
-    const p = new HboneClientPool();
+    const p = new HboneClientPool({ h2: engine });
     const data = crypto.randomBytes(16 * 1024);
     const conns = await Promise.all(Array.from({ length: 100 }, () => p.connect(request({ sourcePod: 'pod-many' }))));
     const s = p.stats();
@@ -413,7 +415,7 @@ describe('HBONE transport over loopback', () => {
   });
 
   it('closes idle sessions after the idle timeout', async () => {
-    const p = new HboneClientPool({ idleTimeoutMs: 100 });
+    const p = new HboneClientPool({ idleTimeoutMs: 100, h2: engine });
     const c = await p.connect(request({ sourcePod: 'pod-idle' }));
     assert.equal((await roundTrip(c.stream, Buffer.from('x'))).toString(), 'x');
     await waitFor('idle session closed', async () => p.stats().sessions === 0, 3_000);
@@ -424,13 +426,14 @@ describe('HBONE transport over loopback', () => {
     const s2 = new HboneServer({
       identity: () => serverCert,
       trustBundle: () => [ca.rootPem],
+      h2: engine,
       onConnect: (ctx, respond) => {
         respond(200);
         echoStream(ctx.stream);
       },
     });
     const addr = await s2.listen({ host: '127.0.0.1', port: 0 });
-    const p = new HboneClientPool();
+    const p = new HboneClientPool({ h2: engine });
     const held = await p.connect(request({ sourcePod: 'pod-drain', address: addr }));
     let closed = false;
     const closing = s2.close().then(() => (closed = true));
@@ -443,7 +446,7 @@ describe('HBONE transport over loopback', () => {
   });
 
   it('opens a new session for a rotated source certificate while an old stream keeps flowing', async () => {
-    const p = new HboneClientPool();
+    const p = new HboneClientPool({ h2: engine });
     const old = await p.connect(request({ sourcePod: 'pod-rot' }));
     old.stream.write(Buffer.from('before'));
     assert.equal((await readSome(old.stream, 6)).toString(), 'before');
@@ -465,7 +468,7 @@ describe('HBONE transport over loopback', () => {
   });
 
   it('presents an updated server identity on new handshakes while open sessions keep theirs', async () => {
-    const p = new HboneClientPool();
+    const p = new HboneClientPool({ h2: engine });
     const held = await p.connect(request({ sourcePod: 'pod-srv-rot' }));
     const peerSerial = (): Promise<string> =>
       new Promise((resolve, reject) => {
@@ -495,7 +498,7 @@ describe('HBONE transport over loopback', () => {
     // An identity the clients do not expect takes effect too: new dials see it and refuse.
     serverCert = inter.issue({ spiffeId: `${TD}/impostor` });
     server.updateIdentity();
-    await assert.rejects(new HboneClientPool().connect(request({ source: { ...clientCert, rootsPem: [ca.rootPem, inter.rootPem] } })), HboneIdentityMismatchError);
+    await assert.rejects(new HboneClientPool({ h2: engine }).connect(request({ source: { ...clientCert, rootsPem: [ca.rootPem, inter.rootPem] } })), HboneIdentityMismatchError);
     serverCert = ca.issue({ spiffeId: ECHO_ID });
     server.updateIdentity();
     assert.equal((await roundTrip(held.stream, Buffer.from('still here'))).toString(), 'still here');

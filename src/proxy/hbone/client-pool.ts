@@ -12,9 +12,10 @@ import {
   errMessage,
   hostPort,
 } from './errors';
-import { ErrorCode, H2PeerSilentError, type PeerSettings, isInternal } from './h2/constants';
-import { DEFAULT_KEEPALIVE, type H2Session, type KeepaliveTiming } from './h2/session';
-import type { H2Stream } from './h2/stream';
+import { ErrorCode, H2PeerSilentError, isInternal } from './h2/constants';
+import { type H2Counters, newH2Counters } from './h2/h2-counters';
+import { DEFAULT_KEEPALIVE, type KeepaliveTiming } from './h2/session';
+import { type H2EngineName, type HboneSession, type HboneStream, h2Engine } from './h2-engine';
 import { HBONE_REASON_HEADER, formatAuthority } from './protocol';
 import { clientTlsError } from './tls';
 
@@ -29,7 +30,7 @@ export interface HboneConnectRequest extends DialRequest {
 
 export interface HboneConnection {
   /** The CONNECT stream after the server's 200, carrying the tunnelled bytes. */
-  stream: H2Stream;
+  stream: HboneStream;
   /** True when the stream went on a session that was already open (no dial was waited for). */
   reused: boolean;
   /** The pool's id of the session carrying the stream. */
@@ -52,6 +53,8 @@ export interface HboneClientPoolOptions {
    * null: none.
    */
   keepalive?: KeepaliveTiming | null;
+  /** The HTTP/2 implementation (see h2-engine.ts). Default `nodemesh`. */
+  h2?: H2EngineName;
   log?: Logger;
 }
 
@@ -77,6 +80,10 @@ export interface HboneClientPoolStats {
   connectRefused: number;
   /** Sessions ended because the server sent nothing, not even a PING answer, within the keepalive. */
   silentPeers: number;
+  /** The HTTP/2 engine the pool's sessions run on. */
+  engine: H2EngineName;
+  /** What the servers' HTTP/2 sessions did that we counted against them (our engine only). */
+  h2: H2Counters;
   perSession: HboneSessionStats[];
 }
 
@@ -96,7 +103,7 @@ class PooledSession {
     readonly id: number,
     readonly key: string,
     readonly address: string,
-    readonly session: H2Session,
+    readonly session: HboneSession,
     public maxStreams: number,
     private readonly idleTimeoutMs: number,
     private readonly onIdle: (s: PooledSession) => void,
@@ -148,6 +155,7 @@ export class HboneClientPool {
   private readonly entries = new Map<string, PoolEntry>();
   private readonly live = new Set<PooledSession>();
   private readonly opts: Required<Omit<HboneClientPoolOptions, 'log'>>;
+  private readonly h2Counters = newH2Counters();
   private readonly log: Logger | undefined;
   private nextId = 1;
   private closed = false;
@@ -161,6 +169,7 @@ export class HboneClientPool {
       streamWindow: options.streamWindow ?? 4 * 1024 * 1024,
       connectionWindow: options.connectionWindow ?? 16 * 1024 * 1024,
       keepalive: options.keepalive === undefined ? DEFAULT_KEEPALIVE : options.keepalive,
+      h2: options.h2 ?? 'nodemesh',
     };
     this.log = options.log;
   }
@@ -196,7 +205,7 @@ export class HboneClientPool {
       perSession.push({ id: ps.id, key: ps.key, address: ps.address, streams: ps.active, maxStreams: ps.maxStreams, draining: ps.draining });
     }
     for (const e of this.entries.values()) if (e.pending !== null) pendingDials++;
-    return { sessions: this.live.size, activeStreams, pendingDials, ...this.totals, perSession };
+    return { sessions: this.live.size, activeStreams, pendingDials, ...this.totals, engine: this.opts.h2, h2: structuredClone(this.h2Counters), perSession };
   }
 
   /** Stops new streams; open streams finish, then their sessions close. Resolves when all sessions closed. */
@@ -267,6 +276,8 @@ export class HboneClientPool {
         streamWindow: this.opts.streamWindow,
         connectionWindow: this.opts.connectionWindow,
         keepalive: this.opts.keepalive,
+        engine: h2Engine(this.opts.h2),
+        counters: this.h2Counters,
         adopt: (session) => (adopted = this.adopt(key, entry, req, session)),
       });
       return adopted!;
@@ -277,7 +288,7 @@ export class HboneClientPool {
     }
   }
 
-  private adopt(key: string, entry: PoolEntry, req: HboneConnectRequest, session: H2Session): PooledSession {
+  private adopt(key: string, entry: PoolEntry, req: HboneConnectRequest, session: HboneSession): PooledSession {
     const address = hostPort(req.address);
     const remoteMax = session.remoteSettings.maxConcurrentStreams;
     const ps = new PooledSession(
@@ -296,7 +307,7 @@ export class HboneClientPool {
     this.live.add(ps);
     if (this.entries.get(key) !== entry) this.entries.set(key, entry);
     entry.sessions.push(ps);
-    session.on('remoteSettings', (s: PeerSettings) => {
+    session.on('remoteSettings', (s: { maxConcurrentStreams: number }) => {
       ps.maxStreams = Math.min(this.opts.maxStreamsPerSession, s.maxConcurrentStreams);
     });
     session.on('goaway', (code: number, _last: number, debug: Buffer) => {
@@ -337,10 +348,10 @@ export class HboneClientPool {
     if (entry.sessions.length === 0 && entry.pending === null) this.entries.delete(ps.key);
   }
 
-  private open(ps: PooledSession, req: HboneConnectRequest): Promise<H2Stream> {
+  private open(ps: PooledSession, req: HboneConnectRequest): Promise<HboneStream> {
     const target = formatAuthority(req.target);
     return new Promise((resolve, reject) => {
-      let stream: H2Stream;
+      let stream: HboneStream;
       try {
         // Pseudo-headers first (RFC 9113 §8.3).
         stream = ps.session.request({ ':method': 'CONNECT', ':authority': target, ...req.headers });

@@ -16,7 +16,9 @@ import {
   hostPort,
 } from './errors';
 import { ErrorCode } from './h2/constants';
-import { H2Session, type KeepaliveTiming } from './h2/session';
+import type { H2Counters } from './h2/h2-counters';
+import type { KeepaliveTiming } from './h2/session';
+import { type H2Engine, type HboneSession, h2Engine } from './h2-engine';
 import { HBONE_ALPN, clientTlsError, contextOptions, spiffeServerCheck } from './tls';
 import { socketOnFd } from '../../util/fd';
 
@@ -41,11 +43,15 @@ export interface DialOptions {
   connectionWindow: number;
   /** PINGs on the session once it is up, idle or not (see H2SessionOptions.keepalive); null: none. */
   keepalive: KeepaliveTiming | null;
+  /** Which HTTP/2 implementation runs the session. Default: ours. */
+  engine?: H2Engine;
+  /** Where the session counts resets, floods and timeouts (our engine). */
+  counters?: H2Counters;
   /**
    * Called synchronously once the session is usable (server SETTINGS received), before the dial's own
    * listeners come off, so no session event can fall between the two.
    */
-  adopt(session: H2Session, tlsSocket: tls.TLSSocket): void;
+  adopt(session: HboneSession, tlsSocket: tls.TLSSocket): void;
 }
 
 const KEEPALIVE_MS = 30_000;
@@ -58,7 +64,7 @@ function socketFor(fd: number | null): net.Socket {
 }
 
 /** Resolves with a ready session, or rejects with an NM_HBONE_* error naming the stage that failed. */
-export function dialSession(req: DialRequest, opts: DialOptions): Promise<H2Session> {
+export function dialSession(req: DialRequest, opts: DialOptions): Promise<HboneSession> {
   const address = hostPort(req.address);
   const sourceId = req.source.spiffeId;
   return new Promise((resolve, reject) => {
@@ -66,7 +72,7 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<H2Sess
     let done = false;
     let tcp: net.Socket | null = null;
     let tlsSocket: tls.TLSSocket | null = null;
-    let session: H2Session | null = null;
+    let session: HboneSession | null = null;
 
     const fail = (err: Error): void => {
       if (done) return;
@@ -130,11 +136,11 @@ export function dialSession(req: DialRequest, opts: DialOptions): Promise<H2Sess
       stage = 'HTTP/2 setup';
       // From here the session owns the socket and reports its errors.
       t.off('error', onTlsError);
-      const s = new H2Session(t, {
-        role: 'client',
+      const s = (opts.engine ?? h2Engine()).client(t, {
         streamWindow: opts.streamWindow,
         connectionWindow: opts.connectionWindow,
         keepalive: opts.keepalive ? { ...opts.keepalive, whileIdle: true } : undefined,
+        counters: opts.counters,
       });
       session = s;
       // In TLS 1.3 the server checks our certificate after our side finished: its refusal arrives here.

@@ -9,8 +9,10 @@ import type { Endpoint } from '../connection-tracker';
 import { HBONE_DETECTED_HEADER, HBONE_REASON_HEADER, parseAuthority, refusalFrames } from './protocol';
 import { HboneClosedError, errMessage } from './errors';
 import { ErrorCode, H2PeerSilentError, isInternal } from './h2/constants';
-import { DEFAULT_KEEPALIVE, H2Session, type KeepaliveTiming } from './h2/session';
-import type { H2Stream, Headers } from './h2/stream';
+import { type H2Counters, newH2Counters } from './h2/h2-counters';
+import { PeerBudget } from './h2/peer-budget';
+import { DEFAULT_KEEPALIVE, type KeepaliveTiming } from './h2/session';
+import { type H2Engine, type H2EngineName, type HboneSession, type HboneStream, type Headers, h2Engine } from './h2-engine';
 import { HandshakeLimiter, type HandshakeGate, type HandshakeRefusal } from './handshake-limits';
 import { HBONE_ALPN, clientVerdict, contextOptions, serverTlsReason } from './tls';
 
@@ -26,7 +28,7 @@ export interface HboneConnectContext {
   /** The source agent's detection result for an undeclared port, when it sent one. */
   detected: 'tcp' | 'http1' | 'http2' | null;
   /** The tunnel. Relay it only after answering 200. */
-  stream: H2Stream;
+  stream: HboneStream;
 }
 
 /**
@@ -68,6 +70,13 @@ export interface HboneServerOptions {
    * null: none.
    */
   keepalive?: KeepaliveTiming | null;
+  /** The HTTP/2 implementation (see h2-engine.ts). Default `nodemesh`. */
+  h2?: H2EngineName;
+  /**
+   * Unread bytes all sessions of one client identity may hold for slow readers, and streams per second it may
+   * reset or make us reset, together. Default 64 MiB and 1000.
+   */
+  peerLimits?: { maxHeldBytes: number; resetsPerSecond: number };
   log?: Logger;
 }
 
@@ -90,6 +99,8 @@ export interface HboneServerStats {
   badRequests: number;
   /** Sessions ended (with their tunnels) because the client sent nothing, not even a PING answer, within the keepalive. */
   silentPeers: number;
+  /** What clients' HTTP/2 sessions did that we counted against them (our engine only). */
+  h2: H2Counters;
 }
 
 interface SessionInfo {
@@ -112,7 +123,11 @@ export class HboneServer {
   private readonly handshaking = new Map<string, { socket: net.Socket; release: () => void }>();
   private readonly handshakeLog: CountedLog | undefined;
   private readonly clientLog: CountedLog | undefined;
-  private readonly sessions = new Map<H2Session, SessionInfo>();
+  private readonly sessions = new Map<HboneSession, SessionInfo>();
+  private readonly engine: H2Engine;
+  private readonly h2Counters = newH2Counters();
+  /** One budget per client identity with sessions open, shared by those sessions. */
+  private readonly peers = new Map<string, { budget: PeerBudget; sessions: number }>();
   private readonly log: Logger | undefined;
   private readonly idleTimeoutMs: number;
   private readonly streamWindow: number;
@@ -133,6 +148,7 @@ export class HboneServer {
     this.gate = opts.handshakeGate ?? new HandshakeLimiter().gate();
     this.handshakeLog = opts.log && new CountedLog(opts.log, 'info', 'HBONE handshake refused');
     this.clientLog = opts.log && new CountedLog(opts.log, 'info', 'HBONE client refused');
+    this.engine = h2Engine(opts.h2);
     this.tls = tls.createServer({
       ...contextOptions(opts.identity(), opts.trustBundle(), 'server'),
       // The chain is verified during the handshake, but the verdict is ours (see `onSecureConnection`): Node
@@ -228,7 +244,7 @@ export class HboneServer {
   stats(): HboneServerStats {
     let activeStreams = 0;
     for (const info of this.sessions.values()) activeStreams += info.streams;
-    return { sessions: this.sessions.size, activeStreams, ...this.totals, handshakesInProgress: this.handshaking.size, handshakesRejected: { ...this.rejected } };
+    return { sessions: this.sessions.size, activeStreams, ...this.totals, handshakesInProgress: this.handshaking.size, handshakesRejected: { ...this.rejected }, h2: structuredClone(this.h2Counters) };
   }
 
   /** Stops accepting and sends GOAWAY on every session; resolves once open streams ended and sessions closed. */
@@ -279,12 +295,14 @@ export class HboneServer {
 
   /** Only verified clients get here (onSecureConnection): their ID is read once for all streams. */
   private startSession(socket: tls.TLSSocket, peerId: string): void {
-    const session = new H2Session(socket, {
-      role: 'server',
+    const peer = this.peerBudget(peerId);
+    const session = this.engine.server(socket, {
       streamWindow: this.streamWindow,
       connectionWindow: this.connectionWindow,
       maxConcurrentStreams: this.maxConcurrentStreams,
       keepalive: this.keepalive ? { ...this.keepalive, whileIdle: false } : undefined,
+      counters: this.h2Counters,
+      peerBudget: peer.budget,
     });
     const info: SessionInfo = {
       peerId,
@@ -302,15 +320,29 @@ export class HboneServer {
       } else if (isInternal(err)) this.log?.error({ err, peer: info.peerAddress }, 'HBONE session failed on an internal error');
       else this.log?.debug({ err, peer: info.peerAddress }, 'HBONE session failed');
     });
-    session.on('close', () => this.sessions.delete(session));
-    session.on('stream', (stream: H2Stream, headers: Headers) => this.onStream(info, stream, headers));
+    session.on('close', () => {
+      this.sessions.delete(session);
+      if (--peer.sessions === 0) this.peers.delete(peerId);
+    });
+    session.on('stream', (stream: HboneStream, headers: Headers) => this.onStream(info, stream, headers));
     socket.setTimeout(this.idleTimeoutMs, () => {
       if (session.activeStreams === 0) session.close();
     });
     if (this.closing) session.close();
   }
 
-  private onStream(info: SessionInfo, stream: H2Stream, headers: Headers): void {
+  private peerBudget(peerId: string): { budget: PeerBudget; sessions: number } {
+    let peer = this.peers.get(peerId);
+    if (peer === undefined) {
+      const limits = this.opts.peerLimits ?? { maxHeldBytes: 64 * 1024 * 1024, resetsPerSecond: 1000 };
+      peer = { budget: new PeerBudget(limits.maxHeldBytes, limits.resetsPerSecond), sessions: 0 };
+      this.peers.set(peerId, peer);
+    }
+    peer.sessions++;
+    return peer;
+  }
+
+  private onStream(info: SessionInfo, stream: HboneStream, headers: Headers): void {
     if (this.closing) {
       stream.reset(ErrorCode.REFUSED_STREAM);
       return;
@@ -353,7 +385,7 @@ export class HboneServer {
     }
   }
 
-  private badRequest(stream: H2Stream, reason: string): void {
+  private badRequest(stream: HboneStream, reason: string): void {
     this.totals.badRequests++;
     answer(stream, 400, reason);
   }
@@ -365,7 +397,7 @@ function tupleKey(s: net.Socket): string {
 }
 
 /** A final answer: status and reason, END_STREAM, then RST_STREAM(NO_ERROR) so the client need not finish. */
-function answer(stream: H2Stream, status: number, reason?: string): void {
+function answer(stream: HboneStream, status: number, reason?: string): void {
   const headers: Headers = { ':status': String(status) };
   if (reason) headers[HBONE_REASON_HEADER] = reason.replace(/[^\x20-\x7e]/g, '?');
   stream.respond(headers, true);

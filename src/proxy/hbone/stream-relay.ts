@@ -4,10 +4,10 @@ import net from 'node:net';
 import type { Direction, RelayResult } from '../relay';
 import { HboneStreamResetError } from './errors';
 import { ErrorCode } from './h2/constants';
-import { H2Stream } from './h2/stream';
+import type { HboneStream } from './h2-engine';
 
 /** Either end of a relay: a TCP socket made with `allowHalfOpen: true` (and no `onread`), or an HTTP/2 stream. */
-export type RelayEnd = net.Socket | H2Stream;
+export type RelayEnd = net.Socket | HboneStream;
 
 export interface StreamRelayHandlers {
   /** Called exactly once, after both ends are closed (same contract as `startRelay` in ../relay). */
@@ -27,8 +27,8 @@ export interface StreamRelay {
 
 type Side = 'downstream' | 'upstream';
 
-function isHttp2(end: RelayEnd): end is H2Stream {
-  return end instanceof H2Stream;
+function isHttp2(end: RelayEnd): end is HboneStream {
+  return !(end instanceof net.Socket);
 }
 
 /**
@@ -119,14 +119,15 @@ export function relayStream(downstream: RelayEnd, upstream: RelayEnd, handlers: 
       zc.direction.bind(zc.socket, dst);
       return;
     }
-    const borrowing = isHttp2(src) ? src : null;
-    borrowing?.acceptBorrowedChunks();
+    // Only streams that can lend their read buffer (our engine's) hand over borrowed chunks.
+    const borrowing = isHttp2(src) && src.acceptBorrowedChunks !== undefined ? src : null;
+    borrowing?.acceptBorrowedChunks!();
     src.on('data', (chunk: Buffer) => {
       count(chunk.length);
       if (dst.destroyed) return;
       const ok = dst.write(chunk);
       // A write that did not complete at once still points into the chunk, a view of the session's read buffer.
-      if (borrowing !== null && dst.writableLength > 0) borrowing.keep();
+      if (borrowing !== null && dst.writableLength > 0) borrowing.keep!();
       if (!ok) src.pause();
     });
     dst.on('drain', () => src.resume());

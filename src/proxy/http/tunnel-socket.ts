@@ -3,7 +3,7 @@
 
 import { Duplex } from 'node:stream';
 import { ErrorCode } from '../hbone/h2/constants';
-import type { H2Stream } from '../hbone/h2/stream';
+import type { HboneStream } from '../hbone/h2-engine';
 
 export interface TunnelAddresses {
   remoteAddress: string;
@@ -27,7 +27,7 @@ export class TunnelSocket extends Duplex {
   readonly encrypted = false;
 
   constructor(
-    readonly stream: H2Stream,
+    readonly stream: HboneStream,
     addrs: TunnelAddresses,
   ) {
     super({ allowHalfOpen: true });

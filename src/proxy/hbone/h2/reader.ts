@@ -11,6 +11,7 @@ import {
   FrameType,
   H2ProtocolError,
 } from './constants';
+import { H2FloodError } from './session-guard';
 
 export interface FrameHandler {
   /** A DATA frame of `length` bytes (padding included) begins on `stream`: flow control is checked here. */
@@ -20,8 +21,11 @@ export interface FrameHandler {
   /** The pad length byte and padding of the current DATA frame: flow-controlled, but not data. */
   onDataPadding(n: number): void;
   onDataEnd(endStream: boolean): void;
-  /** A complete header block (HEADERS plus CONTINUATION), padding and priority fields removed. */
-  onHeaderBlock(stream: number, endStream: boolean, block: Buffer): void;
+  /**
+   * A complete header block (HEADERS plus CONTINUATION), padding and priority fields removed. `selfDependent`:
+   * the HEADERS frame's priority names its own stream as its dependency (a stream error, RFC 9113 §5.3.1).
+   */
+  onHeaderBlock(stream: number, endStream: boolean, block: Buffer, selfDependent: boolean): void;
   /** Any other frame with its whole payload (a view valid only during the call). */
   onFrame(type: number, flags: number, stream: number, payload: Buffer): void;
 }
@@ -58,6 +62,7 @@ export class FrameReader {
   // A header block split over HEADERS + CONTINUATION.
   private blockStream = 0;
   private blockEndStream = false;
+  private blockSelfDependent = false;
   private blockParts: Buffer[] = [];
   private blockBytes = 0;
 
@@ -216,6 +221,7 @@ export class FrameReader {
     }
     if (this.flags & Flag.PRIORITY) start += 5;
     if (stop < start) throw new H2ProtocolError(ErrorCode.PROTOCOL_ERROR, 0, 'HEADERS padding or priority longer than the frame');
+    this.blockSelfDependent = (this.flags & Flag.PRIORITY) !== 0 && (payload.readUInt32BE(start - 5) & 0x7fffffff) === this.stream;
     this.blockStream = this.stream;
     this.blockEndStream = (this.flags & Flag.END_STREAM) !== 0;
     this.blockParts = [];
@@ -227,7 +233,7 @@ export class FrameReader {
     // Each fragment is charged an overhead too, so endless empty CONTINUATION frames hit the bound as well.
     this.blockBytes += fragment.length + FRAGMENT_OVERHEAD;
     if (this.blockBytes > this.maxHeaderBlock) {
-      throw new H2ProtocolError(ErrorCode.ENHANCE_YOUR_CALM, 0, `header block over ${this.maxHeaderBlock} bytes`);
+      throw new H2FloodError('header_block', `header block over ${this.maxHeaderBlock} bytes`);
     }
     const last = (this.flags & Flag.END_HEADERS) !== 0;
     // The payload buffer is reused by the next frame: fragments that must wait for it are copied.
@@ -237,6 +243,6 @@ export class FrameReader {
     const block = this.blockParts.length === 1 ? this.blockParts[0]! : Buffer.concat(this.blockParts);
     this.blockStream = 0;
     this.blockParts = [];
-    this.handler.onHeaderBlock(stream, this.blockEndStream, block);
+    this.handler.onHeaderBlock(stream, this.blockEndStream, block, this.blockSelfDependent);
   }
 }

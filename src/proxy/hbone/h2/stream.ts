@@ -1,6 +1,7 @@
 // One HTTP/2 stream of an H2Session: a CONNECT tunnel's bytes both ways, with flow control and half-close.
 
 import { EventEmitter } from 'node:events';
+import { Closure, type ClosureKind } from './closed-streams';
 import { ErrorCode } from './constants';
 
 export type Headers = Record<string, string>;
@@ -20,6 +21,8 @@ export interface StreamOwner {
   sendReset(stream: H2Stream, code: number): void;
   /** The stream is done both ways (or reset): forget it. */
   forget(stream: H2Stream): void;
+  /** Bytes the stream holds for its paused reader went up (or, negative, down). */
+  held(n: number): void;
   /** Bytes the session's socket holds but has not written yet; its need for a drain. */
   readonly socketPending: number;
   readonly socketNeedsDrain: boolean;
@@ -77,6 +80,15 @@ export class H2Stream extends EventEmitter {
   private lastBorrowed = false;
   /** Client side: true once final response headers arrived. */
   responded = false;
+  /** Client side: the request's :method (a 2xx answer to CONNECT has no content length to check). */
+  method = '';
+  /** How the stream closed, for the session's memory of closed streams (RFC 9113 §5.1). */
+  closure: ClosureKind = Closure.ENDED;
+  /** The peer's declared content-length (-1: none, or not checked) and the DATA payload received against it. */
+  expectedLength = -1;
+  receivedLength = 0;
+  /** Bytes in `inbox`, reported to the session's memory budget. */
+  private inboxBytes = 0;
 
   constructor(
     readonly id: number,
@@ -157,6 +169,7 @@ export class H2Stream extends EventEmitter {
   /** Sends RST_STREAM(`code`) and closes the stream at once; queued data is dropped. */
   reset(code: number = ErrorCode.CANCEL): void {
     if (this.closed) return;
+    this.closure = Closure.RESET_BY_US;
     this.owner.sendReset(this, code);
     this.finish(code, null);
   }
@@ -213,6 +226,8 @@ export class H2Stream extends EventEmitter {
    * paused stream holds the window's bytes, not millions of Buffer objects.
    */
   private hold(chunk: Buffer): void {
+    this.inboxBytes += chunk.length;
+    this.owner.held(chunk.length);
     if (chunk.length >= SMALL_CHUNK) {
       // A borrowed chunk is overwritten by the session's next read: held ones are copied.
       this.inbox.push(this.owner.borrowedReads ? Buffer.from(chunk) : chunk);
@@ -258,6 +273,10 @@ export class H2Stream extends EventEmitter {
     this.rstCode = code;
     this.error = error;
     this.inbox = [];
+    if (this.inboxBytes > 0) {
+      this.owner.held(-this.inboxBytes);
+      this.inboxBytes = 0;
+    }
     this.dropQueue(error ?? new Error(`HTTP/2 stream reset (code ${code})`));
     this.owner.forget(this);
     process.nextTick(() => this.emit('close'));
@@ -285,6 +304,8 @@ export class H2Stream extends EventEmitter {
     while (!this.paused && this.inbox.length > 0 && !this.closed) {
       const chunk = this.inbox.shift()!;
       if (this.inbox.length === 0) this.inboxRoom = 0;
+      this.inboxBytes -= chunk.length;
+      this.owner.held(-chunk.length);
       this.emit('data', chunk);
       this.owner.consumed(this, chunk.length);
     }
