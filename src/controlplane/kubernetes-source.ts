@@ -6,7 +6,8 @@ import { ControlPlaneError, CP_ERR } from './errors';
 import type { ConfigSink, ConfigSource } from './file-source';
 import type { Kind } from './objects';
 import type { SourceDocument } from './store';
-import { formatPath, validateDocument } from './validate';
+import { formatPath } from './checker';
+import { validateDocument } from './validate';
 
 /** What the control plane watches, with the API path each list/watch uses. */
 export interface WatchedResource {

@@ -10,10 +10,7 @@ import type {
   ObjectMeta,
   PeerAuthenticationObject,
 } from './objects';
-// Type-only: validate.ts imports this file at run time, so nothing may flow back at load.
-import type { Checker, FieldPath } from './validate';
-
-type Json = Record<string, unknown>;
+import type { Checker, FieldPath, Json } from './checker';
 
 /** Fields that need the request (HTTP) or a proxy header: rejected until nodemesh runs L7. */
 const L7_SOURCE = ['requestPrincipals', 'notRequestPrincipals', 'remoteIpBlocks', 'notRemoteIpBlocks'];

@@ -1,6 +1,5 @@
 // Validates one plain Kubernetes document into a typed MeshObject, collecting every issue with its field path.
 
-import { isIP } from 'node:net';
 import {
   ENROLL_ANNOTATION,
   isKnownKind,
@@ -8,152 +7,26 @@ import {
   type ContainerPort,
   type Kind,
   type MeshObject,
-  type ObjectMeta,
   type PodObject,
   type ServiceObject,
   type ServicePort,
 } from './objects';
+import { Checker, describe, isMap, LABEL, readMeta, SUBDOMAIN, type FieldIssue, type FieldPath, type Json } from './checker';
 import { validateAuthorizationPolicy, validatePeerAuthentication } from './policy-validate';
-
-export type FieldPath = (string | number)[];
-
-export interface FieldIssue {
-  path: FieldPath;
-  message: string;
-}
 
 export type ValidationResult =
   | { status: 'ok'; object: MeshObject }
   | { status: 'invalid'; kind?: string; namespace?: string; name?: string; issues: FieldIssue[] }
   | { status: 'ignored'; kind: string; apiVersion: string };
 
-export function formatPath(path: FieldPath): string {
-  let out = '';
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${p}` : p;
-  return out;
-}
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 /** IANA_SVC_NAME: what a container port name (and a named targetPort) must look like. */
 const PORT_NAME = /^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?=[a-z0-9]))*$/;
 const PROTOCOLS = ['TCP', 'UDP', 'SCTP'];
 
-type Json = Record<string, unknown>;
-
-function isMap(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Collects issues while walking one document; every getter records what it found wrong. */
-export class Checker {
-  readonly issues: FieldIssue[] = [];
-
-  fail(path: FieldPath, message: string): void {
-    this.issues.push({ path, message });
-  }
-
-  map(v: unknown, path: FieldPath, required: boolean): Json | undefined {
-    if (v === undefined || v === null) {
-      if (required) this.fail(path, 'is required (a mapping)');
-      return undefined;
-    }
-    if (!isMap(v)) {
-      this.fail(path, `must be a mapping, got ${describe(v)}`);
-      return undefined;
-    }
-    return v;
-  }
-
-  string(v: unknown, path: FieldPath, required: boolean, pattern?: { re: RegExp; what: string }): string | undefined {
-    if (v === undefined || v === null) {
-      if (required) this.fail(path, 'is required (a string)');
-      return undefined;
-    }
-    if (typeof v !== 'string') {
-      this.fail(path, `must be a string, got ${describe(v)}`);
-      return undefined;
-    }
-    if (pattern && !pattern.re.test(v)) {
-      this.fail(path, `"${v}" is not ${pattern.what}`);
-      return undefined;
-    }
-    return v;
-  }
-
-  port(v: unknown, path: FieldPath, required: boolean): number | undefined {
-    if (v === undefined || v === null) {
-      if (required) this.fail(path, 'is required (a port number 1-65535)');
-      return undefined;
-    }
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) {
-      this.fail(path, `must be a port number 1-65535, got ${describe(v)}`);
-      return undefined;
-    }
-    return v;
-  }
-
-  stringMap(v: unknown, path: FieldPath): Record<string, string> {
-    const m = this.map(v, path, false);
-    const out: Record<string, string> = {};
-    if (!m) return out;
-    for (const [k, val] of Object.entries(m)) {
-      if (typeof val !== 'string') this.fail([...path, k], `must be a string (quote it), got ${describe(val)}`);
-      else out[k] = val;
-    }
-    return out;
-  }
-
-  array(v: unknown, path: FieldPath, required: boolean): unknown[] {
-    if (v === undefined || v === null) {
-      if (required) this.fail(path, 'is required (a list)');
-      return [];
-    }
-    if (!Array.isArray(v)) {
-      this.fail(path, `must be a list, got ${describe(v)}`);
-      return [];
-    }
-    return v;
-  }
-
-  ip(v: unknown, path: FieldPath): string | undefined {
-    const s = this.string(v, path, false);
-    if (s === undefined) return undefined;
-    if (isIP(s) === 0) {
-      this.fail(path, `"${s}" is not an IPv4 or IPv6 address`);
-      return undefined;
-    }
-    return s;
-  }
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'object') return 'a mapping';
-  return `${typeof v} ${JSON.stringify(v)}`;
-}
-
-function meta(c: Checker, doc: Json, nameRule: { re: RegExp; what: string }): ObjectMeta {
-  const m = c.map(doc.metadata, ['metadata'], true) ?? {};
-  const name = c.string(m.name, ['metadata', 'name'], true, nameRule) ?? '';
-  const namespace = c.string(m.namespace, ['metadata', 'namespace'], false, { re: DNS_LABEL, what: 'a DNS label' }) ?? 'default';
-  const uid = c.string(m.uid, ['metadata', 'uid'], false) ?? `${namespace}/${name}`;
-  return {
-    name,
-    namespace,
-    uid,
-    labels: c.stringMap(m.labels, ['metadata', 'labels']),
-    annotations: c.stringMap(m.annotations, ['metadata', 'annotations']),
-  };
-}
-
-const SUBDOMAIN = { re: DNS_SUBDOMAIN, what: 'a DNS subdomain (lowercase letters, digits, "-", ".")' };
-const LABEL = { re: DNS_LABEL, what: 'a DNS label (lowercase letters, digits, "-", at most 63)' };
 const PORT_NAME_RULE = { re: PORT_NAME, what: 'a port name (IANA_SVC_NAME: at most 15 lowercase letters, digits, "-")' };
 
 function validatePod(c: Checker, doc: Json): PodObject {
-  const m = meta(c, doc, SUBDOMAIN);
+  const m = readMeta(c, doc, SUBDOMAIN);
   const spec = c.map(doc.spec, ['spec'], true) ?? {};
   const status = c.map(doc.status, ['status'], false) ?? {};
   const nodeName = c.string(spec.nodeName, ['spec', 'nodeName'], false, SUBDOMAIN);
@@ -213,7 +86,7 @@ function validatePod(c: Checker, doc: Json): PodObject {
 }
 
 function validateService(c: Checker, doc: Json): ServiceObject {
-  const m = meta(c, doc, LABEL);
+  const m = readMeta(c, doc, LABEL);
   const spec = c.map(doc.spec, ['spec'], true) ?? {};
   let clusterIP: string | undefined;
   if (spec.clusterIP === 'None' || spec.clusterIP === '') clusterIP = spec.clusterIP === 'None' ? 'None' : undefined;
@@ -273,10 +146,10 @@ export function validateDocument(doc: unknown): ValidationResult {
   let object: MeshObject;
   if (kind === 'Pod') object = validatePod(c, doc);
   else if (kind === 'Service') object = validateService(c, doc);
-  else if (kind === 'AuthorizationPolicy') object = validateAuthorizationPolicy(c, doc, meta(c, doc, SUBDOMAIN));
-  else if (kind === 'PeerAuthentication') object = validatePeerAuthentication(c, doc, meta(c, doc, SUBDOMAIN));
+  else if (kind === 'AuthorizationPolicy') object = validateAuthorizationPolicy(c, doc, readMeta(c, doc, SUBDOMAIN));
+  else if (kind === 'PeerAuthentication') object = validatePeerAuthentication(c, doc, readMeta(c, doc, SUBDOMAIN));
   else {
-    const m = meta(c, doc, SUBDOMAIN);
+    const m = readMeta(c, doc, SUBDOMAIN);
     if (doc.spec !== undefined) c.map(doc.spec, ['spec'], false);
     object = { kind: kind as Exclude<Kind, 'Pod' | 'Service' | 'AuthorizationPolicy' | 'PeerAuthentication'>, apiVersion, meta: m, spec: doc.spec ?? {} };
   }

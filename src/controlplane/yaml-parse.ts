@@ -4,7 +4,8 @@ import { LineCounter, parseAllDocuments, type Document } from 'yaml';
 import type { ConfigIssue } from './errors';
 import { objectKey } from './objects';
 import type { SourceDocument, SourceUpdate } from './store';
-import { formatPath, validateDocument, type FieldPath } from './validate';
+import { formatPath, type FieldPath } from './checker';
+import { validateDocument } from './validate';
 
 /** Line of the deepest node that exists along `path` (a missing field points at its parent). */
 function lineOf(doc: Document, path: FieldPath, lc: LineCounter): number {
