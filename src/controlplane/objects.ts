@@ -1,5 +1,7 @@
 // Typed Kubernetes objects the control plane understands: what validation produces and the store holds.
 
+import type { RouteKind, RouteObject } from './routes/route-objects';
+
 export const POD = 'Pod';
 export const SERVICE = 'Service';
 
@@ -126,15 +128,15 @@ export interface AuthorizationPolicyObject {
 
 export type PolicyObject = PeerAuthenticationObject | AuthorizationPolicyObject;
 
-/** A kind stored verbatim for later consumers (routes, destination rules). */
+/** A kind stored verbatim for later consumers (destination rules). */
 export interface OpaqueObject {
-  kind: Exclude<Kind, 'Pod' | 'Service' | 'AuthorizationPolicy' | 'PeerAuthentication'>;
+  kind: Exclude<Kind, 'Pod' | 'Service' | 'AuthorizationPolicy' | 'PeerAuthentication' | RouteKind>;
   meta: ObjectMeta;
   apiVersion: string;
   spec: unknown;
 }
 
-export type MeshObject = PodObject | ServiceObject | PolicyObject | OpaqueObject;
+export type MeshObject = PodObject | ServiceObject | PolicyObject | RouteObject | OpaqueObject;
 
 export interface StoredObject {
   object: MeshObject;

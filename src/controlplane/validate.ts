@@ -5,14 +5,15 @@ import {
   isKnownKind,
   KNOWN_KINDS,
   type ContainerPort,
-  type Kind,
   type MeshObject,
+  type OpaqueObject,
   type PodObject,
   type ServiceObject,
   type ServicePort,
 } from './objects';
 import { Checker, describe, isMap, LABEL, readMeta, SUBDOMAIN, type FieldIssue, type FieldPath, type Json } from './checker';
 import { validateAuthorizationPolicy, validatePeerAuthentication } from './policy-validate';
+import { validateRoute } from './routes/route-validate';
 
 export type ValidationResult =
   | { status: 'ok'; object: MeshObject }
@@ -148,10 +149,11 @@ export function validateDocument(doc: unknown): ValidationResult {
   else if (kind === 'Service') object = validateService(c, doc);
   else if (kind === 'AuthorizationPolicy') object = validateAuthorizationPolicy(c, doc, readMeta(c, doc, SUBDOMAIN));
   else if (kind === 'PeerAuthentication') object = validatePeerAuthentication(c, doc, readMeta(c, doc, SUBDOMAIN));
+  else if (kind === 'HTTPRoute' || kind === 'GRPCRoute') object = validateRoute(c, doc, kind, apiVersion);
   else {
     const m = readMeta(c, doc, SUBDOMAIN);
     if (doc.spec !== undefined) c.map(doc.spec, ['spec'], false);
-    object = { kind: kind as Exclude<Kind, 'Pod' | 'Service' | 'AuthorizationPolicy' | 'PeerAuthentication'>, apiVersion, meta: m, spec: doc.spec ?? {} };
+    object = { kind: kind as OpaqueObject['kind'], apiVersion, meta: m, spec: doc.spec ?? {} };
   }
   if (c.issues.length > 0) {
     return { status: 'invalid', kind, namespace: object.meta.namespace, name: object.meta.name || undefined, issues: c.issues };

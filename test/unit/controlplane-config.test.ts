@@ -112,14 +112,14 @@ test('unknown kinds (and foreign apiVersions of known kinds) are ignored, not re
   assert.equal(store.all().size, 0);
 });
 
-test('routes and policies are stored verbatim; enroll "false" takes a pod out of the mesh', () => {
+test('routes, policies and destination rules are stored; enroll "false" takes a pod out of the mesh', () => {
   const store = new ObjectStore();
   load(
     store,
     `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: { name: r, namespace: ns1 }
-spec: { parentRefs: [{ kind: Service, name: echo }] }
+spec: { parentRefs: [{ group: "", kind: Service, name: echo }] }
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
