@@ -10,7 +10,7 @@ const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'sil
 const INDEX = [
   '/healthz/ready   200 when programs are attached and enrollment is reconciled',
   '/healthz/live    200 whenever the main thread answers (ready or not): for a liveness probe',
-  '/config_dump     enrolled pods, attached programs, map sizes, xDS resources, identities and certificates, policies, worker threads',
+  '/config_dump     enrolled pods, attached programs, map sizes, xDS resources, identities and certificates, policies, services, route tables, worker threads',
   '/connections     open connections and recently closed ones (every thread), with original destinations',
   '/metrics         Prometheus metrics',
   '/logging         GET: current level; POST ?level=debug to change it',
@@ -58,6 +58,7 @@ export function createAdminHandler(agent: Agent, log: Logger, only?: readonly st
               xds: agent.xdsStatus(),
               mesh: agent.meshStatus(),
               services: agent.services.snapshot(),
+              routes: agent.routes.all(),
               kubernetes: agent.kubernetesStatus(),
               workers,
             }),

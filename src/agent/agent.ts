@@ -14,6 +14,7 @@ import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
 import type { HandshakeOptions } from '../proxy/hbone/handshake-limits';
 import { ProxyRuntime, type L7Options } from '../proxy/runtime';
 import type { H2EngineName } from '../proxy/hbone/h2-engine';
+import type { RouteStore } from '../state/routes';
 import type { ServiceStore } from '../state/services';
 import { workloadName, type Workload } from '../state/workloads';
 import { registerDatapathMetrics } from '../telemetry/datapath-metrics';
@@ -140,6 +141,11 @@ export class Agent implements EnrollmentHandler, XdsSink {
 
   get services(): ServiceStore {
     return this.runtime.services;
+  }
+
+  /** Route tables (RDS) as the main thread holds them. */
+  get routes(): RouteStore {
+    return this.runtime.routes;
   }
 
   /** The main thread's connections (`connections()` has every thread's). */

@@ -34,6 +34,8 @@ export interface ConfigIssue {
   message: string;
   kind?: string;
   name?: string;
+  /** `Kind/namespace/name` of the object, when the document named itself (route status finds its issues by it). */
+  key?: string;
 }
 
 export function formatIssue(i: ConfigIssue): string {

@@ -231,9 +231,6 @@ export function toDocument(source: string, resource: WatchedResource, item: unkn
     return { status: 'ok', stored: { object: r.object, origin: { source, file, line: 0, ...(Number.isFinite(created) ? { created } : {}) }, raw } };
   }
   if (r.status === 'ignored') return { status: 'ignored', kind: r.kind, apiVersion: r.apiVersion, file, line: 0 };
-  return {
-    status: 'invalid',
-    key: r.name ? `${resource.kind}/${r.namespace ?? 'default'}/${r.name}` : undefined,
-    issues: r.issues.map((i) => ({ file, line: 0, field: formatPath(i.path), message: i.message, kind: r.kind, name: r.name })),
-  };
+  const key = r.name ? `${resource.kind}/${r.namespace ?? 'default'}/${r.name}` : undefined;
+  return { status: 'invalid', key, issues: r.issues.map((i) => ({ file, line: 0, field: formatPath(i.path), message: i.message, kind: r.kind, name: r.name, key })) };
 }

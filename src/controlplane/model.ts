@@ -4,7 +4,10 @@
 import { outboundClusterName, serviceHost, serviceListenerName, vipListenerName } from '../xds/resource-types';
 import type { PodObject, PolicyObject, ServiceObject, ServicePort } from './objects';
 import { PolicyIndex, type WorkloadPolicy } from './policy';
+import { portProtocol } from './routes/protocol';
 import type { VipAllocator } from './vip-allocator';
+import type { PortProtocol } from '../state/routes';
+import type { RouteModel } from './routes/route-tables';
 
 /** One backend of a service port: what agents need to reach and identify the workload. */
 export interface EndpointModel {
@@ -20,6 +23,8 @@ export interface EndpointModel {
 
 export interface ServicePortModel {
   port: ServicePort;
+  /** appProtocol, then the port name, else detect (routes/protocol.ts). */
+  protocol: PortProtocol;
   clusterName: string;
   /** Listener and RouteConfiguration name for proxyless gRPC (`HOST:PORT`). */
   listenerName: string;
@@ -60,6 +65,8 @@ export interface MeshModel {
   workloadsByNode: Map<string, PodObject[]>;
   /** Security policy per in-mesh pod (`ns/name`); a pod missing here gets PERMISSIVE and allow-all. */
   policies?: Map<string, WorkloadPolicy>;
+  /** Route tables of the HTTP ports and route status (routes/route-tables.ts); absent: default tables. */
+  routes?: RouteModel;
 }
 
 function matches(selector: Record<string, string>, labels: Record<string, string>): boolean {
@@ -130,6 +137,7 @@ export function buildModel(
         }
         return {
           port: sp,
+          protocol: portProtocol(sp),
           clusterName: outboundClusterName(host, sp.port),
           listenerName: serviceListenerName(host, sp.port),
           vipListenerName: vip ? vipListenerName(vip, sp.port) : undefined,

@@ -14,8 +14,6 @@ import {
   METADATA_NAMESPACE,
   RDS,
   ROUTE_TYPE,
-  ROUTER_TYPE,
-  TCP_PROXY_TYPE,
   type XdsTypeUrl,
   HBONE_PORT,
   WORKLOADS_CLUSTER,
@@ -24,6 +22,9 @@ import type { EndpointModel, MeshModel, ServiceModel, ServicePortModel } from '.
 import type { PodObject } from './objects';
 import { DEFAULT_WORKLOAD_POLICY, policyName, type WorkloadPolicy } from './policy';
 import { buildRbacFilters } from './policy-rbac';
+import { buildRouteTableConfig } from './routes/rds';
+import { buildRouteModel, defaultRoute } from './routes/route-tables';
+import { buildVipListener, ROUTER, tcpProxyFilter } from './routes/vip-listener';
 
 /** One encoded resource with its content version (a hash, so identical config has identical versions everywhere). */
 export interface XdsResource {
@@ -61,7 +62,7 @@ function nodemeshMetadata(fields: Record<string, JsonValue>): Record<string, unk
 }
 
 function serviceMetadata(svc: ServiceModel, p: ServicePortModel): Record<string, JsonValue> {
-  const m: Record<string, JsonValue> = { service: svc.name, namespace: svc.namespace, host: svc.host, port: p.port.port };
+  const m: Record<string, JsonValue> = { service: svc.name, namespace: svc.namespace, host: svc.host, port: p.port.port, protocol: p.protocol };
   if (svc.vip) m.vip = svc.vip;
   if (p.port.name) m.portName = p.port.name;
   if (p.port.appProtocol) m.appProtocol = p.port.appProtocol;
@@ -116,19 +117,6 @@ export function routeDomains(svc: ServiceModel, port: number): string[] {
   return bases.flatMap((b) => [b, `${b}:${port}`]);
 }
 
-export function buildRouteConfiguration(svc: ServiceModel, p: ServicePortModel): Record<string, unknown> {
-  return {
-    name: p.listenerName,
-    virtual_hosts: [
-      {
-        name: p.listenerName,
-        domains: routeDomains(svc, p.port.port),
-        routes: [{ name: 'default', match: { prefix: '/' }, route: { cluster: p.clusterName } }],
-      },
-    ],
-  };
-}
-
 /** A Listener with only an api_listener: what proxyless gRPC clients resolve `xds:///HOST:PORT` to. */
 export function buildServiceListener(svc: ServiceModel, p: ServicePortModel): Record<string, unknown> {
   return {
@@ -137,25 +125,9 @@ export function buildServiceListener(svc: ServiceModel, p: ServicePortModel): Re
       api_listener: anyOf(HCM_TYPE, {
         stat_prefix: p.listenerName,
         rds: { route_config_name: p.listenerName, config_source: ADS_SOURCE },
-        http_filters: [{ name: 'envoy.filters.http.router', typed_config: anyOf(ROUTER_TYPE, {}) }],
+        http_filters: [ROUTER],
       }),
     },
-    metadata: nodemeshMetadata(serviceMetadata(svc, p)),
-  };
-}
-
-function tcpProxy(statPrefix: string, cluster: string): Record<string, unknown> {
-  return { name: 'envoy.filters.network.tcp_proxy', typed_config: anyOf(TCP_PROXY_TYPE, { stat_prefix: statPrefix, cluster }) };
-}
-
-/** The VIP:port a node agent captures outbound (not bound: connect-time redirect delivers the traffic). */
-export function buildVipListener(svc: ServiceModel, p: ServicePortModel): Record<string, unknown> {
-  return {
-    name: p.vipListenerName,
-    address: { socket_address: { address: svc.vip, port_value: p.port.port } },
-    traffic_direction: 'OUTBOUND',
-    bind_to_port: { value: false },
-    filter_chains: [{ name: p.clusterName, filters: [tcpProxy(p.clusterName, p.clusterName)] }],
     metadata: nodemeshMetadata(serviceMetadata(svc, p)),
   };
 }
@@ -196,7 +168,7 @@ export function buildInboundListener(node: string, pods: PodObject[], policies?:
         filter_chain_match: {
           prefix_ranges: [{ address_prefix: pod.podIP, prefix_len: { value: pod.podIP!.includes(':') ? 128 : 32 } }],
         },
-        filters: [...buildRbacFilters(wp, `inbound|${id}`), tcpProxy(`inbound|${id}`, INBOUND_PASSTHROUGH_CLUSTER)],
+        filters: [...buildRbacFilters(wp, `inbound|${id}`), tcpProxyFilter(`inbound|${id}`, INBOUND_PASSTHROUGH_CLUSTER)],
         metadata: nodemeshMetadata({ ...workloadMetadata(pod), ...securityMetadata(wp) }),
       };
     }),
@@ -245,7 +217,12 @@ export interface Snapshot {
   inbound: Map<string, XdsResource>;
 }
 
-export function translate(model: MeshModel): Snapshot {
+export interface TranslateOptions {
+  /** The bound on protocol detection for `detect` ports (DEFAULT_DETECT_TIMEOUT_MS). */
+  detectTimeoutMs?: number;
+}
+
+export function translate(model: MeshModel, opts: TranslateOptions = {}): Snapshot {
   const shared = new Map<XdsTypeUrl, Map<string, XdsResource>>([
     [CDS, new Map()],
     [EDS, new Map()],
@@ -253,6 +230,8 @@ export function translate(model: MeshModel): Snapshot {
     [RDS, new Map()],
   ]);
   const add = (r: XdsResource): void => void shared.get(r.typeUrl)!.set(r.name, r);
+  // Without routes every HTTP port still gets its default table: all HTTP ports are served the same way.
+  const routeModel = model.routes ?? buildRouteModel(model.services, []);
   if (model.workloadsByNode.size > 0) {
     add(makeResource(CDS, INBOUND_PASSTHROUGH_CLUSTER, buildInboundPassthroughCluster()));
     add(makeResource(CDS, WORKLOADS_CLUSTER, buildWorkloadsCluster()));
@@ -263,8 +242,13 @@ export function translate(model: MeshModel): Snapshot {
       add(makeResource(CDS, p.clusterName, buildCluster(svc, p)));
       add(makeResource(EDS, p.clusterName, buildLoadAssignment(p)));
       add(makeResource(LDS, p.listenerName, buildServiceListener(svc, p)));
-      add(makeResource(RDS, p.listenerName, buildRouteConfiguration(svc, p)));
-      if (p.vipListenerName) add(makeResource(LDS, p.vipListenerName, buildVipListener(svc, p)));
+      const routes = routeModel.ports.get(p.clusterName);
+      const proxyless = routes?.proxyless ?? { name: p.listenerName, routes: [defaultRoute(p)] };
+      add(makeResource(RDS, p.listenerName, buildRouteTableConfig(proxyless, routeDomains(svc, p.port.port))));
+      if (p.vipListenerName) {
+        add(makeResource(LDS, p.vipListenerName, buildVipListener(svc, p, serviceMetadata(svc, p), routes, opts.detectTimeoutMs)));
+        for (const t of routes ? [routes.table, ...routes.consumers.values()] : []) add(makeResource(RDS, t.name, buildRouteTableConfig(t)));
+      }
     }
   }
   const inbound = new Map<string, XdsResource>();

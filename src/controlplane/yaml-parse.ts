@@ -56,6 +56,7 @@ export function parseYamlSource(source: string, file: string, text: string): Sou
           message: i.message,
           kind: r.kind,
           name: r.name,
+          key,
         })),
       });
     }

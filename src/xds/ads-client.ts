@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../telemetry/logger';
-import { decodeResource, XdsResourceError, type AgentResource } from './agent-resources';
+import { decodeResource, routeTablesOf, XdsResourceError, type AgentResource } from './agent-resources';
 import {
   adsServiceDefinition,
   toStruct,
@@ -15,7 +15,7 @@ import {
   type DiscoveryResponse,
   type XdsNode,
 } from './protos';
-import { CDS, EDS, LDS, NODE_NAME_METADATA, typeShortName } from './resource-types';
+import { CDS, EDS, LDS, NODE_NAME_METADATA, RDS, typeShortName } from './resource-types';
 
 export type XdsMode = 'delta' | 'sotw';
 
@@ -85,6 +85,8 @@ interface TypeState {
 type Stream = grpc.ClientDuplexStream<unknown, unknown>;
 
 const WILDCARD_TYPES = [CDS, LDS];
+/** Types subscribed by name, following what another type's accepted resources reference. */
+const FOLLOWING_TYPES = [EDS, RDS];
 
 export class XdsClient {
   private readonly client: grpc.Client;
@@ -117,7 +119,7 @@ export class XdsClient {
       'grpc.initial_reconnect_backoff_ms': opts.initialBackoffMs ?? 200,
       'grpc.max_reconnect_backoff_ms': opts.maxBackoffMs ?? 5_000,
     });
-    for (const t of [CDS, EDS, LDS]) {
+    for (const t of [CDS, EDS, LDS, RDS]) {
       this.types.set(t, { resources: new Map(), versionInfo: '', names: WILDCARD_TYPES.includes(t) ? null : [], lastNack: null });
     }
     const registers = [opts.registry];
@@ -143,13 +145,15 @@ export class XdsClient {
   }
 
   /**
-   * True once the first complete config arrived: clusters, listeners, and the endpoints of every cluster.
-   * Until then the agent would route by an empty config, so it reports not ready.
+   * True once the first complete config arrived: clusters, listeners, the endpoints of every cluster and the
+   * route table of every listener. Until then the agent would route by an empty config, so it reports not ready.
    */
   synced(): boolean {
     if (!this.received.has(CDS) || !this.received.has(LDS)) return false;
-    const eds = this.types.get(EDS)!;
-    return (eds.names ?? []).every((n) => eds.resources.has(n));
+    return FOLLOWING_TYPES.every((t) => {
+      const st = this.types.get(t)!;
+      return (st.names ?? []).every((n) => st.resources.has(n));
+    });
   }
 
   status(): Record<string, unknown> {
@@ -196,8 +200,8 @@ export class XdsClient {
     });
     stream.on('error', (err: grpc.ServiceError) => this.lost(stream, `${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`));
     stream.on('end', () => this.lost(stream, 'stream ended by the control plane'));
-    // Subscribe: CDS and LDS wildcard first; EDS names follow from the clusters.
-    for (const t of [CDS, LDS, EDS]) this.subscribe(t);
+    // Subscribe: CDS and LDS wildcard first; EDS names follow from the clusters, RDS names from the listeners.
+    for (const t of [CDS, LDS, EDS, RDS]) this.subscribe(t);
   }
 
   private lost(stream: Stream, why: string): void {
@@ -222,8 +226,8 @@ export class XdsClient {
   /** Initial (re)subscription of a type on a new stream. */
   private subscribe(typeUrl: string): void {
     const st = this.types.get(typeUrl)!;
-    // An empty EDS name list would mean "wildcard": ask only once the clusters name what to watch.
-    if (typeUrl === EDS && (st.names ?? []).length === 0) return;
+    // An empty name list would mean "wildcard": ask only once clusters (listeners) name what to watch.
+    if (FOLLOWING_TYPES.includes(typeUrl) && (st.names ?? []).length === 0) return;
     if (this.opts.mode === 'delta') {
       const req: DeltaDiscoveryRequest = {
         type_url: typeUrl,
@@ -297,36 +301,38 @@ export class XdsClient {
     }
   }
 
-  /** Hands the accepted set to the sink and, after CDS, follows the EDS subscription to the current clusters. */
+  /** Hands the accepted set to the sink and follows the named subscriptions: EDS after CDS, RDS after LDS. */
   private commit(typeUrl: string): void {
     const st = this.types.get(typeUrl)!;
     st.lastNack = null;
     this.received.add(typeUrl);
     this.m.applied.inc({ type: typeShortName(typeUrl) });
     this.sink.apply(typeUrl, new Map([...st.resources].map(([n, h]) => [n, h.decoded])));
-    if (typeUrl === CDS) this.followClusters();
+    const decoded = [...st.resources.values()].map((h) => h.decoded);
+    if (typeUrl === CDS) {
+      this.follow(EDS, decoded.flatMap((d) => (d.kind === 'cluster' && d.eds ? [d.cluster.name] : [])));
+    } else if (typeUrl === LDS) {
+      this.follow(RDS, decoded.flatMap(routeTablesOf));
+    }
   }
 
-  private followClusters(): void {
-    const eds = this.types.get(EDS)!;
-    const want = [...this.types.get(CDS)!.resources.values()]
-      .map((h) => h.decoded)
-      .filter((d): d is Extract<AgentResource, { kind: 'cluster' }> => d.kind === 'cluster' && d.eds)
-      .map((d) => d.cluster.name)
-      .sort();
-    const have = eds.names ?? [];
+  /** Subscribes `typeUrl` to exactly `names`; what is no longer named is dropped and the sink told at once. */
+  private follow(typeUrl: string, names: string[]): void {
+    const st = this.types.get(typeUrl)!;
+    const want = [...new Set(names)].sort();
+    const have = st.names ?? [];
     if (want.join('\n') === have.join('\n')) return;
     const added = want.filter((n) => !have.includes(n));
     const removed = have.filter((n) => !want.includes(n));
-    eds.names = want;
+    st.names = want;
     if (removed.length) {
-      for (const n of removed) eds.resources.delete(n);
-      this.sink.apply(EDS, new Map([...eds.resources].map(([n, h]) => [n, h.decoded])));
+      for (const n of removed) st.resources.delete(n);
+      this.sink.apply(typeUrl, new Map([...st.resources].map(([n, h]) => [n, h.decoded])));
     }
     if (this.opts.mode === 'delta') {
-      this.send({ type_url: EDS, resource_names_subscribe: added, resource_names_unsubscribe: removed, initial_resource_versions: {}, response_nonce: '' });
+      this.send({ type_url: typeUrl, resource_names_subscribe: added, resource_names_unsubscribe: removed, initial_resource_versions: {}, response_nonce: '' });
     } else {
-      this.send({ version_info: eds.versionInfo, resource_names: want, type_url: EDS, response_nonce: '' });
+      this.send({ version_info: st.versionInfo, resource_names: want, type_url: typeUrl, response_nonce: '' });
     }
   }
 }

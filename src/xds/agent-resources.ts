@@ -1,18 +1,19 @@
-// Turns xDS resources into the agent's state types (the one place wire types become domain types), validating.
+// Turns xDS resources into the agent's state types: the one place wire types become domain types. This file
+// dispatches by type; the decoders live beside it (decode-clusters, decode-listeners, decode-inbound,
+// decode-routes) and refuse, with an XdsResourceError naming the field, anything the agent cannot honour.
 
-import { NodemeshError } from '../util/errors';
-import { compilePolicy, type CompiledPolicy, type InboundPolicy, type PermissionRule, type PrincipalRule, type RuleSpec, type StringMatch } from '../state/authz';
+import type { InboundPolicy } from '../state/authz';
 import type { RouteTable } from '../state/routes';
 import type { ClusterInfo, EndpointInfo, VipInfo } from '../state/services';
-import { decodeAny, fromStruct } from './protos';
-import { CDS, EDS, LDS, METADATA_NAMESPACE, parseOutboundClusterName, RBAC_TYPE, RDS, TCP_PROXY_TYPE, TYPE_URL_PREFIX } from './resource-types';
+import { decodeCluster, decodeLoadAssignment } from './decode-clusters';
+import { decodeInboundListener } from './decode-inbound';
+import { decodeVipListener } from './decode-listeners';
+import { decodeRouteConfiguration } from './decode-routes';
+import { XdsResourceError, type Any, type Msg } from './decode-util';
+import { decodeAny } from './protos';
+import { CDS, EDS, LDS, RDS, TYPE_URL_PREFIX } from './resource-types';
 
-/** A resource the agent cannot use; its message becomes the NACK's error_detail. */
-export class XdsResourceError extends NodemeshError {
-  constructor(message: string) {
-    super('NM_XDS_REJECTED', message);
-  }
-}
+export { XdsResourceError } from './decode-util';
 
 /** What one decoded resource contributes to agent state. */
 export type AgentResource =
@@ -35,235 +36,19 @@ export interface InboundWorkload {
   ip: string;
 }
 
-interface Any {
-  type_url: string;
-  value: Uint8Array;
-}
-
-type Msg = Record<string, unknown>;
-
-function durationMs(d: unknown, fallback: number): number {
-  if (!d || typeof d !== 'object') return fallback;
-  const { seconds, nanos } = d as { seconds?: string | number; nanos?: number };
-  return Number(seconds ?? 0) * 1000 + Math.round((nanos ?? 0) / 1e6);
-}
-
-function nodemeshMeta(m: unknown): Record<string, unknown> {
-  const fm = (m as { filter_metadata?: Record<string, unknown> } | null | undefined)?.filter_metadata;
-  const s = fm?.[METADATA_NAMESPACE];
-  return s ? fromStruct(s) : {};
-}
-
-const SUPPORTED_LB: Record<string, ClusterInfo['lbPolicy']> = { ROUND_ROBIN: 'round_robin' };
-
-function decodeCluster(c: Msg): AgentResource {
-  const name = String(c.name ?? '');
-  const type = String(c.type ?? 'STATIC');
-  const lb = String(c.lb_policy ?? 'ROUND_ROBIN');
-  if (type === 'ORIGINAL_DST') {
-    return { kind: 'ignored', why: 'original-destination clusters need no state: the agent always forwards to the original destination' };
-  }
-  if (type !== 'EDS') throw new XdsResourceError(`cluster ${name}: discovery type ${type} is not supported (supported: EDS)`);
-  const policy = SUPPORTED_LB[lb];
-  if (!policy) throw new XdsResourceError(`cluster ${name}: lb_policy ${lb} is not supported (supported: ${Object.keys(SUPPORTED_LB).join(', ')})`);
-  const meta = nodemeshMeta(c.metadata);
-  const host = typeof meta.host === 'string' ? meta.host : (parseOutboundClusterName(name)?.host ?? name);
-  return { kind: 'cluster', eds: true, cluster: { name, host, lbPolicy: policy, connectTimeoutMs: durationMs(c.connect_timeout, 10_000), protocol: 'tcp' } };
-}
-
-function decodeLoadAssignment(cla: Msg): AgentResource {
-  const cluster = String(cla.cluster_name ?? '');
-  const endpoints: EndpointInfo[] = [];
-  for (const loc of (cla.endpoints as Msg[] | undefined) ?? []) {
-    for (const lb of (loc.lb_endpoints as Msg[] | undefined) ?? []) {
-      const health = String(lb.health_status ?? 'UNKNOWN');
-      if (health !== 'HEALTHY' && health !== 'UNKNOWN') continue;
-      const sa = ((lb.endpoint as Msg | undefined)?.address as Msg | undefined)?.socket_address as Msg | undefined;
-      if (!sa || typeof sa.address !== 'string' || !sa.address) {
-        throw new XdsResourceError(`ClusterLoadAssignment ${cluster}: endpoint without a socket address (only socket addresses are supported)`);
-      }
-      const port = Number(sa.port_value ?? 0);
-      if (!(port > 0 && port < 65536)) throw new XdsResourceError(`ClusterLoadAssignment ${cluster}: endpoint ${sa.address} has invalid port ${sa.port_value}`);
-      const m = nodemeshMeta(lb.metadata);
-      endpoints.push({
-        ip: sa.address,
-        port,
-        pod: typeof m.pod === 'string' ? m.pod : undefined,
-        namespace: typeof m.namespace === 'string' ? m.namespace : undefined,
-        serviceAccount: typeof m.serviceAccount === 'string' ? m.serviceAccount : undefined,
-        node: typeof m.node === 'string' ? m.node : undefined,
-        inMesh: m.inMesh === true,
-      });
-    }
-  }
-  return { kind: 'endpoints', cluster, endpoints };
-}
-
 function decodeListener(l: Msg): AgentResource {
   const name = String(l.name ?? '');
   if (l.api_listener) return { kind: 'ignored', why: 'API listener (for proxyless clients)' };
-  const direction = String(l.traffic_direction ?? 'UNSPECIFIED');
-  if (direction === 'INBOUND') return decodeInboundListener(name, l);
-  const sa = (l.address as Msg | undefined)?.socket_address as Msg | undefined;
-  if (!sa || typeof sa.address !== 'string') throw new XdsResourceError(`listener ${name}: no socket address (outbound listeners must name VIP:port)`);
-  const chains = (l.filter_chains as Msg[] | undefined) ?? [];
-  const filters = (chains[0]?.filters as Msg[] | undefined) ?? [];
-  const tcp = filters.find((f) => (f.typed_config as Any | undefined)?.type_url === TYPE_URL_PREFIX + TCP_PROXY_TYPE);
-  if (!tcp) throw new XdsResourceError(`listener ${name}: needs a tcp_proxy filter (only L4 outbound listeners are supported so far)`);
-  const proxy = decodeAny<Msg>(tcp.typed_config as Any);
-  const cluster = typeof proxy.cluster === 'string' ? proxy.cluster : '';
-  if (!cluster) throw new XdsResourceError(`listener ${name}: tcp_proxy without a cluster (weighted_clusters are not supported)`);
-  return { kind: 'vip', vip: { vip: sa.address, port: Number(sa.port_value ?? 0), cluster, protocol: 'tcp' } };
+  if (String(l.traffic_direction ?? 'UNSPECIFIED') === 'INBOUND') return decodeInboundListener(name, l);
+  return decodeVipListener(name, l);
 }
 
-function decodeInboundListener(name: string, l: Msg): AgentResource {
-  const meta = nodemeshMeta(l.metadata);
-  const workloads: InboundWorkload[] = [];
-  const policies = new Map<string, InboundPolicy>();
-  for (const fc of (l.filter_chains as Msg[] | undefined) ?? []) {
-    const m = nodemeshMeta(fc.metadata);
-    const w = { pod: String(m.pod ?? ''), namespace: String(m.namespace ?? ''), ip: String(m.ip ?? '') };
-    workloads.push(w);
-    const where = `listener ${name} chain ${String(fc.name ?? w.ip)}`;
-    if (!w.ip) throw new XdsResourceError(`${where}: no pod IP in metadata ${METADATA_NAMESPACE}.ip`);
-    policies.set(w.ip, decodeInboundPolicy(where, fc, m));
-  }
-  return { kind: 'inbound', node: String(meta.node ?? ''), workloads, policies };
-}
-
-/** One pod's chain: metadata `mtlsMode`, then network RBAC filters (DENY ones merge; at most one ALLOW). */
-function decodeInboundPolicy(where: string, fc: Msg, meta: Record<string, unknown>): InboundPolicy {
-  const mode = meta.mtlsMode ?? 'PERMISSIVE';
-  if (mode !== 'STRICT' && mode !== 'PERMISSIVE') throw new XdsResourceError(`${where}: mtlsMode ${String(mode)} is not supported (STRICT, PERMISSIVE)`);
-  const policy: InboundPolicy = { mtlsMode: mode, deny: [], allow: null };
-  for (const f of (fc.filters as Msg[] | undefined) ?? []) {
-    const tc = f.typed_config as Any | undefined;
-    if (tc?.type_url !== TYPE_URL_PREFIX + RBAC_TYPE) continue;
-    const rbac = decodeAny<Msg>(tc);
-    if (rbac.matcher) throw new XdsResourceError(`${where}: RBAC with a matcher tree is not supported (use rules)`);
-    const rules = rbac.rules as Msg | null | undefined;
-    // Envoy: no rules means the filter enforces nothing (shadow_rules only log, so they are ignored too).
-    if (!rules) continue;
-    const action = String(rules.action ?? 'ALLOW');
-    const compiled = decodeRbacPolicies(where, (rules.policies as Record<string, Msg> | undefined) ?? {});
-    if (action === 'DENY') policy.deny.push(...compiled);
-    else if (action === 'ALLOW') {
-      // Two ALLOW filters would each have to pass (AND), which the one-list model cannot express.
-      if (policy.allow !== null) throw new XdsResourceError(`${where}: more than one RBAC filter with action ALLOW is not supported`);
-      policy.allow = compiled;
-    } else throw new XdsResourceError(`${where}: RBAC action ${action} is not supported (ALLOW, DENY)`);
-  }
-  return policy;
-}
-
-/** Envoy policies named `ns.name[i]` (one per Istio rule) are grouped back into one policy `ns.name`. */
-function decodeRbacPolicies(where: string, policies: Record<string, Msg>): CompiledPolicy[] {
-  const groups = new Map<string, RuleSpec[]>();
-  for (const [ruleName, p] of Object.entries(policies)) {
-    const at = `${where}: RBAC policy ${ruleName}`;
-    if (p.condition || p.checked_condition) throw new XdsResourceError(`${at}: CEL conditions are not supported`);
-    const permissions = ((p.permissions as Msg[] | undefined) ?? []).map((x) => decodePermission(at, x));
-    const principals = ((p.principals as Msg[] | undefined) ?? []).map((x) => decodePrincipal(at, x));
-    if (permissions.length === 0 || principals.length === 0) throw new XdsResourceError(`${at}: needs at least one permission and one principal`);
-    const name = /^(.*)\[\d+\]$/.exec(ruleName)?.[1] ?? ruleName;
-    const list = groups.get(name) ?? [];
-    list.push({ name: ruleName, permissions, principals });
-    groups.set(name, list);
-  }
-  return [...groups].map(([name, rules]) => {
-    try {
-      return compilePolicy(name, rules);
-    } catch (e) {
-      throw new XdsResourceError(`${where}: RBAC policy ${name}: ${(e as Error).message}`);
-    }
-  });
-}
-
-function decodePermission(at: string, p: Msg): PermissionRule {
-  const rule = String(p.rule ?? '');
-  switch (rule) {
-    case 'any':
-      return { kind: 'any' };
-    case 'destination_port':
-      return { kind: 'port', port: Number(p.destination_port) };
-    case 'destination_port_range': {
-      const r = p.destination_port_range as Msg;
-      return { kind: 'portRange', start: Number(r.start ?? 0), end: Number(r.end ?? 0) };
-    }
-    case 'not_rule':
-      return { kind: 'not', rule: decodePermission(at, p.not_rule as Msg) };
-    case 'and_rules':
-    case 'or_rules': {
-      const rules = (((p[rule] as Msg).rules as Msg[] | undefined) ?? []).map((x) => decodePermission(at, x));
-      if (rules.length === 0) throw new XdsResourceError(`${at}: empty ${rule}`);
-      return { kind: rule === 'and_rules' ? 'and' : 'or', rules };
-    }
-    default:
-      throw new XdsResourceError(
-        `${at}: permission ${rule || '(empty)'} is not supported; the agent enforces L4 only (any, destination_port, destination_port_range, and_rules, or_rules, not_rule)`,
-      );
-  }
-}
-
-function cidrOf(at: string, r: Msg): string {
-  const prefix = String(r.address_prefix ?? '');
-  const len = (r.prefix_len as Msg | null | undefined)?.value;
-  if (!prefix) throw new XdsResourceError(`${at}: CIDR range without address_prefix`);
-  return len === undefined || len === null ? prefix : `${prefix}/${Number(len)}`;
-}
-
-const NS_REGEX_HEAD = 'spiffe://[^/]+/ns/';
-const NS_REGEX_TAIL = '/sa/[^/]+';
-const ANY_CHARS = '[^/]*';
-const NS_LABEL = /^[a-z0-9-]+$/;
-
-/** Only the form nodemesh's control plane writes for namespaces (policy-rbac.ts namespaceRegex); no general RE2. */
-function decodeNamespaceRegex(at: string, regex: string): StringMatch {
-  if (regex.startsWith(NS_REGEX_HEAD) && regex.endsWith(NS_REGEX_TAIL)) {
-    const seg = regex.slice(NS_REGEX_HEAD.length, regex.length - NS_REGEX_TAIL.length);
-    if (seg === '[^/]+') return { kind: 'any', value: '' };
-    if (NS_LABEL.test(seg)) return { kind: 'exact', value: seg };
-    const head = seg.slice(0, -ANY_CHARS.length);
-    if (seg.endsWith(ANY_CHARS) && NS_LABEL.test(head)) return { kind: 'prefix', value: head };
-    const tail = seg.slice(ANY_CHARS.length);
-    if (seg.startsWith(ANY_CHARS) && NS_LABEL.test(tail)) return { kind: 'suffix', value: tail };
-  }
-  throw new XdsResourceError(`${at}: principal_name safe_regex "${regex}" is not supported (only the namespace form ${NS_REGEX_HEAD}NS${NS_REGEX_TAIL})`);
-}
-
-function decodePrincipal(at: string, p: Msg): PrincipalRule {
-  const id = String(p.identifier ?? '');
-  switch (id) {
-    case 'any':
-      return { kind: 'any' };
-    case 'authenticated': {
-      const sm = (p.authenticated as Msg).principal_name as Msg | null | undefined;
-      // Envoy: an absent principal_name matches any authenticated peer.
-      if (!sm) return { kind: 'principal', match: { kind: 'any', value: '' } };
-      if (sm.ignore_case) throw new XdsResourceError(`${at}: principal_name with ignore_case is not supported`);
-      const kind = String(sm.match_pattern ?? '');
-      if (kind === 'exact' || kind === 'prefix' || kind === 'suffix') return { kind: 'principal', match: { kind, value: String(sm[kind]) } };
-      if (kind === 'safe_regex') return { kind: 'namespace', match: decodeNamespaceRegex(at, String((sm.safe_regex as Msg).regex ?? '')) };
-      throw new XdsResourceError(`${at}: principal_name matcher ${kind || '(empty)'} is not supported (exact, prefix, suffix, namespace safe_regex)`);
-    }
-    case 'source_ip':
-    case 'direct_remote_ip':
-    case 'remote_ip':
-      // Without PROXY protocol or L7 headers, all three are the connection's source address.
-      return { kind: 'sourceIp', cidr: cidrOf(at, p[id] as Msg) };
-    case 'not_id':
-      return { kind: 'not', rule: decodePrincipal(at, p.not_id as Msg) };
-    case 'and_ids':
-    case 'or_ids': {
-      const ids = (((p[id] as Msg).ids as Msg[] | undefined) ?? []).map((x) => decodePrincipal(at, x));
-      if (ids.length === 0) throw new XdsResourceError(`${at}: empty ${id}`);
-      return { kind: id === 'and_ids' ? 'and' : 'or', rules: ids };
-    }
-    default:
-      throw new XdsResourceError(
-        `${at}: principal ${id || '(empty)'} is not supported; the agent enforces L4 only (any, authenticated, source_ip, direct_remote_ip, remote_ip, and_ids, or_ids, not_id)`,
-      );
-  }
+/** The route table names a decoded listener reads over RDS (what the ADS client subscribes to). */
+export function routeTablesOf(r: AgentResource): string[] {
+  if (r.kind !== 'vip') return [];
+  const names = r.vip.routeTable ? [r.vip.routeTable] : [];
+  if (r.vip.consumerRouteTables) names.push(...Object.values(r.vip.consumerRouteTables));
+  return names;
 }
 
 /** Decodes one resource of `typeUrl` with its name; throws XdsResourceError for anything the agent cannot honour. */
@@ -285,7 +70,7 @@ export function decodeResource(typeUrl: string, any: Any): { name: string; resou
     case LDS:
       return { name, resource: decodeListener(msg) };
     case RDS:
-      return { name, resource: { kind: 'ignored', why: 'routes are used by L7, which the agent does not run yet' } };
+      return { name, resource: { kind: 'routes', table: decodeRouteConfiguration(msg) } };
     default:
       throw new XdsResourceError(`unsupported resource type ${typeUrl}`);
   }

@@ -9,7 +9,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import protobuf from 'protobufjs';
 import { protosDir } from '../util/protos-dir';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, HCM_TYPE, LISTENER_TYPE, RBAC_TYPE, ROUTER_TYPE, ROUTE_TYPE, TCP_PROXY_TYPE } from './resource-types';
+import {
+  CLUSTER_TYPE,
+  ENDPOINT_TYPE,
+  HCM_TYPE,
+  HTTP_INSPECTOR_TYPE,
+  HTTP_RBAC_TYPE,
+  LISTENER_TYPE,
+  RBAC_TYPE,
+  ROUTER_TYPE,
+  ROUTE_TYPE,
+  TCP_PROXY_TYPE,
+} from './resource-types';
 
 /** The files whose messages nodemesh encodes or decodes; their imports come along. */
 const ENVOY_FILES = [
@@ -22,6 +33,8 @@ const ENVOY_FILES = [
   'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
   'envoy/extensions/filters/http/router/v3/router.proto',
   'envoy/extensions/filters/network/rbac/v3/rbac.proto',
+  'envoy/extensions/filters/http/rbac/v3/rbac.proto',
+  'envoy/extensions/filters/listener/http_inspector/v3/http_inspector.proto',
   'envoy/config/rbac/v3/rbac.proto',
 ];
 
@@ -39,6 +52,8 @@ export const ENVOY_ROOT_TYPES = [
   ROUTER_TYPE,
   TCP_PROXY_TYPE,
   RBAC_TYPE,
+  HTTP_RBAC_TYPE,
+  HTTP_INSPECTOR_TYPE,
 ];
 
 /** The file the descriptor is stored in: protos/envoy-types.json at the package root. */

@@ -11,6 +11,19 @@ export const ROUTER_TYPE = 'envoy.extensions.filters.http.router.v3.Router';
 export const TCP_PROXY_TYPE = 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
 /** Network RBAC filter: inbound authorization, one per action, before the tcp_proxy. */
 export const RBAC_TYPE = 'envoy.extensions.filters.network.rbac.v3.RBAC';
+/** HTTP RBAC filter: inbound authorization of each request, in the http_connection_manager of a pod's HTTP chain. */
+export const HTTP_RBAC_TYPE = 'envoy.extensions.filters.http.rbac.v3.RBAC';
+/** Listener filter that sniffs HTTP/1.x and h2c: what `detect` ports use. */
+export const HTTP_INSPECTOR_TYPE = 'envoy.extensions.filters.listener.http_inspector.v3.HttpInspector';
+
+/** Filter names nodemesh writes (and the agent expects alongside the typed_config). */
+export const HCM_FILTER = 'envoy.filters.network.http_connection_manager';
+export const ROUTER_FILTER = 'envoy.filters.http.router';
+export const TCP_PROXY_FILTER = 'envoy.filters.network.tcp_proxy';
+export const HTTP_RBAC_FILTER = 'envoy.filters.http.rbac';
+export const HTTP_INSPECTOR_FILTER = 'envoy.filters.listener.http_inspector';
+/** What http_inspector reports as application protocols: the chain that takes detected HTTP matches them. */
+export const HTTP_APPLICATION_PROTOCOLS = ['http/1.0', 'http/1.1', 'h2c'];
 
 export const LDS = TYPE_URL_PREFIX + LISTENER_TYPE;
 export const RDS = TYPE_URL_PREFIX + ROUTE_TYPE;
@@ -74,6 +87,21 @@ export function parseOutboundClusterName(name: string): { port: number; host: st
 export function serviceListenerName(host: string, port: number): string {
   return `${host}:${port}`;
 }
+
+/**
+ * RouteConfiguration an agent's VIP listener reads for one Service port: `routes|HOST:PORT` (producer routes, or
+ * the default route), `routes|HOST:PORT|consumer=NS` for clients in namespace NS that have consumer routes.
+ */
+export function routeTableName(host: string, port: number, consumerNamespace?: string): string {
+  return `routes|${host}:${port}${consumerNamespace ? `|consumer=${consumerNamespace}` : ''}`;
+}
+
+/**
+ * A weighted cluster whose backendRef names nothing usable (a missing Service or port, an unsupported kind):
+ * `invalid|<why>`. No such cluster exists, so its share of requests fails (the route's
+ * cluster_not_found_response_code says with what); the agent reads the reason into WeightedBackend.invalid.
+ */
+export const INVALID_BACKEND_PREFIX = 'invalid|';
 
 /** Listener an agent binds (logically) for a service VIP: `vip|VIP:PORT` (IPv6 VIPs in brackets). */
 export function vipListenerName(vip: string, port: number): string {

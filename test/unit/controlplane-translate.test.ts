@@ -80,7 +80,7 @@ test('translation: names, shapes and metadata of the four resource types', () =>
   assert.deepEqual([...snap.shared.get(CDS)!.keys()], ['InboundPassthroughCluster', 'nodemesh-workloads', cname]);
   assert.deepEqual([...snap.shared.get(EDS)!.keys()], ['nodemesh-workloads', cname]);
   assert.deepEqual([...snap.shared.get(LDS)!.keys()], [`${host}:80`, 'vip|198.18.200.1:80']);
-  assert.deepEqual([...snap.shared.get(RDS)!.keys()], [`${host}:80`]);
+  assert.deepEqual([...snap.shared.get(RDS)!.keys()], [`${host}:80`, `routes|${host}:80`]);
   assert.deepEqual([...snap.inbound.keys()], ['n1']); // b is not in the mesh: no inbound config on n2
 
   const cluster = decodeAny<Record<string, unknown>>(snap.shared.get(CDS)!.get(cname)!.any);
@@ -107,12 +107,21 @@ test('translation: names, shapes and metadata of the four resource types', () =>
   assert.equal(hcm.rds.route_config_name, `${host}:80`);
   assert.deepEqual(hcm.http_filters.map((f) => f.name), ['envoy.filters.http.router']);
 
+  // appProtocol http: the VIP listener parses HTTP and reads its routes over RDS (the default table here).
   const vip = decodeAny<{ address: { socket_address: { address: string; port_value: number } }; filter_chains: { filters: { typed_config: { type_url: string } }[] }[] }>(
     snap.shared.get(LDS)!.get('vip|198.18.200.1:80')!.any,
   );
   assert.deepEqual([vip.address.socket_address.address, vip.address.socket_address.port_value], ['198.18.200.1', 80]);
-  const tcp = decodeAny<{ cluster: string }>(vip.filter_chains[0].filters[0].typed_config as unknown as { type_url: string; value: Buffer });
-  assert.equal(tcp.cluster, cname);
+  const vipHcm = decodeAny<{ codec_type: string; rds: { route_config_name: string } }>(vip.filter_chains[0].filters[0].typed_config as unknown as { type_url: string; value: Buffer });
+  assert.deepEqual([vipHcm.codec_type, vipHcm.rds.route_config_name], ['HTTP1', `routes|${host}:80`]);
+  const table = decodeAny<{ virtual_hosts: { domains: string[]; routes: { route: { cluster: string } }[] }[] }>(snap.shared.get(RDS)!.get(`routes|${host}:80`)!.any);
+  assert.deepEqual(table.virtual_hosts[0].domains, ['*']);
+  assert.equal(table.virtual_hosts[0].routes[0].route.cluster, cname);
+  // A tcp port keeps the L4 listener: a tcp_proxy to the cluster, and no route table.
+  const l4 = translate(buildModel([svc('db', { clusterIP: '198.18.200.2', ports: [{ name: 'tcp-db', port: 5432, protocol: 'TCP', targetPort: 5432 }] })], [], new VipAllocator()));
+  const l4Listener = decodeAny<{ filter_chains: { filters: { typed_config: { type_url: string; value: Buffer } }[] }[] }>(l4.shared.get(LDS)!.get('vip|198.18.200.2:5432')!.any);
+  assert.equal(decodeAny<{ cluster: string }>(l4Listener.filter_chains[0].filters[0].typed_config).cluster, 'outbound|5432||db.default.svc.cluster.local');
+  assert.deepEqual([...l4.shared.get(RDS)!.keys()], ['db.default.svc.cluster.local:5432']);
 
   const rc = decodeAny<{ virtual_hosts: { domains: string[]; routes: { match: { prefix: string }; route: { cluster: string } }[] }[] }>(snap.shared.get(RDS)!.get(`${host}:80`)!.any);
   assert.ok(rc.virtual_hosts[0].domains.includes(host) && rc.virtual_hosts[0].domains.includes(`${host}:80`) && rc.virtual_hosts[0].domains.includes('echo'));

@@ -1,0 +1,65 @@
+// CDS and EDS on the agent: Cluster -> ClusterInfo (with the port's protocol), ClusterLoadAssignment -> endpoints.
+
+import type { PortProtocol } from '../state/routes';
+import type { ClusterInfo, EndpointInfo } from '../state/services';
+import type { AgentResource } from './agent-resources';
+import { durationMs, list, nodemeshMeta, XdsResourceError, type Msg } from './decode-util';
+import { parseOutboundClusterName } from './resource-types';
+
+const PORT_PROTOCOLS: readonly PortProtocol[] = ['tcp', 'http', 'http2', 'grpc', 'detect'];
+
+const SUPPORTED_LB: Record<string, ClusterInfo['lbPolicy']> = { ROUND_ROBIN: 'round_robin' };
+
+export function decodeCluster(c: Msg): AgentResource {
+  const name = String(c.name ?? '');
+  const type = String(c.type ?? 'STATIC');
+  const lb = String(c.lb_policy ?? 'ROUND_ROBIN');
+  if (type === 'ORIGINAL_DST') {
+    return { kind: 'ignored', why: 'original-destination clusters need no state: the agent always forwards to the original destination' };
+  }
+  if (type !== 'EDS') throw new XdsResourceError(`cluster ${name}: discovery type ${type} is not supported (supported: EDS)`);
+  const policy = SUPPORTED_LB[lb];
+  if (!policy) throw new XdsResourceError(`cluster ${name}: lb_policy ${lb} is not supported (supported: ${Object.keys(SUPPORTED_LB).join(', ')})`);
+  const meta = nodemeshMeta(c.metadata);
+  const host = typeof meta.host === 'string' ? meta.host : (parseOutboundClusterName(name)?.host ?? name);
+  return {
+    kind: 'cluster',
+    eds: true,
+    cluster: { name, host, lbPolicy: policy, connectTimeoutMs: durationMs(c.connect_timeout, 10_000), protocol: protocolOf(`cluster ${name}`, meta.protocol) },
+  };
+}
+
+/** Metadata `protocol` (what the Service port speaks); clusters from control planes that do not say are TCP. */
+export function protocolOf(where: string, v: unknown): PortProtocol {
+  if (v === undefined || v === null) return 'tcp';
+  if (typeof v === 'string' && (PORT_PROTOCOLS as readonly string[]).includes(v)) return v as PortProtocol;
+  throw new XdsResourceError(`${where}: metadata nodemesh.protocol ${JSON.stringify(v)} is not one of ${PORT_PROTOCOLS.join(', ')}`);
+}
+
+export function decodeLoadAssignment(cla: Msg): AgentResource {
+  const cluster = String(cla.cluster_name ?? '');
+  const endpoints: EndpointInfo[] = [];
+  for (const loc of list(cla, 'endpoints')) {
+    for (const lb of list(loc, 'lb_endpoints')) {
+      const health = String(lb.health_status ?? 'UNKNOWN');
+      if (health !== 'HEALTHY' && health !== 'UNKNOWN') continue;
+      const sa = ((lb.endpoint as Msg | undefined)?.address as Msg | undefined)?.socket_address as Msg | undefined;
+      if (!sa || typeof sa.address !== 'string' || !sa.address) {
+        throw new XdsResourceError(`ClusterLoadAssignment ${cluster}: endpoint without a socket address (only socket addresses are supported)`);
+      }
+      const port = Number(sa.port_value ?? 0);
+      if (!(port > 0 && port < 65536)) throw new XdsResourceError(`ClusterLoadAssignment ${cluster}: endpoint ${sa.address} has invalid port ${sa.port_value}`);
+      const m = nodemeshMeta(lb.metadata);
+      endpoints.push({
+        ip: sa.address,
+        port,
+        pod: typeof m.pod === 'string' ? m.pod : undefined,
+        namespace: typeof m.namespace === 'string' ? m.namespace : undefined,
+        serviceAccount: typeof m.serviceAccount === 'string' ? m.serviceAccount : undefined,
+        node: typeof m.node === 'string' ? m.node : undefined,
+        inMesh: m.inMesh === true,
+      });
+    }
+  }
+  return { kind: 'endpoints', cluster, endpoints };
+}
