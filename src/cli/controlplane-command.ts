@@ -2,6 +2,9 @@
 
 import { InvalidArgumentError, type Command } from 'commander';
 import { DEFAULT_METRICS_PORT, DEFAULT_XDS_ADDRESS, startControlPlane, type ControlPlaneHandle } from '../controlplane/control-plane';
+import { routeStatusOfFiles } from '../controlplane/routes/offline-status';
+import { formatRouteStatus, type RouteStatus } from '../controlplane/routes/route-status';
+import { DEFAULT_DETECT_TIMEOUT_MS } from '../controlplane/routes/vip-listener';
 import { runDaemon } from './daemon';
 import { createLogger } from '../telemetry/logger';
 
@@ -29,8 +32,43 @@ function hostPort(v: string): string {
   return v;
 }
 
+/** Milliseconds from `100`, `100ms`, `1s`. */
+function millis(v: string): number {
+  const m = /^(\d+)(ms|s)?$/.exec(v.trim());
+  if (!m || Number(m[1]) <= 0) throw new InvalidArgumentError('must be a positive duration: 100, 100ms or 1s');
+  return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
+}
+
+/**
+ * `nodemesh controlplane status [--config PATH]`: route status from a running control plane, or computed from the
+ * files given with the controlplane command's own --config (and --domain).
+ */
+function registerStatusCommand(cp: Command): void {
+  cp.command('status')
+    .description('print the status of every HTTPRoute and GRPCRoute (Accepted, ResolvedRefs per Service parent): from the running control plane, or computed from --config files')
+    .option('--url <url>', "a running control plane's HTTP endpoint (its --metrics-port)", `http://127.0.0.1:${DEFAULT_METRICS_PORT}`)
+    .option('--json', 'print JSON', false)
+    .action(async (o: { url: string; json: boolean }) => {
+      // --config and --domain are the parent's options (commander gives them to it wherever they are written).
+      const parent = cp.opts<{ config: string[]; domain: string }>();
+      let statuses: RouteStatus[];
+      if (parent.config.length > 0) statuses = routeStatusOfFiles(parent.config, parent.domain);
+      else {
+        const res = await fetch(new URL('/debug/config', o.url)).catch((err: unknown) => {
+          throw new Error(`cannot reach the control plane at ${o.url} (${(err as Error).message}); is it running with --metrics-port? Or give --config to compute the status from files`);
+        });
+        if (!res.ok) throw new Error(`${o.url}/debug/config answered ${res.status}`);
+        statuses = ((await res.json()) as { routeStatus?: RouteStatus[] }).routeStatus ?? [];
+      }
+      process.stdout.write(`${o.json ? JSON.stringify(statuses, null, 2) : formatRouteStatus(statuses)}\n`);
+      // Scripts can tell: 1 when a route is invalid or not accepted / not resolved on one of its parents.
+      const bad = statuses.some((s) => s.invalid || s.parents.some((p) => p.conditions.some((c) => c.status !== 'True')));
+      process.exitCode = bad ? 1 : 0;
+    });
+}
+
 export function registerControlPlaneCommand(program: Command): void {
-  program
+  const cp = program
     .command('controlplane')
     .description('serve Envoy xDS v3 (ADS, state of the world and delta) built from Kubernetes objects')
     .option('--config <path>', 'YAML file or directory of YAML files to load and watch (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
@@ -55,6 +93,7 @@ export function registerControlPlaneCommand(program: Command): void {
     .option('--ca-secret-namespace <ns>', 'namespace of --ca-secret', process.env.POD_NAMESPACE ?? 'nodemesh-system')
     .option('--root-configmap <name>', 'with --kubernetes: publish the CA root as ConfigMap NAME (root-cert.pem) in every namespace')
     .option('--ca-audience <aud>', 'audience agents\' projected tokens must carry (TokenReview spec.audiences)', 'nodemesh-ca')
+    .option('--protocol-detection-timeout <duration>', 'how long ports of undeclared protocol wait for the client\'s first bytes (100ms, 1s)', millis, DEFAULT_DETECT_TIMEOUT_MS)
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
     .action(
       async (o: {
@@ -80,6 +119,7 @@ export function registerControlPlaneCommand(program: Command): void {
         caSecretNamespace: string;
         rootConfigmap?: string;
         caAudience: string;
+        protocolDetectionTimeout: number;
         logLevel: string;
       }) => {
         const log = createLogger({ level: o.logLevel, name: 'controlplane' });
@@ -108,6 +148,7 @@ export function registerControlPlaneCommand(program: Command): void {
               metricsPort: o.metricsPort === 0 ? false : o.metricsPort,
               metricsHost: o.metricsHost,
               domain: o.domain,
+              detectTimeoutMs: o.protocolDetectionTimeout,
               logger: log,
               secureAddress: o.secureAddress,
               rootConfigMap: o.rootConfigmap,
@@ -137,4 +178,5 @@ export function registerControlPlaneCommand(program: Command): void {
         });
       },
     );
+  registerStatusCommand(cp);
 }

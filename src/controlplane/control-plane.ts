@@ -17,18 +17,23 @@ import { apiServerInformers, KubernetesSource, type InformerFactory } from './ku
 import { ControlPlaneMetrics } from './metrics';
 import { buildModel } from './model';
 import { policyObjects } from './policy';
+import { buildRouteModel, invalidIssues, storedRoutes } from './routes/route-tables';
+import type { RouteStatus } from './routes/route-status';
+import { apiServerRouteStatus, RouteStatusWriter, type RouteStatusApi } from './routes/status-writer';
 import { ObjectStore, type SourceUpdate } from './store';
 import { translate, type Snapshot } from './translate';
 import { VipAllocator } from './vip-allocator';
 
 export const DEFAULT_XDS_ADDRESS = '127.0.0.1:15010';
 export const DEFAULT_METRICS_PORT = 15014;
+/** Where Kubernetes-source routes come from (their origin file is their API path). */
+const ROUTE_API_PREFIX = '/apis/gateway.networking.k8s.io/';
 
 export interface ControlPlaneOptions {
   /** YAML files or directories to load and watch. */
   config?: string | string[];
   /** List/watch the Kubernetes API; `true` uses in-cluster credentials or the default kubeconfig. */
-  kubernetes?: boolean | { kubeconfig?: string; informers?: InformerFactory };
+  kubernetes?: boolean | { kubeconfig?: string; informers?: InformerFactory; routeStatus?: RouteStatusApi | false };
   /** `host:port` (port 0: any free port) or `unix:///path`. Default 127.0.0.1:15010. */
   xdsAddress?: string;
   /** HTTP port for /metrics and /debug/config; 0 picks a free port, false turns it off. Default 15014. */
@@ -52,6 +57,8 @@ export interface ControlPlaneOptions {
   secureAddress?: string;
   /** Publish the CA root as a ConfigMap of this name in every namespace (needs `kubernetes` and `ca`). */
   rootConfigMap?: string;
+  /** How long `detect` ports wait for a client's first bytes (DEFAULT_DETECT_TIMEOUT_MS, 100 ms). */
+  detectTimeoutMs?: number;
 }
 
 export interface ControlPlaneHandle {
@@ -69,6 +76,8 @@ export interface ControlPlaneHandle {
   snapshot(): Snapshot;
   /** Same document as GET /debug/config. */
   debugConfig(): unknown;
+  /** Every HTTPRoute's and GRPCRoute's status (Accepted, ResolvedRefs per Service parent), as last computed. */
+  routeStatus(): RouteStatus[];
   /** Stops sources, ends every xDS stream, closes the HTTP server. */
   close(): Promise<void>;
 }
@@ -89,6 +98,10 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   private readonly sources: ConfigSource[] = [];
   private timer: NodeJS.Timeout | undefined;
   private builtGeneration = -1;
+  private issuesVersion = 0;
+  private builtIssuesVersion = -1;
+  private routes: RouteStatus[] = [];
+  private statusWriter: RouteStatusWriter | undefined;
   private closed = false;
   readonly id = `nodemesh-controlplane-${randomBytes(4).toString('hex')}`;
 
@@ -110,7 +123,9 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
 
   // ConfigSink: the single path every source's output takes into the store.
   apply(update: SourceUpdate): void {
+    const issuesBefore = JSON.stringify(this.store.issues());
     const r = this.store.apply(update);
+    this.issuesChanged(issuesBefore);
     const fatal = (update.fatal?.length ?? 0) > 0;
     for (const issue of r.issues) this.reportIssue(issue, fatal ? 'syntax' : issue.message.startsWith('duplicate') ? 'duplicate' : 'invalid');
     if (fatal && r.keptLastGood.length > 0) {
@@ -122,8 +137,20 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   }
 
   remove(source: string): void {
+    const issuesBefore = JSON.stringify(this.store.issues());
     this.store.removeSource(source);
+    this.issuesChanged(issuesBefore);
     this.updateObjectGauges();
+  }
+
+  /**
+   * A route turning invalid keeps its last good version, so the store's content (and generation) stays the same;
+   * its status must still say Accepted=False. Issue changes therefore rebuild too.
+   */
+  private issuesChanged(before: string): void {
+    if (JSON.stringify(this.store.issues()) === before) return;
+    this.issuesVersion++;
+    this.schedule();
   }
 
   private reportIssue(issue: ConfigIssue, reason: 'syntax' | 'invalid' | 'duplicate'): void {
@@ -143,6 +170,11 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       const k = typeof this.opts.kubernetes === 'object' ? this.opts.kubernetes : {};
       const informers = k.informers ?? (await apiServerInformers(k.kubeconfig));
       this.sources.push(new KubernetesSource(informers, this, this.log.child({ component: 'kubernetes' }), { debounceMs: this.opts.watchDebounceMs ?? 40 }));
+      // Route status goes back to the API objects it describes (false: the caller does not want it written).
+      if (k.routeStatus !== false) {
+        const api = k.routeStatus ?? (await apiServerRouteStatus(k.kubeconfig));
+        this.statusWriter = new RouteStatusWriter(api, this.log.child({ component: 'route-status' }), { fromApi: (st) => st.origin?.file.startsWith(ROUTE_API_PREFIX) ?? false });
+      }
     }
     for (const s of this.sources) await s.start();
     // First snapshot before listening, so the first client gets the whole config at once.
@@ -208,12 +240,16 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   }
 
   private rebuild(): void {
-    if (this.builtGeneration === this.store.generation) return;
+    if (this.builtGeneration === this.store.generation && this.builtIssuesVersion === this.issuesVersion) return;
     try {
       const model = buildModel(this.store.services(), this.store.pods(), this.vips, this.opts.domain, policyObjects(this.store));
-      this.current = translate(model);
+      model.routes = buildRouteModel(model.services, storedRoutes(this.store), invalidIssues(this.store.issues()));
+      this.current = translate(model, { detectTimeoutMs: this.opts.detectTimeoutMs });
+      this.routes = model.routes.status;
+      this.statusWriter?.update(this.routes);
       this.builtGeneration = this.store.generation;
       this.conflicts.update(model.vipConflicts ?? [], this.store.duplicates());
+      this.builtIssuesVersion = this.issuesVersion;
       this.metrics.snapshots.inc();
       for (const t of XDS_TYPE_URLS) this.metrics.resources.set({ type: typeShortName(t) }, this.current.shared.get(t)?.size ?? 0);
       this.log.debug({ generation: this.builtGeneration }, 'snapshot rebuilt');
@@ -225,6 +261,10 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
 
   snapshot(): Snapshot {
     return this.current;
+  }
+
+  routeStatus(): RouteStatus[] {
+    return this.routes;
   }
 
   ready(): boolean {
@@ -246,6 +286,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       objects: [...this.store.all()].map(([key, s]) => ({ key, origin: s.origin, object: s.object })),
       issues: this.store.issues(),
       conflicts: this.conflicts.list(),
+      routeStatus: this.routes,
       resources,
       inbound: Object.fromEntries([...this.current.inbound].map(([node, r]) => [node, { name: r.name, version: r.version, resource: toDebugJson(r.message) }])),
       streams: this.ads.describeStreams(),
@@ -258,6 +299,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
     if (this.timer) clearTimeout(this.timer);
     for (const s of this.sources) s.close();
     this.publisher?.close();
+    this.statusWriter?.close();
     await this.ads.close();
     await this.ca?.close();
     await this.http?.close();

@@ -1,5 +1,8 @@
 // `lab status`: what the lab has (nodes, pods, IPs) and what is live (agent pid and readiness, enrollment).
 
+import fs from 'node:fs';
+import { routeStatusOfFiles } from '../controlplane/routes/offline-status';
+import type { RouteStatus } from '../controlplane/routes/route-status';
 import { EnrollClient, unixRequest } from '../enroll/client';
 import { checkLabName } from './paths';
 import { procAlive, readState } from './state';
@@ -38,6 +41,8 @@ export interface LabStatus {
   controlPlane: { pid: number; alive: boolean; xdsSocket: string; configDir: string } | null;
   /** Services as an agent received them over xDS (host, VIP:port, endpoint count). */
   services: { host: string; vip: string; port: number; endpoints: number }[];
+  /** HTTPRoute / GRPCRoute status, computed from the config the lab's control plane watches. */
+  routes: RouteStatus[];
   errors: string[];
 }
 
@@ -105,6 +110,7 @@ export async function labStatus(labName: string): Promise<LabStatus> {
     objects: state.objects,
     controlPlane: cp ? { pid: cp.ref.pid, alive: procAlive(cp.ref), xdsSocket: cp.xdsSocket, configDir: cp.configDir } : null,
     services: await servicesFromAgents(nodes),
+    routes: cp && fs.existsSync(cp.configDir) ? routeStatusOfFiles([cp.configDir]) : [],
     errors: state.errors,
   };
 }
@@ -127,6 +133,20 @@ export function formatStatus(s: LabStatus): string {
     const svcRows = [['SERVICE', 'VIP:PORT', 'ENDPOINTS']];
     for (const v of s.services) svcRows.push([v.host, `${v.vip}:${v.port}`, String(v.endpoints)]);
     lines.push('', table(svcRows));
+  }
+  if (s.routes.length > 0) {
+    const routeRows = [['ROUTE', 'PARENT', 'ACCEPTED', 'RESOLVED REFS']];
+    for (const r of s.routes) {
+      const name = `${r.kind} ${r.namespace}/${r.name}`;
+      if (r.parents.length === 0) routeRows.push([name, '-', r.invalid ? 'False (invalid)' : '-', '-']);
+      for (const p of r.parents) {
+        const [accepted, resolved] = p.conditions;
+        const parent = `${p.parentRef.namespace}/${p.parentRef.name}${p.parentRef.port !== undefined ? `:${p.parentRef.port}` : ''}`;
+        routeRows.push([name, parent, `${accepted?.status} (${accepted?.reason})`, `${resolved?.status} (${resolved?.reason})`]);
+      }
+    }
+    lines.push('', table(routeRows));
+    for (const r of s.routes) for (const i of r.invalid ?? []) lines.push(`  ${r.kind} ${r.namespace}/${r.name} invalid: ${i.file}:${i.line}: ${i.field ? `field ${i.field}: ` : ''}${i.message}`);
   }
   if (s.controlPlane) {
     const cp = s.controlPlane;
