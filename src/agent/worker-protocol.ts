@@ -10,7 +10,7 @@ import type { HandshakeOptions } from '../proxy/hbone/handshake-limits';
 import type { L7Options } from '../proxy/runtime';
 import type { H2EngineName } from '../proxy/hbone/h2-engine';
 import type { PodHboneServers } from '../proxy/runtime';
-import { compilePolicy, type CompiledPolicy, type InboundPolicy, type RuleSpec } from '../state/authz';
+import { compilePolicy, type CompiledPolicy, type InboundPolicy, type PolicyView, type RuleSpec } from '../state/authz';
 import type { Workload } from '../state/workloads';
 import type { AgentResource } from '../xds/agent-resources';
 import { closeFdQuietly } from '../util/fd';
@@ -36,10 +36,14 @@ interface WirePolicy {
   rules: RuleSpec[];
 }
 
-interface WireInboundPolicy {
-  mtlsMode: InboundPolicy['mtlsMode'];
+interface WireView {
   deny: WirePolicy[];
   allow: WirePolicy[] | null;
+}
+
+interface WireInboundPolicy extends WireView {
+  mtlsMode: InboundPolicy['mtlsMode'];
+  http?: WireView;
 }
 
 export type WireResource = Exclude<AgentResource, { kind: 'inbound' }> | (Omit<Extract<AgentResource, { kind: 'inbound' }>, 'policies'> & { policies: Map<string, WireInboundPolicy> });
@@ -88,16 +92,27 @@ export function closeShare(share: PodWorkerShare): void {
 const toWirePolicy = (p: CompiledPolicy): WirePolicy => ({ name: p.name, rules: p.rules.map(({ name, permissions, principals }) => ({ name, permissions, principals })) });
 const fromWirePolicy = (p: WirePolicy): CompiledPolicy => compilePolicy(p.name, p.rules);
 
+const toWireView = (v: PolicyView): WireView => ({ deny: v.deny.map(toWirePolicy), allow: v.allow && v.allow.map(toWirePolicy) });
+const fromWireView = (v: WireView): PolicyView => ({ deny: v.deny.map(fromWirePolicy), allow: v.allow && v.allow.map(fromWirePolicy) });
+
 export function toWire(r: AgentResource): WireResource {
   if (r.kind !== 'inbound') return r;
   const policies = new Map<string, WireInboundPolicy>();
-  for (const [ip, p] of r.policies) policies.set(ip, { mtlsMode: p.mtlsMode, deny: p.deny.map(toWirePolicy), allow: p.allow && p.allow.map(toWirePolicy) });
+  for (const [ip, p] of r.policies) {
+    const w: WireInboundPolicy = { mtlsMode: p.mtlsMode, ...toWireView(p) };
+    if (p.http) w.http = toWireView(p.http);
+    policies.set(ip, w);
+  }
   return { ...r, policies };
 }
 
 export function fromWire(r: WireResource): AgentResource {
   if (r.kind !== 'inbound') return r;
   const policies = new Map<string, InboundPolicy>();
-  for (const [ip, p] of r.policies) policies.set(ip, { mtlsMode: p.mtlsMode, deny: p.deny.map(fromWirePolicy), allow: p.allow && p.allow.map(fromWirePolicy) });
+  for (const [ip, p] of r.policies) {
+    const policy: InboundPolicy = { mtlsMode: p.mtlsMode, ...fromWireView(p) };
+    if (p.http) policy.http = fromWireView(p.http);
+    policies.set(ip, policy);
+  }
   return { ...r, policies };
 }

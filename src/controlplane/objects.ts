@@ -103,17 +103,38 @@ export interface AuthzSource {
   /** CIDRs or single IPs, as written. */
   ipBlocks?: string[];
   notIpBlocks?: string[];
+  /** Istio's remote.ip: nodemesh trusts no X-Forwarded-For or PROXY header, so it is the peer's address too. */
+  remoteIpBlocks?: string[];
+  notRemoteIpBlocks?: string[];
+  /** `namespace/serviceaccount` (a bare name was written: the policy's namespace filled in). */
+  serviceAccounts?: string[];
+  notServiceAccounts?: string[];
 }
 
-/** One `rules[].to[].operation` (L4 only). */
+/** One `rules[].to[].operation`. hosts, methods and paths (and their not* forms) need HTTP. */
 export interface AuthzOperation {
   ports?: number[];
   notPorts?: number[];
+  hosts?: string[];
+  notHosts?: string[];
+  methods?: string[];
+  notMethods?: string[];
+  paths?: string[];
+  notPaths?: string[];
+}
+
+/** One `rules[].when` condition: `key` is an Istio attribute (`request.headers[x-user]`, `source.ip`, ...). */
+export interface AuthzCondition {
+  key: string;
+  values?: string[];
+  notValues?: string[];
 }
 
 export interface AuthzRule {
   from: AuthzSource[];
   to: AuthzOperation[];
+  /** ANDed with from and to; absent when the rule has none. */
+  when?: AuthzCondition[];
 }
 
 export interface AuthorizationPolicyObject {

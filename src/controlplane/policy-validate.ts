@@ -1,8 +1,10 @@
-// Validates Istio AuthorizationPolicy and PeerAuthentication (security.istio.io) into typed objects, L4 attributes only.
+// Validates Istio AuthorizationPolicy and PeerAuthentication (security.istio.io) into typed objects: sources,
+// operations (ports, and the HTTP fields hosts, methods, paths) and `when` conditions nodemesh can evaluate.
 
 import { isIP } from 'node:net';
 import type {
   AuthorizationPolicyObject,
+  AuthzCondition,
   AuthzOperation,
   AuthzRule,
   AuthzSource,
@@ -12,14 +14,27 @@ import type {
 } from './objects';
 import type { Checker, FieldPath, Json } from './checker';
 
-/** Fields that need the request (HTTP) or a proxy header: rejected until nodemesh runs L7. */
-const L7_SOURCE = ['requestPrincipals', 'notRequestPrincipals', 'remoteIpBlocks', 'notRemoteIpBlocks'];
-const L7_OPERATION = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'];
-const L4_SOURCE = ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'ipBlocks', 'notIpBlocks'] as const;
-
-function l7Message(field: string): string {
-  return `"${field}" is an L7 attribute; L7 attributes are not supported yet (nodemesh authorizes at L4: principals, namespaces, ipBlocks, ports)`;
-}
+const JWT = 'needs request authentication (JWT, RequestAuthentication), which nodemesh does not support';
+/** Fields that need what nodemesh does not have, with why. */
+const UNSUPPORTED_SOURCE: Record<string, string> = {
+  requestPrincipals: JWT,
+  notRequestPrincipals: JWT,
+  trustDomains: 'is not supported yet; match principals ("<trust domain>/*")',
+  notTrustDomains: 'is not supported yet; match notPrincipals ("<trust domain>/*")',
+};
+const SOURCE_FIELDS = [
+  'principals',
+  'notPrincipals',
+  'namespaces',
+  'notNamespaces',
+  'ipBlocks',
+  'notIpBlocks',
+  'remoteIpBlocks',
+  'notRemoteIpBlocks',
+  'serviceAccounts',
+  'notServiceAccounts',
+] as const;
+const OPERATION_FIELDS = ['ports', 'notPorts', 'hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
 
 function unknownFields(c: Checker, m: Json, path: FieldPath, known: readonly string[]): void {
   for (const k of Object.keys(m)) if (!known.includes(k)) c.fail([...path, k], `unknown field (known: ${known.join(', ')})`);
@@ -76,6 +91,43 @@ function cidr(s: string): string | undefined {
   return undefined;
 }
 
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** `namespace/name` or `name` (the policy's namespace); no wildcard (Istio). Normalized to `namespace/name`. */
+function serviceAccount(s: string): string | undefined {
+  const parts = s.split('/');
+  if (parts.length > 2 || parts.some((p) => !DNS_LABEL.test(p))) return `"${s}" is not a service account ("namespace/name" or "name", no wildcard)`;
+  return undefined;
+}
+
+function qualify(namespace: string, list: string[] | undefined): string[] | undefined {
+  return list?.map((s) => (s.includes('/') ? s : `${namespace}/${s}`));
+}
+
+/** Paths: exact, `prefix*`, `*suffix`, or `*`; must start with "/" unless they start with "*" (Istio). */
+function pathPattern(s: string): string | undefined {
+  if (/[{}]/.test(s)) return `"${s}": path templates ({*}, {**}) are not supported yet; use "prefix*" or "*suffix"`;
+  const w = wildcard('path')(s);
+  if (w) return w;
+  if (!s.startsWith('/') && !s.startsWith('*')) return `"${s}" must start with "/" (or "*" for a suffix match)`;
+  return undefined;
+}
+
+function hostPattern(s: string): string | undefined {
+  const w = wildcard('host')(s);
+  if (w) return w;
+  return /[\s/]/.test(s) ? `"${s}" is not a host (no spaces or "/")` : undefined;
+}
+
+function methodName(s: string): string | undefined {
+  if (s === '*') return undefined;
+  return /^[A-Za-z]+$/.test(s) ? undefined : `"${s}" is not an HTTP method`;
+}
+
+function portString(s: string): string | undefined {
+  return /^\d+$/.test(s) && Number(s) >= 1 && Number(s) <= 65535 ? undefined : `"${s}" is not a port number 1-65535`;
+}
+
 function ports(c: Checker, v: unknown, path: FieldPath): number[] | undefined {
   const out: number[] = [];
   c.array(v, path, false).forEach((raw, i) => {
@@ -87,14 +139,14 @@ function ports(c: Checker, v: unknown, path: FieldPath): number[] | undefined {
   return out.length > 0 ? out : undefined;
 }
 
-function source(c: Checker, v: unknown, path: FieldPath): AuthzSource {
+function source(c: Checker, v: unknown, path: FieldPath, namespace: string): AuthzSource {
   const out: AuthzSource = {};
   const m = c.map(v, path, true);
   if (!m) return out;
   const before = c.issues.length;
   for (const k of Object.keys(m)) {
-    if (L7_SOURCE.includes(k)) c.fail([...path, k], l7Message(k));
-    else if (!(L4_SOURCE as readonly string[]).includes(k)) c.fail([...path, k], `unknown field (known: ${L4_SOURCE.join(', ')})`);
+    if (UNSUPPORTED_SOURCE[k]) c.fail([...path, k], `"${k}" ${UNSUPPORTED_SOURCE[k]}`);
+    else if (!(SOURCE_FIELDS as readonly string[]).includes(k)) c.fail([...path, k], `unknown field (known: ${SOURCE_FIELDS.join(', ')})`);
   }
   out.principals = stringList(c, m.principals, [...path, 'principals'], wildcard('principal'));
   out.notPrincipals = stringList(c, m.notPrincipals, [...path, 'notPrincipals'], wildcard('principal'));
@@ -102,10 +154,15 @@ function source(c: Checker, v: unknown, path: FieldPath): AuthzSource {
   out.notNamespaces = stringList(c, m.notNamespaces, [...path, 'notNamespaces'], namespacePattern);
   out.ipBlocks = stringList(c, m.ipBlocks, [...path, 'ipBlocks'], cidr);
   out.notIpBlocks = stringList(c, m.notIpBlocks, [...path, 'notIpBlocks'], cidr);
-  for (const k of L4_SOURCE) if (out[k] === undefined) delete out[k];
-  if (Object.keys(out).length === 0 && c.issues.length === before) {
-    c.fail(path, 'must set at least one of principals, notPrincipals, namespaces, notNamespaces, ipBlocks, notIpBlocks');
+  out.remoteIpBlocks = stringList(c, m.remoteIpBlocks, [...path, 'remoteIpBlocks'], cidr);
+  out.notRemoteIpBlocks = stringList(c, m.notRemoteIpBlocks, [...path, 'notRemoteIpBlocks'], cidr);
+  out.serviceAccounts = qualify(namespace, stringList(c, m.serviceAccounts, [...path, 'serviceAccounts'], serviceAccount));
+  out.notServiceAccounts = qualify(namespace, stringList(c, m.notServiceAccounts, [...path, 'notServiceAccounts'], serviceAccount));
+  for (const k of SOURCE_FIELDS) if (out[k] === undefined) delete out[k];
+  if ((out.serviceAccounts || out.notServiceAccounts) && (out.principals || out.notPrincipals || out.namespaces || out.notNamespaces)) {
+    c.fail(path, 'serviceAccounts cannot be set with principals or namespaces (Istio)');
   }
+  if (Object.keys(out).length === 0 && c.issues.length === before) c.fail(path, `must set at least one of ${SOURCE_FIELDS.join(', ')}`);
   return out;
 }
 
@@ -114,31 +171,83 @@ function operation(c: Checker, v: unknown, path: FieldPath): AuthzOperation {
   const m = c.map(v, path, true);
   if (!m) return out;
   const before = c.issues.length;
-  for (const k of Object.keys(m)) {
-    if (L7_OPERATION.includes(k)) c.fail([...path, k], l7Message(k));
-    else if (k !== 'ports' && k !== 'notPorts') c.fail([...path, k], 'unknown field (known: ports, notPorts)');
-  }
+  unknownFields(c, m, path, OPERATION_FIELDS);
   const p = ports(c, m.ports, [...path, 'ports']);
   const np = ports(c, m.notPorts, [...path, 'notPorts']);
   if (p) out.ports = p;
   if (np) out.notPorts = np;
-  if (!p && !np && c.issues.length === before) c.fail(path, 'must set ports or notPorts');
+  for (const [field, check] of [
+    ['hosts', hostPattern],
+    ['notHosts', hostPattern],
+    ['methods', methodName],
+    ['notMethods', methodName],
+    ['paths', pathPattern],
+    ['notPaths', pathPattern],
+  ] as const) {
+    const list = stringList(c, m[field], [...path, field], check);
+    if (list) out[field] = list;
+  }
+  if (Object.keys(out).length === 0 && c.issues.length === before) c.fail(path, `must set at least one of ${OPERATION_FIELDS.join(', ')}`);
   return out;
 }
 
-function rule(c: Checker, v: unknown, path: FieldPath): AuthzRule {
+/** The `when` keys nodemesh evaluates, with how their values are checked. */
+const CONDITION_KEYS: Record<string, (s: string) => string | undefined> = {
+  'source.ip': cidr,
+  'remote.ip': cidr,
+  'source.namespace': namespacePattern,
+  'source.principal': wildcard('principal'),
+  'source.serviceAccount': serviceAccount,
+  'destination.ip': cidr,
+  'destination.port': portString,
+};
+/** A request header: `request.headers[Name]`. */
+const HEADER_KEY = /^request\.headers\[([A-Za-z0-9!#$%&'*+\-.^_`|~]+)\]$/;
+
+function conditionKeyProblem(key: string): string | undefined {
+  if (key.startsWith('request.auth.')) return `"${key}" ${JWT}`;
+  if (key === 'connection.sni') return '"connection.sni" is not available: the agent sees the mesh connection, not the client\'s own TLS';
+  if (key.startsWith('experimental.')) return `"${key}" is not supported (nodemesh has no Envoy filter metadata)`;
+  return `unknown key "${key}" (supported: request.headers[<name>], ${Object.keys(CONDITION_KEYS).join(', ')})`;
+}
+
+function condition(c: Checker, v: unknown, path: FieldPath, namespace: string): AuthzCondition | undefined {
+  const m = c.map(v, path, true);
+  if (!m) return undefined;
+  unknownFields(c, m, path, ['key', 'values', 'notValues']);
+  const key = c.string(m.key, [...path, 'key'], true);
+  if (key === undefined) return undefined;
+  const header = HEADER_KEY.exec(key);
+  let check: ((s: string) => string | undefined) | undefined;
+  if (header) check = wildcard('header value');
+  else if (CONDITION_KEYS[key]) check = CONDITION_KEYS[key];
+  else {
+    c.fail([...path, 'key'], conditionKeyProblem(key)!);
+    return undefined;
+  }
+  const out: AuthzCondition = { key: header ? `request.headers[${header[1]!.toLowerCase()}]` : key };
+  const values = stringList(c, m.values, [...path, 'values'], check);
+  const notValues = stringList(c, m.notValues, [...path, 'notValues'], check);
+  if (!values && !notValues) {
+    c.fail(path, 'must set values or notValues');
+    return undefined;
+  }
+  if (values) out.values = key === 'source.serviceAccount' ? qualify(namespace, values) : values;
+  if (notValues) out.notValues = key === 'source.serviceAccount' ? qualify(namespace, notValues) : notValues;
+  return out;
+}
+
+function rule(c: Checker, v: unknown, path: FieldPath, namespace: string): AuthzRule {
   const r: AuthzRule = { from: [], to: [] };
   const m = c.map(v, path, true);
   if (!m) return r;
   unknownFields(c, m, path, ['from', 'to', 'when']);
-  if (m.when !== undefined) c.fail([...path, 'when'], 'conditions ("when") are not supported yet; express L4 conditions with from.source and to.operation');
   c.array(m.from, [...path, 'from'], false).forEach((raw, i) => {
     const fp: FieldPath = [...path, 'from', i];
     const f = c.map(raw, fp, true);
     if (!f) return;
     unknownFields(c, f, fp, ['source']);
-    const s = source(c, f.source, [...fp, 'source']);
-    r.from.push(s);
+    r.from.push(source(c, f.source, [...fp, 'source'], namespace));
   });
   c.array(m.to, [...path, 'to'], false).forEach((raw, i) => {
     const tp: FieldPath = [...path, 'to', i];
@@ -147,6 +256,12 @@ function rule(c: Checker, v: unknown, path: FieldPath): AuthzRule {
     unknownFields(c, t, tp, ['operation']);
     r.to.push(operation(c, t.operation, [...tp, 'operation']));
   });
+  const when: AuthzCondition[] = [];
+  c.array(m.when, [...path, 'when'], false).forEach((raw, i) => {
+    const cond = condition(c, raw, [...path, 'when', i], namespace);
+    if (cond) when.push(cond);
+  });
+  if (when.length > 0) r.when = when;
   return r;
 }
 
@@ -163,7 +278,7 @@ export function validateAuthorizationPolicy(c: Checker, doc: Json, meta: ObjectM
   } else if (action !== 'ALLOW' && action !== 'DENY') {
     c.fail(['spec', 'action'], `must be ALLOW or DENY, got "${action}"`);
   }
-  const rules = c.array(spec.rules, ['spec', 'rules'], false).map((raw, i) => rule(c, raw, ['spec', 'rules', i]));
+  const rules = c.array(spec.rules, ['spec', 'rules'], false).map((raw, i) => rule(c, raw, ['spec', 'rules', i], meta.namespace));
   return { kind: 'AuthorizationPolicy', meta, action: action === 'DENY' ? 'DENY' : 'ALLOW', selector: selector(c, spec), rules };
 }
 

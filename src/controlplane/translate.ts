@@ -21,6 +21,7 @@ import {
 import type { EndpointModel, MeshModel, ServiceModel, ServicePortModel } from './model';
 import type { PodObject } from './objects';
 import { DEFAULT_WORKLOAD_POLICY, policyName, type WorkloadPolicy } from './policy';
+import { httpInspection, inboundHttpChain, needsHttpChain } from './inbound-http';
 import { buildRbacFilters } from './policy-rbac';
 import { buildRouteTableConfig } from './routes/rds';
 import { buildRouteModel, defaultRoute } from './routes/route-tables';
@@ -151,27 +152,36 @@ function securityMetadata(wp: WorkloadPolicy): Record<string, JsonValue> {
 }
 
 /**
- * One filter chain per local in-mesh pod, matched on the pod's IP: RBAC filters (DENY, then ALLOW) for the
- * pod's AuthorizationPolicies, then a tcp_proxy handing off to the original destination.
+ * One filter chain per local in-mesh pod, matched on the pod's IP: RBAC filters (DENY, then ALLOW: the TCP view
+ * of the pod's AuthorizationPolicies), then a tcp_proxy handing off to the original destination. A pod with
+ * policies also has an HTTP chain first (inbound-http.ts: the HTTP view, per request), and the listener then
+ * inspects for HTTP.
  */
-export function buildInboundListener(node: string, pods: PodObject[], policies?: Map<string, WorkloadPolicy>): Record<string, unknown> {
+export function buildInboundListener(node: string, pods: PodObject[], policies?: Map<string, WorkloadPolicy>, detectTimeoutMs?: number): Record<string, unknown> {
+  let http = false;
+  const chains = pods.flatMap((pod) => {
+    const id = `${pod.meta.namespace}/${pod.meta.name}`;
+    const wp = policies?.get(id) ?? DEFAULT_WORKLOAD_POLICY;
+    const meta = { ...workloadMetadata(pod), ...securityMetadata(wp) };
+    const tcp = {
+      name: id,
+      filter_chain_match: {
+        prefix_ranges: [{ address_prefix: pod.podIP, prefix_len: { value: pod.podIP!.includes(':') ? 128 : 32 } }],
+      },
+      filters: [...buildRbacFilters(wp, `inbound|${id}`), tcpProxyFilter(`inbound|${id}`, INBOUND_PASSTHROUGH_CLUSTER)],
+      metadata: nodemeshMetadata(meta),
+    };
+    if (!needsHttpChain(wp)) return [tcp];
+    http = true;
+    return [inboundHttpChain(pod, wp, meta, INBOUND_PASSTHROUGH_CLUSTER), tcp];
+  });
   return {
     name: inboundListenerName(node),
     address: { socket_address: { address: '0.0.0.0', port_value: INBOUND_PORT } },
     traffic_direction: 'INBOUND',
     bind_to_port: { value: false },
-    filter_chains: pods.map((pod) => {
-      const id = `${pod.meta.namespace}/${pod.meta.name}`;
-      const wp = policies?.get(id) ?? DEFAULT_WORKLOAD_POLICY;
-      return {
-        name: id,
-        filter_chain_match: {
-          prefix_ranges: [{ address_prefix: pod.podIP, prefix_len: { value: pod.podIP!.includes(':') ? 128 : 32 } }],
-        },
-        filters: [...buildRbacFilters(wp, `inbound|${id}`), tcpProxyFilter(`inbound|${id}`, INBOUND_PASSTHROUGH_CLUSTER)],
-        metadata: nodemeshMetadata({ ...workloadMetadata(pod), ...securityMetadata(wp) }),
-      };
-    }),
+    ...(http ? httpInspection(detectTimeoutMs) : {}),
+    filter_chains: chains,
     metadata: nodemeshMetadata({ node }),
   };
 }
@@ -253,7 +263,7 @@ export function translate(model: MeshModel, opts: TranslateOptions = {}): Snapsh
   }
   const inbound = new Map<string, XdsResource>();
   for (const [node, pods] of model.workloadsByNode) {
-    inbound.set(node, makeResource(LDS, inboundListenerName(node), buildInboundListener(node, pods, model.policies)));
+    inbound.set(node, makeResource(LDS, inboundListenerName(node), buildInboundListener(node, pods, model.policies, opts.detectTimeoutMs)));
   }
   return { shared, inbound };
 }

@@ -1,11 +1,27 @@
-// Inbound security policy per local pod (mTLS mode, L4 authorization rules) and the per-connection decision.
+// Inbound security policy per local pod (mTLS mode; authorization rules in a TCP view and an HTTP view) and the
+// decision for a connection (TCP view) or a request (HTTP view).
 
 import { isIP } from 'node:net';
+import { compileFullMatch } from '../util/regex';
 
-/** How a string condition compares (Istio principals: exact, `x*`, `*x`; `any` is a present value). */
+/**
+ * How a string condition compares (Istio: exact, `x*`, `*x`; `any` is a present value; `regex` a full match in
+ * util/regex.ts syntax). `ignoreCase` compares lower case (Istio's hosts).
+ */
 export interface StringMatch {
-  kind: 'exact' | 'prefix' | 'suffix' | 'any';
+  kind: 'exact' | 'prefix' | 'suffix' | 'any' | 'regex';
   value: string;
+  ignoreCase?: boolean;
+}
+
+/**
+ * A request header condition (HTTP only: never matches without a request). `:method`, `:authority` and `:path`
+ * name the request's method, host and path with its query; other names are lower-case header names.
+ */
+export interface HeaderRule {
+  kind: 'header';
+  name: string;
+  match: StringMatch;
 }
 
 /** Who is asking: conditions on the peer (its SPIFFE ID, its namespace, its address). */
@@ -17,15 +33,19 @@ export type PrincipalRule =
   | { kind: 'namespace'; match: StringMatch }
   /** Source address inside `cidr` (`ip/len`). */
   | { kind: 'sourceIp'; cidr: string }
+  | HeaderRule
   | { kind: 'not'; rule: PrincipalRule }
   | { kind: 'and' | 'or'; rules: PrincipalRule[] };
 
-/** What is asked for, at L4: the destination (original) port. */
+/** What is asked for: the destination (original) port; for requests, their headers and path. */
 export type PermissionRule =
   | { kind: 'any' }
   | { kind: 'port'; port: number }
   /** `start <= port < end` (Envoy's Int32Range). */
   | { kind: 'portRange'; start: number; end: number }
+  | HeaderRule
+  /** The request path without its query (Envoy's url_path; HTTP only). */
+  | { kind: 'path'; match: StringMatch }
   | { kind: 'not'; rule: PermissionRule }
   | { kind: 'and' | 'or'; rules: PermissionRule[] };
 
@@ -42,7 +62,7 @@ export interface AuthzRequest {
   sourceIp: string;
   /** The original destination port. */
   destinationPort: number;
-  /** Present for a request on an HTTP port: the request-level attributes L7 rules match on. */
+  /** Present for a request on a port the agent parses as HTTP: the HTTP view decides; absent, the TCP view. */
   http?: HttpAttributes;
 }
 
@@ -68,8 +88,30 @@ export interface AuthzDecision {
 class Subject {
   private ip: ParsedIp | null | undefined;
   private ns: string | null | undefined;
+  private urlPath: string | undefined;
 
   constructor(readonly req: AuthzRequest) {}
+
+  /** The path without its query; undefined without a request. */
+  path(): string | undefined {
+    const http = this.req.http;
+    if (!http) return undefined;
+    if (this.urlPath === undefined) {
+      const q = http.path.indexOf('?');
+      this.urlPath = q < 0 ? http.path : http.path.slice(0, q);
+    }
+    return this.urlPath;
+  }
+
+  /** A header (pseudo-headers :method, :authority, :path included); undefined without a request or when absent. */
+  header(name: string): string | undefined {
+    const http = this.req.http;
+    if (!http) return undefined;
+    if (name === ':method') return http.method;
+    if (name === ':authority' || name === 'host') return http.host;
+    if (name === ':path') return http.path;
+    return http.header(name);
+  }
 
   address(): ParsedIp | null {
     if (this.ip === undefined) this.ip = parseIp(this.req.sourceIp);
@@ -98,11 +140,21 @@ export interface CompiledPolicy {
   rules: CompiledRule[];
 }
 
-export interface InboundPolicy {
-  mtlsMode: 'STRICT' | 'PERMISSIVE';
+/** DENY and ALLOW policies as one view (TCP or HTTP) sees them. */
+export interface PolicyView {
   deny: CompiledPolicy[];
   /** null: no ALLOW policy applies (everything not denied is allowed); [] with no rules: allow nothing. */
   allow: CompiledPolicy[] | null;
+}
+
+export interface InboundPolicy extends PolicyView {
+  mtlsMode: 'STRICT' | 'PERMISSIVE';
+  /**
+   * The HTTP view, for requests (Istio: every field applies). Absent: requests are judged by the TCP view above,
+   * which is the same when no rule uses an HTTP-only field. The TCP view is Istio's for TCP traffic: ALLOW
+   * rules with HTTP-only fields dropped, DENY rules with their HTTP-only fields dropped.
+   */
+  http?: PolicyView;
 }
 
 /** What a pod without any policy gets: Istio's defaults. */
@@ -154,18 +206,41 @@ function cidrMatcher(cidr: string): Matcher {
   };
 }
 
+/** Whether `ip` is inside `cidr` (`ip/len` or an address); throws on a malformed range. */
+export function ipInCidr(ip: string, cidr: string): boolean {
+  return cidrMatcher(cidr)(new Subject({ principal: null, sourceIp: ip, destinationPort: 0 }));
+}
+
 function stringMatcher(m: StringMatch): (v: string) => boolean {
-  const x = m.value;
-  switch (m.kind) {
-    case 'exact':
-      return (v) => v === x;
-    case 'prefix':
-      return (v) => v.startsWith(x);
-    case 'suffix':
-      return (v) => v.endsWith(x);
-    case 'any':
-      return () => true;
-  }
+  const x = m.ignoreCase ? m.value.toLowerCase() : m.value;
+  const f = ((): ((v: string) => boolean) => {
+    switch (m.kind) {
+      case 'exact':
+        return (v) => v === x;
+      case 'prefix':
+        return (v) => v.startsWith(x);
+      case 'suffix':
+        return (v) => v.endsWith(x);
+      case 'any':
+        return () => true;
+      case 'regex': {
+        // Throws (with what is wrong) on a pattern the agent cannot run: compilePolicy's callers NACK it.
+        const full = compileFullMatch(m.value);
+        const re = m.ignoreCase ? new RegExp(full.source, 'i') : full;
+        return (v) => re.test(v);
+      }
+    }
+  })();
+  return m.ignoreCase && m.kind !== 'regex' ? (v) => f(v.toLowerCase()) : f;
+}
+
+/** HTTP-only conditions never match a connection (Envoy: a network filter cannot see headers). */
+function headerMatcher(r: HeaderRule): Matcher {
+  const f = stringMatcher(r.match);
+  return (s) => {
+    const v = s.header(r.name);
+    return v !== undefined && f(v);
+  };
 }
 
 function every(ms: Matcher[]): Matcher {
@@ -193,6 +268,8 @@ function principalMatcher(r: PrincipalRule): Matcher {
     }
     case 'sourceIp':
       return cidrMatcher(r.cidr);
+    case 'header':
+      return headerMatcher(r);
     case 'not': {
       const m = principalMatcher(r.rule);
       return (s) => !m(s);
@@ -212,6 +289,15 @@ function permissionMatcher(r: PermissionRule): Matcher {
       return (s) => s.req.destinationPort === r.port;
     case 'portRange':
       return (s) => s.req.destinationPort >= r.start && s.req.destinationPort < r.end;
+    case 'header':
+      return headerMatcher(r);
+    case 'path': {
+      const f = stringMatcher(r.match);
+      return (s) => {
+        const p = s.path();
+        return p !== undefined && f(p);
+      };
+    }
     case 'not': {
       const m = permissionMatcher(r.rule);
       return (s) => !m(s);
@@ -223,7 +309,7 @@ function permissionMatcher(r: PermissionRule): Matcher {
   }
 }
 
-/** Builds the matchers of one policy; throws (with what is wrong) on a malformed address range. */
+/** Builds the matchers of one policy; throws (with what is wrong) on a malformed address range or regex. */
 export function compilePolicy(name: string, rules: RuleSpec[]): CompiledPolicy {
   return {
     name,
@@ -243,17 +329,19 @@ function firstMatch(policies: CompiledPolicy[], s: Subject): { policy: CompiledP
 
 /**
  * Istio's order: STRICT refuses plaintext; any matching DENY policy denies; with no ALLOW policy everything else is
- * allowed; otherwise a matching ALLOW policy is required.
+ * allowed; otherwise a matching ALLOW policy is required. A request (`req.http`) is judged by the HTTP view, a
+ * connection by the TCP view.
  */
 export function authorize(policy: InboundPolicy, req: AuthzRequest): AuthzDecision {
   if (policy.mtlsMode === 'STRICT' && req.principal === null) {
     return { allowed: false, policy: null, reason: 'PeerAuthentication STRICT: plaintext connections are refused' };
   }
+  const view: PolicyView = req.http && policy.http ? policy.http : policy;
   const s = new Subject(req);
-  const denied = firstMatch(policy.deny, s);
+  const denied = firstMatch(view.deny, s);
   if (denied) return { allowed: false, policy: denied.policy.name, reason: `denied by DENY policy ${denied.policy.name} (rule ${denied.rule.name})` };
-  if (policy.allow === null) return { allowed: true, policy: null, reason: 'no ALLOW policy applies' };
-  const allowed = firstMatch(policy.allow, s);
+  if (view.allow === null) return { allowed: true, policy: null, reason: 'no ALLOW policy applies' };
+  const allowed = firstMatch(view.allow, s);
   if (allowed) return { allowed: true, policy: allowed.policy.name, reason: `allowed by ALLOW policy ${allowed.policy.name} (rule ${allowed.rule.name})` };
   return { allowed: false, policy: null, reason: 'no ALLOW policy matched' };
 }

@@ -95,13 +95,13 @@ test('adding, breaking and removing a policy file pushes inbound listener versio
     assert.equal(allowed(second.web, null), false);
     assert.deepEqual(authorize(second.web, { principal: CLIENT, sourceIp: '10.0.0.9', destinationPort: 1 }).policy, 'app.only-client');
 
-    // An L7 field is rejected with file:line:field; the last good policy stays, so nothing is pushed.
+    // A JWT field is rejected with file:line:field; the last good policy stays, so nothing is pushed.
     fs.writeFileSync(path.join(dir, 'policy.yaml'), POLICY.replace('principals:', 'requestPrincipals: ["*"], principals:'));
     for (let i = 0; i < 50 && Object.keys(cp.store.issues()).length === 0; i++) await new Promise((r) => setTimeout(r, 20));
     const issues = Object.values(cp.store.issues()).flat();
     assert.equal(issues.length, 1);
     assert.deepEqual([issues[0].line, issues[0].field], [7, 'spec.rules[0].from[0].source.requestPrincipals']);
-    assert.match(issues[0].message, /L7 attributes are not supported yet/);
+    assert.match(issues[0].message, /needs request authentication \(JWT, RequestAuthentication\), which nodemesh does not support/);
     await new Promise((r) => setTimeout(r, 150));
     assert.equal(s.pending(), 0);
 

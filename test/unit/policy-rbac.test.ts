@@ -29,7 +29,7 @@ function authz(name: string, action: 'ALLOW' | 'DENY', rules: AuthorizationPolic
 type Msg = Record<string, unknown>;
 type AnyBytes = { type_url: string; value: Buffer };
 
-test('inbound chain: DENY RBAC, ALLOW RBAC, tcp_proxy; rules as Envoy policies; mtlsMode and policy names in metadata', () => {
+test('inbound chains: the TCP chain (DENY RBAC, ALLOW RBAC, tcp_proxy) and, first, the HTTP chain with HTTP RBAC; mtlsMode and policy names in metadata', () => {
   const policies = [
     authz('deny-ns', 'DENY', [{ from: [{ notNamespaces: ['app'], ipBlocks: ['10.9.0.0/16'] }], to: [{ ports: [22, 23] }] }]),
     authz('allow-a', 'ALLOW', [{ from: [{ principals: ['cluster.local/ns/a/sa/b'] }], to: [] }]),
@@ -37,7 +37,16 @@ test('inbound chain: DENY RBAC, ALLOW RBAC, tcp_proxy; rules as Envoy policies; 
   ];
   const snap = translate(buildModel([], [POD], new VipAllocator(), undefined, policies));
   const l = decodeAny<Msg>(snap.inbound.get('n1')!.any);
-  const chain = (l.filter_chains as Msg[])[0];
+  // A pod with policies: its HTTP chain (requests) comes first, matched by what http_inspector finds (bounded).
+  assert.deepEqual((l.filter_chains as Msg[]).map((c) => c.name), ['app/web|http', 'app/web']);
+  assert.deepEqual((l.listener_filters as Msg[]).map((f) => f.name), ['envoy.filters.listener.http_inspector']);
+  assert.deepEqual([l.listener_filters_timeout, l.continue_on_listener_filters_timeout], [{ seconds: '0', nanos: 100_000_000 }, true]);
+  const httpChain = (l.filter_chains as Msg[])[0];
+  assert.deepEqual((httpChain.filter_chain_match as Msg).application_protocols, ['http/1.0', 'http/1.1', 'h2c']);
+  const hcm = decodeAny<Msg>(((httpChain.filters as Msg[])[0].typed_config) as AnyBytes);
+  assert.deepEqual((hcm.http_filters as Msg[]).map((f) => f.name), ['envoy.filters.http.rbac', 'envoy.filters.http.rbac', 'envoy.filters.http.router']);
+  assert.equal(fromStruct(((httpChain.metadata as Msg).filter_metadata as Msg).nodemesh).view, 'http');
+  const chain = (l.filter_chains as Msg[])[1];
   const filters = chain.filters as { name: string; typed_config: AnyBytes }[];
   assert.deepEqual(
     filters.map((f) => [f.name, f.typed_config.type_url.slice(TYPE_URL_PREFIX.length)]),
@@ -118,9 +127,10 @@ test('the agent NACKs RBAC it cannot honour, naming what', () => {
   const nack = (rbac: Msg[], re: RegExp, meta?: Record<string, string>): void =>
     assert.throws(() => decodePolicy(rbac, meta), (e: unknown) => e instanceof XdsResourceError && re.test(e.message));
   const rule = (permissions: Msg[], principals: Msg[] = ANY_PRINCIPAL): Msg => ({ rules: { action: 'DENY', policies: { 'p[0]': { permissions, principals } } } });
-  nack([rule([{ header: { name: ':method', exact_match: 'GET' } }])], /RBAC policy p\[0\]: permission header is not supported; the agent enforces L4 only/);
-  nack([rule([{ url_path: { path: { exact: '/' } } }])], /permission url_path is not supported/);
-  nack([rule([{ any: true }], [{ header: { name: 'x' } }])], /principal header is not supported/);
+  nack([rule([{ metadata: { filter: 'x' } }])], /RBAC policy p\[0\]: permission metadata is not supported/);
+  nack([rule([{ requested_server_name: { exact: 'x' } }])], /permission requested_server_name is not supported/);
+  nack([rule([{ url_path: { path: { safe_regex: { regex: '(a' } } } }])], /RBAC policy p: .*"\(a": not a valid regular expression/);
+  nack([rule([{ any: true }], [{ header: { name: 'x' } }])], /header x: match \(none\) is not supported/);
   nack([rule([{ any: true }], [{ authenticated: { principal_name: { contains: 'x' } } }])], /principal_name matcher contains is not supported/);
   nack([rule([{ any: true }], [{ authenticated: { principal_name: { safe_regex: { regex: '.*' } } } }])], /safe_regex "\.\*" is not supported/);
   nack([{ rules: { action: 'LOG', policies: {} } }], /RBAC action LOG is not supported/);

@@ -54,7 +54,7 @@ spec:
   });
 });
 
-test('AUDIT/CUSTOM, L7 attributes, conditions and bad values are rejected with file:line:field', () => {
+test('AUDIT/CUSTOM, JWT attributes, bad conditions and bad values are rejected with file:line:field', () => {
   const r = parse(`apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: { name: bad, namespace: app }
@@ -70,18 +70,28 @@ spec:
         - operation:
             methods: ["GET"]
             ports: ["http"]
+            paths: ["/a/{*}", "a*b"]
       when:
-        - { key: source.ip, values: ["1.2.3.4"] }
+        - { key: "request.auth.claims[iss]", values: ["x"] }
+        - { key: connection.sni, values: ["x"] }
+        - { key: source.colour, values: ["x"] }
+        - { key: destination.port, values: ["80", "http"] }
+        - { key: "request.headers[x-user]" }
 `);
   assert.deepEqual(r.issues, [
     '/cfg/policy.yaml:5: AuthorizationPolicy "bad": field spec.action: AUDIT is not supported (supported: ALLOW, DENY)',
-    '/cfg/policy.yaml:17: AuthorizationPolicy "bad": field spec.rules[0].when: conditions ("when") are not supported yet; express L4 conditions with from.source and to.operation',
-    '/cfg/policy.yaml:9: AuthorizationPolicy "bad": field spec.rules[0].from[0].source.requestPrincipals: "requestPrincipals" is an L7 attribute; L7 attributes are not supported yet (nodemesh authorizes at L4: principals, namespaces, ipBlocks, ports)',
+    '/cfg/policy.yaml:9: AuthorizationPolicy "bad": field spec.rules[0].from[0].source.requestPrincipals: "requestPrincipals" needs request authentication (JWT, RequestAuthentication), which nodemesh does not support',
     '/cfg/policy.yaml:10: AuthorizationPolicy "bad": field spec.rules[0].from[0].source.principals[0]: "a*b": a principal may hold one "*", only at the start or the end',
     '/cfg/policy.yaml:11: AuthorizationPolicy "bad": field spec.rules[0].from[0].source.ipBlocks[0]: "10.0.0.0/33": prefix length must be 0-32',
     '/cfg/policy.yaml:11: AuthorizationPolicy "bad": field spec.rules[0].from[0].source.ipBlocks[1]: "nope" is not an IP address or CIDR range',
-    '/cfg/policy.yaml:14: AuthorizationPolicy "bad": field spec.rules[0].to[0].operation.methods: "methods" is an L7 attribute; L7 attributes are not supported yet (nodemesh authorizes at L4: principals, namespaces, ipBlocks, ports)',
     '/cfg/policy.yaml:15: AuthorizationPolicy "bad": field spec.rules[0].to[0].operation.ports[0]: must be a port number 1-65535, got string "http"',
+    '/cfg/policy.yaml:16: AuthorizationPolicy "bad": field spec.rules[0].to[0].operation.paths[0]: "/a/{*}": path templates ({*}, {**}) are not supported yet; use "prefix*" or "*suffix"',
+    '/cfg/policy.yaml:16: AuthorizationPolicy "bad": field spec.rules[0].to[0].operation.paths[1]: "a*b": a path may hold one "*", only at the start or the end',
+    '/cfg/policy.yaml:18: AuthorizationPolicy "bad": field spec.rules[0].when[0].key: "request.auth.claims[iss]" needs request authentication (JWT, RequestAuthentication), which nodemesh does not support',
+    '/cfg/policy.yaml:19: AuthorizationPolicy "bad": field spec.rules[0].when[1].key: "connection.sni" is not available: the agent sees the mesh connection, not the client\'s own TLS',
+    '/cfg/policy.yaml:20: AuthorizationPolicy "bad": field spec.rules[0].when[2].key: unknown key "source.colour" (supported: request.headers[<name>], source.ip, remote.ip, source.namespace, source.principal, source.serviceAccount, destination.ip, destination.port)',
+    '/cfg/policy.yaml:21: AuthorizationPolicy "bad": field spec.rules[0].when[3].values[1]: "http" is not a port number 1-65535',
+    '/cfg/policy.yaml:22: AuthorizationPolicy "bad": field spec.rules[0].when[4]: must set values or notValues',
   ]);
   const custom = parse('apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: { name: c }\nspec:\n  action: CUSTOM\n  provider: { name: ext }\n');
   assert.deepEqual(custom.issues, [
@@ -90,6 +100,35 @@ spec:
   ]);
   const emptySource = parse('apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: { name: e }\nspec:\n  rules:\n    - from: [{ source: {} }]\n');
   assert.match(emptySource.issues[0], /^\/cfg\/policy.yaml:6: .*field spec.rules\[0\].from\[0\].source: must set at least one of principals/);
+});
+
+test('L7 operations, remote IPs, service accounts and when conditions parse into typed rules', () => {
+  const r = parse(`apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: l7, namespace: app }
+spec:
+  rules:
+    - from:
+        - source: { serviceAccounts: [client, other/sa], remoteIpBlocks: ["10.0.0.0/8"] }
+      to:
+        - operation: { hosts: ["*.example.com"], notMethods: [DELETE], paths: ["/public/*", "*.png", "*"], notPaths: ["/admin*"] }
+      when:
+        - { key: "request.headers[X-User]", values: ["alice", "bob*"], notValues: ["*-test"] }
+        - { key: source.serviceAccount, values: [client] }
+        - { key: destination.port, notValues: ["8443"] }
+`);
+  assert.deepEqual(r.issues, []);
+  assert.deepEqual((r.objects[0] as AuthorizationPolicyObject).rules, [
+    {
+      from: [{ serviceAccounts: ['app/client', 'other/sa'], remoteIpBlocks: ['10.0.0.0/8'] }],
+      to: [{ hosts: ['*.example.com'], notMethods: ['DELETE'], paths: ['/public/*', '*.png', '*'], notPaths: ['/admin*'] }],
+      when: [
+        { key: 'request.headers[x-user]', values: ['alice', 'bob*'], notValues: ['*-test'] },
+        { key: 'source.serviceAccount', values: ['app/client'] },
+        { key: 'destination.port', notValues: ['8443'] },
+      ],
+    },
+  ]);
 });
 
 test('PeerAuthentication: modes, selector, UNSET default; bad mode and portLevelMtls rejected with file:line:field', () => {
