@@ -26,10 +26,12 @@ kind: Service
 metadata: { name: echo, namespace: default }
 spec: { clusterIP: ${ECHO_VIP}, selector: { app: echo }, ports: [{ port: 9000, targetPort: 9000 }] }
 ---
+# Declared TCP: these tests are about the L4 path (per-connection round robin, istio_tcp_* series); HTTP ports
+# go through the L7 proxy, which has its own tests.
 apiVersion: v1
 kind: Service
 metadata: { name: http, namespace: default }
-spec: { clusterIP: ${HTTP_VIP}, selector: { app: http }, ports: [{ name: http, port: 80, targetPort: 8080, appProtocol: http }] }
+spec: { clusterIP: ${HTTP_VIP}, selector: { app: http }, ports: [{ name: tcp-http, port: 80, targetPort: 8080, appProtocol: tcp }] }
 `,
 ].join('\n');
 
