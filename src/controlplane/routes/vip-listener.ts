@@ -4,8 +4,9 @@
 // - http / http2 / grpc: one filter chain with an http_connection_manager (codec_type HTTP1 for http, HTTP2 for
 //   http2 and grpc) reading its routes over RDS (ADS) by route_config_name, and the router filter.
 // - detect: the http_inspector listener filter, listener_filters_timeout = the detection bound,
-//   continue_on_listener_filters_timeout true, and two chains: application_protocols http/1.0, http/1.1, h2c
-//   -> the http_connection_manager (codec_type AUTO); no match (the default) -> the tcp_proxy.
+//   continue_on_listener_filters_timeout true, and two chains: no match (the default) -> the tcp_proxy, and
+//   application_protocols http/1.0, http/1.1, h2c -> the http_connection_manager (codec_type AUTO).
+// The first chain is always named after the Service's cluster.
 // Listener metadata (filter_metadata.nodemesh): service, namespace, host, port, vip, portName, appProtocol,
 // protocol, cluster, and consumerRouteTables: { "<client namespace>": "<RouteConfiguration name>" } for the
 // GAMMA consumer routes of that namespace (absent when there are none).
@@ -83,14 +84,16 @@ export function buildVipListener(
     listener.filter_chains = [tcp];
   } else {
     if (routes.consumers.size > 0) meta.consumerRouteTables = Object.fromEntries([...routes.consumers].map(([ns, t]) => [ns, t.name]));
-    const http = { name: `${p.clusterName}|http`, filters: [httpConnectionManager(p, routes.table.name)] };
+    const hcm = httpConnectionManager(p, routes.table.name);
     if (p.protocol === 'detect') {
       listener.listener_filters = [{ name: HTTP_INSPECTOR_FILTER, typed_config: anyOf(HTTP_INSPECTOR_TYPE, {}) }];
       listener.listener_filters_timeout = durationOf(detectTimeoutMs);
       listener.continue_on_listener_filters_timeout = true;
-      listener.filter_chains = [{ ...http, filter_chain_match: { application_protocols: HTTP_APPLICATION_PROTOCOLS } }, tcp];
+      // Envoy picks the most specific match whatever the order; the Service's own chain (named after its
+      // cluster) comes first in every shape.
+      listener.filter_chains = [tcp, { name: `${p.clusterName}|http`, filter_chain_match: { application_protocols: HTTP_APPLICATION_PROTOCOLS }, filters: [hcm] }];
     } else {
-      listener.filter_chains = [http];
+      listener.filter_chains = [{ name: p.clusterName, filters: [hcm] }];
     }
   }
   listener.metadata = { filter_metadata: { [METADATA_NAMESPACE]: toStruct(meta) } };
