@@ -13,7 +13,8 @@ import { CaClient } from '../../src/identity/ca-client';
 import { createCsr, generateKeyPair } from '../../src/identity/pki';
 import { silentLogger } from '../../src/telemetry/logger';
 import { XdsClient } from '../../src/xds/ads-client';
-import { CDS } from '../../src/xds/resource-types';
+import type { RouteTable } from '../../src/state/routes';
+import { CDS, RDS } from '../../src/xds/resource-types';
 import { kubeUnavailable, startKubeApiServer, type KubeApiServer } from '../helpers/kube-apiserver';
 import { createNamespace, createPod, createServiceAccount, kubeconfigFor } from '../helpers/kube-objects';
 import { waitFor } from '../helpers/wait';
@@ -38,12 +39,27 @@ const HTTPROUTE_CRD = {
 };
 
 /**
- * HOOK for HTTPRoute routing (issue 16 builds it): today the control plane is shown to take the route from the API;
- * when routes become RouteConfigurations, assert here that `agent` received the route's config (and, with route
- * status, that the API shows the route Accepted).
+ * An HTTPRoute from the API reaches the agent as its Service port's route table, and the control plane writes its
+ * status back to the API object: Accepted and ResolvedRefs for the Service parent, under nodemesh's controller.
  */
-async function expectRouteAtAgent(cp: ControlPlaneHandle, namespace: string, name: string): Promise<void> {
+async function expectRouteAtAgent(k: KubeApiServer, cp: ControlPlaneHandle, agent: { routes: Map<string, RouteTable> }, table: string, namespace: string, name: string): Promise<void> {
   await waitFor(`HTTPRoute ${namespace}/${name} in the control plane`, async () => cp.store.all().has(`HTTPRoute/${namespace}/${name}`), 2000);
+  await waitFor(`HTTPRoute ${namespace}/${name} in the agent's table ${table}`, async () => agent.routes.get(table)?.routes.some((r) => r.source.name === name), 2000);
+  const status = await waitFor(
+    `HTTPRoute ${namespace}/${name} status in the API`,
+    async () => {
+      const r = await k.request<{ status?: { parents?: { controllerName: string; conditions: { type: string; status: string }[] }[] } }>('GET', `/apis/gateway.networking.k8s.io/v1/namespaces/${namespace}/httproutes/${name}`);
+      return r.body.status?.parents?.find((p) => p.controllerName === 'nodemesh.io/mesh-controller');
+    },
+    5000,
+  );
+  assert.deepEqual(
+    status.conditions.map((c) => [c.type, c.status]),
+    [
+      ['Accepted', 'True'],
+      ['ResolvedRefs', 'True'],
+    ],
+  );
 }
 const ROOT_CM = 'nodemesh-ca-root-cert';
 
@@ -83,13 +99,18 @@ describe('control plane and CA on a real kube-apiserver', { skip: kubeUnavailabl
     fs.writeFileSync(f, token);
     return f;
   };
-  /** An agent-side xDS client; `names` holds the cluster names it has accepted. */
-  const agentXds = (cp: ControlPlaneHandle, node: string, token: string): XdsClient & { clusters: Set<string> } => {
+  /** An agent-side xDS client; `clusters` holds the cluster names it has accepted, `routes` its route tables. */
+  const agentXds = (cp: ControlPlaneHandle, node: string, token: string): XdsClient & { clusters: Set<string>; routes: Map<string, RouteTable> } => {
     const clusters = new Set<string>();
+    const routes = new Map<string, RouteTable>();
     const c = new XdsClient(
       { address: cp.secureAddress!, node, mode: 'delta', log: silentLogger(), registry: new Registry(), tls: { rootFile, tokenFile: tokenFile(`${node}-${xds.length}.token`, token) } },
       {
         apply: (type, resources) => {
+          if (type === RDS) {
+            routes.clear();
+            for (const r of resources.values()) if (r.kind === 'routes') routes.set(r.table.name, r.table);
+          }
           if (type !== CDS) return;
           clusters.clear();
           for (const n of resources.keys()) clusters.add(n);
@@ -98,7 +119,7 @@ describe('control plane and CA on a real kube-apiserver', { skip: kubeUnavailabl
     );
     xds.push(c);
     c.start();
-    return Object.assign(c, { clusters });
+    return Object.assign(c, { clusters, routes });
   };
 
   before(async () => {
@@ -197,7 +218,8 @@ describe('control plane and CA on a real kube-apiserver', { skip: kubeUnavailabl
       metadata: { name: 'web-canary', namespace: 'shop' },
       spec: { parentRefs: [{ group: '', kind: 'Service', name: 'web', port: 80 }], rules: [{ backendRefs: [{ name: 'web', port: 80 }] }] },
     });
-    await expectRouteAtAgent(cps[0]!, 'shop', 'web-canary');
+    await expectRouteAtAgent(k!, cps[0]!, agent, 'routes|web.shop.svc.cluster.local:80', 'shop', 'web-canary');
+    process.stdout.write(`# HTTPRoute -> agent's table and API status: ${Date.now() - started} ms since the Service\n`);
   });
 
   it('the API server gone for 30 s: agents keep their config, the control plane keeps serving, both resync on return', async () => {
