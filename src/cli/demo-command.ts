@@ -1,10 +1,13 @@
 // `nodemesh demo`: brings up the example lab, drives traffic between its pods and shows what each agent saw.
 
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { unixRequest } from '../enroll/client';
 import { formatStatus, labDown, labStatus, labUp, readState, stderrLogger, type LabState } from '../lab';
 import { labExecCapture } from '../lab/exec-capture';
+import YAML from 'yaml';
+import { meshConfigFile } from '../lab/controlplane';
 import { adminSocket, PACKAGE_ROOT } from '../lab/paths';
 import type { ClosedConnection } from '../proxy/connection-tracker';
 
@@ -63,6 +66,35 @@ class Watcher {
   }
 }
 
+type Step = (title: string, pod: string, argv: string[]) => Promise<void>;
+
+/**
+ * The canary of examples/lab/basic.yaml: the calling pod's agent routes each request to the http Service:
+ * `x-canary: true` to v2, the rest 90/10; then the route file is edited live to send everything to v2.
+ */
+async function canary(lab: string, vip: string, step: Step): Promise<void> {
+  const url = `http://${vip}/`;
+  const hundred = ['nodemesh', 'sample', 'client', '--url', url, '--count', '100', '--summary', '--quiet'];
+  await step(`the http Service ${vip}, 100 requests on one connection: the route splits them 90/10 between v1 and v2, per request`, 'client', hundred);
+  await step('the same with x-canary: true: the header rule sends all of them to v2', 'client', [...hundred.slice(0, 6), '10', '-H', 'x-canary: true', '--summary', '--quiet']);
+  const file = meshConfigFile(lab);
+  const docs = YAML.parseAllDocuments(fs.readFileSync(file, 'utf8'));
+  const route = docs.find((d) => d.get('kind') === 'HTTPRoute' && d.getIn(['metadata', 'name']) === 'http-canary');
+  const split = route?.getIn(['spec', 'rules', 1, 'backendRefs']) as YAML.YAMLSeq | undefined;
+  if (!route || !split || split.items.length !== 2) {
+    console.log(`  (no http-canary route with a two-way split in ${file}; not editing it)`);
+    return;
+  }
+  route.setIn(['spec', 'rules', 1, 'backendRefs', 0, 'weight'], 0);
+  route.setIn(['spec', 'rules', 1, 'backendRefs', 1, 'weight'], 100);
+  const shifted = docs.map((d) => d.toString()).join('---\n');
+  console.log(bold(`\n== shifting all traffic to v2: editing the weights in ${file} (90/10 -> 0/100)`));
+  fs.writeFileSync(file, shifted);
+  // The control plane watches the file; the agents get the new route table over xDS.
+  await new Promise((r) => setTimeout(r, 2000));
+  await step('100 requests again: all of them to v2 now', 'client', hundred);
+}
+
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
@@ -102,20 +134,20 @@ export function registerDemoCommand(program: Command): void {
         await step('client -> echo-b (other node): 8 MiB, outbound on node-a, inbound on node-b', 'client', ['nodemesh', 'sample', 'pump', '--connect', `${ip('echo-b')}:9000`, '--bytes', String(8 << 20)]);
         await step('client -> http-b: three HTTP requests on one keep-alive connection', 'client', ['nodemesh', 'sample', 'client', '--url', `http://${ip('http-b')}:8080/hello`, '--count', '3']);
         const vip = status.services.find((v) => v.host.startsWith('http.'));
-        if (vip) {
-          await step(`client -> the http Service VIP ${vip.vip}:${vip.port}: endpoints on both nodes in turn, over mTLS`, 'client', ['nodemesh', 'sample', 'client', '--url', `http://${vip.vip}:${vip.port}/`, '--count', '4', '--new-connections']);
-        }
+        if (vip) await canary(lab, `${vip.vip}:${vip.port}`, step);
         await step('client -> legacy (not in the mesh): only node-a\'s outbound sees it, in plaintext', 'client', ['nodemesh', 'sample', 'client', '--url', `http://${ip('legacy')}:8080/`]);
         await step('legacy -> http-a (source not in the mesh): only node-a\'s inbound sees it', 'legacy', ['nodemesh', 'sample', 'client', '--url', `http://${ip('http-a')}:8080/from-legacy`]);
         await watcher.stop();
 
-        console.log(bold('\n== what the kernel redirected and what the agents counted'));
+        console.log(bold('\n== what the kernel redirected and what the agents counted (connections, and requests per route outcome)'));
         for (const n of state.nodes) {
           const res = await unixRequest(adminSocket(lab, n.name), 'GET', '/metrics');
           const lines = res.body
             .split('\n')
-            .filter((l) => /^(nodemesh_redirected_connections_total|istio_tcp_connections_opened_total)\{/.test(l))
-            .map((l) => l.replace(/,?(source_principal|destination_principal|destination_workload_namespace|source_workload_namespace)="[^"]*"/g, ''));
+            .filter((l) => /^(nodemesh_redirected_connections_total|istio_tcp_connections_opened_total|istio_requests_total)\{/.test(l))
+            .map((l) =>
+              l.replace(/,?(source_principal|destination_principal|destination_workload_namespace|source_workload_namespace|source_app|source_version|destination_app|destination_service_name|destination_service_namespace|grpc_response_status)="[^"]*"/g, ''),
+            );
           console.log(`  ${n.name}:\n    ${lines.join('\n    ') || '(nothing)'}`);
         }
         ok = true;

@@ -19,6 +19,9 @@ export interface EndpointModel {
   /** Empty when the pod names no node. */
   node: string;
   inMesh: boolean;
+  /** The pod's `app` and `version` labels, for the source agent's request metrics (Istio's destination_app/version). */
+  app?: string;
+  version?: string;
 }
 
 export interface ServicePortModel {
@@ -133,6 +136,8 @@ export function buildModel(
             serviceAccount: pod.serviceAccount,
             node: pod.nodeName ?? '',
             inMesh: pod.inMesh,
+            app: pod.meta.labels.app,
+            version: pod.meta.labels.version,
           });
         }
         return {

@@ -82,7 +82,10 @@ export function buildCluster(svc: ServiceModel, p: ServicePortModel): Record<str
 }
 
 function endpointMetadata(e: EndpointModel): Record<string, JsonValue> {
-  return { pod: e.pod, namespace: e.namespace, serviceAccount: e.serviceAccount, node: e.node, inMesh: e.inMesh };
+  const m: Record<string, JsonValue> = { pod: e.pod, namespace: e.namespace, serviceAccount: e.serviceAccount, node: e.node, inMesh: e.inMesh };
+  if (e.app !== undefined) m.app = e.app;
+  if (e.version !== undefined) m.version = e.version;
+  return m;
 }
 
 /** Endpoints grouped into one locality per node (zone = node name), each weighted by its endpoint count. */

@@ -7,6 +7,9 @@ export interface EndpointInfo {
   port: number;
   /** Where the pod runs, for locality-aware balancing (`topology.kubernetes.io/zone` of its node). */
   zone?: string;
+  /** The pod's `app` and `version` labels, for request metrics. */
+  app?: string;
+  version?: string;
   /** Workload metadata carried by the control plane (absent for endpoints it knows nothing about). */
   pod?: string;
   namespace?: string;

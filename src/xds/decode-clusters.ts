@@ -56,6 +56,8 @@ export function decodeLoadAssignment(cla: Msg): AgentResource {
         pod: typeof m.pod === 'string' ? m.pod : undefined,
         namespace: typeof m.namespace === 'string' ? m.namespace : undefined,
         serviceAccount: typeof m.serviceAccount === 'string' ? m.serviceAccount : undefined,
+        app: typeof m.app === 'string' ? m.app : undefined,
+        version: typeof m.version === 'string' ? m.version : undefined,
         node: typeof m.node === 'string' ? m.node : undefined,
         inMesh: m.inMesh === true,
       });

@@ -99,6 +99,7 @@ test('translation: names, shapes and metadata of the four resource types', () =>
     serviceAccount: 'sa',
     node: 'n2',
     inMesh: false,
+    app: 'echo',
   });
 
   const api = decodeAny<{ api_listener: { api_listener: { type_url: string; value: Buffer } } }>(snap.shared.get(LDS)!.get(`${host}:80`)!.any);

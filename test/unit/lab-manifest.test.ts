@@ -145,7 +145,7 @@ status:
     assert.ok(fs.existsSync(file), file);
     const m = loadManifest(file);
     assert.deepEqual(m.pods.map((p) => `${p.name}@${p.nodeName}`), ['client@node-a', 'echo-a@node-a', 'echo-b@node-b', 'http-a@node-a', 'http-b@node-b', 'legacy@node-b']);
-    assert.deepEqual(m.others.map((o) => `${o.kind}/${o.name}`), ['Service/echo', 'Service/http']);
+    assert.deepEqual(m.others.map((o) => `${o.kind}/${o.name}`), ['Service/echo', 'Service/http', 'Service/http-v1', 'Service/http-v2', 'HTTPRoute/http-canary']);
   });
 
   it('expands $(VAR) in commands like Kubernetes does', () => {

@@ -111,7 +111,7 @@ export class HttpProxy {
   serveOutbound(pod: Workload, sockets: PodSockets, socket: net.Socket, dst: Endpoint, service: ServicePort | null, protocol: PortProtocol, fallback: TcpFallback): void {
     const src = { ip: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
     const principal = this.o.ctx.mesh ? this.o.ctx.mesh.spiffeIdOf(pod) : null;
-    const conn: HttpConn = { direction: 'outbound', pod, sockets, src, dst, service, protocol, principal, labels: this.outboundLabels(pod, principal, service) };
+    const conn: HttpConn = { direction: 'outbound', pod, sockets, src, dst, service, protocol, principal, labels: this.outboundLabels(pod, principal, service, dst) };
     this.serve(socket, conn, this.outbound, protocol === 'detect' ? (service?.detectTimeoutMs ?? this.detectTimeoutMs) : null, fallback);
   }
 
@@ -203,8 +203,9 @@ export class HttpProxy {
     return state;
   }
 
-  private outboundLabels(pod: Workload, principal: string | null, service: ServicePort | null): ConnLabels {
-    const host = service ? (this.o.ctx.services.cluster(service.cluster)?.host ?? UNKNOWN) : UNKNOWN;
+  private outboundLabels(pod: Workload, principal: string | null, service: ServicePort | null, dst: Endpoint): ConnLabels {
+    // A pod IP called directly still names the Service that selects its port, as Istio's metrics do.
+    const host = service ? (this.o.ctx.services.cluster(service.cluster)?.host ?? UNKNOWN) : (this.o.ctx.services.portService(dst.ip, dst.port) ?? UNKNOWN);
     const [name, namespace] = host === UNKNOWN ? [UNKNOWN, UNKNOWN] : host.split('.');
     return {
       reporter: 'source',

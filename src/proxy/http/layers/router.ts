@@ -228,7 +228,8 @@ export function routerLayer(opts: RouterOptions): Layer {
     const backend = pickBackend(cr, action.backends);
     if (backend === null) return localReply(rc, 500, `route ${route.name} has no backend with weight above 0`, 'NR');
     rc.backend = backend;
-    if (backend.invalid !== undefined) return localReply(rc, 500, `route ${route.name}: backend ${backend.cluster} is invalid: ${backend.invalid}`, 'NC');
+    // Gateway API: an invalid backend's share is answered 500 for HTTPRoute, UNAVAILABLE for GRPCRoute.
+    if (backend.invalid !== undefined) return localReply(rc, route.source.kind === 'GRPCRoute' ? 503 : 500, `route ${route.name}: backend ${backend.cluster} is invalid: ${backend.invalid}`, 'NC');
     const cluster = opts.services.cluster(backend.cluster);
     if (!cluster) return localReply(rc, 500, `route ${route.name}: cluster ${backend.cluster} is unknown`, 'NC');
     rc.cluster = cluster;

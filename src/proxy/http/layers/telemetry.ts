@@ -44,7 +44,7 @@ function labelsOf(rc: RequestContext, r: RequestResult, o: TelemetryOptions): Re
   const mtls = rc.target?.via === 'hbone';
   const host = rc.cluster?.host ?? base.destination_service;
   const svc = rc.cluster ? serviceParts(host) : { name: base.destination_service_name, namespace: base.destination_service_namespace };
-  const av = ep ? o.appVersion?.(ep.ip) : undefined;
+  const av = ep ? (o.appVersion?.(ep.ip) ?? { app: ep.app, version: ep.version }) : undefined;
   return {
     ...base,
     destination_workload: ep?.pod ?? UNKNOWN,
