@@ -123,6 +123,7 @@ test('state of the world: wildcard and named subscriptions, ACK, NACK, live edit
       serviceAccount: 'echo-sa',
       node: 'n2',
       inMesh: true,
+      app: 'echo',
     });
     s.send({ type_url: EDS, resource_names: [CLUSTER], version_info: eds.version_info, response_nonce: eds.nonce });
     s.send({ type_url: RDS, resource_names: [`${HOST}:80`] });
