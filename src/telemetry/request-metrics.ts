@@ -71,8 +71,17 @@ export class RequestMetrics {
   record(labels: RequestLabels, durationMs: number, requestBytes: number, responseBytes: number): void {
     let key = '';
     for (const n of REQUEST_LABELS) key += `${labels[n]}\u0001`;
+    this.recordKeyed(key, () => labels, durationMs, requestBytes, responseBytes);
+  }
+
+  /**
+   * Like record(), for callers that can name a request's label set by a cheaper key of their own: the
+   * labels are built only the first time a key is seen. The same key must always mean the same labels.
+   */
+  recordKeyed(key: string, labelsOf: () => RequestLabels, durationMs: number, requestBytes: number, responseBytes: number): void {
     let c = this.cache.get(key);
     if (c === undefined) {
+      const labels = labelsOf();
       // Series print their labels in the order given: Istio's, whatever order the caller built them in.
       const ordered = {} as RequestLabels;
       for (const n of REQUEST_LABELS) ordered[n] = labels[n];

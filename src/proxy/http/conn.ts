@@ -23,6 +23,8 @@ export interface HttpConn {
   principal: string | null;
   /** Labels that are the same for every request of the connection (Istio names). */
   labels: ConnLabels;
+  /** `labels` as one string, made once per connection by telemetry (the first part of its cache key). */
+  labelKey?: string;
 }
 
 /** The request-metric labels fixed per connection; the rest are per request. */

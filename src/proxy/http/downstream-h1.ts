@@ -183,7 +183,11 @@ export class H1Downstream {
     };
     res.on('drain', () => body.resume());
     rc.onAbort = () => body.abort(new Error('the client went away'));
+    // What the upstream sent already (often the whole of a small answer) goes out with the head in one
+    // write, not a write per chunk.
+    res.socket?.cork();
     body.pipe(sink);
+    process.nextTick(() => res.socket?.uncork());
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {

@@ -63,6 +63,11 @@ export class TunnelSocket extends Duplex {
     this.stream.write(chunk, cb);
   }
 
+  /** Corked writes (an HTTP head and its body) leave as one DATA frame, one TLS record. */
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    this.stream.write(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk)), cb);
+  }
+
   override _final(cb: (err?: Error | null) => void): void {
     this.stream.end();
     cb();
