@@ -1,0 +1,52 @@
+// Structured values from fuzz bytes: a reader that never fails (past the end it yields zeros and empty
+// strings), so one input always means one sequence of choices and mutations of it stay meaningful.
+
+export class FuzzInput {
+  private pos = 0;
+
+  constructor(private readonly data: Buffer) {}
+
+  get remaining(): number {
+    return Math.max(0, this.data.length - this.pos);
+  }
+
+  byte(): number {
+    return this.pos < this.data.length ? this.data[this.pos++]! : 0;
+  }
+
+  bool(): boolean {
+    return (this.byte() & 1) === 1;
+  }
+
+  /** An integer in [0, n). */
+  int(n: number): number {
+    if (n <= 1) return 0;
+    let v = 0;
+    for (let span = 1; span < n; span *= 256) v = v * 256 + this.byte();
+    return v % n;
+  }
+
+  /** Up to `max` bytes, length first. */
+  bytes(max: number): Buffer {
+    const n = Math.min(this.int(max + 1), this.remaining);
+    const out = this.data.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return out;
+  }
+
+  /** Up to `max` characters, latin1 (one per byte, so every byte value can appear). */
+  string(max: number): string {
+    return this.bytes(max).toString('latin1');
+  }
+
+  pick<T>(options: readonly T[]): T {
+    return options[this.int(options.length)]!;
+  }
+
+  /** Everything not read yet. */
+  rest(): Buffer {
+    const out = this.data.subarray(this.pos);
+    this.pos = this.data.length;
+    return out;
+  }
+}
