@@ -51,6 +51,7 @@ function main(): void {
   const retainedMb = Number(arg(own, '--retained-mb') ?? 64);
   const entry = targetEntry(name);
 
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const native = require(ENGINE_PATH) as NativeEngine;
   const counters = new Uint8Array(CAPACITY);
   const g = globalThis as Record<string, unknown>;
@@ -68,6 +69,8 @@ function main(): void {
   const instrumenter = new Instrumenter(CAPACITY);
   const prefixes = [path.join(ROOT, 'dist', 'src') + path.sep, ...(entry.packages ?? []).map((p) => path.join(ROOT, 'node_modules', p) + path.sep)];
   hookRequire(instrumenter, prefixes);
+  // Loaded only now, after the hook: what the target imports from dist/src gets instrumented.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const target = (require(path.join(__dirname, 'targets', `${name}.js`)) as { target: FuzzTarget }).target;
   native.registerCounters(counters.subarray(0, Math.min(CAPACITY, instrumenter.edges + LATE_SLACK)));
   process.stderr.write(`fuzz: ${name}: ${instrumenter.instrumentedFiles.length} files instrumented, ${instrumenter.edges} edges\n`);

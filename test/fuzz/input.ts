@@ -50,3 +50,55 @@ export class FuzzInput {
     return out;
   }
 }
+
+/** Writes the bytes that make FuzzInput read the given choices back: how seeds for structured targets are made. */
+export class FuzzInputWriter {
+  private readonly parts: number[] = [];
+
+  byte(v: number): this {
+    this.parts.push(v & 0xff);
+    return this;
+  }
+
+  bool(v: boolean): this {
+    return this.byte(v ? 1 : 0);
+  }
+
+  /** The bytes FuzzInput.int(n) reads as `v` (v < n). */
+  int(n: number, v: number): this {
+    if (n <= 1) return this;
+    const digits: number[] = [];
+    let rest = v;
+    for (let span = 1; span < n; span *= 256) {
+      digits.unshift(rest % 256);
+      rest = Math.floor(rest / 256);
+    }
+    for (const d of digits) this.byte(d);
+    return this;
+  }
+
+  bytes(max: number, b: Buffer): this {
+    this.int(max + 1, b.length);
+    for (const c of b) this.byte(c);
+    return this;
+  }
+
+  string(max: number, s: string): this {
+    return this.bytes(max, Buffer.from(s, 'latin1'));
+  }
+
+  pick<T>(options: readonly T[], v: T): this {
+    const i = options.indexOf(v);
+    if (i < 0) throw new Error(`${String(v)} is not among the options`);
+    return this.int(options.length, i);
+  }
+
+  raw(b: Buffer): this {
+    for (const c of b) this.byte(c);
+    return this;
+  }
+
+  done(): Buffer {
+    return Buffer.from(this.parts);
+  }
+}
