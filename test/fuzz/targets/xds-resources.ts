@@ -5,8 +5,8 @@
 // Invariant:
 // - decodeResource throws nothing but XdsResourceError (its message becomes the NACK's error_detail, so it must
 //   say what is wrong rather than leak a decoder's internals);
-// - what it accepts is state the agent can use: a non-empty name; a cluster's connect timeout a finite
-//   number of milliseconds >= 0; endpoints and VIPs at an IP address with a port 1-65535; inbound
+// - what it accepts is state the agent can use: a non-empty name; a cluster's connect timeout a number of
+//   milliseconds a timer can hold (0 to 2^31 - 1); endpoints and VIPs at an IP address with a port 1-65535; inbound
 //   workloads at IP addresses; and compiled policies that authorize() can evaluate without throwing.
 
 import net from 'node:net';
@@ -22,7 +22,7 @@ const port = (p: number): boolean => Number.isInteger(p) && p >= 1 && p <= 65535
 function checkResource(r: AgentResource): void {
   switch (r.kind) {
     case 'cluster':
-      check(Number.isFinite(r.cluster.connectTimeoutMs) && r.cluster.connectTimeoutMs >= 0, `cluster ${r.cluster.name}: connect timeout ${r.cluster.connectTimeoutMs} ms accepted`);
+      check(Number.isFinite(r.cluster.connectTimeoutMs) && r.cluster.connectTimeoutMs >= 0 && r.cluster.connectTimeoutMs <= 2 ** 31 - 1, `cluster ${r.cluster.name}: connect timeout ${r.cluster.connectTimeoutMs} ms accepted`);
       break;
     case 'endpoints':
       for (const e of r.endpoints) check(net.isIP(e.ip) !== 0 && port(e.port), `endpoint ${e.ip}:${e.port} accepted`);
