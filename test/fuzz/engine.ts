@@ -67,11 +67,13 @@ function main(): void {
   };
 
   const instrumenter = new Instrumenter(CAPACITY);
+  const modulePath = path.join(__dirname, entry.dir ?? 'targets', `${name}.js`);
   const prefixes = [path.join(ROOT, 'dist', 'src') + path.sep, ...(entry.packages ?? []).map((p) => path.join(ROOT, 'node_modules', p) + path.sep)];
+  if (entry.instrumentSelf) prefixes.push(modulePath);
   hookRequire(instrumenter, prefixes);
   // Loaded only now, after the hook: what the target imports from dist/src gets instrumented.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const target = (require(path.join(__dirname, 'targets', `${name}.js`)) as { target: FuzzTarget }).target;
+  const target = (require(modulePath) as { target: FuzzTarget }).target;
   native.registerCounters(counters.subarray(0, Math.min(CAPACITY, instrumenter.edges + LATE_SLACK)));
   process.stderr.write(`fuzz: ${name}: ${instrumenter.instrumentedFiles.length} files instrumented, ${instrumenter.edges} edges\n`);
 

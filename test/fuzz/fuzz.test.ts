@@ -9,6 +9,8 @@
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { describeArtifact, fuzzTarget, summaryLine, targetsNamed, type FuzzResult } from './runner';
 
@@ -26,6 +28,23 @@ describe(`fuzz (${run.length} targets, ${each} s each)`, () => {
   after(() => {
     const file = process.env.NODEMESH_FUZZ_SUMMARY;
     if (file) fs.writeFileSync(file, JSON.stringify({ results, placeholders: placeholders.map((p) => ({ target: p.name, why: p.placeholder })) }));
+  });
+
+  it('the engine finds a planted bug through compare feedback, and a planted hang in async mode', async (t) => {
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'nodemesh-fuzz-selftest-'));
+    try {
+      const bug = await fuzzTarget('planted-bug', { seconds: 30, corpusRoot: scratch });
+      t.diagnostic(summaryLine(bug));
+      assert.equal(bug.outcome, 'finding', bug.tail);
+      assert.equal(bug.artifacts.length, 1);
+      assert.equal(fs.readFileSync(bug.artifacts[0]!).toString('latin1', 0, 6), 'nm-bug');
+      const hang = await fuzzTarget('planted-hang', { seconds: 30, timeoutMs: 1000, corpusRoot: scratch });
+      t.diagnostic(summaryLine(hang));
+      assert.equal(hang.outcome, 'timeout', hang.tail);
+      assert.equal(fs.readFileSync(hang.artifacts[0]!)[0], 0x48);
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
   });
 
   for (const entry of run) {

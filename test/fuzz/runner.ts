@@ -33,6 +33,8 @@ export interface FuzzOptions {
   keepCorpus?: boolean;
   /** Extra libFuzzer flags (e.g. -seed=N to reproduce a run, -runs=0 to replay the corpus only). */
   extra?: string[];
+  /** Where corpus/TARGET/ directories are (default test/fuzz/corpus). */
+  corpusRoot?: string;
 }
 
 export type Outcome = 'ok' | 'finding' | 'crash' | 'timeout' | 'out-of-memory' | 'engine-error';
@@ -99,7 +101,7 @@ export function fuzzTarget(name: string, opts: FuzzOptions): Promise<FuzzResult>
   const entry = targetEntry(name);
   if (entry.placeholder) throw new Error(`fuzz target ${name} is a placeholder: ${entry.placeholder}`);
   if (!fs.existsSync(ENGINE_PATH)) throw new Error(`no fuzz engine at ${ENGINE_PATH}: run "npm run build:fuzz" (needs libclang-rt-14-dev)`);
-  const dir = path.join(CORPUS_ROOT, name);
+  const dir = path.join(opts.corpusRoot ?? CORPUS_ROOT, name);
   const crashes = path.join(dir, 'crashes');
   fs.mkdirSync(crashes, { recursive: true });
   const before = new Set(fs.readdirSync(crashes));

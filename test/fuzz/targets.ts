@@ -12,6 +12,10 @@ export interface TargetEntry {
   packages?: string[];
   /** Set while the code to fuzz is not on this branch: the target is listed in the summary, not run. */
   placeholder?: string;
+  /** Where the module is, under test/fuzz/ (default targets/). */
+  dir?: string;
+  /** Instrument the target module itself too (the engine's self-tests, whose planted bugs are in it). */
+  instrumentSelf?: boolean;
 }
 
 export const TARGETS: readonly TargetEntry[] = [
@@ -33,8 +37,14 @@ export const TARGETS: readonly TargetEntry[] = [
   },
 ];
 
+/** Targets with planted bugs: the tier first shows that the engine finds them (a finding, a hang). */
+export const SELF_TESTS: readonly TargetEntry[] = [
+  { name: 'planted-bug', invariant: 'throws on inputs starting with a magic word, which only compare feedback finds fast', dir: 'selftest', instrumentSelf: true },
+  { name: 'planted-hang', invariant: 'loops forever on an input starting with H', dir: 'selftest', instrumentSelf: true },
+];
+
 export function targetEntry(name: string): TargetEntry {
-  const e = TARGETS.find((t) => t.name === name);
+  const e = [...TARGETS, ...SELF_TESTS].find((t) => t.name === name);
   if (!e) throw new Error(`no fuzz target "${name}" (targets: ${TARGETS.map((t) => t.name).join(', ')})`);
   return e;
 }
