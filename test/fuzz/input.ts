@@ -102,3 +102,32 @@ export class FuzzInputWriter {
     return Buffer.from(this.parts);
   }
 }
+
+/**
+ * A JSON value from the input, biased to the shapes decoders meet: objects use `keys` (the fields a decoder
+ * reads) most of the time, so type confusion (a string where a list is expected, null inside a list, a
+ * number for an object) is reached without first having to write valid JSON text byte by byte.
+ */
+export function jsonValue(input: FuzzInput, keys: readonly string[], depth = 3): unknown {
+  const kind = input.int(depth > 0 ? 8 : 5);
+  switch (kind) {
+    case 0:
+      return null;
+    case 1:
+      return input.bool();
+    case 2:
+      return input.pick([0, -1, 1, 65535, 65536, 1.5, 2 ** 53, -0]);
+    case 3:
+      return input.string(24);
+    case 4:
+      return input.bool() ? input.pick(keys) : input.pick(['', '10.0.0.1', '10.0.0.1/24', 'fd00::1', 'default', '/proc/self/ns/net']);
+    case 5:
+    case 6: {
+      const o: Record<string, unknown> = {};
+      for (let n = input.int(5); n > 0; n--) o[input.int(4) > 0 ? input.pick(keys) : input.string(8)] = jsonValue(input, keys, depth - 1);
+      return o;
+    }
+    default:
+      return Array.from({ length: input.int(4) }, () => jsonValue(input, keys, depth - 1));
+  }
+}

@@ -136,10 +136,30 @@ function enrollSeeds(): void {
 
 function cniSeeds(): void {
   clear('cni-stdin');
+  // The target's choices first (cni-stdin.ts): command, container id set, netns, CNI_ARGS, the agent's answer,
+  // the pod's fail-closed annotation, raw text; then stdin.
+  const as = (command: string, agent: string, stdin: string): Buffer =>
+    Buffer.concat([
+      new FuzzInputWriter()
+        .pick(['ADD', 'DEL', 'CHECK', 'VERSION', 'STATUS', 'GC', 'add', ''], command)
+        .bool(true)
+        .pick(['/proc/self/ns/net', '/var/run/netns/gone', ''], '/proc/self/ns/net')
+        .bool(true)
+        .pick(['IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_UID=u1', 'K8S_POD_NAMESPACE=default', '', 'K8S_POD_NAME=a;K8S_POD_NAMESPACE=b=c;;='], 'IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_UID=u1')
+        .pick(['enrolled', 'not-enrolled', 'down', 'refused-400', 'refused-500', 'no-netns'], agent)
+        .pick([true, false, null], false)
+        .bool(true)
+        .done(),
+      Buffer.from(stdin),
+    ]);
   const prevResult = { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/var/run/netns/cni-1234' }], ips: [{ address: '198.19.1.5/24', interface: 0, gateway: '198.19.1.1' }], routes: [{ dst: '0.0.0.0/0' }] };
-  write('cni-stdin', 'add-chained', JSON.stringify({ cniVersion: '1.0.0', name: 'k8s-pod-network', type: 'nodemesh-cni', enrollSocket: '/run/nodemesh/agent/enroll.sock', prevResult }));
-  write('cni-stdin', 'add-0.3.1-dual-stack', JSON.stringify({ cniVersion: '0.3.1', name: 'cbr0', type: 'nodemesh-cni', kubeconfig: '/etc/cni/net.d/nodemesh-cni.kubeconfig', prevResult: { ...prevResult, cniVersion: '0.3.1', ips: [...prevResult.ips, { address: 'fd00::5/64', interface: 0 }] } }));
-  write('cni-stdin', 'unchained', JSON.stringify({ cniVersion: '1.0.0', name: 'x', type: 'nodemesh-cni' }));
+  const chained = JSON.stringify({ cniVersion: '1.0.0', name: 'k8s-pod-network', type: 'nodemesh-cni', enrollSocket: '/run/nodemesh/agent/enroll.sock', prevResult });
+  write('cni-stdin', 'add-chained', as('ADD', 'enrolled', chained));
+  write('cni-stdin', 'check-agent-down', as('CHECK', 'down', chained));
+  write('cni-stdin', 'del-refused', as('DEL', 'refused-400', chained));
+  write('cni-stdin', 'add-0.3.1-dual-stack', as('ADD', 'not-enrolled', JSON.stringify({ cniVersion: '0.3.1', name: 'cbr0', type: 'nodemesh-cni', kubeconfig: '/etc/cni/net.d/nodemesh-cni.kubeconfig', prevResult: { ...prevResult, cniVersion: '0.3.1', ips: [...prevResult.ips, { address: 'fd00::5/64', interface: 0 }] } })));
+  write('cni-stdin', 'unchained', as('ADD', 'enrolled', JSON.stringify({ cniVersion: '1.0.0', name: 'x', type: 'nodemesh-cni' })));
+  write('cni-stdin', 'version', as('VERSION', 'enrolled', ''));
 }
 
 function configSeeds(): string[] {

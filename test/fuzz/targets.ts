@@ -30,11 +30,7 @@ export const TARGETS: readonly TargetEntry[] = [
   { name: 'http-headers', invariant: 'hop-by-hop stripping, raw-pair folding and grpc-timeout parsing never throw and keep their contracts' },
   { name: 'http-router', invariant: "the router's matching, prefix rewrite and redirect helpers never throw and keep Gateway API path semantics" },
   { name: 'http1-server', invariant: "raw bytes through Node's HTTP/1.1 server as the agent configures it (strict parser, 60 KiB heads): no crash, no hang, bounded memory" },
-  {
-    name: 'cni-stdin',
-    invariant: "nodemesh-cni's stdin (CNI config + prevResult JSON) gives a CNI error JSON, never a crash",
-    placeholder: 'nodemesh-cni is not on this branch yet (it comes with the Kubernetes install work): add targets/cni-stdin.ts and its seeds when it lands',
-  },
+  { name: 'cni-stdin', invariant: "nodemesh-cni's stdin (network configuration and prevResult) and environment give a result or one line of CNI error JSON, never a throw" },
 ];
 
 /** Targets with planted bugs: the tier first shows that the engine finds them (a finding, a hang). */
