@@ -128,10 +128,15 @@ function connectSeeds(): void {
 function enrollSeeds(): void {
   clear('enroll-request');
   const base = { uid: '5a3f0c1e-0000-4000-8000-000000000001', name: 'web-1', namespace: 'shop', serviceAccount: 'web', netnsPath: '/run/netns/nm-lab-web-1', cgroupPath: '/sys/fs/cgroup/unified/nodemesh-lab-x/web-1', ips: ['198.19.1.10'] };
-  write('enroll-request', 'lab-pod', JSON.stringify(base));
-  write('enroll-request', 'dual-stack-labels', JSON.stringify({ ...base, ips: ['198.19.1.10', 'fd00::10'], labels: { app: 'web', version: 'v1' }, annotations: { 'nodemesh.io/fail-closed': 'true' } }));
-  write('enroll-request', 'proc-netns-no-sa', JSON.stringify({ ...base, serviceAccount: undefined, netnsPath: '/proc/4242/ns/net' }));
-  write('enroll-request', 'bad-ip', JSON.stringify({ ...base, ips: ['198.19.1.300'] }));
+  // The target's first byte: 0 a raw pod body, 2 a raw CNI event body.
+  const pod = (o: unknown): Buffer => Buffer.concat([Buffer.from([0]), Buffer.from(JSON.stringify(o))]);
+  const cniEvent = (o: unknown): Buffer => Buffer.concat([Buffer.from([2]), Buffer.from(JSON.stringify(o))]);
+  write('enroll-request', 'lab-pod', pod(base));
+  write('enroll-request', 'dual-stack-labels', pod({ ...base, ips: ['198.19.1.10', 'fd00::10'], labels: { app: 'web', version: 'v1' }, annotations: { 'nodemesh.io/fail-closed': 'true' } }));
+  write('enroll-request', 'proc-netns-no-sa', pod({ ...base, serviceAccount: undefined, netnsPath: '/proc/4242/ns/net' }));
+  write('enroll-request', 'bad-ip', pod({ ...base, ips: ['198.19.1.300'] }));
+  write('enroll-request', 'cni-add', cniEvent({ command: 'ADD', namespace: 'default', name: 'web', uid: 'u1', containerId: 'c1', netnsPath: '/var/run/netns/cni-1234', ips: ['198.19.1.5', 'fd00::5'] }));
+  write('enroll-request', 'cni-del', cniEvent({ command: 'DEL', namespace: 'default', name: 'web', containerId: 'c1', netnsPath: '', ips: [] }));
 }
 
 function cniSeeds(): void {
