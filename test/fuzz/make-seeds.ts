@@ -14,6 +14,7 @@ import path from 'node:path';
 import { Duplex } from 'node:stream';
 import { buildModel } from '../../src/controlplane/model';
 import { policyObjects } from '../../src/controlplane/policy';
+import { buildRouteModel, invalidIssues, storedRoutes } from '../../src/controlplane/routes/route-tables';
 import { ObjectStore } from '../../src/controlplane/store';
 import { translate } from '../../src/controlplane/translate';
 import { VipAllocator } from '../../src/controlplane/vip-allocator';
@@ -191,6 +192,7 @@ function configSeeds(): string[] {
   // The lab example's pods have no IPs (the lab assigns them): give them some, so endpoints exist.
   const pods = store.pods().map((p, i) => (p.podIP ? p : { ...p, podIP: `198.19.${(i % 2) + 1}.${10 + i}` }));
   const model = buildModel(store.services(), pods, new VipAllocator(), undefined, policyObjects(store));
+  model.routes = buildRouteModel(model.services, storedRoutes(store), invalidIssues(store.issues()));
   const snapshot = translate(model);
   const resources = [...[...snapshot.shared.values()].flatMap((m) => [...m.values()]), ...snapshot.inbound.values()];
   const types = [CDS, EDS, LDS, RDS];
