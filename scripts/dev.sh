@@ -2,12 +2,14 @@
 # Sets up a Debian machine for nodemesh (apt packages, npm packages, BPF + native + TypeScript builds),
 # idempotently, then runs the demo or the whole test suite. Run as root.
 #   bash scripts/dev.sh demo [--keep]   # bring up examples/lab/basic.yaml, drive traffic, show what agents see
-#   bash scripts/dev.sh test            # lint, typecheck, unit + integration + e2e + k8s tests
+#   bash scripts/dev.sh test            # lint, typecheck, unit + integration + e2e + k8s tests, then the fuzz tier
+#                                       # (NODEMESH_FUZZ_SECONDS: its total fuzzing time, default 150)
 #   bash scripts/dev.sh setup           # only set up
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 cmake make g++ pkg-config util-linux procps tcpdump)
+# libclang-rt-14-dev: LLVM's libFuzzer, which the fuzz tier's engine links (test/fuzz/engine/).
+APT_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 cmake make g++ pkg-config util-linux procps tcpdump libclang-rt-14-dev)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -89,8 +91,8 @@ case "$cmd" in
     npm run --silent lint
     say "typecheck"
     npm run --silent typecheck
-    say "tests (unit, integration, e2e, k8s) on a fresh host view; a skipped test fails the run"
-    NODEMESH_REQUIRE_E2E=1 exec node scripts/run-tests.js --fresh-host unit integration e2e k8s
+    say "tests (unit, integration, e2e, k8s, fuzz) on a fresh host view; a skipped test fails the run"
+    NODEMESH_REQUIRE_E2E=1 exec node scripts/run-tests.js --fresh-host unit integration e2e k8s fuzz
     ;;
   *)
     echo "usage: bash scripts/dev.sh demo [--keep] | test | setup" >&2

@@ -1,9 +1,13 @@
 #!/usr/bin/env node
 // Runs the compiled test tiers with node's test runner: unit (no root, no network),
 // integration (in-process agent pieces, loopback only), e2e (root, real eBPF in lab namespaces), k8s (root: a real
-// kube-apiserver 1.20 over etcd on loopback, built by scripts/kube-apiserver.sh; real CNI plugins in test namespaces).
+// kube-apiserver 1.20 over etcd on loopback, built by scripts/kube-apiserver.sh; real CNI plugins in test namespaces),
+// fuzz (every fuzz target under libFuzzer for a share of a bounded budget, test/fuzz/).
 //
-//   node scripts/run-tests.js [--fresh-host] [tier ...]
+//   node scripts/run-tests.js [--fresh-host] [--fuzz-seconds=N] [tier ...]
+//
+// --fuzz-seconds=N (or NODEMESH_FUZZ_SECONDS): the fuzz tier's total fuzzing time, shared by its targets
+// (default 150); the tier prints executions and findings per target.
 //
 // --fresh-host (what `bash scripts/dev.sh test`, and so CI, uses): first refuses to start if the host
 // holds lab or agent state this run did not create (netns, pins, cgroups, programs, lab dirs); then
@@ -23,7 +27,16 @@ const root = path.resolve(__dirname, '..');
 const args = process.argv.slice(2);
 const fresh = args.includes('--fresh-host');
 const tiers = args.filter((a) => !a.startsWith('--'));
-if (tiers.length === 0) tiers.push('unit', 'integration', 'e2e', 'k8s');
+if (tiers.length === 0) tiers.push('unit', 'integration', 'e2e', 'k8s', 'fuzz');
+const fuzzSecondsArg = args.find((a) => a.startsWith('--fuzz-seconds='));
+if (fuzzSecondsArg) {
+  const n = Number(fuzzSecondsArg.slice('--fuzz-seconds='.length));
+  if (!(n > 0)) {
+    process.stderr.write(`run-tests: --fuzz-seconds needs a number of seconds above 0, got ${fuzzSecondsArg}\n`);
+    process.exit(2);
+  }
+  process.env.NODEMESH_FUZZ_SECONDS = String(n);
+}
 const required = process.env.NODEMESH_REQUIRE_E2E === '1' || process.env.CI === 'true';
 const INSIDE = 'NODEMESH_FRESH_HOST_INSIDE';
 
@@ -136,18 +149,41 @@ function parseTap(text) {
   return { tests: num('tests'), pass: num('pass'), fail: num('fail'), cancelled: num('cancelled'), skipped: num('skipped'), todo: num('todo'), skippedNames: skipped };
 }
 
+/** The fuzz tier's per-target results (written by test/fuzz/fuzz.test.ts) as a table. */
+function printFuzzSummary(file) {
+  let s;
+  try {
+    s = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch {
+    return;
+  }
+  say('fuzz targets: executions and findings');
+  const row = (c) => c.map((x, i) => String(x).padEnd([16, 12, 8, 8, 8, 8][i] ?? 0)).join('');
+  process.stderr.write(`${row(['target', 'executions', 'exec/s', 'corpus', 'new', 'edges', 'found'])}\n`);
+  for (const r of s.results) {
+    const found = r.outcome === 'ok' ? 'nothing' : `${r.outcome}: ${r.detail.split('\n')[0]} (${r.artifacts.map((a) => path.relative(root, a)).join(', ')})`;
+    process.stderr.write(`${row([r.target, r.executions, Math.round(r.executions / Math.max(1, r.seconds)), r.corpus, r.newUnits, r.edges, found])}\n`);
+  }
+  for (const p of s.placeholders) process.stderr.write(`${row([p.target, '-', '-', '-', '-', '-', `placeholder: ${p.why}`])}\n`);
+}
+
 function runTier(tier) {
   const files = find(path.join(root, 'dist', 'test', tier));
   if (files.length === 0) return { tier, files: 0, missing: true };
   const tap = path.join(os.tmpdir(), `nodemesh-tests-${process.pid}-${tier}.tap`);
+  const fuzzSummary = path.join(os.tmpdir(), `nodemesh-fuzz-${process.pid}.json`);
   say(`${tier}: ${files.length} file(s)`);
   const started = Date.now();
   // e2e tests share the kernel (pins, cgroups, netns names): run files one at a time.
   const res = spawnSync(
     process.execPath,
     ['--test', '--test-concurrency=1', '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tap}`, ...files],
-    { stdio: 'inherit', cwd: root },
+    { stdio: 'inherit', cwd: root, env: tier === 'fuzz' ? { ...process.env, NODEMESH_FUZZ_SUMMARY: fuzzSummary } : process.env },
   );
+  if (tier === 'fuzz') {
+    printFuzzSummary(fuzzSummary);
+    fs.rmSync(fuzzSummary, { force: true });
+  }
   let counts;
   try {
     counts = parseTap(fs.readFileSync(tap, 'utf8'));

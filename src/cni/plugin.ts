@@ -82,6 +82,20 @@ export function parseCniArgs(args: string | undefined): Record<string, string> {
   return out;
 }
 
+/** The addresses of the previous plugin's result (prefix lengths dropped); null when `ips` is not the result schema's list. */
+function prevResultIps(prev: PluginConfig['prevResult']): string[] | null {
+  const list: unknown = prev?.ips ?? [];
+  if (!Array.isArray(list)) return null;
+  const out: string[] = [];
+  for (const i of list) {
+    const address = (i as { address?: unknown } | null)?.address;
+    if (typeof i !== 'object' || i === null || typeof address !== 'string') return null;
+    const ip = address.replace(/\/\d+$/, '');
+    if (ip) out.push(ip);
+  }
+  return out;
+}
+
 export async function runPlugin(env: NodeJS.ProcessEnv, stdin: string, deps: PluginDeps): Promise<PluginOutput> {
   const command = env.CNI_COMMAND;
   if (command === 'VERSION') return { stdout: `${JSON.stringify({ cniVersion: '1.0.0', supportedVersions: SUPPORTED_VERSIONS })}\n`, exit: 0 };
@@ -121,7 +135,10 @@ export async function runPlugin(env: NodeJS.ProcessEnv, stdin: string, deps: Plu
   if (command === 'ADD' && !fs.existsSync(netnsPath)) {
     return error(version, CNI_CODE.CONTAINER_UNKNOWN, `nodemesh-cni: the network namespace ${netnsPath} of pod ${pod} does not exist`, 'the pod sandbox went away before it was wired; nothing was enrolled');
   }
-  const ips = (conf.prevResult?.ips ?? []).map((i) => String(i.address ?? '').replace(/\/\d+$/, '')).filter(Boolean);
+  const ips = prevResultIps(conf.prevResult);
+  if (ips === null) {
+    return error(version, CNI_CODE.INVALID_CONFIG, 'nodemesh-cni: prevResult.ips is not a list of {"address": "IP/prefix"} objects', 'check the plugin chained before nodemesh-cni: its result is malformed');
+  }
   const ev: CniEvent = { command, namespace, name, uid: args.K8S_POD_UID, containerId: env.CNI_CONTAINERID!, netnsPath, ips };
   const socket = typeof conf.enrollSocket === 'string' ? conf.enrollSocket : DEFAULT_ENROLL_SOCKET;
   try {

@@ -7,6 +7,9 @@ import type { SourceDocument, SourceUpdate } from './store';
 import { formatPath, type FieldPath } from './checker';
 import { validateDocument } from './validate';
 
+/** Alias expansions allowed per document (the yaml package's own default): bounds what a small file can become. */
+const MAX_ALIAS_COUNT = 100;
+
 /** Line of the deepest node that exists along `path` (a missing field points at its parent). */
 function lineOf(doc: Document, path: FieldPath, lc: LineCounter): number {
   for (let n = path.length; n >= 0; n--) {
@@ -33,11 +36,21 @@ export function parseYamlSource(source: string, file: string, text: string): Sou
     }
   }
   if (fatal.length > 0) return { source, documents: [], fatal };
-  const documents: SourceDocument[] = [];
+  // Aliases are resolved only here: one used before its anchor, or expanding past the alias bound (a "billion
+  // laughs" file), throws from toJS. Like a syntax error, that makes the whole file fatal.
+  const converted: { d: Document; raw: unknown }[] = [];
   for (const d of list) {
     if (d.contents === null) continue; // empty document ("---" at the end of a file)
+    try {
+      converted.push({ d, raw: d.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) });
+    } catch (e) {
+      fatal.push({ file, line: lineOf(d, [], lc), field: '', message: `YAML aliases: ${(e as Error).message} (aliases must follow their anchor and expand to at most ${MAX_ALIAS_COUNT} nodes per document)` });
+    }
+  }
+  if (fatal.length > 0) return { source, documents: [], fatal };
+  const documents: SourceDocument[] = [];
+  for (const { d, raw } of converted) {
     const line = lineOf(d, [], lc);
-    const raw: unknown = d.toJS({ maxAliasCount: 100 });
     if (raw === null || raw === undefined) continue;
     const r = validateDocument(raw);
     if (r.status === 'ok') {

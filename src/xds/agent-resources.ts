@@ -2,6 +2,7 @@
 // dispatches by type; the decoders live beside it (decode-clusters, decode-listeners, decode-inbound,
 // decode-routes) and refuse, with an XdsResourceError naming the field, anything the agent cannot honour.
 
+import { isIP } from 'node:net';
 import type { InboundPolicy } from '../state/authz';
 import type { RouteTable } from '../state/routes';
 import type { ClusterInfo, EndpointInfo, VipInfo } from '../state/services';
@@ -62,15 +63,54 @@ export function decodeResource(typeUrl: string, any: Any): { name: string; resou
   }
   const name = String(typeUrl === EDS ? (msg.cluster_name ?? '') : (msg.name ?? ''));
   if (!name) throw new XdsResourceError(`${typeUrl.slice(TYPE_URL_PREFIX.length)} without a name`);
+  let resource: AgentResource;
+  try {
+    resource = decodeNamed(typeUrl, msg);
+  } catch (e) {
+    // Anything else a decoder throws (a nested Any's bad bytes, a field of an unexpected shape) is still this
+    // resource's fault: NACK it by name rather than with a decoder's internals.
+    if (e instanceof XdsResourceError) throw e;
+    throw new XdsResourceError(`${typeUrl.slice(typeUrl.lastIndexOf('.') + 1)} ${name}: ${(e as Error).message}`);
+  }
+  checkUsable(name, resource);
+  return { name, resource };
+}
+
+/** Longest timer Node keeps: a longer one fires after 1 ms instead, so every connect would time out at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * What any decoder's output must be for the agent to use it (as Envoy refuses the same): addresses it dials
+ * or matches are IP literals (an EDS endpoint is never resolved by name), ports are 1-65535, and a connect
+ * timeout is a duration a timer can hold.
+ */
+function checkUsable(name: string, r: AgentResource): void {
+  const ip = (v: string): boolean => isIP(v) !== 0;
+  const port = (p: number): boolean => Number.isInteger(p) && p >= 1 && p <= 65535;
+  if (r.kind === 'cluster') {
+    const ms = r.cluster.connectTimeoutMs;
+    if (!(Number.isFinite(ms) && ms >= 0 && ms <= MAX_TIMER_MS)) throw new XdsResourceError(`cluster ${name}: connect_timeout of ${ms} ms is not a usable duration (0 to ${MAX_TIMER_MS} ms)`);
+  } else if (r.kind === 'endpoints') {
+    const bad = r.endpoints.find((e) => !ip(e.ip) || !port(e.port));
+    if (bad) throw new XdsResourceError(`ClusterLoadAssignment ${name}: endpoint ${bad.ip}:${bad.port} is not an IP address and port (EDS endpoints are never resolved by name)`);
+  } else if (r.kind === 'vip') {
+    if (!ip(r.vip.vip) || !port(r.vip.port)) throw new XdsResourceError(`listener ${name}: ${r.vip.vip}:${r.vip.port} is not an IP address and port`);
+  } else if (r.kind === 'inbound') {
+    const bad = r.workloads.find((w) => !ip(w.ip));
+    if (bad) throw new XdsResourceError(`listener ${name}: pod ${bad.namespace}/${bad.pod} has the IP ${JSON.stringify(bad.ip)}, which is not an IP address`);
+  }
+}
+
+function decodeNamed(typeUrl: string, msg: Msg): AgentResource {
   switch (typeUrl) {
     case CDS:
-      return { name, resource: decodeCluster(msg) };
+      return decodeCluster(msg);
     case EDS:
-      return { name, resource: decodeLoadAssignment(msg) };
+      return decodeLoadAssignment(msg);
     case LDS:
-      return { name, resource: decodeListener(msg) };
+      return decodeListener(msg);
     case RDS:
-      return { name, resource: { kind: 'routes', table: decodeRouteConfiguration(msg) } };
+      return { kind: 'routes', table: decodeRouteConfiguration(msg) };
     default:
       throw new XdsResourceError(`unsupported resource type ${typeUrl}`);
   }

@@ -57,6 +57,24 @@ test('VERSION, malformed stdin, unsupported versions, unchained use', async () =
   assert.equal(d.events.length, 0, 'nothing reached the agent');
 });
 
+test('a prevResult whose ips are not a list of address objects is CNI error JSON, not a rejection (fuzz: cni-stdin)', async () => {
+  // From the fuzzer: prevResult.ips of "x", {}, 5 or [null] made runPlugin reject with a TypeError; nodemesh-cni's
+  // main does not catch it, so the runtime got a stack trace and no error JSON.
+  for (const ips of ['x', {}, 5, [null], [{ address: 7 }], [{}]]) {
+    const d = deps(async () => ({ enrolled: true }));
+    const out = await runPlugin(env('ADD'), conf({ prevResult: { ...prevResult, ips } }), d);
+    assert.equal(out.exit, 1, JSON.stringify(ips));
+    const e = JSON.parse(out.stdout);
+    assert.equal(e.code, CNI_CODE.INVALID_CONFIG);
+    assert.match(e.msg, /prevResult\.ips is not a list/);
+    assert.equal(d.events.length, 0);
+  }
+  const d = deps(async () => ({ enrolled: true }));
+  const out = await runPlugin(env('ADD'), conf({ prevResult: { ...prevResult, ips: [{ address: '198.19.1.5/24' }, { address: 'fd00::5/64' }] } }), d);
+  assert.equal(out.exit, 0);
+  assert.deepEqual(d.events[0]!.ips, ['198.19.1.5', 'fd00::5']);
+});
+
 test('a vanished netns is an error and reaches no agent', async () => {
   const d = deps(async () => ({ enrolled: true }));
   const out = await runPlugin(env('ADD', { CNI_NETNS: '/run/netns/nm-gone-for-good' }), conf(), d);

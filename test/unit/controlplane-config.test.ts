@@ -95,6 +95,25 @@ test('bad YAML keeps every previous object of the file and names the line', () =
   assert.match(r.issues[0].message, /^YAML syntax/);
 });
 
+test('an alias before its anchor, or aliases expanding past the bound, make the file fatal instead of throwing (fuzz: config-yaml)', () => {
+  // The fuzzer's input was `*\x1a*a`: toJS threw ReferenceError out of parseYamlSource, which the file watcher
+  // runs from a timer, so the control plane died on one config file.
+  assert.doesNotThrow(() => parseYamlSource('s', FILE, '*\x1a*a'));
+  const store = new ObjectStore();
+  load(store, GOOD);
+  const gen = store.generation;
+  const unresolved = load(store, `${GOOD}---\napiVersion: v1\nkind: Pod\nmetadata: { name: x, labels: *nope }\nspec: { containers: [{ name: c }] }\n`);
+  assert.equal(unresolved.changed, false);
+  assert.equal(store.generation, gen);
+  assert.equal(unresolved.issues[0].line, 21);
+  assert.match(unresolved.issues[0].message, /^YAML aliases: Unresolved alias/);
+  const refs = Array.from({ length: 120 }, () => '*a').join(', ');
+  const laughs = load(store, `apiVersion: v1\nkind: Pod\nmetadata: { name: p, labels: &a { x: y } }\nspec: { containers: [${refs}] }\n`);
+  assert.equal(laughs.changed, false);
+  assert.match(laughs.issues[0].message, /^YAML aliases: Excessive alias count/);
+  assert.equal(store.all().size, 2, 'the previous objects stay');
+});
+
 test('unknown kinds (and foreign apiVersions of known kinds) are ignored, not rejected', () => {
   const store = new ObjectStore();
   const r = load(

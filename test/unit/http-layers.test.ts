@@ -74,6 +74,20 @@ describe('timeout layer', () => {
     assert.equal(parseGrpcTimeout(undefined), null);
     assert.equal(formatGrpcTimeout(0.2), '1m');
   });
+
+  it('passes on a budget over 8 digits of milliseconds in a coarser unit, never shorter (fuzz: http-headers)', () => {
+    // From the fuzzer: a client's grpc-timeout of 9999M came back out as "599940000m", which gRPC's 8-digit
+    // TimeoutValue does not allow, so the upstream got a malformed deadline.
+    assert.equal(formatGrpcTimeout(parseGrpcTimeout('9999M')!), '599940S');
+    assert.equal(formatGrpcTimeout(99_999_999), '99999999m');
+    assert.equal(formatGrpcTimeout(100_000_000.5), '100001S');
+    assert.equal(formatGrpcTimeout(parseGrpcTimeout('99999999H')!), '99999999H');
+    for (const v of ['99999999S', '99999999M', '12345678H', '1n']) {
+      const ms = parseGrpcTimeout(v)!;
+      const back = parseGrpcTimeout(formatGrpcTimeout(ms));
+      assert.ok(back !== null && back >= ms, `${v}: ${formatGrpcTimeout(ms)}`);
+    }
+  });
 });
 
 describe('router layer', () => {

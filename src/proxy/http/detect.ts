@@ -20,6 +20,9 @@ export function sniff(buf: Buffer): Sniffed | 'more' {
   const n = Math.min(buf.length, PREFACE.length);
   if (buf.subarray(0, n).equals(PREFACE.subarray(0, n))) return buf.length >= PREFACE.length ? 'http2' : 'more';
   const eol = buf.indexOf(0x0a);
+  // A line past the bound is TCP however it arrived: judged whole when it came in one read, it would be
+  // HTTP/1 or TCP depending on how the client's bytes were segmented.
+  if (eol >= MAX_LINE) return 'tcp';
   const line = (eol < 0 ? buf.subarray(0, MAX_LINE) : buf.subarray(0, eol)).toString('latin1').replace(/\r$/, '');
   const parts = line.split(' ');
   if (eol < 0) {

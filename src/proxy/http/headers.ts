@@ -25,9 +25,13 @@ export function stripHopByHop(h: Headers, keepTeTrailers: boolean): void {
   if (keepTeTrailers && te !== undefined && String(te).toLowerCase().includes('trailers')) h.te = 'trailers';
 }
 
-/** Alternating raw name/value Buffers (undici) into a lower-case header object; repeated names become lists. */
+/**
+ * Alternating raw name/value Buffers (undici) into a lower-case header object; repeated names become lists.
+ * The object has no prototype: a peer's field named `__proto__` or `constructor` is an ordinary field, not a
+ * way to replace the object's prototype or to read one of its members as a value.
+ */
 export function fromRawPairs(raw: (Buffer | string)[]): Headers {
-  const h: Headers = {};
+  const h = Object.create(null) as Headers;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!.toString('latin1').toLowerCase();
     const value = raw[i + 1]!.toString('latin1');
@@ -39,8 +43,12 @@ export function fromRawPairs(raw: (Buffer | string)[]): Headers {
   return h;
 }
 
-/** One header's value as a single string (lists joined with ", "), or undefined. */
+/**
+ * One header's value as a single string (lists joined with ", "), or undefined. Own fields only: on a plain
+ * object `constructor` or `toString` would otherwise read as present (a route matching on such a field).
+ */
 export function headerValue(h: Headers, name: string): string | undefined {
+  if (!Object.hasOwn(h, name)) return undefined;
   const v = h[name];
   if (v === undefined) return undefined;
   return Array.isArray(v) ? v.join(', ') : v;

@@ -15,9 +15,21 @@ export function parseGrpcTimeout(v: string | undefined): number | null {
   return m ? Number(m[1]) * GRPC_UNITS[m[2]!]! : null;
 }
 
-/** Milliseconds as a `grpc-timeout` value (whole milliseconds; at least 1). */
+/** The largest TimeoutValue gRPC allows: 8 digits. */
+const GRPC_MAX_VALUE = 99_999_999;
+
+/**
+ * Milliseconds as a `grpc-timeout` value: whole milliseconds (at least 1), or the finest coarser unit whose
+ * value fits gRPC's 8 digits (rounded up, so the upstream never gets less time than is left).
+ */
 export function formatGrpcTimeout(ms: number): string {
-  return `${Math.max(1, Math.ceil(ms))}m`;
+  const whole = Math.max(1, Math.ceil(ms));
+  if (whole <= GRPC_MAX_VALUE) return `${whole}m`;
+  for (const unit of ['S', 'M', 'H'] as const) {
+    const v = Math.ceil(whole / GRPC_UNITS[unit]!);
+    if (v <= GRPC_MAX_VALUE) return `${v}${unit}`;
+  }
+  return `${GRPC_MAX_VALUE}H`;
 }
 
 export function timeoutLayer(): Layer {
