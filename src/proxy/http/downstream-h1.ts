@@ -7,7 +7,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../telemetry/logger';
 import type { HttpConn } from './conn';
-import { stripHopByHop } from './headers';
+import { withoutHopByHop } from './headers';
 import { abortExchange, countPushed, NO_ANSWER, newRequestContext, settle } from './exchange';
 import type { BodySink, Handler, Headers, L7Request, L7Response, RequestContext } from './request';
 
@@ -26,6 +26,14 @@ export interface ServedConnection {
 }
 
 const SERVED = Symbol('nodemesh.servedConnection');
+
+/**
+ * llhttp takes a request line without a version (`GET /`) as HTTP/0.9 and still reads header lines after it;
+ * an upstream that reads it as a complete HTTP/0.9 request would take those lines for a second request.
+ * HTTP/0.9 has no place in a mesh: such a request is refused like any other malformed one.
+ */
+const HTTP09 = 'HTTP09_REQUEST_LINE';
+const HTTP09_ANSWER = 'bad request: the request line has no HTTP version (HTTP/0.9 is not served) (HTTP09_REQUEST_LINE)\n';
 type WithServed = { [SERVED]?: ServedConnection };
 
 export interface H1DownstreamOptions {
@@ -82,9 +90,12 @@ export class H1Downstream {
     return (socket as WithServed | null)?.[SERVED];
   }
 
-  private toRequest(req: http.IncomingMessage): { request: L7Request; headers: Headers } {
-    const headers = req.headers as Headers;
-    const authority = typeof headers.host === 'string' ? headers.host : '';
+  /** The request as the layers see it; `host` moves to `authority`, hop-by-hop fields are left out (kept for an upgrade). */
+  private toRequest(req: http.IncomingMessage, keepHopByHop = false): { request: L7Request; headers: Headers } {
+    const raw = req.headers as Headers;
+    const authority = typeof raw.host === 'string' ? raw.host : '';
+    const headers = keepHopByHop ? raw : withoutHopByHop(raw, false);
+    delete headers.host;
     const request: L7Request = {
       method: req.method ?? 'GET',
       path: req.url ?? '/',
@@ -103,12 +114,16 @@ export class H1Downstream {
       res.writeHead(500).end();
       return;
     }
+    if (req.httpVersionMajor !== 1) {
+      served.onClientError(HTTP09);
+      res.shouldKeepAlive = false;
+      res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end(HTTP09_ANSWER);
+      req.resume();
+      return;
+    }
     // A body is there when the framing says so; otherwise the (already ended) message is just drained.
-    // (Read before the hop-by-hop fields go: the headers object is the message's own.)
     const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
     const { request, headers } = this.toRequest(req);
-    stripHopByHop(headers, false);
-    delete headers.host;
     const rc = newRequestContext(served.conn, headers);
     const requestBytes = countPushed(req);
     if (hasBody) request.body = req;
@@ -196,7 +211,12 @@ export class H1Downstream {
       socket.destroy();
       return;
     }
-    const { request, headers } = this.toRequest(req);
+    if (req.httpVersionMajor !== 1) {
+      served.onClientError(HTTP09);
+      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(HTTP09_ANSWER)}\r\nconnection: close\r\n\r\n${HTTP09_ANSWER}`);
+      return;
+    }
+    const { request, headers } = this.toRequest(req, true);
     delete headers.host;
     // Keep `connection: upgrade` and `upgrade: …`: they are this exchange's point.
     request.upgrade = { socket, head };

@@ -82,11 +82,15 @@ export class H2Downstream {
       stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       return;
     }
-    const headers: Headers = {};
-    for (const [k, v] of Object.entries(h)) if (k[0] !== ':' && v !== undefined) headers[k] = v as string | string[];
+    const headers = Object.create(null) as Headers;
+    for (const k of Object.keys(h)) {
+      const v = h[k];
+      if (k[0] !== ':' && v !== undefined) headers[k] = v as string | string[];
+    }
+    // Node's http2 refuses connection-specific fields already; only `te` other than trailers may remain.
     stripHopByHop(headers, true);
     const authority = (h[':authority'] as string | undefined) ?? (headers.host as string | undefined) ?? '';
-    delete headers.host;
+    if (headers.host !== undefined) delete headers.host;
     const request: L7Request = {
       method: (h[':method'] as string | undefined) ?? 'GET',
       path: (h[':path'] as string | undefined) ?? '/',

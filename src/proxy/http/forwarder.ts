@@ -70,17 +70,25 @@ class UpstreamBody implements BodySource {
   }
 }
 
-/** Upstream request headers: the client's (already mutated by the layers) without what is per hop. */
-function upstreamHeaders(req: L7Request, h2: boolean): Headers {
-  const h: Headers = { ...req.headers };
-  // We answered `Expect: 100-continue` ourselves (Node does, before the request reaches us).
-  delete h.expect;
-  if (h2) {
-    delete h.host;
-  } else {
-    h.host = req.authority;
-  }
+/**
+ * Upstream request headers: the client's (already mutated by the layers; the codecs left out what is per
+ * hop). `Expect: 100-continue` was answered by us (Node does, before the request reaches us). HTTP/1.1
+ * sends them as they are with `host` set (every attempt sets the same); HTTP/2 needs its own object.
+ */
+function h1Headers(req: L7Request): Headers {
+  const h = req.headers;
+  if (h.expect !== undefined) delete h.expect;
+  h.host = req.authority;
   return h;
+}
+
+function h2Headers(req: L7Request): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = { ':method': req.method, ':path': req.path, ':authority': req.authority, ':scheme': 'http' };
+  for (const k of Object.keys(req.headers)) {
+    const v = req.headers[k];
+    if (v !== undefined && k !== 'host' && k !== 'expect') out[k] = v;
+  }
+  return out;
 }
 
 function h1Request(pools: UpstreamPools, ctx: ProxyContext, req: L7Request, rc: RequestContext): Promise<L7Response> {
@@ -100,7 +108,7 @@ function h1Request(pools: UpstreamPools, ctx: ProxyContext, req: L7Request, rc: 
         // 1xx interim answers (100 Continue went to the client already) are not the response.
         if (status < 200) return true;
         body.resumeUpstream = resume;
-        const headers = fromRawPairs(rawHeaders as unknown as Buffer[]);
+        const headers = fromRawPairs(rawHeaders as unknown as Buffer[], true);
         stripHopByHop(headers, false);
         settled = true;
         resolve({ status, headers, body });
@@ -126,7 +134,7 @@ function h1Request(pools: UpstreamPools, ctx: ProxyContext, req: L7Request, rc: 
       {
         path: req.path,
         method: req.method as Dispatcher.HttpMethod,
-        headers: upstreamHeaders(req, false) as Record<string, string | string[]>,
+        headers: h1Headers(req) as Record<string, string | string[]>,
         body: req.body as Readable | Buffer | null,
       },
       handler,
@@ -138,7 +146,7 @@ function h1Request(pools: UpstreamPools, ctx: ProxyContext, req: L7Request, rc: 
 async function h2Request(pools: UpstreamPools, req: L7Request, rc: RequestContext): Promise<L7Response> {
   const target = rc.target!;
   const conn = rc.conn;
-  const headers: http2.OutgoingHttpHeaders = { ...upstreamHeaders(req, true), ':method': req.method, ':path': req.path, ':authority': req.authority, ':scheme': 'http' };
+  const headers = h2Headers(req);
   let stream: http2.ClientHttp2Stream;
   try {
     stream = await pools.h2Request(conn.pod, conn.sockets, target, rc.cluster?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, headers, { endStream: req.body === null }, conn.protocol === 'detect' ? 'http2' : undefined);
