@@ -186,7 +186,17 @@ export class Agent implements EnrollmentHandler, XdsSink {
     if (this.opts.readyPort) await this.serve(bounded('readiness', ['/healthz/ready', '/healthz/live']), { port: this.opts.readyPort, host: probeHost });
 
     if (this.opts.xds) {
-      this.xds = new XdsClient({ ...this.opts.xds, node: this.opts.node, log: this.log.child({ component: 'xds' }), registry: this.registry }, this);
+      this.xds = new XdsClient(
+        {
+          ...this.opts.xds,
+          node: this.opts.node,
+          log: this.log.child({ component: 'xds' }),
+          registry: this.registry,
+          // the CA lives with the control plane: a certificate request backing off since it went away goes out now
+          onConnected: () => this.identity?.retryNow(),
+        },
+        this,
+      );
       this.xds.start();
     }
     this.datapath = await this.openDatapath();

@@ -178,6 +178,26 @@ export class SecretManager implements IdentityProvider {
       .sort((a, b) => a.spiffeId.localeCompare(b.spiffeId));
   }
 
+  /**
+   * The control plane is reachable again (the xDS stream came up): a request waiting out its backoff after
+   * failures is sent now, with at most `jitterMs` of jitter so a control plane's agents do not all ask at
+   * once, and its backoff starts again from the beginning. Requests in flight and scheduled rotations stay.
+   */
+  retryNow(jitterMs = 1000): void {
+    if (this.closed) return;
+    let n = 0;
+    for (const e of this.entries.values()) {
+      if (e.failures === 0 || e.inflight) continue;
+      e.failures = 0;
+      e.cancelTimer?.();
+      const at = this.clock.now() + this.random() * jitterMs;
+      e.nextRotation = at;
+      e.cancelTimer = runAt(this.clock, at, () => void this.fetch(e));
+      n++;
+    }
+    if (n > 0) this.log.info({ identities: n }, 'control plane reachable again: retrying certificate requests now');
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

@@ -67,5 +67,7 @@ export interface IdentityProvider extends IdentitySource {
   /** Called after every successful (re)issuance. */
   onRotate(cb: (id: string, bundle: CertBundle) => void): void;
   status(): IdentityStatus[];
+  /** The control plane is reachable again: requests backing off after failures go out now, backoff reset. */
+  retryNow(): void;
   close(): void;
 }

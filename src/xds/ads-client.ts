@@ -39,6 +39,8 @@ export interface XdsClientOptions {
    * node's credential (`tokenFile`, re-read for every stream: projected tokens rotate) sent as a bearer token.
    */
   tls?: { rootFile: string; tokenFile?: string; serverName?: string };
+  /** Called each time the stream comes up (the first response of a stream); never after close(). */
+  onConnected?: () => void;
 }
 
 function channelCredentials(tls: XdsClientOptions['tls']): { creds: grpc.ChannelCredentials; options: Record<string, string> } {
@@ -194,6 +196,7 @@ export class XdsClient {
         this.lastError = null;
         this.m.connected.set(1);
         this.opts.log.info({ address: this.opts.address, mode: this.opts.mode }, 'xDS stream up');
+        this.opts.onConnected?.();
       }
       if (this.opts.mode === 'delta') this.onDelta(msg as DeltaDiscoveryResponse);
       else this.onSotw(msg as DiscoveryResponse);

@@ -177,3 +177,37 @@ test('a refusal before any certificate: state failed, waiters rejected with the 
   await until(() => issuer.requests === 2, 'a retry');
   sm.close();
 });
+
+test('the control plane back (retryNow): a request backing off goes out within the jitter, and its backoff starts over', async () => {
+  const issuer = new FakeIssuer(ca);
+  issuer.failWith = new IdentityError(ID_ERR.CA_REQUEST, 'cannot get a certificate from the CA at unix:///x: UNAVAILABLE');
+  const sm = new SecretManager({ issuer, log: silentLogger(), clock, random: () => 1, keyBits: 1024 });
+  sm.acquire(ID);
+  const waiting = sm.certFor(ID);
+  clock.advance(0);
+  await assert.rejects(waiting, /UNAVAILABLE/);
+  // Five failures in a row: the next attempt is 32 s away.
+  for (const wait of [1000, 2000, 4000, 8000]) {
+    const n = issuer.requests;
+    clock.advance(wait);
+    await until(() => issuer.requests === n + 1 && sm.status()[0]!.nextRotation === new Date(clock.now() + wait * 2).toISOString(), `the attempt after ${wait} ms`);
+  }
+  assert.equal(sm.status()[0]!.nextRotation, new Date(clock.now() + 16_000).toISOString());
+
+  issuer.failWith = null;
+  const n = issuer.requests;
+  sm.retryNow(1000);
+  assert.equal(sm.status()[0]!.nextRotation, new Date(clock.now() + 1000).toISOString(), 'within the jitter (random 1 -> all of it)');
+  clock.advance(1000);
+  await until(() => sm.status()[0]!.state === 'valid', 'the certificate right after the control plane came back');
+  assert.equal(issuer.requests, n + 1);
+
+  // A later failure backs off from the start again, not from 32 s.
+  issuer.failWith = new IdentityError(ID_ERR.CA_REQUEST, 'UNAVAILABLE again');
+  const v = sm.current(ID)!;
+  clock.advance(Math.ceil((v.notAfter.getTime() - clock.now()) * 0.6)); // past the rotation at 55% (random 1)
+  await until(() => sm.status()[0]!.lastError !== null, 'a failed rotation');
+  assert.equal(sm.status()[0]!.nextRotation, new Date(clock.now() + 1000).toISOString(), 'first retry after 1 s');
+  sm.retryNow(1000);
+  sm.close();
+});
