@@ -28,6 +28,7 @@ import { PodStateFile } from './pod-state-file';
 import type { CniAnswer, CniEvent } from '../enroll/cni-protocol';
 import type { KubeEnrollment } from './kube-enrollment';
 import type { CniLifecycle, CniLifecycleOptions } from './cni-lifecycle';
+import { XdsStateFile } from './xds-state-file';
 import type { WorkerStats } from './worker-protocol';
 import { DataPlaneWorkers, type WorkerStatus } from './workers';
 
@@ -194,6 +195,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
           registry: this.registry,
           // the CA lives with the control plane: a certificate request backing off since it went away goes out now
           onConnected: () => this.identity?.retryNow(),
+          store: new XdsStateFile(this.opts.stateDir),
         },
         this,
       );

@@ -44,7 +44,7 @@ function usableCpus(cgroup2Root: string): number {
 }
 
 function meshOptions(
-  o: { caTokenFile?: string; caAddress?: string; caRootFile?: string; certValidity: number; trustDomain: string; xds?: string; hboneKeepaliveMs: number; hboneH2: string } & HandshakeFlags,
+  o: { caTokenFile?: string; caAddress?: string; caRootFile?: string; certValidity: number; trustDomain: string; xds?: string; hboneKeepaliveMs: number; hboneH2: string; stateDir: string } & HandshakeFlags,
   log: Logger,
 ): AgentOptions['mesh'] {
   if (!o.caTokenFile) return undefined;
@@ -66,6 +66,7 @@ function meshOptions(
         caRootFile: o.caRootFile,
         trustDomain: o.trustDomain,
         validitySeconds: o.certValidity,
+        certDir: path.join(o.stateDir, 'certs'),
         log: log.child({ component: 'identity' }),
       }),
   };
@@ -114,7 +115,7 @@ export function registerAgentCommand(program: Command): void {
     .command('agent')
     .description('run the node agent (one per node)')
     .option('--node <name>', 'node name', process.env.NODE_NAME ?? os.hostname())
-    .option('--state-dir <dir>', 'runtime state: enroll.sock, admin.sock, pods.json', '/run/nodemesh/agent')
+    .option('--state-dir <dir>', 'runtime state: enroll.sock, admin.sock, pods.json, the last xDS config, certificates (root-only)', '/run/nodemesh/agent')
     .option('--pin-root <dir>', 'bpffs directory for pinned maps and links', '/sys/fs/bpf/nodemesh/v1')
     .option('--cgroup-root <dir>', 'cgroup v2 directory to attach connect/sockops programs to (default: the cgroup v2 root)')
     .option('--admin-port <port>', 'admin HTTP port on --admin-host (0: unix socket only)', int, 15000)

@@ -69,5 +69,7 @@ export interface IdentityProvider extends IdentitySource {
   status(): IdentityStatus[];
   /** The control plane is reachable again: requests backing off after failures go out now, backoff reset. */
   retryNow(): void;
+  /** Another agent owns the node's saved certificates from now on (this one handed over): stop writing them. */
+  stopPersisting(): void;
   close(): void;
 }
