@@ -6,8 +6,10 @@
  * Runs when the pod's netns looks for a listener for a new inbound connection (established flows never
  * reach it). Steering keeps the original local address, so the agent reads the intended ip:port from the
  * accepted socket itself. Not steered: the agent's own ports, addresses that are not the pod's (loopback,
- * Service VIPs), and flows from the pod to itself — among them the agent's upstream hop to the app, which
- * the agent opens from inside the pod with the pod's IP as source.
+ * Service VIPs), and flows that enter through the pod's loopback device, i.e. start inside the pod: the
+ * agent's upstream hop to the app, which it opens from inside the pod with the client's address as source
+ * (transparent) or the pod's own, and the pod talking to itself. Steering those would loop them back into
+ * the agent. Traffic from anywhere else arrives on the pod's other interfaces.
  */
 SEC("sk_lookup")
 int nm_sk_lookup(struct bpf_sk_lookup *ctx)
@@ -37,6 +39,11 @@ int nm_sk_lookup(struct bpf_sk_lookup *ctx)
 		same_pod = ctx->remote_ip6[0] == key.ip[0] && ctx->remote_ip6[1] == key.ip[1] &&
 			   ctx->remote_ip6[2] == key.ip[2] && ctx->remote_ip6[3] == key.ip[3];
 	} else {
+		return SK_PASS;
+	}
+
+	if (ctx->ingress_ifindex == NM_LOOPBACK_IFINDEX) {
+		nm_stat_inc(NM_STAT_STEER_LOOPBACK);
 		return SK_PASS;
 	}
 

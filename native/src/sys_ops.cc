@@ -11,6 +11,7 @@
 #include <v8.h>
 #pragma GCC diagnostic pop
 #include <sched.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -182,7 +183,21 @@ static Napi::Value RelieveMemory(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), malloc_trim(0) == 1);
 }
 
+// flock(fd, exclusive) -> true when the lock was taken, false when another holder prevents it (never waits).
+// Locks on an open file belong to that open file: closing the fd (or the process dying) releases them.
+static Napi::Value Flock(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  bool exclusive = ArgBool(info, 1, "exclusive");
+  for (;;) {
+    if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0) return Napi::Boolean::New(info.Env(), true);
+    if (errno == EINTR) continue;
+    if (errno == EWOULDBLOCK) return Napi::Boolean::New(info.Env(), false);
+    ThrowErrno(info.Env(), errno, "flock(" + std::to_string(fd) + ")");
+  }
+}
+
 void InitSysOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("flock", Napi::Function::New<Flock>(env, "flock"));
   exports.Set("FdLedger", FdLedger::Define(env));
   exports.Set("openNetns", Napi::Function::New<OpenNetns>(env, "openNetns"));
   exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));

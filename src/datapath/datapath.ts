@@ -80,6 +80,7 @@ class KernelDatapath implements Datapath, PodContext {
   private readonly pending = new Set<string>();
   private readonly hooks: AttachedProgram[] = [];
   private closed = false;
+  readonly reuseportProgFd: number;
 
   constructor(
     readonly native: NativeBinding,
@@ -95,6 +96,7 @@ class KernelDatapath implements Datapath, PodContext {
     this.stats = obj.map(abi.MAPS.stats);
     this.allMaps = [this.pods, obj.map(abi.MAPS.sockDst), this.tupleDst, this.steer, this.config, this.stats];
     this.thread = new native.NetnsThread();
+    this.reuseportProgFd = obj.programFd('nm_reuseport_migrate');
   }
 
   isClosed(): boolean {
@@ -250,6 +252,7 @@ class KernelDatapath implements Datapath, PodContext {
     for (const pod of this.enrolled.values()) attempt(() => (opts.detach ? pod.teardown() : pod.release()));
     this.enrolled.clear();
     attempt(() => this.thread.close());
+    attempt(() => this.native.closeFd(this.reuseportProgFd));
     if (opts.detach) {
       // every link under links/, including sk_lookup links of pods from earlier runs
       const linksDir = path.join(this.pinRoot, 'links');

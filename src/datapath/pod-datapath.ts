@@ -24,6 +24,8 @@ export interface PodContext extends TupleDstReader {
   readonly steer: NativeBpfMap;
   readonly pinRoot: string;
   readonly log: DatapathLogger;
+  /** nm_reuseport_migrate, attached to each listener's SO_REUSEPORT group (bpf/reuseport.c). */
+  readonly reuseportProgFd: number;
   isClosed(): boolean;
   /** uid of the enrolled pod that already owns this netns, if any. */
   netnsOwner(netnsCookie: bigint): string | undefined;
@@ -195,7 +197,7 @@ export async function enrollPod(ctx: PodContext, spec: PodNetSpec): Promise<PodH
 
     const listen = async (family: 4 | 6, ip: string, port: number, optional: boolean): Promise<number | null> => {
       try {
-        const fd = await thread.listen(nsfd, family, ip, port, LISTEN_BACKLOG, abi.NM_AGENT_MARK, family === 6);
+        const fd = await thread.listen(nsfd, family, ip, port, LISTEN_BACKLOG, abi.NM_AGENT_MARK, family === 6, ctx.reuseportProgFd);
         closeFdUndo(fd, `listener ${ip}:${port}`);
         return fd;
       } catch (err) {
