@@ -123,7 +123,13 @@ export function registerAgentCommand(program: Command): void {
     .option('--ready-port <port>', 'readiness port (0: off)', int, 15021)
     .option('--admin-host <ip>', 'address of the admin port (keep it on loopback: it serves /config_dump and POST /logging)', '127.0.0.1')
     .option('--probe-host <ip>', 'address of the metrics and readiness ports, which serve only /metrics and /healthz/* (default: --admin-host; in Kubernetes the node IP)')
-    .option('--drain-seconds <s>', 'on SIGTERM, how long open connections may finish', int, 5)
+    .option('--drain-seconds <s>', 'on SIGTERM without a successor, how long open connections may finish', int, 5)
+    .option(
+      '--handover-drain-seconds <s>',
+      'after handing over to a new agent, how long open connections may go on (a SIGTERM then does not cut it short: give the DaemonSet a terminationGracePeriodSeconds above it)',
+      int,
+      3600,
+    )
     .option('--xds <address>', 'control plane ADS address: host:port or unix:///path (none: passthrough only)')
     .option('--xds-mode <mode>', 'ADS flavour: delta or sotw', 'delta')
     .option('--xds-root-file <file>', 'dial --xds over TLS, verifying the control plane with this root (the mesh root)')
@@ -186,6 +192,7 @@ export function registerAgentCommand(program: Command): void {
       adminHost: string;
       probeHost?: string;
       drainSeconds: number;
+      handoverDrainSeconds: number;
       xds?: string;
       xdsMode: string;
       xdsRootFile?: string;
@@ -231,6 +238,8 @@ export function registerAgentCommand(program: Command): void {
           adminHost: o.adminHost,
           probeHost: o.probeHost,
           drainMs: o.drainSeconds * 1000,
+          handoverDrainMs: o.handoverDrainSeconds * 1000,
+          lock: loadNative(),
           xds: o.xds
             ? { address: o.xds, mode: o.xdsMode, tls: o.xdsRootFile !== undefined ? { rootFile: o.xdsRootFile, tokenFile: o.xdsTokenFile } : undefined }
             : undefined,
@@ -244,6 +253,6 @@ export function registerAgentCommand(program: Command): void {
         log,
         () => openDatapath({ pinRoot: o.pinRoot, cgroupRoot }, log.child({ component: 'datapath' })),
       );
-      await runDaemon({ name: 'agent', log, start: () => agent.start(), stop: () => agent.shutdown() });
+      await runDaemon({ name: 'agent', log, start: () => agent.start(), stop: () => agent.shutdown(), finished: agent.exited });
     });
 }

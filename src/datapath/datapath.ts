@@ -183,6 +183,27 @@ class KernelDatapath implements Datapath, PodContext {
     this.log.info({ uid, netnsCookie: pod.netnsCookie.toString() }, 'pod unenrolled from datapath');
   }
 
+  forget(uid: string): void {
+    const pod = this.enrolled.get(uid);
+    if (!pod) return;
+    this.enrolled.delete(uid);
+    pod.release();
+    this.log.info({ uid }, 'pod left to the successor agent: handles released, kernel state untouched');
+  }
+
+  reassert(): void {
+    this.live();
+    this.writeConfig();
+    for (const pod of this.enrolled.values()) pod.reassertSteering();
+  }
+
+  markDraining(): void {
+    this.live();
+    const { attempt, errors } = teardownSteps();
+    for (const pod of this.enrolled.values()) attempt(() => pod.markDraining());
+    if (errors.length) this.log.warn({ err: errors[0], failed: errors.length }, 'could not mark every pod draining; its connects find the listener closed soon anyway');
+  }
+
   async pruneExcept(keepUids: Set<string>, keepNetnsCookies: Set<bigint>): Promise<number> {
     this.live();
     let removed = 0;

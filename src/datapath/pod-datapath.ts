@@ -62,6 +62,7 @@ export function skLookupPin(pinRoot: string, uid: string): string {
 
 interface SteerEntry {
   ip: string;
+  family: 4 | 6;
   key: Buffer;
   /** SO_COOKIE of the listener we stored: only delete the entry while it still points at our socket. */
   socketCookie: bigint;
@@ -134,6 +135,28 @@ export class PodHandle implements PodDatapath {
         hint: 'a restart reconcile (pruneExcept) removes it',
       });
     }
+  }
+
+  /** Points the pod's steering entries at this agent's 15006 listeners again (they are still open). */
+  reassertSteering(): void {
+    for (const e of this.steerEntries) {
+      const fd = e.family === 4 ? this.listeners.inbound4 : this.listeners.inbound6;
+      if (fd !== null) this.ctx.steer.updateSocket(e.key, fd);
+    }
+  }
+
+  /**
+   * NM_POD_DRAINING on the pod's entry (connect4/6 treat the listener as gone), and its steering entries removed
+   * while they still point at this agent (sk_lookup lets inbound reach the app).
+   */
+  markDraining(): void {
+    const key = abi.u64Key(this.netnsCookie);
+    const cur = Buffer.alloc(abi.NM_POD.size);
+    if (this.ctx.pods.lookup(key, cur)) {
+      const v = abi.decodePod(cur);
+      this.ctx.pods.update(key, abi.encodePod({ ...v, flags: v.flags | abi.NM_POD_DRAINING }));
+    }
+    for (const e of this.steerEntries) deleteSteer(this.ctx, e);
   }
 
   /** Releases handles only; pinned state stays (restart adoption). Listener fds belong to the caller. */
@@ -259,7 +282,7 @@ export async function enrollPod(ctx: PodContext, spec: PodNetSpec): Promise<PodH
       } catch (err) {
         throw new DatapathError('NM_DATAPATH_MAP', `cannot register inbound steering for ${ip}: ${(err as Error).message}`, { cause: err });
       }
-      const entry = { ip, key: k.key, socketCookie: native.socketCookie(fd) };
+      const entry: SteerEntry = { ip, family: k.family, key: k.key, socketCookie: native.socketCookie(fd) };
       undo.push({ what: `steer ${ip}`, fn: () => deleteSteer(ctx, entry) });
       steerEntries.push(entry);
     }

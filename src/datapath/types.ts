@@ -140,6 +140,22 @@ export interface Datapath {
   /** Absent or null: data-plane worker threads are not possible with this datapath. */
   workerShare?(): DatapathWorkerShare | null;
   /**
+   * Handover: a successor agent owns the pod's kernel state now; only this agent's handles on it (netns fd,
+   * socket pool) are released, nothing in the kernel changes.
+   */
+  forget?(uid: string): void;
+  /**
+   * A successor that went away before taking over pointed nm_config and the pods' steering at itself: point them
+   * back at this agent's listeners.
+   */
+  reassert?(): void;
+  /**
+   * SIGTERM without a successor: connects from every pod behave as if the agent's listener were gone (fail open,
+   * or closed for fail-closed pods), and inbound plaintext is no longer steered here, while the listeners are
+   * still open: connections already on their way are accepted, none is queued after the flip.
+   */
+  markDraining?(): void;
+  /**
    * detach=true (SIGTERM): detach every program, unpin links and maps, remove the pin root.
    * detach=false: release handles only; pinned state stays for the next agent to adopt.
    */

@@ -24,8 +24,9 @@ export class PodProxy {
   /** 15008 fds waiting for the listeners above and then for the pod's first certificate. */
   private pendingHbone: number[] = [];
   private hboneFailed = false;
-  /** waiting: for certFor; missing: its request failed, the next issuance restarts the wait; serving: servers own the fds. */
-  private hboneState: 'idle' | 'waiting' | 'missing' | 'serving' = 'idle';
+  /** waiting: for certFor; missing: its request failed, the next issuance restarts the wait; starting/serving: servers take/own the fds. */
+  private hboneState: 'idle' | 'waiting' | 'missing' | 'starting' | 'serving' = 'idle';
+  private readonly settledWaiters: (() => void)[] = [];
   private closed = false;
 
   constructor(
@@ -80,6 +81,7 @@ export class PodProxy {
     const mesh = this.ctx.mesh;
     if (!mesh) {
       for (const fd of this.pendingHbone.splice(0)) closeFdQuietly(fd);
+      this.settle();
       return;
     }
     const id = mesh.spiffeIdOf(this.pod);
@@ -89,6 +91,7 @@ export class PodProxy {
       (err: unknown) => {
         if (this.closed) return;
         this.hboneState = 'missing';
+        this.settle();
         this.ctx.log.warn(
           { err, pod: this.name, identity: id },
           'no certificate for the pod yet: inbound HBONE (15008) connections wait in the kernel queue until one is issued',
@@ -99,7 +102,7 @@ export class PodProxy {
 
   private async serveHbone(id: string): Promise<void> {
     const mesh = this.ctx.mesh!;
-    this.hboneState = 'serving';
+    this.hboneState = 'starting';
     // one gate for the pod's listeners (IPv4, IPv6); per-source and total counts are the thread's
     const gate = mesh.handshakes.limiter.gate();
     const log = this.ctx.log.child({ pod: this.name });
@@ -131,6 +134,8 @@ export class PodProxy {
       this.hboneFailed = true;
       for (const fd of this.pendingHbone.splice(0)) closeFdQuietly(fd);
     }
+    this.hboneState = 'serving';
+    this.settle();
   }
 
   /** Whether this proxy still holds the pod's 15008 fds (false without identities, or when serving them failed). */
@@ -151,13 +156,37 @@ export class PodProxy {
     return this.hbone.map((s) => s.stats());
   }
 
-  /** Stops accepting. Connections already relayed keep running until they end (drain). */
+  /**
+   * Stops accepting on 15001 and 15006, and on 15008 unless `keepHbone`. Closing a listener hands the
+   * connections queued on it to the rest of its SO_REUSEPORT group (a successor agent's), or resets them when
+   * it was the last. Connections already relayed keep running until they end (drain); HBONE sessions get
+   * GOAWAY: their open tunnels go on, new ones go to a new session.
+   */
+  stopAccepting(opts: { keepHbone?: boolean } = {}): void {
+    for (const s of this.servers.splice(0)) s.close();
+    for (const p of this.pendingListen.splice(0)) closeFdQuietly(p.fd);
+    if (!opts.keepHbone) this.close();
+  }
+
+  /** Stops accepting everywhere. Connections already relayed keep running until they end (drain). */
   close(): void {
     this.closed = true;
     for (const s of this.servers.splice(0)) s.close();
     for (const s of this.hbone.splice(0)) void s.close();
     for (const p of this.pendingListen.splice(0)) closeFdQuietly(p.fd);
     for (const fd of this.pendingHbone.splice(0)) closeFdQuietly(fd);
+    this.settle();
+  }
+
+  /** Resolves once 15008 serves, is settled without a certificate (missing) or without mesh, or is closed. */
+  hboneSettled(): Promise<void> {
+    if (this.hboneState === 'missing' || this.hboneState === 'serving') return Promise.resolve();
+    if (!this.ctx.mesh || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.settledWaiters.push(resolve));
+  }
+
+  private settle(): void {
+    for (const w of this.settledWaiters.splice(0)) w();
   }
 }
 

@@ -130,6 +130,7 @@ export class XdsClient {
   private restoring = false;
   private saveTimer: NodeJS.Timeout | null = null;
   private dirty = false;
+  private saving = true;
   private readonly m: {
     connected: Gauge;
     applied: Counter<'type'>;
@@ -283,11 +284,19 @@ export class XdsClient {
     };
   }
 
+  /** From now on nothing is saved: another agent (a successor) owns the saved config. */
+  stopSaving(): void {
+    if (this.saveTimer) clearTimeout(this.saveTimer);
+    this.saveTimer = null;
+    this.dirty = false;
+    this.saving = false;
+  }
+
   /** Saves the accepted config now if it changed since the last save (shutdown, handover). */
   flush(): void {
     if (this.saveTimer) clearTimeout(this.saveTimer);
     this.saveTimer = null;
-    if (!this.dirty || !this.opts.store || this.closed) return;
+    if (!this.dirty || !this.opts.store || !this.saving || this.closed) return;
     this.dirty = false;
     try {
       this.opts.store.save(this.snapshot());
@@ -298,7 +307,7 @@ export class XdsClient {
 
   /** A burst of responses (CDS, EDS, LDS of one push) is saved once. */
   private scheduleSave(): void {
-    if (!this.opts.store || this.restoring) return;
+    if (!this.opts.store || !this.saving || this.restoring) return;
     this.dirty = true;
     if (this.saveTimer) return;
     this.saveTimer = setTimeout(() => this.flush(), 200);
