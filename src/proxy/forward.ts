@@ -59,9 +59,12 @@ export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<voi
   const d = r.downstream;
   // Paused while we connect; a reset from the client must not become an unhandled 'error'.
   if (d.kind === 'socket') d.socket.on('error', ignore);
+  // counted by a drain from accept to open(): released only once the tracker holds the connection (or refused it)
+  const connecting = ctx.tracker.connectingStarted();
   const attempt = await connectFirst(ctx, r);
   if (attempt.upstream === null) {
     refuse(ctx, r, r.targets.length === 0 ? 'UH' : 'UF', attempt.error ?? 'no upstream', 503);
+    connecting();
     return;
   }
   const chosen = attempt.target!;
@@ -128,6 +131,7 @@ export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<voi
     labels: r.labels(chosen),
     bytes: () => counts(),
   });
+  connecting();
   start();
   if (r.authz) {
     const authz = r.authz;
