@@ -50,6 +50,7 @@
 #define NM_TUPLE_DST_MAX 65536
 #define NM_STEER_MAX 8192
 #define NM_STATS_MAX 32
+#define NM_OWN_FLOWS_MAX 16384
 
 /*
  * Stat codes: index into the nm_stats PERCPU_ARRAY. Append only; never renumber.
@@ -66,7 +67,7 @@
 #define NM_STAT_SKIPPED_DST 9        /* enrolled pod dialed loopback/any/mesh port: left alone */
 #define NM_STAT_MAP_UPDATE_FAILED 10 /* a map update failed (map full): redirect skipped or dst lost */
 #define NM_STAT_STEER_SAME_POD 11    /* sk_lookup: flow from the pod to itself, not steered */
-#define NM_STAT_STEER_LOOPBACK 12    /* sk_lookup: flow entering through the pod's loopback (the agent's own), not steered */
+#define NM_STAT_STEER_OWN_FLOW 12    /* sk_lookup: the agent's own connection to the app from a client address, not steered */
 #define NM_STAT__COUNT 13            /* number of defined codes (< NM_STATS_MAX) */
 
 /* An endpoint. v4 lives in ip[0]; ip is in network byte order, port in HOST byte order. */
@@ -92,6 +93,12 @@ struct nm_tuple_key {
 	struct nm_addr src; /* client local ip:port = accepted socket's peer */
 	struct nm_addr dst; /* 127.0.0.1:15001 / [::1]:15001 = accepted socket's local address */
 };
+
+/*
+ * nm_own_flows key: a connection the agent is opening to a pod's application from a client's address
+ * (transparent), as sk_lookup sees its SYN. netns_cookie is 0 (pod IPs are unique on a node); src is the
+ * client ip:port the agent bound, dst the application's ip:port. Value: __u8, unused.
+ */
 
 /* nm_steer key -> listening socket (SOCKHASH). */
 struct nm_steer_key {

@@ -35,7 +35,5 @@
 #define nm_barrier() asm volatile("" ::: "memory")
 
 #define NM_LOOPBACK4 bpf_htonl(0x7f000001) /* 127.0.0.1 */
-/* The loopback device is ifindex 1 in every network namespace (LOOPBACK_IFINDEX). */
-#define NM_LOOPBACK_IFINDEX 1
 
 #endif /* NM_LIB_COMMON_H */

@@ -31,9 +31,6 @@ namespace nm {
 
 namespace {
 
-#ifndef IP_BIND_ADDRESS_NO_PORT
-#define IP_BIND_ADDRESS_NO_PORT 24
-#endif
 #ifndef SO_ATTACH_REUSEPORT_EBPF
 #define SO_ATTACH_REUSEPORT_EBPF 52
 #endif
@@ -141,18 +138,15 @@ int Fail(Job* j, int fd, const std::string& what) {
   return -1;
 }
 
-// A transparent upstream socket may bind() to an address that is not the pod's (the client's), with the port
-// chosen at connect() so the same client address can open many connections to one application port.
+// A transparent upstream socket may bind() to an address that is not the pod's (the client's). The port is
+// chosen at that bind (not deferred to connect): the agent registers the exact flow in nm_own_flows before
+// connecting, so sk_lookup does not steer its SYN back to the agent.
 bool MakeTransparent(Job* j, int fd) {
   int one = 1;
   int level = j->family == AF_INET6 ? SOL_IPV6 : SOL_IP;
   int opt = j->family == AF_INET6 ? IPV6_TRANSPARENT : IP_TRANSPARENT;
   if (setsockopt(fd, level, opt, &one, sizeof(one))) {
     Fail(j, fd, j->family == AF_INET6 ? "setsockopt(IPV6_TRANSPARENT)" : "setsockopt(IP_TRANSPARENT)");
-    return false;
-  }
-  if (setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one))) {
-    Fail(j, fd, "setsockopt(IP_BIND_ADDRESS_NO_PORT)");
     return false;
   }
   return true;

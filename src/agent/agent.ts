@@ -368,8 +368,12 @@ export class Agent implements EnrollmentHandler, XdsSink {
       new Set([...this.pods.values()].map((e) => e.dp.netnsCookie)),
     );
     // A successor writes the pods file only once it serves the node: should it die first, the predecessor's
-    // list stays the truth.
-    if (!this.predecessor) this.persist();
+    // list stays the truth. Without one, nobody is connecting: flows a killed agent left registered go.
+    if (!this.predecessor) {
+      this.persist();
+      const stale = this.datapath!.clearOwnFlows?.() ?? 0;
+      if (stale > 0) this.log.info({ stale }, 'dropped transparent flows registered by an earlier agent');
+    }
     this.reconciled = true;
     this.log.info({ restored: this.pods.size, previous: previous.length, pruned }, 'enrollment reconciled');
   }

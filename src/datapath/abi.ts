@@ -30,6 +30,7 @@ export const NM_SOCK_DST_MAX = 65536;
 export const NM_TUPLE_DST_MAX = 65536;
 export const NM_STEER_MAX = 8192;
 export const NM_STATS_MAX = 32;
+export const NM_OWN_FLOWS_MAX = 16384;
 
 /** Stat codes (index into nm_stats) and the names status() reports them under. Append only. */
 export const NM_STATS: readonly { code: number; name: string; macro: string }[] = [
@@ -45,7 +46,7 @@ export const NM_STATS: readonly { code: number; name: string; macro: string }[] 
   { code: 9, name: 'skipped_dst', macro: 'NM_STAT_SKIPPED_DST' },
   { code: 10, name: 'map_update_failed', macro: 'NM_STAT_MAP_UPDATE_FAILED' },
   { code: 11, name: 'steer_same_pod', macro: 'NM_STAT_STEER_SAME_POD' },
-  { code: 12, name: 'steer_loopback', macro: 'NM_STAT_STEER_LOOPBACK' },
+  { code: 12, name: 'steer_own_flow', macro: 'NM_STAT_STEER_OWN_FLOW' },
 ];
 export const NM_STAT__COUNT = 13;
 
@@ -64,6 +65,7 @@ export const MAPS = {
   steer: 'nm_steer',
   config: 'nm_config',
   stats: 'nm_stats',
+  ownFlows: 'nm_own_flows',
 } as const;
 
 // ---- IP text <-> 16 raw bytes (network order), allocation-free ----

@@ -71,6 +71,7 @@ class KernelDatapath implements Datapath, PodContext {
   readonly pods: NativeBpfMap;
   readonly steer: NativeBpfMap;
   readonly tupleDst: NativeBpfMap;
+  readonly ownFlows: NativeBpfMap;
   private readonly config: NativeBpfMap;
   private readonly stats: NativeBpfMap;
   private readonly allMaps: NativeBpfMap[];
@@ -94,7 +95,8 @@ class KernelDatapath implements Datapath, PodContext {
     this.tupleDst = obj.map(abi.MAPS.tupleDst);
     this.config = obj.map(abi.MAPS.config);
     this.stats = obj.map(abi.MAPS.stats);
-    this.allMaps = [this.pods, obj.map(abi.MAPS.sockDst), this.tupleDst, this.steer, this.config, this.stats];
+    this.ownFlows = obj.map(abi.MAPS.ownFlows);
+    this.allMaps = [this.pods, obj.map(abi.MAPS.sockDst), this.tupleDst, this.steer, this.config, this.stats, this.ownFlows];
     this.thread = new native.NetnsThread();
     this.reuseportProgFd = obj.programFd('nm_reuseport_migrate');
   }
@@ -104,7 +106,7 @@ class KernelDatapath implements Datapath, PodContext {
   }
 
   workerShare(): DatapathWorkerShare | null {
-    return this.closed ? null : { tupleDstPin: path.join(this.pinRoot, abi.MAPS.tupleDst) };
+    return this.closed ? null : { tupleDstPin: path.join(this.pinRoot, abi.MAPS.tupleDst), ownFlowsPin: path.join(this.pinRoot, abi.MAPS.ownFlows) };
   }
 
   netnsOwner(netnsCookie: bigint): string | undefined {
@@ -195,6 +197,13 @@ class KernelDatapath implements Datapath, PodContext {
     this.live();
     this.writeConfig();
     for (const pod of this.enrolled.values()) pod.reassertSteering();
+  }
+
+  clearOwnFlows(): number {
+    this.live();
+    let n = 0;
+    for (const key of this.ownFlows.keys()) if (this.ownFlows.delete(key)) n++;
+    return n;
   }
 
   markDraining(): void {

@@ -76,7 +76,7 @@ export interface NativeRoutingResult {
 export interface NativeNetnsThread {
   /** With `reuseportProgFd`, the program is attached to the listener's SO_REUSEPORT group after listen(). */
   listen(netnsFd: number, family: 4 | 6, ip: string, port: number, backlog: number, mark: number, v6only: boolean, reuseportProgFd?: number): Promise<number>;
-  /** `transparent`: IP_TRANSPARENT and IP_BIND_ADDRESS_NO_PORT, so it can bind to a client's address. */
+  /** `transparent`: IP_TRANSPARENT, so it can bind to a client's address (bindAddress). */
   socket(netnsFd: number, family: 4 | 6, mark: number, transparent?: boolean): Promise<number>;
   /** `count` sockets as socket() makes them, in one job (one queue hop, one setns); all or nothing. */
   sockets(netnsFd: number, family: 4 | 6, mark: number, count: number, transparent?: boolean): Promise<number[]>;
@@ -121,6 +121,8 @@ export interface NativeBinding {
   mountBpffs(target: string): void;
   /** Takes a shared or exclusive flock on an open file without waiting; false when another holder prevents it. */
   flock(fd: number, exclusive: boolean): boolean;
+  /** Binds an unconnected socket to `ip` (a client's, for a transparent socket) and returns the port the kernel chose. */
+  bindAddress(fd: number, ip: string): number;
   numPossibleCpus(): number;
   libbpfVersion(): string;
   /**

@@ -10,6 +10,7 @@ import { HBONE_DETECTED_HEADER, relayStream, type HboneRespond } from './hbone';
 import { ErrorCode } from './hbone/h2/constants';
 import type { HboneStream } from './hbone/h2-engine';
 import { adoptAccepted, Direction, newUpstream, startRelay, type RelayResult } from './relay';
+import { upstreamSource, type UpstreamSource } from './transparent-source';
 
 /** One place to send the connection: plain TCP to `ip:port`, or an HBONE tunnel to the pod's 15008. */
 export interface Target extends Endpoint {
@@ -191,16 +192,16 @@ function downstreamGone(d: Downstream): boolean {
 }
 
 async function dialTcp(ctx: ProxyContext, r: ForwardRequest, target: Target): Promise<Upstream> {
-  let fd: number | null;
+  let src: UpstreamSource;
   try {
-    fd = await r.sockets.newSocket(net.isIPv6(target.ip) ? 6 : 4);
+    src = await upstreamSource(ctx, r, target);
   } catch (err) {
     ctx.metrics.proxyErrors.inc({ direction: r.direction, reason: 'socket' });
     throw new Error(`cannot create a socket in the pod network namespace: ${(err as Error).message}`);
   }
   // The upstream reads into a fixed buffer whatever the other end is (socket: startRelay, stream: relayStream).
   const down = new Direction(ctx.bufferSize);
-  const socket = newUpstream(fd, down);
+  const socket = newUpstream(src.fd, down);
   // A tunnel reset while we dial (by the client, or by us for its faults: made-you-reset) must not leave the
   // application a connection nobody will use: the dial is abandoned with it.
   const d = r.downstream;
@@ -208,11 +209,13 @@ async function dialTcp(ctx: ProxyContext, r: ForwardRequest, target: Target): Pr
   if (d.kind === 'hbone') {
     if (d.stream.closed) {
       socket.destroy();
+      src.connected();
       throw new Error('the HBONE stream closed before the upstream was dialled');
     }
     d.stream.once('close', abandon);
   }
   const err = await connectOnce(socket, target, r.connectTimeoutMs ?? ctx.connectTimeoutMs);
+  src.connected();
   if (d.kind === 'hbone') d.stream.off('close', abandon);
   if (err !== null) {
     socket.destroy();

@@ -94,7 +94,7 @@ function scriptedWorkers(o: { count: number; registry: Registry; restartDelayMs:
     ...o,
     log: silentLogger(),
     logLevel: () => 'info',
-    datapath: { tupleDstPin: '/nonexistent' },
+    datapath: { tupleDstPin: '/nonexistent', ownFlowsPin: '/nonexistent' },
     mesh: null,
     entry: path.resolve(__dirname, '../helpers', o.entry ?? 'scripted-worker.js'),
   });
@@ -105,7 +105,7 @@ describe('DataPlaneWorkers supervision', () => {
     const registry = new Registry();
     let shares = 0;
     const dp = {
-      shareWithWorker: () => ({ uid: 'p1', netnsFd: 100 + ++shares, netnsCookie: 1n, ipv6: false, listeners: { outbound: [], inbound: [], hbone: [] } }),
+      shareWithWorker: () => ({ uid: 'p1', netnsFd: 100 + ++shares, netnsCookie: 1n, ipv6: false, transparent: { 4: false, 6: false }, listeners: { outbound: [], inbound: [], hbone: [] } }),
     } as unknown as PodDatapath;
     // (fake fd numbers: every share here reaches the scripted worker, which acknowledges it, so none is closed)
     const workers = scriptedWorkers({ count: 2, registry, restartDelayMs: 50 });
