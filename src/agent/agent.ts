@@ -37,7 +37,7 @@ import { StateDir } from './state-dir';
 import { takeOver, waitForConfig } from './successor';
 import { allConnections, metricsText, workersStatus, type WorkerReport } from './thread-status';
 import { XdsStateFile } from './xds-state-file';
-import { startWorkers, type DataPlaneWorkers } from './workers';
+import { createWorkers, type DataPlaneWorkers } from './workers';
 
 export interface AgentOptions {
   node: string;
@@ -297,15 +297,15 @@ export class Agent implements EnrollmentHandler, XdsSink {
     this.waitingFor = 'opening the datapath';
     this.datapath = await this.openDatapath();
     if (this.stopping) return this.release(false); // SIGTERM while starting: shutdown() had nothing to close yet
-    if ((this.opts.dataThreads ?? 1) > 1) {
-      this.workers = await startWorkers({
-        threads: this.opts.dataThreads!,
-        share: this.datapath.workerShare?.() ?? null,
-        log: this.log,
-        registry: this.registry,
-        agent: this.opts,
-        resources: this.lastResources,
-      });
+    const threads = this.opts.dataThreads ?? 1;
+    if (threads > 1) {
+      const share = this.datapath.workerShare?.() ?? null;
+      this.workers = createWorkers({ threads, share, log: this.log, registry: this.registry, agent: this.opts, resources: this.lastResources });
+      await this.workers?.start().then(
+        () => this.log.info({ dataThreads: threads }, 'data-plane worker threads started'),
+        // its supervisor retries; the main thread serves meanwhile
+        (err: unknown) => this.log.error({ err }, 'a data-plane worker thread failed to start; serving from the main thread until it does'),
+      );
     }
     await this.reconcile(asked && 'channel' in asked ? asked.pods : null);
     this.openQueue();

@@ -407,11 +407,11 @@ function identityMessage(id: string, st: IdentityState): ToWorker {
 }
 
 /**
- * The agent's worker threads, started with the config accepted so far; null when the datapath cannot be
- * shared across threads. A worker that fails to start is retried by its supervisor; the main thread serves
- * meanwhile.
+ * The agent's worker threads, not started yet, with the config accepted so far queued for them; null when the
+ * datapath cannot be shared across threads. The caller keeps the object before starting it: config accepted
+ * while the threads start must reach them too.
  */
-export async function startWorkers(o: {
+export function createWorkers(o: {
   threads: number;
   share: DatapathWorkerShare | null;
   log: Logger;
@@ -425,7 +425,7 @@ export async function startWorkers(o: {
     l7?: L7Options;
   };
   resources: Map<string, AgentResource[]>;
-}): Promise<DataPlaneWorkers | null> {
+}): DataPlaneWorkers | null {
   if (!o.share) {
     o.log.warn({ dataThreads: o.threads }, 'this datapath cannot be shared with worker threads: serving pods from the main thread only');
     return null;
@@ -445,11 +445,5 @@ export async function startWorkers(o: {
   });
   // xDS may have answered while the datapath was opening
   for (const [typeUrl, all] of o.resources) workers.applyResources(typeUrl, all);
-  try {
-    await workers.start();
-    o.log.info({ dataThreads: o.threads }, 'data-plane worker threads started');
-  } catch (err) {
-    o.log.error({ err }, 'a data-plane worker thread failed to start; serving from the main thread until it does');
-  }
   return workers;
 }
