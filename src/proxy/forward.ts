@@ -10,6 +10,7 @@ import { HBONE_DETECTED_HEADER, relayStream, type HboneRespond } from './hbone';
 import { ErrorCode } from './hbone/h2/constants';
 import type { HboneStream } from './hbone/h2-engine';
 import { adoptAccepted, Direction, newUpstream, startRelay, type RelayResult } from './relay';
+import { REFUSED_RETRY_BUDGET_MS, retryWhileRefused } from './refused-retry';
 import { upstreamSource, type UpstreamSource } from './transparent-source';
 
 /** One place to send the connection: plain TCP to `ip:port`, or an HBONE tunnel to the pod's 15008. */
@@ -228,15 +229,20 @@ async function dialHbone(ctx: ProxyContext, r: ForwardRequest, target: Target): 
   const mesh = ctx.mesh;
   if (!mesh || !target.peerId) throw new Error('HBONE target without mesh identity');
   const source = await mesh.identity.certFor(mesh.spiffeIdOf(r.pod));
-  const { stream } = await mesh.pool.connect({
-    sourcePod: r.pod.uid,
-    source,
-    expectedServerId: target.peerId,
-    address: { ip: target.ip, port: mesh.hbonePort },
-    target: { ip: target.ip, port: target.port },
-    newSocket: (family) => r.sockets.newSocket(family),
-    headers: r.detectedTcp ? { [HBONE_DETECTED_HEADER]: 'tcp' } : undefined,
-  });
+  const peerId = target.peerId;
+  const dial = (): ReturnType<typeof mesh.pool.connect> =>
+    mesh.pool.connect({
+      sourcePod: r.pod.uid,
+      source,
+      expectedServerId: peerId,
+      address: { ip: target.ip, port: mesh.hbonePort },
+      target: { ip: target.ip, port: target.port },
+      newSocket: (family) => r.sockets.newSocket(family),
+      headers: r.detectedTcp ? { [HBONE_DETECTED_HEADER]: 'tcp' } : undefined,
+    });
+  const budgetMs = Math.min(REFUSED_RETRY_BUDGET_MS, r.connectTimeoutMs ?? ctx.connectTimeoutMs);
+  const retried = (): void => ctx.metrics.proxyErrors.inc({ direction: r.direction, reason: 'hbone_refused_retry' });
+  const { stream } = await retryWhileRefused(dial, { budgetMs, gone: () => downstreamGone(r.downstream), retried });
   return { kind: 'hbone', stream };
 }
 
