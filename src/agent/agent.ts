@@ -310,6 +310,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
     await this.reconcile(asked && 'channel' in asked ? asked.pods : null);
     this.openQueue();
     if (pred) await takeOver(pred.channel, pred.pid, this.runtime, this.log, (what) => (this.waitingFor = what));
+    // a predecessor that died before confirming may have been connecting to an application when it did
+    if (pred && pred.channel.closed) this.datapath.dropOwnFlowsOf?.(pred.pid);
     if (this.stopping) return this.release(false);
     this.stateDir.publish('admin');
     this.stateDir.publish('enroll');
@@ -602,7 +604,10 @@ export class Agent implements EnrollmentHandler, XdsSink {
         this.log.info('agent stopped after handing over');
         this.exit();
       },
-      reassertDatapath: () => this.datapath?.reassert?.(),
+      reassertDatapath: (successorPid) => {
+        this.datapath?.reassert?.();
+        this.datapath?.dropOwnFlowsOf?.(successorPid);
+      },
       serve: async (pod) => {
         await this.applyPod(pod);
       },

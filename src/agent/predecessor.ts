@@ -25,8 +25,8 @@ export interface HandingOverAgent {
   stopAndLeave(): Promise<void>;
   /** Drains open connections up to the handover deadline, then ends the process's work. */
   drainAndExit(): Promise<void>;
-  /** Points nm_config and the pods' steering back at this agent's listeners. */
-  reassertDatapath(): void;
+  /** Points nm_config and the pods' steering back at this agent's listeners; drops what the successor registered. */
+  reassertDatapath(successorPid: number): void;
   /** Serves a pod the successor had enrolled / removes one it had removed (kernel state included). */
   serve(pod: EnrolledPod): Promise<void>;
   remove(uid: string): Promise<void>;
@@ -38,6 +38,7 @@ export interface HandingOverAgent {
 
 export class Predecessor implements PredecessorHost {
   private timer: NodeJS.Timeout | null = null;
+  private successorPid = 0;
   /** Set while a handover is under way; resolves when it committed or was abandoned. */
   settled: Promise<void> | null = null;
   private settle: (() => void) | null = null;
@@ -52,6 +53,7 @@ export class Predecessor implements PredecessorHost {
     const why = this.canHandOver();
     if (why !== null) throw new Error(why);
     this.agent.setRole('handing-over');
+    this.successorPid = successorPid;
     this.settled = new Promise((resolve) => (this.settle = resolve));
     await this.agent.serialized(async () => this.agent.forwardEnrollment({ pid: successorPid, enrollSocket }));
     this.agent.saveState();
@@ -73,7 +75,7 @@ export class Predecessor implements PredecessorHost {
       this.agent.setRole('active');
       // The successor may have pointed steering and nm_config at itself, and enrolled or removed pods meanwhile.
       try {
-        this.agent.reassertDatapath();
+        this.agent.reassertDatapath(this.successorPid);
       } catch (err) {
         this.log.error({ err }, 'cannot point the datapath back at this agent');
       }

@@ -8,7 +8,7 @@ import * as abi from './abi';
 import { DatapathError, nativeHint } from './errors';
 import { defaultObjectPath, loadNative } from './native';
 import type { NativeBinding, NativeBpfMap, NativeBpfObject, NativeNetnsThread } from './native';
-import { enrollPod, PodHandle, skLookupPin } from './pod-datapath';
+import { enrollPod, ownFlowTag, PodHandle, skLookupPin } from './pod-datapath';
 import type { DatapathLogger, PodContext } from './pod-datapath';
 import { ensureBpffs, mkdirsOn } from '../util/host-fs';
 import { probeBtf, probeCgroup2, probeObject, probePrivilege } from './probe';
@@ -203,6 +203,17 @@ class KernelDatapath implements Datapath, PodContext {
     this.live();
     let n = 0;
     for (const key of this.ownFlows.keys()) if (this.ownFlows.delete(key)) n++;
+    return n;
+  }
+
+  dropOwnFlowsOf(pid: number): number {
+    this.live();
+    const tag = ownFlowTag(pid);
+    // same tag as ours (pids 255 apart): those could be this agent's connects in progress; the LRU ages them out
+    if (tag === ownFlowTag()) return 0;
+    const v = Buffer.alloc(1);
+    let n = 0;
+    for (const key of this.ownFlows.keys()) if (this.ownFlows.lookup(key, v) && v[0] === tag && this.ownFlows.delete(key)) n++;
     return n;
   }
 

@@ -57,7 +57,14 @@ export function takeOriginalDst(r: TupleDstReader, netnsCookie: bigint, peer: So
   return { ip: a.ip, port: a.port };
 }
 
-const OWN_FLOW_VALUE = Buffer.from([1]);
+/**
+ * The value of this process's nm_own_flows entries: a tag of the agent (1-255, from its pid) so that entries an
+ * agent left behind when it was killed mid-connect can be told from another agent's live ones.
+ */
+export function ownFlowTag(pid = process.pid): number {
+  return (pid % 255) + 1;
+}
+const OWN_FLOW_VALUE = Buffer.from([ownFlowTag()]);
 
 /**
  * A pooled transparent socket bound to `from` with a port the kernel picks, its flow to `to` registered in

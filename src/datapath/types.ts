@@ -182,6 +182,8 @@ export interface Datapath {
    * mid-connect) are dropped. Never while another agent runs: its connects in progress need theirs.
    */
   clearOwnFlows?(): number;
+  /** Drops the nm_own_flows entries of the agent with process id `pid` (it died, or went away mid-handover). */
+  dropOwnFlowsOf?(pid: number): number;
   /**
    * detach=true (SIGTERM): detach every program, unpin links and maps, remove the pin root.
    * detach=false: release handles only; pinned state stays for the next agent to adopt.
