@@ -11,10 +11,7 @@ import { createEnrollServer, type EnrollmentHandler } from '../enroll/server';
 import type { ConnectionTracker } from '../proxy/connection-tracker';
 import type { PodProxy } from '../proxy/pod-proxy';
 import type { IdentityProvider } from '../identity/types';
-import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
-import type { HandshakeOptions } from '../proxy/hbone/handshake-limits';
-import { ProxyRuntime, type L7Options } from '../proxy/runtime';
-import type { H2EngineName } from '../proxy/hbone/h2-engine';
+import { ProxyRuntime } from '../proxy/runtime';
 import type { RouteStore } from '../state/routes';
 import type { ServiceStore } from '../state/services';
 import { workloadName, type Workload } from '../state/workloads';
@@ -23,8 +20,11 @@ import type { Logger } from '../telemetry/logger';
 import { NodemeshError } from '../util/errors';
 import { createBoundedServer } from '../util/http';
 import { createAdminHandler } from '../admin/server';
-import { XdsClient, type XdsMode, type XdsSink } from '../xds/ads-client';
+import { XdsClient, type XdsSink } from '../xds/ads-client';
 import type { AgentResource } from '../xds/agent-resources';
+import { DEFAULT_HANDOVER_DRAIN_MS, type AgentOptions, type AgentRole } from './agent-options';
+
+export type { AgentOptions, AgentRole } from './agent-options';
 import { askToHandOver, HandoverServer, type HandoverChannel } from './handover';
 import { Predecessor, type HandingOverAgent } from './predecessor';
 import { AgentEndpoints } from './endpoints';
@@ -32,77 +32,16 @@ import { checkPodPaths } from './enroll-checks';
 import { PodStateFile } from './pod-state-file';
 import type { CniAnswer, CniEvent } from '../enroll/cni-protocol';
 import type { KubeEnrollment } from './kube-enrollment';
-import type { CniLifecycle, CniLifecycleOptions } from './cni-lifecycle';
+import type { CniLifecycle } from './cni-lifecycle';
 import { StateDir } from './state-dir';
 import { takeOver, waitForConfig } from './successor';
 import { allConnections, metricsText, workersStatus, type WorkerReport } from './thread-status';
 import { XdsStateFile } from './xds-state-file';
 import { createWorkers, type DataPlaneWorkers } from './workers';
 
-export interface AgentOptions {
-  node: string;
-  stateDir: string;
-  pinRoot: string;
-  cgroupRoot: string;
-  /** TCP ports in the agent's netns on `adminHost`; 0 disables one. */
-  adminPort: number;
-  metricsPort: number;
-  readyPort: number;
-  adminHost: string;
-  /** Address of the metrics and readiness ports (the node's address in Kubernetes); default `adminHost`. */
-  probeHost?: string;
-  drainMs: number;
-  /** After handing over to a successor, how long open connections may go on (default 1 h). */
-  handoverDrainMs?: number;
-  /** flock for STATE_DIR/agents.lock (the addon); absent: no lock (tests with a fake datapath). */
-  lock?: { flock(fd: number, exclusive: boolean): boolean };
-  bufferSize?: number;
-  connectTimeoutMs?: number;
-  /**
-   * Threads that serve pod traffic, the main thread included (default 1). Each serves copies of every pod's
-   * listener fds, so connections spread over that many cores; needs the kernel datapath.
-   */
-  dataThreads?: number;
-  /** A worker thread whose event loop has not run for this long is terminated and restarted (default 10 s; 0: never). */
-  workerStallTimeoutMs?: number;
-  /** L7 for HTTP ports (default on), and which requests get an access line (default all). */
-  l7?: L7Options;
-  /** After a burst of connections to pods' 15008: memory back to the kernel (the addon's relieveMemory; tests: absent). */
-  relieveMemory?: () => void;
-  /**
-   * Pods from the Kubernetes API: the CNI plugin's events are resolved there, and the agent reconciles the pods
-   * of its node (enrolling those that ran before it, found in `procRoot`). `cni` installs nodemesh-cni on the node.
-   */
-  kubernetes?: { kubeconfig?: string; procRoot: string; cni?: CniLifecycleOptions };
-  /** Control plane ADS address (`host:port` or `unix:///path`); absent: no services, passthrough only. */
-  xds?: { address: string; mode: XdsMode; tls?: { rootFile: string; tokenFile?: string; serverName?: string } };
-  /**
-   * Workload identities from the control plane's CA: with them, traffic between mesh pods goes over HBONE
-   * (mTLS). Absent: plaintext everywhere.
-   */
-  mesh?: {
-    identity: (registry: Registry) => IdentityProvider;
-    trustDomain: string;
-    /** HBONE PING liveness, both as client and as server (see HboneClientPoolOptions.keepalive); null: off. Default 10 s + 10 s. */
-    keepalive?: KeepaliveTiming | null;
-    /** Bounds on TLS handshakes in progress on pods' 15008 (per thread), and their timeout. */
-    handshakes?: HandshakeOptions;
-    /** HTTP/2 engine for HBONE, client and server (see proxy/hbone/h2-engine.ts). Default `nodemesh`. */
-    h2?: H2EngineName;
-  };
-}
 
 type ValidRequest = ReturnType<typeof parseEnrollRequest>;
 
-/**
- * starting: no other agent answered (first start, or after a crash/stop); taking-over: a running agent agreed to
- * hand over and serves until this one is ready; active: the node's agent; handing-over: a successor is getting
- * ready (enrollment calls are forwarded to it); draining: handed over, serving open connections until they end;
- * stopping: SIGTERM without a successor.
- */
-export type AgentRole = 'starting' | 'taking-over' | 'active' | 'handing-over' | 'draining' | 'stopping';
-
-export const DEFAULT_HANDOVER_DRAIN_MS = 3600_000;
 
 /** Instances per process get distinct private socket names (tests run two agents in one process). */
 let instances = 0;
@@ -585,6 +524,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
         this.xds?.flush();
       },
       stopAndLeave: async () => {
+        // the successor reconciles the node's pods from the API now (both doing it would race)
+        this.kube?.close();
         this.runtime.stopAll();
         this.workers?.stopAccepting();
         this.identity?.stopPersisting();

@@ -18,6 +18,8 @@ export interface Target extends Endpoint {
   via: 'tcp' | 'hbone';
   /** hbone: the SPIFFE ID the destination must present. */
   peerId?: string;
+  /** L7 inbound: the client's address, which the connection to the local application comes from (transparent-source.ts). */
+  from?: string;
 }
 
 /** Where the connection came from: a redirected/steered socket, or an HBONE CONNECT stream. */
