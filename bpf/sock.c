@@ -23,7 +23,7 @@ int nm_sock4_connect(struct bpf_sock_addr *ctx)
 		nm_stat_inc(NM_STAT_SKIPPED_DST);
 		return NM_SYS_PROCEED;
 	}
-	if (!nm_outbound_listener4(ctx))
+	if ((pod->flags & NM_POD_DRAINING) || !nm_outbound_listener4(ctx))
 		return nm_no_listener(pod);
 
 	orig.ip[0] = dip;
@@ -74,7 +74,7 @@ int nm_sock6_connect(struct bpf_sock_addr *ctx)
 			return NM_SYS_PROCEED;
 		}
 		/* the connection will be IPv4 on the wire, so it lands on the 127.0.0.1 listener */
-		if (!nm_outbound_listener4(ctx))
+		if ((pod->flags & NM_POD_DRAINING) || !nm_outbound_listener4(ctx))
 			return nm_no_listener(pod);
 		orig.ip[0] = d;
 		orig.port = dport;
@@ -94,7 +94,7 @@ int nm_sock6_connect(struct bpf_sock_addr *ctx)
 		nm_stat_inc(NM_STAT_SKIPPED_DST);
 		return NM_SYS_PROCEED;
 	}
-	if (!nm_outbound_listener6(ctx))
+	if ((pod->flags & NM_POD_DRAINING) || !nm_outbound_listener6(ctx))
 		return nm_no_listener(pod);
 	orig.ip[0] = a;
 	orig.ip[1] = b;

@@ -20,6 +20,13 @@
 
 /* SO_MARK the agent puts on its own sockets so connect4/6 never redirect them. */
 #define NM_AGENT_MARK 1337
+/*
+ * SO_MARK of the agent's sockets that connect to a pod's application from the client's own address
+ * (IP_TRANSPARENT). With tcp_fwmark_accept in the pod netns the application's accepted socket inherits it, and
+ * the pod's policy route for this mark delivers the application's replies to the agent over loopback. Never
+ * redirected either. Its own value: a rule on NM_AGENT_MARK would loop back the agent's outbound sockets too.
+ */
+#define NM_AGENT_MARK_TRANSPARENT 1338
 
 /* nm_addr.family */
 #define NM_FAMILY_V4 4
@@ -28,6 +35,8 @@
 /* nm_pod.flags */
 #define NM_POD_ENROLLED (1U << 0)
 #define NM_POD_FAIL_CLOSED (1U << 1)
+/* The agent stops without a successor: connects are treated as if its listener were gone (fail open/closed). */
+#define NM_POD_DRAINING (1U << 2)
 
 /* nm_steer_key.kind: which in-pod listener a steering entry points at. */
 #define NM_STEER_INBOUND 1 /* plaintext inbound, 15006 */
@@ -41,6 +50,7 @@
 #define NM_TUPLE_DST_MAX 65536
 #define NM_STEER_MAX 8192
 #define NM_STATS_MAX 32
+#define NM_OWN_FLOWS_MAX 16384
 
 /*
  * Stat codes: index into the nm_stats PERCPU_ARRAY. Append only; never renumber.
@@ -57,7 +67,8 @@
 #define NM_STAT_SKIPPED_DST 9        /* enrolled pod dialed loopback/any/mesh port: left alone */
 #define NM_STAT_MAP_UPDATE_FAILED 10 /* a map update failed (map full): redirect skipped or dst lost */
 #define NM_STAT_STEER_SAME_POD 11    /* sk_lookup: flow from the pod to itself, not steered */
-#define NM_STAT__COUNT 12            /* number of defined codes (< NM_STATS_MAX) */
+#define NM_STAT_STEER_OWN_FLOW 12    /* sk_lookup: the agent's own connection to the app from a client address, not steered */
+#define NM_STAT__COUNT 13            /* number of defined codes (< NM_STATS_MAX) */
 
 /* An endpoint. v4 lives in ip[0]; ip is in network byte order, port in HOST byte order. */
 struct nm_addr {
@@ -82,6 +93,12 @@ struct nm_tuple_key {
 	struct nm_addr src; /* client local ip:port = accepted socket's peer */
 	struct nm_addr dst; /* 127.0.0.1:15001 / [::1]:15001 = accepted socket's local address */
 };
+
+/*
+ * nm_own_flows key: a connection the agent is opening to a pod's application from a client's address
+ * (transparent), as sk_lookup sees its SYN. netns_cookie is 0 (pod IPs are unique on a node); src is the
+ * client ip:port the agent bound, dst the application's ip:port. Value: __u8, unused.
+ */
 
 /* nm_steer key -> listening socket (SOCKHASH). */
 struct nm_steer_key {

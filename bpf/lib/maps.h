@@ -47,6 +47,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } nm_steer SEC(".maps") __weak;
 
+/*
+ * The agent's own upstream connections from a client's address, between bind() and the end of connect(): the
+ * only way sk_lookup can tell their SYN (locally generated, but reported with the pod interface as ingress)
+ * from a client's. Written and deleted by the agent; LRU so an agent killed mid-connect leaves nothing for long.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NM_OWN_FLOWS_MAX);
+	__type(key, struct nm_tuple_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nm_own_flows SEC(".maps") __weak;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

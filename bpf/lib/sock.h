@@ -18,7 +18,7 @@ NM_INLINE bool nm_is_agent_socket(struct bpf_sock_addr *ctx)
 
 	if (cfg && cfg->mark)
 		mark = cfg->mark;
-	if (sk && sk->mark == mark)
+	if (sk && (sk->mark == mark || sk->mark == NM_AGENT_MARK_TRANSPARENT))
 		return true;
 	if (cfg && cfg->agent_cgroup_id && bpf_get_current_cgroup_id() == cfg->agent_cgroup_id)
 		return true;

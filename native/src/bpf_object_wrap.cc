@@ -21,6 +21,7 @@ Napi::Function BpfObject::Define(Napi::Env env) {
                          InstanceMethod<&BpfObject::Map>("map"),
                          InstanceMethod<&BpfObject::AttachCgroup>("attachCgroup"),
                          InstanceMethod<&BpfObject::AttachNetns>("attachNetns"),
+                         InstanceMethod<&BpfObject::ProgramFd>("programFd"),
                          InstanceMethod<&BpfObject::Close>("close"),
                      });
 }
@@ -119,6 +120,16 @@ Napi::Value BpfObject::AttachNetns(const Napi::CallbackInfo& info) {
   int nsfd = ArgFd(info, 1, "netnsFd");
   std::string pin = ArgString(info, 2, "pinPath");
   return AttachResultToJs(env, AttachOrAdopt(env, p, LinkTarget::kNetns, nsfd, pin));
+}
+
+// programFd(programName) -> a close-on-exec copy of the loaded program's fd, owned by the caller (e.g. to
+// attach it to sockets with SO_ATTACH_REUSEPORT_EBPF on the netns thread).
+Napi::Value BpfObject::ProgramFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bpf_program* p = Prog(env, ArgString(info, 0, "programName"));
+  int fd = fcntl(bpf_program__fd(p), F_DUPFD_CLOEXEC, 3);
+  if (fd < 0) ThrowErrno(env, errno, std::string("dup(program ") + bpf_program__name(p) + ")");
+  return Napi::Number::New(env, fd);
 }
 
 // close(): releases program and map fds. Pinned maps and links stay (detaching is an explicit step).

@@ -24,6 +24,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   Napi::Value Map(const Napi::CallbackInfo& info);
   Napi::Value AttachCgroup(const Napi::CallbackInfo& info);
   Napi::Value AttachNetns(const Napi::CallbackInfo& info);
+  Napi::Value ProgramFd(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   bpf_object* obj_ = nullptr;

@@ -4,11 +4,14 @@
 // thread would silently move unrelated work (DNS, fs, other sockets) into a pod's namespace, so every
 // namespace-switching syscall happens here, on one thread we own, and fds come back as Promises through a
 // thread-safe function. Sockets are created CLOEXEC so child processes never inherit a pod's listener.
+// The pod netns's policy routing (pod_routing.cc) is set up from here too: netlink sockets and /proc/sys/net
+// belong to the namespace of the thread that opens them.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <napi.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <netinet/ip.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,14 +25,26 @@
 #include <vector>
 
 #include "common.h"
+#include "pod_routing.h"
 
 namespace nm {
 
 namespace {
 
+#ifndef SO_ATTACH_REUSEPORT_EBPF
+#define SO_ATTACH_REUSEPORT_EBPF 52
+#endif
+
 struct Job {
-  enum Kind { kListen, kSocket, kSockets } kind;
+  enum Kind { kListen, kSocket, kSockets, kRouting } kind;
   int nsfd = -1;  // our own dup, closed by the worker
+  int progfd = -1;  // kListen: our own dup of the SO_REUSEPORT group program, closed by the worker
+  bool transparent = false;  // kSocket(s): IP_TRANSPARENT, for binding to a client's address
+  // kRouting
+  bool add = true;
+  uint32_t table = 0;
+  uint32_t priority = 0;
+  RoutingResult routing;
   int family = AF_INET;
   sockaddr_storage addr = {};
   socklen_t addrlen = 0;
@@ -46,6 +61,10 @@ struct Job {
   std::string what;
 
   explicit Job(Napi::Env env) : deferred(Napi::Promise::Deferred::New(env)) {}
+
+  ~Job() {
+    if (progfd >= 0) close(progfd);
+  }
 
   void CloseResults() {
     if (fd >= 0) close(fd);
@@ -119,9 +138,27 @@ int Fail(Job* j, int fd, const std::string& what) {
   return -1;
 }
 
+// A transparent upstream socket may bind() to an address that is not the pod's (the client's). The port is
+// chosen at that bind (not deferred to connect): the agent registers the exact flow in nm_own_flows before
+// connecting, so sk_lookup does not steer its SYN back to the agent.
+bool MakeTransparent(Job* j, int fd) {
+  int one = 1;
+  int level = j->family == AF_INET6 ? SOL_IPV6 : SOL_IP;
+  int opt = j->family == AF_INET6 ? IPV6_TRANSPARENT : IP_TRANSPARENT;
+  if (setsockopt(fd, level, opt, &one, sizeof(one))) {
+    Fail(j, fd, j->family == AF_INET6 ? "setsockopt(IPV6_TRANSPARENT)" : "setsockopt(IP_TRANSPARENT)");
+    return false;
+  }
+  return true;
+}
+
 void Run(Job* j) {
   if (setns(j->nsfd, CLONE_NEWNET)) {
     Fail(j, -1, "setns(CLONE_NEWNET)");
+    return;
+  }
+  if (j->kind == Job::kRouting) {
+    j->routing = ConfigurePodRouting(j->add, j->mark, j->table, j->priority);
     return;
   }
   if (j->kind == Job::kSockets) {
@@ -135,6 +172,10 @@ void Run(Job* j) {
       }
       if (j->mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &j->mark, sizeof(j->mark))) {
         Fail(j, fd, "setsockopt(SO_MARK)");
+        j->CloseResults();
+        return;
+      }
+      if (j->transparent && !MakeTransparent(j, fd)) {
         j->CloseResults();
         return;
       }
@@ -175,6 +216,14 @@ void Run(Job* j) {
       Fail(j, fd, "listen " + j->addrText);
       return;
     }
+    // After listen(): the socket is in its port's SO_REUSEPORT group (a new one, or an older agent's), and
+    // the program applies to the whole group, so a closing listener's queue migrates to the others.
+    if (j->progfd >= 0 && setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_EBPF, &j->progfd, sizeof(j->progfd))) {
+      Fail(j, fd, "setsockopt(SO_ATTACH_REUSEPORT_EBPF) " + j->addrText);
+      return;
+    }
+  } else if (j->transparent && !MakeTransparent(j, fd)) {
+    return;
   }
   j->fd = fd;
 }
@@ -213,7 +262,14 @@ void CallJs(Napi::Env env, Napi::Function, State* st, Job* job) {
     delete job;
     return;
   }
-  if (job->err == 0 && job->kind == Job::kSockets) {
+  if (job->err == 0 && job->kind == Job::kRouting) {
+    Napi::Object o = Napi::Object::New(env);
+    const RoutingResult& r = job->routing;
+    o.Set("sysctl", r.sysctl.empty() ? env.Null() : Napi::String::New(env, r.sysctl));
+    o.Set("v4", r.v4.empty() ? env.Null() : Napi::String::New(env, r.v4));
+    o.Set("v6", r.v6.empty() ? env.Null() : Napi::String::New(env, r.v6));
+    job->deferred.Resolve(o);
+  } else if (job->err == 0 && job->kind == Job::kSockets) {
     Napi::Array fds = Napi::Array::New(env, job->fds.size());
     for (uint32_t i = 0; i < job->fds.size(); i++) fds.Set(i, Napi::Number::New(env, job->fds[i]));
     job->deferred.Resolve(fds);
@@ -237,6 +293,7 @@ class NetnsThread : public Napi::ObjectWrap<NetnsThread> {
                            InstanceMethod<&NetnsThread::Listen>("listen"),
                            InstanceMethod<&NetnsThread::Socket>("socket"),
                            InstanceMethod<&NetnsThread::Sockets>("sockets"),
+                           InstanceMethod<&NetnsThread::PodRouting>("podRouting"),
                            InstanceMethod<&NetnsThread::Close>("close"),
                        });
   }
@@ -293,7 +350,12 @@ class NetnsThread : public Napi::ObjectWrap<NetnsThread> {
     return p;
   }
 
-  // listen(netnsFd, family, ip, port, backlog, mark, v6only) -> Promise<fd>
+  // An optional trailing boolean (absent: false).
+  static bool OptBool(const Napi::CallbackInfo& info, size_t i, const char* name) {
+    return info.Length() > i && !info[i].IsUndefined() ? ArgBool(info, i, name) : false;
+  }
+
+  // listen(netnsFd, family, ip, port, backlog, mark, v6only[, reuseportProgFd]) -> Promise<fd>
   Napi::Value Listen(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     int nsfd = ArgFd(info, 0, "netnsFd");
@@ -303,7 +365,16 @@ class NetnsThread : public Napi::ObjectWrap<NetnsThread> {
     int backlog = ArgInt(info, 4, "backlog", 1, 65535);
     uint32_t mark = ArgU32(info, 5, "mark");
     bool v6only = ArgBool(info, 6, "v6only");
+    int progfd = info.Length() > 7 && !info[7].IsUndefined() ? ArgFd(info, 7, "reuseportProgFd") : -1;
     Job* j = new Job(env);
+    if (progfd >= 0) {
+      j->progfd = fcntl(progfd, F_DUPFD_CLOEXEC, 3);
+      if (j->progfd < 0) {
+        int err = errno;
+        delete j;
+        ThrowErrno(env, err, "dup(reuseportProgFd)");
+      }
+    }
     j->kind = Job::kListen;
     j->family = family;
     j->backlog = backlog;
@@ -333,31 +404,53 @@ class NetnsThread : public Napi::ObjectWrap<NetnsThread> {
     return Enqueue(env, j, nsfd);
   }
 
-  // socket(netnsFd, family, mark) -> Promise<fd>: unconnected, nonblocking TCP socket in the pod netns
+  // socket(netnsFd, family, mark[, transparent]) -> Promise<fd>: unconnected, nonblocking TCP socket in the pod netns
   Napi::Value Socket(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     int nsfd = ArgFd(info, 0, "netnsFd");
     int family = Family(info, 1);
     uint32_t mark = ArgU32(info, 2, "mark");
+    bool transparent = OptBool(info, 3, "transparent");
     Job* j = new Job(env);
     j->kind = Job::kSocket;
     j->family = family;
     j->mark = mark;
+    j->transparent = transparent;
     return Enqueue(env, j, nsfd);
   }
 
-  // sockets(netnsFd, family, mark, count) -> Promise<fd[]>: `count` sockets as socket() makes them, in one job
+  // sockets(netnsFd, family, mark, count[, transparent]) -> Promise<fd[]>: `count` sockets as socket() makes them, in one job
   Napi::Value Sockets(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     int nsfd = ArgFd(info, 0, "netnsFd");
     int family = Family(info, 1);
     uint32_t mark = ArgU32(info, 2, "mark");
     int count = ArgInt(info, 3, "count", 1, 1024);
+    bool transparent = OptBool(info, 4, "transparent");
     Job* j = new Job(env);
     j->kind = Job::kSockets;
     j->family = family;
     j->mark = mark;
     j->count = count;
+    j->transparent = transparent;
+    return Enqueue(env, j, nsfd);
+  }
+
+  // podRouting(netnsFd, add, mark, table, priority) -> Promise<{sysctl, v4, v6}>: each null when it worked, else
+  // what failed (see pod_routing.h). Never rejects for those: the caller decides per family.
+  Napi::Value PodRouting(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int nsfd = ArgFd(info, 0, "netnsFd");
+    bool add = ArgBool(info, 1, "add");
+    uint32_t mark = ArgU32(info, 2, "mark");
+    uint32_t table = ArgU32(info, 3, "table");
+    uint32_t priority = ArgU32(info, 4, "priority");
+    Job* j = new Job(env);
+    j->kind = Job::kRouting;
+    j->add = add;
+    j->mark = mark;
+    j->table = table;
+    j->priority = priority;
     return Enqueue(env, j, nsfd);
   }
 

@@ -1,7 +1,9 @@
 // sys_ops.cc: small syscalls the datapath needs that Node lacks: netns fds, socket cookies, bpffs mount,
 // handing memory back after a burst.
+#include <arpa/inet.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <linux/nsfs.h>
 #include <malloc.h>
 #include <napi.h>
@@ -11,6 +13,7 @@
 #include <v8.h>
 #pragma GCC diagnostic pop
 #include <sched.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -182,7 +185,49 @@ static Napi::Value RelieveMemory(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), malloc_trim(0) == 1);
 }
 
+// bindAddress(fd, ip) -> port: binds an unconnected TCP socket to ip with a port the kernel picks (a
+// transparent socket may take an address that is not local) and returns that port. No namespace switch needed:
+// the socket already belongs to its netns.
+static Napi::Value BindAddress(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "fd");
+  std::string ip = ArgString(info, 1, "ip");
+  sockaddr_storage ss = {};
+  socklen_t len;
+  if (ip.find(':') == std::string::npos) {
+    auto* sa = reinterpret_cast<sockaddr_in*>(&ss);
+    sa->sin_family = AF_INET;
+    if (inet_pton(AF_INET, ip.c_str(), &sa->sin_addr) != 1) ThrowType(env, "argument 'ip' is not an IP address: " + ip);
+    len = sizeof(*sa);
+  } else {
+    auto* sa = reinterpret_cast<sockaddr_in6*>(&ss);
+    sa->sin6_family = AF_INET6;
+    if (inet_pton(AF_INET6, ip.c_str(), &sa->sin6_addr) != 1) ThrowType(env, "argument 'ip' is not an IP address: " + ip);
+    len = sizeof(*sa);
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len)) ThrowErrno(env, errno, "bind " + ip, errno == EADDRNOTAVAIL ? "the socket is not transparent, or the family is wrong" : nullptr);
+  len = sizeof(ss);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len)) ThrowErrno(env, errno, "getsockname");
+  uint16_t port = ss.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port) : ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  return Napi::Number::New(env, port);
+}
+
+// flock(fd, exclusive) -> true when the lock was taken, false when another holder prevents it (never waits).
+// Locks on an open file belong to that open file: closing the fd (or the process dying) releases them.
+static Napi::Value Flock(const Napi::CallbackInfo& info) {
+  int fd = ArgFd(info, 0, "fd");
+  bool exclusive = ArgBool(info, 1, "exclusive");
+  for (;;) {
+    if (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0) return Napi::Boolean::New(info.Env(), true);
+    if (errno == EINTR) continue;
+    if (errno == EWOULDBLOCK) return Napi::Boolean::New(info.Env(), false);
+    ThrowErrno(info.Env(), errno, "flock(" + std::to_string(fd) + ")");
+  }
+}
+
 void InitSysOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("flock", Napi::Function::New<Flock>(env, "flock"));
+  exports.Set("bindAddress", Napi::Function::New<BindAddress>(env, "bindAddress"));
   exports.Set("FdLedger", FdLedger::Define(env));
   exports.Set("openNetns", Napi::Function::New<OpenNetns>(env, "openNetns"));
   exports.Set("closeFd", Napi::Function::New<CloseFd>(env, "closeFd"));

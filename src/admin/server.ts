@@ -8,9 +8,9 @@ import { sendJson, sendText } from '../util/http';
 const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']);
 
 const INDEX = [
-  '/healthz/ready   200 when programs are attached and enrollment is reconciled',
+  '/healthz/ready   200 when programs are attached, enrollment is reconciled and the config is in (not while taking over or draining)',
   '/healthz/live    200 whenever the main thread answers (ready or not): for a liveness probe',
-  '/config_dump     enrolled pods, attached programs, map sizes, xDS resources, identities and certificates, policies, services, route tables, worker threads',
+  '/config_dump     this agent (pid, handover role), enrolled pods, attached programs, map sizes, xDS resources, identities and certificates, policies, services, route tables, worker threads',
   '/connections     open connections and recently closed ones (every thread), with original destinations',
   '/metrics         Prometheus metrics',
   '/logging         GET: current level; POST ?level=debug to change it',
@@ -51,6 +51,7 @@ export function createAdminHandler(agent: Agent, log: Logger, only?: readonly st
           (workers) =>
             sendJson(res, 200, {
               node: agent.opts.node,
+              agent: agent.agentStatus(),
               pinRoot: agent.opts.pinRoot,
               cgroupRoot: agent.opts.cgroupRoot,
               pods: agent.list(),

@@ -1,86 +1,50 @@
-// The node agent's lifecycle: datapath up, reconcile enrolled pods, serve enrollment/admin, drain on SIGTERM.
+// The node agent's lifecycle: datapath up (taking over from a running agent if there is one), reconcile enrolled
+// pods, serve enrollment/admin, hand over to a successor or drain on SIGTERM.
 
 import fs from 'node:fs';
 import type http from 'node:http';
-import path from 'node:path';
-import { AggregatorRegistry, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import type { Datapath, PodDatapath } from '../datapath/types';
+import { EnrollClient } from '../enroll/client';
 import { EnrollError, type EnrolledPod, type parseEnrollRequest } from '../enroll/protocol';
 import { createEnrollServer, type EnrollmentHandler } from '../enroll/server';
 import type { ConnectionTracker } from '../proxy/connection-tracker';
 import type { PodProxy } from '../proxy/pod-proxy';
 import type { IdentityProvider } from '../identity/types';
-import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
-import type { HandshakeOptions } from '../proxy/hbone/handshake-limits';
-import { ProxyRuntime, type L7Options } from '../proxy/runtime';
-import type { H2EngineName } from '../proxy/hbone/h2-engine';
+import { ProxyRuntime } from '../proxy/runtime';
 import type { RouteStore } from '../state/routes';
 import type { ServiceStore } from '../state/services';
 import { workloadName, type Workload } from '../state/workloads';
 import { registerDatapathMetrics } from '../telemetry/datapath-metrics';
 import type { Logger } from '../telemetry/logger';
 import { NodemeshError } from '../util/errors';
-import { closeServer, createBoundedServer, listenTcp, listenUnix } from '../util/http';
+import { createBoundedServer } from '../util/http';
 import { createAdminHandler } from '../admin/server';
-import { XdsClient, type XdsMode, type XdsSink } from '../xds/ads-client';
+import { XdsClient, type XdsSink } from '../xds/ads-client';
 import type { AgentResource } from '../xds/agent-resources';
+import { DEFAULT_HANDOVER_DRAIN_MS, type AgentOptions, type AgentRole } from './agent-options';
+
+export type { AgentOptions, AgentRole } from './agent-options';
+import { askToHandOver, HandoverServer, type HandoverChannel } from './handover';
+import { Predecessor, type HandingOverAgent } from './predecessor';
+import { AgentEndpoints } from './endpoints';
+import { checkPodPaths } from './enroll-checks';
 import { PodStateFile } from './pod-state-file';
 import type { CniAnswer, CniEvent } from '../enroll/cni-protocol';
 import type { KubeEnrollment } from './kube-enrollment';
-import type { CniLifecycle, CniLifecycleOptions } from './cni-lifecycle';
-import type { WorkerStats } from './worker-protocol';
-import { DataPlaneWorkers, type WorkerStatus } from './workers';
+import type { CniLifecycle } from './cni-lifecycle';
+import { StateDir } from './state-dir';
+import { takeOver, waitForConfig } from './successor';
+import { allConnections, metricsText, workersStatus, type WorkerReport } from './thread-status';
+import { XdsStateFile } from './xds-state-file';
+import { createWorkers, type DataPlaneWorkers } from './workers';
 
-export interface AgentOptions {
-  node: string;
-  stateDir: string;
-  pinRoot: string;
-  cgroupRoot: string;
-  /** TCP ports in the agent's netns on `adminHost`; 0 disables one. */
-  adminPort: number;
-  metricsPort: number;
-  readyPort: number;
-  adminHost: string;
-  /** Address of the metrics and readiness ports (the node's address in Kubernetes); default `adminHost`. */
-  probeHost?: string;
-  drainMs: number;
-  bufferSize?: number;
-  connectTimeoutMs?: number;
-  /**
-   * Threads that serve pod traffic, the main thread included (default 1). Each serves copies of every pod's
-   * listener fds, so connections spread over that many cores; needs the kernel datapath.
-   */
-  dataThreads?: number;
-  /** A worker thread whose event loop has not run for this long is terminated and restarted (default 10 s; 0: never). */
-  workerStallTimeoutMs?: number;
-  /** L7 for HTTP ports (default on), and which requests get an access line (default all). */
-  l7?: L7Options;
-  /** After a burst of connections to pods' 15008: memory back to the kernel (the addon's relieveMemory; tests: absent). */
-  relieveMemory?: () => void;
-  /**
-   * Pods from the Kubernetes API: the CNI plugin's events are resolved there, and the agent reconciles the pods
-   * of its node (enrolling those that ran before it, found in `procRoot`). `cni` installs nodemesh-cni on the node.
-   */
-  kubernetes?: { kubeconfig?: string; procRoot: string; cni?: CniLifecycleOptions };
-  /** Control plane ADS address (`host:port` or `unix:///path`); absent: no services, passthrough only. */
-  xds?: { address: string; mode: XdsMode; tls?: { rootFile: string; tokenFile?: string; serverName?: string } };
-  /**
-   * Workload identities from the control plane's CA: with them, traffic between mesh pods goes over HBONE
-   * (mTLS). Absent: plaintext everywhere.
-   */
-  mesh?: {
-    identity: (registry: Registry) => IdentityProvider;
-    trustDomain: string;
-    /** HBONE PING liveness, both as client and as server (see HboneClientPoolOptions.keepalive); null: off. Default 10 s + 10 s. */
-    keepalive?: KeepaliveTiming | null;
-    /** Bounds on TLS handshakes in progress on pods' 15008 (per thread), and their timeout. */
-    handshakes?: HandshakeOptions;
-    /** HTTP/2 engine for HBONE, client and server (see proxy/hbone/h2-engine.ts). Default `nodemesh`. */
-    h2?: H2EngineName;
-  };
-}
 
 type ValidRequest = ReturnType<typeof parseEnrollRequest>;
+
+
+/** Instances per process get distinct private socket names (tests run two agents in one process). */
+let instances = 0;
 
 interface PodEntry {
   pod: EnrolledPod;
@@ -98,7 +62,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
   private readonly lastResources = new Map<string, AgentResource[]>();
   private readonly pods = new Map<string, PodEntry>();
   private readonly stateFile: PodStateFile;
-  private readonly servers: http.Server[] = [];
+  /** Unix sockets on this agent's own paths, and TCP ports (one agent at a time: they move at the handover). */
+  private readonly endpoints: AgentEndpoints;
   private datapath: Datapath | null = null;
   private kube: KubeEnrollment | undefined;
   private cniLifecycle: CniLifecycle | undefined;
@@ -106,8 +71,22 @@ export class Agent implements EnrollmentHandler, XdsSink {
   private readonly enrollLog: Logger;
   private reconciled = false;
   private stopping = false;
-  /** Enrollment calls run one at a time so "nothing half-applied" holds under concurrent callers. */
-  private queue: Promise<unknown> = Promise.resolve();
+  private role: AgentRole = 'starting';
+  readonly stateDir: StateDir;
+  /** While handing over: enrollment calls go to the successor's own socket. */
+  private successor: { pid: number; enrollSocket: string } | null = null;
+  private predecessor: { pid: number; channel: HandoverChannel } | null = null;
+  private handover: HandoverServer | null = null;
+  private readonly predecessorRole: Predecessor;
+  /** Resolves when the agent has finished on its own: handed over and drained. */
+  readonly exited: Promise<void>;
+  private exit!: () => void;
+  /**
+   * Enrollment calls run one at a time so "nothing half-applied" holds under concurrent callers. The first one
+   * waits for the reconcile (a successor gets calls forwarded by its predecessor before it has served any pod).
+   */
+  private queue: Promise<unknown>;
+  private openQueue!: () => void;
   /** The root logger and its children: pino children do not follow later level changes of their parent. */
   private readonly loggers: Logger[];
 
@@ -136,6 +115,13 @@ export class Agent implements EnrollmentHandler, XdsSink {
       this.workers?.identityIssued(id, bundle, this.identity!.trustBundle());
     });
     this.stateFile = new PodStateFile(opts.stateDir);
+    this.stateDir = new StateDir(opts.stateDir, opts.lock ?? null, instances++ === 0 ? String(process.pid) : `${process.pid}-${instances}`);
+    this.queue = new Promise<void>((resolve) => (this.openQueue = resolve));
+    this.exited = new Promise<void>((resolve) => (this.exit = resolve));
+    this.endpoints = new AgentEndpoints(this.stateDir, log);
+    this.predecessorRole = new Predecessor(this.handingOver(), log.child({ component: 'handover' }), () =>
+      this.role === 'active' && !this.stopping ? null : `this agent is ${this.stopping ? 'stopping' : this.role}`,
+    );
     registerDatapathMetrics(this.registry, () => this.datapath, this.runtime.workloads, (uid) => this.pods.get(uid)?.dp.netnsCookie);
   }
 
@@ -157,51 +143,126 @@ export class Agent implements EnrollmentHandler, XdsSink {
     return this.runtime.ctx.mesh?.spiffeIdOf(w) ?? null;
   }
 
+  /** The node's enrollment socket (whichever agent publishes it). */
   get enrollSocket(): string {
-    return path.join(this.opts.stateDir, 'enroll.sock');
+    return this.stateDir.publicPath('enroll');
   }
 
+  /** The node's admin socket (whichever agent publishes it); `privateAdminSocket` is always this agent's. */
   get adminSocket(): string {
-    return path.join(this.opts.stateDir, 'admin.sock');
+    return this.stateDir.publicPath('admin');
+  }
+
+  get privateAdminSocket(): string {
+    return this.stateDir.privatePath('admin');
   }
 
   /** Why the agent is not ready, or null when it is. */
   notReadyReason(): string | null {
+    if (this.role === 'draining') return 'handed over to a new agent; draining';
     if (this.stopping) return 'draining';
-    if (!this.datapath) return 'datapath not attached';
+    if (!this.datapath) return this.predecessor ? `taking over from agent ${this.predecessor.pid}: ${this.waitingFor}` : 'datapath not attached';
     if (!this.reconciled) return 'enrollment not reconciled';
     if (this.xds && !this.xds.synced()) return `waiting for the first complete config from the control plane at ${this.opts.xds!.address}`;
+    if (this.role === 'taking-over') return `taking over from agent ${this.predecessor!.pid}: ${this.waitingFor}`;
     return null;
   }
 
+  private waitingFor = 'starting';
+
+  /** Who this agent is in a handover, for /config_dump. */
+  agentStatus(): Record<string, unknown> {
+    return {
+      pid: process.pid,
+      role: this.role,
+      predecessor: this.predecessor?.pid ?? null,
+      successor: this.successor?.pid ?? null,
+      adminSocket: this.privateAdminSocket,
+    };
+  }
+
+  /**
+   * Starts serving. When a running agent answers on handover.sock, this one takes over from it: it serves every
+   * pod beside it (listeners join each SO_REUSEPORT group) and only then tells it to stop accepting. Otherwise
+   * (first start, or the previous agent crashed or stopped) it adopts the pinned state and pods.json.
+   */
   async start(): Promise<void> {
     fs.mkdirSync(this.opts.stateDir, { recursive: true, mode: 0o700 });
+    this.stateDir.removeStaleSockets();
+    await this.stateDir.lockShared();
     // Admin first, so a stuck start can be inspected (/healthz/ready says why it is not ready).
     const bounded = (name: string, only?: string[]): http.Server => createBoundedServer(createAdminHandler(this, this.log, only), { name, log: this.log });
-    await this.serve(bounded('admin'), { unix: this.adminSocket });
-    if (this.opts.adminPort) await this.serve(bounded('admin'), { port: this.opts.adminPort });
-    // Metrics and probes on the node address (Prometheus, the kubelet), each serving only its own paths.
+    await this.endpoints.serveUnix('admin', bounded('admin'));
+    // Served at once on its private path, but calls wait for the reconcile (the queue opens then).
+    await this.endpoints.serveUnix('enroll', createEnrollServer(this, this.enrollLog));
+    // Admin on TCP; metrics and probes on the node address (Prometheus, the kubelet), each serving only its own paths.
     const probeHost = this.opts.probeHost ?? this.opts.adminHost;
-    if (this.opts.metricsPort) await this.serve(bounded('metrics', ['/metrics']), { port: this.opts.metricsPort, host: probeHost });
-    if (this.opts.readyPort) await this.serve(bounded('readiness', ['/healthz/ready', '/healthz/live']), { port: this.opts.readyPort, host: probeHost });
+    const tcp = [
+      { port: this.opts.adminPort, host: this.opts.adminHost, make: () => bounded('admin') },
+      { port: this.opts.metricsPort, host: probeHost, make: () => bounded('metrics', ['/metrics']) },
+      { port: this.opts.readyPort, host: probeHost, make: () => bounded('readiness', ['/healthz/ready', '/healthz/live']) },
+    ];
+
+    const asked = await askToHandOver(this.stateDir.publicPath('handover'), { pid: process.pid, enrollSocket: this.stateDir.privatePath('enroll') });
+    if (asked && 'refused' in asked) this.log.info({ reason: asked.refused }, 'the running agent does not hand over; starting as after a restart');
+    if (asked && 'channel' in asked) {
+      this.role = 'taking-over';
+      this.predecessor = { pid: asked.predecessor, channel: asked.channel };
+      this.log.info({ predecessor: asked.predecessor, pods: asked.pods.length }, 'taking over from the running agent; it serves until this one is ready');
+    } else {
+      this.stateDir.publish('admin');
+      await this.endpoints.serveTcp(tcp);
+    }
 
     if (this.opts.xds) {
-      this.xds = new XdsClient({ ...this.opts.xds, node: this.opts.node, log: this.log.child({ component: 'xds' }), registry: this.registry }, this);
+      this.xds = new XdsClient(
+        {
+          ...this.opts.xds,
+          node: this.opts.node,
+          log: this.log.child({ component: 'xds' }),
+          registry: this.registry,
+          // the CA lives with the control plane: a certificate request backing off since it went away goes out now
+          onConnected: () => this.identity?.retryNow(),
+          store: new XdsStateFile(this.opts.stateDir),
+        },
+        this,
+      );
+      // applies the config the predecessor saved (it flushed it before answering), before any listener exists
       this.xds.start();
     }
+    const pred = this.predecessor;
+    this.waitingFor = `waiting for a config (none saved, and the control plane at ${this.opts.xds?.address} has not sent one)`;
+    if (pred && !(await waitForConfig(this.xds, () => this.stopping))) return;
+    this.waitingFor = 'opening the datapath';
     this.datapath = await this.openDatapath();
-    await this.startWorkers();
-    await this.reconcile();
-    await this.serve(createEnrollServer(this, this.enrollLog), { unix: this.enrollSocket });
+    if (this.stopping) return this.release(false); // SIGTERM while starting: shutdown() had nothing to close yet
+    const threads = this.opts.dataThreads ?? 1;
+    if (threads > 1) {
+      const share = this.datapath.workerShare?.() ?? null;
+      this.workers = createWorkers({ threads, share, log: this.log, registry: this.registry, agent: this.opts, resources: this.lastResources });
+      await this.workers?.start().then(
+        () => this.log.info({ dataThreads: threads }, 'data-plane worker threads started'),
+        // its supervisor retries; the main thread serves meanwhile
+        (err: unknown) => this.log.error({ err }, 'a data-plane worker thread failed to start; serving from the main thread until it does'),
+      );
+    }
+    await this.reconcile(asked && 'channel' in asked ? asked.pods : null);
+    this.openQueue();
+    if (pred) await takeOver(pred.channel, pred.pid, this.runtime, this.log, (what) => (this.waitingFor = what));
+    // a predecessor that died before confirming may have been connecting to an application when it did
+    if (pred && pred.channel.closed) this.datapath.dropOwnFlowsOf?.(pred.pid);
+    if (this.stopping) return this.release(false);
+    this.stateDir.publish('admin');
+    this.stateDir.publish('enroll');
+    if (!this.endpoints.tcpServing) await this.endpoints.serveTcp(tcp, true);
+    this.handover = new HandoverServer(this.predecessorRole, this.log.child({ component: 'handover' }));
+    await this.endpoints.serveUnix('handover', this.handover.server);
+    this.stateDir.publish('handover');
+    this.role = 'active';
+    await this.serialized(async () => this.persist());
     if (this.opts.kubernetes) await this.startKubernetes(this.opts.kubernetes);
     this.tracker.startPeriodicFlush(5_000);
     this.log.info({ node: this.opts.node, pods: this.pods.size, stateDir: this.opts.stateDir }, 'agent ready');
-  }
-
-  private async serve(server: http.Server, where: { unix?: string; port?: number; host?: string }): Promise<void> {
-    if (where.unix) await listenUnix(server, where.unix);
-    else await listenTcp(server, where.port!, where.host ?? this.opts.adminHost);
-    this.servers.push(server);
   }
 
   /** Loaded only with --kubernetes: an agent without it carries no Kubernetes client. */
@@ -229,41 +290,13 @@ export class Agent implements EnrollmentHandler, XdsSink {
     return this.kube ? { ...this.kube.stats, cni: this.cniLifecycle?.status() ?? null } : null;
   }
 
-  private async startWorkers(): Promise<void> {
-    const threads = this.opts.dataThreads ?? 1;
-    if (threads <= 1) return;
-    const share = this.datapath!.workerShare?.() ?? null;
-    if (!share) {
-      this.log.warn({ dataThreads: threads }, 'this datapath cannot be shared with worker threads: serving pods from the main thread only');
-      return;
-    }
-    this.workers = new DataPlaneWorkers({
-      count: threads - 1,
-      log: this.log.child({ component: 'workers' }),
-      registry: this.registry,
-      logLevel: () => this.log.level,
-      datapath: share,
-      bufferSize: this.opts.bufferSize,
-      connectTimeoutMs: this.opts.connectTimeoutMs,
-      stallTimeoutMs: this.opts.workerStallTimeoutMs,
-      mesh: this.opts.mesh ? { trustDomain: this.opts.mesh.trustDomain, keepalive: this.opts.mesh.keepalive, handshakes: this.opts.mesh.handshakes, h2: this.opts.mesh.h2 } : null,
-      l7: this.opts.l7,
-      node: this.opts.node,
-    });
-    // xDS may have answered while the datapath was opening
-    for (const [typeUrl, all] of this.lastResources) this.workers.applyResources(typeUrl, all);
-    try {
-      await this.workers.start();
-      this.log.info({ dataThreads: threads }, 'data-plane worker threads started');
-    } catch (err) {
-      // The supervisor keeps restarting it with backoff; pods are served from the main thread meanwhile.
-      this.log.error({ err }, 'a data-plane worker thread failed to start; serving from the main thread until it does');
-    }
-  }
-
-  /** Restart path: re-enroll the pods of the previous run, drop those whose netns is gone, prune stale kernel state. */
-  private async reconcile(): Promise<void> {
-    const previous = this.stateFile.load();
+  /**
+   * Restart path: re-enroll the pods of the previous run (or, taking over, those the predecessor serves), drop
+   * those whose netns is gone, prune stale kernel state.
+   */
+  private async reconcile(fromPredecessor: EnrolledPod[] | null): Promise<void> {
+    this.waitingFor = 'serving the pods';
+    const previous = fromPredecessor ?? this.stateFile.load();
     for (const pod of previous) {
       try {
         await this.applyPod(pod);
@@ -275,13 +308,20 @@ export class Agent implements EnrollmentHandler, XdsSink {
       new Set(this.pods.keys()),
       new Set([...this.pods.values()].map((e) => e.dp.netnsCookie)),
     );
-    this.persist();
+    // A successor writes the pods file only once it serves the node: should it die first, the predecessor's
+    // list stays the truth. Without one, nobody is connecting: flows a killed agent left registered go.
+    if (!this.predecessor) {
+      this.persist();
+      const stale = this.datapath!.clearOwnFlows?.() ?? 0;
+      if (stale > 0) this.log.info({ stale }, 'dropped transparent flows registered by an earlier agent');
+    }
     this.reconciled = true;
     this.log.info({ restored: this.pods.size, previous: previous.length, pruned }, 'enrollment reconciled');
   }
 
   enroll(req: ValidRequest): Promise<EnrolledPod> {
     return this.serialized(async () => {
+      if (this.successor) return new EnrollClient(this.successor.enrollSocket).enroll(req);
       if (this.stopping) throw new EnrollError('NM_ENROLL_DRAINING', 503, 'agent is shutting down; retry against the next agent');
       const existing = this.pods.get(req.uid);
       if (existing) {
@@ -304,6 +344,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
 
   unenroll(uid: string): Promise<void> {
     return this.serialized(async () => {
+      if (this.successor) return new EnrollClient(this.successor.enrollSocket).unenroll(uid);
       const e = this.pods.get(uid);
       if (!e) throw new EnrollError('NM_ENROLL_UNKNOWN_POD', 404, `no enrolled pod with uid ${uid}`, { hint: 'GET /v1/pods lists enrolled pods' });
       // Kernel state first (new connects go direct), then stop accepting; open connections drain on their own.
@@ -312,9 +353,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       try {
         await this.datapath!.unenroll(uid);
       } finally {
-        this.runtime.stopPod(uid);
-        this.workers?.removePod(uid);
-        this.pods.delete(uid);
+        this.forgetPod(uid);
         this.releaseIdentity(e.pod);
         this.persist();
       }
@@ -348,46 +387,16 @@ export class Agent implements EnrollmentHandler, XdsSink {
     };
   }
 
-  /**
-   * Each worker thread's state and, when it answers, its connections, HBONE pool and servers, and the raw fds
-   * it holds. `answering: false` on a running worker means its event loop did not reply within 2 s (stuck or
-   * overloaded; the watchdog restarts it once it has been silent for the stall timeout).
-   */
-  async workersStatus(): Promise<(WorkerStatus & { answering: boolean; connections?: number; heldFds?: number; hboneClient?: WorkerStats['hboneClient']; hboneServers?: WorkerStats['hboneServers'] })[]> {
-    if (!this.workers) return [];
-    const stats = new Map((await this.workers.stats()).map((s) => [s.index, s]));
-    return this.workers.status().map((w) => {
-      const s = stats.get(w.index);
-      return s
-        ? { ...w, answering: true, connections: s.connections.active.length, heldFds: s.heldFds, hboneClient: s.hboneClient, hboneServers: s.hboneServers }
-        : { ...w, answering: false };
-    });
+  workersStatus(): Promise<WorkerReport[]> {
+    return workersStatus(this.workers);
   }
 
-  /**
-   * Prometheus text of every thread. A metric the workers have too gets a `thread` label (0: the main thread)
-   * rather than a sum: a restarted worker's counters start again from zero as their own series, which rate()
-   * reads as a reset, where a sum going down would read as a huge increase.
-   */
-  async metricsText(): Promise<string> {
-    this.runtime.tracker.flush();
-    if (!this.workers) return this.registry.metrics();
-    const workers = await this.workers.stats();
-    const perThread = new Set(workers.flatMap((w) => w.metrics.map((m) => m.name)));
-    const label = (metrics: WorkerStats['metrics'], thread: number): WorkerStats['metrics'] =>
-      metrics.map((m) => (perThread.has(m.name) ? { ...m, values: m.values.map((v) => ({ ...v, labels: { ...v.labels, thread } })) } : m));
-    const parts = [label(await this.registry.getMetricsAsJSON(), 0), ...workers.map((w) => label(w.metrics, w.index))];
-    return AggregatorRegistry.aggregate(parts).metrics();
+  metricsText(): Promise<string> {
+    return metricsText(this.registry, this.runtime, this.workers);
   }
 
-  /** Open and recently closed connections of every thread (`thread` 0 is the main thread). */
-  async connections(): Promise<ReturnType<ConnectionTracker['snapshot']>> {
-    const tag = (thread: number, s: ReturnType<ConnectionTracker['snapshot']>) => ({
-      active: s.active.map((c) => ({ ...c, thread })),
-      recent: s.recent.map((c) => ({ ...c, thread })),
-    });
-    const all = [tag(0, this.runtime.tracker.snapshot()), ...(this.workers ? await this.workers.stats() : []).map((s) => tag(s.index, s.connections))];
-    return { active: all.flatMap((s) => s.active), recent: all.flatMap((s) => s.recent) };
+  connections(): Promise<ReturnType<ConnectionTracker['snapshot']>> {
+    return allConnections(this.runtime, this.workers);
   }
 
   list(): EnrolledPod[] {
@@ -396,7 +405,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
 
   /** Checks, datapath enroll, listeners; on any failure undoes what it did. */
   private async applyPod(pod: EnrolledPod): Promise<EnrolledPod> {
-    this.checkPaths(pod);
+    checkPodPaths(pod, this.opts.cgroupRoot);
     const dp = this.datapath!;
     let podDp: PodDatapath;
     try {
@@ -474,29 +483,6 @@ export class Agent implements EnrollmentHandler, XdsSink {
     if (![...this.pods.values()].some((e) => this.spiffeIdOf(e.pod) === id)) this.workers?.forgetIdentity(id);
   }
 
-  private checkPaths(pod: EnrolledPod): void {
-    if (!fs.existsSync(pod.netnsPath)) {
-      throw new EnrollError('NM_ENROLL_NO_NETNS', 400, `network namespace ${pod.netnsPath} does not exist`, {
-        hint: 'is the pod sandbox still running? the CNI must pass the netns path of the live pod',
-      });
-    }
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(pod.cgroupPath);
-    } catch {
-      throw new EnrollError('NM_ENROLL_NO_CGROUP', 400, `cgroup ${pod.cgroupPath} does not exist`, {
-        hint: 'pass the pod\'s cgroup v2 directory (absolute path)',
-      });
-    }
-    if (!st.isDirectory()) throw new EnrollError('NM_ENROLL_NO_CGROUP', 400, `cgroup ${pod.cgroupPath} is not a directory`);
-    const rel = path.relative(this.opts.cgroupRoot, pod.cgroupPath);
-    if (rel.startsWith('..') || path.isAbsolute(rel)) {
-      throw new EnrollError('NM_ENROLL_CGROUP_OUTSIDE_ROOT', 400, `cgroup ${pod.cgroupPath} is not under the agent's cgroup root ${this.opts.cgroupRoot}`, {
-        hint: 'connect-time redirection only applies below --cgroup-root; start the agent with a root that contains pod cgroups',
-      });
-    }
-  }
-
   private persist(): void {
     this.stateFile.save(this.list());
   }
@@ -520,30 +506,147 @@ export class Agent implements EnrollmentHandler, XdsSink {
     return this.datapath?.status() ?? null;
   }
 
+  // ---- handing over to a successor (HandingOverAgent, see predecessor.ts) --------------------------------------
+
+  private handingOver(): HandingOverAgent {
+    return {
+      serialized: (fn) => this.serialized(fn),
+      held: () => new Map([...this.pods].map(([uid, e]) => [uid, e.pod])),
+      listed: () => this.stateFile.load(),
+      setRole: (role) => {
+        this.role = role;
+      },
+      forwardEnrollment: (to) => {
+        this.successor = to;
+      },
+      saveState: () => {
+        this.persist();
+        this.xds?.flush();
+      },
+      stopAndLeave: async () => {
+        // the successor reconciles the node's pods from the API now (both doing it would race)
+        this.kube?.close();
+        this.runtime.stopAll();
+        this.workers?.stopAccepting();
+        this.identity?.stopPersisting();
+        this.xds?.stopSaving();
+        await this.endpoints.closeTcp();
+        this.handover?.close();
+        this.stateDir.unlock();
+      },
+      drainAndExit: async () => {
+        const deadline = this.opts.handoverDrainMs ?? DEFAULT_HANDOVER_DRAIN_MS;
+        this.log.info({ active: this.tracker.size, deadlineMs: deadline }, 'draining: open connections go on until they end or the deadline');
+        const left = await this.drainConnections(deadline, false);
+        if (left > 0) this.log.warn({ left }, 'handover drain deadline reached; closing remaining connections');
+        // enrollment calls still being forwarded to the successor get their answers first
+        await this.serialized(async () => undefined);
+        await this.release(false);
+        this.log.info('agent stopped after handing over');
+        this.exit();
+      },
+      reassertDatapath: (successorPid) => {
+        this.datapath?.reassert?.();
+        this.datapath?.dropOwnFlowsOf?.(successorPid);
+      },
+      serve: async (pod) => {
+        await this.applyPod(pod);
+      },
+      remove: async (uid) => {
+        const e = this.pods.get(uid)!;
+        await this.datapath!.unenroll(uid).catch((err: unknown) => this.log.warn({ err, uid }, 'unenrolling a pod the successor had removed left state behind'));
+        this.forgetPod(uid);
+        this.releaseIdentity(e.pod);
+      },
+      letGo: (uid) => {
+        const e = this.pods.get(uid)!;
+        this.forgetPod(uid);
+        this.datapath?.forget?.(uid);
+        this.log.info({ pod: `${e.pod.namespace}/${e.pod.name}`, uid }, 'pod removed by the successor agent; released here');
+      },
+      republish: () => {
+        for (const name of ['admin', 'enroll', 'handover'] as const) this.stateDir.publish(name);
+      },
+    };
+  }
+
+  /** Stops serving the pod on every thread (open connections go on) and forgets it. */
+  private forgetPod(uid: string): void {
+    this.runtime.stopPod(uid);
+    this.workers?.removePod(uid);
+    this.pods.delete(uid);
+  }
+
+  // ---- stopping ----------------------------------------------------------------------------------------------
+
   /**
-   * SIGTERM: stop accepting (new connects from pods fail open to direct), let open connections finish up to
-   * the drain deadline, then detach every program. The pod list stays on disk for the next agent.
+   * SIGTERM. Handed over already: the drain goes on (to its own deadline), nothing changes. A handover under way
+   * settles first. Taking over: abandon it (the predecessor carries on) without touching the datapath.
+   * Otherwise, without a successor:
+   * 1. Every pod is marked draining in the datapath: new connects from pods fail open (direct), or closed for
+   *    fail-closed pods, and inbound plaintext reaches the app directly, while the listeners are still open, so
+   *    nothing queued on them is lost when they close.
+   * 2. 15001 and 15006 close; 15008 goes on accepting through the drain: peers' HBONE has no other way in, and
+   *    closing it would refuse them for the whole drain and restart (client agents retry refused dials for a
+   *    while, covering a restart but not a drain).
+   * 3. Open connections drain up to the deadline, then every program is detached, unless another agent has
+   *    started meanwhile (it holds the datapath lock): then the pinned state is left to it.
    */
   async shutdown(): Promise<void> {
+    if (this.role === 'draining') return this.exited;
+    if (this.predecessorRole.settled) await this.predecessorRole.settled;
+    if ((this.role as AgentRole) === 'draining') return this.exited;
     if (this.stopping) return;
     this.stopping = true;
-    this.log.info({ active: this.tracker.size, drainMs: this.opts.drainMs }, 'shutting down: no longer accepting, draining');
-    // Every thread stops accepting at once (in turn with enrollment calls), then each drains its own connections.
-    await this.serialized(async () => {
+    if (this.role === 'taking-over' || (this.predecessor && !this.reconciled)) {
+      this.log.info({ predecessor: this.predecessor?.pid }, 'stopping before the handover completed; the running agent carries on');
+      this.predecessor?.channel.close();
+      this.xds?.stopSaving();
       this.runtime.stopAll();
-      this.workers?.stopAccepting();
+      await this.release(false);
+      return;
+    }
+    this.role = 'stopping';
+    this.log.info({ active: this.tracker.size, drainMs: this.opts.drainMs }, 'shutting down: no longer accepting (15008 until the drain ends), draining');
+    this.handover?.close();
+    this.stateDir.unpublish('handover');
+    await this.serialized(async () => {
+      try {
+        this.datapath?.markDraining?.();
+      } catch (err) {
+        this.log.warn({ err }, 'cannot mark the pods draining; closing their listeners anyway');
+      }
     });
-    const counts = await Promise.all([this.runtime.tracker.drain(this.opts.drainMs), this.workers?.drain(this.opts.drainMs) ?? 0]);
-    const left = counts[0] + counts[1];
+    // connections whose handshake was under way at the flip land in the queues and are accepted
+    await new Promise((r) => setTimeout(r, 200));
+    this.runtime.stopAll({ keepHbone: true });
+    this.workers?.stopAccepting({ keepHbone: true });
+    const left = await this.drainConnections(this.opts.drainMs, true);
     if (left > 0) this.log.warn({ left }, 'drain deadline reached; closing remaining connections');
+    // Another agent that started during the drain holds the lock shared: the datapath is its now.
+    const detach = this.stateDir.tryLockExclusive();
+    if (!detach) this.log.info('another agent started meanwhile: leaving the pinned datapath to it');
+    await this.release(detach);
+    this.log.info('agent stopped');
+  }
+
+  /** Waits for every thread's connections (up to `deadlineMs`); returns how many were left. */
+  private async drainConnections(deadlineMs: number, keepHbone: boolean): Promise<number> {
+    const counts = await Promise.all([this.runtime.drain(deadlineMs, { keepHbone }), this.workers?.drain(deadlineMs, { keepHbone }) ?? 0]);
+    return counts[0] + counts[1];
+  }
+
+  /** Ends everything this agent holds; `detach`: the datapath too (programs and pins), else its handles only. */
+  private async release(detach: boolean): Promise<void> {
     this.runtime.destroy();
     this.kube?.close();
     await this.cniLifecycle?.stop();
     this.xds?.close();
     this.identity?.close();
-    if (this.datapath) await this.datapath.close({ detach: true });
+    this.handover?.destroy();
+    if (this.datapath) await this.datapath.close({ detach });
     this.datapath = null;
-    await Promise.all(this.servers.splice(0).map(closeServer));
-    this.log.info('agent stopped');
+    await this.endpoints.closeAll();
+    this.stateDir.unlock();
   }
 }

@@ -95,14 +95,14 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
         log.level = m.level;
         return;
       case 'stop':
-        runtime.stopAll();
+        runtime.stopAll({ keepHbone: m.keepHbone });
         return;
       case 'call':
         try {
           if (m.method === 'stats') {
             send({ type: 'reply', seq: m.seq, value: await stats() });
           } else {
-            const left = await runtime.drain(m.deadlineMs);
+            const left = await runtime.drain(m.deadlineMs, { keepHbone: m.keepHbone });
             runtime.destroy();
             for (const s of sockets.values()) s.release();
             sockets.clear();

@@ -56,10 +56,10 @@ export type ToWorker =
   | { type: 'identity-failed'; id: string; message: string }
   | { type: 'identity-forget'; id: string }
   | { type: 'log-level'; level: string }
-  /** Shutdown: stop accepting on every pod (the drain call follows). */
-  | { type: 'stop' }
+  /** Shutdown or handover: stop accepting on every pod (15008 too unless keepHbone); the drain call follows. */
+  | { type: 'stop'; keepHbone?: boolean }
   | { type: 'call'; seq: number; method: 'stats' }
-  | { type: 'call'; seq: number; method: 'drain'; deadlineMs: number };
+  | { type: 'call'; seq: number; method: 'drain'; deadlineMs: number; keepHbone?: boolean };
 
 export type FromWorker =
   | { type: 'ready' }

@@ -380,19 +380,22 @@ export class DataPlaneWorkers {
     return this.slots.map((s) => ({ index: s.index, threadId: s.worker?.threadId ?? null, state: s.state, restarts: s.restarts, lastExit: s.lastExit }));
   }
 
-  /** SIGTERM, first step: every worker stops accepting (no restart from now on). */
-  stopAccepting(): void {
+  /**
+   * SIGTERM or handover, first step: every worker stops accepting (15008 too unless keepHbone). No restart from now
+   * on: a worker that dies while draining loses its connections, as on any crash.
+   */
+  stopAccepting(opts: { keepHbone?: boolean } = {}): void {
     this.stopping = true;
     if (this.watchdog) clearInterval(this.watchdog);
     for (const s of this.slots) if (s.restartTimer) clearTimeout(s.restartTimer);
-    this.broadcast({ type: 'stop' });
+    this.broadcast({ type: 'stop', keepHbone: opts.keepHbone });
   }
 
-  /** SIGTERM, then: every worker drains up to the deadline and exits. Returns the connections left open. */
-  async drain(deadlineMs: number): Promise<number> {
-    if (!this.stopping) this.stopAccepting();
+  /** Then: every worker drains up to the deadline (then closes 15008 if it was kept) and exits. Returns the connections left open. */
+  async drain(deadlineMs: number, opts: { keepHbone?: boolean } = {}): Promise<number> {
+    if (!this.stopping) this.stopAccepting(opts);
     const left = await Promise.allSettled(
-      this.slots.map((s) => this.call<number>(s, { type: 'call', seq: ++this.seq, method: 'drain', deadlineMs }, deadlineMs + CALL_TIMEOUT_MS)),
+      this.slots.map((s) => this.call<number>(s, { type: 'call', seq: ++this.seq, method: 'drain', deadlineMs, keepHbone: opts.keepHbone }, deadlineMs + CALL_TIMEOUT_MS)),
     );
     await Promise.all(this.slots.map((s) => s.worker?.terminate()));
     return left.reduce((n, r) => n + (r.status === 'fulfilled' ? r.value : 0), 0);
@@ -401,4 +404,46 @@ export class DataPlaneWorkers {
 
 function identityMessage(id: string, st: IdentityState): ToWorker {
   return 'failed' in st ? { type: 'identity-failed', id, message: st.failed } : { type: 'identity', id, bundle: st.bundle, roots: st.roots };
+}
+
+/**
+ * The agent's worker threads, not started yet, with the config accepted so far queued for them; null when the
+ * datapath cannot be shared across threads. The caller keeps the object before starting it: config accepted
+ * while the threads start must reach them too.
+ */
+export function createWorkers(o: {
+  threads: number;
+  share: DatapathWorkerShare | null;
+  log: Logger;
+  registry: Registry;
+  agent: {
+    node: string;
+    bufferSize?: number;
+    connectTimeoutMs?: number;
+    workerStallTimeoutMs?: number;
+    mesh?: { trustDomain: string; keepalive?: KeepaliveTiming | null; handshakes?: HandshakeOptions; h2?: H2EngineName };
+    l7?: L7Options;
+  };
+  resources: Map<string, AgentResource[]>;
+}): DataPlaneWorkers | null {
+  if (!o.share) {
+    o.log.warn({ dataThreads: o.threads }, 'this datapath cannot be shared with worker threads: serving pods from the main thread only');
+    return null;
+  }
+  const workers = new DataPlaneWorkers({
+    count: o.threads - 1,
+    log: o.log.child({ component: 'workers' }),
+    registry: o.registry,
+    logLevel: () => o.log.level,
+    datapath: o.share,
+    bufferSize: o.agent.bufferSize,
+    connectTimeoutMs: o.agent.connectTimeoutMs,
+    stallTimeoutMs: o.agent.workerStallTimeoutMs,
+    mesh: o.agent.mesh ? { trustDomain: o.agent.mesh.trustDomain, keepalive: o.agent.mesh.keepalive, handshakes: o.agent.mesh.handshakes, h2: o.agent.mesh.h2 } : null,
+    l7: o.agent.l7,
+    node: o.agent.node,
+  });
+  // xDS may have answered while the datapath was opening
+  for (const [typeUrl, all] of o.resources) workers.applyResources(typeUrl, all);
+  return workers;
 }

@@ -44,7 +44,7 @@ function usableCpus(cgroup2Root: string): number {
 }
 
 function meshOptions(
-  o: { caTokenFile?: string; caAddress?: string; caRootFile?: string; certValidity: number; trustDomain: string; xds?: string; hboneKeepaliveMs: number; hboneH2: string } & HandshakeFlags,
+  o: { caTokenFile?: string; caAddress?: string; caRootFile?: string; certValidity: number; trustDomain: string; xds?: string; hboneKeepaliveMs: number; hboneH2: string; stateDir: string } & HandshakeFlags,
   log: Logger,
 ): AgentOptions['mesh'] {
   if (!o.caTokenFile) return undefined;
@@ -66,6 +66,7 @@ function meshOptions(
         caRootFile: o.caRootFile,
         trustDomain: o.trustDomain,
         validitySeconds: o.certValidity,
+        certDir: path.join(o.stateDir, 'certs'),
         log: log.child({ component: 'identity' }),
       }),
   };
@@ -114,7 +115,7 @@ export function registerAgentCommand(program: Command): void {
     .command('agent')
     .description('run the node agent (one per node)')
     .option('--node <name>', 'node name', process.env.NODE_NAME ?? os.hostname())
-    .option('--state-dir <dir>', 'runtime state: enroll.sock, admin.sock, pods.json', '/run/nodemesh/agent')
+    .option('--state-dir <dir>', 'runtime state: enroll.sock, admin.sock, pods.json, the last xDS config, certificates (root-only)', '/run/nodemesh/agent')
     .option('--pin-root <dir>', 'bpffs directory for pinned maps and links', '/sys/fs/bpf/nodemesh/v1')
     .option('--cgroup-root <dir>', 'cgroup v2 directory to attach connect/sockops programs to (default: the cgroup v2 root)')
     .option('--admin-port <port>', 'admin HTTP port on --admin-host (0: unix socket only)', int, 15000)
@@ -122,7 +123,13 @@ export function registerAgentCommand(program: Command): void {
     .option('--ready-port <port>', 'readiness port (0: off)', int, 15021)
     .option('--admin-host <ip>', 'address of the admin port (keep it on loopback: it serves /config_dump and POST /logging)', '127.0.0.1')
     .option('--probe-host <ip>', 'address of the metrics and readiness ports, which serve only /metrics and /healthz/* (default: --admin-host; in Kubernetes the node IP)')
-    .option('--drain-seconds <s>', 'on SIGTERM, how long open connections may finish', int, 5)
+    .option('--drain-seconds <s>', 'on SIGTERM without a successor, how long open connections may finish', int, 5)
+    .option(
+      '--handover-drain-seconds <s>',
+      'after handing over to a new agent, how long open connections may go on (a SIGTERM then does not cut it short: give the DaemonSet a terminationGracePeriodSeconds above it)',
+      int,
+      3600,
+    )
     .option('--xds <address>', 'control plane ADS address: host:port or unix:///path (none: passthrough only)')
     .option('--xds-mode <mode>', 'ADS flavour: delta or sotw', 'delta')
     .option('--xds-root-file <file>', 'dial --xds over TLS, verifying the control plane with this root (the mesh root)')
@@ -185,6 +192,7 @@ export function registerAgentCommand(program: Command): void {
       adminHost: string;
       probeHost?: string;
       drainSeconds: number;
+      handoverDrainSeconds: number;
       xds?: string;
       xdsMode: string;
       xdsRootFile?: string;
@@ -230,6 +238,8 @@ export function registerAgentCommand(program: Command): void {
           adminHost: o.adminHost,
           probeHost: o.probeHost,
           drainMs: o.drainSeconds * 1000,
+          handoverDrainMs: o.handoverDrainSeconds * 1000,
+          lock: loadNative(),
           xds: o.xds
             ? { address: o.xds, mode: o.xdsMode, tls: o.xdsRootFile !== undefined ? { rootFile: o.xdsRootFile, tokenFile: o.xdsTokenFile } : undefined }
             : undefined,
@@ -243,6 +253,6 @@ export function registerAgentCommand(program: Command): void {
         log,
         () => openDatapath({ pinRoot: o.pinRoot, cgroupRoot }, log.child({ component: 'datapath' })),
       );
-      await runDaemon({ name: 'agent', log, start: () => agent.start(), stop: () => agent.shutdown() });
+      await runDaemon({ name: 'agent', log, start: () => agent.start(), stop: () => agent.shutdown(), finished: agent.exited });
     });
 }

@@ -9,6 +9,8 @@ export interface Daemon {
   start(): Promise<void>;
   /** Graceful stop, also while start is still running; the process exits 0 when it resolves, 1 when it rejects. */
   stop(): Promise<void>;
+  /** Resolves when the daemon has finished on its own (an agent that handed over and drained): exit 0 then. */
+  finished?: Promise<void>;
 }
 
 /** Starts `d`; a start failure prints one line (message + stable code) and exits 2. */
@@ -32,6 +34,12 @@ export async function runDaemon(d: Daemon): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  void d.finished?.then(() => {
+    if (exiting) return;
+    exiting = true;
+    d.log.flush();
+    process.exit(0);
+  });
   try {
     await d.start();
   } catch (err) {

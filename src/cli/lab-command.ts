@@ -1,7 +1,7 @@
-// `nodemesh lab up|down|exec|status`: CLI front of src/lab (argument parsing and exit codes only).
+// `nodemesh lab up|down|exec|status|upgrade-agent`: CLI front of src/lab (argument parsing and exit codes only).
 
 import { Command } from 'commander';
-import { formatStatus, labDown, labExec, labStatus, labUp, LabError, stderrLogger } from '../lab';
+import { formatStatus, labDown, labExec, labStatus, labUp, LabError, stderrLogger, upgradeAgent } from '../lab';
 import { DEFAULT_LAB } from '../lab/paths';
 import { NodemeshError } from '../util/errors';
 
@@ -104,6 +104,20 @@ export function registerLabCommand(program: Command): void {
         process.exitCode = e instanceof LabError ? 125 : 1;
       }
     });
+
+  lab
+    .command('upgrade-agent')
+    .description("replace a node's agent without a restart: a new agent (this build) takes over beside the running one, which stops accepting and drains its open connections")
+    .argument('<node>', 'node name')
+    .option('--name <lab>', 'lab name', DEFAULT_LAB)
+    .option('--ready-timeout <ms>', "how long to wait for the new agent's /healthz/ready", '60000')
+    .action(
+      action(async (node: string, o: { name: string; readyTimeout: string }) => {
+        const r = await upgradeAgent(o.name, node, { readyTimeoutMs: Number(o.readyTimeout) });
+        const from = r.previous === null ? 'no running agent: started as after a restart' : `took over from agent ${r.previous}, which drains its open connections and exits`;
+        process.stdout.write(`${r.node}: agent ${r.pid} ${from}\n`);
+      }),
+    );
 
   lab
     .command('status')

@@ -13,12 +13,14 @@ export const NM_PORT_OUTBOUND = 15001;
 export const NM_PORT_INBOUND = 15006;
 export const NM_PORT_HBONE = 15008;
 export const NM_AGENT_MARK = 1337;
+export const NM_AGENT_MARK_TRANSPARENT = 1338;
 
 export const NM_FAMILY_V4 = 4;
 export const NM_FAMILY_V6 = 6;
 
 export const NM_POD_ENROLLED = 1;
 export const NM_POD_FAIL_CLOSED = 2;
+export const NM_POD_DRAINING = 4;
 
 export const NM_STEER_INBOUND = 1;
 export const NM_STEER_HBONE = 2;
@@ -28,6 +30,7 @@ export const NM_SOCK_DST_MAX = 65536;
 export const NM_TUPLE_DST_MAX = 65536;
 export const NM_STEER_MAX = 8192;
 export const NM_STATS_MAX = 32;
+export const NM_OWN_FLOWS_MAX = 16384;
 
 /** Stat codes (index into nm_stats) and the names status() reports them under. Append only. */
 export const NM_STATS: readonly { code: number; name: string; macro: string }[] = [
@@ -43,8 +46,9 @@ export const NM_STATS: readonly { code: number; name: string; macro: string }[] 
   { code: 9, name: 'skipped_dst', macro: 'NM_STAT_SKIPPED_DST' },
   { code: 10, name: 'map_update_failed', macro: 'NM_STAT_MAP_UPDATE_FAILED' },
   { code: 11, name: 'steer_same_pod', macro: 'NM_STAT_STEER_SAME_POD' },
+  { code: 12, name: 'steer_own_flow', macro: 'NM_STAT_STEER_OWN_FLOW' },
 ];
-export const NM_STAT__COUNT = 12;
+export const NM_STAT__COUNT = 13;
 
 /** struct layouts: size and field offsets, as the C compiler lays them out. */
 export const NM_ADDR = { size: 20, ip: 0, port: 16, family: 18, pad: 19 } as const;
@@ -61,6 +65,7 @@ export const MAPS = {
   steer: 'nm_steer',
   config: 'nm_config',
   stats: 'nm_stats',
+  ownFlows: 'nm_own_flows',
 } as const;
 
 // ---- IP text <-> 16 raw bytes (network order), allocation-free ----

@@ -8,7 +8,7 @@ import * as abi from './abi';
 import { DatapathError, nativeHint } from './errors';
 import { defaultObjectPath, loadNative } from './native';
 import type { NativeBinding, NativeBpfMap, NativeBpfObject, NativeNetnsThread } from './native';
-import { enrollPod, PodHandle, skLookupPin } from './pod-datapath';
+import { enrollPod, ownFlowTag, PodHandle, skLookupPin } from './pod-datapath';
 import type { DatapathLogger, PodContext } from './pod-datapath';
 import { ensureBpffs, mkdirsOn } from '../util/host-fs';
 import { probeBtf, probeCgroup2, probeObject, probePrivilege } from './probe';
@@ -71,6 +71,7 @@ class KernelDatapath implements Datapath, PodContext {
   readonly pods: NativeBpfMap;
   readonly steer: NativeBpfMap;
   readonly tupleDst: NativeBpfMap;
+  readonly ownFlows: NativeBpfMap;
   private readonly config: NativeBpfMap;
   private readonly stats: NativeBpfMap;
   private readonly allMaps: NativeBpfMap[];
@@ -80,6 +81,7 @@ class KernelDatapath implements Datapath, PodContext {
   private readonly pending = new Set<string>();
   private readonly hooks: AttachedProgram[] = [];
   private closed = false;
+  readonly reuseportProgFd: number;
 
   constructor(
     readonly native: NativeBinding,
@@ -93,8 +95,10 @@ class KernelDatapath implements Datapath, PodContext {
     this.tupleDst = obj.map(abi.MAPS.tupleDst);
     this.config = obj.map(abi.MAPS.config);
     this.stats = obj.map(abi.MAPS.stats);
-    this.allMaps = [this.pods, obj.map(abi.MAPS.sockDst), this.tupleDst, this.steer, this.config, this.stats];
+    this.ownFlows = obj.map(abi.MAPS.ownFlows);
+    this.allMaps = [this.pods, obj.map(abi.MAPS.sockDst), this.tupleDst, this.steer, this.config, this.stats, this.ownFlows];
     this.thread = new native.NetnsThread();
+    this.reuseportProgFd = obj.programFd('nm_reuseport_migrate');
   }
 
   isClosed(): boolean {
@@ -102,7 +106,7 @@ class KernelDatapath implements Datapath, PodContext {
   }
 
   workerShare(): DatapathWorkerShare | null {
-    return this.closed ? null : { tupleDstPin: path.join(this.pinRoot, abi.MAPS.tupleDst) };
+    return this.closed ? null : { tupleDstPin: path.join(this.pinRoot, abi.MAPS.tupleDst), ownFlowsPin: path.join(this.pinRoot, abi.MAPS.ownFlows) };
   }
 
   netnsOwner(netnsCookie: bigint): string | undefined {
@@ -181,6 +185,45 @@ class KernelDatapath implements Datapath, PodContext {
     this.log.info({ uid, netnsCookie: pod.netnsCookie.toString() }, 'pod unenrolled from datapath');
   }
 
+  forget(uid: string): void {
+    const pod = this.enrolled.get(uid);
+    if (!pod) return;
+    this.enrolled.delete(uid);
+    pod.release();
+    this.log.info({ uid }, 'pod left to the successor agent: handles released, kernel state untouched');
+  }
+
+  reassert(): void {
+    this.live();
+    this.writeConfig();
+    for (const pod of this.enrolled.values()) pod.reassertSteering();
+  }
+
+  clearOwnFlows(): number {
+    this.live();
+    let n = 0;
+    for (const key of this.ownFlows.keys()) if (this.ownFlows.delete(key)) n++;
+    return n;
+  }
+
+  dropOwnFlowsOf(pid: number): number {
+    this.live();
+    const tag = ownFlowTag(pid);
+    // same tag as ours (pids 255 apart): those could be this agent's connects in progress; the LRU ages them out
+    if (tag === ownFlowTag()) return 0;
+    const v = Buffer.alloc(1);
+    let n = 0;
+    for (const key of this.ownFlows.keys()) if (this.ownFlows.lookup(key, v) && v[0] === tag && this.ownFlows.delete(key)) n++;
+    return n;
+  }
+
+  markDraining(): void {
+    this.live();
+    const { attempt, errors } = teardownSteps();
+    for (const pod of this.enrolled.values()) attempt(() => pod.markDraining());
+    if (errors.length) this.log.warn({ err: errors[0], failed: errors.length }, 'could not mark every pod draining; its connects find the listener closed soon anyway');
+  }
+
   async pruneExcept(keepUids: Set<string>, keepNetnsCookies: Set<bigint>): Promise<number> {
     this.live();
     let removed = 0;
@@ -250,6 +293,7 @@ class KernelDatapath implements Datapath, PodContext {
     for (const pod of this.enrolled.values()) attempt(() => (opts.detach ? pod.teardown() : pod.release()));
     this.enrolled.clear();
     attempt(() => this.thread.close());
+    attempt(() => this.native.closeFd(this.reuseportProgFd));
     if (opts.detach) {
       // every link under links/, including sk_lookup links of pods from earlier runs
       const linksDir = path.join(this.pinRoot, 'links');

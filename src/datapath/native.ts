@@ -50,6 +50,8 @@ export interface NativeBpfObject {
   map(name: string): NativeBpfMap;
   attachCgroup(programName: string, cgroupPath: string, pinPath: string): NativeAttachResult;
   attachNetns(programName: string, netnsFd: number, pinPath: string): NativeAttachResult;
+  /** A copy of a loaded program's fd that the caller owns (and closes). */
+  programFd(programName: string): number;
   close(): void;
 }
 
@@ -63,12 +65,26 @@ export interface NativeLinkInfo {
   netnsIno?: bigint;
 }
 
-/** The dedicated namespace-switching thread: every method resolves to an fd the caller owns. */
+/** Per part of a pod's policy routing, what failed (null: it worked). */
+export interface NativeRoutingResult {
+  sysctl: string | null;
+  v4: string | null;
+  v6: string | null;
+}
+
+/** The dedicated namespace-switching thread: every socket method resolves to an fd the caller owns. */
 export interface NativeNetnsThread {
-  listen(netnsFd: number, family: 4 | 6, ip: string, port: number, backlog: number, mark: number, v6only: boolean): Promise<number>;
-  socket(netnsFd: number, family: 4 | 6, mark: number): Promise<number>;
+  /** With `reuseportProgFd`, the program is attached to the listener's SO_REUSEPORT group after listen(). */
+  listen(netnsFd: number, family: 4 | 6, ip: string, port: number, backlog: number, mark: number, v6only: boolean, reuseportProgFd?: number): Promise<number>;
+  /** `transparent`: IP_TRANSPARENT, so it can bind to a client's address (bindAddress). */
+  socket(netnsFd: number, family: 4 | 6, mark: number, transparent?: boolean): Promise<number>;
   /** `count` sockets as socket() makes them, in one job (one queue hop, one setns); all or nothing. */
-  sockets(netnsFd: number, family: 4 | 6, mark: number, count: number): Promise<number[]>;
+  sockets(netnsFd: number, family: 4 | 6, mark: number, count: number, transparent?: boolean): Promise<number[]>;
+  /**
+   * add: net.ipv4.tcp_fwmark_accept=1 and, per family, "fwmark MARK lookup TABLE" at PRIORITY plus "local default
+   * dev lo table TABLE" (idempotent); !add: removes the rules and routes.
+   */
+  podRouting(netnsFd: number, add: boolean, mark: number, table: number, priority: number): Promise<NativeRoutingResult>;
   close(): void;
 }
 
@@ -103,6 +119,10 @@ export interface NativeBinding {
   socketNetnsCookie(fd: number): bigint;
   socketCookie(fd: number): bigint;
   mountBpffs(target: string): void;
+  /** Takes a shared or exclusive flock on an open file without waiting; false when another holder prevents it. */
+  flock(fd: number, exclusive: boolean): boolean;
+  /** Binds an unconnected socket to `ip` (a client's, for a transparent socket) and returns the port the kernel chose. */
+  bindAddress(fd: number, ip: string): number;
   numPossibleCpus(): number;
   libbpfVersion(): string;
   /**

@@ -1,12 +1,13 @@
 // One enrolled pod: its listeners, sk_lookup link, steering entries and "on" entry, set up and torn down in order.
 
 import path from 'node:path';
+import { closeFdQuietly } from '../util/fd';
 import { teardownSteps } from '../util/teardown';
 import * as abi from './abi';
 import { DatapathError, errnoCode, nativeHint } from './errors';
 import type { NativeBinding, NativeBpfMap, NativeBpfObject, NativeNetnsThread } from './native';
 import { SocketPool } from './socket-pool';
-import type { AttachedProgram, PodDatapath, PodListeners, PodNetSpec, PodWorkerShare, SocketAddress } from './types';
+import { TRANSPARENT_ROUTE_TABLE, TRANSPARENT_RULE_PRIORITY, type AttachedProgram, type PodDatapath, type PodListeners, type PodNetSpec, type PodWorkerShare, type SocketAddress, type TransparentSocket } from './types';
 
 export interface DatapathLogger {
   info(obj: object, msg: string): void;
@@ -22,8 +23,11 @@ export interface PodContext extends TupleDstReader {
   readonly thread: NativeNetnsThread;
   readonly pods: NativeBpfMap;
   readonly steer: NativeBpfMap;
+  readonly ownFlows: NativeBpfMap;
   readonly pinRoot: string;
   readonly log: DatapathLogger;
+  /** nm_reuseport_migrate, attached to each listener's SO_REUSEPORT group (bpf/reuseport.c). */
+  readonly reuseportProgFd: number;
   isClosed(): boolean;
   /** uid of the enrolled pod that already owns this netns, if any. */
   netnsOwner(netnsCookie: bigint): string | undefined;
@@ -53,6 +57,42 @@ export function takeOriginalDst(r: TupleDstReader, netnsCookie: bigint, peer: So
   return { ip: a.ip, port: a.port };
 }
 
+/**
+ * The value of this process's nm_own_flows entries: a tag of the agent (1-255, from its pid) so that entries an
+ * agent left behind when it was killed mid-connect can be told from another agent's live ones.
+ */
+export function ownFlowTag(pid = process.pid): number {
+  return (pid % 255) + 1;
+}
+const OWN_FLOW_VALUE = Buffer.from([ownFlowTag()]);
+
+/**
+ * A pooled transparent socket bound to `from` with a port the kernel picks, its flow to `to` registered in
+ * nm_own_flows until `connected()`. On any failure the socket is closed and the error passed on.
+ */
+export async function takeTransparent(native: NativeBinding, pool: SocketPool, ownFlows: NativeBpfMap, family: 4 | 6, from: string, to: SocketAddress): Promise<TransparentSocket> {
+  const fd = await pool.take(family);
+  const key = Buffer.alloc(abi.NM_TUPLE_KEY.size);
+  try {
+    const port = native.bindAddress(fd, from);
+    // netns cookie 0: pod IPs are unique on a node, and sk_lookup keys by addresses alone
+    if (!abi.writeTupleKey(key, 0n, { ip: from, port }, to)) throw new Error(`cannot encode the flow ${from}:${port} -> ${to.ip}:${to.port}`);
+    ownFlows.update(key, OWN_FLOW_VALUE);
+  } catch (err) {
+    closeFdQuietly(fd);
+    throw err;
+  }
+  let done = false;
+  return {
+    fd,
+    connected: () => {
+      if (done) return;
+      done = true;
+      ownFlows.delete(key);
+    },
+  };
+}
+
 /** Pin path of a pod's sk_lookup link. The uid is sanitised: it becomes a bpffs file name. */
 export function skLookupPin(pinRoot: string, uid: string): string {
   return path.join(pinRoot, 'links', `sk_lookup-${uid.replace(/[^A-Za-z0-9_.-]/g, '_')}`);
@@ -60,6 +100,7 @@ export function skLookupPin(pinRoot: string, uid: string): string {
 
 interface SteerEntry {
   ip: string;
+  family: 4 | 6;
   key: Buffer;
   /** SO_COOKIE of the listener we stored: only delete the entry while it still points at our socket. */
   socketCookie: bigint;
@@ -77,11 +118,18 @@ export class PodHandle implements PodDatapath {
     readonly link: AttachedProgram,
     readonly steerEntries: SteerEntry[],
     private readonly pool: SocketPool,
+    readonly transparent: { 4: boolean; 6: boolean },
+    private readonly transparentPool: SocketPool | null,
   ) {}
 
   newSocket(family: 4 | 6): Promise<number> {
     if (family !== 4 && family !== 6) return Promise.reject(new TypeError(`family must be 4 or 6, got ${String(family)}`));
     return this.pool.take(family);
+  }
+
+  transparentSocket(family: 4 | 6, from: string, to: SocketAddress): Promise<TransparentSocket> | null {
+    if (!this.transparent[family] || !this.transparentPool) return null;
+    return takeTransparent(this.ctx.native, this.transparentPool, this.ctx.ownFlows, family, from, to);
   }
 
   originalDst(peer: SocketAddress, local: SocketAddress): SocketAddress | null {
@@ -106,6 +154,7 @@ export class PodHandle implements PodDatapath {
         netnsFd: dup([this.netnsFd])[0]!,
         netnsCookie: this.netnsCookie,
         ipv6: l.outbound6 !== null || l.inbound6 !== null,
+        transparent: { ...this.transparent },
         listeners: {
           outbound: dup([l.outbound4, l.outbound6]),
           inbound: dup([l.inbound4, l.inbound6]),
@@ -125,6 +174,14 @@ export class PodHandle implements PodDatapath {
     attempt(() => ctx.pods.delete(abi.u64Key(this.netnsCookie)));
     for (const e of this.steerEntries) attempt(() => deleteSteer(ctx, e));
     attempt(() => ctx.native.linkDetach(skLookupPin(ctx.pinRoot, this.uid)));
+    if (this.transparent[4] || this.transparent[6]) {
+      // the job holds its own copy of the netns fd: released below, it still runs in the pod's netns
+      const uid = this.uid;
+      void ctx.thread
+        .podRouting(this.netnsFd, false, abi.NM_AGENT_MARK_TRANSPARENT, TRANSPARENT_ROUTE_TABLE, TRANSPARENT_RULE_PRIORITY)
+        .then((r) => (r.v4 || r.v6) && ctx.log.warn({ uid, v4: r.v4, v6: r.v6 }, 'removing the pod\'s policy routing for transparent sockets failed'))
+        .catch((err: unknown) => ctx.log.warn({ err, uid }, 'removing the pod\'s policy routing for transparent sockets failed'));
+    }
     this.release();
     if (errors.length) {
       throw new DatapathError('NM_DATAPATH_MAP', `unenrolling pod ${this.uid} left state behind: ${(errors[0] as Error).message}`, {
@@ -134,9 +191,32 @@ export class PodHandle implements PodDatapath {
     }
   }
 
+  /** Points the pod's steering entries at this agent's 15006 listeners again (they are still open). */
+  reassertSteering(): void {
+    for (const e of this.steerEntries) {
+      const fd = e.family === 4 ? this.listeners.inbound4 : this.listeners.inbound6;
+      if (fd !== null) this.ctx.steer.updateSocket(e.key, fd);
+    }
+  }
+
+  /**
+   * NM_POD_DRAINING on the pod's entry (connect4/6 treat the listener as gone), and its steering entries removed
+   * while they still point at this agent (sk_lookup lets inbound reach the app).
+   */
+  markDraining(): void {
+    const key = abi.u64Key(this.netnsCookie);
+    const cur = Buffer.alloc(abi.NM_POD.size);
+    if (this.ctx.pods.lookup(key, cur)) {
+      const v = abi.decodePod(cur);
+      this.ctx.pods.update(key, abi.encodePod({ ...v, flags: v.flags | abi.NM_POD_DRAINING }));
+    }
+    for (const e of this.steerEntries) deleteSteer(this.ctx, e);
+  }
+
   /** Releases handles only; pinned state stays (restart adoption). Listener fds belong to the caller. */
   release(): void {
     this.pool.close();
+    this.transparentPool?.close();
     try {
       this.ctx.native.closeFd(this.netnsFd);
     } catch (err) {
@@ -164,6 +244,29 @@ function validate(spec: PodNetSpec): void {
   if (!Array.isArray(spec.ips)) bad('ips must be an array of IP strings');
   for (const ip of spec.ips) if (typeof ip !== 'string' || abi.writeIp(Buffer.alloc(16), 0, ip) === 0) bad(`"${String(ip)}" is not an IP address`);
   if (typeof spec.failClosed !== 'boolean') bad('failClosed must be a boolean');
+}
+
+/**
+ * The pod netns's policy routing for replies to the agent's transparent sockets (see native/src/pod_routing.cc):
+ * per family, whether it is in place. Where the kernel refuses, the agent connects to the application from the
+ * pod's own address, as before, and says so once here.
+ */
+async function podRouting(ctx: PodContext, nsfd: number, spec: PodNetSpec, ipv6: boolean): Promise<{ 4: boolean; 6: boolean }> {
+  let r;
+  try {
+    r = await ctx.thread.podRouting(nsfd, true, abi.NM_AGENT_MARK_TRANSPARENT, TRANSPARENT_ROUTE_TABLE, TRANSPARENT_RULE_PRIORITY);
+  } catch (err) {
+    ctx.log.warn({ err, uid: spec.uid }, 'cannot set up the pod netns for transparent upstream sockets: its applications will see the pod\'s own address as the peer');
+    return { 4: false, 6: false };
+  }
+  const out = { 4: r.sysctl === null && r.v4 === null, 6: ipv6 && r.sysctl === null && r.v6 === null };
+  if (!out[4] || (ipv6 && !out[6])) {
+    ctx.log.warn(
+      { uid: spec.uid, sysctl: r.sysctl, v4: r.v4, v6: ipv6 ? r.v6 : undefined },
+      'the kernel refused part of the pod netns setup for transparent upstream sockets: for that family its applications see the pod\'s own address as the peer',
+    );
+  }
+  return out;
 }
 
 /**
@@ -195,7 +298,7 @@ export async function enrollPod(ctx: PodContext, spec: PodNetSpec): Promise<PodH
 
     const listen = async (family: 4 | 6, ip: string, port: number, optional: boolean): Promise<number | null> => {
       try {
-        const fd = await thread.listen(nsfd, family, ip, port, LISTEN_BACKLOG, abi.NM_AGENT_MARK, family === 6);
+        const fd = await thread.listen(nsfd, family, ip, port, LISTEN_BACKLOG, abi.NM_AGENT_MARK, family === 6, ctx.reuseportProgFd);
         closeFdUndo(fd, `listener ${ip}:${port}`);
         return fd;
       } catch (err) {
@@ -257,7 +360,7 @@ export async function enrollPod(ctx: PodContext, spec: PodNetSpec): Promise<PodH
       } catch (err) {
         throw new DatapathError('NM_DATAPATH_MAP', `cannot register inbound steering for ${ip}: ${(err as Error).message}`, { cause: err });
       }
-      const entry = { ip, key: k.key, socketCookie: native.socketCookie(fd) };
+      const entry: SteerEntry = { ip, family: k.family, key: k.key, socketCookie: native.socketCookie(fd) };
       undo.push({ what: `steer ${ip}`, fn: () => deleteSteer(ctx, entry) });
       steerEntries.push(entry);
     }
@@ -273,14 +376,20 @@ export async function enrollPod(ctx: PodContext, spec: PodNetSpec): Promise<PodH
       throw new DatapathError('NM_DATAPATH_MAP', `cannot write the nm_pods entry for ${spec.uid}: ${(err as Error).message}`, { cause: err });
     }
 
-    const pool = new SocketPool(native, thread, nsfd, abi.NM_AGENT_MARK, { 4: POOL_TARGET, 6: outbound6 !== null || inbound6 !== null ? POOL_TARGET : 0 }, log, spec.uid);
+    const ipv6 = outbound6 !== null || inbound6 !== null;
+    const pool = new SocketPool(native, thread, nsfd, abi.NM_AGENT_MARK, { 4: POOL_TARGET, 6: ipv6 ? POOL_TARGET : 0 }, log, spec.uid);
     pool.prefill();
+    const transparent = await podRouting(ctx, nsfd, spec, ipv6);
+    const tpool = transparent[4] || transparent[6]
+      ? new SocketPool(native, thread, nsfd, abi.NM_AGENT_MARK_TRANSPARENT, { 4: transparent[4] ? POOL_TARGET : 0, 6: transparent[6] ? POOL_TARGET : 0 }, log, spec.uid, true)
+      : null;
+    tpool?.prefill();
     const listeners: PodListeners = { outbound4, outbound6, inbound4, inbound6, hbone4, hbone6 };
     log.info(
-      { uid: spec.uid, netns: spec.netnsPath, netnsCookie: netnsCookie.toString(), ips: spec.ips, failClosed: spec.failClosed, skLookup: link.adopted ? 'adopted' : 'attached', linkId: link.linkId },
+      { uid: spec.uid, netns: spec.netnsPath, netnsCookie: netnsCookie.toString(), ips: spec.ips, failClosed: spec.failClosed, skLookup: link.adopted ? 'adopted' : 'attached', linkId: link.linkId, transparent },
       'pod enrolled in datapath',
     );
-    return new PodHandle(ctx, spec.uid, spec.netnsPath, nsfd, netnsCookie, listeners, spec.ips, link, steerEntries, pool);
+    return new PodHandle(ctx, spec.uid, spec.netnsPath, nsfd, netnsCookie, listeners, spec.ips, link, steerEntries, pool, transparent, tpool);
   } catch (err) {
     for (const u of undo.reverse()) {
       try {

@@ -28,6 +28,8 @@ export class SocketPool {
     private readonly target: { 4: number; 6: number },
     private readonly log: PoolLogger,
     private readonly podUid: string,
+    /** IP_TRANSPARENT sockets, for connecting to the pod's application from a client's address. */
+    private readonly transparent = false,
   ) {}
 
   /** Starts filling both families up to their targets (a family the pod lacks simply stays empty). */
@@ -41,7 +43,7 @@ export class SocketPool {
     const fd = this.ready[family].shift();
     this.refill(family);
     if (fd !== undefined) return fd;
-    return adoptFd(await this.thread.socket(this.netnsFd, family, this.mark));
+    return adoptFd(await this.thread.socket(this.netnsFd, family, this.mark, this.transparent));
   }
 
   private refill(family: 4 | 6): void {
@@ -51,7 +53,7 @@ export class SocketPool {
     if (this.closed || this.inflight[family] > 0 || ready >= Math.ceil(target / 2)) return;
     const count = target - ready;
     this.inflight[family] = count;
-    this.thread.sockets(this.netnsFd, family, this.mark, count).then(
+    this.thread.sockets(this.netnsFd, family, this.mark, count, this.transparent).then(
       (fds) => {
         this.inflight[family] = 0;
         if (this.closed) for (const fd of fds) this.native.closeFd(fd);

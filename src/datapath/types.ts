@@ -7,6 +7,9 @@ export const PORT_INBOUND = 15006;
 export const PORT_HBONE = 15008;
 /** SO_MARK the agent puts on its own sockets so the BPF programs never redirect them. */
 export const AGENT_MARK = 1337;
+/** Routing table, and rule priority, in each pod netns for replies to the agent's transparent sockets. */
+export const TRANSPARENT_ROUTE_TABLE = 1338;
+export const TRANSPARENT_RULE_PRIORITY = 32700;
 
 export interface DatapathOptions {
   /** bpffs directory holding this agent's pinned maps and links (e.g. /sys/fs/bpf/nodemesh/v1). */
@@ -65,6 +68,14 @@ export interface PodDatapath {
    */
   originalDst(peer: SocketAddress, local: SocketAddress): SocketAddress | null;
   /**
+   * A socket inside the pod netns bound to a client's address `from` (IP_TRANSPARENT, SO_MARK =
+   * AGENT_MARK_TRANSPARENT; the pod's policy routing sends the application's replies back to it) and registered
+   * as the agent's own flow to `to`, so sk_lookup lets its SYN reach the application. Null when the pod netns
+   * could not be set up for that family: connect from the pod's own address then. Rejects when the kernel
+   * refuses the address.
+   */
+  transparentSocket?(family: 4 | 6, from: string, to: SocketAddress): Promise<TransparentSocket> | null;
+  /**
    * Copies of the pod's netns and listener fds for a data-plane worker thread, which owns and closes them.
    * Absent when the datapath cannot be shared across threads (test fakes).
    */
@@ -78,14 +89,25 @@ export interface PodWorkerShare {
   netnsCookie: bigint;
   /** Whether the netns has IPv6 (upstream sockets of that family are pre-created too). */
   ipv6: boolean;
+  /** Families for which the pod netns routes replies to transparent sockets back to the agent. */
+  transparent: { 4: boolean; 6: boolean };
   /** Listener fds by port (v4 first): 15001, 15006, and 15008 unless the share was made without it. */
   listeners: { outbound: number[]; inbound: number[]; hbone: number[] };
+}
+
+/** A transparent upstream socket (see PodDatapath.transparentSocket). */
+export interface TransparentSocket {
+  fd: number;
+  /** Call once connect() has finished, however it ended: the flow is no longer registered with sk_lookup. */
+  connected(): void;
 }
 
 /** What a data-plane worker thread needs from the datapath as a whole. */
 export interface DatapathWorkerShare {
   /** The pinned map of original destinations of connections redirected to 15001. */
   tupleDstPin: string;
+  /** The pinned map of the agent's own transparent flows (nm_own_flows). */
+  ownFlowsPin: string;
 }
 
 export interface AttachedProgram {
@@ -139,6 +161,29 @@ export interface Datapath {
   status(): DatapathStatus;
   /** Absent or null: data-plane worker threads are not possible with this datapath. */
   workerShare?(): DatapathWorkerShare | null;
+  /**
+   * Handover: a successor agent owns the pod's kernel state now; only this agent's handles on it (netns fd,
+   * socket pool) are released, nothing in the kernel changes.
+   */
+  forget?(uid: string): void;
+  /**
+   * A successor that went away before taking over pointed nm_config and the pods' steering at itself: point them
+   * back at this agent's listeners.
+   */
+  reassert?(): void;
+  /**
+   * SIGTERM without a successor: connects from every pod behave as if the agent's listener were gone (fail open,
+   * or closed for fail-closed pods), and inbound plaintext is no longer steered here, while the listeners are
+   * still open: connections already on their way are accepted, none is queued after the flip.
+   */
+  markDraining?(): void;
+  /**
+   * Restart without a predecessor: flows an earlier agent registered for its transparent connects (it died
+   * mid-connect) are dropped. Never while another agent runs: its connects in progress need theirs.
+   */
+  clearOwnFlows?(): number;
+  /** Drops the nm_own_flows entries of the agent with process id `pid` (it died, or went away mid-handover). */
+  dropOwnFlowsOf?(pid: number): number;
   /**
    * detach=true (SIGTERM): detach every program, unpin links and maps, remove the pin root.
    * detach=false: release handles only; pinned state stays for the next agent to adopt.

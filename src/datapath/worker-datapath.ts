@@ -4,12 +4,13 @@
 import { releaseFd } from '../util/fd';
 import * as abi from './abi';
 import { loadNative, type NativeBinding, type NativeBpfMap, type NativeNetnsThread } from './native';
-import { POOL_TARGET, takeOriginalDst, type TupleDstReader } from './pod-datapath';
+import { POOL_TARGET, takeOriginalDst, takeTransparent, type TupleDstReader } from './pod-datapath';
 import { SocketPool, type PoolLogger } from './socket-pool';
-import type { DatapathWorkerShare, PodWorkerShare, SocketAddress } from './types';
+import type { DatapathWorkerShare, PodWorkerShare, SocketAddress, TransparentSocket } from './types';
 
 export class WorkerDatapath implements TupleDstReader {
   readonly tupleDst: NativeBpfMap;
+  readonly ownFlows: NativeBpfMap;
   readonly hotKey = Buffer.alloc(abi.NM_TUPLE_KEY.size);
   readonly hotOut = Buffer.alloc(abi.NM_ADDR.size);
   private readonly native: NativeBinding;
@@ -19,6 +20,7 @@ export class WorkerDatapath implements TupleDstReader {
   constructor(share: DatapathWorkerShare, private readonly log: PoolLogger) {
     this.native = loadNative();
     this.tupleDst = this.native.BpfMap.openPinned(share.tupleDstPin);
+    this.ownFlows = this.native.BpfMap.openPinned(share.ownFlowsPin);
     this.thread = new this.native.NetnsThread();
   }
 
@@ -27,7 +29,12 @@ export class WorkerDatapath implements TupleDstReader {
     const targets = { 4: POOL_TARGET, 6: share.ipv6 ? POOL_TARGET : 0 };
     const pool = new SocketPool(this.native, this.thread, share.netnsFd, abi.NM_AGENT_MARK, targets, this.log, share.uid);
     pool.prefill();
-    return new WorkerPodSockets(this, this.native, share, pool);
+    const t = share.transparent;
+    const tpool = t[4] || t[6]
+      ? new SocketPool(this.native, this.thread, share.netnsFd, abi.NM_AGENT_MARK_TRANSPARENT, { 4: t[4] ? POOL_TARGET : 0, 6: t[6] ? POOL_TARGET : 0 }, this.log, share.uid, true)
+      : null;
+    tpool?.prefill();
+    return new WorkerPodSockets(this, this.native, share, pool, tpool);
   }
 
   isClosed(): boolean {
@@ -38,6 +45,7 @@ export class WorkerDatapath implements TupleDstReader {
     this.closed = true;
     this.thread.close();
     this.tupleDst.close();
+    this.ownFlows.close();
   }
 }
 
@@ -49,10 +57,16 @@ export class WorkerPodSockets {
     private readonly native: NativeBinding,
     private readonly share: PodWorkerShare,
     private readonly pool: SocketPool,
+    private readonly transparentPool: SocketPool | null,
   ) {}
 
   newSocket(family: 4 | 6): Promise<number> {
     return this.pool.take(family);
+  }
+
+  transparentSocket(family: 4 | 6, from: string, to: SocketAddress): Promise<TransparentSocket> | null {
+    if (!this.share.transparent[family] || !this.transparentPool || this.released) return null;
+    return takeTransparent(this.native, this.transparentPool, this.dp.ownFlows, family, from, to);
   }
 
   originalDst(peer: SocketAddress, local: SocketAddress): SocketAddress | null {
@@ -65,6 +79,7 @@ export class WorkerPodSockets {
     if (this.released) return;
     this.released = true;
     this.pool.close();
+    this.transparentPool?.close();
     this.native.closeFd(releaseFd(this.share.netnsFd));
   }
 }

@@ -20,14 +20,16 @@ export class IdentityReplica implements IdentitySource {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** A (re)issued bundle for `id` and the roots that go with it. */
+  /**
+   * A (re)issued bundle for `id` and the roots that go with it. `onUpdate` hears every one, the first too: a
+   * listener that waited through a failed first request starts serving on it.
+   */
   update(id: string, bundle: CertBundle, roots: string[]): void {
-    const rotated = this.bundles.has(id);
     this.bundles.set(id, bundle);
     this.failures.delete(id);
     this.lastRoots = roots;
     for (const w of this.takeWaiters(id)) w.resolve(bundle);
-    if (rotated) this.onUpdate(id);
+    this.onUpdate(id);
   }
 
   /** The first issuance of `id` failed: waiters get the main thread's error. A later update clears it. */

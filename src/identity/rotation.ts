@@ -30,3 +30,14 @@ export function retryDelay(attempt: number, random: number, p: RotationPolicy = 
   const d = Math.min(p.retryMaxMs, p.retryInitialMs * 2 ** Math.min(30, Math.max(0, attempt - 1)));
   return d / 2 + (d / 2) * random;
 }
+
+/**
+ * Rotation time for a saved certificate presented again by a restarted agent: the original schedule (a jittered
+ * fraction of its whole lifetime from notBefore), or soon when that moment has passed. Counting from the restart
+ * instead would push each renewal later with every restart.
+ */
+export function restoredRotationTime(now: number, notBefore: number, notAfter: number, random: number, p: RotationPolicy = DEFAULT_ROTATION): number {
+  const [lo, hi] = p.rotateAt;
+  const at = notBefore + Math.max(0, notAfter - notBefore) * (lo + (hi - lo) * random);
+  return Math.max(at, now + p.minRotationMs);
+}

@@ -1,13 +1,15 @@
 // The agent's certificates: one key + chain per local identity, fetched on first use, rotated at half life with
 // jitter, retried with backoff while the previous certificate still serves.
 
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../telemetry/logger';
 import { CaClient, type CertificateIssuer } from './ca-client';
+import { CertDir, type CertStore } from './cert-store';
 import { runAt, systemClock, type Clock } from './clock';
 import { ID_ERR, IdentityError } from './errors';
 import { certInfo, chainProblem, createCsr, DEFAULT_KEY_BITS, generateKeyPair, parseCertificate, privateKeyPem, type KeyPair } from './pki';
-import { DEFAULT_ROTATION, retryDelay, rotationTime, type RotationPolicy } from './rotation';
+import { DEFAULT_ROTATION, restoredRotationTime, retryDelay, rotationTime, type RotationPolicy } from './rotation';
 import { DEFAULT_TRUST_DOMAIN, parseSpiffeId, type CertBundle, type IdentityProvider, type IdentityState, type IdentityStatus } from './types';
 
 export const DEFAULT_CERT_VALIDITY_SECONDS = 24 * 3600;
@@ -24,7 +26,15 @@ export interface SecretManagerOptions {
   random?: () => number;
   rotation?: Partial<RotationPolicy>;
   keyBits?: number;
+  /**
+   * Keeps every issued key and chain (root-only files): the first acquire of an identity presents a saved
+   * certificate that is still valid at once, without the CA, and rotates it on its original schedule.
+   */
+  store?: CertStore;
 }
+
+/** A saved certificate this close to expiry is not worth presenting: ask the CA instead. */
+const RESTORE_MIN_LEFT_MS = 30_000;
 
 interface Waiter {
   resolve: (b: CertBundle) => void;
@@ -80,6 +90,8 @@ export class SecretManager implements IdentityProvider {
   private readonly log: Logger;
   private lastRoots: string[] = [];
   private closed = false;
+  /** Off once another agent owns the node's saved certificates (this one handed over and drains). */
+  private persisting = true;
 
   constructor(private readonly opts: SecretManagerOptions) {
     this.trustDomain = opts.trustDomain ?? DEFAULT_TRUST_DOMAIN;
@@ -118,8 +130,39 @@ export class SecretManager implements IdentityProvider {
       cancelExpiry: null,
     };
     this.entries.set(id, entry);
+    if (this.restore(entry)) return;
     // Fetch from a timer, not inline: acquire() is called from enrollment and must return at once.
     entry.cancelTimer = runAt(this.clock, this.clock.now(), () => void this.fetch(entry));
+  }
+
+  /** A saved certificate for `e` that passes the checks an issued one does installs it; anything else is logged and ignored. */
+  private restore(e: Entry): boolean {
+    const store = this.opts.store;
+    if (!store) return false;
+    try {
+      const saved = store.load(e.id);
+      if (!saved) return false;
+      const privateKey = createPrivateKey(saved.keyPem);
+      const bundle = this.toBundle(e.id, { privateKey, publicKey: createPublicKey(privateKey) }, saved.chain);
+      const left = bundle.notAfter.getTime() - this.clock.now();
+      if (left < RESTORE_MIN_LEFT_MS) {
+        this.log.info({ identity: e.id, notAfter: bundle.notAfter.toISOString() }, 'saved certificate expires too soon to use; asking the CA');
+        return false;
+      }
+      this.installed(e, bundle, 'restored');
+      return true;
+    } catch (err) {
+      this.log.warn({ err, identity: e.id }, `ignoring the saved certificate: ${(err as Error).message}`);
+      return false;
+    }
+  }
+
+  /**
+   * Stops writing (and removing) saved certificates: after a handover the successor agent owns them. Certificates
+   * this one still issues stay in memory only.
+   */
+  stopPersisting(): void {
+    this.persisting = false;
   }
 
   release(id: string): void {
@@ -133,6 +176,9 @@ export class SecretManager implements IdentityProvider {
     e.cancelTimer?.();
     e.cancelExpiry?.();
     this.entries.delete(e.id);
+    // the last local pod of the identity left: its key has no business on the node any more (not at close:
+    // the next agent serves the same pods with it)
+    if (!this.closed && this.persisting) this.unsave(e.id);
     this.metrics?.expiry.remove({ identity: e.id });
     for (const w of e.waiters.splice(0)) w.reject(why);
   }
@@ -176,6 +222,26 @@ export class SecretManager implements IdentityProvider {
         pods: e.pods,
       }))
       .sort((a, b) => a.spiffeId.localeCompare(b.spiffeId));
+  }
+
+  /**
+   * The control plane is reachable again (the xDS stream came up): a request waiting out its backoff after
+   * failures is sent now, with at most `jitterMs` of jitter so a control plane's agents do not all ask at
+   * once, and its backoff starts again from the beginning. Requests in flight and scheduled rotations stay.
+   */
+  retryNow(jitterMs = 1000): void {
+    if (this.closed) return;
+    let n = 0;
+    for (const e of this.entries.values()) {
+      if (e.failures === 0 || e.inflight) continue;
+      e.failures = 0;
+      e.cancelTimer?.();
+      const at = this.clock.now() + this.random() * jitterMs;
+      e.nextRotation = at;
+      e.cancelTimer = runAt(this.clock, at, () => void this.fetch(e));
+      n++;
+    }
+    if (n > 0) this.log.info({ identities: n }, 'control plane reachable again: retrying certificate requests now');
   }
 
   close(): void {
@@ -235,7 +301,24 @@ export class SecretManager implements IdentityProvider {
     };
   }
 
-  private installed(e: Entry, bundle: CertBundle): void {
+  private save(bundle: CertBundle): void {
+    if (!this.opts.store || !this.persisting) return;
+    try {
+      this.opts.store.save({ spiffeId: bundle.spiffeId, keyPem: bundle.keyPem, chain: [...bundle.chainPem, ...bundle.rootsPem.slice(0, 1)] });
+    } catch (err) {
+      this.log.error({ err, identity: bundle.spiffeId }, 'cannot save the certificate; a restart without the CA would have to wait for a new one');
+    }
+  }
+
+  private unsave(id: string): void {
+    try {
+      this.opts.store?.remove(id);
+    } catch (err) {
+      this.log.warn({ err, identity: id }, 'cannot remove the saved certificate of an identity no local pod holds');
+    }
+  }
+
+  private installed(e: Entry, bundle: CertBundle, how: 'issued' | 'restored' = 'issued'): void {
     const now = this.clock.now();
     const previous = e.bundle;
     e.bundle = bundle;
@@ -247,17 +330,23 @@ export class SecretManager implements IdentityProvider {
       this.log.warn({ identity: e.id }, 'the CA root changed; peers that only trust the old root will refuse this certificate');
     }
     this.lastRoots = bundle.rootsPem;
-    const at = rotationTime(now, bundle.notBefore.getTime(), bundle.notAfter.getTime(), this.random(), this.policy);
+    const at =
+      how === 'restored'
+        ? restoredRotationTime(now, bundle.notBefore.getTime(), bundle.notAfter.getTime(), this.random(), this.policy)
+        : rotationTime(now, bundle.notBefore.getTime(), bundle.notAfter.getTime(), this.random(), this.policy);
     e.nextRotation = at;
     e.cancelTimer?.();
     e.cancelTimer = runAt(this.clock, at, () => void this.fetch(e));
     e.cancelExpiry?.();
     e.cancelExpiry = runAt(this.clock, bundle.notAfter.getTime(), () => this.expired(e, bundle));
-    this.metrics?.requests.inc({ result: 'issued' });
+    if (how === 'issued') {
+      this.metrics?.requests.inc({ result: 'issued' });
+      this.save(bundle);
+    }
     this.metrics?.expiry.set({ identity: e.id }, bundle.notAfter.getTime() / 1000);
     this.log.info(
       { identity: e.id, serial: bundle.serial, previousSerial: previous?.serial, notAfter: bundle.notAfter.toISOString(), nextRotation: new Date(at).toISOString() },
-      previous ? 'certificate rotated' : 'certificate issued',
+      how === 'restored' ? 'saved certificate restored' : previous ? 'certificate rotated' : 'certificate issued',
     );
     for (const w of e.waiters.splice(0)) w.resolve(bundle);
     for (const cb of this.rotateCallbacks) {
@@ -317,6 +406,8 @@ export interface CreateSecretManagerOptions {
   clock?: Clock;
   random?: () => number;
   rotation?: Partial<RotationPolicy>;
+  /** Directory for saved certificates (the agent's STATE_DIR/certs); none: in memory only. */
+  certDir?: string;
 }
 
 /** A SecretManager that talks to the control plane's CA. */
@@ -332,5 +423,6 @@ export function createSecretManager(o: CreateSecretManagerOptions): SecretManage
     clock,
     random: o.random,
     rotation: o.rotation,
+    store: o.certDir ? new CertDir(o.certDir) : undefined,
   });
 }

@@ -67,5 +67,9 @@ export interface IdentityProvider extends IdentitySource {
   /** Called after every successful (re)issuance. */
   onRotate(cb: (id: string, bundle: CertBundle) => void): void;
   status(): IdentityStatus[];
+  /** The control plane is reachable again: requests backing off after failures go out now, backoff reset. */
+  retryNow(): void;
+  /** Another agent owns the node's saved certificates from now on (this one handed over): stop writing them. */
+  stopPersisting(): void;
   close(): void;
 }

@@ -1,6 +1,8 @@
-// Starts, stops and restarts a lab node's agent (used by lab up, and by tests of agent restarts).
+// Starts, stops, restarts and upgrades a lab node's agent (used by lab up, lab upgrade-agent, and by tests of agent
+// restarts and handovers).
 
 import fs from 'node:fs';
+import path from 'node:path';
 import { mkdirsOn } from '../util/host-fs';
 import { cgroupPids, killCgroup, mkCgroup, waitCgroupEmpty } from './cgroups';
 import { nodeTokenFile } from './controlplane';
@@ -50,12 +52,14 @@ function findNode(state: LabState, node: string): NodeState {
 /**
  * Signals a node's agent and waits until it and anything it forked are gone (the agent cgroup is
  * empty). SIGTERM means a graceful drain; SIGKILL simulates a crash (pins stay, pods keep running).
+ * `onlyActive`: only the node's current agent, not predecessors still draining after a handover (a crash of
+ * one agent process).
  */
-export async function killAgent(lab: string, node: string, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<void> {
+export async function killAgent(lab: string, node: string, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000, opts: { onlyActive?: boolean } = {}): Promise<void> {
   const state = readState(checkLabName(lab));
   const n = findNode(state, node);
   if (procAlive(n.agent)) process.kill((n.agent as { pid: number }).pid, signal);
-  for (const pid of cgroupPids(n.agentCgroup)) {
+  for (const pid of opts.onlyActive ? [] : cgroupPids(n.agentCgroup)) {
     try {
       process.kill(pid, signal);
     } catch {
@@ -68,9 +72,48 @@ export async function killAgent(lab: string, node: string, signal: NodeJS.Signal
     killCgroup(n.agentCgroup);
     throw new LabError('NM_LAB_AGENT_START', `agent of node ${node} did not exit within ${timeoutMs} ms of ${signal}; killed it`, { hint: `see ${n.agentLog}` });
   }
-  await waitCgroupEmpty(n.agentCgroup, timeoutMs);
+  if (!opts.onlyActive) await waitCgroupEmpty(n.agentCgroup, timeoutMs);
   n.ready = false;
+  n.draining = (n.draining ?? []).filter((r) => procAlive(r));
   writeState(state);
+}
+
+export interface UpgradeResult {
+  node: string;
+  /** The agent that took over. */
+  pid: number;
+  /** The agent it took over from (null: none was running: an ordinary start). */
+  previous: number | null;
+  /** Predecessors still draining their open connections (the one just replaced included). */
+  draining: number[];
+}
+
+/**
+ * `lab upgrade-agent NODE`: starts a new agent (the current build) beside the running one, as a DaemonSet
+ * with maxSurge: 1 does. The new agent takes over (see src/agent/handover.ts) and reports ready; the old one
+ * stops accepting and drains its open connections, then exits on its own. Resolves once the new one is ready.
+ */
+export async function upgradeAgent(lab: string, node: string, opts: { readyTimeoutMs?: number; logLevel?: string } = {}): Promise<UpgradeResult> {
+  const state = readState(checkLabName(lab));
+  const n = findNode(state, node);
+  const previous = procAlive(n.agent) ? n.agent! : null;
+  const a = await spawnAgent(state, n, opts.logLevel ?? state.agentLogLevel);
+  // The new agent's own admin socket: the node's admin.sock names the old one until the handover is done.
+  const own = path.join(n.stateDir, `admin-${a.ref.pid}.sock`);
+  try {
+    await waitAgentReady(n.name, own, a, n.agentLog, opts.readyTimeoutMs ?? 60_000);
+  } catch (err) {
+    // The old agent carries on (a successor that goes away makes it resume); do not leave this one half-started.
+    if (procAlive(a.ref)) process.kill(a.ref.pid, 'SIGKILL');
+    throw err;
+  }
+  const fresh = readState(checkLabName(lab));
+  const fn = findNode(fresh, node);
+  fn.draining = [...(fn.draining ?? []), ...(previous ? [previous] : [])].filter((r) => procAlive(r));
+  fn.agent = a.ref;
+  fn.ready = true;
+  writeState(fresh);
+  return { node, pid: a.ref.pid, previous: previous?.pid ?? null, draining: fn.draining.map((r) => r.pid) };
 }
 
 /** (Re)starts a node's agent after killAgent and waits for /healthz/ready; the agent reconciles its pods itself. */

@@ -10,5 +10,5 @@ export { LabError, LabManifestError, type ManifestIssue } from './errors';
 export { nodeStateDir, adminSocket, enrollSocket, labDir, DEFAULT_LAB } from './paths';
 export { readState, readStateIfAny, type LabState } from './state';
 export { stderrLogger, silentLogger, type LabLogger } from './log';
-export { startAgent, killAgent } from './agent-control';
+export { startAgent, killAgent, upgradeAgent, type UpgradeResult } from './agent-control';
 export { labExecCapture, type CaptureResult } from './exec-capture';

@@ -27,6 +27,8 @@ export interface NodeState {
   adminSocket: string;
   agentLog: string;
   agent?: ProcRef;
+  /** Agents that handed over to `agent` (lab upgrade-agent) and still drain their open connections. */
+  draining?: ProcRef[];
   ready: boolean;
 }
 

@@ -52,6 +52,8 @@ export class ConnectionTracker {
   private nextId = 1;
   private flushTimer: NodeJS.Timeout | null = null;
   private drainWaiters: (() => void)[] = [];
+  /** Connections accepted and still connecting upstream: not in `active` yet, but a drain must wait for them. */
+  private connecting = 0;
 
   constructor(
     private readonly metrics: ProxyMetrics,
@@ -96,8 +98,23 @@ export class ConnectionTracker {
     };
     this.recent.push(closed);
     if (this.recent.length > this.recentLimit) this.recent.shift();
-    if (this.active.size === 0) this.wakeDrainWaiters();
+    if (this.size === 0) this.wakeDrainWaiters();
     return closed;
+  }
+
+  /**
+   * A connection was accepted and is connecting upstream; call the returned function once it is open (open()) or
+   * refused. Until then a drain counts it: ending the runtime under it would fail a connection it accepted.
+   */
+  connectingStarted(): () => void {
+    this.connecting++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.connecting--;
+      if (this.size === 0) this.wakeDrainWaiters();
+    };
   }
 
   /** After a policy change: every connection that authorization admitted is checked again. Returns how many closed. */
@@ -121,8 +138,9 @@ export class ConnectionTracker {
     if (down > 0) this.metrics.tcpSent.inc(labels, down);
   }
 
+  /** Open connections, and accepted ones still connecting upstream. */
   get size(): number {
-    return this.active.size;
+    return this.active.size + this.connecting;
   }
 
   snapshot(): { active: (Omit<ConnectionInfo, 'bytes' | 'labels' | 'revalidate'> & { security: string; peer: string; bytesUp: number; bytesDown: number })[]; recent: ClosedConnection[] } {
@@ -146,7 +164,7 @@ export class ConnectionTracker {
 
   /** Resolves when no connection is open, or after `deadlineMs`; returns how many were still open. */
   async drain(deadlineMs: number): Promise<number> {
-    if (this.active.size === 0) return 0;
+    if (this.size === 0) return 0;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, deadlineMs);
       this.drainWaiters.push(() => {
@@ -154,7 +172,7 @@ export class ConnectionTracker {
         resolve();
       });
     });
-    return this.active.size;
+    return this.size;
   }
 
   private wakeDrainWaiters(): void {

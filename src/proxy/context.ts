@@ -19,6 +19,11 @@ export interface PodSockets {
   newSocket(family: 4 | 6): Promise<number | null>;
   /** The original destination of a connection redirected to 15001, or null if none was recorded. */
   originalDst(peer: Endpoint, local: Endpoint): Endpoint | null;
+  /**
+   * A socket inside the pod netns bound to the client's address `from`, its flow to `to` exempt from inbound
+   * steering until `connected()` (null: not for this family, or no datapath).
+   */
+  transparentSocket?(family: 4 | 6, from: string, to: Endpoint): Promise<{ fd: number; connected(): void }> | null;
 }
 
 /** Present when the agent has workload identities: mesh destinations are reached over HBONE (mTLS). */

@@ -10,12 +10,16 @@ import { HBONE_DETECTED_HEADER, relayStream, type HboneRespond } from './hbone';
 import { ErrorCode } from './hbone/h2/constants';
 import type { HboneStream } from './hbone/h2-engine';
 import { adoptAccepted, Direction, newUpstream, startRelay, type RelayResult } from './relay';
+import { REFUSED_RETRY_BUDGET_MS, retryWhileRefused } from './refused-retry';
+import { upstreamSource, type UpstreamSource } from './transparent-source';
 
 /** One place to send the connection: plain TCP to `ip:port`, or an HBONE tunnel to the pod's 15008. */
 export interface Target extends Endpoint {
   via: 'tcp' | 'hbone';
   /** hbone: the SPIFFE ID the destination must present. */
   peerId?: string;
+  /** L7 inbound: the client's address, which the connection to the local application comes from (transparent-source.ts). */
+  from?: string;
 }
 
 /** Where the connection came from: a redirected/steered socket, or an HBONE CONNECT stream. */
@@ -59,9 +63,12 @@ export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<voi
   const d = r.downstream;
   // Paused while we connect; a reset from the client must not become an unhandled 'error'.
   if (d.kind === 'socket') d.socket.on('error', ignore);
+  // counted by a drain from accept to open(): released only once the tracker holds the connection (or refused it)
+  const connecting = ctx.tracker.connectingStarted();
   const attempt = await connectFirst(ctx, r);
   if (attempt.upstream === null) {
     refuse(ctx, r, r.targets.length === 0 ? 'UH' : 'UF', attempt.error ?? 'no upstream', 503);
+    connecting();
     return;
   }
   const chosen = attempt.target!;
@@ -128,6 +135,7 @@ export async function forward(ctx: ProxyContext, r: ForwardRequest): Promise<voi
     labels: r.labels(chosen),
     bytes: () => counts(),
   });
+  connecting();
   start();
   if (r.authz) {
     const authz = r.authz;
@@ -187,16 +195,16 @@ function downstreamGone(d: Downstream): boolean {
 }
 
 async function dialTcp(ctx: ProxyContext, r: ForwardRequest, target: Target): Promise<Upstream> {
-  let fd: number | null;
+  let src: UpstreamSource;
   try {
-    fd = await r.sockets.newSocket(net.isIPv6(target.ip) ? 6 : 4);
+    src = await upstreamSource(ctx, r, target);
   } catch (err) {
     ctx.metrics.proxyErrors.inc({ direction: r.direction, reason: 'socket' });
     throw new Error(`cannot create a socket in the pod network namespace: ${(err as Error).message}`);
   }
   // The upstream reads into a fixed buffer whatever the other end is (socket: startRelay, stream: relayStream).
   const down = new Direction(ctx.bufferSize);
-  const socket = newUpstream(fd, down);
+  const socket = newUpstream(src.fd, down);
   // A tunnel reset while we dial (by the client, or by us for its faults: made-you-reset) must not leave the
   // application a connection nobody will use: the dial is abandoned with it.
   const d = r.downstream;
@@ -204,11 +212,13 @@ async function dialTcp(ctx: ProxyContext, r: ForwardRequest, target: Target): Pr
   if (d.kind === 'hbone') {
     if (d.stream.closed) {
       socket.destroy();
+      src.connected();
       throw new Error('the HBONE stream closed before the upstream was dialled');
     }
     d.stream.once('close', abandon);
   }
   const err = await connectOnce(socket, target, r.connectTimeoutMs ?? ctx.connectTimeoutMs);
+  src.connected();
   if (d.kind === 'hbone') d.stream.off('close', abandon);
   if (err !== null) {
     socket.destroy();
@@ -221,15 +231,20 @@ async function dialHbone(ctx: ProxyContext, r: ForwardRequest, target: Target): 
   const mesh = ctx.mesh;
   if (!mesh || !target.peerId) throw new Error('HBONE target without mesh identity');
   const source = await mesh.identity.certFor(mesh.spiffeIdOf(r.pod));
-  const { stream } = await mesh.pool.connect({
-    sourcePod: r.pod.uid,
-    source,
-    expectedServerId: target.peerId,
-    address: { ip: target.ip, port: mesh.hbonePort },
-    target: { ip: target.ip, port: target.port },
-    newSocket: (family) => r.sockets.newSocket(family),
-    headers: r.detectedTcp ? { [HBONE_DETECTED_HEADER]: 'tcp' } : undefined,
-  });
+  const peerId = target.peerId;
+  const dial = (): ReturnType<typeof mesh.pool.connect> =>
+    mesh.pool.connect({
+      sourcePod: r.pod.uid,
+      source,
+      expectedServerId: peerId,
+      address: { ip: target.ip, port: mesh.hbonePort },
+      target: { ip: target.ip, port: target.port },
+      newSocket: (family) => r.sockets.newSocket(family),
+      headers: r.detectedTcp ? { [HBONE_DETECTED_HEADER]: 'tcp' } : undefined,
+    });
+  const budgetMs = Math.min(REFUSED_RETRY_BUDGET_MS, r.connectTimeoutMs ?? ctx.connectTimeoutMs);
+  const retried = (): void => ctx.metrics.proxyErrors.inc({ direction: r.direction, reason: 'hbone_refused_retry' });
+  const { stream } = await retryWhileRefused(dial, { budgetMs, gone: () => downstreamGone(r.downstream), retried });
   return { kind: 'hbone', stream };
 }
 

@@ -122,6 +122,11 @@ export class ProxyRuntime {
     return proxy;
   }
 
+  /** Resolves once each pod's 15008 serves or has settled without (no certificate, no mesh): a successor is ready then. */
+  async hboneSettled(): Promise<void> {
+    await Promise.all([...this.proxies.values()].map((e) => e.proxy.hboneSettled()));
+  }
+
   /** Stops accepting for the pod; its open connections drain on their own. */
   stopPod(uid: string): void {
     const e = this.proxies.get(uid);
@@ -157,16 +162,22 @@ export class ProxyRuntime {
     }
   }
 
-  /** Shutdown: stops accepting on every pod; open connections go on, and the pods stay known to them. */
-  stopAll(): void {
-    for (const e of this.proxies.values()) e.proxy.close();
+  /**
+   * Shutdown or handover: stops accepting on every pod (with `keepHbone`, 15008 goes on accepting: the only way
+   * in for peers, see Agent.shutdown); open connections go on, and the pods stay known to them. L7 connections
+   * are told to end after their request in flight (`Connection: close`, GOAWAY).
+   */
+  stopAll(opts: { keepHbone?: boolean } = {}): void {
+    for (const e of this.proxies.values()) e.proxy.stopAccepting(opts);
+    this.ctx.http?.drain();
   }
 
   /** Stops accepting on every pod, waits up to `deadlineMs` for open connections; returns how many were left. */
-  async drain(deadlineMs: number): Promise<number> {
+  async drain(deadlineMs: number, opts: { keepHbone?: boolean } = {}): Promise<number> {
+    this.stopAll(opts);
+    const left = await this.tracker.drain(deadlineMs);
     this.stopAll();
-    this.ctx.http?.drain();
-    return this.tracker.drain(deadlineMs);
+    return left;
   }
 
   /** After drain: ends what is left (pooled HBONE sessions, the flush timer). */

@@ -19,6 +19,22 @@ import { CDS, EDS, LDS, NODE_NAME_METADATA, RDS, typeShortName } from './resourc
 
 export type XdsMode = 'delta' | 'sotw';
 
+/**
+ * The last accepted config in a form that outlives the process: each type's resources as the control plane
+ * sent them (Any bytes) with their versions, for the node it was sent to.
+ */
+export interface XdsSnapshot {
+  node: string;
+  savedAt: string;
+  types: { typeUrl: string; versionInfo: string; resources: { name: string; version: string; any: AnyMessage }[] }[];
+}
+
+/** Where snapshots live (the agent's state dir). `load` returns null when there is none. */
+export interface XdsSnapshotStore {
+  load(): XdsSnapshot | null;
+  save(snapshot: XdsSnapshot): void;
+}
+
 /** Receives validated resource sets. Called on the event loop; never called after close(). */
 export interface XdsSink {
   /** The complete current set of resources of one type (name -> decoded). */
@@ -39,6 +55,13 @@ export interface XdsClientOptions {
    * node's credential (`tokenFile`, re-read for every stream: projected tokens rotate) sent as a bearer token.
    */
   tls?: { rootFile: string; tokenFile?: string; serverName?: string };
+  /** Called each time the stream comes up (the first response of a stream); never after close(). */
+  onConnected?: () => void;
+  /**
+   * Persists every accepted config and, at start, applies the saved one before the control plane answers, so
+   * an agent restarted while the control plane is down routes (and enforces policy) by the last config.
+   */
+  store?: XdsSnapshotStore;
 }
 
 function channelCredentials(tls: XdsClientOptions['tls']): { creds: grpc.ChannelCredentials; options: Record<string, string> } {
@@ -70,6 +93,8 @@ function channelCredentials(tls: XdsClientOptions['tls']): { creds: grpc.Channel
 interface Held {
   version: string;
   decoded: AgentResource;
+  /** As received, for the snapshot. */
+  any: AnyMessage;
 }
 
 interface TypeState {
@@ -97,8 +122,15 @@ export class XdsClient {
   private attempt = 0;
   private timer: NodeJS.Timeout | null = null;
   private lastError: string | null = null;
-  /** Types that have had at least one accepted response (any stream). */
+  /** Types that have had at least one accepted response (any stream), or came from the saved snapshot. */
   private readonly received = new Set<string>();
+  /** Types accepted from the control plane by this process (not only restored from the snapshot). */
+  private readonly live = new Set<string>();
+  private restoredFrom: string | null = null;
+  private restoring = false;
+  private saveTimer: NodeJS.Timeout | null = null;
+  private dirty = false;
+  private saving = true;
   private readonly m: {
     connected: Gauge;
     applied: Counter<'type'>;
@@ -132,10 +164,12 @@ export class XdsClient {
   }
 
   start(): void {
+    this.restore();
     this.connect();
   }
 
   close(): void {
+    this.flush();
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.stream?.cancel();
@@ -156,6 +190,12 @@ export class XdsClient {
     });
   }
 
+  /** Where the config in use came from: the control plane, the snapshot saved by an earlier run, or nowhere yet. */
+  configSource(): 'control-plane' | 'saved' | 'none' {
+    if (this.live.has(CDS) && this.live.has(LDS)) return 'control-plane';
+    return this.restoredFrom !== null ? 'saved' : 'none';
+  }
+
   status(): Record<string, unknown> {
     const resources: Record<string, Record<string, string>> = {};
     for (const [t, st] of this.types) resources[typeShortName(t)] = Object.fromEntries([...st.resources].map(([n, h]) => [n, h.version]));
@@ -164,6 +204,8 @@ export class XdsClient {
       mode: this.opts.mode,
       connected: this.connected,
       synced: this.synced(),
+      configSource: this.configSource(),
+      savedConfigFrom: this.restoredFrom,
       lastError: this.lastError,
       versions: Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), st.versionInfo])),
       lastNack: Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), st.lastNack])),
@@ -180,6 +222,98 @@ export class XdsClient {
     };
   }
 
+  /**
+   * Applies the saved snapshot, decoded and validated exactly like a response; anything wrong with it (another
+   * node's, unreadable, a resource this build rejects, incomplete) and it is ignored: the agent then waits for
+   * the control plane as on a first start.
+   */
+  private restore(): void {
+    const store = this.opts.store;
+    if (!store) return;
+    let snap: XdsSnapshot | null;
+    try {
+      snap = store.load();
+    } catch (err) {
+      this.opts.log.warn({ err }, 'ignoring the saved xDS config: it cannot be read');
+      return;
+    }
+    if (!snap) return;
+    if (snap.node !== this.opts.node) {
+      this.opts.log.warn({ saved: snap.node, node: this.opts.node }, 'ignoring the saved xDS config: it was sent to another node');
+      return;
+    }
+    const decoded = new Map<string, { versionInfo: string; resources: Map<string, Held> }>();
+    for (const t of snap.types) {
+      if (!this.types.has(t.typeUrl)) continue;
+      const d = this.decodeAll(t.typeUrl, t.resources);
+      if (typeof d === 'string') {
+        this.opts.log.warn({ error: d }, 'ignoring the saved xDS config: this agent rejects part of it; waiting for the control plane');
+        return;
+      }
+      decoded.set(t.typeUrl, { versionInfo: t.versionInfo, resources: d });
+    }
+    if (!decoded.has(CDS) || !decoded.has(LDS)) {
+      this.opts.log.warn('ignoring the saved xDS config: it lacks clusters or listeners');
+      return;
+    }
+    this.restoring = true;
+    try {
+      for (const [t, d] of decoded) {
+        const st = this.types.get(t)!;
+        st.resources = d.resources;
+        st.versionInfo = d.versionInfo;
+      }
+      // endpoints and route tables first: committing clusters and listeners keeps those they name
+      for (const t of [EDS, RDS, CDS, LDS]) if (decoded.has(t)) this.commit(t);
+    } finally {
+      this.restoring = false;
+    }
+    this.restoredFrom = snap.savedAt;
+    this.opts.log.info({ savedAt: snap.savedAt, resources: [...decoded.values()].reduce((n, d) => n + d.resources.size, 0) }, 'applied the saved xDS config; the control plane will send what changed');
+  }
+
+  private snapshot(): XdsSnapshot {
+    return {
+      node: this.opts.node,
+      savedAt: new Date().toISOString(),
+      types: [...this.types].map(([typeUrl, st]) => ({
+        typeUrl,
+        versionInfo: st.versionInfo,
+        resources: [...st.resources].map(([name, h]) => ({ name, version: h.version, any: h.any })),
+      })),
+    };
+  }
+
+  /** From now on nothing is saved: another agent (a successor) owns the saved config. */
+  stopSaving(): void {
+    if (this.saveTimer) clearTimeout(this.saveTimer);
+    this.saveTimer = null;
+    this.dirty = false;
+    this.saving = false;
+  }
+
+  /** Saves the accepted config now if it changed since the last save (shutdown, handover). */
+  flush(): void {
+    if (this.saveTimer) clearTimeout(this.saveTimer);
+    this.saveTimer = null;
+    if (!this.dirty || !this.opts.store || !this.saving || this.closed) return;
+    this.dirty = false;
+    try {
+      this.opts.store.save(this.snapshot());
+    } catch (err) {
+      this.opts.log.error({ err }, 'cannot save the xDS config; a restart without the control plane would wait for it');
+    }
+  }
+
+  /** A burst of responses (CDS, EDS, LDS of one push) is saved once. */
+  private scheduleSave(): void {
+    if (!this.opts.store || !this.saving || this.restoring) return;
+    this.dirty = true;
+    if (this.saveTimer) return;
+    this.saveTimer = setTimeout(() => this.flush(), 200);
+    this.saveTimer.unref();
+  }
+
   private connect(): void {
     if (this.closed) return;
     this.m.reconnects.inc();
@@ -194,6 +328,7 @@ export class XdsClient {
         this.lastError = null;
         this.m.connected.set(1);
         this.opts.log.info({ address: this.opts.address, mode: this.opts.mode }, 'xDS stream up');
+        this.opts.onConnected?.();
       }
       if (this.opts.mode === 'delta') this.onDelta(msg as DeltaDiscoveryResponse);
       else this.onSotw(msg as DiscoveryResponse);
@@ -254,7 +389,7 @@ export class XdsClient {
     for (const it of items) {
       try {
         const { name, resource } = decodeResource(typeUrl, it.any);
-        out.set(it.name ?? name, { version: it.version, decoded: resource });
+        out.set(it.name ?? name, { version: it.version, decoded: resource, any: it.any });
       } catch (e) {
         return e instanceof XdsResourceError ? e.message : `${typeShortName(typeUrl)}: ${(e as Error).message}`;
       }
@@ -269,6 +404,7 @@ export class XdsClient {
     if (typeof decoded === 'string') return this.nack(res.type_url, res.nonce, decoded);
     st.resources = decoded;
     st.versionInfo = res.version_info;
+    this.live.add(res.type_url);
     this.commit(res.type_url);
     this.send({ version_info: res.version_info, resource_names: st.names ?? [], type_url: res.type_url, response_nonce: res.nonce });
   }
@@ -283,6 +419,7 @@ export class XdsClient {
     for (const [name, h] of decoded) next.set(name, h);
     st.resources = next;
     st.versionInfo = res.system_version_info;
+    this.live.add(res.type_url);
     this.commit(res.type_url);
     this.send({ type_url: res.type_url, resource_names_subscribe: [], resource_names_unsubscribe: [], initial_resource_versions: {}, response_nonce: res.nonce });
   }
@@ -306,7 +443,7 @@ export class XdsClient {
     const st = this.types.get(typeUrl)!;
     st.lastNack = null;
     this.received.add(typeUrl);
-    this.m.applied.inc({ type: typeShortName(typeUrl) });
+    if (!this.restoring) this.m.applied.inc({ type: typeShortName(typeUrl) });
     this.sink.apply(typeUrl, new Map([...st.resources].map(([n, h]) => [n, h.decoded])));
     const decoded = [...st.resources.values()].map((h) => h.decoded);
     if (typeUrl === CDS) {
@@ -314,6 +451,7 @@ export class XdsClient {
     } else if (typeUrl === LDS) {
       this.follow(RDS, decoded.flatMap(routeTablesOf));
     }
+    this.scheduleSave();
   }
 
   /** Subscribes `typeUrl` to exactly `names`; what is no longer named is dropped and the sink told at once. */

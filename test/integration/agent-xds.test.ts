@@ -144,6 +144,64 @@ for (const mode of ['delta', 'sotw'] as const) {
   });
 }
 
+for (const mode of ['delta', 'sotw'] as const) {
+  describe(`an agent restarted while the control plane is down (${mode})`, () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `nm-xds-saved-${mode}-`));
+    const cfg = path.join(dir, 'config');
+    const servers: net.Server[] = [];
+    let cp: ControlPlaneHandle | null = null;
+    let agent: Agent | null = null;
+
+    before(async () => {
+      fs.mkdirSync(cfg);
+      fs.writeFileSync(path.join(cfg, 'service.yaml'), SERVICE);
+      fs.writeFileSync(path.join(cfg, 'echo-1.yaml'), podYaml('echo-1', '127.0.0.2'));
+      servers.push(await nameServer('127.0.0.2', 'echo-1'), await nameServer('127.0.0.3', 'echo-2'));
+    });
+    after(async () => {
+      await agent?.shutdown();
+      await cp?.close();
+      for (const s of servers) s.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('routes by the config its predecessor saved, and is ready without the control plane; the control plane back, it converges', async () => {
+      cp = await startControlPlane({ config: cfg, xdsAddress: '127.0.0.1:0', metricsPort: false, logger: silentLogger() });
+      const address = cp.address;
+      const first = new FakeDatapath();
+      agent = await agentWith(dir, first, address, mode);
+      await waitFor('the first config', async () => agent!.services.snapshot().clusters[0]?.endpoints.length === 1);
+      await agent.shutdown();
+      const saved = JSON.parse(fs.readFileSync(path.join(dir, 'state', 'xds.json'), 'utf8'));
+      assert.equal(saved.node, 'node-t');
+      assert.equal(fs.statSync(path.join(dir, 'state', 'xds.json')).mode & 0o777, 0o600, 'the saved config is root-only');
+      await cp.close();
+      cp = null;
+
+      const dp = new FakeDatapath();
+      agent = testAgent(dir, dp, { drainMs: 500, xds: { address, mode } });
+      await agent.start();
+      const ready = await unixRequest(agent.adminSocket, 'GET', '/healthz/ready');
+      assert.equal(ready.status, 200, ready.body);
+      const dump = JSON.parse((await unixRequest(agent.adminSocket, 'GET', '/config_dump')).body);
+      assert.equal(dump.xds.connected, false);
+      assert.equal(dump.xds.configSource, 'saved');
+      assert.equal(dp.pods.size, 1, 'the pod of the previous run is served again');
+      assert.equal(await callVip(dp), 'echo-1');
+
+      fs.writeFileSync(path.join(cfg, 'echo-2.yaml'), podYaml('echo-2', '127.0.0.3'));
+      fs.rmSync(path.join(cfg, 'echo-1.yaml'));
+      cp = await startControlPlane({ config: cfg, xdsAddress: address, metricsPort: false, logger: silentLogger() });
+      await waitFor('the change made while the agent was away', async () => {
+        const c = agent!.services.snapshot().clusters[0];
+        return c?.endpoints.length === 1 && c.endpoints[0]!.ip === '127.0.0.3';
+      }, 8000);
+      assert.equal((agent.xdsStatus() as { configSource: string }).configSource, 'control-plane');
+      assert.equal(await callVip(dp), 'echo-2');
+    });
+  });
+}
+
 describe('agent NACKs what it cannot use and keeps its previous config', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-nack-'));
   const dp = new FakeDatapath();

@@ -46,15 +46,15 @@ describe('xDS state for worker threads', () => {
 });
 
 describe('IdentityReplica', () => {
-  it('waiters get the first bundle; a rotation calls back; a failure rejects waiters until an issuance clears it', async () => {
+  it('waiters get the first bundle; every issuance calls back; a failure rejects waiters until an issuance clears it', async () => {
     const rotated: string[] = [];
     const r = new IdentityReplica((id) => rotated.push(id));
     const waiting = r.certFor(SA('a'));
     r.update(SA('a'), bundle(SA('a'), '1', ['root-1']), ['root-1']);
     assert.equal((await waiting).serial, '1');
-    assert.deepEqual(rotated, [], 'the first issuance is not a rotation');
+    assert.deepEqual(rotated, [SA('a')], 'the first issuance is announced too (a 15008 that waited through a failure starts on it)');
     r.update(SA('a'), bundle(SA('a'), '2', ['root-1', 'root-2']), ['root-1', 'root-2']);
-    assert.deepEqual(rotated, [SA('a')]);
+    assert.deepEqual(rotated, [SA('a'), SA('a')]);
     assert.equal(r.current(SA('a'))!.serial, '2');
 
     const failing = r.certFor(SA('b'));
@@ -94,7 +94,7 @@ function scriptedWorkers(o: { count: number; registry: Registry; restartDelayMs:
     ...o,
     log: silentLogger(),
     logLevel: () => 'info',
-    datapath: { tupleDstPin: '/nonexistent' },
+    datapath: { tupleDstPin: '/nonexistent', ownFlowsPin: '/nonexistent' },
     mesh: null,
     entry: path.resolve(__dirname, '../helpers', o.entry ?? 'scripted-worker.js'),
   });
@@ -105,7 +105,7 @@ describe('DataPlaneWorkers supervision', () => {
     const registry = new Registry();
     let shares = 0;
     const dp = {
-      shareWithWorker: () => ({ uid: 'p1', netnsFd: 100 + ++shares, netnsCookie: 1n, ipv6: false, listeners: { outbound: [], inbound: [], hbone: [] } }),
+      shareWithWorker: () => ({ uid: 'p1', netnsFd: 100 + ++shares, netnsCookie: 1n, ipv6: false, transparent: { 4: false, 6: false }, listeners: { outbound: [], inbound: [], hbone: [] } }),
     } as unknown as PodDatapath;
     // (fake fd numbers: every share here reaches the scripted worker, which acknowledges it, so none is closed)
     const workers = scriptedWorkers({ count: 2, registry, restartDelayMs: 50 });

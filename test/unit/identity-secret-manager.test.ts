@@ -1,11 +1,16 @@
-// SecretManager with a fake clock and an in-process CA: rotation scheduling, backoff that keeps the old cert, expiry.
+// SecretManager with a fake clock and an in-process CA: rotation scheduling, backoff that keeps the old cert, expiry,
+// backoff reset when the control plane returns, saved certificates.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { before, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { CertificateAuthority } from '../../src/controlplane/ca/authority';
 import { checkCsr } from '../../src/controlplane/ca/csr';
 import type { CertificateIssuer } from '../../src/identity/ca-client';
+import { CertDir } from '../../src/identity/cert-store';
 import type { Clock } from '../../src/identity/clock';
 import { ID_ERR, IdentityError } from '../../src/identity/errors';
 import { retryDelay, rotationTime } from '../../src/identity/rotation';
@@ -176,4 +181,101 @@ test('a refusal before any certificate: state failed, waiters rejected with the 
   clock.advance(500);
   await until(() => issuer.requests === 2, 'a retry');
   sm.close();
+});
+
+test('the control plane back (retryNow): a request backing off goes out within the jitter, and its backoff starts over', async () => {
+  const issuer = new FakeIssuer(ca);
+  issuer.failWith = new IdentityError(ID_ERR.CA_REQUEST, 'cannot get a certificate from the CA at unix:///x: UNAVAILABLE');
+  const sm = new SecretManager({ issuer, log: silentLogger(), clock, random: () => 1, keyBits: 1024 });
+  sm.acquire(ID);
+  const waiting = sm.certFor(ID);
+  clock.advance(0);
+  await assert.rejects(waiting, /UNAVAILABLE/);
+  // Five failures in a row: the next attempt is 32 s away.
+  for (const wait of [1000, 2000, 4000, 8000]) {
+    const n = issuer.requests;
+    clock.advance(wait);
+    await until(() => issuer.requests === n + 1 && sm.status()[0]!.nextRotation === new Date(clock.now() + wait * 2).toISOString(), `the attempt after ${wait} ms`);
+  }
+  assert.equal(sm.status()[0]!.nextRotation, new Date(clock.now() + 16_000).toISOString());
+
+  issuer.failWith = null;
+  const n = issuer.requests;
+  sm.retryNow(1000);
+  assert.equal(sm.status()[0]!.nextRotation, new Date(clock.now() + 1000).toISOString(), 'within the jitter (random 1 -> all of it)');
+  clock.advance(1000);
+  await until(() => sm.status()[0]!.state === 'valid', 'the certificate right after the control plane came back');
+  assert.equal(issuer.requests, n + 1);
+
+  // A later failure backs off from the start again, not from 32 s.
+  issuer.failWith = new IdentityError(ID_ERR.CA_REQUEST, 'UNAVAILABLE again');
+  const v = sm.current(ID)!;
+  clock.advance(Math.ceil((v.notAfter.getTime() - clock.now()) * 0.6)); // past the rotation at 55% (random 1)
+  await until(() => sm.status()[0]!.lastError !== null, 'a failed rotation');
+  assert.equal(sm.status()[0]!.nextRotation, new Date(clock.now() + 1000).toISOString(), 'first retry after 1 s');
+  sm.retryNow(1000);
+  sm.close();
+});
+
+test('saved certificates: a new manager presents a saved, valid one without the CA and rotates it on its first schedule; unsafe files are refused', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-certs-'));
+  const store = new CertDir(path.join(dir, 'certs'));
+  const issuer = new FakeIssuer(ca);
+  const first = new SecretManager({ issuer, validitySeconds: 100, log: silentLogger(), clock, random: () => 0.5, keyBits: 1024, store });
+  first.acquire(ID);
+  clock.advance(0);
+  const issued = await first.certFor(ID);
+  const file = path.join(dir, 'certs', fs.readdirSync(path.join(dir, 'certs'))[0]!);
+  assert.equal(fs.statSync(file).mode & 0o777, 0o600, 'the key file is root-only');
+  assert.equal(fs.statSync(path.join(dir, 'certs')).mode & 0o777, 0o700);
+  first.close();
+  assert.ok(fs.existsSync(file), 'closing (agent exit) keeps the saved certificate for the next agent');
+
+  // The CA is down; 20 s later a restarted agent asks for the same identity.
+  clock.advance(20_000);
+  issuer.failWith = new IdentityError(ID_ERR.CA_REQUEST, 'UNAVAILABLE');
+  const requests = issuer.requests;
+  const restarted = new SecretManager({ issuer, validitySeconds: 100, log: silentLogger(), clock, random: () => 0.5, keyBits: 1024, store });
+  const announced: string[] = [];
+  restarted.onRotate((_id, b) => announced.push(b.serial));
+  restarted.acquire(ID);
+  assert.equal(restarted.current(ID)?.serial, issued.serial, 'the saved certificate is presented at once');
+  assert.equal((await restarted.certFor(ID)).keyPem, issued.keyPem);
+  assert.deepEqual(announced, [issued.serial], 'listeners hear of it like an issuance');
+  assert.equal(issuer.requests, requests, 'no request to the CA');
+  assert.equal(restarted.status()[0]!.nextRotation, new Date(issued.notBefore.getTime() + 0.5 * (issued.notAfter.getTime() - issued.notBefore.getTime())).toISOString(), 'rotation stays on the original schedule');
+  restarted.close();
+
+  // A key file others could read is not used.
+  fs.chmodSync(file, 0o644);
+  const careful = new SecretManager({ issuer, validitySeconds: 100, log: silentLogger(), clock, random: () => 0.5, keyBits: 1024, store });
+  careful.acquire(ID);
+  assert.equal(careful.current(ID), null, 'a key that may have leaked is not presented');
+  careful.close();
+  fs.chmodSync(file, 0o600);
+
+  // Past its expiry (minus a margin) a saved certificate is not used either.
+  clock.advance(issued.notAfter.getTime() - clock.now() - 10_000);
+  const late = new SecretManager({ issuer, validitySeconds: 100, log: silentLogger(), clock, random: () => 0.5, keyBits: 1024, store });
+  late.acquire(ID);
+  assert.equal(late.current(ID), null);
+  late.close();
+
+  // The last pod of the identity leaving removes its key; a manager that handed over writes nothing.
+  issuer.failWith = null;
+  const owner = new SecretManager({ issuer, validitySeconds: 100, log: silentLogger(), clock, random: () => 0.5, keyBits: 1024, store });
+  owner.acquire(ID);
+  clock.advance(0);
+  const fresh = await owner.certFor(ID);
+  assert.equal(store.load(ID)?.keyPem, fresh.keyPem, 'a new issuance replaces the saved one');
+  owner.stopPersisting();
+  owner.release(ID);
+  assert.ok(store.load(ID), 'after a handover the successor owns the saved certificates');
+  owner.close();
+  const leaving = new SecretManager({ issuer, validitySeconds: 100, log: silentLogger(), clock, random: () => 0.5, keyBits: 1024, store });
+  leaving.acquire(ID);
+  leaving.release(ID);
+  assert.equal(store.load(ID), null, 'no local pod holds the identity any more: its key is gone from the node');
+  leaving.close();
+  fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -20,6 +20,7 @@ function fakeThread() {
           settle: (ok) => (ok ? resolve(Array.from({ length: count }, () => next++)) : reject(new Error('setns: EINVAL'))),
         });
       }),
+    podRouting: () => Promise.reject(new Error('unused')),
     close: () => undefined,
   } as NativeNetnsThread;
   return { thread, jobs };

@@ -189,8 +189,10 @@ export class HboneClientPool {
         if (reused) this.totals.streamsReused++;
         return { stream, reused, sessionId: ps.id };
       } catch (err) {
-        // A pooled session can receive GOAWAY between our pick and the request: try once more elsewhere.
-        if (attempt === 0 && reused && retryable.has(err as Error)) continue;
+        // A pooled session can receive GOAWAY between our pick and the request, and a fresh one can be accepted by
+        // a server that is stopping (an agent handing over): a stream the server never processed is safe to send
+        // again (RFC 9113 section 8.7), on another session.
+        if (attempt < 2 && retryable.has(err as Error)) continue;
         throw err;
       }
     }

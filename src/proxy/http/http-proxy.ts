@@ -97,7 +97,8 @@ export class HttpProxy {
     const denied = (): void => ctx.metrics.proxyErrors.inc({ direction: 'inbound', reason: 'denied' });
     // Inbound: the target is the local application, at the address the client asked for.
     const toApp: Handler = (req, rc) => {
-      rc.target = { ip: rc.conn.dst.ip, port: rc.conn.dst.port, via: 'tcp' };
+      // from the client's address, so the application sees who called (pools are then per client)
+      rc.target = { ip: rc.conn.dst.ip, port: rc.conn.dst.port, via: 'tcp', from: rc.conn.src.ip };
       rc.upstreamVersion = upstreamVersion(rc.conn.protocol, req.version);
       return forward(req, rc);
     };

@@ -8,6 +8,7 @@ import { HBONE_DETECTED_HEADER } from '../hbone/protocol';
 import type { PodSockets, ProxyContext } from '../context';
 import { connectOnce, type Target } from '../forward';
 import { newUpstream } from '../relay';
+import { upstreamSource, type UpstreamSource } from '../transparent-source';
 import { TunnelSocket } from './tunnel-socket';
 
 /** Why an upstream connection could not be made; `flag` is the Envoy response flag the request gets. */
@@ -28,14 +29,16 @@ export class UpstreamConnectError extends Error {
  */
 export async function dialUpstream(ctx: ProxyContext, pod: Workload, sockets: PodSockets, target: Target, timeoutMs: number, detected?: HttpVersion): Promise<net.Socket | TunnelSocket> {
   if (target.via === 'hbone') return dialTunnel(ctx, pod, sockets, target, detected);
-  let fd: number | null;
+  let src: UpstreamSource;
   try {
-    fd = await sockets.newSocket(net.isIPv6(target.ip) ? 6 : 4);
+    const from = target.from !== undefined ? { direction: 'inbound' as const, src: { ip: target.from, port: 0 } } : { direction: 'outbound' as const, src: { ip: '', port: 0 } };
+    src = await upstreamSource(ctx, { ...from, pod, sockets }, target);
   } catch (err) {
     throw new UpstreamConnectError(target, `cannot create a socket in the pod network namespace: ${(err as Error).message}`);
   }
-  const socket = newUpstream(fd, null);
+  const socket = newUpstream(src.fd, null);
   const err = await connectOnce(socket, target, timeoutMs);
+  src.connected();
   if (err !== null) {
     socket.destroy();
     throw new UpstreamConnectError(target, err);

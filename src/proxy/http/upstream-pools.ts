@@ -39,7 +39,7 @@ interface H2Entry {
 }
 
 function key(pod: Workload, t: Target): string {
-  return `${pod.uid}|${t.via}|${t.ip}|${t.port}`;
+  return `${pod.uid}|${t.via}|${t.ip}|${t.port}|${t.from ?? ''}`;
 }
 
 /** What a cluster's connection-pool policy asks of an HTTP/1.1 pool (DestinationRule connectionPool). */
