@@ -25,6 +25,11 @@ import type { AgentResource } from '../xds/agent-resources';
 import { PodStateFile } from './pod-state-file';
 import type { WorkerStats } from './worker-protocol';
 import { DataPlaneWorkers, type WorkerStatus } from './workers';
+import { TapHub, type TapDelivery } from '../telemetry/tap/tap-hub';
+import type { TapFilter } from '../telemetry/tap/tap-filter';
+import { createSpanQueue, type TracingOptions } from '../telemetry/tracing/tracing-config';
+import type { SpanQueue } from '../telemetry/tracing/span-queue';
+import { Tracer } from '../telemetry/tracing/tracer';
 
 export interface AgentOptions {
   node: string;
@@ -50,6 +55,8 @@ export interface AgentOptions {
   l7?: L7Options;
   /** After a burst of connections to pods' 15008: memory back to the kernel (the addon's relieveMemory; tests: absent). */
   relieveMemory?: () => void;
+  /** Spans of sampled and failed requests, exported over OTLP (absent: no tracing). */
+  tracing?: TracingOptions;
   /** Control plane ADS address (`host:port` or `unix:///path`); absent: no services, passthrough only. */
   xds?: { address: string; mode: XdsMode };
   /**
@@ -92,6 +99,11 @@ export class Agent implements EnrollmentHandler, XdsSink {
   private stopping = false;
   /** Enrollment calls run one at a time so "nothing half-applied" holds under concurrent callers. */
   private queue: Promise<unknown> = Promise.resolve();
+  /** Every thread's spans leave through this one queue (null: tracing off). */
+  private readonly spans: SpanQueue | null;
+  /** The main thread's live tap (workers have their own; `setTap` reaches all). */
+  private readonly tap = new TapHub();
+  private tapSink: TapDelivery | null = null;
   /** The root logger and its children: pino children do not follow later level changes of their parent. */
   private readonly loggers: Logger[];
 
@@ -104,6 +116,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
     this.enrollLog = log.child({ component: 'enroll' });
     this.loggers = [log, proxyLog, this.enrollLog];
     if (opts.mesh) this.identity = opts.mesh.identity(this.registry);
+    this.spans = opts.tracing ? createSpanQueue(opts.tracing, this.registry, log.child({ component: 'tracing' })) : null;
+    const tracer = opts.tracing ? new Tracer({ sampling: opts.tracing.sampling, sink: this.spans, registry: this.registry, node: opts.node }) : null;
     this.runtime = new ProxyRuntime({
       log: proxyLog,
       registry: this.registry,
@@ -114,6 +128,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
       accessLog: opts.l7?.accessLog,
       locality: { node: opts.node },
       relieveMemory: opts.relieveMemory,
+      tracer,
+      tap: this.tap,
     });
     this.identity?.onRotate((id, bundle) => {
       this.runtime.identityRotated(id);
@@ -200,6 +216,11 @@ export class Agent implements EnrollmentHandler, XdsSink {
       mesh: this.opts.mesh ? { trustDomain: this.opts.mesh.trustDomain, keepalive: this.opts.mesh.keepalive, handshakes: this.opts.mesh.handshakes } : null,
       l7: this.opts.l7,
       node: this.opts.node,
+      tracing: this.opts.tracing,
+      onSpans: (spans) => {
+        for (const sp of spans) this.spans?.record(sp);
+      },
+      onTap: (events, dropped) => this.tapSink?.(events, dropped),
     });
     // xDS may have answered while the datapath was opening
     for (const [typeUrl, all] of this.lastResources) this.workers.applyResources(typeUrl, all);
@@ -280,6 +301,14 @@ export class Agent implements EnrollmentHandler, XdsSink {
     this.lastResources.set(typeUrl, all);
     this.workers?.applyResources(typeUrl, all);
     this.log.debug({ type: typeUrl, count: resources.size }, 'xDS resources applied');
+  }
+
+  /** Live tap: every thread matches `filters` from now on; batches of matching requests go to `deliver`. */
+  setTap(filters: TapFilter[], deliver: TapDelivery): void {
+    this.tapSink = deliver;
+    this.tap.onDeliver(deliver);
+    this.tap.subscribe(filters);
+    this.workers?.setTap(filters);
   }
 
   xdsStatus(): Record<string, unknown> | null {
@@ -488,6 +517,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
     const left = counts[0] + counts[1];
     if (left > 0) this.log.warn({ left }, 'drain deadline reached; closing remaining connections');
     this.runtime.destroy();
+    this.tap.close();
+    await this.spans?.close(1000);
     this.xds?.close();
     this.identity?.close();
     if (this.datapath) await this.datapath.close({ detach: true });

@@ -14,6 +14,9 @@ import type { Workload } from '../state/workloads';
 import type { Logger } from '../telemetry/logger';
 import type { AgentResource } from '../xds/agent-resources';
 import type { L7Options } from '../proxy/runtime';
+import type { TapEvent, TapFilter } from '../telemetry/tap/tap-filter';
+import type { SpanRecord } from '../telemetry/tracing/span';
+import type { TracingOptions } from '../telemetry/tracing/tracing-config';
 import { HEARTBEAT_MS, closeShare, toWire, type FromWorker, type ToWorker, type WireResource, type WorkerData, type WorkerStats } from './worker-protocol';
 
 export interface DataPlaneWorkersOptions {
@@ -36,6 +39,10 @@ export interface DataPlaneWorkersOptions {
    * are lost either way, and new ones go to the other threads meanwhile. Default 10 s; 0 disables.
    */
   stallTimeoutMs?: number;
+  /** Tracing for the workers' tracers; their spans and tapped requests come back through the callbacks. */
+  tracing?: TracingOptions;
+  onSpans?: (spans: SpanRecord[]) => void;
+  onTap?: (events: TapEvent[], dropped: number) => void;
   /** The worker script (default worker-main.js; tests substitute a scripted one). */
   entry?: string;
 }
@@ -89,6 +96,7 @@ export class DataPlaneWorkers {
   private readonly pods = new Map<string, SharedPod>();
   private readonly xds = new Map<string, WireResource[]>();
   private readonly identities = new Map<string, IdentityState>();
+  private tapFilters: TapFilter[] = [];
   private readonly restartsTotal: Counter;
   private readonly stallsTotal: Counter;
   private watchdog: NodeJS.Timeout | null = null;
@@ -139,6 +147,7 @@ export class DataPlaneWorkers {
       mesh: this.opts.mesh,
       l7: this.opts.l7,
       node: this.opts.node,
+      tracing: this.opts.tracing,
       heartbeat: slot.heartbeat.buffer as SharedArrayBuffer,
     };
     const worker = new Worker(this.opts.entry ?? path.join(__dirname, 'worker-main.js'), { workerData: data });
@@ -151,6 +160,7 @@ export class DataPlaneWorkers {
     for (const [typeUrl, resources] of this.xds) this.post(slot, { type: 'xds', typeUrl, resources });
     for (const [id, st] of this.identities) this.post(slot, identityMessage(id, st));
     for (const p of this.pods.values()) this.sharePod(slot, p);
+    if (this.tapFilters.length > 0) this.post(slot, { type: 'tap', filters: this.tapFilters });
     const ready = new Promise<void>((resolve, reject) => {
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new Error(`worker ${slot.index} exited with code ${code} before it was ready`)));
@@ -177,6 +187,10 @@ export class DataPlaneWorkers {
       if (i >= 0) slot.inFlight.splice(i, 1);
     } else if (m.type === 'pod-failed') {
       this.opts.log.error({ worker: slot.index, uid: m.uid, err: m.message }, 'worker cannot serve the pod; the other threads still do');
+    } else if (m.type === 'spans') {
+      this.opts.onSpans?.(m.spans);
+    } else if (m.type === 'tap-events') {
+      this.opts.onTap?.(m.events, m.dropped);
     } else if (m.type === 'reply') {
       const call = slot.calls.get(m.seq);
       slot.calls.delete(m.seq);
@@ -350,6 +364,12 @@ export class DataPlaneWorkers {
 
   setLogLevel(level: string): void {
     this.broadcast({ type: 'log-level', level });
+  }
+
+  /** The live-tap filters every worker matches from now on (and a restarted one gets). */
+  setTap(filters: TapFilter[]): void {
+    this.tapFilters = filters;
+    this.broadcast({ type: 'tap', filters });
   }
 
   /** A worker whose event loop is stuck must not hang the admin endpoints or shutdown: calls have a deadline. */

@@ -13,6 +13,22 @@ import { DEFAULT_HANDSHAKE_LIMITS } from '../proxy/hbone/handshake-limits';
 import { cgroupCpuLimit, findOrMountCgroup2, processCgroup2Path } from '../util/cgroup2';
 import { mountCommand } from '../util/host-fs';
 import type { AccessLogMode } from '../proxy/http/layers/telemetry';
+import { addSamplingOverride, DEFAULT_SAMPLING, parseSamplingPercent, type SamplingConfig } from '../telemetry/tracing/sampling';
+import { parseOtlpEndpoint, type TracingOptions } from '../telemetry/tracing/tracing-config';
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+/** Tracing from the flags: spans go to --otlp-endpoint, else to the control plane (--xds), else nowhere. */
+function tracingOptions(o: { otlpEndpoint?: string; otlpProtocol?: string; traceSampling: string; traceSamplingOverride: string[]; traceKeepFailures: string; xds?: string }): TracingOptions {
+  if (o.traceKeepFailures !== 'on' && o.traceKeepFailures !== 'off') throw new Error(`--trace-keep-failures must be on or off, not "${o.traceKeepFailures}"`);
+  let sampling: SamplingConfig = { ...DEFAULT_SAMPLING, defaultPercent: parseSamplingPercent(o.traceSampling), keepFailures: o.traceKeepFailures === 'on' };
+  for (const spec of o.traceSamplingOverride) sampling = addSamplingOverride(sampling, spec);
+  const target = o.otlpEndpoint ?? o.xds;
+  const endpoint = target === undefined || target === 'none' ? null : parseOtlpEndpoint(target, o.otlpEndpoint === undefined ? 'grpc' : o.otlpProtocol);
+  return { sampling, endpoint };
+}
 
 function int(v: string): number {
   const n = Number.parseInt(v, 10);
@@ -116,6 +132,11 @@ export function registerAgentCommand(program: Command): void {
     )
     .option('--l7 <on|off>', 'L7 for HTTP ports (routes, per-request balancing and telemetry, L7 authorization); off: every connection takes the L4 path', 'on')
     .option('--access-log <all|errors|off>', 'one JSON line per HTTP request: all of them, only failed ones (5xx or a response flag), or none', 'all')
+    .option('--otlp-endpoint <url>', "where spans go over OTLP: http(s)://host:4318 (OTLP/HTTP protobuf), grpc://host:4317 or host:port (OTLP/gRPC), unix:///path; none: no tracing (default: the control plane's embedded trace store at --xds)")
+    .option('--otlp-protocol <grpc|http/protobuf>', 'force the OTLP transport for --otlp-endpoint')
+    .option('--trace-sampling <percent>', 'percent of requests without a caller decision that start a sampled trace (a caller\'s decision is always honoured)', '1')
+    .option('--trace-sampling-override <spec>', 'per-route or per-namespace rate: route:NS/ROUTE/RULE=PERCENT or namespace:NAME=PERCENT (repeatable; a route wins over its namespace)', collect, [])
+    .option('--trace-keep-failures <on|off>', 'keep the spans of failed requests (5xx or a response flag) even when not sampled', 'on')
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
     .action(async (o: HandshakeFlags & {
       node: string;
@@ -139,11 +160,17 @@ export function registerAgentCommand(program: Command): void {
       workerStallTimeout: number;
       l7: string;
       accessLog: string;
+      otlpEndpoint?: string;
+      otlpProtocol?: string;
+      traceSampling: string;
+      traceSamplingOverride: string[];
+      traceKeepFailures: string;
       logLevel: string;
     }) => {
       if (o.l7 !== 'on' && o.l7 !== 'off') throw new Error(`--l7 must be on or off, not "${o.l7}"`);
       if (o.accessLog !== 'all' && o.accessLog !== 'errors' && o.accessLog !== 'off') throw new Error(`--access-log must be all, errors or off, not "${o.accessLog}"`);
       if (o.xdsMode !== 'delta' && o.xdsMode !== 'sotw') throw new Error(`--xds-mode must be delta or sotw, not "${o.xdsMode}"`);
+      const tracing = tracingOptions(o);
       const log = createLogger({ level: o.logLevel });
       const cg2 = findOrMountCgroup2(mountCommand('cgroup2'));
       if (cg2.mounted) log.warn({ path: cg2.path }, 'cgroup v2 was not mounted; mounted it');
@@ -164,6 +191,7 @@ export function registerAgentCommand(program: Command): void {
           dataThreads: o.concurrency === 0 ? usableCpus(cg2.path) : o.concurrency,
           workerStallTimeoutMs: o.workerStallTimeout * 1000,
           l7: { enabled: o.l7 === 'on', accessLog: o.accessLog as AccessLogMode },
+          tracing,
           relieveMemory: () => loadNative().relieveMemory(),
         },
         log,

@@ -18,6 +18,8 @@ import { policyObjects } from './policy';
 import { ObjectStore, type SourceUpdate } from './store';
 import { translate, type Snapshot } from './translate';
 import { VipAllocator } from './vip-allocator';
+import { OtlpReceiver } from './observe/otlp-receiver';
+import { TraceStore, type TraceStoreOptions } from './observe/trace-store';
 
 export const DEFAULT_XDS_ADDRESS = '127.0.0.1:15010';
 export const DEFAULT_METRICS_PORT = 15014;
@@ -43,6 +45,8 @@ export interface ControlPlaneOptions {
   registry?: Registry;
   /** Run the CA: CertificateService on the xDS listener (and on `ca.tlsAddress` with TLS). Off when absent. */
   ca?: CaServerOptions;
+  /** The embedded trace backend (OTLP in on the gRPC listener, the last traces in memory). Default on. */
+  traces?: TraceStoreOptions | false;
 }
 
 export interface ControlPlaneHandle {
@@ -54,6 +58,9 @@ export interface ControlPlaneHandle {
   readonly metrics: ControlPlaneMetrics;
   /** The CA, when `ca` was given. */
   readonly ca: CaHandle | undefined;
+  /** Traces received over OTLP, when the embedded backend is on. */
+  readonly traces: TraceStore | undefined;
+  readonly otlp: OtlpReceiver | undefined;
   /** The snapshot currently served. */
   snapshot(): Snapshot;
   /** Same document as GET /debug/config. */
@@ -73,6 +80,8 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   private readonly ads: AdsServer;
   private http: ControlPlaneHttpServer | undefined;
   ca: CaHandle | undefined;
+  readonly traces: TraceStore | undefined;
+  readonly otlp: OtlpReceiver | undefined;
   private readonly sources: ConfigSource[] = [];
   private timer: NodeJS.Timeout | undefined;
   private builtGeneration = -1;
@@ -93,6 +102,12 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       controlPlaneId: this.id,
     });
     this.store.onChange(() => this.schedule());
+    if (opts.traces !== false) {
+      this.traces = new TraceStore(opts.traces ?? {});
+      this.otlp = new OtlpReceiver(this.traces, this.metrics.registry, log.child({ component: 'otlp' }));
+      const svc = this.otlp.grpcService();
+      this.ads.addService(svc.definition, svc.handlers);
+    }
   }
 
   // ConfigSink: the single path every source's output takes into the store.
