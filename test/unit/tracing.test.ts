@@ -142,6 +142,14 @@ describe('OTLP encoding', () => {
     assert.equal(b.resource['service.name'], 'web.default');
   });
 
+  it('round-trips non-ASCII and long values, and batches larger than its first buffer', () => {
+    const long = 'x'.repeat(300);
+    const many = Array.from({ length: 600 }, (_, i) => span({ spanId: (i + 1).toString(16).padStart(16, '0'), attributes: [['k', 'héllo wörld ✓'], ['long', long], ['n', i]] }));
+    const back = decodeExportRequest(encodeExportRequest(many));
+    assert.equal(back.length, 600);
+    assert.deepEqual(Object.fromEntries(back[599]!.attributes), { k: 'héllo wörld ✓', long, n: 599 });
+  });
+
   it('refuses bytes that are not a request', () => {
     assert.throws(() => decodeExportRequest(Buffer.from([0x0a, 0xff, 0xff, 0xff])));
   });

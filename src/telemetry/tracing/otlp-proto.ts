@@ -1,12 +1,13 @@
 // OTLP traces on the wire (opentelemetry-proto, collector/trace/v1): ExportTraceServiceRequest out of our
 // span records, and back (the control plane's receiver reads what agents, applications or collectors send).
 //
-// Written with protobufjs's Writer/Reader (already loaded for xDS) over the field numbers of the published
-// schema, not its generated code: the subset a tracer writes is small, and this keeps the agent from loading
-// a second protobuf runtime. Field numbers: trace.proto, common.proto, resource.proto of opentelemetry-proto
+// Written with our ProtoWriter (one buffer, no garbage per field) and read with protobufjs's Reader (already
+// loaded for xDS), over the field numbers of the published schema, not generated code: the subset a tracer
+// writes is small, and this keeps the agent from loading a second protobuf runtime. Field numbers: trace.proto, common.proto, resource.proto of opentelemetry-proto
 // v1 (they never change within v1).
 
 import protobuf from 'protobufjs';
+import { ProtoWriter } from './proto-writer';
 import { isIntAttribute, type AttributeValue, type SpanRecord, type SpanResource } from './span';
 
 const LEN = 2;
@@ -14,57 +15,68 @@ const VARINT = 0;
 const I64 = 1;
 const I32 = 5;
 
-const tag = (field: number, wire: number): number => (field << 3) | wire;
 
-/** Unix ms (fractional) as fixed64 nanoseconds: two little-endian 32-bit halves (a double cannot hold 1e18 exactly). */
-function writeNanos(w: protobuf.Writer, field: number, ms: number): void {
+/** Unix ms (fractional) as fixed64 nanoseconds, in two 32-bit halves (a double cannot hold 1e18 exactly). */
+function writeNanos(w: ProtoWriter, field: number, ms: number): void {
   const whole = Math.floor(ms);
-  const nanos = BigInt(whole) * 1_000_000n + BigInt(Math.round((ms - whole) * 1e6));
-  w.uint32(tag(field, I64)).fixed32(Number(nanos & 0xffffffffn)).fixed32(Number(nanos >> 32n));
+  // whole ms * 1e6 + the fraction's ns, split as (hi * 2^32 + lo) without BigInt: ms < 2^42, so
+  // ms * 1e6 < 2^62 is carried in two parts below 2^53 each.
+  const fracNs = Math.round((ms - whole) * 1e6);
+  const msHi = Math.floor(whole / 0x100000000);
+  const msLo = whole % 0x100000000;
+  // (msHi * 2^32 + msLo) * 1e6 + fracNs
+  const loFull = msLo * 1e6 + fracNs; // < 2^32 * 1e6 + 1e6 < 2^53
+  const lo = loFull % 0x100000000;
+  const hi = msHi * 1e6 + Math.floor(loFull / 0x100000000);
+  w.fixed64(field, lo, hi);
 }
 
-function writeAnyValue(w: protobuf.Writer, key: string, v: AttributeValue): void {
-  if (typeof v === 'string') w.uint32(tag(1, LEN)).string(v);
-  else if (typeof v === 'boolean') w.uint32(tag(2, VARINT)).bool(v);
+function writeAnyValue(w: ProtoWriter, key: string, v: AttributeValue): void {
+  if (typeof v === 'string') w.string(1, v);
+  else if (typeof v === 'boolean') w.tag(2, VARINT).varint(v ? 1 : 0);
   else if (typeof v === 'number') {
-    if (isIntAttribute(key) && Number.isInteger(v)) w.uint32(tag(3, VARINT)).int64(v);
-    else w.uint32(tag(4, I64)).double(v);
+    if (isIntAttribute(key) && Number.isInteger(v) && v >= 0) w.tag(3, VARINT).varint(v);
+    else w.double(4, v);
   } else {
     // ArrayValue { repeated AnyValue values = 1 }
-    w.uint32(tag(5, LEN)).fork();
-    for (const s of v) w.uint32(tag(1, LEN)).fork().uint32(tag(1, LEN)).string(s).ldelim();
-    w.ldelim();
+    const arr = w.begin(5);
+    for (const s of v) {
+      const item = w.begin(1);
+      w.string(1, s);
+      w.end(item);
+    }
+    w.end(arr);
   }
 }
 
-function writeAttributes(w: protobuf.Writer, field: number, attrs: [string, AttributeValue][]): void {
+function writeAttributes(w: ProtoWriter, field: number, attrs: [string, AttributeValue][]): void {
   for (const [k, v] of attrs) {
-    w.uint32(tag(field, LEN)).fork();
-    w.uint32(tag(1, LEN)).string(k);
-    w.uint32(tag(2, LEN)).fork();
+    const kv = w.begin(field);
+    w.string(1, k);
+    const val = w.begin(2);
     writeAnyValue(w, k, v);
-    w.ldelim();
-    w.ldelim();
+    w.end(val);
+    w.end(kv);
   }
 }
 
-function writeSpan(w: protobuf.Writer, s: SpanRecord): void {
-  w.uint32(tag(1, LEN)).bytes(Buffer.from(s.traceId, 'hex'));
-  w.uint32(tag(2, LEN)).bytes(Buffer.from(s.spanId, 'hex'));
-  if (s.traceState) w.uint32(tag(3, LEN)).string(s.traceState);
-  if (s.parentSpanId) w.uint32(tag(4, LEN)).bytes(Buffer.from(s.parentSpanId, 'hex'));
-  w.uint32(tag(5, LEN)).string(s.name);
-  w.uint32(tag(6, VARINT)).int32(s.kind);
+function writeSpan(w: ProtoWriter, s: SpanRecord): void {
+  w.hexBytes(1, s.traceId);
+  w.hexBytes(2, s.spanId);
+  if (s.traceState) w.string(3, s.traceState);
+  if (s.parentSpanId) w.hexBytes(4, s.parentSpanId);
+  w.string(5, s.name);
+  w.tag(6, VARINT).varint(s.kind);
   writeNanos(w, 7, s.startMs);
   writeNanos(w, 8, s.endMs);
   writeAttributes(w, 9, s.attributes);
   if (s.status.code !== 0 || s.status.message) {
-    w.uint32(tag(15, LEN)).fork();
-    if (s.status.message) w.uint32(tag(2, LEN)).string(s.status.message);
-    w.uint32(tag(3, VARINT)).int32(s.status.code);
-    w.ldelim();
+    const st = w.begin(15);
+    if (s.status.message) w.string(2, s.status.message);
+    w.tag(3, VARINT).varint(s.status.code);
+    w.end(st);
   }
-  w.uint32(tag(16, I32)).fixed32(s.flags);
+  w.fixed32(16, s.flags);
 }
 
 export const SCOPE = { name: 'nodemesh', version: '0.1.0' };
@@ -77,33 +89,35 @@ export function encodeExportRequest(spans: readonly SpanRecord[]): Uint8Array {
     if (g === undefined) byResource.set(s.resource.key, (g = { resource: s.resource, spans: [] }));
     g.spans.push(s);
   }
-  const w = protobuf.Writer.create();
+  const w = new ProtoWriter(spans.length * 1536 + 1024);
   for (const g of byResource.values()) {
-    w.uint32(tag(1, LEN)).fork(); // resource_spans
-    w.uint32(tag(1, LEN)).fork(); // resource
+    const rs = w.begin(1); // resource_spans
+    const res = w.begin(1); // resource
     writeAttributes(w, 1, g.resource.attributes);
-    w.ldelim();
-    w.uint32(tag(2, LEN)).fork(); // scope_spans
-    w.uint32(tag(1, LEN)).fork().uint32(tag(1, LEN)).string(SCOPE.name).uint32(tag(2, LEN)).string(SCOPE.version).ldelim();
+    w.end(res);
+    const ss = w.begin(2); // scope_spans
+    const scope = w.begin(1);
+    w.string(1, SCOPE.name).string(2, SCOPE.version);
+    w.end(scope);
     for (const s of g.spans) {
-      w.uint32(tag(2, LEN)).fork();
+      const sp = w.begin(2);
       writeSpan(w, s);
-      w.ldelim();
+      w.end(sp);
     }
-    w.ldelim();
-    w.ldelim();
+    w.end(ss);
+    w.end(rs);
   }
   return w.finish();
 }
 
 /** ExportTraceServiceResponse: empty (full success), or partial_success with the spans refused and why. */
 export function encodeExportResponse(rejected = 0, message = ''): Uint8Array {
-  const w = protobuf.Writer.create();
+  const w = new ProtoWriter();
   if (rejected > 0 || message) {
-    w.uint32(tag(1, LEN)).fork();
-    if (rejected > 0) w.uint32(tag(1, VARINT)).int64(rejected);
-    if (message) w.uint32(tag(2, LEN)).string(message);
-    w.ldelim();
+    const ps = w.begin(1);
+    if (rejected > 0) w.tag(1, VARINT).varint(rejected);
+    if (message) w.string(2, message);
+    w.end(ps);
   }
   return w.finish();
 }

@@ -52,3 +52,10 @@ const INT_KEYS = new Set([
 export function nowMs(): number {
   return performance.timeOrigin + performance.now();
 }
+
+/** Unix ms at `process.hrtime.bigint()` 0, so a request's own start stamp gives its span's start (no clock read). */
+const HRTIME_EPOCH_MS = nowMs() - Number(process.hrtime.bigint()) / 1e6;
+
+export function hrtimeToEpochMs(t: bigint): number {
+  return HRTIME_EPOCH_MS + Number(t) / 1e6;
+}

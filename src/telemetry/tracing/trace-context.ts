@@ -167,6 +167,14 @@ export class IdSource {
     }
   }
 
+  /** A trace id and a span id as one 48-digit string (one hex conversion for a request that starts a trace). */
+  traceAndSpanId(): string {
+    for (;;) {
+      const ids = this.take(24);
+      if (!ids.startsWith(ZERO_TRACE) && !ids.endsWith(ZERO_SPAN)) return ids;
+    }
+  }
+
   spanId(): string {
     for (;;) {
       const id = this.take(8);
