@@ -16,6 +16,9 @@ import { ProxyRuntime, type L7Options } from '../proxy/runtime';
 import type { ServiceStore } from '../state/services';
 import { workloadName, type Workload } from '../state/workloads';
 import { registerDatapathMetrics } from '../telemetry/datapath-metrics';
+import { isProcessWide, registerDefaultMetrics } from '../telemetry/default-metrics';
+import { registerAgentStatusMetrics } from '../telemetry/agent-status-metrics';
+import { version as packageVersion } from '../../package.json';
 import type { Logger } from '../telemetry/logger';
 import { NodemeshError } from '../util/errors';
 import { closeServer, createBoundedServer, listenTcp, listenUnix } from '../util/http';
@@ -41,6 +44,8 @@ export interface AgentOptions {
   metricsPort: number;
   readyPort: number;
   adminHost: string;
+  /** Address of the metrics and readiness ports (the node's address in Kubernetes); default `adminHost`. */
+  probeHost?: string;
   drainMs: number;
   bufferSize?: number;
   connectTimeoutMs?: number;
@@ -55,6 +60,8 @@ export interface AgentOptions {
   l7?: L7Options;
   /** After a burst of connections to pods' 15008: memory back to the kernel (the addon's relieveMemory; tests: absent). */
   relieveMemory?: () => void;
+  /** `process_*` and `nodejs_*` metrics, every thread's (the CLI turns them on; in-process tests leave them off). */
+  defaultMetrics?: boolean;
   /** Spans of sampled and failed requests, exported over OTLP (absent: no tracing). */
   tracing?: TracingOptions;
   /** Control plane ADS address (`host:port` or `unix:///path`); absent: no services, passthrough only. */
@@ -116,6 +123,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
     this.enrollLog = log.child({ component: 'enroll' });
     this.loggers = [log, proxyLog, this.enrollLog];
     if (opts.mesh) this.identity = opts.mesh.identity(this.registry);
+    if (opts.defaultMetrics) registerDefaultMetrics(this.registry);
     this.spans = opts.tracing ? createSpanQueue(opts.tracing, this.registry, log.child({ component: 'tracing' })) : null;
     const tracer = opts.tracing ? new Tracer({ sampling: opts.tracing.sampling, sink: this.spans, registry: this.registry, node: opts.node }) : null;
     this.runtime = new ProxyRuntime({
@@ -136,6 +144,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       this.workers?.identityIssued(id, bundle, this.identity!.trustBundle());
     });
     this.stateFile = new PodStateFile(opts.stateDir);
+    registerAgentStatusMetrics(this.registry, { ready: () => this.notReadyReason() === null, version: packageVersion });
     registerDatapathMetrics(this.registry, () => this.datapath, this.runtime.workloads, (uid) => this.pods.get(uid)?.dp.netnsCookie);
   }
 
@@ -175,8 +184,10 @@ export class Agent implements EnrollmentHandler, XdsSink {
     const bounded = (name: string, only?: string[]): http.Server => createBoundedServer(createAdminHandler(this, this.log, only), { name, log: this.log });
     await this.serve(bounded('admin'), { unix: this.adminSocket });
     if (this.opts.adminPort) await this.serve(bounded('admin'), { port: this.opts.adminPort });
-    if (this.opts.metricsPort) await this.serve(bounded('metrics', ['/metrics']), { port: this.opts.metricsPort });
-    if (this.opts.readyPort) await this.serve(bounded('readiness', ['/healthz/ready', '/healthz/live']), { port: this.opts.readyPort });
+    // Metrics and probes on the node address (Prometheus, the kubelet), each serving only its own paths.
+    const probeHost = this.opts.probeHost ?? this.opts.adminHost;
+    if (this.opts.metricsPort) await this.serve(bounded('metrics', ['/metrics']), { port: this.opts.metricsPort, host: probeHost });
+    if (this.opts.readyPort) await this.serve(bounded('readiness', ['/healthz/ready', '/healthz/live']), { port: this.opts.readyPort, host: probeHost });
 
     if (this.opts.xds) {
       this.xds = new XdsClient({ ...this.opts.xds, node: this.opts.node, log: this.log.child({ component: 'xds' }), registry: this.registry }, this);
@@ -190,9 +201,9 @@ export class Agent implements EnrollmentHandler, XdsSink {
     this.log.info({ node: this.opts.node, pods: this.pods.size, stateDir: this.opts.stateDir }, 'agent ready');
   }
 
-  private async serve(server: http.Server, where: { unix?: string; port?: number }): Promise<void> {
+  private async serve(server: http.Server, where: { unix?: string; port?: number; host?: string }): Promise<void> {
     if (where.unix) await listenUnix(server, where.unix);
-    else await listenTcp(server, where.port!, this.opts.adminHost);
+    else await listenTcp(server, where.port!, where.host ?? this.opts.adminHost);
     this.servers.push(server);
   }
 
@@ -213,6 +224,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       bufferSize: this.opts.bufferSize,
       connectTimeoutMs: this.opts.connectTimeoutMs,
       stallTimeoutMs: this.opts.workerStallTimeoutMs,
+      defaultMetrics: this.opts.defaultMetrics,
       mesh: this.opts.mesh ? { trustDomain: this.opts.mesh.trustDomain, keepalive: this.opts.mesh.keepalive, handshakes: this.opts.mesh.handshakes } : null,
       l7: this.opts.l7,
       node: this.opts.node,
@@ -352,7 +364,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
   async metricsText(): Promise<string> {
     this.runtime.tracker.flush();
     if (!this.workers) return this.registry.metrics();
-    const workers = await this.workers.stats();
+    const workers = (await this.workers.stats()).map((w) => ({ ...w, metrics: w.metrics.filter((m) => !isProcessWide(m.name)) }));
     const perThread = new Set(workers.flatMap((w) => w.metrics.map((m) => m.name)));
     const label = (metrics: WorkerStats['metrics'], thread: number): WorkerStats['metrics'] =>
       metrics.map((m) => (perThread.has(m.name) ? { ...m, values: m.values.map((v) => ({ ...v, labels: { ...v.labels, thread } })) } : m));

@@ -9,6 +9,7 @@ import { IdentityReplica } from '../identity/replica';
 import { ProxyRuntime } from '../proxy/runtime';
 import { createLogger } from '../telemetry/logger';
 import { TapHub } from '../telemetry/tap/tap-hub';
+import { registerDefaultMetrics } from '../telemetry/default-metrics';
 import { ForwardingSpanSink } from '../telemetry/tracing/forwarding-sink';
 import { Tracer } from '../telemetry/tracing/tracer';
 import { adoptFd, heldFdCount, installFdLedger } from '../util/fd';
@@ -22,6 +23,7 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
   const send = (m: FromWorker): void => port.postMessage(m);
   const log = createLogger({ level: data.logLevel }).child({ component: 'proxy', worker: data.index });
   const registry = new Registry();
+  if (data.defaultMetrics) registerDefaultMetrics(registry);
   const identity = new IdentityReplica((id) => runtime.identityRotated(id));
   // Spans and tapped requests go to the main thread, which owns the exporter and the control-plane stream.
   const spanSink = data.tracing?.endpoint ? new ForwardingSpanSink((spans) => send({ type: 'spans', spans }), registry) : null;

@@ -27,6 +27,8 @@ export interface WorkerData {
   mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null; handshakes?: HandshakeOptions } | null;
   l7?: L7Options;
   node?: string;
+  /** Collect this thread's `nodejs_*` metrics. */
+  defaultMetrics?: boolean;
   /** Sampling for this thread's tracer; its spans go to the main thread (`spans`), which exports them. */
   tracing?: TracingOptions;
   /** One Int32 the worker's event loop increments every HEARTBEAT_MS: the main thread's watchdog reads it. */

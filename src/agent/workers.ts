@@ -39,6 +39,8 @@ export interface DataPlaneWorkersOptions {
    * are lost either way, and new ones go to the other threads meanwhile. Default 10 s; 0 disables.
    */
   stallTimeoutMs?: number;
+  /** Each worker collects its own `nodejs_*` metrics (heap, GC, event-loop lag are per thread). */
+  defaultMetrics?: boolean;
   /** Tracing for the workers' tracers; their spans and tapped requests come back through the callbacks. */
   tracing?: TracingOptions;
   onSpans?: (spans: SpanRecord[]) => void;
@@ -148,6 +150,7 @@ export class DataPlaneWorkers {
       l7: this.opts.l7,
       node: this.opts.node,
       tracing: this.opts.tracing,
+      defaultMetrics: this.opts.defaultMetrics,
       heartbeat: slot.heartbeat.buffer as SharedArrayBuffer,
     };
     const worker = new Worker(this.opts.entry ?? path.join(__dirname, 'worker-main.js'), { workerData: data });

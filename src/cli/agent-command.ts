@@ -94,7 +94,8 @@ export function registerAgentCommand(program: Command): void {
     .option('--admin-port <port>', 'admin HTTP port on --admin-host (0: unix socket only)', int, 15000)
     .option('--metrics-port <port>', 'Prometheus port (0: off)', int, 15020)
     .option('--ready-port <port>', 'readiness port (0: off)', int, 15021)
-    .option('--admin-host <ip>', 'address for the admin, metrics and readiness ports', '127.0.0.1')
+    .option('--admin-host <ip>', 'address of the admin port (keep it on loopback: it serves /config_dump and POST /logging)', '127.0.0.1')
+    .option('--probe-host <ip>', 'address of the metrics and readiness ports, which serve only /metrics and /healthz/* (default: --admin-host; in Kubernetes the node IP)')
     .option('--drain-seconds <s>', 'on SIGTERM, how long open connections may finish', int, 5)
     .option('--xds <address>', 'control plane ADS address: host:port or unix:///path (none: passthrough only)')
     .option('--xds-mode <mode>', 'ADS flavour: delta or sotw', 'delta')
@@ -147,6 +148,7 @@ export function registerAgentCommand(program: Command): void {
       metricsPort: number;
       readyPort: number;
       adminHost: string;
+      probeHost?: string;
       drainSeconds: number;
       xds?: string;
       xdsMode: string;
@@ -185,6 +187,7 @@ export function registerAgentCommand(program: Command): void {
           metricsPort: o.metricsPort,
           readyPort: o.readyPort,
           adminHost: o.adminHost,
+          probeHost: o.probeHost,
           drainMs: o.drainSeconds * 1000,
           xds: o.xds ? { address: o.xds, mode: o.xdsMode } : undefined,
           mesh: meshOptions(o, log),
@@ -192,6 +195,7 @@ export function registerAgentCommand(program: Command): void {
           workerStallTimeoutMs: o.workerStallTimeout * 1000,
           l7: { enabled: o.l7 === 'on', accessLog: o.accessLog as AccessLogMode },
           tracing,
+          defaultMetrics: true,
           relieveMemory: () => loadNative().relieveMemory(),
         },
         log,

@@ -4,6 +4,8 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { DEFAULT_METRICS_PORT, DEFAULT_XDS_ADDRESS, startControlPlane, type ControlPlaneHandle } from '../controlplane/control-plane';
 import { runDaemon } from './daemon';
 import { createLogger } from '../telemetry/logger';
+import { Registry } from 'prom-client';
+import { registerDefaultMetrics } from '../telemetry/default-metrics';
 
 function port(v: string): number {
   const n = Number(v);
@@ -79,6 +81,8 @@ export function registerControlPlaneCommand(program: Command): void {
           process.stderr.write('nodemesh controlplane: --node-tokens and --ca-address need the CA: give --ca-dir DIR or --ca-cert/--ca-key\n');
           process.exit(2);
         }
+        const registry = new Registry();
+        registerDefaultMetrics(registry);
         let handle: ControlPlaneHandle | undefined;
         await runDaemon({
           name: 'controlplane',
@@ -92,6 +96,7 @@ export function registerControlPlaneCommand(program: Command): void {
               metricsHost: o.metricsHost,
               domain: o.domain,
               logger: log,
+              registry,
               ca:
                 o.caDir !== undefined || o.caCert !== undefined
                   ? {

@@ -2,7 +2,8 @@
 
 import { Command } from 'commander';
 import { formatStatus, labDown, labExec, labStatus, labUp, LabError, stderrLogger } from '../lab';
-import { DEFAULT_LAB } from '../lab/paths';
+import { checkLabName, DEFAULT_LAB } from '../lab/paths';
+import { readState } from '../lab/state';
 import { NodemeshError } from '../util/errors';
 
 /** Prints an error the way operators read it (code + what to check) and sets a failing exit code. */
@@ -104,6 +105,24 @@ export function registerLabCommand(program: Command): void {
         process.exitCode = e instanceof LabError ? 125 : 1;
       }
     });
+
+  lab
+    .command('prometheus')
+    .description("print the lab's Prometheus scrape configuration, or (--start) run Prometheus in the lab's fabric netns")
+    .option('--name <lab>', 'lab name', DEFAULT_LAB)
+    .option('--start', 'start Debian\'s prometheus for the lab (stopped by lab down)', false)
+    .option('--rules <file>', 'alerting rules to load (e.g. deploy/monitoring/nodemesh-agent-rules.yaml), repeatable', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .action(
+      action(async (o: { name: string; start: boolean; rules: string[] }) => {
+        const { prometheusConfig, startLabPrometheus } = await import('../lab/prometheus');
+        if (!o.start) {
+          process.stdout.write(prometheusConfig(readState(checkLabName(o.name)), { rulesFiles: o.rules }));
+          return;
+        }
+        const address = await startLabPrometheus(o.name, { rulesFiles: o.rules });
+        process.stdout.write(`prometheus for lab "${o.name}" at http://${address} inside its fabric netns (nsenter --net=/run/netns/${readState(o.name).fabricNetns})\n`);
+      }),
+    );
 
   lab
     .command('status')
