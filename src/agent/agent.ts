@@ -33,6 +33,9 @@ import type { TapFilter } from '../telemetry/tap/tap-filter';
 import { createSpanQueue, type TracingOptions } from '../telemetry/tracing/tracing-config';
 import type { SpanQueue } from '../telemetry/tracing/span-queue';
 import { Tracer } from '../telemetry/tracing/tracer';
+import { buildReport } from '../telemetry/mesh-report/build-report';
+import { ReportClient } from '../telemetry/mesh-report/report-client';
+import type { AgentReport, EndpointReport } from '../telemetry/mesh-report/telemetry-proto';
 
 export interface AgentOptions {
   node: string;
@@ -64,6 +67,8 @@ export interface AgentOptions {
   defaultMetrics?: boolean;
   /** Spans of sampled and failed requests, exported over OTLP (absent: no tracing). */
   tracing?: TracingOptions;
+  /** Stream reports and tapped requests to the control plane at this address (its xDS address); absent: none. */
+  telemetry?: { address: string; intervalMs?: number };
   /** Control plane ADS address (`host:port` or `unix:///path`); absent: no services, passthrough only. */
   xds?: { address: string; mode: XdsMode };
   /**
@@ -111,6 +116,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
   /** The main thread's live tap (workers have their own; `setTap` reaches all). */
   private readonly tap = new TapHub();
   private tapSink: TapDelivery | null = null;
+  private reporter: ReportClient | null = null;
+  private readonly startedAtMs = Date.now();
   /** The root logger and its children: pino children do not follow later level changes of their parent. */
   private readonly loggers: Logger[];
 
@@ -198,6 +205,17 @@ export class Agent implements EnrollmentHandler, XdsSink {
     await this.reconcile();
     await this.serve(createEnrollServer(this, this.enrollLog), { unix: this.enrollSocket });
     this.tracker.startPeriodicFlush(5_000);
+    if (this.opts.telemetry) {
+      const reporter = new ReportClient({
+        address: this.opts.telemetry.address,
+        intervalMs: this.opts.telemetry.intervalMs,
+        log: this.log.child({ component: 'telemetry' }),
+        report: () => this.telemetryReport(),
+        onTap: (filters) => this.setTap(filters, (events, dropped) => reporter.sendTap(events, dropped)),
+      });
+      this.reporter = reporter;
+      reporter.start();
+    }
     this.log.info({ node: this.opts.node, pods: this.pods.size, stateDir: this.opts.stateDir }, 'agent ready');
   }
 
@@ -313,6 +331,48 @@ export class Agent implements EnrollmentHandler, XdsSink {
     this.lastResources.set(typeUrl, all);
     this.workers?.applyResources(typeUrl, all);
     this.log.debug({ type: typeUrl, count: resources.size }, 'xDS resources applied');
+  }
+
+  /** What the control plane's dashboard shows of this agent (see telemetry/mesh-report). */
+  async telemetryReport(): Promise<AgentReport> {
+    const workers = this.workers ? (await this.workers.stats()).map((w) => w.metrics.filter((m) => !isProcessWide(m.name))) : [];
+    const metrics = workers.length === 0 ? await this.registry.getMetricsAsJSON() : await AggregatorRegistry.aggregate([await this.registry.getMetricsAsJSON(), ...workers]).getMetricsAsJSON();
+    const endpoints: EndpointReport[] = [];
+    const states = this.runtime.ctx.http?.states;
+    const now = Date.now();
+    for (const c of this.runtime.services.snapshot().clusters) {
+      const cs = states?.peek(c.name);
+      for (const ep of c.endpoints) {
+        const st = cs?.endpoints.get(`${ep.ip}:${ep.port}`);
+        endpoints.push({
+          cluster: c.name,
+          address: `${ep.ip}:${ep.port}`,
+          pod: ep.pod ?? '',
+          namespace: ep.namespace ?? '',
+          active: st?.active ?? 0,
+          ejected: (st?.ejectedUntil ?? 0) > now,
+          ejected_until_ms: st?.ejectedUntil ?? 0,
+          consecutive_5xx: st?.consecutive5xx ?? 0,
+          ejections: st?.ejections ?? 0,
+          ewma_ms: st?.ewmaMs ?? 0,
+          in_mesh: ep.inMesh,
+        });
+      }
+    }
+    const t = this.opts.tracing;
+    return buildReport({
+      node: this.opts.node,
+      version: packageVersion,
+      notReadyReason: this.notReadyReason(),
+      startedAtMs: this.startedAtMs,
+      threads: 1 + (this.workers?.status().length ?? 0),
+      pods: this.pods.size,
+      metrics,
+      xds: this.xdsStatus(),
+      identities: this.identity?.status() ?? [],
+      endpoints,
+      tracing: t && t.endpoint ? { endpoint: t.endpoint.address, defaultPercent: t.sampling.defaultPercent } : null,
+    });
   }
 
   /** Live tap: every thread matches `filters` from now on; batches of matching requests go to `deliver`. */
@@ -530,6 +590,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
     if (left > 0) this.log.warn({ left }, 'drain deadline reached; closing remaining connections');
     this.runtime.destroy();
     this.tap.close();
+    this.reporter?.close();
     await this.spans?.close(1000);
     this.xds?.close();
     this.identity?.close();

@@ -138,6 +138,7 @@ export function registerAgentCommand(program: Command): void {
     .option('--trace-sampling <percent>', 'percent of requests without a caller decision that start a sampled trace (a caller\'s decision is always honoured)', '1')
     .option('--trace-sampling-override <spec>', 'per-route or per-namespace rate: route:NS/ROUTE/RULE=PERCENT or namespace:NAME=PERCENT (repeatable; a route wins over its namespace)', collect, [])
     .option('--trace-keep-failures <on|off>', 'keep the spans of failed requests (5xx or a response flag) even when not sampled', 'on')
+    .option('--mesh-telemetry <on|off>', "stream reports and live-tap requests to the control plane at --xds (what the dashboard and nodemesh top/tap/stat show)", 'on')
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
     .action(async (o: HandshakeFlags & {
       node: string;
@@ -167,12 +168,14 @@ export function registerAgentCommand(program: Command): void {
       traceSampling: string;
       traceSamplingOverride: string[];
       traceKeepFailures: string;
+      meshTelemetry: string;
       logLevel: string;
     }) => {
       if (o.l7 !== 'on' && o.l7 !== 'off') throw new Error(`--l7 must be on or off, not "${o.l7}"`);
       if (o.accessLog !== 'all' && o.accessLog !== 'errors' && o.accessLog !== 'off') throw new Error(`--access-log must be all, errors or off, not "${o.accessLog}"`);
       if (o.xdsMode !== 'delta' && o.xdsMode !== 'sotw') throw new Error(`--xds-mode must be delta or sotw, not "${o.xdsMode}"`);
       const tracing = tracingOptions(o);
+      if (o.meshTelemetry !== 'on' && o.meshTelemetry !== 'off') throw new Error(`--mesh-telemetry must be on or off, not "${o.meshTelemetry}"`);
       const log = createLogger({ level: o.logLevel });
       const cg2 = findOrMountCgroup2(mountCommand('cgroup2'));
       if (cg2.mounted) log.warn({ path: cg2.path }, 'cgroup v2 was not mounted; mounted it');
@@ -196,6 +199,7 @@ export function registerAgentCommand(program: Command): void {
           l7: { enabled: o.l7 === 'on', accessLog: o.accessLog as AccessLogMode },
           tracing,
           defaultMetrics: true,
+          telemetry: o.xds && o.meshTelemetry === 'on' ? { address: o.xds } : undefined,
           relieveMemory: () => loadNative().relieveMemory(),
         },
         log,

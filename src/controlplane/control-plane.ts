@@ -20,6 +20,10 @@ import { translate, type Snapshot } from './translate';
 import { VipAllocator } from './vip-allocator';
 import { OtlpReceiver } from './observe/otlp-receiver';
 import { TraceStore, type TraceStoreOptions } from './observe/trace-store';
+import { MeshDirectory } from './observe/mesh-directory';
+import { TapBroker } from './observe/tap-broker';
+import { TelemetryService } from './observe/telemetry-service';
+import { startDashboard, type DashboardHandle, type DashboardListen } from './observe/dashboard-listen';
 
 export const DEFAULT_XDS_ADDRESS = '127.0.0.1:15010';
 export const DEFAULT_METRICS_PORT = 15014;
@@ -47,6 +51,10 @@ export interface ControlPlaneOptions {
   ca?: CaServerOptions;
   /** The embedded trace backend (OTLP in on the gRPC listener, the last traces in memory). Default on. */
   traces?: TraceStoreOptions | false;
+  /** Where the dashboard (UI, API, live tap, OTLP/HTTP) listens; absent or false: not served. */
+  dashboard?: DashboardListen | false;
+  /** A Prometheus the dashboard reads history from (`http://host:9090`). */
+  prometheusUrl?: string;
 }
 
 export interface ControlPlaneHandle {
@@ -61,6 +69,11 @@ export interface ControlPlaneHandle {
   /** Traces received over OTLP, when the embedded backend is on. */
   readonly traces: TraceStore | undefined;
   readonly otlp: OtlpReceiver | undefined;
+  /** What the agents report over the telemetry stream, and the live tap's subscriptions. */
+  readonly mesh: MeshDirectory;
+  readonly tap: TapBroker;
+  /** Where the dashboard listens (`http://127.0.0.1:15080`), undefined when off. */
+  readonly dashboardUrl: string | undefined;
   /** The snapshot currently served. */
   snapshot(): Snapshot;
   /** Same document as GET /debug/config. */
@@ -82,6 +95,9 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   ca: CaHandle | undefined;
   readonly traces: TraceStore | undefined;
   readonly otlp: OtlpReceiver | undefined;
+  readonly mesh = new MeshDirectory();
+  readonly tap = new TapBroker();
+  private dashboard: DashboardHandle | undefined;
   private readonly sources: ConfigSource[] = [];
   private timer: NodeJS.Timeout | undefined;
   private builtGeneration = -1;
@@ -108,6 +124,12 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       const svc = this.otlp.grpcService();
       this.ads.addService(svc.definition, svc.handlers);
     }
+    const telemetry = new TelemetryService(this.mesh, this.tap, this.metrics.registry, log.child({ component: 'telemetry' })).grpcService();
+    this.ads.addService(telemetry.definition, telemetry.handlers);
+  }
+
+  get dashboardUrl(): string | undefined {
+    return this.dashboard?.url;
   }
 
   // ConfigSink: the single path every source's output takes into the store.
@@ -174,8 +196,19 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       this.http = new ControlPlaneHttpServer(this.metrics.registry, this, this.log.child({ component: 'http' }));
       this.metricsPort = await this.http.listen(mport, this.opts.metricsHost ?? '127.0.0.1');
     }
+    if (this.opts.dashboard) {
+      this.dashboard = await startDashboard(this.opts.dashboard, {
+        dir: this.mesh,
+        tap: this.tap,
+        traces: this.traces,
+        otlp: this.otlp,
+        store: this.store,
+        log: this.log.child({ component: 'dashboard' }),
+        prometheusUrl: this.opts.prometheusUrl,
+      });
+    }
     this.log.info(
-      { xds: this.address, ca: this.ca ? (this.ca.tlsAddress ?? 'xds') : undefined, metricsPort: this.metricsPort, objects: this.store.countsByKind(), sources: this.store.sourceNames().length },
+      { xds: this.address, ca: this.ca ? (this.ca.tlsAddress ?? 'xds') : undefined, metricsPort: this.metricsPort, dashboard: this.dashboard?.url, objects: this.store.countsByKind(), sources: this.store.sourceNames().length },
       'control plane serving',
     );
   }
@@ -242,6 +275,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
     await this.ads.close();
     await this.ca?.close();
     await this.http?.close();
+    await this.dashboard?.close();
     this.log.info('control plane stopped');
   }
 }

@@ -82,7 +82,8 @@ export interface LabState {
   /** The lab's control plane (fed by the lab file), when started. */
   /** The lab's Prometheus (`nodemesh lab prometheus --start`), in the fabric netns. */
   prometheus?: { ref: ProcRef; cgroup: string; log: string; address: string };
-  controlPlane?: { ref: ProcRef; cgroup: string; log: string; xdsSocket: string; configDir: string };
+  /** `dashboardUrl`: where the dashboard answers, on the host's loopback. */
+  controlPlane?: { ref: ProcRef; cgroup: string; log: string; xdsSocket: string; configDir: string; dashboardUrl?: string };
   /** Non-Pod objects of the manifest (Services, policies): served by the lab's control plane. */
   objects: { kind: string; namespace: string; name: string }[];
   errors: string[];
