@@ -15,6 +15,10 @@ const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   lab: async () => (await import('./lab-command')).registerLabCommand,
   sample: async () => (await import('./sample-command')).registerSampleCommand,
   demo: async () => (await import('./demo-command')).registerDemoCommand,
+  dashboard: async () => (await import('./observe-command')).registerObserveCommands,
+  top: async () => (await import('./observe-command')).registerObserveCommands,
+  tap: async () => (await import('./observe-command')).registerObserveCommands,
+  stat: async () => (await import('./observe-command')).registerObserveCommands,
 };
 
 async function main(): Promise<void> {
@@ -25,7 +29,13 @@ async function main(): Promise<void> {
     .version(version);
   const invoked = process.argv[2];
   const names = invoked !== undefined && Object.hasOwn(COMMANDS, invoked) ? [invoked] : Object.keys(COMMANDS);
-  for (const name of names) (await COMMANDS[name]!())(program);
+  // One module may register several commands (dashboard, top, tap, stat): register each module once.
+  const registered = new Set<(program: Command) => void>();
+  for (const name of names) {
+    const register = await COMMANDS[name]!();
+    if (!registered.has(register)) register(program);
+    registered.add(register);
+  }
   await program.parseAsync(process.argv);
 }
 
