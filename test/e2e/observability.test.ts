@@ -17,6 +17,7 @@ import { prometheusGet, startLabPrometheus, inFabric } from '../../src/lab/prome
 import { readState, type LabState } from '../../src/lab/state';
 import { down, execInPod, isRoot, uniqueLabName, upFromYaml } from '../helpers/lab';
 import { waitFor } from '../helpers/wait';
+import { DURATION_BUCKETS } from '../../src/telemetry/request-metrics';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const CLI = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
@@ -109,7 +110,10 @@ describe('observability of a lab', { skip: why }, () => {
           return `${(e as { stdout?: string }).stdout ?? ''}${(e as { stderr?: string }).stderr ?? ''}`;
         }
       })();
-      assert.equal(check, '', `promtool check metrics on ${t}`);
+      // promtool's lint wants seconds; Istio's own metric is in milliseconds, and existing dashboards query that
+      // name, so it stays: the one finding allowed, and only for that metric.
+      const findings = check.split('\n').filter((l) => l.trim() !== '' && l.trim() !== 'istio_request_duration_milliseconds use base unit "seconds" instead of "milliseconds"');
+      assert.deepEqual(findings, [], `promtool check metrics on ${t}`);
     }
     await waitFor('all three targets up', async () => (await promQuery('sum(up{job=~"nodemesh-agent|nodemesh-controlplane"})')) === 3, 20_000);
     assert.equal(await promQuery('sum(nodemesh_agent_ready)'), 2);
@@ -124,15 +128,18 @@ describe('observability of a lab', { skip: why }, () => {
     // Rate over the run, as the client measured it (one request at a time, so rps = 1 / latency).
     const rate = (await promQuery(`sum(increase(istio_requests_total{${sel}}[5m])) / ${steady.total / steady.rps}`))!;
     assert.ok(Math.abs(rate - steady.rps) / steady.rps < 0.25, `PromQL rate ${rate} vs client ${steady.rps} rps`);
-    // p99 in the bucket the 30 ms server delay puts every request in (25-50 ms), as the client's own p99 is.
+    // p99: every request takes the server's 30 ms at least, and the agent's measure (from its first byte to
+    // its last) cannot exceed the client's: in Istio's buckets, PromQL's p99 lies in the client's p99 bucket
+    // or the one below it, and above 25 ms.
     const p99 = (await promQuery(`histogram_quantile(0.99, sum by (le) (increase(istio_request_duration_milliseconds_bucket{${sel}}[5m])))`))!;
-    assert.ok(p99 > 25 && p99 <= 50, `p99 ${p99} ms within Istio's 25-50 ms bucket`);
-    assert.ok(steady.latencyMs.p99 > 25 && steady.latencyMs.p99 <= 50, `client p99 ${steady.latencyMs.p99} ms in the same bucket`);
+    const bucket = (x: number): number => DURATION_BUCKETS.findIndex((b) => x <= b);
+    assert.ok(p99 > 25, `p99 ${p99} ms is at least the server's delay`);
+    assert.ok([bucket(steady.latencyMs.p99), bucket(steady.latencyMs.p99) - 1].includes(bucket(p99)), `PromQL p99 ${p99} ms vs client p99 ${steady.latencyMs.p99} ms`);
     // The dashboard's own numbers (from the agents' reports, no Prometheus) agree too.
     const stat = JSON.parse((await cli(['stat', '--lab', LAB, '--json', '--window', '600'])).stdout) as { services: { service: string; requests: number; p99: number }[] };
     const web = stat.services.find((s) => s.service === SVC)!;
     assert.ok(web.requests >= steady.total * 0.9, `stat saw ${web.requests} of ${steady.total}`);
-    assert.ok(web.p99 > 25 && web.p99 <= 50, `stat p99 ${web.p99}`);
+    assert.ok([bucket(p99), bucket(p99) - 1, bucket(p99) + 1].includes(bucket(web.p99)), `stat p99 ${web.p99} vs PromQL ${p99}`);
   });
 
   it('nodemesh tap sees the requests its filter selects and no others; an invalid filter is a clear error', async () => {

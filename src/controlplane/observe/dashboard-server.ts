@@ -120,7 +120,7 @@ export function createDashboardServer(d: DashboardDeps): http.Server {
         return json(res, 200, { enabled: true, size: d.traces.size, traces: d.traces.list({ failedOnly: u.searchParams.get('failed') === '1', service: u.searchParams.get('service') ?? undefined, limit }) });
       }
       case '/api/tap':
-        return tapStream(req, res, u);
+        return tapStream(res, u);
       case '/api/history':
         return history(res, u);
       case '/api/config':
@@ -137,7 +137,7 @@ export function createDashboardServer(d: DashboardDeps): http.Server {
     return staticFile(res, p);
   };
 
-  const tapStream = (req: http.IncomingMessage, res: http.ServerResponse, u: URL): void => {
+  const tapStream = (res: http.ServerResponse, u: URL): void => {
     const raw: Record<string, string> = {};
     for (const [k, v] of u.searchParams) raw[k] = v;
     let filter;
@@ -168,7 +168,8 @@ export function createDashboardServer(d: DashboardDeps): http.Server {
       clearInterval(ping);
       stop();
     };
-    req.on('close', end);
+    // The response's close, not the request's: a request emits 'close' once its body is read (at once, here).
+    res.on('close', end);
     res.on('error', end);
   };
 
