@@ -236,14 +236,16 @@ describe('observability of a lab', { skip: why }, () => {
       assert.ok(paths.length >= 5 && paths.every((p) => p?.startsWith('/browser-only')), `tap rows: ${paths.join(' ')}`);
       await page.screenshot({ path: path.join(artifacts, 'dashboard-tap.png'), fullPage: true });
 
-      // Traces: failed first in the list; one opens as a waterfall with its client and server spans.
+      // Traces: failed first in the list; one opens (a click) as a waterfall with its client and server spans.
       await page.goto(`${dash}#/traces`);
       await page.locator('[data-testid="traces"] tbody tr').first().waitFor({ timeout: 10_000 });
       const first = page.locator('[data-testid="traces"] tbody tr').first();
       assert.match((await first.getAttribute('class')) ?? '', /failed/, 'failed traces are listed first');
-      await page.locator('[data-trace="0123456789abcdef0123456789abcdef"]').click();
+      await first.click();
       await page.locator('[data-testid="waterfall"] [data-span-kind="client"]').first().waitFor({ timeout: 10_000 });
       assert.ok((await page.locator('[data-testid="waterfall"] [data-span-kind="server"]').count()) >= 1);
+      await page.locator('[data-testid="waterfall"] .span-name').first().click();
+      await page.locator('[data-testid="waterfall"] table.attrs').first().waitFor({ timeout: 5000 });
       await page.screenshot({ path: path.join(artifacts, 'dashboard-trace.png'), fullPage: true });
 
       await page.goto(`${dash}#/agents`);
