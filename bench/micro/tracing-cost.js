@@ -15,7 +15,7 @@
 //     processes, an OTLP/HTTP sink in this one. Agents on CPU 1, everything else on CPU 0. Per setting,
 //     interleaved per repetition: the agents' CPU per 1000 requests and the latency percentiles; added =
 //     setting - off in the same repetition. `down`: 100 % sampled to a closed port; `slow`: 100 % to a sink
-//     that answers after 5 s.
+//     that answers after 5 s; `tap100`: 1 % and every request tapped, as 100 tap clients make it.
 'use strict';
 
 const { fork, spawn, execFileSync } = require('node:child_process');
@@ -225,18 +225,34 @@ async function agentsProcess() {
   const { createSpanQueue } = require(dist('src/telemetry/tracing/tracing-config.js'));
   const { DEFAULT_SAMPLING } = require(dist('src/telemetry/tracing/sampling.js'));
   const { createLogger } = require(dist('src/telemetry/logger.js'));
+  const { TapHub } = require(dist('src/telemetry/tap/tap-hub.js'));
+  const { telemetryService } = require(dist('src/telemetry/mesh-report/telemetry-proto.js'));
+  const { toWireEvent } = require(dist('src/telemetry/mesh-report/report-client.js'));
   const log = createLogger({ level: 'silent' });
+  let tapBytes = 0;
+  const tapHub = () => {
+    const hub = new TapHub();
+    const serialize = telemetryService().Connect.requestSerialize;
+    hub.onDeliver((events, dropped) => (tapBytes += serialize({ tap: { events: events.map(toWireEvent), dropped } }).length));
+    hub.subscribe([{}]);
+    return hub;
+  };
   const base = 10 + Math.floor(Math.random() * 200);
   const client = pod('client', `127.${base}.0.2`, 'client', { app: 'client' });
   const web = pod('web', `127.${base}.1.2`, 'web', { app: 'web' });
-  const percent = setting === 'off' ? null : setting === '1' ? 1 : 100;
+  // tap100: what 100 dashboard or CLI tap clients with distinct filters cost an agent: past 32 distinct
+  // filters the control plane subscribes every agent to all requests (rate-capped), so each request is
+  // matched, turned into an event and encoded for the telemetry stream, as the agent does; tracing at 1 %.
+  const tapAll = setting === 'tap100';
+  const percent = setting === 'off' ? null : setting === '1' || tapAll ? 1 : 100;
   const queues = [];
   const pair = await startPair(client, [web], {
     extra: (node, registry) => {
+      const tap = tapAll ? tapHub() : null;
       if (percent === null) return {};
       const q = createSpanQueue({ sampling: DEFAULT_SAMPLING, endpoint: { protocol: 'http/protobuf', address: sinkUrl } }, registry, log);
       queues.push(q);
-      return { tracer: new Tracer({ sampling: { ...DEFAULT_SAMPLING, defaultPercent: percent }, sink: q, registry, node: `node-${node}` }) };
+      return { tracer: new Tracer({ sampling: { ...DEFAULT_SAMPLING, defaultPercent: percent }, sink: q, registry, node: `node-${node}` }), tap };
     },
   });
   const cluster = 'outbound|80||web.default.svc.cluster.local';
@@ -276,7 +292,7 @@ async function pair() {
   const rate = Number(arg('rate', '500'));
   const secs = Number(arg('secs', '10'));
   const reps = Number(arg('reps', '3'));
-  const only = arg('only', 'off,1,100,down,slow').split(',');
+  const only = arg('only', 'off,1,100,down,slow,tap100').split(',');
   // The OTLP sink: counts spans; `slow` answers after 5 s.
   let slow = false;
   let received = 0;
@@ -303,6 +319,7 @@ async function pair() {
         slow = setting === 'slow';
         const url = setting === 'down' ? `http://127.0.0.1:${closedPort}/v1/traces` : `http://127.0.0.1:${sinkPort}/v1/traces`;
         const percent = setting === 'down' || setting === 'slow' ? '100' : setting;
+        if (!['off', '1', '100', 'tap100'].includes(percent)) throw new Error(`unknown setting ${setting}`);
         // fork through taskset: `taskset -c 1 node tracing-cost.js agents …`, the IPC channel inherited.
         const [cmd] = pinned(1, [process.execPath]);
         const child = fork(__filename, ['agents', String(appPort), percent, url], {
