@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # libclang-rt-14-dev: LLVM's libFuzzer, which the fuzz tier's engine links (test/fuzz/engine/).
-APT_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 cmake make g++ pkg-config util-linux procps tcpdump libclang-rt-14-dev)
+# prometheus (+ promtool): the monitoring tests scrape a lab and check rules; chromium: the dashboard's browser tests.
+APT_PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 cmake make g++ pkg-config util-linux procps tcpdump libclang-rt-14-dev curl prometheus chromium fonts-dejavu-core)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -6,6 +6,7 @@ import type { KeepaliveTiming } from '../proxy/hbone/h2/session';
 import type { HandshakeOptions } from '../proxy/hbone/handshake-limits';
 import type { L7Options } from '../proxy/runtime';
 import type { H2EngineName } from '../proxy/hbone/h2-engine';
+import type { TracingOptions } from '../telemetry/tracing/tracing-config';
 import type { XdsMode } from '../xds/ads-client';
 import type { Registry } from 'prom-client';
 
@@ -39,6 +40,12 @@ export interface AgentOptions {
   l7?: L7Options;
   /** After a burst of connections to pods' 15008: memory back to the kernel (the addon's relieveMemory; tests: absent). */
   relieveMemory?: () => void;
+  /** `process_*` and `nodejs_*` metrics, every thread's (the CLI turns them on; in-process tests leave them off). */
+  defaultMetrics?: boolean;
+  /** Spans of sampled and failed requests, exported over OTLP (absent: no tracing). */
+  tracing?: TracingOptions;
+  /** Stream reports and tapped requests to the control plane at this address (its xDS address); absent: none. */
+  telemetry?: { address: string; intervalMs?: number };
   /**
    * Pods from the Kubernetes API: the CNI plugin's events are resolved there, and the agent reconciles the pods
    * of its node (enrolling those that ran before it, found in `procRoot`). `cni` installs nodemesh-cni on the node.

@@ -3,7 +3,7 @@
 
 import fs from 'node:fs';
 import type http from 'node:http';
-import { Registry } from 'prom-client';
+import { AggregatorRegistry, Registry } from 'prom-client';
 import type { Datapath, PodDatapath } from '../datapath/types';
 import { EnrollClient } from '../enroll/client';
 import { EnrollError, type EnrolledPod, type parseEnrollRequest } from '../enroll/protocol';
@@ -16,6 +16,9 @@ import type { RouteStore } from '../state/routes';
 import type { ServiceStore } from '../state/services';
 import { workloadName, type Workload } from '../state/workloads';
 import { registerDatapathMetrics } from '../telemetry/datapath-metrics';
+import { isProcessWide, registerDefaultMetrics } from '../telemetry/default-metrics';
+import { registerAgentStatusMetrics } from '../telemetry/agent-status-metrics';
+import { version as packageVersion } from '../../package.json';
 import type { Logger } from '../telemetry/logger';
 import { NodemeshError } from '../util/errors';
 import { createBoundedServer } from '../util/http';
@@ -38,6 +41,14 @@ import { takeOver, waitForConfig } from './successor';
 import { allConnections, metricsText, workersStatus, type WorkerReport } from './thread-status';
 import { XdsStateFile } from './xds-state-file';
 import { createWorkers, type DataPlaneWorkers } from './workers';
+import { TapHub, type TapDelivery } from '../telemetry/tap/tap-hub';
+import type { TapFilter } from '../telemetry/tap/tap-filter';
+import { createSpanQueue } from '../telemetry/tracing/tracing-config';
+import type { SpanQueue } from '../telemetry/tracing/span-queue';
+import { Tracer } from '../telemetry/tracing/tracer';
+import { buildReport } from '../telemetry/mesh-report/build-report';
+import { ReportClient } from '../telemetry/mesh-report/report-client';
+import type { AgentReport, EndpointReport } from '../telemetry/mesh-report/telemetry-proto';
 
 
 type ValidRequest = ReturnType<typeof parseEnrollRequest>;
@@ -87,6 +98,13 @@ export class Agent implements EnrollmentHandler, XdsSink {
    */
   private queue: Promise<unknown>;
   private openQueue!: () => void;
+  /** Every thread's spans leave through this one queue (null: tracing off). */
+  private readonly spans: SpanQueue | null;
+  /** The main thread's live tap (workers have their own; `setTap` reaches all). */
+  private readonly tap = new TapHub();
+  private tapSink: TapDelivery | null = null;
+  private reporter: ReportClient | null = null;
+  private readonly startedAtMs = Date.now();
   /** The root logger and its children: pino children do not follow later level changes of their parent. */
   private readonly loggers: Logger[];
 
@@ -99,6 +117,9 @@ export class Agent implements EnrollmentHandler, XdsSink {
     this.enrollLog = log.child({ component: 'enroll' });
     this.loggers = [log, proxyLog, this.enrollLog];
     if (opts.mesh) this.identity = opts.mesh.identity(this.registry);
+    if (opts.defaultMetrics) registerDefaultMetrics(this.registry);
+    this.spans = opts.tracing ? createSpanQueue(opts.tracing, this.registry, log.child({ component: 'tracing' })) : null;
+    const tracer = opts.tracing ? new Tracer({ sampling: opts.tracing.sampling, sink: this.spans, registry: this.registry, node: opts.node }) : null;
     this.runtime = new ProxyRuntime({
       log: proxyLog,
       registry: this.registry,
@@ -109,6 +130,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
       accessLog: opts.l7?.accessLog,
       locality: { node: opts.node },
       relieveMemory: opts.relieveMemory,
+      tracer,
+      tap: this.tap,
     });
     this.identity?.onRotate((id, bundle) => {
       this.runtime.identityRotated(id);
@@ -122,6 +145,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
     this.predecessorRole = new Predecessor(this.handingOver(), log.child({ component: 'handover' }), () =>
       this.role === 'active' && !this.stopping ? null : `this agent is ${this.stopping ? 'stopping' : this.role}`,
     );
+    registerAgentStatusMetrics(this.registry, { ready: () => this.notReadyReason() === null, version: packageVersion });
     registerDatapathMetrics(this.registry, () => this.datapath, this.runtime.workloads, (uid) => this.pods.get(uid)?.dp.netnsCookie);
   }
 
@@ -239,7 +263,18 @@ export class Agent implements EnrollmentHandler, XdsSink {
     const threads = this.opts.dataThreads ?? 1;
     if (threads > 1) {
       const share = this.datapath.workerShare?.() ?? null;
-      this.workers = createWorkers({ threads, share, log: this.log, registry: this.registry, agent: this.opts, resources: this.lastResources });
+      this.workers = createWorkers({
+        threads,
+        share,
+        log: this.log,
+        registry: this.registry,
+        agent: this.opts,
+        resources: this.lastResources,
+        onSpans: (spans) => {
+          for (const sp of spans) this.spans?.record(sp);
+        },
+        onTap: (events, dropped) => this.tapSink?.(events, dropped),
+      });
       await this.workers?.start().then(
         () => this.log.info({ dataThreads: threads }, 'data-plane worker threads started'),
         // its supervisor retries; the main thread serves meanwhile
@@ -262,6 +297,17 @@ export class Agent implements EnrollmentHandler, XdsSink {
     await this.serialized(async () => this.persist());
     if (this.opts.kubernetes) await this.startKubernetes(this.opts.kubernetes);
     this.tracker.startPeriodicFlush(5_000);
+    if (this.opts.telemetry) {
+      const reporter = new ReportClient({
+        address: this.opts.telemetry.address,
+        intervalMs: this.opts.telemetry.intervalMs,
+        log: this.log.child({ component: 'telemetry' }),
+        report: () => this.telemetryReport(),
+        onTap: (filters) => this.setTap(filters, (events, dropped) => reporter.sendTap(events, dropped)),
+      });
+      this.reporter = reporter;
+      reporter.start();
+    }
     this.log.info({ node: this.opts.node, pods: this.pods.size, stateDir: this.opts.stateDir }, 'agent ready');
   }
 
@@ -368,6 +414,56 @@ export class Agent implements EnrollmentHandler, XdsSink {
     this.lastResources.set(typeUrl, all);
     this.workers?.applyResources(typeUrl, all);
     this.log.debug({ type: typeUrl, count: resources.size }, 'xDS resources applied');
+  }
+
+  /** What the control plane's dashboard shows of this agent (see telemetry/mesh-report). */
+  async telemetryReport(): Promise<AgentReport> {
+    const workers = this.workers ? (await this.workers.stats()).map((w) => w.metrics.filter((m) => !isProcessWide(m.name))) : [];
+    const metrics = workers.length === 0 ? await this.registry.getMetricsAsJSON() : await AggregatorRegistry.aggregate([await this.registry.getMetricsAsJSON(), ...workers]).getMetricsAsJSON();
+    const endpoints: EndpointReport[] = [];
+    const states = this.runtime.ctx.http?.states;
+    const now = Date.now();
+    for (const c of this.runtime.services.snapshot().clusters) {
+      const cs = states?.peek(c.name);
+      for (const ep of c.endpoints) {
+        const st = cs?.endpoints.get(`${ep.ip}:${ep.port}`);
+        endpoints.push({
+          cluster: c.name,
+          address: `${ep.ip}:${ep.port}`,
+          pod: ep.pod ?? '',
+          namespace: ep.namespace ?? '',
+          active: st?.active ?? 0,
+          ejected: (st?.ejectedUntil ?? 0) > now,
+          ejected_until_ms: st?.ejectedUntil ?? 0,
+          consecutive_5xx: st?.consecutive5xx ?? 0,
+          ejections: st?.ejections ?? 0,
+          ewma_ms: st?.ewmaMs ?? 0,
+          in_mesh: ep.inMesh,
+        });
+      }
+    }
+    const t = this.opts.tracing;
+    return buildReport({
+      node: this.opts.node,
+      version: packageVersion,
+      notReadyReason: this.notReadyReason(),
+      startedAtMs: this.startedAtMs,
+      threads: 1 + (this.workers?.status().length ?? 0),
+      pods: this.pods.size,
+      metrics,
+      xds: this.xdsStatus(),
+      identities: this.identity?.status() ?? [],
+      endpoints,
+      tracing: t && t.endpoint ? { endpoint: t.endpoint.address, defaultPercent: t.sampling.defaultPercent } : null,
+    });
+  }
+
+  /** Live tap: every thread matches `filters` from now on; batches of matching requests go to `deliver`. */
+  setTap(filters: TapFilter[], deliver: TapDelivery): void {
+    this.tapSink = deliver;
+    this.tap.onDeliver(deliver);
+    this.tap.subscribe(filters);
+    this.workers?.setTap(filters);
   }
 
   xdsStatus(): Record<string, unknown> | null {
@@ -639,6 +735,9 @@ export class Agent implements EnrollmentHandler, XdsSink {
   /** Ends everything this agent holds; `detach`: the datapath too (programs and pins), else its handles only. */
   private async release(detach: boolean): Promise<void> {
     this.runtime.destroy();
+    this.tap.close();
+    this.reporter?.close();
+    await this.spans?.close(1000);
     this.kube?.close();
     await this.cniLifecycle?.stop();
     this.xds?.close();

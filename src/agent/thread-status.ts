@@ -3,6 +3,7 @@
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { ConnectionTracker } from '../proxy/connection-tracker';
 import type { ProxyRuntime } from '../proxy/runtime';
+import { isProcessWide } from '../telemetry/default-metrics';
 import type { WorkerStats } from './worker-protocol';
 import type { DataPlaneWorkers, WorkerStatus } from './workers';
 
@@ -38,7 +39,8 @@ export async function workersStatus(workers: DataPlaneWorkers | null): Promise<W
 export async function metricsText(registry: Registry, runtime: ProxyRuntime, workers: DataPlaneWorkers | null): Promise<string> {
   runtime.tracker.flush();
   if (!workers) return registry.metrics();
-  const stats = await workers.stats();
+  // process-wide metrics (memory, fds, CPU) come once, from the main thread's registry
+  const stats = (await workers.stats()).map((w) => ({ ...w, metrics: w.metrics.filter((m) => !isProcessWide(m.name)) }));
   const perThread = new Set(stats.flatMap((w) => w.metrics.map((m) => m.name)));
   const label = (metrics: WorkerStats['metrics'], thread: number): WorkerStats['metrics'] =>
     metrics.map((m) => (perThread.has(m.name) ? { ...m, values: m.values.map((v) => ({ ...v, labels: { ...v.labels, thread } })) } : m));

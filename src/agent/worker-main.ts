@@ -8,6 +8,10 @@ import { WorkerDatapath, type WorkerPodSockets } from '../datapath/worker-datapa
 import { IdentityReplica } from '../identity/replica';
 import { ProxyRuntime } from '../proxy/runtime';
 import { createLogger } from '../telemetry/logger';
+import { TapHub } from '../telemetry/tap/tap-hub';
+import { registerDefaultMetrics } from '../telemetry/default-metrics';
+import { ForwardingSpanSink } from '../telemetry/tracing/forwarding-sink';
+import { Tracer } from '../telemetry/tracing/tracer';
 import { adoptFd, heldFdCount, installFdLedger } from '../util/fd';
 import { HEARTBEAT_MS, closeShare, fromWire, shareFds, type FromWorker, type ToWorker, type WorkerData, type WorkerStats } from './worker-protocol';
 
@@ -19,7 +23,13 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
   const send = (m: FromWorker): void => port.postMessage(m);
   const log = createLogger({ level: data.logLevel }).child({ component: 'proxy', worker: data.index });
   const registry = new Registry();
+  if (data.defaultMetrics) registerDefaultMetrics(registry);
   const identity = new IdentityReplica((id) => runtime.identityRotated(id));
+  // Spans and tapped requests go to the main thread, which owns the exporter and the control-plane stream.
+  const spanSink = data.tracing?.endpoint ? new ForwardingSpanSink((spans) => send({ type: 'spans', spans }), registry) : null;
+  const tracer = data.tracing ? new Tracer({ sampling: data.tracing.sampling, sink: spanSink, registry, node: data.node }) : null;
+  const tap = new TapHub();
+  tap.onDeliver((events, dropped) => send({ type: 'tap-events', events, dropped }));
   const runtime = new ProxyRuntime({
     log,
     registry,
@@ -30,6 +40,8 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
     accessLog: data.l7?.accessLog,
     locality: data.node ? { node: data.node } : undefined,
     relieveMemory: () => loadNative().relieveMemory(),
+    tracer,
+    tap,
   });
   runtime.tracker.startPeriodicFlush(5_000);
   const datapath = new WorkerDatapath(data.datapath, log);
@@ -94,6 +106,9 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
       case 'log-level':
         log.level = m.level;
         return;
+      case 'tap':
+        tap.subscribe(m.filters);
+        return;
       case 'stop':
         runtime.stopAll({ keepHbone: m.keepHbone });
         return;
@@ -103,6 +118,8 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
             send({ type: 'reply', seq: m.seq, value: await stats() });
           } else {
             const left = await runtime.drain(m.deadlineMs, { keepHbone: m.keepHbone });
+            spanSink?.flush();
+            tap.close();
             runtime.destroy();
             for (const s of sockets.values()) s.release();
             sockets.clear();

@@ -15,6 +15,9 @@ import type { Workload } from '../state/workloads';
 import type { AgentResource } from '../xds/agent-resources';
 import { closeFdQuietly } from '../util/fd';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import type { TapEvent, TapFilter } from '../telemetry/tap/tap-filter';
+import type { SpanRecord } from '../telemetry/tracing/span';
+import type { TracingOptions } from '../telemetry/tracing/tracing-config';
 
 export interface WorkerData {
   index: number;
@@ -25,6 +28,10 @@ export interface WorkerData {
   mesh: { trustDomain: string; keepalive?: KeepaliveTiming | null; handshakes?: HandshakeOptions; h2?: H2EngineName } | null;
   l7?: L7Options;
   node?: string;
+  /** Collect this thread's `nodejs_*` metrics. */
+  defaultMetrics?: boolean;
+  /** Sampling for this thread's tracer; its spans go to the main thread (`spans`), which exports them. */
+  tracing?: TracingOptions;
   /** One Int32 the worker's event loop increments every HEARTBEAT_MS: the main thread's watchdog reads it. */
   heartbeat: SharedArrayBuffer;
 }
@@ -56,6 +63,8 @@ export type ToWorker =
   | { type: 'identity-failed'; id: string; message: string }
   | { type: 'identity-forget'; id: string }
   | { type: 'log-level'; level: string }
+  /** The live-tap filters subscribed now (empty: tap off). */
+  | { type: 'tap'; filters: TapFilter[] }
   /** Shutdown or handover: stop accepting on every pod (15008 too unless keepHbone); the drain call follows. */
   | { type: 'stop'; keepHbone?: boolean }
   | { type: 'call'; seq: number; method: 'stats' }
@@ -66,7 +75,11 @@ export type FromWorker =
   /** The worker received a pod-add: the share's fds are its own from now on. */
   | { type: 'pod-taken'; uid: string }
   | { type: 'pod-failed'; uid: string; message: string }
-  | { type: 'reply'; seq: number; value?: unknown; error?: string };
+  | { type: 'reply'; seq: number; value?: unknown; error?: string }
+  /** Finished spans for the main thread's exporter. */
+  | { type: 'spans'; spans: SpanRecord[] }
+  /** Tapped requests, and how many this thread dropped over its rate cap. */
+  | { type: 'tap-events'; events: TapEvent[]; dropped: number };
 
 export interface WorkerStats {
   index: number;

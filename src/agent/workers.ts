@@ -15,6 +15,9 @@ import type { Workload } from '../state/workloads';
 import type { Logger } from '../telemetry/logger';
 import type { AgentResource } from '../xds/agent-resources';
 import type { L7Options } from '../proxy/runtime';
+import type { TapEvent, TapFilter } from '../telemetry/tap/tap-filter';
+import type { SpanRecord } from '../telemetry/tracing/span';
+import type { TracingOptions } from '../telemetry/tracing/tracing-config';
 import { HEARTBEAT_MS, closeShare, toWire, type FromWorker, type ToWorker, type WireResource, type WorkerData, type WorkerStats } from './worker-protocol';
 
 export interface DataPlaneWorkersOptions {
@@ -37,6 +40,12 @@ export interface DataPlaneWorkersOptions {
    * are lost either way, and new ones go to the other threads meanwhile. Default 10 s; 0 disables.
    */
   stallTimeoutMs?: number;
+  /** Each worker collects its own `nodejs_*` metrics (heap, GC, event-loop lag are per thread). */
+  defaultMetrics?: boolean;
+  /** Tracing for the workers' tracers; their spans and tapped requests come back through the callbacks. */
+  tracing?: TracingOptions;
+  onSpans?: (spans: SpanRecord[]) => void;
+  onTap?: (events: TapEvent[], dropped: number) => void;
   /** The worker script (default worker-main.js; tests substitute a scripted one). */
   entry?: string;
 }
@@ -90,6 +99,7 @@ export class DataPlaneWorkers {
   private readonly pods = new Map<string, SharedPod>();
   private readonly xds = new Map<string, WireResource[]>();
   private readonly identities = new Map<string, IdentityState>();
+  private tapFilters: TapFilter[] = [];
   private readonly restartsTotal: Counter;
   private readonly stallsTotal: Counter;
   private watchdog: NodeJS.Timeout | null = null;
@@ -140,6 +150,8 @@ export class DataPlaneWorkers {
       mesh: this.opts.mesh,
       l7: this.opts.l7,
       node: this.opts.node,
+      tracing: this.opts.tracing,
+      defaultMetrics: this.opts.defaultMetrics,
       heartbeat: slot.heartbeat.buffer as SharedArrayBuffer,
     };
     const worker = new Worker(this.opts.entry ?? path.join(__dirname, 'worker-main.js'), { workerData: data });
@@ -152,6 +164,7 @@ export class DataPlaneWorkers {
     for (const [typeUrl, resources] of this.xds) this.post(slot, { type: 'xds', typeUrl, resources });
     for (const [id, st] of this.identities) this.post(slot, identityMessage(id, st));
     for (const p of this.pods.values()) this.sharePod(slot, p);
+    if (this.tapFilters.length > 0) this.post(slot, { type: 'tap', filters: this.tapFilters });
     const ready = new Promise<void>((resolve, reject) => {
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new Error(`worker ${slot.index} exited with code ${code} before it was ready`)));
@@ -178,6 +191,10 @@ export class DataPlaneWorkers {
       if (i >= 0) slot.inFlight.splice(i, 1);
     } else if (m.type === 'pod-failed') {
       this.opts.log.error({ worker: slot.index, uid: m.uid, err: m.message }, 'worker cannot serve the pod; the other threads still do');
+    } else if (m.type === 'spans') {
+      this.opts.onSpans?.(m.spans);
+    } else if (m.type === 'tap-events') {
+      this.opts.onTap?.(m.events, m.dropped);
     } else if (m.type === 'reply') {
       const call = slot.calls.get(m.seq);
       slot.calls.delete(m.seq);
@@ -353,6 +370,12 @@ export class DataPlaneWorkers {
     this.broadcast({ type: 'log-level', level });
   }
 
+  /** The live-tap filters every worker matches from now on (and a restarted one gets). */
+  setTap(filters: TapFilter[]): void {
+    this.tapFilters = filters;
+    this.broadcast({ type: 'tap', filters });
+  }
+
   /** A worker whose event loop is stuck must not hang the admin endpoints or shutdown: calls have a deadline. */
   private call<T>(slot: WorkerSlot, m: Extract<ToWorker, { type: 'call' }>, timeoutMs: number): Promise<T> {
     if (!slot.worker) return Promise.reject(new Error(`worker ${slot.index} is not running`));
@@ -423,8 +446,12 @@ export function createWorkers(o: {
     workerStallTimeoutMs?: number;
     mesh?: { trustDomain: string; keepalive?: KeepaliveTiming | null; handshakes?: HandshakeOptions; h2?: H2EngineName };
     l7?: L7Options;
+    defaultMetrics?: boolean;
+    tracing?: TracingOptions;
   };
   resources: Map<string, AgentResource[]>;
+  onSpans?: (spans: SpanRecord[]) => void;
+  onTap?: (events: TapEvent[], dropped: number) => void;
 }): DataPlaneWorkers | null {
   if (!o.share) {
     o.log.warn({ dataThreads: o.threads }, 'this datapath cannot be shared with worker threads: serving pods from the main thread only');
@@ -442,6 +469,10 @@ export function createWorkers(o: {
     mesh: o.agent.mesh ? { trustDomain: o.agent.mesh.trustDomain, keepalive: o.agent.mesh.keepalive, handshakes: o.agent.mesh.handshakes, h2: o.agent.mesh.h2 } : null,
     l7: o.agent.l7,
     node: o.agent.node,
+    defaultMetrics: o.agent.defaultMetrics,
+    tracing: o.agent.tracing,
+    onSpans: o.onSpans,
+    onTap: o.onTap,
   });
   // xDS may have answered while the datapath was opening
   for (const [typeUrl, all] of o.resources) workers.applyResources(typeUrl, all);

@@ -16,6 +16,22 @@ import { cgroupCpuLimit, findOrMountCgroup2, processCgroup2Path } from '../util/
 import { mountCommand } from '../util/host-fs';
 import type { AccessLogMode } from '../proxy/http/layers/telemetry';
 import type { CniLifecycleOptions } from '../agent/cni-lifecycle';
+import { addSamplingOverride, DEFAULT_SAMPLING, parseSamplingPercent, type SamplingConfig } from '../telemetry/tracing/sampling';
+import { parseOtlpEndpoint, type TracingOptions } from '../telemetry/tracing/tracing-config';
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+/** Tracing from the flags: spans go to --otlp-endpoint, else to the control plane (--xds), else nowhere. */
+function tracingOptions(o: { otlpEndpoint?: string; otlpProtocol?: string; traceSampling: string; traceSamplingOverride: string[]; traceKeepFailures: string; xds?: string }): TracingOptions {
+  if (o.traceKeepFailures !== 'on' && o.traceKeepFailures !== 'off') throw new Error(`--trace-keep-failures must be on or off, not "${o.traceKeepFailures}"`);
+  let sampling: SamplingConfig = { ...DEFAULT_SAMPLING, defaultPercent: parseSamplingPercent(o.traceSampling), keepFailures: o.traceKeepFailures === 'on' };
+  for (const spec of o.traceSamplingOverride) sampling = addSamplingOverride(sampling, spec);
+  const target = o.otlpEndpoint ?? o.xds;
+  const endpoint = target === undefined || target === 'none' ? null : parseOtlpEndpoint(target, o.otlpEndpoint === undefined ? 'grpc' : o.otlpProtocol);
+  return { sampling, endpoint };
+}
 
 function int(v: string): number {
   const n = Number.parseInt(v, 10);
@@ -180,6 +196,12 @@ export function registerAgentCommand(program: Command): void {
     .option('--cni-conf-dir <dir>', 'the CNI config dir whose first *.conflist gets the nodemesh-cni entry')
     .option('--cni-config <file>', 'JSON of the conflist entry (enrollSocket, kubeconfig, ...)')
     .option('--cni-host-dir <dir>', 'host directory (mounted at the same path) for the plugin\'s node binary and code', '/var/lib/nodemesh/cni')
+    .option('--otlp-endpoint <url>', "where spans go over OTLP: http(s)://host:4318 (OTLP/HTTP protobuf), grpc://host:4317 or host:port (OTLP/gRPC), unix:///path; none: no tracing (default: the control plane's embedded trace store at --xds)")
+    .option('--otlp-protocol <grpc|http/protobuf>', 'force the OTLP transport for --otlp-endpoint')
+    .option('--trace-sampling <percent>', 'percent of requests without a caller decision that start a sampled trace (a caller\'s decision is always honoured)', '1')
+    .option('--trace-sampling-override <spec>', 'per-route or per-namespace rate: route:NS/ROUTE/RULE=PERCENT or namespace:NAME=PERCENT (repeatable; a route wins over its namespace)', collect, [])
+    .option('--trace-keep-failures <on|off>', 'keep the spans of failed requests (5xx or a response flag) even when not sampled', 'on')
+    .option('--mesh-telemetry <on|off>', "stream reports and live-tap requests to the control plane at --xds (what the dashboard and nodemesh top/tap/stat show)", 'on')
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
     .action(async (o: HandshakeFlags & {
       node: string;
@@ -215,6 +237,12 @@ export function registerAgentCommand(program: Command): void {
       cniConfDir?: string;
       cniConfig?: string;
       cniHostDir: string;
+      otlpEndpoint?: string;
+      otlpProtocol?: string;
+      traceSampling: string;
+      traceSamplingOverride: string[];
+      traceKeepFailures: string;
+      meshTelemetry: string;
       logLevel: string;
     }) => {
       if (o.l7 !== 'on' && o.l7 !== 'off') throw new Error(`--l7 must be on or off, not "${o.l7}"`);
@@ -222,6 +250,8 @@ export function registerAgentCommand(program: Command): void {
       if (o.xdsMode !== 'delta' && o.xdsMode !== 'sotw') throw new Error(`--xds-mode must be delta or sotw, not "${o.xdsMode}"`);
       if (o.xdsTokenFile !== undefined && o.xdsRootFile === undefined) throw new Error('--xds-token-file needs --xds-root-file: a token is only ever sent over TLS');
       if (!isH2EngineName(o.hboneH2)) throw new Error(`--hbone-h2 must be one of ${H2_ENGINES.join(', ')}, not "${o.hboneH2}"`);
+      const tracing = tracingOptions(o);
+      if (o.meshTelemetry !== 'on' && o.meshTelemetry !== 'off') throw new Error(`--mesh-telemetry must be on or off, not "${o.meshTelemetry}"`);
       const log = createLogger({ level: o.logLevel });
       const cg2 = findOrMountCgroup2(mountCommand('cgroup2'));
       if (cg2.mounted) log.warn({ path: cg2.path }, 'cgroup v2 was not mounted; mounted it');
@@ -247,6 +277,9 @@ export function registerAgentCommand(program: Command): void {
           dataThreads: o.concurrency === 0 ? usableCpus(cg2.path) : o.concurrency,
           workerStallTimeoutMs: o.workerStallTimeout * 1000,
           l7: { enabled: o.l7 === 'on', accessLog: o.accessLog as AccessLogMode },
+          tracing,
+          defaultMetrics: true,
+          telemetry: o.xds && o.meshTelemetry === 'on' ? { address: o.xds } : undefined,
           relieveMemory: () => loadNative().relieveMemory(),
           kubernetes: o.kubernetes ? { kubeconfig: o.kubeconfig, procRoot: o.procRoot, cni: cniOptions(o) } : undefined,
         },

@@ -7,6 +7,9 @@ import { formatRouteStatus, type RouteStatus } from '../controlplane/routes/rout
 import { DEFAULT_DETECT_TIMEOUT_MS } from '../controlplane/routes/vip-listener';
 import { runDaemon } from './daemon';
 import { createLogger } from '../telemetry/logger';
+import { Registry } from 'prom-client';
+import { registerDefaultMetrics } from '../telemetry/default-metrics';
+import type { DashboardListen } from '../controlplane/observe/dashboard-listen';
 
 function port(v: string): number {
   const n = Number(v);
@@ -87,6 +90,10 @@ export function registerControlPlaneCommand(program: Command): void {
     .option('--node-tokens <file>', 'JSON {"<node>": "<token>"} authenticating node agents to the CA (re-read on change)')
     .option('--ca-address <addr>', 'also serve the CA over TLS on HOST:PORT (e.g. 0.0.0.0:15012), with a certificate from the CA itself', hostPort)
     .option('--ca-agent-namespace <ns>', 'with --kubernetes: namespace of the nodemesh-agent ServiceAccount whose tokens the CA accepts (default: any)')
+    .option('--dashboard-address <host:port|off>', 'where the dashboard (web UI, API, live tap, OTLP/HTTP /v1/traces) listens', '127.0.0.1:15080')
+    .option('--dashboard-fd <fd>', 'serve the dashboard on this inherited listening socket instead (the lab passes one open in the host\'s netns)', (v: string) => Number.parseInt(v, 10))
+    .option('--dashboard-url <url>', 'with --dashboard-fd: the address people open, for logs')
+    .option('--prometheus-url <url>', 'a Prometheus the dashboard reads history from (e.g. http://prometheus:9090)')
     .option('--secure-address <addr>', 'serve xDS, the CA and health over TLS on HOST:PORT (e.g. 0.0.0.0:15012); each agent authenticates with its node credential', hostPort)
     .option('--tls-names <names>', 'extra DNS names/IPs (comma-separated) in the TLS serving certificate, e.g. the Service name', (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean))
     .option('--ca-secret <name>', 'with --kubernetes: keep the CA in this Secret (cacerts layout), generating a root when it is absent')
@@ -113,6 +120,10 @@ export function registerControlPlaneCommand(program: Command): void {
         nodeTokens?: string;
         caAddress?: string;
         caAgentNamespace?: string;
+        dashboardAddress: string;
+        dashboardFd?: number;
+        dashboardUrl?: string;
+        prometheusUrl?: string;
         secureAddress?: string;
         tlsNames?: string[];
         caSecret?: string;
@@ -136,6 +147,27 @@ export function registerControlPlaneCommand(program: Command): void {
           process.stderr.write('nodemesh controlplane: --ca-secret and --root-configmap need --kubernetes\n');
           process.exit(2);
         }
+        let dashboard: DashboardListen | false = false;
+        if (o.dashboardFd !== undefined) {
+          if (!Number.isInteger(o.dashboardFd) || o.dashboardFd < 3) {
+            process.stderr.write('nodemesh controlplane: --dashboard-fd must be an inherited file descriptor (3 or more)\n');
+            process.exit(2);
+          }
+          dashboard = { fd: o.dashboardFd, url: o.dashboardUrl ?? `fd ${o.dashboardFd}` };
+        } else if (o.dashboardAddress !== 'off') {
+          const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(o.dashboardAddress);
+          if (!m || Number(m[2]) > 65535) {
+            process.stderr.write(`nodemesh controlplane: --dashboard-address must be HOST:PORT or off, not "${o.dashboardAddress}"\n`);
+            process.exit(2);
+          }
+          dashboard = { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+        }
+        if (o.prometheusUrl !== undefined && !/^https?:\/\/./.test(o.prometheusUrl)) {
+          process.stderr.write(`nodemesh controlplane: --prometheus-url must be an http(s) URL, not "${o.prometheusUrl}"\n`);
+          process.exit(2);
+        }
+        const registry = new Registry();
+        registerDefaultMetrics(registry);
         let handle: ControlPlaneHandle | undefined;
         await runDaemon({
           name: 'controlplane',
@@ -150,6 +182,9 @@ export function registerControlPlaneCommand(program: Command): void {
               domain: o.domain,
               detectTimeoutMs: o.protocolDetectionTimeout,
               logger: log,
+              registry,
+              dashboard,
+              prometheusUrl: o.prometheusUrl,
               secureAddress: o.secureAddress,
               rootConfigMap: o.rootConfigmap,
               ca:
@@ -170,7 +205,7 @@ export function registerControlPlaneCommand(program: Command): void {
                   : undefined,
             });
             // One line on stdout for whoever started us (the lab, scripts): where to dial.
-            process.stdout.write(`${JSON.stringify({ msg: 'listening', xds: handle.address, secure: handle.secureAddress, ca: handle.ca?.tlsAddress, metricsPort: handle.metricsPort })}\n`);
+            process.stdout.write(`${JSON.stringify({ msg: 'listening', xds: handle.address, secure: handle.secureAddress, ca: handle.ca?.tlsAddress, metricsPort: handle.metricsPort, dashboard: handle.dashboardUrl })}\n`);
           },
           stop: async () => {
             await handle?.close();

@@ -1,6 +1,7 @@
 // `nodemesh demo`: brings up the example lab, drives traffic between its pods and shows what each agent saw.
 
 import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { unixRequest } from '../enroll/client';
@@ -150,16 +151,26 @@ export function registerDemoCommand(program: Command): void {
             );
           console.log(`  ${n.name}:\n    ${lines.join('\n    ') || '(nothing)'}`);
         }
+        const dash = readState(lab).controlPlane?.dashboardUrl;
+        if (dash) {
+          console.log(bold('\n== the mesh as the dashboard shows it (nodemesh stat; the service graph, live tap and traces in the browser)'));
+          const stat = spawnSync(process.execPath, [process.argv[1]!, 'stat', '--lab', lab, '--window', '120'], { encoding: 'utf8' });
+          console.log(stat.stdout.replace(/^/gm, '  '));
+        }
         ok = true;
       } finally {
+        const dash = readState(lab).controlPlane?.dashboardUrl;
         if (o.keep && ok) {
-          console.log(bold(`\n== lab "${lab}" is still up. Try:`));
+          console.log(bold(`\n== lab "${lab}" is still up. Open the dashboard: ${dash ?? '(not served)'}  Or try:`));
+          console.log(`  nodemesh top --lab ${lab}                 # services live, in the terminal`);
+          console.log(`  nodemesh tap --lab ${lab} status=5xx      # failed requests as they happen`);
           console.log('  nodemesh lab status');
           console.log('  nodemesh lab exec client -- nodemesh sample client --url http://<http-b IP>:8080/');
           console.log('  nodemesh admin --node node-a /connections');
           console.log('  nodemesh admin --node node-b /metrics');
           console.log('  nodemesh lab down');
         } else {
+          if (dash && ok) console.log(`\n(with --keep the lab stays up, and the dashboard at ${dash} shows its graph, tap and traces)`);
           console.log(bold(`\n== tearing lab "${lab}" down`));
           await labDown({ lab });
         }

@@ -2,7 +2,8 @@
 
 import { Command } from 'commander';
 import { formatStatus, labDown, labExec, labStatus, labUp, LabError, stderrLogger, upgradeAgent } from '../lab';
-import { DEFAULT_LAB } from '../lab/paths';
+import { checkLabName, DEFAULT_LAB } from '../lab/paths';
+import { readState } from '../lab/state';
 import { NodemeshError } from '../util/errors';
 
 /** Prints an error the way operators read it (code + what to check) and sets a failing exit code. */
@@ -116,6 +117,24 @@ export function registerLabCommand(program: Command): void {
         const r = await upgradeAgent(o.name, node, { readyTimeoutMs: Number(o.readyTimeout) });
         const from = r.previous === null ? 'no running agent: started as after a restart' : `took over from agent ${r.previous}, which drains its open connections and exits`;
         process.stdout.write(`${r.node}: agent ${r.pid} ${from}\n`);
+      }),
+    );
+
+  lab
+    .command('prometheus')
+    .description("print the lab's Prometheus scrape configuration, or (--start) run Prometheus in the lab's fabric netns")
+    .option('--name <lab>', 'lab name', DEFAULT_LAB)
+    .option('--start', 'start Debian\'s prometheus for the lab (stopped by lab down)', false)
+    .option('--rules <file>', 'alerting rules to load (e.g. deploy/monitoring/nodemesh-agent-rules.yaml), repeatable', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .action(
+      action(async (o: { name: string; start: boolean; rules: string[] }) => {
+        const { prometheusConfig, startLabPrometheus } = await import('../lab/prometheus');
+        if (!o.start) {
+          process.stdout.write(prometheusConfig(readState(checkLabName(o.name)), { rulesFiles: o.rules }));
+          return;
+        }
+        const address = await startLabPrometheus(o.name, { rulesFiles: o.rules });
+        process.stdout.write(`prometheus for lab "${o.name}" at http://${address} inside its fabric netns (nsenter --net=/run/netns/${readState(o.name).fabricNetns})\n`);
       }),
     );
 

@@ -18,6 +18,10 @@ const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   check: async () => (await import('./check-command')).registerCheckCommand,
   install: async () => (await import('./install-command')).registerInstallCommands,
   uninstall: async () => (await import('./install-command')).registerInstallCommands,
+  dashboard: async () => (await import('./observe-command')).registerObserveCommands,
+  top: async () => (await import('./observe-command')).registerObserveCommands,
+  tap: async () => (await import('./observe-command')).registerObserveCommands,
+  stat: async () => (await import('./observe-command')).registerObserveCommands,
 };
 
 async function main(): Promise<void> {

@@ -23,6 +23,12 @@ import { apiServerRouteStatus, RouteStatusWriter, type RouteStatusApi } from './
 import { ObjectStore, type SourceUpdate } from './store';
 import { translate, type Snapshot } from './translate';
 import { VipAllocator } from './vip-allocator';
+import { OtlpReceiver } from './observe/otlp-receiver';
+import { TraceStore, type TraceStoreOptions } from './observe/trace-store';
+import { MeshDirectory } from './observe/mesh-directory';
+import { TapBroker } from './observe/tap-broker';
+import { TelemetryService } from './observe/telemetry-service';
+import { startDashboard, type DashboardHandle, type DashboardListen } from './observe/dashboard-listen';
 
 export const DEFAULT_XDS_ADDRESS = '127.0.0.1:15010';
 export const DEFAULT_METRICS_PORT = 15014;
@@ -50,6 +56,12 @@ export interface ControlPlaneOptions {
   registry?: Registry;
   /** Run the CA: CertificateService on the xDS listener (and on `ca.tlsAddress` with TLS). Off when absent. */
   ca?: CaServerOptions;
+  /** The embedded trace backend (OTLP in on the gRPC listener, the last traces in memory). Default on. */
+  traces?: TraceStoreOptions | false;
+  /** Where the dashboard (UI, API, live tap, OTLP/HTTP) listens; absent or false: not served. */
+  dashboard?: DashboardListen | false;
+  /** A Prometheus the dashboard reads history from (`http://host:9090`). */
+  prometheusUrl?: string;
   /**
    * Serve xDS, the CA and health over TLS here (`host:port`), with a serving certificate from the CA; each ADS
    * stream must carry a node credential (the agent's projected token) naming the node it asks for. Needs `ca`.
@@ -70,6 +82,14 @@ export interface ControlPlaneHandle {
   readonly metrics: ControlPlaneMetrics;
   /** The CA, when `ca` was given. */
   readonly ca: CaHandle | undefined;
+  /** Traces received over OTLP, when the embedded backend is on. */
+  readonly traces: TraceStore | undefined;
+  readonly otlp: OtlpReceiver | undefined;
+  /** What the agents report over the telemetry stream, and the live tap's subscriptions. */
+  readonly mesh: MeshDirectory;
+  readonly tap: TapBroker;
+  /** Where the dashboard listens (`http://127.0.0.1:15080`), undefined when off. */
+  readonly dashboardUrl: string | undefined;
   /** Bound TLS address (xDS + CA), when `secureAddress` was given. */
   readonly secureAddress: string | undefined;
   /** The snapshot currently served. */
@@ -93,6 +113,11 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   private readonly ads: AdsServer;
   private http: ControlPlaneHttpServer | undefined;
   ca: CaHandle | undefined;
+  readonly traces: TraceStore | undefined;
+  readonly otlp: OtlpReceiver | undefined;
+  readonly mesh = new MeshDirectory();
+  readonly tap = new TapBroker();
+  private dashboard: DashboardHandle | undefined;
   secureAddress: string | undefined;
   private publisher: RootPublisher | undefined;
   private readonly sources: ConfigSource[] = [];
@@ -119,6 +144,18 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       controlPlaneId: this.id,
     });
     this.store.onChange(() => this.schedule());
+    if (opts.traces !== false) {
+      this.traces = new TraceStore(opts.traces ?? {});
+      this.otlp = new OtlpReceiver(this.traces, this.metrics.registry, log.child({ component: 'otlp' }));
+      const svc = this.otlp.grpcService();
+      this.ads.addService(svc.definition, svc.handlers);
+    }
+    const telemetry = new TelemetryService(this.mesh, this.tap, this.metrics.registry, log.child({ component: 'telemetry' })).grpcService();
+    this.ads.addService(telemetry.definition, telemetry.handlers);
+  }
+
+  get dashboardUrl(): string | undefined {
+    return this.dashboard?.url;
   }
 
   // ConfigSink: the single path every source's output takes into the store.
@@ -224,8 +261,19 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       this.http = new ControlPlaneHttpServer(this.metrics.registry, this, this.log.child({ component: 'http' }));
       this.metricsPort = await this.http.listen(mport, this.opts.metricsHost ?? '127.0.0.1');
     }
+    if (this.opts.dashboard) {
+      this.dashboard = await startDashboard(this.opts.dashboard, {
+        dir: this.mesh,
+        tap: this.tap,
+        traces: this.traces,
+        otlp: this.otlp,
+        store: this.store,
+        log: this.log.child({ component: 'dashboard' }),
+        prometheusUrl: this.opts.prometheusUrl,
+      });
+    }
     this.log.info(
-      { xds: this.address, secure: this.secureAddress, ca: this.ca ? (this.ca.tlsAddress ?? 'xds') : undefined, metricsPort: this.metricsPort, objects: this.store.countsByKind(), sources: this.store.sourceNames().length },
+      { xds: this.address, secure: this.secureAddress, ca: this.ca ? (this.ca.tlsAddress ?? 'xds') : undefined, metricsPort: this.metricsPort, dashboard: this.dashboard?.url, objects: this.store.countsByKind(), sources: this.store.sourceNames().length },
       'control plane serving',
     );
   }
@@ -303,6 +351,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
     await this.ads.close();
     await this.ca?.close();
     await this.http?.close();
+    await this.dashboard?.close();
     this.log.info('control plane stopped');
   }
 }

@@ -11,7 +11,10 @@ import { ENROLL_ANNOTATION, type PodSpec } from './manifest';
 import { fabricNetns, IF, nodeNetns, podKey, podKeyDisambiguated, podNetns } from './paths';
 
 export const FABRIC_CIDR = '198.18.0.0/24';
-export const MAX_NODES = 254;
+/** The fabric's own address (on its bridge): what runs in the fabric netns (the lab's Prometheus) reaches nodes from it. */
+export const FABRIC_HOST_IP = '198.18.0.254';
+/** .254 is the fabric's own address (FABRIC_HOST_IP). */
+export const MAX_NODES = 253;
 export const MAX_PODS_PER_NODE = 253;
 
 export interface RoutePlan {

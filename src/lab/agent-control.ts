@@ -25,6 +25,10 @@ export function spawnAgent(state: LabState, n: NodeState, logLevel = 'info'): Pr
     '--pin-root', n.pinRoot,
     '--cgroup-root', n.podsCgroup,
     '--log-level', logLevel,
+    // Metrics (15020) and readiness (15021) on the node's fabric address, so the lab's Prometheus reaches them.
+    '--probe-host', n.fabricIP,
+    // Every request traced in the lab, as Istio's demo profile does (an --agent-arg may say otherwise).
+    '--trace-sampling', '100',
   ];
   if (state.controlPlane) {
     argv.push('--xds', `unix://${state.controlPlane.xdsSocket}`);

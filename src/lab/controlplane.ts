@@ -80,11 +80,37 @@ export function provisionNodeTokens(state: LabState): void {
   fs.writeFileSync(nodeTokensFile(state.lab), JSON.stringify(tokens, null, 2), { mode: 0o600 });
 }
 
+/** The dashboard's preferred port on the host's loopback; taken (another lab, another program): any free one. */
+export const LAB_DASHBOARD_PORT = 15080;
+
+/**
+ * A listening socket on the host's 127.0.0.1 (where a browser is) for the control plane in the fabric netns
+ * to serve the dashboard on: the lab passes it as an inherited fd, nothing in the host's netns changes.
+ */
+async function dashboardSocket(): Promise<{ server: net.Server; fd: number; url: string }> {
+  const listen = (port: number): Promise<net.Server> =>
+    new Promise((resolve, reject) => {
+      const server = net.createServer();
+      server.once('error', reject);
+      server.listen({ port, host: '127.0.0.1', exclusive: true }, () => resolve(server));
+    });
+  let server: net.Server;
+  try {
+    server = await listen(LAB_DASHBOARD_PORT);
+  } catch {
+    server = await listen(0);
+  }
+  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+  const port = (server.address() as net.AddressInfo).port;
+  return { server, fd, url: `http://127.0.0.1:${port}/` };
+}
+
 /** Starts the control plane in the fabric netns (its metrics port stays inside the lab) and its own cgroup. */
 export async function spawnControlPlane(state: LabState): Promise<Started> {
   const cg = path.join(state.labCgroup, 'controlplane');
   mkCgroup(cg);
   const sock = xdsSocket(state.lab);
+  const dash = await dashboardSocket();
   const argv = [
     process.execPath, DEFAULT_CLI, 'controlplane',
     '--config', configDir(state.lab),
@@ -92,11 +118,20 @@ export async function spawnControlPlane(state: LabState): Promise<Started> {
     '--ca-dir', path.join(labDir(state.lab), 'ca'),
     '--node-tokens', nodeTokensFile(state.lab),
     '--log-level', state.agentLogLevel,
+    '--dashboard-fd', '3',
+    '--dashboard-url', dash.url,
   ];
+  if (state.prometheus) argv.push('--prometheus-url', `http://${state.prometheus.address}`);
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', NODEMESH_LAB: state.lab };
   const log = path.join(state.logDir, 'controlplane.log');
-  const started = await startDetached({ cgroup: cg, netns: state.fabricNetns, argv, env }, log);
-  state.controlPlane = { ref: started.ref, cgroup: cg, log, xdsSocket: sock, configDir: configDir(state.lab) };
+  let started: Started;
+  try {
+    started = await startDetached({ cgroup: cg, netns: state.fabricNetns, argv, env }, log, [dash.fd]);
+  } finally {
+    // The child has its own copy of the socket; ours would only keep the port open after it exits.
+    dash.server.close();
+  }
+  state.controlPlane = { ref: started.ref, cgroup: cg, log, xdsSocket: sock, configDir: configDir(state.lab), dashboardUrl: dash.url };
   writeState(state);
   await waitListening(sock, started, log, 20_000);
   return started;

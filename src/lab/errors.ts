@@ -20,7 +20,8 @@ export type LabErrorCode =
   | 'NM_LAB_ENROLL_FAILED'
   | 'NM_LAB_CONTAINER_START'
   | 'NM_LAB_TEARDOWN_INCOMPLETE'
-  | 'NM_LAB_UP_FAILED';
+  | 'NM_LAB_UP_FAILED'
+  | 'NM_LAB_PROMETHEUS';
 
 export class LabError extends NodemeshError {
   declare readonly code: LabErrorCode;

@@ -34,13 +34,16 @@ export interface Started {
   exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
 }
 
-/** Starts a long-running process detached from us (own session), output appended to `logFile`. */
-export async function startDetached(c: InPodCommand, logFile: string): Promise<Started> {
+/**
+ * Starts a long-running process detached from us (own session), output appended to `logFile`. `passFds`
+ * become the child's fds 3, 4, … (a listening socket opened here, in the host's netns).
+ */
+export async function startDetached(c: InPodCommand, logFile: string, passFds: number[] = []): Promise<Started> {
   fs.mkdirSync(path.dirname(logFile), { recursive: true });
   const fd = fs.openSync(logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn('sh', wrapperArgs(c), { detached: true, stdio: ['ignore', fd, fd], env: c.env });
+    child = spawn('sh', wrapperArgs(c), { detached: true, stdio: ['ignore', fd, fd, ...passFds], env: c.env });
   } finally {
     fs.closeSync(fd);
   }

@@ -82,7 +82,10 @@ export interface LabState {
   nodes: NodeState[];
   pods: PodState[];
   /** The lab's control plane (fed by the lab file), when started. */
-  controlPlane?: { ref: ProcRef; cgroup: string; log: string; xdsSocket: string; configDir: string };
+  /** The lab's Prometheus (`nodemesh lab prometheus --start`), in the fabric netns. */
+  prometheus?: { ref: ProcRef; cgroup: string; log: string; address: string };
+  /** `dashboardUrl`: where the dashboard answers, on the host's loopback. */
+  controlPlane?: { ref: ProcRef; cgroup: string; log: string; xdsSocket: string; configDir: string; dashboardUrl?: string };
   /** Non-Pod objects of the manifest (Services, policies): served by the lab's control plane. */
   objects: { kind: string; namespace: string; name: string }[];
   errors: string[];

@@ -3,7 +3,7 @@
 // Nothing here touches the root namespace: every veth is created inside a lab netns with its peer
 // moved straight into another lab netns (`ip -n A link add x type veth peer name y netns B`).
 
-import { type AddressPlan, type NodePlan, type PodPlan, inCidr } from './address-plan';
+import { FABRIC_HOST_IP, type AddressPlan, type NodePlan, type PodPlan, inCidr } from './address-plan';
 import { IF, netnsPath } from './paths';
 import { ipBatch, run } from './run';
 
@@ -15,7 +15,8 @@ export async function addNetns(name: string): Promise<void> {
 /** The fabric: one bridge every node's uplink plugs into (a flat L2 "datacenter network"). */
 export async function createFabric(plan: AddressPlan): Promise<void> {
   await addNetns(plan.fabricNetns);
-  await ipBatch(plan.fabricNetns, [`link add ${IF.bridge} type bridge`, `link set ${IF.bridge} up`]);
+  // An address on the bridge, so processes in the fabric netns (the lab's Prometheus) reach the nodes' 15020.
+  await ipBatch(plan.fabricNetns, [`link add ${IF.bridge} type bridge`, `addr add ${FABRIC_HOST_IP}/24 dev ${IF.bridge}`, `link set ${IF.bridge} up`]);
 }
 
 /** Writes a sysctl inside a netns: /proc/sys/net is resolved against the writer's netns. */

@@ -23,6 +23,8 @@ import { HttpProxy } from './http/http-proxy';
 import type { AccessLogMode } from './http/layers/telemetry';
 import type { H2EngineName } from './hbone/h2-engine';
 import { PodProxy, type PodListenerFds } from './pod-proxy';
+import type { TapHub } from '../telemetry/tap/tap-hub';
+import type { Tracer } from '../telemetry/tracing/tracer';
 import { DEFAULT_RELAY_BUFFER } from './relay';
 
 /** The agent's L7 switches: `enabled` false sends every connection down the L4 path (an incident switch). */
@@ -49,6 +51,9 @@ export interface ProxyRuntimeOptions {
    * `relieveMemory`: a full GC of this thread's heap, then glibc's free pages). Absent: nothing is done.
    */
   relieveMemory?: () => void;
+  /** This thread's tracer and tap (see proxy/http/layers/tracing.ts); absent: no spans, no tap. */
+  tracer?: Tracer | null;
+  tap?: TapHub | null;
 }
 
 export interface PodHboneServers {
@@ -99,7 +104,7 @@ export class ProxyRuntime {
       const pool = this.ctx.mesh.pool;
       registerHboneMetrics(opts.registry, () => pool.stats(), () => this.hboneServers());
     }
-    if (opts.l7 !== false) this.ctx.http = new HttpProxy({ ctx: this.ctx, routes: this.routes, registry: opts.registry, accessLog: opts.accessLog, locality: opts.locality });
+    if (opts.l7 !== false) this.ctx.http = new HttpProxy({ ctx: this.ctx, routes: this.routes, registry: opts.registry, accessLog: opts.accessLog, locality: opts.locality, tracer: opts.tracer, tap: opts.tap });
     // A policy change re-checks every connection it admitted: what is no longer allowed is closed.
     this.authz.onChange(() => {
       const closed = this.tracker.revalidateAll();

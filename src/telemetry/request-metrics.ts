@@ -33,7 +33,7 @@ export type RequestLabelName = (typeof REQUEST_LABELS)[number];
 export type RequestLabels = Record<RequestLabelName, string>;
 
 /** Istio's default buckets (milliseconds). */
-const DURATION_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
+export const DURATION_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
 /** Istio's size buckets (bytes): powers of ten. */
 const SIZE_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000];
 

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import { Registry } from 'prom-client';
 import type { CertBundle, IdentitySource } from '../../src/identity/types';
-import { ProxyRuntime } from '../../src/proxy/runtime';
+import { ProxyRuntime, type ProxyRuntimeOptions } from '../../src/proxy/runtime';
 import type { Endpoint } from '../../src/proxy/connection-tracker';
 import type { PodSockets } from '../../src/proxy/context';
 import type { ClusterInfo, EndpointInfo } from '../../src/state/services';
@@ -71,7 +71,16 @@ export interface L7Pair {
  * Starts node A with `client` and node B with `servers` (each pod listens on 15008 at its IP; its
  * application is the caller's business, at the pod IP).
  */
-export async function startPair(client: PairPod, servers: PairPod[], opts: { accessLog?: 'all' | 'errors' | 'off'; logLines?: string[] } = {}): Promise<L7Pair> {
+export async function startPair(
+  client: PairPod,
+  servers: PairPod[],
+  opts: {
+    accessLog?: 'all' | 'errors' | 'off';
+    logLines?: string[];
+    /** More runtime options per node (tracer, tap, locality). */
+    extra?: (node: 'a' | 'b', registry: Registry) => Partial<ProxyRuntimeOptions>;
+  } = {},
+): Promise<L7Pair> {
   const ca = createTestCa();
   const ids = [client, ...servers].map((p) => `spiffe://${TD}/ns/${p.namespace}/sa/${p.serviceAccount}`);
   // `logLines` collects what both agents log (JSON lines), for tests of the access log.
@@ -81,10 +90,10 @@ export async function startPair(client: PairPod, servers: PairPod[], opts: { acc
     : createLogger({ level: process.env.NODEMESH_TEST_LOG ?? 'silent' });
   const registryA = new Registry();
   const registryB = new Registry();
-  const mk = (registry: Registry): ProxyRuntime =>
-    new ProxyRuntime({ log, registry, mesh: { identity: identities(ca, ids), trustDomain: TD, keepalive: null }, accessLog: opts.accessLog ?? 'off' });
-  const a = mk(registryA);
-  const b = mk(registryB);
+  const mk = (node: 'a' | 'b', registry: Registry): ProxyRuntime =>
+    new ProxyRuntime({ log, registry, mesh: { identity: identities(ca, ids), trustDomain: TD, keepalive: null }, accessLog: opts.accessLog ?? 'off', ...opts.extra?.(node, registry) });
+  const a = mk('a', registryA);
+  const b = mk('b', registryB);
   let dst: Endpoint | null = null;
   const plainSockets: PodSockets = { newSocket: async () => null, originalDst: () => dst };
   const outFd = boundFd('127.0.0.1', 0);

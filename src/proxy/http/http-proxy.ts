@@ -29,6 +29,9 @@ import { retryLayer } from './layers/retry';
 import { routerLayer } from './layers/router';
 import { telemetryLayer, type AccessLogMode } from './layers/telemetry';
 import { timeoutLayer } from './layers/timeout';
+import { tracingLayers } from './layers/tracing';
+import type { TapHub } from '../../telemetry/tap/tap-hub';
+import type { Tracer } from '../../telemetry/tracing/tracer';
 import { compose, type Handler } from './request';
 import { UpstreamPools } from './upstream-pools';
 
@@ -41,6 +44,9 @@ export interface HttpProxyOptions {
   detectTimeoutMs?: number;
   /** Where this agent runs, for locality-aware balancing. */
   locality?: { node: string; zone?: string };
+  /** Spans (sampled, or of failed requests) and live tap; absent: neither. */
+  tracer?: Tracer | null;
+  tap?: TapHub | null;
 }
 
 /** Called with what detection read, when the connection turned out not to be HTTP: today's L4 path takes it. */
@@ -71,6 +77,7 @@ export class HttpProxy {
       return w ? { app: w.labels.app, version: w.labels.version } : undefined;
     };
     const telemetry = telemetryLayer({ metrics: this.metrics, log: ctx.log, accessLog: o.accessLog ?? 'all', appVersion });
+    const tracing = tracingLayers({ tracer: o.tracer ?? null, tap: o.tap ?? null, node: o.locality?.node ?? '' });
     const forward = forwarder(ctx, this.pools);
     const states = this.states;
     const metrics = this.resilience;
@@ -86,7 +93,9 @@ export class HttpProxy {
     this.outbound = compose(
       [
         telemetry,
+        tracing.observe,
         routerLayer({ services: ctx.services, routes: o.routes }),
+        tracing.propagate,
         faultLayer({ metrics }),
         mirrorLayer({ services: ctx.services, metrics, send }),
         timeoutLayer(),
@@ -102,7 +111,7 @@ export class HttpProxy {
       rc.upstreamVersion = upstreamVersion(rc.conn.protocol, req.version);
       return forward(req, rc);
     };
-    this.inbound = compose([telemetry, authzLayer(ctx.authorize, denied)], toApp);
+    this.inbound = compose([telemetry, tracing.observe, authzLayer(ctx.authorize, denied), tracing.propagate], toApp);
   }
 
   /**
