@@ -124,7 +124,8 @@ describe('observability of a lab', { skip: why }, () => {
     const sel = `reporter="source",destination_service="${SVC}"`;
     // Counters are exact: every request of the steady run, counted once by the client's agent.
     await waitFor('the last scrape has every request', async () => (await promQuery(`sum(istio_requests_total{${sel},response_code="200"})`)) === steady.total, 20_000);
-    assert.equal(await promQuery(`sum(istio_requests_total{reporter="destination",destination_service="${SVC}"})`), steady.total, 'the server agent counted the same requests');
+    // the server agent's last scrape may be older than the client agent's: wait for it too, then it is exact
+    await waitFor('the server agent counted the same requests', async () => (await promQuery(`sum(istio_requests_total{reporter="destination",destination_service="${SVC}"})`)) === steady.total, 20_000);
     // Rate over the run, as the client measured it (one request at a time, so rps = 1 / latency).
     const rate = (await promQuery(`sum(increase(istio_requests_total{${sel}}[5m])) / ${steady.total / steady.rps}`))!;
     assert.ok(Math.abs(rate - steady.rps) / steady.rps < 0.25, `PromQL rate ${rate} vs client ${steady.rps} rps`);

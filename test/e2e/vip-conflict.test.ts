@@ -114,6 +114,7 @@ describe('a Service taking another one\'s VIP in the lab', { skip: !isRoot() && 
 
     fs.rmSync(takeoverFile);
     await waitFor('the conflict resolved', async () => fs.readFileSync(cpLog, 'utf8').includes('config conflict resolved:'), 5000);
-    assert.deepEqual([...new Set(await answers(6))].sort(), ['http-a', 'http-b']);
+    // 20 answers: with two endpoints picked at random, both answer unless something is wrong (p = 2^-19)
+    assert.deepEqual([...new Set(await answers(20))].sort(), ['http-a', 'http-b']);
   });
 });
