@@ -14,10 +14,11 @@ import { killAgent, startAgent } from '../../src/lab/agent-control';
 import { startControlPlane, stopControlPlane } from '../../src/lab/controlplane';
 import { IF, netnsPath } from '../../src/lab/paths';
 import { procAlive } from '../../src/lab/state';
-import { admin, down, execInPod, isRoot, podIP, podYaml, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
+import { admin, down, execInPod, isRoot, metricSum, podIP, podYaml, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
 import { Capture, type TcpSegment } from '../helpers/pcap';
 
 const LOAD = path.resolve(__dirname, '../helpers/handover-load.js');
+const WEB_VIP = '198.18.128.60';
 const MANIFEST = [
   podYaml({ name: 'client', node: 'node-a', serviceAccount: 'client', app: 'client', command: ['sleep', 'infinity'] }),
   podYaml({ name: 'echo', node: 'node-b', serviceAccount: 'echo', app: 'echo', command: ['nodemesh', 'sample', 'echo', '--port', '9000'] }),
@@ -27,6 +28,16 @@ apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: { name: strict, namespace: default }
 spec: { selector: { matchLabels: { app: web } }, mtls: { mode: STRICT } }
+`,
+  // The keep-alive clients call this HTTP Service: their requests take the L7 path (parsed, routed per request).
+  `---
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: default }
+spec:
+  clusterIP: ${WEB_VIP}
+  selector: { app: web }
+  ports: [{ name: http, port: 8080, targetPort: 8080, appProtocol: http }]
 `,
 ].join('\n');
 
@@ -68,7 +79,7 @@ describe('agent upgrades under load', { skip: !isRoot() && 'needs root (eBPF, ne
     const load = execInPod(
       lab,
       'client',
-      [process.execPath, LOAD, '--long', `${echo}:9000`, '--long-count', '10', '--connect', `${web}:8080`, '--connect-every-ms', '10', '--keepalive', `${web}:8080`, '--keepalive-count', '2', '--stop-file', stop, '--max-seconds', '180'],
+      [process.execPath, LOAD, '--long', `${echo}:9000`, '--long-count', '10', '--connect', `${web}:8080`, '--connect-every-ms', '10', '--keepalive', `${WEB_VIP}:8080`, '--keepalive-count', '2', '--stop-file', stop, '--max-seconds', '180'],
       200_000,
     );
     const pids: number[] = [];
@@ -103,6 +114,9 @@ describe('agent upgrades under load', { skip: !isRoot() && 'needs root (eBPF, ne
     assert.deepEqual({ failed: r.connects.failed, errors: r.connects.errors }, { failed: 0, errors: [] }, 'no new connection failed');
     assert.deepEqual({ failed: r.keepalive.failed, errors: r.keepalive.errors }, { failed: 0, errors: [] }, 'no keep-alive request failed');
     assert.ok(r.connects.ok > 500 && r.keepalive.ok > 100 && r.long.lines > 1000, JSON.stringify(r));
+    // the last agents parsed the keep-alive requests one by one (L7), over mTLS
+    const served = metricSum(await admin(lab, 'node-b', '/metrics'), 'istio_requests_total', { reporter: 'destination', destination_service: 'web.default.svc.cluster.local', connection_security_policy: 'mutual_tls' });
+    assert.ok(served > 0, `node-b's agent counted the keep-alive requests per request (${served})`);
 
     // Every byte between the two mesh pods' nodes went to or came from 15008: nothing in clear.
     const podIps = new Set(state.pods.map((p) => p.ip));

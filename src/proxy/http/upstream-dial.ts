@@ -8,6 +8,7 @@ import { HBONE_DETECTED_HEADER } from '../hbone/protocol';
 import type { PodSockets, ProxyContext } from '../context';
 import { connectOnce, type Target } from '../forward';
 import { newUpstream } from '../relay';
+import { REFUSED_RETRY_BUDGET_MS, retryWhileRefused } from '../refused-retry';
 import { upstreamSource, type UpstreamSource } from '../transparent-source';
 import { TunnelSocket } from './tunnel-socket';
 
@@ -28,7 +29,7 @@ export class UpstreamConnectError extends Error {
  * which then does not wait to detect again.
  */
 export async function dialUpstream(ctx: ProxyContext, pod: Workload, sockets: PodSockets, target: Target, timeoutMs: number, detected?: HttpVersion): Promise<net.Socket | TunnelSocket> {
-  if (target.via === 'hbone') return dialTunnel(ctx, pod, sockets, target, detected);
+  if (target.via === 'hbone') return dialTunnel(ctx, pod, sockets, target, timeoutMs, detected);
   let src: UpstreamSource;
   try {
     const from = target.from !== undefined ? { direction: 'inbound' as const, src: { ip: target.from, port: 0 } } : { direction: 'outbound' as const, src: { ip: '', port: 0 } };
@@ -46,20 +47,28 @@ export async function dialUpstream(ctx: ProxyContext, pod: Workload, sockets: Po
   return socket;
 }
 
-async function dialTunnel(ctx: ProxyContext, pod: Workload, sockets: PodSockets, target: Target, detected: HttpVersion | undefined): Promise<TunnelSocket> {
+/**
+ * A destination whose 15008 refuses is restarting its agent: dialled again for a little while (as the L4 path
+ * does, refused-retry.ts), so the restart costs the request latency rather than a 503.
+ */
+async function dialTunnel(ctx: ProxyContext, pod: Workload, sockets: PodSockets, target: Target, timeoutMs: number, detected: HttpVersion | undefined): Promise<TunnelSocket> {
   const mesh = ctx.mesh;
   if (!mesh || !target.peerId) throw new UpstreamConnectError(target, 'HBONE target without mesh identity');
   try {
     const source = await mesh.identity.certFor(mesh.spiffeIdOf(pod));
-    const { stream } = await mesh.pool.connect({
-      sourcePod: pod.uid,
-      source,
-      expectedServerId: target.peerId,
-      address: { ip: target.ip, port: mesh.hbonePort },
-      target: { ip: target.ip, port: target.port },
-      newSocket: (family) => sockets.newSocket(family),
-      headers: detected ? { [HBONE_DETECTED_HEADER]: detected } : undefined,
-    });
+    const expectedServerId = target.peerId;
+    const dial = () =>
+      mesh.pool.connect({
+        sourcePod: pod.uid,
+        source,
+        expectedServerId,
+        address: { ip: target.ip, port: mesh.hbonePort },
+        target: { ip: target.ip, port: target.port },
+        newSocket: (family) => sockets.newSocket(family),
+        headers: detected ? { [HBONE_DETECTED_HEADER]: detected } : undefined,
+      });
+    const retried = (): void => ctx.metrics.proxyErrors.inc({ direction: 'outbound', reason: 'hbone_refused_retry' });
+    const { stream } = await retryWhileRefused(dial, { budgetMs: Math.min(REFUSED_RETRY_BUDGET_MS, timeoutMs), gone: () => false, retried });
     return new TunnelSocket(stream, { remoteAddress: target.ip, remotePort: target.port, localAddress: pod.ips[0] ?? '', localPort: 0 });
   } catch (err) {
     throw new UpstreamConnectError(target, (err as Error).message);
