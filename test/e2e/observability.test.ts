@@ -242,7 +242,21 @@ describe('observability of a lab', { skip: why }, () => {
       await page.locator('[data-testid="traces"] tbody tr').first().waitFor({ timeout: 10_000 });
       const first = page.locator('[data-testid="traces"] tbody tr').first();
       assert.match((await first.getAttribute('class')) ?? '', /failed/, 'failed traces are listed first');
-      await first.click();
+      // Open a failed trace whose two agents have both exported their spans (each batches on its own clock, so
+      // the newest one may still lack its client span for a moment): found through the API, opened by a click.
+      const complete = await waitFor(
+        'a failed trace with its client and server spans',
+        async () => {
+          const list = (await (await fetch(`${dash}api/traces?failed=1&limit=50`)).json()) as { traces: { traceId: string }[] };
+          for (const t of list.traces) {
+            const full = (await (await fetch(`${dash}api/traces/${t.traceId}`)).json()) as { spans: { kind: number }[] };
+            if (full.spans.some((sp) => sp.kind === 3) && full.spans.some((sp) => sp.kind === 2)) return t.traceId;
+          }
+          return null;
+        },
+        20_000,
+      );
+      await page.locator(`[data-testid="traces"] tbody tr[data-trace="${complete}"]`).click();
       await page.locator('[data-testid="waterfall"] [data-span-kind="client"]').first().waitFor({ timeout: 10_000 });
       assert.ok((await page.locator('[data-testid="waterfall"] [data-span-kind="server"]').count()) >= 1);
       await page.locator('[data-testid="waterfall"] .span-name').first().click();
