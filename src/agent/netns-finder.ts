@@ -4,12 +4,13 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
+import { cgroup2Mounts } from '../util/cgroup2';
 
 export interface FoundNetns {
   pid: number;
   /** /proc/PID/ns/net */
   netnsPath: string;
-  /** Absolute cgroup v2 directory of that process (under `cgroupRoot`), or null. */
+  /** Absolute cgroup v2 directory of that process, or null. */
   cgroupPath: string | null;
 }
 
@@ -46,10 +47,19 @@ export function localIPv6(ifInet6: string): string[] {
 }
 
 /**
+ * The cgroup v2 mount that holds `dir` (the longest mount point it is under), else `dir`: /proc/PID/cgroup paths
+ * are relative to the mount's root, not to an agent's --cgroup-root below it (a lab node's pods cgroup).
+ */
+export function cgroupMountOf(dir: string, mounts: string[] = cgroup2Mounts()): string {
+  const under = mounts.filter((m) => dir === m || dir.startsWith(m.endsWith('/') ? m : `${m}/`));
+  return under.sort((a, b) => b.length - a.length)[0] ?? dir;
+}
+
+/**
  * Maps every local IP of every network namespace that some process in `procRoot` is in (except the ones of
  * `skipPids`' namespaces: the host's and the agent's own) to that namespace. Unreadable processes are skipped.
  */
-export function scanNetns(procRoot: string, cgroupRoot: string, skipPids: (number | 'self')[] = [1, 'self']): Map<string, FoundNetns> {
+export function scanNetns(procRoot: string, cgroupRoot: string, skipPids: (number | 'self')[] = [1, 'self'], cgroupMounts?: string[]): Map<string, FoundNetns> {
   const inodeOf = (pid: number | string): string | null => {
     try {
       return fs.readlinkSync(path.join(procRoot, String(pid), 'ns', 'net'));
@@ -58,6 +68,7 @@ export function scanNetns(procRoot: string, cgroupRoot: string, skipPids: (numbe
     }
   };
   const skip = new Set(skipPids.map(inodeOf).filter((x): x is string => x !== null));
+  const mount = cgroupMountOf(cgroupRoot, cgroupMounts);
   const seen = new Set<string>();
   const byIp = new Map<string, FoundNetns>();
   let entries: string[] = [];
@@ -82,11 +93,18 @@ export function scanNetns(procRoot: string, cgroupRoot: string, skipPids: (numbe
     let cgroupPath: string | null = null;
     try {
       const line = fs.readFileSync(path.join(base, 'cgroup'), 'utf8').split('\n').find((l) => l.startsWith('0::'));
-      if (line) cgroupPath = path.join(cgroupRoot, line.slice(3));
+      if (line) cgroupPath = path.join(mount, line.slice(3));
     } catch {
       // gone meanwhile
     }
-    for (const ip of ips) if (!byIp.has(ip)) byIp.set(ip, { pid: Number(e), netnsPath: path.join(base, 'ns', 'net'), cgroupPath });
+    // The same address may be local in namespaces of other nodes' pods (lab nodes share one /proc): a namespace
+    // whose process is under this agent's cgroup root wins.
+    const mine = cgroupPath !== null && !path.relative(cgroupRoot, cgroupPath).startsWith('..');
+    for (const ip of ips) {
+      const had = byIp.get(ip);
+      const hadMine = had?.cgroupPath != null && !path.relative(cgroupRoot, had.cgroupPath).startsWith('..');
+      if (!had || (mine && !hadMine)) byIp.set(ip, { pid: Number(e), netnsPath: path.join(base, 'ns', 'net'), cgroupPath });
+    }
   }
   return byIp;
 }

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import type { CniEvent } from '../../src/enroll/cni-protocol';
 import { appendToConflist, removeFromConflists, writePluginKubeconfig } from '../../src/cni/install';
 import { AgentDownError, AgentRefusedError, CNI_CODE, runPlugin, type PluginDeps } from '../../src/cni/plugin';
-import { localIPv4, localIPv6 } from '../../src/agent/netns-finder';
+import { cgroupMountOf, localIPv4, localIPv6, scanNetns } from '../../src/agent/netns-finder';
 
 const prevResult = { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/proc/self/ns/net' }], ips: [{ address: '198.19.1.5/24', interface: 0 }] };
 const conf = (extra: Record<string, unknown> = {}): string => JSON.stringify({ cniVersion: '1.0.0', name: 'lab', type: 'nodemesh-cni', prevResult, ...extra });
@@ -135,6 +135,37 @@ test('netns finder reads local addresses from fib_trie and if_inet6', () => {
   const trie = 'Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 198.19.1.5\n        /32 host LOCAL\n     |-- 198.19.1.0\n        /24 link UNICAST\n     |-- 127.0.0.1\n        /32 host LOCAL\n';
   assert.deepEqual(localIPv4(trie), ['198.19.1.5']);
   assert.deepEqual(localIPv6('fd000000000000000000000000000005 02 80 00 80     eth0\n00000000000000000000000000000001 01 80 10 80       lo\n'), ['fd00::5']);
+});
+
+test('netns finder: cgroup paths are relative to the cgroup mount, and a pod under the agent\'s cgroup root wins an address another namespace also has', () => {
+  assert.equal(cgroupMountOf('/sys/fs/cgroup/nodemesh-lab/l1/node-a/pods', ['/sys/fs/cgroup']), '/sys/fs/cgroup');
+  assert.equal(cgroupMountOf('/run/x/cg/pods', ['/sys/fs/cgroup', '/run/x/cg']), '/run/x/cg');
+  assert.equal(cgroupMountOf('/elsewhere', ['/sys/fs/cgroup']), '/elsewhere');
+  const proc = fs.mkdtempSync(path.join(os.tmpdir(), 'nm-proc-'));
+  const mount = '/fake-cgroup2';
+  const root = path.join(mount, 'lab-x', 'node-a', 'pods');
+  const rel = path.relative(mount, root);
+  const trie = (ip: string): string => `Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- ${ip}\n        /32 host LOCAL\n`;
+  const fakeProc = (pid: number, netInode: number, ip: string, cgroup: string): void => {
+    const d = path.join(proc, String(pid));
+    fs.mkdirSync(path.join(d, 'ns'), { recursive: true });
+    fs.mkdirSync(path.join(d, 'net'));
+    fs.symlinkSync(`net:[${netInode}]`, path.join(d, 'ns', 'net'));
+    fs.writeFileSync(path.join(d, 'net', 'fib_trie'), trie(ip));
+    fs.writeFileSync(path.join(d, 'net', 'if_inet6'), '');
+    fs.writeFileSync(path.join(d, 'cgroup'), `0::${cgroup}\n`);
+  };
+  try {
+    fakeProc(10, 1001, '198.19.1.2', '/lab-y/node-a/pods/pod1'); // another lab's pod, same address, listed first
+    fakeProc(20, 1002, '198.19.1.2', `/${rel}/podabc`);
+    fakeProc(30, 1003, '198.19.1.3', '/elsewhere');
+    const found = scanNetns(proc, root, [], [mount]);
+    assert.equal(found.get('198.19.1.2')?.pid, 20);
+    assert.equal(found.get('198.19.1.2')?.cgroupPath, path.join(root, 'podabc'));
+    assert.equal(found.get('198.19.1.3')?.cgroupPath, path.join(mount, 'elsewhere'));
+  } finally {
+    fs.rmSync(proc, { recursive: true, force: true });
+  }
 });
 
 test('in a cluster the plugin gets its own kubeconfig: a private copy of the agent token, the API CA, the Service address', () => {
