@@ -121,8 +121,15 @@ export function installCni(opts: CniInstallOptions): { conflist: string } {
     const st = fs.statSync(node);
     const dst = fs.existsSync(nodeDst) ? fs.statSync(nodeDst) : null;
     if (!dst || dst.size !== st.size) {
-      fs.copyFileSync(node, `${nodeDst}.tmp`);
-      fs.chmodSync(`${nodeDst}.tmp`, 0o755);
+      fs.rmSync(`${nodeDst}.tmp`, { force: true });
+      // A hard link where the host dir shares the binary's filesystem (a lab: one node binary, not one ~100 MB copy
+      // per node); a copy otherwise (a DaemonSet: the binary is in the image).
+      try {
+        fs.linkSync(node, `${nodeDst}.tmp`);
+      } catch {
+        fs.copyFileSync(node, `${nodeDst}.tmp`);
+        fs.chmodSync(`${nodeDst}.tmp`, 0o755);
+      }
       fs.renameSync(`${nodeDst}.tmp`, nodeDst);
     }
     for (const part of ['cni', 'enroll', 'util']) copyTree(path.join(opts.appRoot, 'dist', 'src', part), path.join(app, 'dist', 'src', part));

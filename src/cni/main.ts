@@ -31,7 +31,7 @@ async function agent(socket: string, ev: Parameters<PluginDeps['agent']>[1]): Pr
 }
 
 interface KubeconfigDoc {
-  clusters?: { cluster?: { server?: string; 'certificate-authority-data'?: string; 'certificate-authority'?: string; 'insecure-skip-tls-verify'?: boolean } }[];
+  clusters?: { cluster?: { server?: string; 'certificate-authority-data'?: string; 'certificate-authority'?: string; 'insecure-skip-tls-verify'?: boolean; 'tls-server-name'?: string } }[];
   users?: { user?: { token?: string; tokenFile?: string } }[];
 }
 
@@ -52,7 +52,7 @@ async function podFailClosed(kubeconfig: string | undefined, namespace: string, 
     const body = await new Promise<string>((resolve, reject) => {
       const req = https.request(
         `${cluster.server}/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`,
-        { ca, rejectUnauthorized: cluster['insecure-skip-tls-verify'] !== true, headers: token ? { authorization: `Bearer ${token}` } : {}, timeout: 3000 },
+        { ca, servername: cluster['tls-server-name'], rejectUnauthorized: cluster['insecure-skip-tls-verify'] !== true, headers: token ? { authorization: `Bearer ${token}` } : {}, timeout: 3000 },
         (res) => {
           let b = '';
           res.on('data', (c: Buffer) => (b += c.toString()));
