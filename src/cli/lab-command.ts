@@ -1,7 +1,7 @@
 // `nodemesh lab up|down|exec|status|upgrade-agent`: CLI front of src/lab (argument parsing and exit codes only).
 
 import { Command } from 'commander';
-import { formatStatus, labDown, labExec, labStatus, labUp, LabError, stderrLogger, upgradeAgent } from '../lab';
+import { formatStatus, labDown, labExec, labStatus, labUp, labUpKubernetes, LabError, stderrLogger, upgradeAgent } from '../lab';
 import { checkLabName, DEFAULT_LAB } from '../lab/paths';
 import { readState } from '../lab/state';
 import { NodemeshError } from '../util/errors';
@@ -45,8 +45,11 @@ export function registerLabCommand(program: Command): void {
     .option('--agent-arg <flag>', 'extra flag for every agent, repeatable (e.g. --agent-arg=--cert-validity=60)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--ready-timeout <ms>', 'how long to wait for each agent\'s /healthz/ready', '30000')
     .option('-v, --verbose', 'debug output', false)
+    .option('--kubernetes', 'Kubernetes mode: nodes and pods registered in an API server (the lab plays the kubelet), pods wired by the reference CNI plugins with nodemesh-cni, the control plane and agents configured from the API', false)
+    .option('--kubeconfig <file>', 'with --kubernetes: use this API server instead of starting one (kube-apiserver from scripts/kube-apiserver.sh)')
     .action(
-      action(async (o: { file: string; name: string; keepGoing: boolean; agentCommand?: string; agentArg: string[]; cli?: string; readyTimeout: string; verbose: boolean }) => {
+      action(async (o: { file: string; name: string; keepGoing: boolean; agentCommand?: string; agentArg: string[]; cli?: string; readyTimeout: string; verbose: boolean; kubernetes: boolean; kubeconfig?: string }) => {
+        if (o.kubeconfig !== undefined && !o.kubernetes) throw new LabError('NM_LAB_UP_FAILED', '--kubeconfig is for the Kubernetes mode', { hint: 'add --kubernetes' });
         // First Ctrl-C: stop between steps and tear down; a second one exits at once.
         const abort = new AbortController();
         const onSignal = (): void => {
@@ -56,7 +59,9 @@ export function registerLabCommand(program: Command): void {
         };
         process.on('SIGINT', onSignal);
         process.on('SIGTERM', onSignal);
-        const state = await labUp({
+        const up = o.kubernetes ? labUpKubernetes : labUp;
+        const state = await up({
+          kubeconfig: o.kubeconfig,
           signal: abort.signal,
           file: o.file,
           lab: o.name,

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { mkdirsOn } from '../util/host-fs';
 import { cgroupPids, killCgroup, mkCgroup, waitCgroupEmpty } from './cgroups';
 import { nodeTokenFile } from './controlplane';
+import { kubeAgentArgs } from './kube/kube-state';
 import { LabError } from './errors';
 import { checkLabName } from './paths';
 import { startDetached, waitAgentReady, type Started } from './processes';
@@ -30,7 +31,9 @@ export function spawnAgent(state: LabState, n: NodeState, logLevel = 'info'): Pr
     // Every request traced in the lab, as Istio's demo profile does (an --agent-arg may say otherwise).
     '--trace-sampling', '100',
   ];
-  if (state.controlPlane) {
+  if (state.kubernetes) {
+    argv.push(...kubeAgentArgs(state, n));
+  } else if (state.controlPlane) {
     argv.push('--xds', `unix://${state.controlPlane.xdsSocket}`);
     if (fs.existsSync(nodeTokenFile(n.stateDir))) argv.push('--ca-token-file', nodeTokenFile(n.stateDir));
   }

@@ -175,5 +175,11 @@ export async function stopControlPlane(lab: string, signal: NodeJS.Signals = 'SI
 export async function startControlPlane(lab: string): Promise<void> {
   const state = readState(checkLabName(lab));
   if (state.controlPlane && procAlive(state.controlPlane.ref)) return;
+  if (state.kubernetes) {
+    // Kubernetes mode: the control plane as lab up started it, its config from the API server.
+    const [{ KubeApi }, { startKubeControlPlane }, { silentLogger }] = await Promise.all([import('./kube/api-client'), import('./kube/mesh-processes'), import('./log')]);
+    await startKubeControlPlane({ state, api: await KubeApi.load(state.kubernetes.adminKubeconfig), log: silentLogger });
+    return;
+  }
   await spawnControlPlane(state);
 }

@@ -87,6 +87,9 @@ export async function labDown(opts: DownOptions): Promise<DownReport> {
   const report: DownReport = { lab, found: false, agentsStopped: 0, netnsDeleted: [], cgroupsRemoved: false, pinsRemoved: false };
   report.found = state !== undefined || fs.existsSync(labDir(lab)) || fs.existsSync(labCg) || fs.existsSync(labPinDir(lab));
 
+  // 0. Kubernetes mode: CNI DEL of each pod while the agents run, and the objects the lab made in an API server it does not own.
+  if (state?.kubernetes) problems.push(...(await (await import('./kube/kube-down')).kubeTeardown(state, log)));
+
   // 1. Agents first, with SIGTERM: they drain and detach their programs before pods vanish.
   const agentCgs = state
     ? state.nodes.map((n) => n.agentCgroup)

@@ -12,3 +12,5 @@ export { readState, readStateIfAny, type LabState } from './state';
 export { stderrLogger, silentLogger, type LabLogger } from './log';
 export { startAgent, killAgent, upgradeAgent, type UpgradeResult } from './agent-control';
 export { labExecCapture, type CaptureResult } from './exec-capture';
+export { labUpKubernetes, addKubePods, type KubeUpOptions } from './kube/kube-up';
+export { LabKubeError, type LabKubeErrorCode } from './kube/errors';

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LabError } from './errors';
 import { LAB_RUN_ROOT, statePath } from './paths';
+import type { KubeLabState } from './kube/kube-state';
 
 /** A process we started; startTime (from /proc/PID/stat) guards against a recycled pid. */
 export interface ProcRef {
@@ -88,6 +89,8 @@ export interface LabState {
   controlPlane?: { ref: ProcRef; cgroup: string; log: string; xdsSocket: string; configDir: string; dashboardUrl?: string };
   /** Non-Pod objects of the manifest (Services, policies): served by the lab's control plane. */
   objects: { kind: string; namespace: string; name: string }[];
+  /** Kubernetes mode (`lab up --kubernetes`): the API server, what the lab created in it, the pods' CNI sandboxes. */
+  kubernetes?: KubeLabState;
   errors: string[];
 }
 

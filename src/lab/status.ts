@@ -38,7 +38,7 @@ export interface LabStatus {
   nodes: NodeStatus[];
   pods: PodStatus[];
   objects: { kind: string; namespace: string; name: string }[];
-  controlPlane: { pid: number; alive: boolean; xdsSocket: string; configDir: string; dashboardUrl: string | null } | null;
+  controlPlane: { pid: number; alive: boolean; xdsSocket: string; configDir: string; dashboardUrl: string | null; apiServer?: string } | null;
   /** Services as an agent received them over xDS (host, VIP:port, endpoint count). */
   services: { host: string; vip: string; port: number; endpoints: number }[];
   /** HTTPRoute / GRPCRoute status, computed from the config the lab's control plane watches. */
@@ -108,7 +108,7 @@ export async function labStatus(labName: string): Promise<LabStatus> {
     nodes,
     pods,
     objects: state.objects,
-    controlPlane: cp ? { pid: cp.ref.pid, alive: procAlive(cp.ref), xdsSocket: cp.xdsSocket, configDir: cp.configDir, dashboardUrl: cp.dashboardUrl ?? null } : null,
+    controlPlane: cp ? { pid: cp.ref.pid, alive: procAlive(cp.ref), xdsSocket: cp.xdsSocket, configDir: cp.configDir, dashboardUrl: cp.dashboardUrl ?? null, ...(state.kubernetes ? { apiServer: state.kubernetes.server } : {}) } : null,
     services: await servicesFromAgents(nodes),
     routes: cp && fs.existsSync(cp.configDir) ? routeStatusOfFiles([cp.configDir]) : [],
     errors: state.errors,
@@ -150,7 +150,7 @@ export function formatStatus(s: LabStatus): string {
   }
   if (s.controlPlane) {
     const cp = s.controlPlane;
-    lines.push('', `control plane: pid ${cp.pid}${cp.alive ? '' : ' (dead)'}, xDS at unix://${cp.xdsSocket}, watching ${cp.configDir}`);
+    lines.push('', `control plane: pid ${cp.pid}${cp.alive ? '' : ' (dead)'}, xDS at unix://${cp.xdsSocket}, watching ${cp.apiServer ? `the API server ${cp.apiServer}` : cp.configDir}`);
     if (cp.dashboardUrl) lines.push(`dashboard: ${cp.dashboardUrl}  (nodemesh dashboard --lab ${s.lab}; nodemesh top|tap|stat --lab ${s.lab})`);
   }
   if (s.errors.length > 0) lines.push('', 'errors:', ...s.errors.map((e) => `  ${e}`));

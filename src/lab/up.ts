@@ -41,7 +41,7 @@ export interface UpOptions {
   signal?: AbortSignal;
 }
 
-function checkAborted(signal: AbortSignal | undefined): void {
+export function checkAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new LabError('NM_LAB_UP_FAILED', 'lab up was interrupted', { hint: 'everything created so far is being removed' });
 }
 
@@ -63,7 +63,7 @@ export function defaultAgentCommand(): string[] {
   return [process.execPath, ...AGENT_NODE_FLAGS, P.DEFAULT_CLI, 'agent'];
 }
 
-function nodeState(lab: string, cg2: string, n: NodePlan): NodeState {
+export function nodeState(lab: string, cg2: string, n: NodePlan): NodeState {
   return {
     name: n.name,
     index: n.index,
@@ -83,7 +83,7 @@ function nodeState(lab: string, cg2: string, n: NodePlan): NodeState {
   };
 }
 
-function podState(lab: string, cg2: string, p: PodPlan): PodState {
+export function podState(lab: string, cg2: string, p: PodPlan): PodState {
   const s = p.spec;
   const env: Record<string, string> = {
     PATH: `${P.binDir(lab)}:${process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'}`,
@@ -121,7 +121,7 @@ function podState(lab: string, cg2: string, p: PodPlan): PodState {
  * mounting bpffs at the same moment would stack two instances): cgroup v2 and bpffs. Returns the
  * cgroup v2 root.
  */
-function prepareHost(log: LabLogger): string {
+export function prepareHost(log: LabLogger): string {
   const cg2 = findOrMountCgroup2(mountCommand('cgroup2'));
   if (cg2.mounted) log.info(`cgroup v2 was not mounted: mounted it at ${cg2.path}`);
   ensureBpffs(P.LAB_PIN_ROOT, mountCommand('bpf'), { info: (_o, msg) => log.info(msg) });
@@ -132,7 +132,7 @@ function prepareHost(log: LabLogger): string {
  * Claims the lab name: refuses if the lab exists (its fabric netns or its dir), and creates the lab
  * dir with a non-recursive mkdir, which is atomic, so two concurrent `lab up`s cannot both win.
  */
-async function claimLab(lab: string): Promise<void> {
+export async function claimLab(lab: string): Promise<void> {
   const exists = (): LabError =>
     new LabError('NM_LAB_EXISTS', `lab "${lab}" already exists`, {
       hint: `run "nodemesh lab down --name ${lab}" first, or pick another --name`,
