@@ -12,40 +12,20 @@
 //   Secrets that 1.20's plugin insists on, and the tier mints its tokens with TokenRequest instead.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { apiServerBinary, apiServerUnavailable, ETCD_BINARY, planApiServer } from '../../src/lab/kube/api-server';
 
-export const KUBE_VERSION = '1.20.2';
-export const DEFAULT_APISERVER = `/var/cache/nodemesh/kube-apiserver-${KUBE_VERSION}/kube-apiserver`;
-export const SERVICE_CIDR = '198.18.128.0/17';
-export const SA_ISSUER = 'https://kubernetes.default.svc.cluster.local';
+export { apiServerBinary, DEFAULT_APISERVER, KUBE_VERSION, SA_ISSUER, SERVICE_CIDR } from '../../src/lab/kube/api-server';
 
 /** Why the tier cannot run here, or null when the binaries are present. */
 export function kubeUnavailable(): string | null {
-  const bin = apiServerBinary();
-  if (!fs.existsSync(bin)) return `kube-apiserver ${KUBE_VERSION} is not built at ${bin}: run "bash scripts/kube-apiserver.sh" (or "bash scripts/dev.sh setup")`;
-  if (!fs.existsSync('/usr/bin/etcd')) return 'etcd is not installed: run "bash scripts/kube-apiserver.sh" (apt package etcd-server)';
+  const why = apiServerUnavailable();
+  if (why) return why;
   if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'the k8s tier needs root';
   return null;
-}
-
-export function apiServerBinary(): string {
-  return process.env.NODEMESH_KUBE_APISERVER ?? DEFAULT_APISERVER;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
 }
 
 export interface KubeResponse<T = unknown> {
@@ -120,51 +100,11 @@ export async function startKubeApiServer(opts: { readyTimeoutMs?: number } = {})
     fs.rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const [etcdClient, etcdPeer, securePort] = [await freePort(), await freePort(), await freePort()];
-    const etcdLog = path.join(dir, 'etcd.log');
-    const etcd = spawnOwned(
-      '/usr/bin/etcd',
-      [
-        '--name=nodemesh-test',
-        `--data-dir=${path.join(dir, 'etcd')}`,
-        `--listen-client-urls=http://127.0.0.1:${etcdClient}`,
-        `--advertise-client-urls=http://127.0.0.1:${etcdClient}`,
-        `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
-        `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
-        `--initial-cluster=nodemesh-test=http://127.0.0.1:${etcdPeer}`,
-        '--listen-metrics-urls=',
-      ],
-      etcdLog,
-    );
+    // The same command lines as a Kubernetes-mode lab's own API server (src/lab/kube/api-server.ts).
+    const plan = await planApiServer(dir);
+    const { url, adminToken, apiArgs, etcdLog, apiLog } = plan;
+    const etcd = spawnOwned(ETCD_BINARY, plan.etcdArgs, etcdLog);
     children.push(etcd);
-
-    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    fs.writeFileSync(path.join(dir, 'sa.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
-    fs.writeFileSync(path.join(dir, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
-    const adminToken = randomBytes(24).toString('hex');
-    fs.writeFileSync(path.join(dir, 'tokens.csv'), `${adminToken},admin,admin-uid,"system:masters"\n`, { mode: 0o600 });
-    const url = `https://127.0.0.1:${securePort}`;
-    const apiLog = path.join(dir, 'kube-apiserver.log');
-    const apiArgs = [
-      `--etcd-servers=http://127.0.0.1:${etcdClient}`,
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
-      `--secure-port=${securePort}`,
-      '--insecure-port=0',
-      `--cert-dir=${path.join(dir, 'certs')}`,
-      `--token-auth-file=${path.join(dir, 'tokens.csv')}`,
-      '--authorization-mode=RBAC',
-      '--allow-privileged=true',
-      `--service-cluster-ip-range=${SERVICE_CIDR}`,
-      `--service-account-issuer=${SA_ISSUER}`,
-      `--service-account-signing-key-file=${path.join(dir, 'sa.key')}`,
-      `--service-account-key-file=${path.join(dir, 'sa.pub')}`,
-      `--api-audiences=${SA_ISSUER}`,
-      '--disable-admission-plugins=ServiceAccount',
-      '--enable-priority-and-fairness=false',
-      '--profiling=false',
-      '--v=1',
-    ];
     const launch = (): ChildProcess => spawnOwned(apiServerBinary(), apiArgs, apiLog);
     apiserver = launch();
 
