@@ -46,7 +46,7 @@ export function registerLabCommand(program: Command): void {
     .option('--ready-timeout <ms>', 'how long to wait for each agent\'s /healthz/ready', '30000')
     .option('-v, --verbose', 'debug output', false)
     .option('--kubernetes', 'Kubernetes mode: nodes and pods registered in an API server (the lab plays the kubelet), pods wired by the reference CNI plugins with nodemesh-cni, the control plane and agents configured from the API', false)
-    .option('--kubeconfig <file>', 'with --kubernetes: use this API server instead of starting one (kube-apiserver from scripts/kube-apiserver.sh)')
+    .option('--kubeconfig <file>', 'with --kubernetes: use this API server instead of starting the lab\'s own (the kube-apiserver scripts/kube-apiserver.sh builds)')
     .action(
       action(async (o: { file: string; name: string; keepGoing: boolean; agentCommand?: string; agentArg: string[]; cli?: string; readyTimeout: string; verbose: boolean; kubernetes: boolean; kubeconfig?: string }) => {
         if (o.kubeconfig !== undefined && !o.kubernetes) throw new LabError('NM_LAB_UP_FAILED', '--kubeconfig is for the Kubernetes mode', { hint: 'add --kubernetes' });
