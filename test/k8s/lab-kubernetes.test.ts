@@ -3,9 +3,10 @@
 // the lab's nodes and pods are API objects as a kubelet leaves them; the pods were enrolled through CNI (the
 // agents' counters say so, not the lab); traffic crosses the mesh; a Service and an HTTPRoute created through the
 // API re-route requests in the lab; an agent started after its pods enrolls them by reconcile, without CNI; and
-// `lab down` leaves nothing behind. (CNI bad input, TokenReview and API outages: cni-enrollment and ca-xds.)
+// `check --pre` and `--proxy` pass in the lab and name a stopped agent; `lab down` leaves nothing behind. (CNI bad input, TokenReview and API outages: cni-enrollment and ca-xds.)
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,7 +14,9 @@ import { after, before, describe, it } from 'node:test';
 import { EnrollClient } from '../../src/enroll/client';
 import { addKubePods, killAgent, labDown, labUpKubernetes, readState, readStateIfAny, startAgent, type LabState } from '../../src/lab';
 import { KubeApi } from '../../src/lab/kube/api-client';
+import { nodeCniDirs } from '../../src/lab/kube/kube-state';
 import { REFERENCE_PLUGINS } from '../../src/lab/kube/kubelet';
+import { DEFAULT_CLI } from '../../src/lab/paths';
 import { kubeUnavailable } from '../helpers/kube-apiserver';
 import { admin, execInPod, uniqueLabName } from '../helpers/lab';
 import { waitFor } from '../helpers/wait';
@@ -23,6 +26,12 @@ const VIP = '198.18.128.11';
 
 function skipReason(): string | null {
   return kubeUnavailable() ?? (fs.existsSync(path.join(REFERENCE_PLUGINS, 'bridge')) ? null : 'containernetworking-plugins is not installed: run "bash scripts/kube-apiserver.sh"');
+}
+
+/** `nodemesh check ARGS` through the CLI. */
+function check(...args: string[]): { code: number; out: string } {
+  const r = spawnSync(process.execPath, [DEFAULT_CLI, 'check', ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status ?? -1, out: `${r.stdout}${r.stderr}` };
 }
 
 function pod(name: string, node: string, labels: Record<string, string>, command: string[]): string {
@@ -149,8 +158,34 @@ describe('lab up --kubernetes', { skip: skipReason() ?? false }, () => {
     assert.ok(route.status!.parents![0]!.conditions.some((c) => c.type === 'ResolvedRefs' && c.status === 'True'));
   });
 
+  it('the mesh root ConfigMap appears in a namespace created through the API', async () => {
+    await api.must('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: `${lab}-new` } });
+    await waitFor('the root in the new namespace', async () => {
+      const cm = await api.get<{ data?: Record<string, string> }>({ apiVersion: 'v1', kind: 'ConfigMap', namespace: `${lab}-new`, name: 'nodemesh-ca-root-cert' });
+      return cm?.data?.['root-cert.pem']?.includes('BEGIN CERTIFICATE');
+    });
+  });
+
+  it('check --pre and --proxy in the lab pass on a node (its conflist, the API, each agent)', () => {
+    const conf = nodeCniDirs(lab, 'node-a').confDir;
+    const pre = check('--pre', '--kubeconfig', state.kubernetes!.adminKubeconfig, '--cni-conf-dir', conf);
+    assert.equal(pre.code, 0, pre.out);
+    assert.match(pre.out, new RegExp(`√ cni conflist: ${conf}/`));
+    assert.match(pre.out, /√ api: .* answers, Kubernetes v1\.20/);
+    // --no-cluster: there are no controllers here to run the install's DaemonSet and Deployment.
+    const proxy = check('--proxy', '--no-cluster', ...state.nodes.flatMap((n) => ['--admin-socket', n.adminSocket]));
+    assert.equal(proxy.code, 0, proxy.out);
+    assert.match(proxy.out, /√ agent node-a xds: config ACKed, stream up/);
+    assert.match(proxy.out, /√ agent node-a pods: 2 enrolled/);
+    assert.match(proxy.out, /√ agent node-b pods: 1 enrolled/);
+  });
+
   it('an agent started after its pods enrolls them by reconcile, without CNI', async () => {
     await killAgent(lab, 'node-b');
+    const down = check('--proxy', '--no-cluster', '--admin-socket', state.nodes.find((n) => n.name === 'node-b')!.adminSocket);
+    assert.equal(down.code, 1, down.out);
+    assert.match(down.out, /× agent .*node-b.*: not answering: connect E\w+/);
+    assert.match(down.out, /fix: is the agent running on this node\?/);
     // A pod started while its node's agent is away: the chain passes it through unenrolled (fail open).
     const [late] = await addKubePods(lab, pod('late', 'node-b', { app: 'late' }, ['nodemesh', 'sample', 'http', '--port', '8080', '--name', 'late', '--version', 'v1']));
     assert.ok(late && late.ip && late.uid);
@@ -171,7 +206,7 @@ describe('lab up --kubernetes', { skip: skipReason() ?? false }, () => {
     assert.equal(a[0]!.servedBy, 'late');
   });
 
-  it('lab down runs CNI DEL, stops the API server and leaves nothing behind', async () => {
+  it('lab down stops the API server, the relay and every process, and leaves nothing behind', async () => {
     const last = readState(lab);
     const pids = [last.kubernetes!.own!.apiserver.pid, last.kubernetes!.own!.etcd.pid, last.kubernetes!.proxy!.pid, ...statePids(last)];
     await labDown({ lab });
