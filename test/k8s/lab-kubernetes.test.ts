@@ -2,8 +2,9 @@
 // namespaces, pods wired by the reference CNI plugins with nodemesh-cni chained last by each agent. Shown here:
 // the lab's nodes and pods are API objects as a kubelet leaves them; the pods were enrolled through CNI (the
 // agents' counters say so, not the lab); traffic crosses the mesh; a Service and an HTTPRoute created through the
-// API re-route requests in the lab; an agent started after its pods enrolls them by reconcile, without CNI; and
-// `check --pre` and `--proxy` pass in the lab and name a stopped agent; `lab down` leaves nothing behind. (CNI bad input, TokenReview and API outages: cni-enrollment and ca-xds.)
+// API re-route requests in the lab; the mesh root reaches new namespaces; `check --pre` and `--proxy` pass in the
+// lab and name a stopped agent; an agent started after its pods enrolls them by reconcile, without CNI; `lab down`
+// leaves nothing behind. (CNI bad input, TokenReview and API outages: cni-enrollment and ca-xds.)
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
