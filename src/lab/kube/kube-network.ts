@@ -1,22 +1,16 @@
 // The lab's network in Kubernetes mode. Fabric and node uplinks are as in the file mode; what differs is who wires
 // pods: a node has no pod bridge of its own, the reference `bridge` plugin makes one (cni0, the node's gateway) on
 // the first ADD, `host-local` hands out the node's pod range, `loopback` brings up each pod's lo. The fabric bridge
-// also carries 198.18.0.254: the API server (through the proxy) and the control plane's TLS port.
+// address, 198.18.0.254, is where the API server (through the proxy) and the control plane's TLS port listen.
 
 import fs from 'node:fs';
 import path from 'node:path';
 import type { AddressPlan, NodePlan } from '../address-plan';
 import { IF } from '../paths';
 import { ipBatch } from '../run';
-import { addNetns, createFabric, netnsSysctl } from '../topology';
+import { addNetns, netnsSysctl } from '../topology';
 import type { Conflist } from './cni-runtime';
-import { LAB_API_ADDRESS, NETWORK_NAME } from './kube-state';
-
-/** The fabric, with the lab's control-plane address on its bridge. */
-export async function createKubeFabric(plan: AddressPlan): Promise<void> {
-  await createFabric(plan);
-  await ipBatch(plan.fabricNetns, [`addr add ${LAB_API_ADDRESS}/24 dev ${IF.bridge}`]);
-}
+import { NETWORK_NAME } from './kube-state';
 
 /** A node: uplink into the fabric and routes to the other nodes' pod ranges; pods are the CNI plugins' business. */
 export async function createKubeNode(plan: AddressPlan, node: NodePlan): Promise<void> {

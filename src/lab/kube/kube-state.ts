@@ -5,15 +5,14 @@
 import path from 'node:path';
 import type { LabState, NodeState, ProcRef } from '../state';
 import type { ObjectRef } from './api-client';
+import { FABRIC_HOST_IP } from '../address-plan';
 import { labDir, nodeStateDir } from '../paths';
 
-/** The API server's address on the lab's network: on the fabric bridge, which every node reaches on its uplink. */
-export const LAB_API_ADDRESS = '198.18.0.254';
+/** The API server's address on the lab's network: the fabric bridge's own, which every node reaches on its uplink. */
+export const LAB_API_ADDRESS = FABRIC_HOST_IP;
 export const LAB_API_PORT = 6443;
 /** The control plane's TLS port (xDS, the CA) on the same address. */
 export const LAB_CP_SECURE_PORT = 15012;
-/** The fabric is 198.18.0.0/24 and .254 is the API's, so one node fewer than the file mode allows. */
-export const KUBE_MAX_NODES = 253;
 /** Who the lab's writes to the API belong to (server-side apply's field manager). */
 export const FIELD_MANAGER = 'nodemesh-lab';
 /** Every object the lab creates carries it (value: the lab's name). */

@@ -8,9 +8,10 @@ import path from 'node:path';
 import { labDown } from '../down';
 import { LabError } from '../errors';
 import { silentLogger, type LabLogger } from '../log';
-import { loadManifest, parseManifest, type LabManifest, type PodSpec } from '../manifest';
+import { loadManifest, parseManifest, type PodSpec } from '../manifest';
 import { inCidr, planAddresses, type PodPlan } from '../address-plan';
 import { mkCgroup } from '../cgroups';
+import { createFabric } from '../topology';
 import { spawnAgent } from '../agent-control';
 import * as P from '../paths';
 import { logTail, waitAgentReady, writeCliWrapper, type Started } from '../processes';
@@ -21,24 +22,13 @@ import { startApiProxy, startOwnApiServer, useGivenApiServer } from './api-acces
 import { KubeApi } from './api-client';
 import { applyBootstrap, applyManifestObjects, ensurePodPrerequisites, namespaceLabels, rawPods } from './apply';
 import { LabKubeError } from './errors';
-import { KUBE_MAX_NODES } from './kube-state';
-import { createKubeFabric, createKubeNode } from './kube-network';
+import { createKubeNode } from './kube-network';
 import { podWanted, registerNodes, runKubePod, type KubeletContext } from './kubelet';
 import { prepareKubeAgent, startKubeControlPlane, waitCniInstalled } from './mesh-processes';
 
 export interface KubeUpOptions extends UpOptions {
   /** An existing API server to use instead of starting one. */
   kubeconfig?: string;
-}
-
-/**
- * What the Kubernetes mode cannot take from a lab file that the file mode can. (A status.podIP outside its node's
- * range, where host-local allocates from, the manifest check refuses already, with its line.)
- */
-function checkKubePlan(manifest: LabManifest, plan: ReturnType<typeof planAddresses>): void {
-  if (plan.nodes.length > KUBE_MAX_NODES) {
-    throw new LabKubeError('NM_LAB_KUBE_PLAN', `${manifest.file}: ${plan.nodes.length} nodes; the Kubernetes mode has room for ${KUBE_MAX_NODES} (198.18.0.254 is the API server's)`, { hint: 'use fewer nodes' });
-  }
 }
 
 /** Pods whose IP the file pins go first, so host-local cannot hand their address to another pod. */
@@ -91,7 +81,6 @@ export async function labUpKubernetes(opts: KubeUpOptions): Promise<LabState> {
   // Parse and plan first: invalid input must create nothing.
   const manifest = loadManifest(opts.file);
   const plan = planAddresses(lab, manifest.pods);
-  checkKubePlan(manifest, plan);
   const raw = rawPods(fs.readFileSync(opts.file, 'utf8'));
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
     throw new LabError('NM_LAB_NOT_ROOT', 'lab up needs root', { hint: 'network namespaces, cgroups and bpf pins need CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF' });
@@ -132,7 +121,7 @@ export async function labUpKubernetes(opts: KubeUpOptions): Promise<LabState> {
     mkCgroup(state.labCgroup);
 
     log.info(`creating fabric and ${plan.nodes.length} node(s)`);
-    await createKubeFabric(plan);
+    await createFabric(plan);
     for (const n of plan.nodes) {
       checkAborted(opts.signal);
       await createKubeNode(plan, n);
