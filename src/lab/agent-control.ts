@@ -83,6 +83,12 @@ export async function killAgent(lab: string, node: string, signal: NodeJS.Signal
   n.ready = false;
   n.draining = (n.draining ?? []).filter((r) => procAlive(r));
   writeState(state);
+  await refreshKubeStatus(state);
+}
+
+/** Kubernetes mode: the agent DaemonSet's status follows what runs. */
+async function refreshKubeStatus(state: LabState): Promise<void> {
+  if (state.kubernetes) await (await import('./kube/mesh-processes')).refreshMeshWorkloadStatus(state);
 }
 
 export interface UpgradeResult {
@@ -137,4 +143,5 @@ export async function startAgent(lab: string, node: string, opts: { readyTimeout
   await waitAgentReady(n.name, n.adminSocket, a, n.agentLog, opts.readyTimeoutMs ?? 30_000);
   n.ready = true;
   writeState(state);
+  await refreshKubeStatus(state);
 }

@@ -167,15 +167,17 @@ describe('lab up --kubernetes', { skip: skipReason() ?? false }, () => {
     });
   });
 
-  it('check --pre and --proxy in the lab pass on a node (its conflist, the API, each agent)', () => {
+  it('check --pre and --proxy in the lab pass (the node\'s conflist, the API, the DaemonSet, each agent)', () => {
     const conf = nodeCniDirs(lab, 'node-a').confDir;
     const pre = check('--pre', '--kubeconfig', state.kubernetes!.adminKubeconfig, '--cni-conf-dir', conf);
     assert.equal(pre.code, 0, pre.out);
     assert.match(pre.out, new RegExp(`√ cni conflist: ${conf}/`));
     assert.match(pre.out, /√ api: .* answers, Kubernetes v1\.20/);
-    // --no-cluster: there are no controllers here to run the install's DaemonSet and Deployment.
-    const proxy = check('--proxy', '--no-cluster', ...state.nodes.flatMap((n) => ['--admin-socket', n.adminSocket]));
+    const proxy = check('--proxy', '--kubeconfig', state.kubernetes!.adminKubeconfig, ...state.nodes.flatMap((n) => ['--admin-socket', n.adminSocket]));
     assert.equal(proxy.code, 0, proxy.out);
+    // The lab keeps the install's DaemonSet and Deployment status as their controllers would.
+    assert.match(proxy.out, /√ agents: 2 of 2 agents ready/);
+    assert.match(proxy.out, /√ control plane: 1 of 1 replicas ready/);
     assert.match(proxy.out, /√ agent node-a xds: config ACKed, stream up/);
     assert.match(proxy.out, /√ agent node-a pods: 2 enrolled/);
     assert.match(proxy.out, /√ agent node-b pods: 1 enrolled/);
@@ -183,14 +185,19 @@ describe('lab up --kubernetes', { skip: skipReason() ?? false }, () => {
 
   it('an agent started after its pods enrolls them by reconcile, without CNI', async () => {
     await killAgent(lab, 'node-b');
-    const down = check('--proxy', '--no-cluster', '--admin-socket', state.nodes.find((n) => n.name === 'node-b')!.adminSocket);
+    const down = check('--proxy', '--kubeconfig', state.kubernetes!.adminKubeconfig, '--admin-socket', state.nodes.find((n) => n.name === 'node-b')!.adminSocket);
     assert.equal(down.code, 1, down.out);
+    assert.match(down.out, /× agents: 1 of 2 agents ready/);
     assert.match(down.out, /× agent .*node-b.*: not answering: connect E\w+/);
     assert.match(down.out, /fix: is the agent running on this node\?/);
     // A pod started while its node's agent is away: the chain passes it through unenrolled (fail open).
     const [late] = await addKubePods(lab, pod('late', 'node-b', { app: 'late' }, ['nodemesh', 'sample', 'http', '--port', '8080', '--name', 'late', '--version', 'v1']));
     assert.ok(late && late.ip && late.uid);
     assert.equal(late.enrolled, false);
+    // An agent that stops for a restart leaves nodemesh-cni chained (its DaemonSet is there): the plugin ran and let
+    // the pod start unmeshed.
+    assert.ok(late.enrollError, 'why the pod is not enrolled');
+    assert.doesNotMatch(late.enrollError, /has no nodemesh-cni entry/);
     const o = await api.get<{ status: { podIP: string } }>({ apiVersion: 'v1', kind: 'Pod', namespace: 'default', name: 'late' });
     assert.equal(o?.status.podIP, late.ip);
     await startAgent(lab, 'node-b');

@@ -46,6 +46,8 @@ export interface KubeLabState {
   created: ObjectRef[];
   /** Existing namespaces the lab labelled nodemesh.io/mesh=enabled (the label is removed at `lab down`). */
   labelled: string[];
+  /** The install's workload kinds (DaemonSet, Deployment) the lab created and keeps the status of. */
+  workloads?: string[];
   /** Per pod (by key): its CNI sandbox. */
   sandboxes: Record<string, PodSandbox>;
 }

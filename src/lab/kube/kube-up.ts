@@ -24,7 +24,7 @@ import { applyBootstrap, applyManifestObjects, ensurePodPrerequisites, namespace
 import { LabKubeError } from './errors';
 import { createKubeNode } from './kube-network';
 import { podWanted, registerNodes, runKubePod, type KubeletContext } from './kubelet';
-import { prepareKubeAgent, startKubeControlPlane, waitCniInstalled } from './mesh-processes';
+import { createMeshWorkloads, prepareKubeAgent, startKubeControlPlane, waitCniInstalled, writeMeshWorkloadStatus } from './mesh-processes';
 
 export interface KubeUpOptions extends UpOptions {
   /** An existing API server to use instead of starting one. */
@@ -133,6 +133,7 @@ export async function labUpKubernetes(opts: KubeUpOptions): Promise<LabState> {
     const ctx: KubeletContext = { state, api, log };
     checkAborted(opts.signal);
     await applyBootstrap(ctx);
+    await createMeshWorkloads(ctx);
     await registerNodes(ctx);
     await applyManifestObjects(ctx, manifest);
 
@@ -157,6 +158,7 @@ export async function labUpKubernetes(opts: KubeUpOptions): Promise<LabState> {
       }),
     );
     writeState(state);
+    await writeMeshWorkloadStatus(ctx);
 
     log.info(`starting ${state.pods.length} pod(s) through CNI`);
     const watched = await runPods(ctx, plan.pods, raw, opts);

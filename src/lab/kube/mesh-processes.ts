@@ -21,7 +21,9 @@ import { LabKubeError } from './errors';
 import { agentFiles, agentPodName, controlPlaneKubeconfig, CP_SECURE_ADDRESS, nodeCniDirs } from './kube-state';
 import { nodeConflist, writeNodeConflist } from './kube-network';
 import { createObject, type KubeletContext } from './kubelet';
-import { AGENT_SA, agentPodObject, CA_SECRET, CONTROLPLANE_SA, MESH_NAMESPACE, ROOT_CONFIGMAP, runningPodStatus } from './objects';
+import { refOf } from './api-client';
+import { AGENT_SA, agentPodObject, CA_SECRET, CONTROLPLANE_SA, MESH_NAMESPACE, meshWorkloadObjects, meshWorkloadStatus, ROOT_CONFIGMAP, runningPodStatus } from './objects';
+import { procAlive } from '../state';
 
 /** The audience of the agents' CA tokens (the install's). */
 export const CA_AUDIENCE = 'nodemesh-ca';
@@ -122,4 +124,44 @@ export async function waitCniInstalled(state: LabState, n: NodeState, timeoutMs 
     }
     return false;
   });
+}
+
+/**
+ * The install's agent DaemonSet and control-plane Deployment, where missing (see meshWorkloadObjects); returns the
+ * kinds the lab created, whose status it keeps.
+ */
+export async function createMeshWorkloads(ctx: KubeletContext): Promise<string[]> {
+  const v = await ctx.api.must<{ minor?: string }>('GET', '/version', undefined, { what: 'reading the API server\'s version' });
+  const minor = Number.parseInt(String(v.minor ?? ''), 10);
+  const made: string[] = [];
+  for (const o of meshWorkloadObjects(Number.isFinite(minor) ? minor : 99)) {
+    if (await ctx.api.get(refOf(o))) continue; // a real install's: not the lab's to touch
+    await createObject(ctx, o);
+    made.push(String(o.kind));
+  }
+  const k = ctx.state.kubernetes!;
+  k.workloads = made;
+  writeState(ctx.state);
+  return made;
+}
+
+/** Writes the status of the workloads the lab created from what runs now (agents ready, the control plane alive). */
+export async function writeMeshWorkloadStatus(ctx: KubeletContext): Promise<void> {
+  const { state, api } = ctx;
+  const ready = state.nodes.filter((n) => n.ready && procAlive(n.agent)).length;
+  for (const o of meshWorkloadObjects(99).filter((x) => state.kubernetes?.workloads?.includes(String(x.kind)))) {
+    await api.patchSubresource(refOf(o), 'status', meshWorkloadStatus(String(o.kind), state.nodes.length, ready, procAlive(state.controlPlane?.ref)));
+  }
+}
+
+/** After an agent stopped or started: the DaemonSet's status follows, as its controller's would (best effort). */
+export async function refreshMeshWorkloadStatus(state: LabState): Promise<void> {
+  if (!state.kubernetes?.workloads?.length) return;
+  try {
+    const { KubeApi } = await import('./api-client');
+    const { silentLogger } = await import('../log');
+    await writeMeshWorkloadStatus({ state, api: await KubeApi.load(state.kubernetes.adminKubeconfig), log: silentLogger });
+  } catch {
+    // the API server may be away (a test of that); the status catches up with the next change
+  }
 }

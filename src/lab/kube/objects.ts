@@ -34,6 +34,35 @@ export function meshBootstrapObjects(): Obj[] {
   return installObjects(defaultValues()).filter((o) => keep.has(o.kind)) as unknown as Obj[];
 }
 
+export const AGENT_DAEMONSET = 'nodemesh-agent';
+export const CONTROLPLANE_DEPLOYMENT = 'nodemesh-controlplane';
+
+/**
+ * The install's agent DaemonSet and control-plane Deployment, as records of what runs: no controller here makes
+ * their pods (the lab runs agents and the control plane itself), but an agent tells a restart from an uninstall by
+ * its DaemonSet, and `check --proxy` reads both. One control-plane replica, as the lab runs; on an API server before
+ * 1.22 the DaemonSet rolls with maxUnavailable 1 (no DaemonSet maxSurge there).
+ */
+export function meshWorkloadObjects(serverMinor: number): Obj[] {
+  const values = defaultValues();
+  values.controlPlane = { ...values.controlPlane, replicas: 1 };
+  const out = installObjects(values).filter((o) => (o.kind === 'DaemonSet' && o.metadata.name === AGENT_DAEMONSET) || (o.kind === 'Deployment' && o.metadata.name === CONTROLPLANE_DEPLOYMENT)) as unknown as Obj[];
+  for (const o of out) {
+    (o.metadata as Obj).labels = { ...((o.metadata as Obj).labels as Record<string, string> | undefined), 'app.kubernetes.io/managed-by': 'nodemesh-lab' };
+    if (o.kind === 'DaemonSet' && serverMinor < 22) (o.spec as Obj).updateStrategy = { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1 } };
+  }
+  return out;
+}
+
+/** The status a DaemonSet controller and a Deployment controller would write for what the lab runs. */
+export function meshWorkloadStatus(kind: string, nodes: number, readyAgents: number, controlPlaneReady: boolean): Obj {
+  if (kind === 'DaemonSet') {
+    return { status: { currentNumberScheduled: nodes, desiredNumberScheduled: nodes, numberMisscheduled: 0, numberReady: readyAgents, numberAvailable: readyAgents, updatedNumberScheduled: nodes, observedGeneration: 1 } };
+  }
+  const ready = controlPlaneReady ? 1 : 0;
+  return { status: { replicas: 1, updatedReplicas: 1, readyReplicas: ready, availableReplicas: ready, observedGeneration: 1 } };
+}
+
 /** Stand-in CRDs for every custom kind the control plane watches, each serving the versions it reads. */
 export function watchedKindCrds(): Obj[] {
   const out: Obj[] = [];
