@@ -126,6 +126,7 @@ export async function upgradeAgent(lab: string, node: string, opts: { readyTimeo
   fn.agent = a.ref;
   fn.ready = true;
   writeState(fresh);
+  await refreshKubeStatus(fresh);
   return { node, pid: a.ref.pid, previous: previous?.pid ?? null, draining: fn.draining.map((r) => r.pid) };
 }
 

@@ -3,8 +3,9 @@
 // the lab's nodes and pods are API objects as a kubelet leaves them; the pods were enrolled through CNI (the
 // agents' counters say so, not the lab); traffic crosses the mesh; a Service and an HTTPRoute created through the
 // API re-route requests in the lab; the mesh root reaches new namespaces; `check --pre` and `--proxy` pass in the
-// lab and name a stopped agent; an agent started after its pods enrolls them by reconcile, without CNI; `lab down`
-// leaves nothing behind. (CNI bad input, TokenReview and API outages: cni-enrollment and ca-xds.)
+// lab and name a stopped agent; `lab upgrade-agent` under load drops no request; an agent started after its pods
+// enrolls them by reconcile, without CNI; `lab down` leaves nothing behind. (CNI bad input, TokenReview and API
+// outages: cni-enrollment and ca-xds.)
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -13,8 +14,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EnrollClient } from '../../src/enroll/client';
-import { addKubePods, killAgent, labDown, labUpKubernetes, readState, readStateIfAny, startAgent, type LabState } from '../../src/lab';
+import { addKubePods, killAgent, labDown, labUpKubernetes, readState, readStateIfAny, startAgent, upgradeAgent, type LabState } from '../../src/lab';
 import { KubeApi } from '../../src/lab/kube/api-client';
+import { procAlive } from '../../src/lab/state';
 import { nodeCniDirs } from '../../src/lab/kube/kube-state';
 import { REFERENCE_PLUGINS } from '../../src/lab/kube/kubelet';
 import { DEFAULT_CLI } from '../../src/lab/paths';
@@ -181,6 +183,21 @@ describe('lab up --kubernetes', { skip: skipReason() ?? false }, () => {
     assert.match(proxy.out, /√ agent node-a xds: config ACKed, stream up/);
     assert.match(proxy.out, /√ agent node-a pods: 2 enrolled/);
     assert.match(proxy.out, /√ agent node-b pods: 1 enrolled/);
+  });
+
+  it('lab upgrade-agent in Kubernetes mode: the new agent takes over under load, no request fails, nodemesh-cni stays chained', async () => {
+    const load = execInPod(lab, 'client', ['nodemesh', 'sample', 'client', '--url', `http://${VIP}:8080/`, '--duration', '6', '--concurrency', '2', '--summary', '-q'], 60_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    const old = readState(lab).nodes.find((n) => n.name === 'node-b')!.agent;
+    const up = await upgradeAgent(lab, 'node-b');
+    assert.ok(up.previous !== null && up.pid !== up.previous);
+    const r = await load;
+    const summary = JSON.parse(r.stdout.trim().split('\n').pop()!) as { summary: { total: number; ok: number; failed: number } };
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.ok(summary.summary.total > 0 && summary.summary.failed === 0, JSON.stringify(summary));
+    await waitFor('the old agent gone', async () => !procAlive(old), 30_000);
+    const conflist = fs.readFileSync(state.kubernetes!.sandboxes[state.pods.find((p) => p.node === 'node-b')!.key]!.conflist, 'utf8');
+    assert.match(conflist, /"nodemesh-cni"/, 'the old agent, stopping for an upgrade, left the plugin chained');
   });
 
   it('an agent started after its pods enrolls them by reconcile, without CNI', async () => {
