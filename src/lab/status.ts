@@ -41,7 +41,7 @@ export interface LabStatus {
   controlPlane: { pid: number; alive: boolean; xdsSocket: string; configDir: string; dashboardUrl: string | null; apiServer?: string } | null;
   /** Services as an agent received them over xDS (host, VIP:port, endpoint count). */
   services: { host: string; vip: string; port: number; endpoints: number }[];
-  /** HTTPRoute / GRPCRoute status, computed from the config the lab's control plane watches. */
+  /** HTTPRoute / GRPCRoute status, computed from the config the lab's control plane watches (Kubernetes mode: as it wrote it to the API). */
   routes: RouteStatus[];
   errors: string[];
 }
@@ -110,7 +110,7 @@ export async function labStatus(labName: string): Promise<LabStatus> {
     objects: state.objects,
     controlPlane: cp ? { pid: cp.ref.pid, alive: procAlive(cp.ref), xdsSocket: cp.xdsSocket, configDir: cp.configDir, dashboardUrl: cp.dashboardUrl ?? null, ...(state.kubernetes ? { apiServer: state.kubernetes.server } : {}) } : null,
     services: await servicesFromAgents(nodes),
-    routes: cp && fs.existsSync(cp.configDir) ? routeStatusOfFiles([cp.configDir]) : [],
+    routes: state.kubernetes ? await (await import('./kube/route-status')).routeStatusFromApi(state.kubernetes.adminKubeconfig) : cp && fs.existsSync(cp.configDir) ? routeStatusOfFiles([cp.configDir]) : [],
     errors: state.errors,
   };
 }

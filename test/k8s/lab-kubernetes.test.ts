@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { EnrollClient } from '../../src/enroll/client';
-import { addKubePods, killAgent, labDown, labUpKubernetes, readState, readStateIfAny, startAgent, upgradeAgent, type LabState } from '../../src/lab';
+import { addKubePods, killAgent, labDown, labStatus, labUpKubernetes, readState, readStateIfAny, startAgent, upgradeAgent, type LabState } from '../../src/lab';
 import { KubeApi } from '../../src/lab/kube/api-client';
 import { procAlive } from '../../src/lab/state';
 import { nodeCniDirs } from '../../src/lab/kube/kube-state';
@@ -159,6 +159,9 @@ describe('lab up --kubernetes', { skip: skipReason() ?? false }, () => {
       return r?.status?.parents?.[0]?.conditions.some((c) => c.type === 'Accepted' && c.status === 'True') ? r : null;
     });
     assert.ok(route.status!.parents![0]!.conditions.some((c) => c.type === 'ResolvedRefs' && c.status === 'True'));
+    // lab status shows it as the API has it.
+    const shown = (await labStatus(lab)).routes.find((r) => r.name === 'to-v2');
+    assert.equal(shown?.parents[0]?.conditions.find((c) => c.type === 'Accepted')?.status, 'True', JSON.stringify(shown));
   });
 
   it('the mesh root ConfigMap appears in a namespace created through the API', async () => {
