@@ -73,7 +73,7 @@ describe('a Service taking another one\'s VIP in the lab', { skip: !isRoot() && 
   }
 
   it('1. traffic to the original Service never reaches the new one\'s pods; the conflict is logged with both locations, counted and shown', async () => {
-    assert.deepEqual([...new Set(await answers(6))].sort(), ['http-a', 'http-b'], 'before: both endpoints of http answer');
+    assert.deepEqual([...new Set(await answers(20))].sort(), ['http-a', 'http-b'], 'before: both endpoints of http answer');
     const cpLog = state.controlPlane!.log;
     const takeoverFile = path.join(configDir(lab), 'takeover.yaml');
     let flowing = true;

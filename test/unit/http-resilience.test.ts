@@ -225,3 +225,42 @@ describe('faults and mirrors', () => {
     assert.match(await metric(s.registry, 'nodemesh_mirrored_requests_total'), /cluster="mirror",outcome="ok"\} 1/);
   });
 });
+
+describe('without a retry policy (no route)', () => {
+  const failing = (failure: 'reset' | 'connect', calls: string[]): Handler => async (r, rc) => {
+    calls.push(`${r.method} ${Buffer.isBuffer(r.body) ? r.body.toString() : r.body === null ? '-' : 'stream'}`);
+    if (calls.length === 1) return { ...localReply(rc, 503, `upstream ${failure}`, failure === 'reset' ? 'UC' : 'UF'), failure };
+    return answer(200);
+  };
+  const bare = (upstream: Handler): Handler => {
+    const states = new ClusterStates();
+    return compose([retryLayer({ states, metrics: new ResilienceMetrics(new Registry()), random: () => 0 })], upstream);
+  };
+  const noRoute = (r: L7Request): RequestContext => newRequestContext(conn, r.headers);
+
+  it('repeats an idempotent request once after a reset before any answer (the keep-alive race with a closing server)', async () => {
+    const calls: string[] = [];
+    const r = req();
+    const rc = noRoute(r);
+    const a = await bare(failing('reset', calls))(r, rc);
+    assert.equal(a.status, 200);
+    assert.deepEqual(calls, ['GET -', 'GET -']);
+    assert.deepEqual(rc.flags, [], 'the first attempt left no flag');
+  });
+
+  it('does not repeat a POST after a reset (it may have been processed), but does after a connect failure, body and all', async () => {
+    const reset: string[] = [];
+    const r1 = req(Readable.from([Buffer.from('pay'), Buffer.from('load')]));
+    const a1 = await bare(failing('reset', reset))(r1, noRoute(r1));
+    assert.equal(a1.status, 503);
+    assert.equal(reset.length, 1);
+    const connect: string[] = [];
+    const r2 = req(Readable.from([Buffer.from('pay'), Buffer.from('load')]));
+    const a2 = await bare(async (r, rc) => {
+      if (connect.length === 0 && !Buffer.isBuffer(r.body) && r.body !== null) for await (const _ of r.body) void _;
+      return failing('connect', connect)(r, rc);
+    })(r2, noRoute(r2));
+    assert.equal(a2.status, 200);
+    assert.deepEqual(connect, ['POST stream', 'POST payload']);
+  });
+});

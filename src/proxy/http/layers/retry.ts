@@ -113,7 +113,8 @@ export function retryLayer(o: { states: ClusterStates; metrics: ResilienceMetric
     const cluster = rc.cluster;
     if (cluster === null || p.retries === 0 || req.upgrade) {
       if (cluster !== null) req.headers[ATTEMPT_HEADER] = '1';
-      return attempt(next, req, rc, p.perTryMs);
+      if (req.upgrade) return attempt(next, req, rc, p.perTryMs);
+      return repeatOnceIfSafe(next, req, rc, p.perTryMs);
     }
     const cs = o.states.get(cluster.name, cluster.policy);
     cs.requests.add(now());
@@ -150,6 +151,29 @@ export function retryLayer(o: { states: ClusterStates; metrics: ResilienceMetric
       req.body = replay.body();
     }
   };
+}
+
+/** RFC 9110 §9.2.2: requests a client may repeat by itself when the connection failed before an answer. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/**
+ * Without a retry policy (no route: a pod IP; or retries set to 0) a request is still repeated once where
+ * that cannot do harm: its connection failed (the request never left), or, for an idempotent method, the
+ * upstream reset a connection before any answer. The second is the keep-alive race with a server closing an
+ * idle connection (the destination's agent draining, an application's idle timeout), which a browser or undici
+ * also repeats.
+ */
+async function repeatOnceIfSafe(next: Parameters<Layer>[0], req: Parameters<ReturnType<Layer>>[0], rc: RequestContext, perTryMs: number | null): Promise<L7Response> {
+  const replay = req.body === null || Buffer.isBuffer(req.body) ? null : replayable(req);
+  const a = await attempt(next, req, rc, perTryMs);
+  const safe = a.failure === 'connect' || (a.failure === 'reset' && IDEMPOTENT.has(req.method));
+  if (!safe || rc.aborted || (replay !== null && !replay.complete)) return a;
+  discard(a);
+  rc.releaseAttempt?.();
+  rc.flags = rc.flags.filter((f) => !ATTEMPT_FLAGS.includes(f));
+  rc.detail = null;
+  if (replay !== null) req.body = replay.body();
+  return attempt(next, req, rc, perTryMs);
 }
 
 /** The first budget that forbids one more retry now, or null. */
