@@ -50,6 +50,8 @@ export class H1Downstream {
   readonly server: http.Server;
   private readonly log: Logger;
   private draining = false;
+  /** Connections already answered for a malformed request. */
+  private readonly refused = new WeakSet<Duplex>();
 
   constructor(opts: H1DownstreamOptions) {
     this.log = opts.log;
@@ -241,6 +243,13 @@ export class H1Downstream {
 
   private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     const code = err.code ?? 'HPE_UNKNOWN';
+    // Node's parser stays attached after an error: the rest of an oversized head, arriving after the answer,
+    // errors again on the same connection. It was counted and answered once; the rest is dropped.
+    if (this.refused.has(socket)) {
+      socket.destroy();
+      return;
+    }
+    this.refused.add(socket);
     this.served(socket)?.onClientError(code);
     if (code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
