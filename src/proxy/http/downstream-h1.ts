@@ -250,8 +250,15 @@ export class H1Downstream {
       return;
     }
     this.refused.add(socket);
+    // Only the parser's verdicts (and a head that never finished) are malformed requests. A socket error is
+    // the peer going away: a client's reset, or a source agent's pool closing an idle tunnel (the stream's
+    // reset reaches here as ECONNRESET); a request in flight is settled as a downstream reset on its own.
+    if (!code.startsWith('HPE_') && code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
+      socket.destroy();
+      return;
+    }
     this.served(socket)?.onClientError(code);
-    if (code === 'ECONNRESET' || !socket.writable) {
+    if (!socket.writable) {
       socket.destroy();
       return;
     }
