@@ -1,20 +1,24 @@
-// Real clients through the L7 mesh in the lab (curl over HTTP/1.1 and h2c, h2load, Python's urllib, grpc-js
-// unary/streaming/bidi with deadlines, a WebSocket), protocol detection (a server-first protocol on an
+// Real clients through the L7 mesh in the lab (curl over HTTP/1.1 and h2c, nghttp, h2load, Python's urllib,
+// grpc-js unary/streaming/bidi with deadlines, a WebSocket), protocol detection (a server-first protocol on an
 // undeclared port waits one bound at most; a non-HTTP client on an HTTP port gets a clear 400), and
-// malformed requests (smuggling shapes, bad chunking, oversized heads, bad request lines) answered on their
-// own connection only, at the source agent and at the destination agent, while other connections carry on.
+// malformed requests (HTTP/1.1: smuggling shapes, bad chunking, oversized heads, bad request lines; HTTP/2:
+// invalid fields, frame and HPACK errors, CONTINUATION flood, rapid reset) answered on their own connection
+// only, at the source agent and at the destination agent, while other connections carry on.
 // The client is on node-a, the servers on node-b: every request crosses nodes over HBONE mTLS.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LabState } from '../../src/lab';
 import { admin, down, execInPod, isRoot, metricSum, podIP, uniqueLabName, upFromYaml } from '../helpers/lab';
+import type { H2ProbeReport, H2ShapeResult } from '../helpers/raw-h2-probe';
 import type { ProbeReport, Shape } from '../helpers/raw-probe';
 import type { ProbeResult } from '../helpers/server-first';
 
 const SERVER_FIRST = path.resolve(__dirname, '../helpers/server-first.js');
 const RAW_PROBE = path.resolve(__dirname, '../helpers/raw-probe.js');
+const RAW_H2_PROBE = path.resolve(__dirname, '../helpers/raw-h2-probe.js');
 const WEB = '198.18.131.10';
 const MAIL = '198.18.131.11';
 /** The control plane's default detection bound for ports of undeclared protocol. */
@@ -292,5 +296,61 @@ describe('real clients, detection and malformed input through the L7 mesh in the
     // And the mesh path through node-b still serves.
     const t = curlTransfers(await inClient(['curl', '-sS', '-w', CURL_WRITE_OUT, `http://${WEB}/after`]));
     assert.deepEqual(t.map((x) => x.code), [200]);
+  });
+
+  /** Malformed HTTP/2 and what the agent must answer: a stream error, a connection error, or an HTTP/1.1 400. */
+  const H2_BAD: Record<string, (r: H2ShapeResult) => boolean> = {
+    'uppercase header name': (r) => rst(r, 'PROTOCOL_ERROR'),
+    'connection-specific header': (r) => rst(r, 'PROTOCOL_ERROR'),
+    'no :path': (r) => rst(r, 'PROTOCOL_ERROR'),
+    'content-length not matching DATA': (r) => rst(r, 'PROTOCOL_ERROR'),
+    'frame over SETTINGS_MAX_FRAME_SIZE': (r) => goaway(r, 'FRAME_SIZE_ERROR'),
+    'HPACK index out of range': (r) => goaway(r, 'COMPRESSION_ERROR'),
+    'DATA on stream 0': (r) => goaway(r, 'PROTOCOL_ERROR'),
+    'even stream id from a client': (r) => goaway(r),
+    // Stopped long before the 2 MiB were all taken.
+    'endless CONTINUATION': (r) => (rst(r, 'ENHANCE_YOUR_CALM') || goaway(r)) && r.written < 2 * 1024 * 1024,
+    // Either refused as abuse, or the good request after the thousand resets is answered.
+    'rapid reset': (r) => goaway(r, 'ENHANCE_YOUR_CALM') || r.frames.some((f) => f.type === 'HEADERS' && f.stream === 2001),
+    'broken preface': (r) => /^HTTP\/1\.1 400 Bad Request\r\n[\s\S]*\r\n\r\nbad request: .*Preface/.test(r.text),
+  };
+  function rst(r: H2ShapeResult, code: string): boolean {
+    return r.frames.some((f) => f.type === 'RST_STREAM' && f.stream === 1 && f.error === code) && !r.frames.some((f) => f.type === 'HEADERS' && f.stream === 1);
+  }
+  function goaway(r: H2ShapeResult, code?: string): boolean {
+    return r.frames.some((f) => f.type === 'GOAWAY' && f.error !== 'NO_ERROR' && (code === undefined || f.error === code));
+  }
+
+  /** The agent's resident memory, kB. */
+  function agentRssKb(node: string): number {
+    const pid = state.nodes.find((n) => n.name === node)!.agent!.pid;
+    return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+  }
+
+  async function h2Malformed(t: { diagnostic(m: string): void }, node: string, pod: string, host: string, port: number): Promise<void> {
+    const rssBefore = agentRssKb(node);
+    const report = JSON.parse(await inClient([process.execPath, RAW_H2_PROBE, host, String(port), ...Object.keys(H2_BAD)], pod)) as H2ProbeReport;
+    assert.equal(report.shapes.length, Object.keys(H2_BAD).length);
+    for (const r of report.shapes) {
+      assert.ok(H2_BAD[r.name]!(r), `${r.name}: ${r.end} after ${r.written} bytes, ${JSON.stringify(r.frames)} ${JSON.stringify(r.text)}`);
+      assert.notEqual(r.end, 'deadline', `${r.name}: no verdict within 5 s`);
+    }
+    assert.deepEqual(report.keeper, report.keeper.map(() => ({ status: 200 })), 'one HTTP/2 session served before, between and after');
+    assert.deepEqual(report.fresh, { status: 200 }, 'a new session is served');
+    const rssAfter = agentRssKb(node);
+    t.diagnostic(`${node} agent RSS: ${Math.round(rssBefore / 1024)} MB before, ${Math.round(rssAfter / 1024)} MB after`);
+    // Bounded: the 2 MiB header block and the thousand streams are not kept (the session limit is 16 MB).
+    assert.ok(rssAfter - rssBefore < 64 * 1024, `the agent grew by ${rssAfter - rssBefore} kB`);
+  }
+
+  it('malformed HTTP/2 at the source agent: stream errors reset the stream, connection errors GOAWAY, the pod\'s session carries on', async (t) => {
+    await h2Malformed(t, 'node-a', 'client', WEB, 80);
+    assert.equal(await admin(lab, 'node-a', '/healthz/ready').then(() => true), true);
+  });
+
+  it('malformed HTTP/2 at the destination agent (plaintext from outside the mesh): the same, on node-b', async (t) => {
+    await h2Malformed(t, 'node-b', 'legacy', podIP(state, 'web-1'), 8080);
+    const r = await execInPod(lab, 'client', ['nghttp', '-n', '-s', `http://${WEB}/after-h2`]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
   });
 });
