@@ -1,6 +1,7 @@
 // L7 authorization and per-request telemetry in the lab, across nodes over HBONE mTLS: AuthorizationPolicy
 // on methods, paths (exact, prefix and suffix forms) and a `when` on a request header, with identities from
-// the mTLS peer; denials answered 403 with the reason, counted with response_flags="DENY" and logged. Then
+// the mTLS peer; denials answered 403 with the reason, counted with response_flags="DENY" and logged; Istio's
+// semantics for HTTP-only fields in rules that apply to TCP ports. Then
 // Istio's request metrics as exact Prometheus lines from both reporters, one access line per request per
 // agent, and 1,000 distinct paths leaving the series count unchanged.
 
@@ -10,11 +11,14 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LabState } from '../../src/lab';
 import type { BatchAnswer, BatchRequest } from '../helpers/http-batch';
+import type { ProbeResult } from '../helpers/server-first';
 import { admin, down, execInPod, isRoot, metricSum, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
 
 const HTTP_BATCH = path.resolve(__dirname, '../helpers/http-batch.js');
+const SERVER_FIRST = path.resolve(__dirname, '../helpers/server-first.js');
 const API = '198.18.132.10';
 const METER = '198.18.132.11';
+const VAULT = '198.18.132.13';
 const NO_ALLOW = 'no ALLOW policy matched';
 const DENY_ADMIN = 'denied by DENY policy default.api-deny-admin (rule default.api-deny-admin[0])';
 const SA = (name: string): string => `spiffe://cluster.local/ns/default/sa/${name}`;
@@ -80,6 +84,37 @@ spec:
   selector: { matchLabels: { app: api } }
   action: DENY
   rules: [{ to: [{ operation: { methods: [POST], paths: ["/admin*"] } }] }]
+---
+# TCP ports with rules that name HTTP-only fields (Istio's semantics: such an ALLOW rule is dropped, such a
+# DENY rule loses those fields and so denies more).
+apiVersion: v1
+kind: Pod
+metadata: { name: vault-1, namespace: default, labels: { app: vault } }
+spec: { nodeName: node-b, serviceAccountName: vault, containers: [{ name: main, command: ${JSON.stringify([process.execPath, SERVER_FIRST, 'serve', '9000', '9001'])} }] }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: vault, namespace: default }
+spec: { clusterIP: ${VAULT}, selector: { app: vault }, ports: [{ name: tcp-a, port: 9000, targetPort: 9000 }, { name: tcp-b, port: 9001, targetPort: 9001 }] }
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: vault-allow, namespace: default }
+spec:
+  selector: { matchLabels: { app: vault } }
+  action: ALLOW
+  rules:
+    - from: [{ source: { principals: ["cluster.local/ns/default/sa/client"] } }]
+      to: [{ operation: { ports: ["9000"], paths: ["/x"] } }]
+    - from: [{ source: { principals: ["cluster.local/ns/default/sa/other"] } }]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: vault-deny, namespace: default }
+spec:
+  selector: { matchLabels: { app: vault } }
+  action: DENY
+  rules: [{ to: [{ operation: { ports: ["9001"], methods: [POST] } }] }]
 `;
 
 interface AccessLine {
@@ -175,6 +210,21 @@ describe('L7 authorization and request telemetry across nodes in the lab', { ski
       assert.equal(l[0]!.response_flags, c.status === 403 ? 'DENY' : '-');
       assert.equal(l[0]!.source_principal, SA(c.pod));
     }
+  });
+
+  it('HTTP-only fields on TCP ports: an ALLOW rule naming a path is dropped, a DENY rule naming a method denies the port', async () => {
+    const dialogue = async (pod: string, port: number): Promise<ProbeResult> => {
+      const r = await execInPod(lab, pod, [process.execPath, SERVER_FIRST, 'probe', VAULT, String(port), '1']);
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as ProbeResult;
+    };
+    const deniedBefore = metricSum(await admin(lab, 'node-b', '/metrics'), 'istio_tcp_connections_opened_total', { destination_workload: 'vault-1', response_flags: 'DENY' });
+    assert.equal((await dialogue('other', 9000)).ok, true, 'the rule without HTTP fields allows sa/other');
+    assert.equal((await dialogue('client', 9000)).ok, false, "sa/client's only rule names a path: dropped on TCP");
+    assert.equal((await dialogue('other', 9001)).ok, false, 'the DENY rule without its method covers every connection to 9001');
+    await waitFor('the two refusals to be counted', async () =>
+      metricSum(await admin(lab, 'node-b', '/metrics'), 'istio_tcp_connections_opened_total', { destination_workload: 'vault-1', response_flags: 'DENY' }) - deniedBefore === 2,
+    );
   });
 
   it("Istio's request metrics: exact Prometheus lines from both reporters, one access line per request per agent", async () => {
