@@ -136,7 +136,7 @@ interface AccessLine {
   detail: string | null;
 }
 
-describe('L7 authorization and request telemetry across nodes in the lab', { skip: !isRoot() && 'needs root (eBPF, netns, cgroups)' }, () => {
+describe('L7 authorization and request telemetry across nodes in the lab', { skip: !isRoot() && 'needs root (eBPF, netns, cgroups)', timeout: 120_000 }, () => {
   const lab = uniqueLabName('la');
   let state: LabState;
 
@@ -148,7 +148,7 @@ describe('L7 authorization and request telemetry across nodes in the lab', { ski
   });
 
   async function batch(pod: string, reqs: BatchRequest[]): Promise<BatchAnswer[]> {
-    const r = await execInPod(lab, pod, [process.execPath, HTTP_BATCH, JSON.stringify(reqs)]);
+    const r = await execInPod(lab, pod, [process.execPath, HTTP_BATCH, JSON.stringify(reqs)], 20_000);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     const out = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as BatchAnswer);
     assert.equal(out.length, reqs.length);
@@ -284,7 +284,7 @@ describe('L7 authorization and request telemetry across nodes in the lab', { ski
     await waitFor('the warm-up counted at the destination', async () => metricSum(await admin(lab, 'node-b', '/metrics'), 'istio_requests_total', { destination_workload: 'meter-1', response_code: '200' }) >= 4, 5000);
     const before = { a: await count('node-a'), b: await count('node-b') };
     const destBefore = metricSum(await admin(lab, 'node-b', '/metrics'), 'istio_requests_total', { destination_workload: 'meter-1', response_code: '200' });
-    const r = await execInPod(lab, 'client', ['curl', '-sS', '--http1.1', '-o', '/dev/null', '-w', '%{http_code}\n', `http://${METER}/distinct/[1-1000]?q=[1-1]`]);
+    const r = await execInPod(lab, 'client', ['curl', '-sS', '--http1.1', '-o', '/dev/null', '-w', '%{http_code}\n', `http://${METER}/distinct/[1-1000]`]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual([...new Set(r.stdout.trim().split('\n'))], ['200']);
     assert.equal(r.stdout.trim().split('\n').length, 1000);

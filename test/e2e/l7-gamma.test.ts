@@ -74,7 +74,7 @@ function mismatches(c: Case, a: BatchAnswer): string[] {
   return out;
 }
 
-describe('GAMMA conformance scenarios in the lab (client on node-a, echo v1/v2 on node-b, v3 on node-a)', { skip: !isRoot() && 'needs root (eBPF, netns, cgroups)' }, () => {
+describe('GAMMA conformance scenarios in the lab (client on node-a, echo v1/v2 on node-b, v3 on node-a)', { skip: !isRoot() && 'needs root (eBPF, netns, cgroups)', timeout: 120_000 }, () => {
   const lab = uniqueLabName('gm');
   let state: LabState;
 
