@@ -341,7 +341,7 @@ describe('real clients, detection and malformed input through the L7 mesh in the
     assert.deepEqual(report.fresh, { status: 200 }, 'a new session is served');
     const rssAfter = agentRssKb(node);
     t.diagnostic(`${node} agent RSS: ${Math.round(rssBefore / 1024)} MB before, ${Math.round(rssAfter / 1024)} MB after`);
-    // Bounded: the 2 MiB header block and the thousand streams are not kept (the session limit is 16 MB).
+    // Bounded: the 1.9 MB header block and the thousand streams are not kept (the session limit is 16 MB).
     assert.ok(rssAfter - rssBefore < 64 * 1024, `the agent grew by ${rssAfter - rssBefore} kB`);
   }
 

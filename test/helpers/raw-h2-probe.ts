@@ -92,7 +92,7 @@ export const SHAPES: Record<string, (host: string) => Buffer[]> = {
   'HPACK index out of range': () => [frame(1, END_STREAM | END_HEADERS, 1, Buffer.from([0xff, 0x80, 0x20]))],
   'DATA on stream 0': () => [frame(0, 0, 0, Buffer.from('hello'))],
   'even stream id from a client': (host) => [frame(1, END_STREAM | END_HEADERS, 2, getHead(host))],
-  // A header block that never ends, 2 MiB of CONTINUATION (the 2024 CONTINUATION-flood shape).
+  // A header block that never ends, 1.9 MB of CONTINUATION (the 2024 CONTINUATION-flood shape).
   'endless CONTINUATION': (host) => [frame(1, 0, 1, getHead(host)), ...Array.from({ length: 128 }, () => frame(9, 0, 1, Buffer.concat(Array.from({ length: 400 }, (_, i) => literal(`x-f${i % 10}`, 'v'.repeat(30))))))],
   // Streams opened and reset at once, 1,000 of them (the 2023 rapid-reset shape).
   // Then one good request: its answer says whether the connection still serves.
