@@ -271,4 +271,66 @@ describe('L7 between two agents over HBONE (in-process)', () => {
       c.close();
     }
   });
+
+  /** What the client agent answered to `bytes` on a new connection (without an answer that ends it, what came within 3 s). */
+  const answer = (bytes: string): Promise<string> =>
+    new Promise<string>((resolve, reject) => {
+      const s = net.connect(pair.clientPort, '127.0.0.1');
+      let got = '';
+      const timer = setTimeout(() => {
+        s.destroy();
+        resolve(got);
+      }, 3000);
+      s.on('data', (d) => (got += d.toString()));
+      s.on('end', () => {
+        clearTimeout(timer);
+        resolve(got);
+      });
+      s.on('error', reject);
+      s.write(bytes);
+    });
+
+  it('answers a request line without a version (HTTP/0.9, headers after it) 400 before any route or upstream', async () => {
+    for (const raw of [await answer('GET /v09\r\nhost: x\r\n\r\n'), await answer('GET /ws\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n')]) {
+      assert.match(raw, /^HTTP\/1\.1 400 Bad Request\r\n/);
+      assert.match(raw, /\r\n\r\nbad request: the request line has no HTTP version/);
+      assert.doesNotMatch(raw, /x-served-by|web-v/);
+    }
+  });
+
+  /** The client agent's count of malformed requests. */
+  const badRequests = async (): Promise<number> => {
+    const line = (await pair.registryA.getSingleMetricAsString('nodemesh_proxy_errors_total')).split('\n').find((l) => l.includes('reason="bad_request"'));
+    return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+  };
+
+  it('answers an oversized head 431 and counts the connection once, though the rest of the head keeps arriving', async () => {
+    const before = await badRequests();
+    const raw = await answer(`GET / HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(70 * 1024)}\r\n\r\n`);
+    assert.match(raw, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    assert.match(raw, /\r\n\r\nrequest header fields too large: .+ \(HPE_HEADER_OVERFLOW\)\n$/);
+    assert.equal((await badRequests()) - before, 1);
+  });
+
+  it('does not count a client resetting its keep-alive connection as a malformed request', async () => {
+    const before = await badRequests();
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    await new Promise<void>((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port: pair.clientPort, path: '/reset', headers: { host: HOST }, agent, timeout: 5000 }, (res) => {
+        res.resume();
+        // The answer read, the connection idle in keep-alive: reset it.
+        res.on('end', () => {
+          (req.socket as net.Socket).resetAndDestroy();
+          resolve();
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('no answer within 5 s')));
+      req.on('error', reject);
+    });
+    agent.destroy();
+    // A malformed request after it: counted alone.
+    assert.match(await answer('GET /v09\r\n\r\n'), /^HTTP\/1\.1 400 /);
+    await waitFor('the 400 to be counted', async () => (await badRequests()) > before);
+    assert.equal((await badRequests()) - before, 1);
+  });
 });

@@ -50,6 +50,8 @@ export class H1Downstream {
   readonly server: http.Server;
   private readonly log: Logger;
   private draining = false;
+  /** Connections already answered for a malformed request. */
+  private readonly refused = new WeakSet<Duplex>();
 
   constructor(opts: H1DownstreamOptions) {
     this.log = opts.log;
@@ -241,8 +243,22 @@ export class H1Downstream {
 
   private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
     const code = err.code ?? 'HPE_UNKNOWN';
+    // Node's parser stays attached after an error: the rest of an oversized head, arriving after the answer,
+    // errors again on the same connection. It was counted and answered once; the rest is dropped.
+    if (this.refused.has(socket)) {
+      socket.destroy();
+      return;
+    }
+    this.refused.add(socket);
+    // Only the parser's verdicts (and a head that never finished) are malformed requests. A socket error is
+    // the peer going away: a client's reset, or a source agent's pool closing an idle tunnel (the stream's
+    // reset reaches here as ECONNRESET); a request in flight is settled as a downstream reset on its own.
+    if (!code.startsWith('HPE_') && code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
+      socket.destroy();
+      return;
+    }
     this.served(socket)?.onClientError(code);
-    if (code === 'ECONNRESET' || !socket.writable) {
+    if (!socket.writable) {
       socket.destroy();
       return;
     }

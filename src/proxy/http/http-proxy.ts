@@ -248,8 +248,9 @@ export class HttpProxy {
       source_workload: local?.workloadName ?? remote?.pod ?? UNKNOWN,
       source_workload_namespace: local?.namespace ?? remote?.namespace ?? peerNs,
       source_principal: principal ?? UNKNOWN,
-      source_app: local?.labels.app ?? UNKNOWN,
-      source_version: local?.labels.version ?? UNKNOWN,
+      // A pod on another node is known by its endpoint metadata, when a Service selects it.
+      source_app: local?.labels.app ?? remote?.app ?? UNKNOWN,
+      source_version: local?.labels.version ?? remote?.version ?? UNKNOWN,
       destination_workload: pod.workloadName,
       destination_workload_namespace: pod.namespace,
       destination_principal: principal && ctx.mesh ? ctx.mesh.spiffeIdOf(pod) : UNKNOWN,
