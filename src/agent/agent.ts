@@ -300,6 +300,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
     if (this.opts.telemetry) {
       const reporter = new ReportClient({
         address: this.opts.telemetry.address,
+        tls: this.opts.telemetry.address === this.opts.xds?.address ? this.opts.xds.tls : undefined,
         intervalMs: this.opts.telemetry.intervalMs,
         log: this.log.child({ component: 'telemetry' }),
         report: () => this.telemetryReport(),

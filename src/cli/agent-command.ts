@@ -24,12 +24,14 @@ function collect(v: string, prev: string[]): string[] {
 }
 
 /** Tracing from the flags: spans go to --otlp-endpoint, else to the control plane (--xds), else nowhere. */
-function tracingOptions(o: { otlpEndpoint?: string; otlpProtocol?: string; traceSampling: string; traceSamplingOverride: string[]; traceKeepFailures: string; xds?: string }): TracingOptions {
+function tracingOptions(o: { otlpEndpoint?: string; otlpProtocol?: string; traceSampling: string; traceSamplingOverride: string[]; traceKeepFailures: string; xds?: string; xdsRootFile?: string; xdsTokenFile?: string }): TracingOptions {
   if (o.traceKeepFailures !== 'on' && o.traceKeepFailures !== 'off') throw new Error(`--trace-keep-failures must be on or off, not "${o.traceKeepFailures}"`);
   let sampling: SamplingConfig = { ...DEFAULT_SAMPLING, defaultPercent: parseSamplingPercent(o.traceSampling), keepFailures: o.traceKeepFailures === 'on' };
   for (const spec of o.traceSamplingOverride) sampling = addSamplingOverride(sampling, spec);
   const target = o.otlpEndpoint ?? o.xds;
   const endpoint = target === undefined || target === 'none' ? null : parseOtlpEndpoint(target, o.otlpEndpoint === undefined ? 'grpc' : o.otlpProtocol);
+  // to the control plane: the way xDS goes, over TLS with the node's token when xDS does
+  if (endpoint && o.otlpEndpoint === undefined && o.xdsRootFile !== undefined) endpoint.tls = { rootFile: o.xdsRootFile, tokenFile: o.xdsTokenFile };
   return { sampling, endpoint };
 }
 

@@ -1,5 +1,6 @@
 // Wires the control plane: sources -> store -> model -> xDS snapshot -> ADS server, plus metrics and debug HTTP.
 
+import type { Metadata } from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { Registry } from 'prom-client';
 import { createLogger, type Logger } from '../telemetry/logger';
@@ -115,6 +116,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   ca: CaHandle | undefined;
   readonly traces: TraceStore | undefined;
   readonly otlp: OtlpReceiver | undefined;
+  private readonly telemetry: TelemetryService;
   readonly mesh = new MeshDirectory();
   readonly tap = new TapBroker();
   private dashboard: DashboardHandle | undefined;
@@ -150,7 +152,8 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       const svc = this.otlp.grpcService();
       this.ads.addService(svc.definition, svc.handlers);
     }
-    const telemetry = new TelemetryService(this.mesh, this.tap, this.metrics.registry, log.child({ component: 'telemetry' })).grpcService();
+    this.telemetry = new TelemetryService(this.mesh, this.tap, this.metrics.registry, log.child({ component: 'telemetry' }));
+    const telemetry = this.telemetry.grpcService();
     this.ads.addService(telemetry.definition, telemetry.handlers);
   }
 
@@ -240,11 +243,17 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       const ca = this.ca;
       if (!ca) throw new ControlPlaneError(CP_ERR.LISTEN, 'serving xDS over TLS needs the CA', { hint: 'give --ca-secret, --ca-dir or --ca-cert/--ca-key with --secure-address' });
       const creds = await ca.servingCredentials(this.opts.secureAddress, this.opts.ca?.tlsNames ?? []);
+      const nodeOf = async (md: Metadata): Promise<string> => (await ca.authenticator.authenticate(md)).node;
       this.secureAddress = await this.ads.listenSecure(
         this.opts.secureAddress,
         creds,
-        { authenticate: async (md) => (await ca.authenticator.authenticate(md)).node },
-        [{ definition: certificateService().service, handlers: ca.handlers }],
+        { authenticate: nodeOf },
+        [
+          { definition: certificateService().service, handlers: ca.handlers },
+          // agents dial their telemetry stream and span export where they dial xDS: on this port, with its credential
+          this.telemetry.grpcService(nodeOf),
+          ...(this.otlp ? [this.otlp.grpcService(nodeOf)] : []),
+        ],
       );
     }
     if (this.opts.rootConfigMap !== undefined && this.ca && this.opts.kubernetes) {

@@ -1,7 +1,7 @@
 // The agent's ADS client: one stream (delta or state of the world), ACK/NACK, reconnect with jittered backoff.
 
-import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import { channelCredentials } from './channel-credentials';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../telemetry/logger';
 import { decodeResource, routeTablesOf, XdsResourceError, type AgentResource } from './agent-resources';
@@ -62,32 +62,6 @@ export interface XdsClientOptions {
    * an agent restarted while the control plane is down routes (and enforces policy) by the last config.
    */
   store?: XdsSnapshotStore;
-}
-
-function channelCredentials(tls: XdsClientOptions['tls']): { creds: grpc.ChannelCredentials; options: Record<string, string> } {
-  if (!tls) return { creds: grpc.credentials.createInsecure(), options: {} };
-  let root: Buffer;
-  try {
-    root = fs.readFileSync(tls.rootFile);
-  } catch (err) {
-    throw new Error(`cannot read the mesh root ${tls.rootFile} to verify the control plane: ${(err as Error).message} (mount the ConfigMap the control plane publishes, or fix --xds-root-file)`);
-  }
-  let creds = grpc.credentials.createSsl(root);
-  const tokenFile = tls.tokenFile;
-  if (tokenFile !== undefined) {
-    const perCall = grpc.credentials.createFromMetadataGenerator((_params, cb) => {
-      fs.promises.readFile(tokenFile, 'utf8').then(
-        (t) => {
-          const md = new grpc.Metadata();
-          md.set('authorization', `Bearer ${t.trim()}`);
-          cb(null, md);
-        },
-        (err: Error) => cb(new Error(`cannot read the node token ${tokenFile}: ${err.message}`)),
-      );
-    });
-    creds = grpc.credentials.combineChannelCredentials(creds, perCall);
-  }
-  return { creds, options: tls.serverName ? { 'grpc.ssl_target_name_override': tls.serverName } : {} };
 }
 
 interface Held {

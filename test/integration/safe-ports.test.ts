@@ -11,6 +11,8 @@ import { Registry } from 'prom-client';
 import { after, before, describe, it } from 'node:test';
 import { startControlPlane, type ControlPlaneHandle } from '../../src/controlplane/control-plane';
 import { silentLogger } from '../../src/telemetry/logger';
+import { buildReport } from '../../src/telemetry/mesh-report/build-report';
+import { ReportClient } from '../../src/telemetry/mesh-report/report-client';
 import { XdsClient } from '../../src/xds/ads-client';
 import { testAgent } from '../helpers/agent';
 import { FakeDatapath } from '../helpers/fake-datapath';
@@ -121,6 +123,33 @@ describe('xDS over TLS with node credentials', () => {
     const c = client('node-b', { rootFile: path.join(dir, 'root.pem'), tokenFile: path.join(dir, 'a.token') });
     await waitFor('permission denied', async () => /belongs to node node-a, but the request is for node node-b/.test(lastError(c)));
     assert.equal(c.synced(), false);
+  });
+
+  it("the telemetry stream goes over TLS with the node's token, and speaks only for that node", async () => {
+    const reporters: ReportClient[] = [];
+    const report = (node: string, tokenFile: string, claims = node): ReportClient => {
+      const r = new ReportClient({
+        address: cp!.secureAddress!,
+        tls: { rootFile: path.join(dir, 'root.pem'), tokenFile: path.join(dir, tokenFile) },
+        log: silentLogger(),
+        intervalMs: 100,
+        onTap: () => undefined,
+        report: async () => buildReport({ node: claims, version: 't', notReadyReason: null, startedAtMs: Date.now(), threads: 1, pods: 0, metrics: [], xds: null, identities: [], endpoints: [], tracing: null }),
+      });
+      reporters.push(r);
+      r.start();
+      return r;
+    };
+    try {
+      report('node-a', 'a.token');
+      report('node-a', 'a.token', 'node-b'); // a's credential claiming b
+      report('node-a', 'bad.token', 'node-c');
+      await waitFor('node-a reported over TLS', async () => cp!.mesh.reports().some((r) => r.report.node === 'node-a'));
+      await new Promise((r) => setTimeout(r, 500));
+      assert.deepEqual(cp!.mesh.reports().map((r) => r.report.node), ['node-a'], 'neither the other node nor a bad token got a report in');
+    } finally {
+      for (const r of reporters) r.close();
+    }
   });
 
   it('no token, or plaintext, gets nothing', async () => {

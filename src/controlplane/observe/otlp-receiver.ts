@@ -37,7 +37,7 @@ export class OtlpReceiver {
   }
 
   /** The gRPC service definition and handler (bytes in, bytes out), for the control plane's gRPC server. */
-  grpcService(): { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation } {
+  grpcService(authenticate?: (md: grpc.Metadata) => Promise<string>): { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation } {
     const identity = (b: Buffer): Buffer => b;
     const definition: grpc.ServiceDefinition = {
       Export: {
@@ -52,7 +52,16 @@ export class OtlpReceiver {
       },
     };
     const handlers: grpc.UntypedServiceImplementation = {
-      Export: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+      Export: async (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+        if (authenticate) {
+          try {
+            await authenticate(call.metadata);
+          } catch (err) {
+            const e = err as { status?: number; message?: string };
+            callback({ code: e.status ?? 16 /* UNAUTHENTICATED */, details: e.message ?? String(err) } as grpc.ServiceError, null);
+            return;
+          }
+        }
         try {
           this.accept(call.request, 'grpc');
           callback(null, Buffer.from(encodeExportResponse()));

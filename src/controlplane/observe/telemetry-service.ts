@@ -1,7 +1,7 @@
 // The control plane's end of the mesh telemetry stream: each connected agent's reports go to the
 // MeshDirectory, its tapped requests to the TapBroker, and the broker's filter set goes down to it.
 
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../../telemetry/logger';
 import { fromWireEvent } from '../../telemetry/mesh-report/report-client';
@@ -28,14 +28,38 @@ export class TelemetryService {
     this.tapEvents = new Counter({ name: 'nodemesh_controlplane_tap_events_total', help: 'Tapped requests received from agents', registers: [registry] });
   }
 
-  grpcService(): { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation } {
+  /**
+   * `authenticate` (the TLS listener): each stream carries the agent's node credential, and a report may only
+   * speak for that node; the plaintext listener (loopback, the lab's unix socket) takes any.
+   */
+  grpcService(authenticate?: (md: grpc.Metadata) => Promise<string>): { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation } {
     return {
       definition: telemetryService(),
-      handlers: { Connect: (call: grpc.ServerDuplexStream<AgentMessage, ControlMessage>) => this.connect(call) },
+      handlers: { Connect: (call: grpc.ServerDuplexStream<AgentMessage, ControlMessage>) => this.connect(call, authenticate) },
     };
   }
 
-  private connect(call: grpc.ServerDuplexStream<AgentMessage, ControlMessage>): void {
+  private connect(call: grpc.ServerDuplexStream<AgentMessage, ControlMessage>, authenticate?: (md: grpc.Metadata) => Promise<string>): void {
+    if (authenticate) {
+      // nothing is read until the credential is checked: the stream stays paused meanwhile
+      call.pause();
+      authenticate(call.metadata).then(
+        (node) => {
+          this.serve(call, node);
+          call.resume();
+        },
+        (err: { status?: grpc.status; message?: string }) => {
+          this.log.warn({ peer: call.getPeer(), reason: err.message }, 'telemetry stream refused');
+          call.emit('error', { code: err.status ?? grpc.status.UNAUTHENTICATED, details: err.message ?? String(err) });
+        },
+      );
+      return;
+    }
+    this.serve(call, null);
+  }
+
+  /** `authenticated`: the node the stream's credential names (null: not checked). */
+  private serve(call: grpc.ServerDuplexStream<AgentMessage, ControlMessage>, authenticated: string | null): void {
     this.streams.inc();
     let node: string | null = null;
     const stop = this.tap.onFilters((filters) => call.write({ tap_filters: filters.map(wireFilter) }));
@@ -51,6 +75,10 @@ export class TelemetryService {
     call.on('data', (m: AgentMessage) => {
       try {
         if (m.report) {
+          if (authenticated !== null && m.report.node !== authenticated) {
+            this.log.warn({ node: authenticated, claimed: m.report.node }, 'a report for another node than the credential names; ignored');
+            return;
+          }
           node = m.report.node;
           this.reports.inc();
           this.dir.ingest(m.report);

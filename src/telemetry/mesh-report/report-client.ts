@@ -3,6 +3,7 @@
 // path (tapped requests arrive in batches from the tap hubs).
 
 import * as grpc from '@grpc/grpc-js';
+import { channelCredentials, type ControlPlaneTls } from '../../xds/channel-credentials';
 import type { Logger } from '../logger';
 import { validateTapFilter, type TapEvent, type TapFilter } from '../tap/tap-filter';
 import { telemetryService, type AgentMessage, type AgentReport, type ControlMessage, type WireTapEvent } from './telemetry-proto';
@@ -10,6 +11,8 @@ import { telemetryService, type AgentMessage, type AgentReport, type ControlMess
 export interface ReportClientOptions {
   /** The control plane: `host:port` or `unix:///path` (its xDS address). */
   address: string;
+  /** Dial it as xDS is dialled: TLS verified with the mesh root, the node token on every stream. */
+  tls?: ControlPlaneTls;
   log: Logger;
   /** Builds the next report (every `intervalMs`). */
   report: () => Promise<AgentReport>;
@@ -83,7 +86,8 @@ export class ReportClient {
 
   constructor(private readonly o: ReportClientOptions) {
     const Client = grpc.makeGenericClientConstructor(telemetryService(), 'MeshTelemetry');
-    this.client = new Client(o.address, grpc.credentials.createInsecure());
+    const { creds, options } = channelCredentials(o.tls);
+    this.client = new Client(o.address, creds, options);
   }
 
   start(): void {

@@ -13,9 +13,9 @@ export class OtlpGrpcExporter implements SpanExporter {
   readonly describe: string;
   private readonly client: grpc.Client;
 
-  constructor(address: string, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()) {
+  constructor(address: string, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(), options: Record<string, string> = {}) {
     this.describe = `otlp-grpc ${address}`;
-    this.client = new grpc.Client(address, credentials, { 'grpc.max_send_message_length': 16 * 1024 * 1024 });
+    this.client = new grpc.Client(address, credentials, { ...options, 'grpc.max_send_message_length': 16 * 1024 * 1024 });
   }
 
   export(payload: Uint8Array, timeoutMs: number): Promise<void> {

@@ -1,6 +1,7 @@
 // What the agent is told about tracing (flags, or the lab's defaults): sampling, and where spans go. Parsed
 // and checked here, so a bad flag stops the agent at start with a message that says what to write.
 
+import { channelCredentials, type ControlPlaneTls } from '../../xds/channel-credentials';
 import { OtlpGrpcExporter } from './otlp-grpc-exporter';
 import { OtlpHttpExporter } from './otlp-http-exporter';
 import { TRACING_ERR, TracingConfigError, type SamplingConfig } from './sampling';
@@ -14,6 +15,8 @@ export interface OtlpEndpoint {
   protocol: OtlpProtocol;
   /** gRPC: `host:port` or `unix:///path`; HTTP: the full URL of the traces path. */
   address: string;
+  /** gRPC to the control plane's TLS port: its mesh root, and the node token sent with every export. */
+  tls?: ControlPlaneTls;
 }
 
 /** Plain data: it crosses to worker threads as is. */
@@ -60,7 +63,10 @@ export function parseOtlpEndpoint(value: string, protocol?: string): OtlpEndpoin
 }
 
 export function createExporter(e: OtlpEndpoint): SpanExporter {
-  return e.protocol === 'grpc' ? new OtlpGrpcExporter(e.address) : new OtlpHttpExporter(e.address);
+  if (e.protocol !== 'grpc') return new OtlpHttpExporter(e.address);
+  if (!e.tls) return new OtlpGrpcExporter(e.address);
+  const { creds, options } = channelCredentials(e.tls);
+  return new OtlpGrpcExporter(e.address, creds, options);
 }
 
 /** The exporting end of a thread that owns the exporter (the agent's main thread): null when tracing is off. */
