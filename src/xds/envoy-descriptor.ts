@@ -13,13 +13,21 @@ import {
   CLUSTER_TYPE,
   ENDPOINT_TYPE,
   HCM_TYPE,
+  HTTP_FAULT_TYPE,
   HTTP_INSPECTOR_TYPE,
+  HTTP_PROTOCOL_OPTIONS_TYPE,
   HTTP_RBAC_TYPE,
+  LB_LEAST_REQUEST_TYPE,
+  LB_MAGLEV_TYPE,
+  LB_RANDOM_TYPE,
+  LB_RING_HASH_TYPE,
+  LB_ROUND_ROBIN_TYPE,
   LISTENER_TYPE,
   RBAC_TYPE,
   ROUTER_TYPE,
   ROUTE_TYPE,
   TCP_PROXY_TYPE,
+  TYPED_STRUCT_TYPE,
 } from './resource-types';
 
 /** The files whose messages nodemesh encodes or decodes; their imports come along. */
@@ -36,6 +44,14 @@ const ENVOY_FILES = [
   'envoy/extensions/filters/http/rbac/v3/rbac.proto',
   'envoy/extensions/filters/listener/http_inspector/v3/http_inspector.proto',
   'envoy/config/rbac/v3/rbac.proto',
+  'envoy/extensions/filters/http/fault/v3/fault.proto',
+  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  'envoy/extensions/load_balancing_policies/least_request/v3/least_request.proto',
+  'envoy/extensions/load_balancing_policies/round_robin/v3/round_robin.proto',
+  'envoy/extensions/load_balancing_policies/random/v3/random.proto',
+  'envoy/extensions/load_balancing_policies/ring_hash/v3/ring_hash.proto',
+  'envoy/extensions/load_balancing_policies/maglev/v3/maglev.proto',
+  'xds/type/v3/typed_struct.proto',
 ];
 
 /** Every message nodemesh encodes or decodes at the top level (ADS messages and the Any payloads in them). */
@@ -54,6 +70,14 @@ export const ENVOY_ROOT_TYPES = [
   RBAC_TYPE,
   HTTP_RBAC_TYPE,
   HTTP_INSPECTOR_TYPE,
+  HTTP_FAULT_TYPE,
+  HTTP_PROTOCOL_OPTIONS_TYPE,
+  LB_LEAST_REQUEST_TYPE,
+  LB_ROUND_ROBIN_TYPE,
+  LB_RANDOM_TYPE,
+  LB_RING_HASH_TYPE,
+  LB_MAGLEV_TYPE,
+  TYPED_STRUCT_TYPE,
 ];
 
 /** The file the descriptor is stored in: protos/envoy-types.json at the package root. */

@@ -15,6 +15,20 @@ export const RBAC_TYPE = 'envoy.extensions.filters.network.rbac.v3.RBAC';
 export const HTTP_RBAC_TYPE = 'envoy.extensions.filters.http.rbac.v3.RBAC';
 /** Listener filter that sniffs HTTP/1.x and h2c: what `detect` ports use. */
 export const HTTP_INSPECTOR_TYPE = 'envoy.extensions.filters.listener.http_inspector.v3.HttpInspector';
+/** HTTP fault filter: its per-route config (typed_per_filter_config) carries a route's FaultInjection. */
+export const HTTP_FAULT_TYPE = 'envoy.extensions.filters.http.fault.v3.HTTPFault';
+/** Cluster typed_extension_protocol_options: upstream idle timeout and requests per connection. */
+export const HTTP_PROTOCOL_OPTIONS_TYPE = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+/** Cluster load_balancing_policy extensions (Envoy's typed LB policies, in order of preference). */
+export const LB_LEAST_REQUEST_TYPE = 'envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest';
+export const LB_ROUND_ROBIN_TYPE = 'envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin';
+export const LB_RANDOM_TYPE = 'envoy.extensions.load_balancing_policies.random.v3.Random';
+export const LB_RING_HASH_TYPE = 'envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash';
+export const LB_MAGLEV_TYPE = 'envoy.extensions.load_balancing_policies.maglev.v3.Maglev';
+/** A policy Envoy has no message for travels as a TypedStruct naming its own type URL (xDS's way for custom extensions). */
+export const TYPED_STRUCT_TYPE = 'xds.type.v3.TypedStruct';
+/** nodemesh's PEAK_EWMA balancer, inside a TypedStruct: readers that do not know it skip to the next policy. */
+export const LB_PEAK_EWMA_TYPE_URL = 'type.googleapis.com/nodemesh.io.PeakEwma';
 
 /** Filter names nodemesh writes (and the agent expects alongside the typed_config). */
 export const HCM_FILTER = 'envoy.filters.network.http_connection_manager';
@@ -22,6 +36,7 @@ export const ROUTER_FILTER = 'envoy.filters.http.router';
 export const TCP_PROXY_FILTER = 'envoy.filters.network.tcp_proxy';
 export const HTTP_RBAC_FILTER = 'envoy.filters.http.rbac';
 export const HTTP_INSPECTOR_FILTER = 'envoy.filters.listener.http_inspector';
+export const HTTP_FAULT_FILTER = 'envoy.filters.http.fault';
 /** What http_inspector reports as application protocols: the chain that takes detected HTTP matches them. */
 export const HTTP_APPLICATION_PROTOCOLS = ['http/1.0', 'http/1.1', 'h2c'];
 
