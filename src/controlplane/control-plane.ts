@@ -19,6 +19,7 @@ import { ControlPlaneMetrics } from './metrics';
 import { buildModel } from './model';
 import { policyObjects } from './policy';
 import { buildRouteModel, invalidIssues, storedRoutes } from './routes/route-tables';
+import { buildTrafficModel, routeExtras, storedDestinationRules, type DestinationRuleStatus } from './traffic/traffic-model';
 import type { RouteStatus } from './routes/route-status';
 import { apiServerRouteStatus, RouteStatusWriter, type RouteStatusApi } from './routes/status-writer';
 import { ObjectStore, type SourceUpdate } from './store';
@@ -99,6 +100,8 @@ export interface ControlPlaneHandle {
   debugConfig(): unknown;
   /** Every HTTPRoute's and GRPCRoute's status (Accepted, ResolvedRefs per Service parent), as last computed. */
   routeStatus(): RouteStatus[];
+  /** Every DestinationRule: the Service ports it applies to, or why it applies to none. */
+  destinationRuleStatus(): DestinationRuleStatus[];
   /** Stops sources, ends every xDS stream, closes the HTTP server. */
   close(): Promise<void>;
 }
@@ -128,6 +131,9 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   private issuesVersion = 0;
   private builtIssuesVersion = -1;
   private routes: RouteStatus[] = [];
+  private destinationRules: DestinationRuleStatus[] = [];
+  /** Unmatched DestinationRules already warned about (key + why), so each is logged once per change. */
+  private unmatchedLogged = new Set<string>();
   private statusWriter: RouteStatusWriter | undefined;
   private closed = false;
   readonly id = `nodemesh-controlplane-${randomBytes(4).toString('hex')}`;
@@ -300,10 +306,12 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
     if (this.builtGeneration === this.store.generation && this.builtIssuesVersion === this.issuesVersion) return;
     try {
       const model = buildModel(this.store.services(), this.store.pods(), this.vips, this.opts.domain, policyObjects(this.store));
-      model.routes = buildRouteModel(model.services, storedRoutes(this.store), invalidIssues(this.store.issues()));
+      model.traffic = buildTrafficModel(model.services, storedDestinationRules(this.store), this.opts.domain);
+      model.routes = buildRouteModel(model.services, storedRoutes(this.store), invalidIssues(this.store.issues()), routeExtras(this.store, model.traffic));
       this.current = translate(model, { detectTimeoutMs: this.opts.detectTimeoutMs });
       this.routes = model.routes.status;
       this.statusWriter?.update(this.routes);
+      this.reportDestinationRules(model.traffic.destinationRules);
       this.builtGeneration = this.store.generation;
       this.conflicts.update(model.vipConflicts ?? [], this.store.duplicates());
       this.builtIssuesVersion = this.issuesVersion;
@@ -316,8 +324,29 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
     }
   }
 
+  /** A DestinationRule that applies to no Service is not dropped silently: a warning once, a gauge, /debug/config. */
+  private reportDestinationRules(rules: DestinationRuleStatus[]): void {
+    this.destinationRules = rules;
+    const now = new Set<string>();
+    for (const r of rules) {
+      if (r.unmatched === undefined) continue;
+      const key = `${r.key} ${r.unmatched}`;
+      now.add(key);
+      if (!this.unmatchedLogged.has(key)) {
+        this.log.warn({ file: r.origin.file, line: r.origin.line, kind: 'DestinationRule', name: `${r.namespace}/${r.name}`, host: r.host }, `DestinationRule applies to nothing: ${r.unmatched}`);
+      }
+    }
+    this.unmatchedLogged = now;
+    this.metrics.destinationRules.set({ state: 'applied' }, rules.filter((r) => r.unmatched === undefined).length);
+    this.metrics.destinationRules.set({ state: 'unmatched' }, now.size);
+  }
+
   snapshot(): Snapshot {
     return this.current;
+  }
+
+  destinationRuleStatus(): DestinationRuleStatus[] {
+    return this.destinationRules;
   }
 
   routeStatus(): RouteStatus[] {
@@ -344,6 +373,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       issues: this.store.issues(),
       conflicts: this.conflicts.list(),
       routeStatus: this.routes,
+      destinationRules: this.destinationRules,
       resources,
       inbound: Object.fromEntries([...this.current.inbound].map(([node, r]) => [node, { name: r.name, version: r.version, resource: toDebugJson(r.message) }])),
       streams: this.ads.describeStreams(),

@@ -29,6 +29,7 @@ export const WATCHED_RESOURCES: WatchedResource[] = [
   res('AuthorizationPolicy', 'security.istio.io', 'v1', 'authorizationpolicies'),
   res('PeerAuthentication', 'security.istio.io', 'v1', 'peerauthentications'),
   res('DestinationRule', 'networking.istio.io', 'v1', 'destinationrules'),
+  res('FaultInjection', 'nodemesh.io', 'v1alpha1', 'faultinjections'),
 ];
 
 function res(kind: Kind, group: string, version: string, plural: string): WatchedResource {

@@ -20,6 +20,8 @@ export class ControlPlaneMetrics {
   readonly resources: Gauge<'type'>;
   /** Store changes that produced a new snapshot. */
   readonly snapshots: Counter;
+  /** DestinationRules by state: applied (to at least one Service port) or unmatched (no Service has its host). */
+  readonly destinationRules: Gauge<'state'>;
 
   constructor(registry = new Registry()) {
     this.registry = registry;
@@ -44,6 +46,13 @@ export class ControlPlaneMetrics {
     this.openConflicts = new Gauge({ name: 'nodemesh_config_conflicts_open', help: 'Config conflicts in the current config', labelNames: ['kind'], registers });
     this.resources = new Gauge({ name: 'nodemesh_xds_resources', help: 'Shared xDS resources in the current snapshot', labelNames: ['type'], registers });
     this.snapshots = new Counter({ name: 'nodemesh_xds_snapshots_total', help: 'Snapshots computed from store changes', registers });
+    this.destinationRules = new Gauge({
+      name: 'nodemesh_destination_rules',
+      help: 'DestinationRules by state: applied to a Service port, or unmatched (no Service has the host; see /debug/config destinationRules)',
+      labelNames: ['state'],
+      registers,
+    });
+    for (const state of ['applied', 'unmatched']) this.destinationRules.set({ state }, 0);
     for (const mode of ['sotw', 'delta']) this.connected.set({ mode }, 0);
     for (const reason of ['syntax', 'invalid', 'duplicate']) this.configErrors.inc({ reason }, 0);
     for (const kind of ['vip', 'duplicate']) {

@@ -8,6 +8,7 @@ import { portProtocol } from './routes/protocol';
 import type { VipAllocator } from './vip-allocator';
 import type { PortProtocol } from '../state/routes';
 import type { RouteModel } from './routes/route-tables';
+import type { TrafficModel } from './traffic/traffic-model';
 
 /** One backend of a service port: what agents need to reach and identify the workload. */
 export interface EndpointModel {
@@ -43,6 +44,8 @@ export interface ServiceModel {
   /** Undefined for headless services (clusterIP: None). */
   vip?: string;
   ports: ServicePortModel[];
+  /** The Service's rate budget for retries (nodemesh.io/retry-budget-* annotations), when it sets one. */
+  retryBudget?: ServiceObject['retryBudget'];
 }
 
 /**
@@ -70,6 +73,8 @@ export interface MeshModel {
   policies?: Map<string, WorkloadPolicy>;
   /** Route tables of the HTTP ports and route status (routes/route-tables.ts); absent: default tables. */
   routes?: RouteModel;
+  /** DestinationRules per Service port and their status (traffic/traffic-model.ts); absent: every default. */
+  traffic?: TrafficModel;
 }
 
 function matches(selector: Record<string, string>, labels: Record<string, string>): boolean {
@@ -149,7 +154,7 @@ export function buildModel(
           endpoints,
         };
       });
-    out.push({ name: s.meta.name, namespace: s.meta.namespace, host, vip, ports });
+    out.push({ name: s.meta.name, namespace: s.meta.namespace, host, vip, ports, ...(s.retryBudget ? { retryBudget: s.retryBudget } : {}) });
   }
   const workloadsByNode = new Map<string, PodObject[]>();
   for (const p of pods) {

@@ -1,11 +1,12 @@
 // Typed Kubernetes objects the control plane understands: what validation produces and the store holds.
 
-import type { RouteKind, RouteObject } from './routes/route-objects';
+import type { RouteObject } from './routes/route-objects';
+import type { TrafficObject } from './traffic/traffic-objects';
 
 export const POD = 'Pod';
 export const SERVICE = 'Service';
 
-/** Kinds that are validated and stored. Pod, Service, AuthorizationPolicy and PeerAuthentication feed translation. */
+/** Kinds that are validated and stored; every one of them feeds translation. */
 export const KNOWN_KINDS = {
   Pod: ['v1'],
   Service: ['v1'],
@@ -14,6 +15,7 @@ export const KNOWN_KINDS = {
   AuthorizationPolicy: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
   PeerAuthentication: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
   DestinationRule: ['networking.istio.io/v1', 'networking.istio.io/v1beta1'],
+  FaultInjection: ['nodemesh.io/v1alpha1'],
 } as const;
 
 export type Kind = keyof typeof KNOWN_KINDS;
@@ -78,6 +80,8 @@ export interface ServiceObject {
   /** undefined: no selector, so no endpoints are derived from pods. */
   selector?: Record<string, string>;
   ports: ServicePort[];
+  /** The rate budget for retries to this Service (nodemesh.io/retry-budget-* annotations); absent: the default. */
+  retryBudget?: { ratio: number; minPerSecond: number; ttlMs: number };
 }
 
 /** The Istio root namespace: policies there apply mesh-wide. */
@@ -149,15 +153,7 @@ export interface AuthorizationPolicyObject {
 
 export type PolicyObject = PeerAuthenticationObject | AuthorizationPolicyObject;
 
-/** A kind stored verbatim for later consumers (destination rules). */
-export interface OpaqueObject {
-  kind: Exclude<Kind, 'Pod' | 'Service' | 'AuthorizationPolicy' | 'PeerAuthentication' | RouteKind>;
-  meta: ObjectMeta;
-  apiVersion: string;
-  spec: unknown;
-}
-
-export type MeshObject = PodObject | ServiceObject | PolicyObject | RouteObject | OpaqueObject;
+export type MeshObject = PodObject | ServiceObject | PolicyObject | RouteObject | TrafficObject;
 
 export interface StoredObject {
   object: MeshObject;

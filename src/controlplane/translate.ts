@@ -26,6 +26,8 @@ import { buildRbacFilters } from './policy-rbac';
 import { buildRouteTableConfig } from './routes/rds';
 import { buildRouteModel, defaultRoute } from './routes/route-tables';
 import { buildVipListener, ROUTER, tcpProxyFilter } from './routes/vip-listener';
+import { clusterTrafficFields } from './traffic/cluster-fields';
+import type { ClusterTraffic } from './traffic/traffic-model';
 
 /** One encoded resource with its content version (a hash, so identical config has identical versions everywhere). */
 export interface XdsResource {
@@ -70,14 +72,16 @@ function serviceMetadata(svc: ServiceModel, p: ServicePortModel): Record<string,
   return m;
 }
 
-export function buildCluster(svc: ServiceModel, p: ServicePortModel): Record<string, unknown> {
+/** A Service port's Cluster; its DestinationRule's policy (traffic/cluster-fields.ts) when one applies. */
+export function buildCluster(svc: ServiceModel, p: ServicePortModel, traffic?: ClusterTraffic): Record<string, unknown> {
+  const t = clusterTrafficFields(traffic, p.protocol);
   return {
     name: p.clusterName,
     type: 'EDS',
     eds_cluster_config: { eds_config: ADS_SOURCE, service_name: p.clusterName },
     connect_timeout: CONNECT_TIMEOUT,
-    lb_policy: 'ROUND_ROBIN',
-    metadata: nodemeshMetadata(serviceMetadata(svc, p)),
+    ...t.fields,
+    metadata: nodemeshMetadata({ ...serviceMetadata(svc, p), ...t.metadata }),
   };
 }
 
@@ -244,7 +248,7 @@ export function translate(model: MeshModel, opts: TranslateOptions = {}): Snapsh
   ]);
   const add = (r: XdsResource): void => void shared.get(r.typeUrl)!.set(r.name, r);
   // Without routes every HTTP port still gets its default table: all HTTP ports are served the same way.
-  const routeModel = model.routes ?? buildRouteModel(model.services, []);
+  const routeModel = model.routes ?? buildRouteModel(model.services, [], new Map(), { hashOf: (c) => model.traffic?.clusters.get(c)?.hash });
   if (model.workloadsByNode.size > 0) {
     add(makeResource(CDS, INBOUND_PASSTHROUGH_CLUSTER, buildInboundPassthroughCluster()));
     add(makeResource(CDS, WORKLOADS_CLUSTER, buildWorkloadsCluster()));
@@ -252,7 +256,7 @@ export function translate(model: MeshModel, opts: TranslateOptions = {}): Snapsh
   }
   for (const svc of model.services) {
     for (const p of svc.ports) {
-      add(makeResource(CDS, p.clusterName, buildCluster(svc, p)));
+      add(makeResource(CDS, p.clusterName, buildCluster(svc, p, model.traffic?.clusters.get(p.clusterName))));
       add(makeResource(EDS, p.clusterName, buildLoadAssignment(p)));
       add(makeResource(LDS, p.listenerName, buildServiceListener(svc, p)));
       const routes = routeModel.ports.get(p.clusterName);

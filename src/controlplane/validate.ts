@@ -6,7 +6,6 @@ import {
   KNOWN_KINDS,
   type ContainerPort,
   type MeshObject,
-  type OpaqueObject,
   type PodObject,
   type ServiceObject,
   type ServicePort,
@@ -14,6 +13,9 @@ import {
 import { Checker, describe, isMap, LABEL, readMeta, SUBDOMAIN, type FieldIssue, type FieldPath, type Json } from './checker';
 import { validateAuthorizationPolicy, validatePeerAuthentication } from './policy-validate';
 import { validateRoute } from './routes/route-validate';
+import { validateDestinationRule } from './traffic/destination-rule-validate';
+import { validateFaultInjection } from './traffic/fault-injection';
+import { serviceRetryBudget } from './traffic/service-retry-budget';
 
 export type ValidationResult =
   | { status: 'ok'; object: MeshObject }
@@ -125,7 +127,8 @@ function validateService(c: Checker, doc: Json): ServiceObject {
     }
     if (port !== undefined && targetPort !== undefined) ports.push({ name, port, protocol, targetPort, appProtocol });
   });
-  return { kind: 'Service', meta: m, clusterIP, selector, ports };
+  const budget = serviceRetryBudget(c, m.annotations);
+  return { kind: 'Service', meta: m, clusterIP, selector, ports, ...(budget ? { retryBudget: budget } : {}) };
 }
 
 /**
@@ -150,11 +153,8 @@ export function validateDocument(doc: unknown): ValidationResult {
   else if (kind === 'AuthorizationPolicy') object = validateAuthorizationPolicy(c, doc, readMeta(c, doc, SUBDOMAIN));
   else if (kind === 'PeerAuthentication') object = validatePeerAuthentication(c, doc, readMeta(c, doc, SUBDOMAIN));
   else if (kind === 'HTTPRoute' || kind === 'GRPCRoute') object = validateRoute(c, doc, kind, apiVersion);
-  else {
-    const m = readMeta(c, doc, SUBDOMAIN);
-    if (doc.spec !== undefined) c.map(doc.spec, ['spec'], false);
-    object = { kind: kind as OpaqueObject['kind'], apiVersion, meta: m, spec: doc.spec ?? {} };
-  }
+  else if (kind === 'DestinationRule') object = validateDestinationRule(c, doc, apiVersion);
+  else object = validateFaultInjection(c, doc, readMeta(c, doc, SUBDOMAIN), apiVersion);
   if (c.issues.length > 0) {
     return { status: 'invalid', kind, namespace: object.meta.namespace, name: object.meta.name || undefined, issues: c.issues };
   }

@@ -94,7 +94,12 @@ export interface RoutePolicy {
   timeoutMs?: number;
   /** One attempt (timeouts.backendRequest); 0 disables. */
   perTryTimeoutMs?: number;
+  /**
+   * `attempts` is the number of retries (Gateway API's and Envoy's num_retries); `on` Envoy's retry_on
+   * conditions; `codes` its retriable_status_codes. Absent: DEFAULT_ROUTE_RETRY.
+   */
   retry?: { attempts: number; on: string[]; codes: number[]; backoffBaseMs?: number; backoffMaxMs?: number };
+  /** Each mirror gets a copy of its share (0-1) of the requests. */
   mirrors?: { cluster: string; fraction: number }[];
   fault?: {
     delay?: { ms: number; fraction: number };
@@ -102,6 +107,16 @@ export interface RoutePolicy {
   };
   hash?: ({ kind: 'header'; name: string } | { kind: 'cookie'; name: string; ttlMs?: number; path?: string } | { kind: 'sourceIp' } | { kind: 'query'; name: string })[];
 }
+
+/** Istio's default, for a route that sets no retry policy: 2 retries on connect failure, refused stream, gRPC UNAVAILABLE/CANCELLED and 503. */
+export const DEFAULT_ROUTE_RETRY: Readonly<NonNullable<RoutePolicy['retry']>> = {
+  attempts: 2,
+  on: ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'],
+  codes: [503],
+};
+
+/** Envoy retry_on conditions the agent honours (see proxy/http/layers/retry.ts `retriable`). */
+export const RETRY_ON = ['connect-failure', 'refused-stream', 'reset', '5xx', 'gateway-error', 'retriable-status-codes', 'cancelled', 'deadline-exceeded', 'resource-exhausted', 'internal', 'unavailable'] as const;
 
 export interface Route {
   /** Stable and readable: `ns/route-name/rule-N` or the rule's own name (Gateway API named rules). */

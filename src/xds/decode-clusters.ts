@@ -1,31 +1,30 @@
-// CDS and EDS on the agent: Cluster -> ClusterInfo (with the port's protocol), ClusterLoadAssignment -> endpoints.
+// CDS and EDS on the agent: Cluster -> ClusterInfo (with the port's protocol and its traffic policy,
+// decode-cluster-policy.ts), ClusterLoadAssignment -> endpoints.
 
 import type { PortProtocol } from '../state/routes';
-import type { ClusterInfo, EndpointInfo } from '../state/services';
+import type { EndpointInfo } from '../state/services';
 import type { AgentResource } from './agent-resources';
+import { decodeClusterPolicy } from './decode-cluster-policy';
 import { durationMs, list, nodemeshMeta, XdsResourceError, type Msg } from './decode-util';
 import { parseOutboundClusterName } from './resource-types';
 
 const PORT_PROTOCOLS: readonly PortProtocol[] = ['tcp', 'http', 'http2', 'grpc', 'detect'];
 
-const SUPPORTED_LB: Record<string, ClusterInfo['lbPolicy']> = { ROUND_ROBIN: 'round_robin' };
-
 export function decodeCluster(c: Msg): AgentResource {
   const name = String(c.name ?? '');
   const type = String(c.type ?? 'STATIC');
-  const lb = String(c.lb_policy ?? 'ROUND_ROBIN');
   if (type === 'ORIGINAL_DST') {
     return { kind: 'ignored', why: 'original-destination clusters need no state: the agent always forwards to the original destination' };
   }
   if (type !== 'EDS') throw new XdsResourceError(`cluster ${name}: discovery type ${type} is not supported (supported: EDS)`);
-  const policy = SUPPORTED_LB[lb];
-  if (!policy) throw new XdsResourceError(`cluster ${name}: lb_policy ${lb} is not supported (supported: ${Object.keys(SUPPORTED_LB).join(', ')})`);
   const meta = nodemeshMeta(c.metadata);
   const host = typeof meta.host === 'string' ? meta.host : (parseOutboundClusterName(name)?.host ?? name);
+  const policy = decodeClusterPolicy(`cluster ${name}`, c, meta);
+  // Connections (the L4 path) rotate over the endpoints; requests (L7) follow the cluster's policy.
   return {
     kind: 'cluster',
     eds: true,
-    cluster: { name, host, lbPolicy: policy, connectTimeoutMs: durationMs(c.connect_timeout, 10_000), protocol: protocolOf(`cluster ${name}`, meta.protocol) },
+    cluster: { name, host, lbPolicy: 'round_robin', connectTimeoutMs: durationMs(c.connect_timeout, 10_000), protocol: protocolOf(`cluster ${name}`, meta.protocol), policy },
   };
 }
 

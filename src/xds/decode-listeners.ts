@@ -7,7 +7,8 @@ import type { VipInfo } from '../state/services';
 import type { AgentResource } from './agent-resources';
 import { protocolOf } from './decode-clusters';
 import { decodeTyped, durationMs, isType, list, nodemeshMeta, XdsResourceError, type Msg } from './decode-util';
-import { HCM_TYPE, HTTP_INSPECTOR_TYPE, ROUTER_TYPE, TCP_PROXY_TYPE } from './resource-types';
+import { decodeHttpFault } from './decode-route-policy';
+import { HCM_TYPE, HTTP_FAULT_TYPE, HTTP_INSPECTOR_TYPE, ROUTER_TYPE, TCP_PROXY_TYPE } from './resource-types';
 
 const CODEC_PROTOCOL: Record<string, PortProtocol> = { HTTP1: 'http', HTTP2: 'http2', AUTO: 'http' };
 
@@ -36,9 +37,15 @@ export function outboundHcm(where: string, chain: Msg): { codec: string; routeTa
   const source = rds.config_source as Msg | null | undefined;
   if (source && source.config_source_specifier !== 'ads') throw new XdsResourceError(`${where}: rds must come from ADS (config_source ads)`);
   const httpFilters = list(hcm, 'http_filters');
-  const unsupported = httpFilters.filter((f) => !isType(f.typed_config, ROUTER_TYPE)).map((f) => String(f.name || (f.typed_config as { type_url?: string } | null)?.type_url));
-  if (unsupported.length > 0 || httpFilters.length !== 1) {
-    throw new XdsResourceError(`${where}: outbound http_filters must be exactly the router (not supported: ${unsupported.join(', ') || 'none given'})`);
+  // The fault filter may come first, without faults of its own: routes configure it (typed_per_filter_config).
+  const fault = httpFilters.length === 2 && isType(httpFilters[0]!.typed_config, HTTP_FAULT_TYPE) ? httpFilters[0]! : null;
+  if (fault && decodeHttpFault(`${where} fault filter`, decodeTyped(where, fault.typed_config as never)) !== undefined) {
+    throw new XdsResourceError(`${where}: the fault filter may not inject faults for the whole listener (give each route its FaultInjection in typed_per_filter_config)`);
+  }
+  const rest = fault ? httpFilters.slice(1) : httpFilters;
+  const unsupported = rest.filter((f) => !isType(f.typed_config, ROUTER_TYPE)).map((f) => String(f.name || (f.typed_config as { type_url?: string } | null)?.type_url));
+  if (unsupported.length > 0 || rest.length !== 1) {
+    throw new XdsResourceError(`${where}: outbound http_filters must be the router, after an optional fault filter (not supported: ${unsupported.join(', ') || 'none given'})`);
   }
   return { codec: String(hcm.codec_type ?? 'AUTO'), routeTable: rds.route_config_name };
 }

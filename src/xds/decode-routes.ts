@@ -19,7 +19,8 @@ import type {
   UrlRewrite,
   WeightedBackend,
 } from '../state/routes';
-import { durationMs, list, nodemeshMeta, XdsResourceError, type Msg } from './decode-util';
+import { decodeRoutePolicy } from './decode-route-policy';
+import { isSet, list, nodemeshMeta, refuse, XdsResourceError, type Msg } from './decode-util';
 import { INVALID_BACKEND_PREFIX } from './resource-types';
 
 const REDIRECT_STATUS: Record<string, Redirect['status']> = {
@@ -32,25 +33,6 @@ const REDIRECT_STATUS: Record<string, Redirect['status']> = {
 
 /** ReplaceFullPath as the control plane writes it (routes/rds.ts FULL_PATH_PATTERN). */
 const FULL_PATH_PATTERNS = new Set(['^/.*$', '/.*', '.*']);
-
-/** Map fields: decoded as {} when empty (a message field decodes as null when unset, {} when set but empty). */
-const MAP_FIELDS = new Set(['typed_per_filter_config', 'cluster_specifier_plugins']);
-
-/** Enum fields decode as their names; their default (first) value means unset. */
-const ENUM_DEFAULTS: Record<string, string> = { require_tls: 'NONE' };
-
-/** Set in the proto sense: a message present, a list or map not empty, true, a non-zero number, a string not empty. */
-function isSet(v: unknown, field = ''): boolean {
-  if (v === null || v === undefined || v === false || v === '' || v === 0 || v === ENUM_DEFAULTS[field]) return false;
-  if (Array.isArray(v) || v instanceof Uint8Array) return v.length > 0;
-  if (MAP_FIELDS.has(field) && typeof v === 'object') return Object.keys(v as object).length > 0;
-  return true;
-}
-
-/** Refuses each of `fields` that `m` sets, naming it and what the agent does instead. */
-function refuse(where: string, m: Msg, fields: Record<string, string>): void {
-  for (const [f, why] of Object.entries(fields)) if (isSet(m[f], f)) throw new XdsResourceError(`${where}: ${f} is not supported (${why})`);
-}
 
 function regex(where: string, pattern: unknown): string {
   const s = String((pattern as Msg | null | undefined)?.regex ?? '');
@@ -210,16 +192,14 @@ function decodeBackend(where: string, w: Msg): WeightedBackend {
   return b;
 }
 
-function decodeForward(where: string, a: Msg, matches: RouteMatch[], policy: RoutePolicy): RouteAction {
+function decodeForward(where: string, a: Msg, matches: RouteMatch[]): RouteAction {
   refuse(where, a, {
     metadata_match: 'endpoint subsets are not supported',
     path_rewrite_policy: 'use prefix_rewrite or regex_rewrite',
     auto_host_rewrite: 'use host_rewrite_literal',
     host_rewrite_header: 'use host_rewrite_literal',
     host_rewrite_path_regex: 'use host_rewrite_literal',
-    request_mirror_policies: 'mirroring is not supported yet',
     rate_limits: 'rate limiting is not supported',
-    hash_policy: 'consistent hashing is not supported yet',
     cors: 'CORS is not supported',
     upgrade_configs: 'upgrades follow the protocol (WebSocket is always allowed)',
     internal_redirect_policy: 'internal redirects are not supported',
@@ -250,13 +230,6 @@ function decodeForward(where: string, a: Msg, matches: RouteMatch[], policy: Rou
   }
   if (String(a.host_rewrite_specifier ?? '') === 'host_rewrite_literal') rewrite.hostname = String(a.host_rewrite_literal);
   if (rewrite.path || rewrite.hostname !== undefined) action.rewrite = rewrite;
-  if (a.timeout) policy.timeoutMs = durationMs(a.timeout, 0);
-  if (a.retry_policy) {
-    const rp = a.retry_policy as Msg;
-    const retries = (rp.num_retries as Msg | null | undefined)?.value;
-    if (retries !== undefined && retries !== null && Number(retries) !== 0) throw new XdsResourceError(`${where}: retries are not supported yet (num_retries must be 0)`);
-    if (rp.per_try_timeout) policy.perTryTimeoutMs = durationMs(rp.per_try_timeout, 0);
-  }
   return action;
 }
 
@@ -313,7 +286,6 @@ function decodeRoute(where: string, r: Msg, i: number): Route {
   const name = String(r.name ?? '') || `route-${i}`;
   const at = `${where} route ${name}`;
   refuse(at, r, {
-    typed_per_filter_config: 'no per-route filter config',
     decorator: 'tracing comes later',
     tracing: 'tracing comes later',
     per_request_buffer_limit_bytes: 'the agent streams requests',
@@ -322,8 +294,13 @@ function decodeRoute(where: string, r: Msg, i: number): Route {
   const route: Route = { name, source: decodeSource(at, r.metadata), matches, action: { kind: 'respond', status: 404 } };
   const policy: RoutePolicy = {};
   const kind = String(r.action ?? '');
-  if (kind === 'route') route.action = decodeForward(at, r.route as Msg, matches, policy);
-  else if (kind === 'redirect') route.action = { kind: 'redirect', redirect: decodeRedirect(at, r.redirect as Msg, matches) };
+  if (kind !== 'route' && isSet(r.typed_per_filter_config, 'typed_per_filter_config')) {
+    throw new XdsResourceError(`${at}: typed_per_filter_config is supported on routes that forward (faults apply to forwarded requests)`);
+  }
+  if (kind === 'route') {
+    route.action = decodeForward(at, r.route as Msg, matches);
+    decodeRoutePolicy(at, r, r.route as Msg, policy);
+  } else if (kind === 'redirect') route.action = { kind: 'redirect', redirect: decodeRedirect(at, r.redirect as Msg, matches) };
   else if (kind === 'direct_response') {
     const d = r.direct_response as Msg;
     const status = Number(d.status ?? 0);
@@ -371,7 +348,7 @@ export function decodeRouteConfiguration(rc: Msg): RouteTable {
     response_headers_to_remove: 'set headers on the routes',
     cors: 'CORS is not supported',
     typed_per_filter_config: 'no per-host filter config',
-    retry_policy: 'retries are not supported yet',
+    retry_policy: 'set retry_policy on the routes',
     hedge_policy: 'hedging is not supported',
     matcher: 'matcher trees are not supported (use routes)',
   });

@@ -52,3 +52,22 @@ export function list(m: Msg | null | undefined, name: string): Msg[] {
   const v = m?.[name];
   return Array.isArray(v) ? (v as Msg[]) : [];
 }
+
+/** Map fields: decoded as {} when empty (a message field decodes as null when unset, {} when set but empty). */
+const MAP_FIELDS = new Set(['typed_per_filter_config', 'cluster_specifier_plugins']);
+
+/** Enum fields decode as their names; their default (first) value means unset. */
+const ENUM_DEFAULTS: Record<string, string> = { require_tls: 'NONE' };
+
+/** Set in the proto sense: a message present, a list or map not empty, true, a non-zero number, a string not empty. */
+export function isSet(v: unknown, field = ''): boolean {
+  if (v === null || v === undefined || v === false || v === '' || v === 0 || v === ENUM_DEFAULTS[field]) return false;
+  if (Array.isArray(v) || v instanceof Uint8Array) return v.length > 0;
+  if (MAP_FIELDS.has(field) && typeof v === 'object') return Object.keys(v as object).length > 0;
+  return true;
+}
+
+/** Refuses each of `fields` that `m` sets, naming it and what the agent does instead. */
+export function refuse(where: string, m: Msg, fields: Record<string, string>): void {
+  for (const [f, why] of Object.entries(fields)) if (isSet(m[f], f)) throw new XdsResourceError(`${where}: ${f} is not supported (${why})`);
+}

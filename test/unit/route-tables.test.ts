@@ -160,7 +160,7 @@ test('actions: weights (0 kept), unusable backends keep their share, all-unusabl
       ['ResolvedRefs', 'False', 'InvalidKind'],
     ],
   );
-  assert.match(status.parents[0]!.conditions[1]!.message, /Service mesh\/missing not found; Service mesh\/echo-v2 has no TCP port 81; backendRef Thing\.example\.com mesh\/x is not a Service/);
+  assert.match(status.parents[0]!.conditions[1]!.message, /Service mesh\/missing not found \(its share of requests is answered with an error\); Service mesh\/echo-v2 has no TCP port 81 \(.*\); backendRef Thing\.example\.com mesh\/x is not a Service/);
 });
 
 test('GAMMA: producer routes for everyone, consumer routes only for their namespace; ports without routes get the default', () => {

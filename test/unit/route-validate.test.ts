@@ -161,7 +161,7 @@ test('every invalid field is reported with file:line:field, and the object is re
       backendRefs:
         - { name: echo }
         - { name: echo, port: 80, weight: 1000001 }
-      retry: { attempts: 2 }
+      retry: { attempts: -1 }
     - matches: [{ path: { type: Exact, value: /e } }]
       filters:
         - type: URLRewrite
@@ -184,7 +184,7 @@ test('every invalid field is reported with file:line:field, and the object is re
     ['22', 'spec.rules[0].filters[3].requestHeaderModifier.set[0].name', 'the Host header cannot be modified here'],
     ['24', 'spec.rules[0].backendRefs[0].port', 'is required (a port number 1-65535)'],
     ['25', 'spec.rules[0].backendRefs[1].weight', 'must be an integer 0-1000000, got number 1000001'],
-    ['26', 'spec.rules[0].retry', 'retry is not supported yet'],
+    ['26', 'spec.rules[0].retry.attempts', 'must be an integer 1-100, got number -1'],
     ['30', 'spec.rules[1].filters[0].urlRewrite.path', 'ReplacePrefixMatch needs exactly one match in the rule, with a PathPrefix path'],
     ['29', 'spec.rules[1].filters', 'RequestRedirect and URLRewrite cannot be used in one rule'],
   ];

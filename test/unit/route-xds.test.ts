@@ -114,7 +114,8 @@ test('every route table the control plane serves decodes on the agent into exact
   // What the tables hold, as the agent sees them.
   const http = (decoded(snap, RDS, 'routes|echo.mesh.svc.cluster.local:80') as { table: RouteTable }).table;
   const split = http.routes.find((r) => r.source.rule === 'split')!;
-  assert.deepEqual(split.policy, { timeoutMs: 5000, perTryTimeoutMs: 250 });
+  // backendRequest without retry: the default retries, written out with the per-try timeout.
+  assert.deepEqual(split.policy, { timeoutMs: 5000, perTryTimeoutMs: 250, retry: { attempts: 2, on: ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'], codes: [503] } });
   assert.deepEqual(split.action.kind === 'forward' && split.action.backends.map((b) => [b.cluster, b.weight, b.invalid]), [
     ['outbound|80||echo.mesh.svc.cluster.local', 9, undefined],
     ['outbound|80||echo-v2.mesh.svc.cluster.local', 1, undefined],
@@ -189,16 +190,25 @@ test('the agent NACKs, with the reason, what it cannot honour', () => {
     [rc([{ name: 'r', match: { prefix: '/', headers: [{ name: ':authority', string_match: { exact: 'a' } }] }, route: fwd }]), /pseudo-header matches other than :method/],
     [rc([{ name: 'r', match: { prefix: '/', grpc: {} }, route: fwd }]), /route r: grpc is not supported/],
     [rc([{ name: 'r', match: { prefix: '/' }, route: { cluster_header: 'x-cluster' } }]), /route action cluster_header is not supported \(cluster, weighted_clusters\)/],
-    [rc([{ name: 'r', match: { prefix: '/' }, route: { cluster: 'c', hash_policy: [{ header: { header_name: 'x' } }] } }]), /hash_policy is not supported \(consistent hashing is not supported yet\)/],
-    [rc([{ name: 'r', match: { prefix: '/' }, route: { cluster: 'c', retry_policy: { num_retries: { value: 2 } } } }]), /retries are not supported yet/],
-    [rc([{ name: 'r', match: { prefix: '/' }, route: { cluster: 'c', request_mirror_policies: [{ cluster: 'm' }] } }]), /request_mirror_policies is not supported/],
+    [rc([{ name: 'r', match: { prefix: '/' }, route: { cluster: 'c', hash_policy: [{ filter_state: { key: 'x' } }] } }]), /hash_policy\[0\]: hash policy filter_state is not supported/],
+    [rc([{ name: 'r', match: { prefix: '/' }, route: { cluster: 'c', retry_policy: { retry_on: '5xx,retriable-4xx', num_retries: { value: 2 } } } }]), /retry_policy: retry_on retriable-4xx is not supported/],
+    [rc([{ name: 'r', match: { prefix: '/' }, route: { cluster: 'c', retry_policy: { retriable_headers: [{ name: 'x', present_match: true }] } } }]), /retry_policy: retriable_headers is not supported/],
+    [rc([{ name: 'r', match: { prefix: '/' }, route: { cluster: 'c', request_mirror_policies: [{ cluster: 'm', runtime_fraction: { runtime_key: 'k' } }] } }]), /request_mirror_policies\[0\]: runtime_fraction.runtime_key is not supported/],
+    [
+      rc([{ name: 'r', match: { prefix: '/' }, route: fwd, typed_per_filter_config: { 'envoy.filters.http.fault': toAny('envoy.extensions.filters.http.fault.v3.HTTPFault', { abort: { header_abort: {} } }) } }]),
+      /abort must set http_status or grpc_status \(header_abort is not supported\)/,
+    ],
+    [
+      rc([{ name: 'r', match: { prefix: '/' }, redirect: { response_code: 'FOUND' }, typed_per_filter_config: { 'envoy.filters.http.fault': toAny('envoy.extensions.filters.http.fault.v3.HTTPFault', {}) } }]),
+      /typed_per_filter_config is supported on routes that forward/,
+    ],
     [rc([{ name: 'r', match: { prefix: '/' }, route: { weighted_clusters: { clusters: [{ name: 'a', weight: { value: 0 } }] } } }]), /weights sum to 0/],
     [rc([{ name: 'r', match: { path: '/x' }, route: { cluster: 'c', prefix_rewrite: '/y' } }]), /prefix_rewrite needs the route to match a path prefix/],
     [rc([{ name: 'r', match: { prefix: '/' }, route: { cluster: 'c', regex_rewrite: { pattern: { regex: 'a' }, substitution: 'b' } } }]), /regex_rewrite is supported as a full path replacement/],
     [rc([{ name: 'r', match: { prefix: '/' }, redirect: { response_code: 'FOUND', strip_query: true } }]), /strip_query is not supported/],
     [rc([{ name: 'r', match: { prefix: '/' }, direct_response: { status: 200, body: { filename: '/etc/passwd' } } }]), /body must be inline_string/],
     [rc([{ name: 'r', match: { prefix: '/' }, non_forwarding_action: {} }]), /action non_forwarding_action is not supported/],
-    [rc([{ name: 'r', match: { prefix: '/' }, route: fwd, typed_per_filter_config: { x: { type_url: 'type.googleapis.com/google.protobuf.Empty', value: Buffer.alloc(0) } } }]), /typed_per_filter_config is not supported/],
+    [rc([{ name: 'r', match: { prefix: '/' }, route: fwd, typed_per_filter_config: { x: { type_url: 'type.googleapis.com/google.protobuf.Empty', value: Buffer.alloc(0) } } }]), /typed_per_filter_config x is not supported \(only envoy.filters.http.fault/],
     [rc([], { retry_policy: { num_retries: { value: 1 } } }), /virtual host vh: retry_policy is not supported/],
     [rc([{ name: 'r', match: { prefix: '/' }, route: fwd, request_headers_to_add: [{ header: { key: 'host', value: 'x' } }] }]), /may not set "host"/],
   ];
@@ -214,7 +224,23 @@ test('the agent NACKs, with the reason, what it cannot honour', () => {
   const meta = { metadata: { filter_metadata: { nodemesh: { fields: { cluster: { stringValue: 'c' } } } } } };
   for (const [got, want] of [
     [listener({ filter_chains: [{ filters: [hcm({ route_config: { name: 'inline' }, http_filters: [router] })] }], ...meta }), /needs rds with a route_config_name \(inline route_config/],
-    [listener({ filter_chains: [{ filters: [hcm({ ...rds, http_filters: [] })] }], ...meta }), /http_filters must be exactly the router/],
+    [listener({ filter_chains: [{ filters: [hcm({ ...rds, http_filters: [] })] }], ...meta }), /http_filters must be the router, after an optional fault filter/],
+    [
+      listener({
+        filter_chains: [
+          {
+            filters: [
+              hcm({
+                ...rds,
+                http_filters: [{ name: 'envoy.filters.http.fault', typed_config: toAny('envoy.extensions.filters.http.fault.v3.HTTPFault', { abort: { http_status: 503, percentage: { numerator: 1 } } }) }, router],
+              }),
+            ],
+          },
+        ],
+        ...meta,
+      }),
+      /the fault filter may not inject faults for the whole listener/,
+    ],
     [
       listener({
         filter_chains: [{ filters: [hcm({ ...rds, http_filters: [{ name: 'envoy.filters.http.rbac', typed_config: toAny('envoy.extensions.filters.http.rbac.v3.RBAC', {}) }, router] })] }],

@@ -7,6 +7,7 @@ import { buildModel } from '../model';
 import { ObjectStore } from '../store';
 import { VipAllocator } from '../vip-allocator';
 import { parseYamlSource } from '../yaml-parse';
+import { buildTrafficModel, routeExtras, storedDestinationRules } from '../traffic/traffic-model';
 import { buildRouteModel, invalidIssues, storedRoutes } from './route-tables';
 import type { RouteStatus } from './route-status';
 
@@ -32,5 +33,6 @@ export function routeStatusOfFiles(paths: string[], domain?: string): RouteStatu
   const store = new ObjectStore();
   for (const file of paths.flatMap(yamlFiles)) store.apply(parseYamlSource(`file:${file}`, file, fs.readFileSync(file, 'utf8')));
   const model = buildModel(store.services(), store.pods(), new VipAllocator(), domain);
-  return buildRouteModel(model.services, storedRoutes(store), invalidIssues(store.issues())).status;
+  const traffic = buildTrafficModel(model.services, storedDestinationRules(store), domain);
+  return buildRouteModel(model.services, storedRoutes(store), invalidIssues(store.issues()), routeExtras(store, traffic)).status;
 }

@@ -16,12 +16,17 @@
 //   regex_rewrite as above, response_code); a rule that answers itself -> direct_response;
 // - header modifiers -> *_headers_to_add (append_action OVERWRITE_IF_EXISTS_OR_ADD for set,
 //   APPEND_IF_EXISTS_OR_ADD for add) and *_headers_to_remove;
-// - timeouts.request -> route.timeout, timeouts.backendRequest -> retry_policy { num_retries 0, per_try_timeout }.
+// - timeouts.request -> route.timeout; retries -> retry_policy { retry_on, num_retries, retriable_status_codes,
+//   retry_back_off, per_try_timeout (timeouts.backendRequest) }; RequestMirror -> request_mirror_policies
+//   { cluster, runtime_fraction }; a FaultInjection -> typed_per_filter_config["envoy.filters.http.fault"]
+//   (HTTPFault: delay.fixed_delay, abort.http_status or grpc_status, each with its percentage); the
+//   destination's DestinationRule consistentHash -> hash_policy (header, cookie, connection_properties,
+//   query_parameter).
 // No catch-all route is added: a request no route matches gets Envoy's own answer, 404 (route not found).
 
-import { toStruct, type JsonValue } from '../../xds/protos';
-import { METADATA_NAMESPACE } from '../../xds/resource-types';
-import type { HeaderMutation, Redirect, Route, RouteAction, RouteMatch, RouteTable, StringMatcher, UrlRewrite, WeightedBackend } from '../../state/routes';
+import { anyOf, toStruct, type JsonValue } from '../../xds/protos';
+import { HTTP_FAULT_FILTER, HTTP_FAULT_TYPE, METADATA_NAMESPACE } from '../../xds/resource-types';
+import type { HeaderMutation, Redirect, Route, RouteAction, RouteMatch, RoutePolicy, RouteTable, StringMatcher, UrlRewrite, WeightedBackend } from '../../state/routes';
 
 type Msg = Record<string, unknown>;
 
@@ -100,8 +105,62 @@ function encodeForward(a: Extract<RouteAction, { kind: 'forward' }>, r: Route): 
   }
   if (a.rewrite?.path) Object.assign(out, pathRewrite(a.rewrite.path));
   if (a.rewrite?.hostname) out.host_rewrite_literal = a.rewrite.hostname;
-  if (r.policy?.timeoutMs !== undefined) out.timeout = duration(r.policy.timeoutMs);
-  if (r.policy?.perTryTimeoutMs !== undefined) out.retry_policy = { num_retries: { value: 0 }, per_try_timeout: duration(r.policy.perTryTimeoutMs) };
+  const p = r.policy;
+  if (p?.timeoutMs !== undefined) out.timeout = duration(p.timeoutMs);
+  if (p?.retry || p?.perTryTimeoutMs !== undefined) out.retry_policy = retryPolicy(p);
+  if (p?.mirrors) out.request_mirror_policies = p.mirrors.map((m) => ({ cluster: m.cluster, runtime_fraction: { default_value: fractionalPercent(m.fraction) } }));
+  if (p?.hash) out.hash_policy = p.hash.map(hashPolicy);
+  return out;
+}
+
+/** A share 0-1 as Envoy's FractionalPercent: per hundred when exact, else per million. */
+export function fractionalPercent(share: number): Msg {
+  const perMillion = Math.round(share * 1_000_000);
+  return perMillion % 10_000 === 0 ? { numerator: perMillion / 10_000, denominator: 'HUNDRED' } : { numerator: perMillion, denominator: 'MILLION' };
+}
+
+function retryPolicy(p: RoutePolicy): Msg {
+  const out: Msg = {};
+  if (p.retry) {
+    out.retry_on = p.retry.on.join(',');
+    out.num_retries = { value: p.retry.attempts };
+    if (p.retry.codes.length > 0) out.retriable_status_codes = p.retry.codes;
+    if (p.retry.backoffBaseMs !== undefined) {
+      out.retry_back_off = { base_interval: duration(p.retry.backoffBaseMs) };
+      if (p.retry.backoffMaxMs !== undefined) (out.retry_back_off as Msg).max_interval = duration(p.retry.backoffMaxMs);
+    }
+  }
+  if (p.perTryTimeoutMs !== undefined) out.per_try_timeout = duration(p.perTryTimeoutMs);
+  return out;
+}
+
+function hashPolicy(h: NonNullable<RoutePolicy['hash']>[number]): Msg {
+  switch (h.kind) {
+    case 'header':
+      return { header: { header_name: h.name } };
+    case 'cookie': {
+      const c: Msg = { name: h.name };
+      if (h.ttlMs !== undefined) c.ttl = duration(h.ttlMs);
+      if (h.path !== undefined) c.path = h.path;
+      return { cookie: c };
+    }
+    case 'sourceIp':
+      return { connection_properties: { source_ip: true } };
+    case 'query':
+      return { query_parameter: { name: h.name } };
+  }
+}
+
+/** A FaultInjection as the per-route config of Envoy's HTTP fault filter. */
+export function httpFault(f: NonNullable<RoutePolicy['fault']>): Msg {
+  const out: Msg = {};
+  if (f.delay) out.delay = { fixed_delay: duration(f.delay.ms), percentage: fractionalPercent(f.delay.fraction) };
+  if (f.abort) {
+    const a: Msg = { percentage: fractionalPercent(f.abort.fraction) };
+    if (f.abort.httpStatus !== undefined) a.http_status = f.abort.httpStatus;
+    if (f.abort.grpcStatus !== undefined) a.grpc_status = f.abort.grpcStatus;
+    out.abort = a;
+  }
   return out;
 }
 
@@ -134,6 +193,7 @@ export function encodeRoute(r: Route, proxyless = false): Msg[] {
     encodeHeaders(out, 'request', r.requestHeaders);
     encodeHeaders(out, 'response', r.responseHeaders);
     const a = r.action;
+    if (a.kind === 'forward' && r.policy?.fault) out.typed_per_filter_config = { [HTTP_FAULT_FILTER]: anyOf(HTTP_FAULT_TYPE, httpFault(r.policy.fault)) };
     if (a.kind === 'forward') out.route = encodeForward(a, r);
     else if (a.kind === 'redirect') out.redirect = encodeRedirect(a.redirect);
     else out.direct_response = a.body === undefined ? { status: a.status } : { status: a.status, body: { inline_string: a.body } };

@@ -56,6 +56,18 @@ export interface RouteRule {
   backends: BackendRef[];
   /** HTTPRoute `timeouts` (Gateway API Duration, in ms; 0 disables). */
   timeouts?: { requestMs?: number; backendRequestMs?: number };
+  /** HTTPRoute `retry`: retries (Gateway API `attempts`), the statuses retried, the least wait between attempts. */
+  retry?: { attempts?: number; codes: number[]; backoffMs?: number };
+  /** RequestMirror filters, in order: each mirrors its share of the rule's requests to its backend. */
+  mirrors?: MirrorRef[];
+  /** An ExtensionRef filter naming a nodemesh.io FaultInjection (in the route's namespace). */
+  fault?: { namespace: string; name: string };
+}
+
+/** A RequestMirror filter: where copies go, and which share of requests (0-1) is copied. */
+export interface MirrorRef {
+  backend: BackendRef;
+  fraction: number;
 }
 
 export interface RouteObject {

@@ -1,7 +1,7 @@
 // GAMMA: which routes attach to which Service port, the route tables that follow (Gateway API precedence,
 // producer and consumer tables, the default table), what proxyless clients may see, and every route's status.
 
-import type { Route, RouteAction, RouteMatch, RoutePolicy, RouteTable, WeightedBackend } from '../../state/routes';
+import { DEFAULT_ROUTE_RETRY, type Route, type RouteAction, type RouteMatch, type RoutePolicy, type RouteTable, type WeightedBackend } from '../../state/routes';
 import { INVALID_BACKEND_PREFIX, routeTableName } from '../../xds/resource-types';
 import type { ConfigIssue } from '../errors';
 import type { ServiceModel, ServicePortModel } from '../model';
@@ -74,11 +74,25 @@ interface Resolved {
   problem?: 'BackendNotFound' | 'InvalidKind';
 }
 
+/** What the rules' policies need from other objects: FaultInjections by `ns/name`, each cluster's hash key. */
+export interface RouteModelExtras {
+  faults?: Map<string, NonNullable<RoutePolicy['fault']>>;
+  /** The consistent-hash key of a cluster's DestinationRule (its routes carry it as hash_policy). */
+  hashOf?: (cluster: string) => RoutePolicy['hash'] | undefined;
+}
+
 class Services {
   private readonly byName = new Map<string, ServiceModel>();
 
-  constructor(services: ServiceModel[]) {
+  constructor(
+    services: ServiceModel[],
+    readonly extras: RouteModelExtras = {},
+  ) {
     for (const s of services) this.byName.set(`${s.namespace}/${s.name}`, s);
+  }
+
+  fault(ref: NonNullable<RouteRule['fault']>): NonNullable<RoutePolicy['fault']> | undefined {
+    return this.extras.faults?.get(`${ref.namespace}/${ref.name}`);
   }
 
   get(namespace: string, name: string): ServiceModel | undefined {
@@ -114,6 +128,8 @@ function withHeaders(w: WeightedBackend, b: BackendRef): WeightedBackend {
 function ruleAction(route: RouteObject, rule: RouteRule, services: Services): RouteAction {
   if (rule.redirect) return { kind: 'redirect', redirect: rule.redirect };
   const status = route.kind === 'GRPCRoute' ? 503 : 500;
+  // Gateway API: a filter that cannot be resolved is not skipped; the requests it would see get an error.
+  if (rule.fault && !services.fault(rule.fault)) return { kind: 'respond', status, body: `FaultInjection ${rule.fault.namespace}/${rule.fault.name} not found` };
   if (rule.backends.length === 0) return { kind: 'respond', status, body: 'this route rule has no backendRefs' };
   const backends = rule.backends.map((b) => services.resolve(b).backend);
   if (backends.every((b) => b.weight === 0)) return { kind: 'respond', status, body: 'every backendRef of this route rule has weight 0' };
@@ -125,12 +141,41 @@ function ruleAction(route: RouteObject, rule: RouteRule, services: Services): Ro
   return action;
 }
 
-function rulePolicy(rule: RouteRule): RoutePolicy | undefined {
-  if (!rule.timeouts) return undefined;
+/**
+ * What the rule asks of the resilience layers. A rule with `retry` retries connection failures, resets and
+ * per-try timeouts (Gateway API: implementations SHOULD), plus the codes it lists; a rule with only
+ * timeouts.backendRequest keeps the default retries, written out so the wire says what the agent does.
+ */
+function rulePolicy(rule: RouteRule, action: RouteAction, services: Services): RoutePolicy | undefined {
   const p: RoutePolicy = {};
-  if (rule.timeouts.requestMs !== undefined) p.timeoutMs = rule.timeouts.requestMs;
-  if (rule.timeouts.backendRequestMs !== undefined) p.perTryTimeoutMs = rule.timeouts.backendRequestMs;
-  return p;
+  if (rule.timeouts?.requestMs !== undefined) p.timeoutMs = rule.timeouts.requestMs;
+  if (rule.timeouts?.backendRequestMs !== undefined) p.perTryTimeoutMs = rule.timeouts.backendRequestMs;
+  if (rule.retry) {
+    const on = ['connect-failure', 'refused-stream', 'reset'];
+    if (rule.retry.codes.length > 0) on.push('retriable-status-codes');
+    p.retry = { attempts: rule.retry.attempts ?? DEFAULT_ROUTE_RETRY.attempts, on, codes: rule.retry.codes };
+    if (rule.retry.backoffMs !== undefined) p.retry.backoffBaseMs = rule.retry.backoffMs;
+  } else if (p.perTryTimeoutMs !== undefined) p.retry = { ...DEFAULT_ROUTE_RETRY, on: [...DEFAULT_ROUTE_RETRY.on], codes: [...DEFAULT_ROUTE_RETRY.codes] };
+  if (action.kind !== 'forward') return Object.keys(p).length > 0 ? p : undefined;
+  const mirrors = (rule.mirrors ?? []).flatMap((m) => {
+    const r = services.resolve(m.backend);
+    return r.problem ? [] : [{ cluster: r.backend.cluster, fraction: m.fraction }];
+  });
+  if (mirrors.length > 0) p.mirrors = mirrors;
+  const fault = rule.fault && services.fault(rule.fault);
+  if (fault) p.fault = fault;
+  const hash = hashFor(action, services);
+  if (hash) p.hash = hash;
+  return Object.keys(p).length > 0 ? p : undefined;
+}
+
+/** The hash key of the first backend whose cluster has one (Istio applies the destination's consistentHash). */
+function hashFor(action: Extract<RouteAction, { kind: 'forward' }>, services: Services): RoutePolicy['hash'] | undefined {
+  for (const b of action.backends) {
+    const h = b.invalid ? undefined : services.extras.hashOf?.(b.cluster);
+    if (h) return h;
+  }
+  return undefined;
 }
 
 /** `rule-N` (N: position in spec.rules), or the rule's own name. */
@@ -139,7 +184,12 @@ export function ruleId(rule: RouteRule): string {
 }
 
 function buildTable(name: string, routes: RouteObject[], services: Services, port: ServicePortModel): RouteTable {
-  if (routes.length === 0) return { name, routes: [defaultRoute(port)] };
+  if (routes.length === 0) {
+    const r = defaultRoute(port);
+    const hash = services.extras.hashOf?.(port.clusterName);
+    if (hash) r.policy = { hash };
+    return { name, routes: [r] };
+  }
   const out: Route[] = [];
   for (const m of orderMatches(routes)) {
     const rule = m.route.rules[m.rule]!;
@@ -152,7 +202,7 @@ function buildTable(name: string, routes: RouteObject[], services: Services, por
     };
     if (rule.requestHeaders) r.requestHeaders = rule.requestHeaders;
     if (rule.responseHeaders) r.responseHeaders = rule.responseHeaders;
-    const policy = rulePolicy(rule);
+    const policy = rulePolicy(rule, r.action, services);
     if (policy) r.policy = policy;
     out.push(r);
   }
@@ -189,8 +239,8 @@ function selectPorts(ref: ParentRef, svc: ServiceModel): ServicePortModel[] {
  * Builds every HTTP port's tables and every route's status. `invalid` holds the issues of routes whose latest
  * version failed validation (by key); `routes` holds what the store serves (their last good versions included).
  */
-export function buildRouteModel(services: ServiceModel[], routes: StoredRoute[], invalid: Map<string, ConfigIssue[]> = new Map()): RouteModel {
-  const index = new Services(services);
+export function buildRouteModel(services: ServiceModel[], routes: StoredRoute[], invalid: Map<string, ConfigIssue[]> = new Map(), extras: RouteModelExtras = {}): RouteModel {
+  const index = new Services(services, extras);
   const attachments: Attachment[] = [];
   // Per port cluster: producer routes and consumer routes per namespace, each split by kind.
   const groups = new Map<string, Map<string, { http: StoredRoute[]; grpc: StoredRoute[]; atts: Attachment[] }>>();
@@ -266,22 +316,25 @@ function attachmentConditions(att: Attachment, index: Services, generation?: num
   }
   // ResolvedRefs covers every backendRef of the route, whatever the parent.
   const problems = new Map<string, string[]>();
+  const note = (problem: string, what: string): void => void problems.set(problem, [...(problems.get(problem) ?? []), what]);
   for (const rule of att.route.object.rules) {
     for (const b of rule.backends) {
       const r = index.resolve(b);
-      if (!r.problem) continue;
-      const list = problems.get(r.problem) ?? [];
-      list.push(r.backend.invalid!);
-      problems.set(r.problem, list);
+      if (r.problem) note(r.problem, `${r.backend.invalid!} (its share of requests is answered with an error)`);
     }
+    for (const m of rule.mirrors ?? []) {
+      const r = index.resolve(m.backend);
+      if (r.problem) note(r.problem, `RequestMirror: ${r.backend.invalid!} (its copies are not sent)`);
+    }
+    if (rule.fault && !index.fault(rule.fault)) note('BackendNotFound', `ExtensionRef: FaultInjection ${rule.fault.namespace}/${rule.fault.name} not found (the rule answers 500)`);
   }
   let resolved: RouteCondition;
-  if (problems.size === 0) resolved = condition('ResolvedRefs', true, 'ResolvedRefs', 'every backendRef names an existing Service port', generation);
+  if (problems.size === 0) resolved = condition('ResolvedRefs', true, 'ResolvedRefs', 'every reference names an existing object', generation);
   else {
     // InvalidKind before BackendNotFound: a kind nodemesh cannot use will not start existing.
     const reason = problems.has('InvalidKind') ? 'InvalidKind' : 'BackendNotFound';
     const all = [...new Set([...problems.values()].flat())];
-    resolved = condition('ResolvedRefs', false, reason, `${all.join('; ')}: requests for these backends are answered with an error`, generation);
+    resolved = condition('ResolvedRefs', false, reason, all.join('; '), generation);
   }
   return [accepted, resolved];
 }

@@ -7,7 +7,8 @@
 import { regexProblem } from '../../util/regex';
 import type { HeaderMatch, HeaderMutation, PathMatch, QueryMatch, Redirect, RouteMatch, UrlRewrite } from '../../state/routes';
 import { Checker, DNS_SUBDOMAIN, LABEL, readMeta, SUBDOMAIN, type FieldPath, type Json, type NameRule } from '../checker';
-import { GATEWAY_GROUP, type BackendRef, type MatchRank, type ParentRef, type RouteKind, type RouteObject, type RouteRule } from './route-objects';
+import { GATEWAY_GROUP, type BackendRef, type MatchRank, type MirrorRef, type ParentRef, type RouteKind, type RouteObject, type RouteRule } from './route-objects';
+import { faultRefOf, mirrorOf, retryOf, timeoutsOf } from './rule-policy-validate';
 
 const HEADER_NAME: NameRule = { re: /^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/, what: 'an HTTP header name (RFC 7230 token characters)' };
 const HOSTNAME: NameRule = {
@@ -22,16 +23,15 @@ const GRPC_METHOD = /^[A-Za-z_][A-Za-z_0-9]*$/;
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const;
 const REDIRECT_CODES = [301, 302, 303, 307, 308] as const;
 const MAX_WEIGHT = 1_000_000;
-/** GEP-2257 Duration: up to four number+unit pairs. */
-const DURATION = /^([0-9]{1,5}(h|m|s|ms)){1,4}$/;
 
-/** Filters Gateway API defines that nodemesh does not implement yet, with what to do instead. */
+/** Filters Gateway API defines that nodemesh does not implement, with what to do instead. */
 const UNSUPPORTED_FILTERS: Record<string, string> = {
-  RequestMirror: 'RequestMirror is not supported yet (mirroring comes with the resilience layers)',
   CORS: 'CORS is not supported (the mesh proxies requests between workloads; browsers talk to gateways)',
   ExternalAuth: 'ExternalAuth is not supported (use an AuthorizationPolicy)',
-  ExtensionRef: 'ExtensionRef is not supported (nodemesh has no extension filters)',
 };
+
+/** Filters Gateway API lets a list hold more than once (its CEL rules forbid repeating the others). */
+const REPEATABLE_FILTERS = new Set(['RequestMirror', 'ExtensionRef']);
 
 /** Reads a list of at most `max` entries, each through `each`. */
 function listOf<T>(c: Checker, v: unknown, path: FieldPath, max: number, each: (raw: unknown, p: FieldPath, i: number) => T | undefined): T[] {
@@ -214,6 +214,8 @@ interface Filters {
   responseHeaders?: HeaderMutation;
   redirect?: Redirect;
   rewrite?: UrlRewrite;
+  mirrors?: MirrorRef[];
+  fault?: RouteRule['fault'];
 }
 
 const FILTER_FIELDS: Record<string, string> = {
@@ -238,6 +240,7 @@ function filters(
   kind: RouteKind,
   level: 'rule' | 'backend',
   matches: RouteMatch[],
+  namespace: string,
 ): Filters {
   const out: Filters = {};
   const types = kind === 'HTTPRoute' ? Object.keys(FILTER_FIELDS) : ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror', 'ExtensionRef'];
@@ -249,13 +252,14 @@ function filters(
     if (type === undefined) return undefined;
     const field = FILTER_FIELDS[type]!;
     c.unknownFields(m, p, ['type', field]);
-    if (seen.has(type)) c.fail([...p, 'type'], `${type} may appear only once in a filter list`);
+    if (seen.has(type) && !REPEATABLE_FILTERS.has(type)) c.fail([...p, 'type'], `${type} may appear only once in a filter list`);
     seen.add(type);
     if (UNSUPPORTED_FILTERS[type]) {
       c.fail([...p, 'type'], UNSUPPORTED_FILTERS[type]!);
       return undefined;
     }
-    if (level === 'backend' && (type === 'RequestRedirect' || type === 'URLRewrite')) {
+    // Envoy mirrors and injects faults per route, not per weighted cluster.
+    if (level === 'backend' && (type === 'RequestRedirect' || type === 'URLRewrite' || REPEATABLE_FILTERS.has(type))) {
       c.fail([...p, 'type'], `${type} is not supported on a backendRef (set it on the rule)`);
       return undefined;
     }
@@ -268,6 +272,14 @@ function filters(
     else if (type === 'ResponseHeaderModifier') out.responseHeaders = headerMutation(c, m[field], fp);
     else if (type === 'RequestRedirect') out.redirect = redirectFilter(c, m[field], fp, matches);
     else if (type === 'URLRewrite') out.rewrite = rewriteFilter(c, m[field], fp, matches);
+    else if (type === 'RequestMirror') {
+      const mirror = mirrorOf(c, m[field], fp, namespace);
+      if (mirror) (out.mirrors ??= []).push(mirror);
+    } else if (type === 'ExtensionRef') {
+      if (out.fault) c.fail([...p, 'type'], 'a rule takes at most one FaultInjection (ExtensionRef) filter');
+      const fault = faultRefOf(c, m[field], fp, namespace);
+      if (fault) out.fault = fault;
+    }
     return undefined;
   });
   if (seen.has('RequestRedirect') && seen.has('URLRewrite')) c.fail(path, 'RequestRedirect and URLRewrite cannot be used in one rule');
@@ -290,7 +302,7 @@ function backendRef(c: Checker, raw: unknown, path: FieldPath, namespace: string
   };
   const port = c.port(m.port, [...path, 'port'], isService);
   if (port !== undefined) ref.port = port;
-  const f = filters(c, m.filters, [...path, 'filters'], kind, 'backend', []);
+  const f = filters(c, m.filters, [...path, 'filters'], kind, 'backend', [], namespace);
   if (f.requestHeaders) ref.requestHeaders = f.requestHeaders;
   if (f.responseHeaders) ref.responseHeaders = f.responseHeaders;
   return ref;
@@ -415,27 +427,13 @@ function grpcMatch(c: Checker, raw: unknown, path: FieldPath): { match: RouteMat
   return { match, rank: { kind: 'grpc', service: service.length, method: method.length, headers: match.headers.length } };
 }
 
-/** GEP-2257 Duration in ms. */
-function duration(c: Checker, v: unknown, path: FieldPath): number | undefined {
-  const s = c.string(v, path, false);
-  if (s === undefined) return undefined;
-  if (!DURATION.test(s)) {
-    c.fail(path, `"${s}" is not a Gateway API duration (like 10s, 1m30s, 500ms)`);
-    return undefined;
-  }
-  const unit: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
-  let ms = 0;
-  for (const [, n, u] of s.matchAll(/([0-9]+)(ms|h|m|s)/g)) ms += Number(n) * unit[u!]!;
-  return ms;
-}
-
 function rule(c: Checker, raw: unknown, path: FieldPath, index: number, kind: RouteKind, namespace: string): RouteRule | undefined {
   const m = c.map(raw, path, true);
   if (!m) return undefined;
   const http = kind === 'HTTPRoute';
   c.unknownFields(m, path, http ? ['name', 'matches', 'filters', 'backendRefs', 'timeouts', 'retry', 'sessionPersistence'] : ['name', 'matches', 'filters', 'backendRefs', 'sessionPersistence']);
-  for (const k of ['retry', 'sessionPersistence']) {
-    if (m[k] !== undefined) c.fail([...path, k], `${k} is not supported yet (it comes with the resilience layers)`);
+  if (m.sessionPersistence !== undefined) {
+    c.fail([...path, 'sessionPersistence'], 'sessionPersistence is not supported (use a DestinationRule consistentHash with httpCookie)');
   }
   const r: RouteRule = { index, matches: [], ranks: [], backends: [] };
   const name = c.string(m.name, [...path, 'name'], false, SECTION_NAME);
@@ -450,23 +448,12 @@ function rule(c: Checker, raw: unknown, path: FieldPath, index: number, kind: Ro
   }
   r.matches = parsed.map((x) => x.match);
   r.ranks = parsed.map((x) => x.rank);
-  const f = filters(c, m.filters, [...path, 'filters'], kind, 'rule', r.matches);
+  const f = filters(c, m.filters, [...path, 'filters'], kind, 'rule', r.matches, namespace);
   Object.assign(r, f);
   r.backends = listOf(c, m.backendRefs, [...path, 'backendRefs'], 16, (x, p) => backendRef(c, x, p, namespace, kind));
   if (r.redirect && r.backends.length > 0) c.fail([...path, 'backendRefs'], 'a rule with a RequestRedirect filter answers itself: it must not have backendRefs');
-  if (m.timeouts !== undefined) {
-    const tp = [...path, 'timeouts'];
-    const t = c.map(m.timeouts, tp, true) ?? {};
-    c.unknownFields(t, tp, ['request', 'backendRequest']);
-    const requestMs = duration(c, t.request, [...tp, 'request']);
-    const backendRequestMs = duration(c, t.backendRequest, [...tp, 'backendRequest']);
-    if (requestMs !== undefined && backendRequestMs !== undefined && requestMs !== 0 && backendRequestMs > requestMs) {
-      c.fail([...tp, 'backendRequest'], 'must not be longer than request');
-    }
-    r.timeouts = {};
-    if (requestMs !== undefined) r.timeouts.requestMs = requestMs;
-    if (backendRequestMs !== undefined) r.timeouts.backendRequestMs = backendRequestMs;
-  }
+  if (m.timeouts !== undefined) r.timeouts = timeoutsOf(c, m.timeouts, [...path, 'timeouts']);
+  if (m.retry !== undefined) r.retry = retryOf(c, m.retry, [...path, 'retry']);
   return r;
 }
 

@@ -2,7 +2,8 @@
 //
 // - tcp: one filter chain with a tcp_proxy to the Service's cluster (the L4 path, unchanged).
 // - http / http2 / grpc: one filter chain with an http_connection_manager (codec_type HTTP1 for http, HTTP2 for
-//   http2 and grpc) reading its routes over RDS (ADS) by route_config_name, and the router filter.
+//   http2 and grpc) reading its routes over RDS (ADS) by route_config_name, and the fault filter (empty: routes
+//   bring their own FaultInjection as per-route config) before the router.
 // - detect: the http_inspector listener filter, listener_filters_timeout = the detection bound,
 //   continue_on_listener_filters_timeout true, and two chains: no match (the default) -> the tcp_proxy, and
 //   application_protocols http/1.0, http/1.1, h2c -> the http_connection_manager (codec_type AUTO).
@@ -16,6 +17,8 @@ import {
   HCM_FILTER,
   HCM_TYPE,
   HTTP_APPLICATION_PROTOCOLS,
+  HTTP_FAULT_FILTER,
+  HTTP_FAULT_TYPE,
   HTTP_INSPECTOR_FILTER,
   HTTP_INSPECTOR_TYPE,
   METADATA_NAMESPACE,
@@ -48,6 +51,8 @@ export function tcpProxyFilter(statPrefix: string, cluster: string): Msg {
 }
 
 export const ROUTER = { name: ROUTER_FILTER, typed_config: anyOf(ROUTER_TYPE, {}) };
+/** The HTTP fault filter with no faults of its own: what routes' typed_per_filter_config configures. */
+export const FAULT = { name: HTTP_FAULT_FILTER, typed_config: anyOf(HTTP_FAULT_TYPE, {}) };
 
 function httpConnectionManager(p: ServicePortModel, routeTable: string): Msg {
   return {
@@ -56,7 +61,7 @@ function httpConnectionManager(p: ServicePortModel, routeTable: string): Msg {
       stat_prefix: p.clusterName,
       codec_type: CODEC[p.protocol as Exclude<PortProtocol, 'tcp'>],
       rds: { route_config_name: routeTable, config_source: ADS_SOURCE },
-      http_filters: [ROUTER],
+      http_filters: [FAULT, ROUTER],
     }),
   };
 }

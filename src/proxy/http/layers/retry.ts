@@ -10,6 +10,7 @@
 // Without a route policy, Istio's defaults apply: 2 retries on connect failure, refused stream, gRPC
 // UNAVAILABLE/CANCELLED and 503.
 
+import { DEFAULT_ROUTE_RETRY } from '../../../state/routes';
 import type { ClusterPolicy } from '../../../state/services';
 import type { ResilienceMetrics } from '../../../telemetry/resilience-metrics';
 import type { ClusterStates } from '../cluster-state';
@@ -28,9 +29,9 @@ export interface RetryPolicy {
 }
 
 export const ISTIO_DEFAULT_RETRY: RetryPolicy = {
-  retries: 2,
-  on: new Set(['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes']),
-  codes: new Set([503]),
+  retries: DEFAULT_ROUTE_RETRY.attempts,
+  on: new Set(DEFAULT_ROUTE_RETRY.on),
+  codes: new Set(DEFAULT_ROUTE_RETRY.codes),
   baseMs: 25,
   maxMs: 250,
   perTryMs: null,
