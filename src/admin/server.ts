@@ -10,7 +10,7 @@ const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'sil
 const INDEX = [
   '/healthz/ready   200 when programs are attached, enrollment is reconciled and the config is in (not while taking over or draining)',
   '/healthz/live    200 whenever the main thread answers (ready or not): for a liveness probe',
-  '/config_dump     this agent (pid, handover role), enrolled pods, attached programs, map sizes, xDS resources, identities and certificates, policies, services, route tables, worker threads',
+  '/config_dump     this agent (pid, handover role), enrolled pods, attached programs, map sizes, xDS resources, identities and certificates, policies, services, route tables, L7 cluster and endpoint (outlier) state, worker threads',
   '/connections     open connections and recently closed ones (every thread), with original destinations',
   '/metrics         Prometheus metrics',
   '/logging         GET: current level; POST ?level=debug to change it',
@@ -47,8 +47,8 @@ export function createAdminHandler(agent: Agent, log: Logger, only?: readonly st
         return;
       }
       case '/config_dump':
-        agent.workersStatus().then(
-          (workers) =>
+        Promise.all([agent.workersStatus(), agent.l7Clusters()]).then(
+          ([workers, l7Clusters]) =>
             sendJson(res, 200, {
               node: agent.opts.node,
               agent: agent.agentStatus(),
@@ -60,6 +60,7 @@ export function createAdminHandler(agent: Agent, log: Logger, only?: readonly st
               mesh: agent.meshStatus(),
               services: agent.services.snapshot(),
               routes: agent.routes.all(),
+              l7Clusters,
               kubernetes: agent.kubernetesStatus(),
               workers,
             }),

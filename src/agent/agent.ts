@@ -38,7 +38,7 @@ import type { KubeEnrollment } from './kube-enrollment';
 import type { CniLifecycle } from './cni-lifecycle';
 import { StateDir } from './state-dir';
 import { takeOver, waitForConfig } from './successor';
-import { allConnections, metricsText, workersStatus, type WorkerReport } from './thread-status';
+import { allConnections, allL7Clusters, metricsText, workersStatus, type WorkerReport } from './thread-status';
 import { XdsStateFile } from './xds-state-file';
 import { createWorkers, type DataPlaneWorkers } from './workers';
 import { TapHub, type TapDelivery } from '../telemetry/tap/tap-hub';
@@ -494,6 +494,11 @@ export class Agent implements EnrollmentHandler, XdsSink {
 
   connections(): Promise<ReturnType<ConnectionTracker['snapshot']>> {
     return allConnections(this.runtime, this.workers);
+  }
+
+  /** Per thread and cluster: L7 requests in flight and each endpoint's outlier state. */
+  l7Clusters(): ReturnType<typeof allL7Clusters> {
+    return allL7Clusters(this.runtime, this.workers);
   }
 
   list(): EnrolledPod[] {

@@ -1,6 +1,7 @@
 // What the admin endpoints report across threads: the main thread's runtime plus each data-plane worker's answer.
 
 import { AggregatorRegistry, type Registry } from 'prom-client';
+import { clusterReport, type ClusterReport } from '../proxy/http/cluster-report';
 import type { ConnectionTracker } from '../proxy/connection-tracker';
 import type { ProxyRuntime } from '../proxy/runtime';
 import { isProcessWide } from '../telemetry/default-metrics';
@@ -56,4 +57,10 @@ export async function allConnections(runtime: ProxyRuntime, workers: DataPlaneWo
   });
   const all = [tag(0, runtime.tracker.snapshot()), ...(workers ? await workers.stats() : []).map((s) => tag(s.index, s.connections))];
   return { active: all.flatMap((s) => s.active), recent: all.flatMap((s) => s.recent) };
+}
+
+/** Every thread's per-cluster L7 state (requests in flight, endpoints' outlier state). */
+export async function allL7Clusters(runtime: ProxyRuntime, workers: DataPlaneWorkers | null): Promise<ClusterReport[]> {
+  const main = runtime.ctx.http ? clusterReport(runtime.ctx.http.states, 0) : [];
+  return [...main, ...(workers ? await workers.stats() : []).flatMap((s) => s.l7Clusters)];
 }

@@ -1,6 +1,7 @@
 // Entry of a data-plane worker thread: serves copies of every pod's listeners from its own event loop, so
 // the agent's data path runs on more than one core. State arrives from the main thread (see workers.ts).
 
+import { clusterReport } from '../proxy/http/cluster-report';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Registry } from 'prom-client';
 import { loadNative } from '../datapath/native';
@@ -56,6 +57,7 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
       hboneClient: runtime.ctx.mesh?.pool.stats() ?? null,
       hboneServers: runtime.hboneServers(),
       heldFds: heldFdCount(),
+      l7Clusters: runtime.ctx.http ? clusterReport(runtime.ctx.http.states, data.index) : [],
     };
   };
 

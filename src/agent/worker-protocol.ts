@@ -1,6 +1,7 @@
 // Messages between the agent's main thread and its data-plane worker threads, and the conversion of xDS
 // state to a form that crosses threads (compiled policy matchers are closures: they are rebuilt on arrival).
 
+import type { ClusterReport } from '../proxy/http/cluster-report';
 import type { DatapathWorkerShare, PodWorkerShare } from '../datapath/types';
 import type { CertBundle } from '../identity/types';
 import type { ConnectionTracker } from '../proxy/connection-tracker';
@@ -89,6 +90,8 @@ export interface WorkerStats {
   hboneServers: PodHboneServers[];
   /** Raw fds the worker holds outside any handle (its fd ledger): netns fds, pooled sockets, listener copies not yet served. */
   heldFds: number;
+  /** Per-cluster L7 state: requests in flight, endpoints' outlier state (/config_dump l7Clusters). */
+  l7Clusters: ClusterReport[];
 }
 
 /** Every fd of a share: the pod's netns and the copies of its listeners. */
