@@ -101,6 +101,15 @@ describe('load-balancing policies', () => {
       const after = keys.map((k) => pick(five, ctx(cs, r, fnv1a(k))));
       const moved = keys.filter((_, i) => `${before[i]!.ip}` !== `${after[i]!.ip}`).length / keys.length;
       assert.ok(moved <= 1 / 5 + 0.06, `${name} moved ${(moved * 100).toFixed(1)} % of keys`);
+      if (name === 'RING_HASH') {
+        // 3 -> 4 endpoints, where a ring sized by dividing minimumRingSize by the count would halve every
+        // endpoint's points: the keys that move all move to the newcomer.
+        const three = eps(3);
+        const was = keys.map((k) => pick(three, ctx(cs, r, fnv1a(k))));
+        const now = keys.map((k) => pick(four, ctx(cs, r, fnv1a(k))));
+        const movedTo = new Set(now.filter((e, i) => e.ip !== was[i]!.ip).map((e) => e.ip));
+        assert.deepEqual([...movedTo], [four[3]!.ip], 'only to the new endpoint');
+      }
       // Without a hash (no hash policy matched): random, still a valid endpoint.
       assert.ok(four.includes(pick(four, ctx(cs, r, null))));
     });

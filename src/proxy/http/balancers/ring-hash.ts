@@ -12,15 +12,19 @@ interface Ring {
 
 /** Fewest points per endpoint. */
 const POINTS_PER_ENDPOINT = 512;
+/** Most points in one ring (Envoy's default maximum_ring_size): memory stays bounded for large clusters. */
+const MAX_RING_SIZE = 8 * 1024 * 1024;
 
 /**
- * Points per endpoint: enough for `minSize` in all, rounded up to a power of two, so the count rarely changes
- * when an endpoint comes or goes; while it does not, every existing point stays where it was and only the
- * keys the newcomer's points take move (about 1/N).
+ * Points per endpoint: `minSize` rounded up to a power of two, whatever the endpoint count, so the ring
+ * holds at least `minSize` points and an endpoint coming or going changes no other endpoint's points: only
+ * the keys the newcomer's points take move (about 1/N). Dividing `minSize` by the count instead would halve
+ * every endpoint's points when the count crosses a power of two, moving keys between endpoints that stay.
+ * Only past MAX_RING_SIZE does the count shrink with more endpoints.
  */
 function pointsPerEndpoint(n: number, minSize: number): number {
-  const want = Math.max(POINTS_PER_ENDPOINT, Math.ceil(minSize / n));
-  return 2 ** Math.ceil(Math.log2(want));
+  const want = 2 ** Math.ceil(Math.log2(Math.max(POINTS_PER_ENDPOINT, minSize)));
+  return Math.max(1, Math.min(want, 2 ** Math.floor(Math.log2(MAX_RING_SIZE / n))));
 }
 
 function buildRing(eps: readonly EndpointInfo[], minSize: number): Ring {
