@@ -64,6 +64,8 @@ Every answer carries x-served-by: POD. Query controls (others are ignored; a bad
   ?status=CODE        answer with CODE (200..599)
   ?fail=N             with header x-fail-key: K, the first N requests carrying K answer 500
   ?fail_status=CODE   ... or CODE instead of 500 (counted per server process; 10000 keys, LRU)
+  ?fail_delay=MS      ... and answer those failures after MS ms instead of ?delay (0..60000)
+  ?fail_reset=1       ... or reset the connection (HTTP/2: the stream) instead of answering
   ?chunked=1          send the body in several chunks, without content-length
   ?trailers=1         send x-body-sha256 (of the body) as a trailer
 Paths: GET /bytes/N sends N bytes; /ws upgrades to a WebSocket echo.`,

@@ -1,4 +1,4 @@
-// The http sample's query controls (?delay, ?status, ?fail, ?fail_status, ?chunked, ?trailers), checked all at once.
+// The http sample's query controls (?delay, ?status, ?fail, ?fail_status, ?fail_delay, ?fail_reset, ?chunked, ?trailers), checked all at once.
 
 import { SampleError } from './errors';
 
@@ -15,6 +15,10 @@ export interface HttpControls {
   /** The first `fail` requests carrying one `x-fail-key` answer `failStatus` instead. */
   fail: number;
   failStatus: number;
+  /** The counted failures answer this long after the request body ended, instead of `delayMs` (slow failures). */
+  failDelayMs: number | null;
+  /** The counted failures reset the connection (HTTP/2: the stream) instead of answering. */
+  failReset: boolean;
   /** Send the body in several chunks without a content-length (HTTP/1.1 chunked encoding). */
   chunked: boolean;
   /** Send `x-body-sha256` as a trailer (implies chunked on HTTP/1.1). */
@@ -48,6 +52,8 @@ export function parseControls(q: URLSearchParams): HttpControls {
     status: int(q, 'status', 200, 599, 200, final),
     fail: int(q, 'fail', 0, MAX_FAIL, 0),
     failStatus: int(q, 'fail_status', 200, 599, 500, final),
+    failDelayMs: q.get('fail_delay') === null ? null : int(q, 'fail_delay', 0, MAX_DELAY_MS, 0),
+    failReset: flag(q, 'fail_reset'),
     chunked: flag(q, 'chunked'),
     trailers: flag(q, 'trailers'),
   };

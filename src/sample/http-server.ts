@@ -48,6 +48,13 @@ interface Response {
   on(event: 'close', f: () => void): unknown;
 }
 
+/** A failure that is no answer: HTTP/2 resets the stream, HTTP/1.1 the TCP connection (RST, not FIN). */
+function reset(req: Request): void {
+  const stream = (req as { stream?: http2.ServerHttp2Stream }).stream;
+  if (stream) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  else (req.socket as net.Socket).resetAndDestroy();
+}
+
 /** Streams n bytes without holding them in memory (load tests ask for large bodies). */
 function sendBytes(res: Response, n: number, headers: http.OutgoingHttpHeaders): void {
   res.writeHead(200, { ...headers, 'content-type': 'application/octet-stream', 'content-length': String(n) });
@@ -156,9 +163,13 @@ export function startSampleHttpServer(opts: HttpServerOptions): Promise<SampleHt
       };
       // No body on HEAD, 204 and 304 (RFC 9110 6.4.1); http2 refuses to send one there.
       const noBody = req.method === 'HEAD' || status === 204 || status === 304;
-      const send = (): void => sendJson(res, status, served(), body, c, noBody);
-      if (c.delayMs === 0) return send();
-      const timer = setTimeout(send, c.delayMs);
+      const send = (): void => {
+        if (fail?.failed && c.failReset) return reset(req);
+        sendJson(res, status, served(), body, c, noBody);
+      };
+      const delayMs = fail?.failed && c.failDelayMs !== null ? c.failDelayMs : c.delayMs;
+      if (delayMs === 0) return send();
+      const timer = setTimeout(send, delayMs);
       // A client that gives up cancels the wait: delayed answers never pile up.
       res.on('close', () => clearTimeout(timer));
     });

@@ -93,7 +93,7 @@ describe('sample http server', () => {
     const empty = await request(srv.port, '/?status=204');
     assert.equal(empty.status, 204);
     assert.equal(empty.raw.length, 0);
-    for (const q of ['status=100', 'status=101', 'status=600', 'status=abc', 'status=2e2', 'delay=60001', 'delay=-1', 'fail_status=99', 'chunked=yes']) {
+    for (const q of ['status=100', 'status=101', 'status=600', 'status=abc', 'status=2e2', 'delay=60001', 'delay=-1', 'fail_status=99', 'fail_delay=60001', 'chunked=yes']) {
       const r = await request(srv.port, `/?${q}`);
       assert.equal(r.status, 400, q);
       assert.equal(r.json.code, 'NM_SAMPLE_BAD_QUERY', q);
@@ -128,6 +128,19 @@ describe('sample http server', () => {
     const later = await request(srv.port, '/?fail=1&status=201', { headers: { 'x-fail-key': 'k3' } });
     assert.equal(later.status, 201);
     assert.deepEqual(later.json.fail, { key: 'k3', attempt: 2, failed: false });
+    // fail_delay: only the counted failures are slow.
+    const timed = async (): Promise<[number, number]> => {
+      const t0 = Date.now();
+      const x = await request(srv.port, '/?fail=1&fail_delay=150', { headers: { 'x-fail-key': 'k4' } });
+      return [x.status, Date.now() - t0];
+    };
+    const [s1, ms1] = await timed();
+    const [s2] = await timed();
+    assert.deepEqual([s1, s2], [500, 200]);
+    assert.ok(ms1 >= 140, `failure answered after ${ms1} ms`);
+    // fail_reset: the failure is a reset connection, the next request an answer.
+    await assert.rejects(request(srv.port, '/?fail=1&fail_reset=1', { headers: { 'x-fail-key': 'k5' } }), /ECONNRESET|socket hang up/);
+    assert.equal((await request(srv.port, '/?fail=1&fail_reset=1', { headers: { 'x-fail-key': 'k5' } })).status, 200);
   });
 
   it('?fail without a usable x-fail-key is a 400 that says what to add', async () => {
