@@ -32,6 +32,7 @@ import { timeoutLayer } from './layers/timeout';
 import { tracingLayers } from './layers/tracing';
 import type { TapHub } from '../../telemetry/tap/tap-hub';
 import type { Tracer } from '../../telemetry/tracing/tracer';
+import { markFailure, readFailure } from './peer-failure';
 import { compose, type Handler } from './request';
 import { UpstreamPools } from './upstream-pools';
 
@@ -88,7 +89,8 @@ export class HttpProxy {
         balanceLayer({ services: ctx.services, workloads: ctx.workloads, mesh: ctx.mesh, states, locality: o.locality ?? { node: '' } }),
         observeLayer({ states, metrics, endpointsOf: (c) => ctx.services.endpointsOf(c) }),
       ],
-      forward,
+      // A destination agent's 503 for an application it could not reach counts as that failure here.
+      readFailure(forward),
     );
     this.outbound = compose(
       [
@@ -105,12 +107,12 @@ export class HttpProxy {
     );
     const denied = (): void => ctx.metrics.proxyErrors.inc({ direction: 'inbound', reason: 'denied' });
     // Inbound: the target is the local application, at the address the client asked for.
-    const toApp: Handler = (req, rc) => {
+    const toApp: Handler = markFailure((req, rc) => {
       // from the client's address, so the application sees who called (pools are then per client)
       rc.target = { ip: rc.conn.dst.ip, port: rc.conn.dst.port, via: 'tcp', from: rc.conn.src.ip };
       rc.upstreamVersion = upstreamVersion(rc.conn.protocol, req.version);
       return forward(req, rc);
-    };
+    });
     this.inbound = compose([telemetry, tracing.observe, authzLayer(ctx.authorize, denied), tracing.propagate], toApp);
   }
 
