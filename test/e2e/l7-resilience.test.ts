@@ -33,6 +33,7 @@ function manifest(flag: string): string {
     pod('web-2', 'node-b', 'web', sample('web')),
     pod('solo-1', 'node-b', 'solo', sample('solo')),
     pod('mirror-1', 'node-b', 'mirror', sample('mirror')),
+    pod('mirror-2', 'node-b', 'mirror2', sample('mirror2')),
     pod('pool-1', 'node-b', 'pool', sample('pool')),
     pod('od-1', 'node-b', 'od', sample('od')),
     pod('od-2', 'node-b', 'od', sample('od')),
@@ -40,6 +41,7 @@ function manifest(flag: string): string {
     svc('web', WEB),
     svc('solo', null),
     svc('mirror', null),
+    svc('mirror2', null),
     svc('pool', POOL),
     svc('od', OD),
     `
@@ -58,6 +60,18 @@ spec:
     - matches: [{ path: { type: PathPrefix, value: /retry } }]
       retry: { attempts: 2, codes: [500], backoff: 10ms }
       backendRefs: [{ name: solo, port: 80 }]
+    # Gateway API conformance HTTPRouteRetryWithTimeouts and HTTPRouteRetryConnectionError, rebuilt.
+    - matches: [{ path: { type: PathPrefix, value: /retry/backend-request-timeout-200ms } }]
+      retry: { attempts: 2 }
+      timeouts: { backendRequest: 200ms }
+      backendRefs: [{ name: solo, port: 80 }]
+    - matches: [{ path: { type: PathPrefix, value: /retry/request-timeout-400ms } }]
+      retry: { codes: [500], attempts: 5 }
+      timeouts: { backendRequest: 200ms, request: 400ms }
+      backendRefs: [{ name: solo, port: 80 }]
+    - matches: [{ path: { type: PathPrefix, value: /retry/no-status-code-attempts-3 } }]
+      retry: { attempts: 2 }
+      backendRefs: [{ name: solo, port: 80 }]
     - matches: [{ path: { type: PathPrefix, value: /budget } }]
       retry: { attempts: 3, codes: [500], backoff: 1ms }
       backendRefs: [{ name: solo, port: 80 }]
@@ -66,6 +80,11 @@ spec:
       backendRefs: [{ name: web, port: 80 }]
     - matches: [{ path: { type: PathPrefix, value: /mirror-all } }]
       filters: [{ type: RequestMirror, requestMirror: { backendRef: { name: mirror, port: 80 } } }]
+      backendRefs: [{ name: web, port: 80 }]
+    - matches: [{ path: { type: PathPrefix, value: /mirror-two } }]
+      filters:
+        - { type: RequestMirror, requestMirror: { backendRef: { name: mirror, port: 80 } } }
+        - { type: RequestMirror, requestMirror: { backendRef: { name: mirror2, port: 80 } } }
       backendRefs: [{ name: web, port: 80 }]
     - matches: [{ path: { type: PathPrefix, value: /mirror-quarter } }]
       filters: [{ type: RequestMirror, requestMirror: { backendRef: { name: mirror, port: 80 }, percent: 25 } }]
@@ -169,10 +188,29 @@ describe('L7 resilience across nodes', { skip: !isRoot() && 'needs root (eBPF, n
     assert.equal(metricSum(m, 'nodemesh_retries_total', { reason: 'status-500' }), 5, m.split('\n').filter((l) => l.startsWith('nodemesh_retries')).join('\n'));
   });
 
-  it('retry budget: a backend failing every request, 3 attempts asked; upstream attempts stay within 1.3 per request', async () => {
+  it('retries with timeouts and on connection errors (Gateway API conformance cases)', async () => {
+    const cases: [string, string, number[]][] = [
+      // HTTPRouteRetryWithTimeouts: attempts 2, backendRequest 200 ms; failures that take 300 ms time out.
+      ['/retry/backend-request-timeout-200ms', 'fail=2&fail_delay=300', [200]],
+      ['/retry/backend-request-timeout-200ms', 'fail=3&fail_delay=300', [504]],
+      // codes [500], attempts 5, backendRequest 200 ms, request 400 ms: the whole exchange bounds the retries.
+      ['/retry/request-timeout-400ms', 'fail=1', [200]],
+      ['/retry/request-timeout-400ms', 'fail=4&fail_delay=100', [504]],
+      // HTTPRouteRetryConnectionError: attempts 2, no codes; the backend resets the connection.
+      ['/retry/no-status-code-attempts-3', 'fail=2&fail_reset=1', [200]],
+      ['/retry/no-status-code-attempts-3', 'fail=4&fail_reset=1', [500, 503]],
+    ];
+    for (const [i, [p, q, want]] of cases.entries()) {
+      const s = await client(`http://${WEB}${p}?${q}`, ['-H', `x-fail-key: ${lab}-conf-${i}`]);
+      const got = Number(Object.keys(s.byStatus)[0]);
+      assert.ok(s.total === 1 && want.includes(got), `${p}?${q}: want ${want.join(' or ')}, got ${JSON.stringify(s.byStatus)}`);
+    }
+  });
+
+  it('retry budget: a backend failing every request, 3 retries asked, 20 s: upstream attempts stay within 1.3 per request', async () => {
     const count = async (): Promise<number> => metricSum(await admin(lab, 'node-b', '/metrics'), 'istio_requests_total', { reporter: 'destination', destination_workload: 'solo-1' });
     const before = await count();
-    const s = await client(`http://${WEB}/budget?status=500`, ['--duration', '12', '--concurrency', '8']);
+    const s = await client(`http://${WEB}/budget?status=500`, ['--duration', '20', '--concurrency', '8']);
     await new Promise((r) => setTimeout(r, 300));
     const attempts = (await count()) - before;
     const perRequest = attempts / s.total;
@@ -232,13 +270,18 @@ describe('L7 resilience across nodes', { skip: !isRoot() && 'needs root (eBPF, n
     assert.ok(Math.abs(delays / 1000 - 0.2) <= 0.05, `delay share ${delays / 1000}`);
   });
 
-  it('mirroring: every request, or a quarter of them, copied to the mirror; the primary answers are unaffected', async () => {
+  it('mirroring: every request, to two mirrors, or a quarter of them; the client sees only the primary answers', async () => {
     const mirrored = async (): Promise<number> => metricSum(await admin(lab, 'node-b', '/metrics'), 'istio_requests_total', { reporter: 'destination', destination_workload: 'mirror-1' });
     const m0 = await mirrored();
     const all = await client(`http://${WEB}/mirror-all`, ['--count', '100', '--concurrency', '4']);
     assert.deepEqual(all.byStatus, { '200': 100 });
     assert.equal(all.byPod['mirror-1'], undefined, 'the client never sees the mirror');
     await waitFor('100 copies at the mirror', async () => (await mirrored()) - m0 === 100, 5000);
+    // HTTPRouteRequestMultipleMirrors: each mirror gets its copy.
+    const atTwo = async (): Promise<number> => metricSum(await admin(lab, 'node-b', '/metrics'), 'istio_requests_total', { reporter: 'destination', destination_workload: 'mirror-2' });
+    const [a0, b0] = [await mirrored(), await atTwo()];
+    assert.deepEqual((await client(`http://${WEB}/mirror-two`, ['--count', '50', '--concurrency', '4'])).byStatus, { '200': 50 });
+    await waitFor('50 copies at each mirror', async () => (await mirrored()) - a0 === 50 && (await atTwo()) - b0 === 50, 5000);
     const m1 = await mirrored();
     const quarter = await client(`http://${WEB}/mirror-quarter`, ['--count', '400', '--concurrency', '8']);
     assert.deepEqual(quarter.byStatus, { '200': 400 });
