@@ -16,7 +16,8 @@ import { translate } from '../../src/controlplane/translate';
 import { VipAllocator } from '../../src/controlplane/vip-allocator';
 import { parseYamlSource } from '../../src/controlplane/yaml-parse';
 import { decodeResource } from '../../src/xds/agent-resources';
-import { CDS, RDS } from '../../src/xds/resource-types';
+import { toAny } from '../../src/xds/protos';
+import { CDS, CLUSTER_TYPE, RDS } from '../../src/xds/resource-types';
 import type { RouteTable } from '../../src/state/routes';
 import type { ClusterInfo } from '../../src/state/services';
 
@@ -340,4 +341,34 @@ test('DestinationRule objects keep what was written for /debug/config', () => {
   assert.equal(dr.host, 'echo');
   assert.deepEqual(dr.subsets, ['v1']);
   assert.deepEqual(dr.portLevel.map((p) => p.port), [7070]);
+});
+
+test('the agent NACKs, with the reason, cluster policy its layers cannot honour', () => {
+  const base = { name: 'outbound|80||echo.shop.svc.cluster.local', type: 'EDS', eds_cluster_config: { eds_config: { ads: {} } } };
+  const nack = (extra: Record<string, unknown>): string => {
+    try {
+      decodeResource(CDS, toAny(CLUSTER_TYPE, { ...base, ...extra }));
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return assert.fail(`accepted ${JSON.stringify(extra)}`);
+  };
+  const lbp = (type: string, cfg: Record<string, unknown> = {}) => ({
+    load_balancing_policy: { policies: [{ typed_extension_config: { name: 'p', typed_config: toAny(type, cfg) } }] },
+  });
+  const cases: [string, RegExp][] = [
+    [nack({ lb_policy: 'CLUSTER_PROVIDED' }), /lb_policy CLUSTER_PROVIDED is not supported \(ROUND_ROBIN, LEAST_REQUEST/],
+    [nack({ lb_policy: 'LEAST_REQUEST', least_request_lb_config: { choice_count: { value: 3 } } }), /choice_count 3 is not supported \(the agent picks the better of 2\)/],
+    [nack(lbp('envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest', { choice_count: { value: 5 } })), /choice_count 5 is not supported/],
+    [nack(lbp('google.protobuf.Empty')), /load_balancing_policy lists no policy the agent knows/],
+    [nack({ circuit_breakers: { per_host_thresholds: [{ max_connections: { value: 1 } }] } }), /per_host_thresholds is not supported \(limits are per cluster\)/],
+    [nack({ circuit_breakers: { thresholds: [{ priority: 'HIGH', max_connections: { value: 1 } }] } }), /only DEFAULT priority thresholds/],
+    [nack({ outlier_detection: { consecutive_5xx: { value: 3 } } }), /success-rate ejection is not supported \(set enforcing_success_rate to 0\)/],
+    [nack({ outlier_detection: { enforcing_success_rate: { value: 0 }, enforcing_consecutive_5xx: { value: 50 } } }), /enforcing_consecutive_5xx 50 is not supported \(0 or 100/],
+    [nack({ outlier_detection: { enforcing_success_rate: { value: 0 }, failure_percentage_threshold: { value: 10 } } }), /failure_percentage_threshold is not supported/],
+    [nack({ common_lb_config: { locality_weighted_lb_config: {} } }), /locality_weighted_lb_config is not supported \(the agent prefers its own node, then zone/],
+    [nack({ health_checks: [{ timeout: { seconds: 1 } }] }), /health_checks is not supported \(the agent does no active health checking/],
+    [nack({ metadata: { filter_metadata: { nodemesh: { fields: { retryBudget: { stringValue: 'lots' } } } } } }), /metadata nodemesh.retryBudget must be/],
+  ];
+  for (const [got, want] of cases) assert.match(got, want);
 });
