@@ -2,6 +2,7 @@
 
 import type http from 'node:http';
 import type { Agent } from '../agent/agent';
+import { withEffectivePolicies } from '../proxy/http/effective-policy';
 import type { Logger } from '../telemetry/logger';
 import { sendJson, sendText } from '../util/http';
 
@@ -10,7 +11,7 @@ const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'sil
 const INDEX = [
   '/healthz/ready   200 when programs are attached, enrollment is reconciled and the config is in (not while taking over or draining)',
   '/healthz/live    200 whenever the main thread answers (ready or not): for a liveness probe',
-  '/config_dump     this agent (pid, handover role), enrolled pods, attached programs, map sizes, xDS resources, identities and certificates, policies, services, route tables, L7 cluster and endpoint (outlier) state, worker threads',
+  '/config_dump     this agent (pid, handover role), enrolled pods, attached programs, map sizes, xDS resources, identities and certificates, policies, services, route tables (each route with its effective policy), L7 cluster and endpoint (outlier) state, worker threads',
   '/connections     open connections and recently closed ones (every thread), with original destinations',
   '/metrics         Prometheus metrics',
   '/logging         GET: current level; POST ?level=debug to change it',
@@ -59,7 +60,7 @@ export function createAdminHandler(agent: Agent, log: Logger, only?: readonly st
               xds: agent.xdsStatus(),
               mesh: agent.meshStatus(),
               services: agent.services.snapshot(),
-              routes: agent.routes.all(),
+              routes: withEffectivePolicies(agent.routes.all()),
               l7Clusters,
               kubernetes: agent.kubernetesStatus(),
               workers,

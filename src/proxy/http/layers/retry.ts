@@ -10,7 +10,7 @@
 // Without a route policy, Istio's defaults apply: 2 retries on connect failure, refused stream, gRPC
 // UNAVAILABLE/CANCELLED and 503.
 
-import { DEFAULT_ROUTE_RETRY } from '../../../state/routes';
+import { DEFAULT_ROUTE_RETRY, type RoutePolicy } from '../../../state/routes';
 import type { ClusterPolicy } from '../../../state/services';
 import type { ResilienceMetrics } from '../../../telemetry/resilience-metrics';
 import type { ClusterStates } from '../cluster-state';
@@ -43,7 +43,11 @@ export const DEFAULT_RATE_BUDGET: NonNullable<ClusterPolicy['retryBudgetRate']> 
 const GRPC_ON: Record<string, string> = { '1': 'cancelled', '4': 'deadline-exceeded', '8': 'resource-exhausted', '13': 'internal', '14': 'unavailable' };
 
 export function retryPolicyOf(rc: RequestContext): RetryPolicy {
-  const p = rc.route?.policy;
+  return retryPolicyFor(rc.route?.policy);
+}
+
+/** The retries a route's policy amounts to, defaults filled in (also what /config_dump shows). */
+export function retryPolicyFor(p: RoutePolicy | undefined): RetryPolicy {
   const perTry = p?.perTryTimeoutMs !== undefined && p.perTryTimeoutMs > 0 ? p.perTryTimeoutMs : null;
   const r = p?.retry;
   if (!r) return perTry === null ? ISTIO_DEFAULT_RETRY : { ...ISTIO_DEFAULT_RETRY, perTryMs: perTry };
