@@ -147,6 +147,18 @@ describe('L7 resilience across nodes', { skip: !isRoot() && 'needs root (eBPF, n
   before(async () => {
     fs.writeFileSync(flag, '');
     state = await upFromYaml(lab, manifest(flag));
+    // The agents have the Services once the lab is up; the route table and policies may come a moment later.
+    await waitFor('node-a to have web-routes and the DestinationRules', async () => {
+      const dump = JSON.parse(await admin(lab, 'node-a', '/config_dump')) as { routes: { name: string; routes: unknown[] }[]; services: { clusters: { host: string; policy?: { outlierDetection?: unknown } }[] } };
+      const web = dump.routes.find((t) => t.name.startsWith('routes|web.default'));
+      const od = dump.services.clusters.find((c) => c.host.startsWith('od.default'));
+      return web?.routes.length === 11 && od?.policy?.outlierDetection !== undefined;
+    }, 10_000);
+    // The client's first request to each backend pod waits for its HBONE connection (0.5-3 s on the loaded
+    // test machine): warm them up, so per-try timeouts and gRPC deadlines below measure the policy alone.
+    for (const p of ['/mirror-two', '/retry/no-status-code-attempts-3']) {
+      await execInPod(lab, 'client', ['nodemesh', 'sample', 'client', '--url', `http://${WEB}${p}`, '--count', '8', '--concurrency', '4', '--http2']);
+    }
   });
   after(async () => {
     await down(lab);
@@ -169,6 +181,36 @@ describe('L7 resilience across nodes', { skip: !isRoot() && 'needs root (eBPF, n
     }
     const m = await admin(lab, 'node-a', '/metrics');
     assert.ok(flagged(m, 'istio_requests_total', 'UT', { reporter: 'source', response_code: '504' }) >= 6, 'the 504s carry response_flags UT');
+    // /config_dump: each route's effective policy, defaults filled in.
+    type Effective = { timeoutMs: number | null; retry: { retries: number; on: string[]; codes: number[]; perTryTimeoutMs: number | null } };
+    const dump = JSON.parse(await admin(lab, 'node-a', '/config_dump')) as { routes: { name: string; routes: { matches: { path?: { value: string } }[]; effective: Effective }[] }[] };
+    const table = dump.routes.find((t) => t.name.startsWith('routes|web.default'))!;
+    const at = (p: string): Effective => table.routes.find((r) => r.matches[0]?.path?.value === p)!.effective;
+    assert.equal(at('/timeout-request').timeoutMs, 500);
+    assert.deepEqual(at('/timeout-request').retry, { retries: 2, on: ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'], codes: [503], backoffBaseMs: 25, backoffMaxMs: 250, perTryTimeoutMs: null });
+    assert.equal(at('/timeout-backend').retry.perTryTimeoutMs, 500);
+    assert.deepEqual([at('/retry').retry.retries, at('/retry').retry.codes], [2, [500]]);
+  });
+
+  it('gRPC deadlines: the upstream is told the smaller of grpc-timeout and the route timeout; an exhausted one is DEADLINE_EXCEEDED', async () => {
+    const grpc = ['--http2', '-H', 'content-type: application/grpc'];
+    const line = async (url: string, timeout: string): Promise<{ status: number; body?: { headers: Record<string, string> }; trailers?: Record<string, string> }> => {
+      const r = await execInPod(lab, 'client', ['nodemesh', 'sample', 'client', '--url', url, ...grpc, '-H', `grpc-timeout: ${timeout}`]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      return JSON.parse(r.stdout.trim().split('\n')[0]!) as { status: number };
+    };
+    // No route timeout on /timeout-backend: the client's 3 s go upstream; /timeout-request's 500 ms is smaller.
+    const full = await line(`http://${WEB}/timeout-backend?delay=1`, '3S');
+    assert.equal(full.body?.headers['grpc-timeout'], '3000m', JSON.stringify(full));
+    const capped = await line(`http://${WEB}/timeout-request?delay=1`, '3S');
+    assert.equal(capped.body?.headers['grpc-timeout'], '500m', JSON.stringify(capped));
+    const late = await line(`http://${WEB}/timeout-backend?delay=1500`, '200m');
+    console.log(`gRPC deadline: ${JSON.stringify(late)}`);
+    // Trailers-only: the grpc-status is in the answer's head, which the agent counted; no message came.
+    assert.equal(late.status, 200);
+    assert.equal(late.body, undefined, JSON.stringify(late));
+    const m = await admin(lab, 'node-a', '/metrics');
+    assert.equal(flagged(m, 'istio_requests_total', 'UT', { reporter: 'source', request_protocol: 'grpc', grpc_response_status: '4' }), 1);
   });
 
   it('retries: attempts and codes as the route says, each attempt counted; x-envoy-attempt-count goes upstream', async () => {
