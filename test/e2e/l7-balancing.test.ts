@@ -4,12 +4,9 @@
 // balanced per request over one HTTP/2 connection.
 
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseAllDocuments } from 'yaml';
-import { meshConfigFile } from '../../src/lab/controlplane';
-import { admin, down, execInPod, isRoot, metricSum, podYaml, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
+import { admin, down, execInPod, isRoot, metricSum, podYaml, setPodLabel, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
 
 const FLAKY_HTTP = path.resolve(__dirname, '../helpers/flaky-http.js');
 const UNAVAILABLE_GRPC = path.resolve(__dirname, '../helpers/unavailable-grpc.js');
@@ -108,11 +105,7 @@ describe('L7 load balancing and gRPC across nodes', { skip: !isRoot() && 'needs 
     const before = await keys(400);
     assert.equal(new Set(Object.values(before)).size, 3, 'keys spread over the three endpoints');
     // h-4 joins the Service: the control plane's watched file gets its label changed.
-    const file = meshConfigFile(lab);
-    const docs = parseAllDocuments(fs.readFileSync(file, 'utf8'));
-    for (const d of docs) if (d.getIn(['kind']) === 'Pod' && d.getIn(['metadata', 'name']) === 'h-4') d.setIn(['metadata', 'labels', 'app'], 'hash');
-    fs.writeFileSync(`${file}.tmp`, docs.map((d) => d.toString()).join('---\n'));
-    fs.renameSync(`${file}.tmp`, file);
+    setPodLabel(lab, 'h-4', 'app', 'hash');
     await waitFor('node-a to see h-4 in the hash Service', async () => {
       const dump = JSON.parse(await admin(lab, 'node-a', '/config_dump')) as { services: { clusters: { host: string; endpoints: unknown[] }[] } };
       return dump.services.clusters.find((c) => c.host.startsWith('hash.'))?.endpoints.length === 4;

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { LabState } from '../../src/lab';
 import { meshConfigFile } from '../../src/lab/controlplane';
-import { admin, down, execInPod, isRoot, metricSum, podYaml, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
+import { admin, down, execInPod, isRoot, metricSum, podYaml, setPodLabel, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
 
 const FLAKY_HTTP = path.resolve(__dirname, '../helpers/flaky-http.js');
 const WEB = '198.18.128.50';
@@ -38,6 +38,8 @@ function manifest(flag: string): string {
     pod('od-1', 'node-b', 'od', sample('od')),
     pod('od-2', 'node-b', 'od', sample('od')),
     pod('od-3', 'node-b', 'od', [process.execPath, FLAKY_HTTP, '8080', flag]),
+    // Joins the od Service mid-test: a push that replaces the endpoint list.
+    pod('od-4', 'node-b', 'od-spare', sample('od')),
     svc('web', WEB),
     svc('solo', null),
     svc('mirror', null),
@@ -111,7 +113,7 @@ metadata: { name: od, namespace: default }
 spec:
   host: od
   trafficPolicy:
-    outlierDetection: { consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 5s, maxEjectionPercent: 34 }
+    outlierDetection: { consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 8s, maxEjectionPercent: 34 }
 `,
   ].join('\n');
 }
@@ -274,7 +276,7 @@ describe('L7 resilience across nodes', { skip: !isRoot() && 'needs root (eBPF, n
     assert.equal(metricSum(m, 'nodemesh_circuit_breaker_overflow_total', { limit: 'max_pending_requests' }), 18);
   });
 
-  it('outlier detection: the endpoint answering 500 is ejected after 3 errors, clients see >= 99 % success, it returns once healthy', async () => {
+  it('outlier detection: the endpoint answering 500 is ejected after 3 errors and stays so through an endpoint push, clients see >= 99 % success, it returns once healthy', async () => {
     const first = await client(`http://${OD}/`, ['--count', '30']);
     // Sequential requests: every one that reaches od-3 fails, so the third is its last before the ejection.
     assert.equal(first.byStatus['500'], 3, JSON.stringify(first));
@@ -289,13 +291,25 @@ describe('L7 resilience across nodes', { skip: !isRoot() && 'needs root (eBPF, n
       [[od3, 1]],
       'config_dump shows od-3 ejected once',
     );
+    // A push that replaces the Service's endpoint list (od-4 joins) keeps the state of the endpoints that stay.
+    setPodLabel(lab, 'od-4', 'app', 'od');
+    await waitFor('node-a to see od-4 in the od Service', async () => {
+      const dump = JSON.parse(await admin(lab, 'node-a', '/config_dump')) as { services: { clusters: { host: string; endpoints: unknown[] }[] } };
+      return dump.services.clusters.find((c) => c.host.startsWith('od.default'))?.endpoints.length === 4;
+    }, 5000);
+    assert.deepEqual(
+      (await ejected()).map((e) => [e.endpoint.split(':')[0], e.ejections]),
+      [[od3, 1]],
+      'od-3 still ejected after the push',
+    );
     const during = await client(`http://${OD}/`, ['--count', '200', '--concurrency', '4']);
+    assert.ok((during.byPod['od-4'] ?? 0) > 0, 'the newcomer takes requests');
     console.log(`outlier detection: first 30 ${JSON.stringify(first.byStatus)}, next 200 ${JSON.stringify(during.byStatus)} ${JSON.stringify(during.byPod)}`);
     assert.ok(during.ok / during.total >= 0.99, JSON.stringify(during));
     const m = await admin(lab, 'node-a', '/metrics');
     assert.ok(metricSum(m, 'nodemesh_outlier_ejections_total') >= 1);
     fs.rmSync(flag);
-    await waitFor('od-3 to serve again after its ejection', async () => ((await client(`http://${OD}/`, ['--count', '12'])).byPod['od-3'] ?? 0) > 0, 15_000);
+    await waitFor('od-3 to serve again after its ejection', async () => ((await client(`http://${OD}/`, ['--count', '12'])).byPod['od-3'] ?? 0) > 0, 20_000);
   });
 
   it('fault injection: a 30 % abort and a 20 % delay fall within 5 points over 1000 requests', async () => {

@@ -3,8 +3,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { parseAllDocuments } from 'yaml';
 import { unixRequest } from '../../src/enroll/client';
 import { labDown, labUp, readState, type LabState } from '../../src/lab';
+import { meshConfigFile } from '../../src/lab/controlplane';
 import { labExecCapture } from '../../src/lab/exec-capture';
 import { adminSocket } from '../../src/lab/paths';
 
@@ -70,6 +72,15 @@ export function metricSum(text: string, name: string, match: Record<string, stri
 
 export async function connections(lab: string, node: string): Promise<{ active: unknown[]; recent: { direction: string; dst: string; src: string; bytesUp: number; bytesDown: number; error: string | null }[] }> {
   return JSON.parse(await admin(lab, node, '/connections'));
+}
+
+/** Sets one label of a pod in the lab's watched config file (atomically): the control plane pushes the change. */
+export function setPodLabel(lab: string, pod: string, key: string, value: string): void {
+  const file = meshConfigFile(lab);
+  const docs = parseAllDocuments(fs.readFileSync(file, 'utf8'));
+  for (const d of docs) if (d.getIn(['kind']) === 'Pod' && d.getIn(['metadata', 'name']) === pod) d.setIn(['metadata', 'labels', key], value);
+  fs.writeFileSync(`${file}.tmp`, docs.map((d) => d.toString()).join('---\n'));
+  fs.renameSync(`${file}.tmp`, file);
 }
 
 export function podIP(state: LabState, name: string): string {
