@@ -244,14 +244,14 @@ describe('agent NACKs what it cannot use and keeps its previous config', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('ACKs a usable cluster, NACKs MAGLEV with error_detail, and keeps the ROUND_ROBIN cluster', async () => {
+  it('ACKs a usable cluster, NACKs CLUSTER_PROVIDED with error_detail, and keeps the ROUND_ROBIN cluster', async () => {
     await waitFor('the stream', async () => push !== null);
     push!('ROUND_ROBIN', 'v1');
     await waitFor('ACK of v1', async () => requests.find((r) => r.type_url === CDS && r.version_info === 'v1' && r.response_nonce === '1' && !r.error_detail));
-    push!('MAGLEV', 'v2');
+    push!('CLUSTER_PROVIDED', 'v2');
     const nack = (await waitFor('NACK of v2', async () => requests.find((r) => r.type_url === CDS && r.response_nonce === '2')))!;
     assert.equal(nack.version_info, 'v1', 'a NACK names the version still in use');
-    assert.match(nack.error_detail!.message, /lb_policy MAGLEV is not supported \(supported: ROUND_ROBIN\)/);
+    assert.match(nack.error_detail!.message, /lb_policy CLUSTER_PROVIDED is not supported \(ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, MAGLEV, or load_balancing_policy\)/);
     const clusters = agent.services.snapshot().clusters;
     assert.equal(clusters.length, 1);
     assert.equal(clusters[0]!.lbPolicy, 'round_robin');
@@ -259,6 +259,6 @@ describe('agent NACKs what it cannot use and keeps its previous config', () => {
     assert.match(metrics, /nodemesh_xds_nacks_sent_total\{type="cds"\} 1/);
     const dump = JSON.parse((await unixRequest(agent.adminSocket, 'GET', '/config_dump')).body);
     assert.equal(dump.xds.versions.cds, 'v1');
-    assert.match(dump.xds.lastNack.cds, /MAGLEV/);
+    assert.match(dump.xds.lastNack.cds, /CLUSTER_PROVIDED/);
   });
 });

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { HttpConn } from '../../src/proxy/http/conn';
 import { newRequestContext } from '../../src/proxy/http/exchange';
+import { ISTIO_DEFAULT_RETRY, retriable, retryPolicyFor } from '../../src/proxy/http/layers/retry';
 import { markFailure, readFailure, UPSTREAM_FAILURE_HEADER } from '../../src/proxy/http/peer-failure';
 import { localReply, type Handler, type L7Request, type RequestContext } from '../../src/proxy/http/request';
 
@@ -58,5 +59,13 @@ describe('failures reported by the destination agent', () => {
     assert.equal(b.headers[UPSTREAM_FAILURE_HEADER], undefined);
     const odd = await readFailure(async () => ({ status: 503, headers: { [UPSTREAM_FAILURE_HEADER]: 'timeout' }, body: null }))(req(), at('hbone'));
     assert.equal(odd.failure, undefined);
+  });
+
+  it('retried as the failure when the route retries resets, and as the 503 it is under the default policy', () => {
+    const fromPeer = { status: 503, headers: {}, body: null, failure: 'reset' as const };
+    assert.equal(retriable(fromPeer, retryPolicyFor({ retry: { attempts: 2, on: ['connect-failure', 'refused-stream', 'reset'], codes: [] } })), 'reset');
+    assert.equal(retriable(fromPeer, ISTIO_DEFAULT_RETRY), 'status-503');
+    // The agent's own answer to a reset is never retried as a status.
+    assert.equal(retriable({ ...fromPeer, local: true }, ISTIO_DEFAULT_RETRY), null);
   });
 });

@@ -70,7 +70,8 @@ export function retriable(a: L7Response, p: RetryPolicy): string | null {
   if (a.failure === 'reset' && (p.on.has('reset') || p.on.has('5xx') || p.on.has('gateway-error'))) return 'reset';
   if (a.failure === 'timeout' && (p.on.has('reset') || p.on.has('5xx') || p.on.has('gateway-error') || p.codes.has(504))) return 'per-try-timeout';
   // Anything else the agent answered itself (overflow, no endpoint, a fault) is not retried: not now.
-  if (a.failure !== undefined || a.local) return null;
+  // A peer agent's answer for a failure at its end (peer-failure.ts) is still a 503 the codes may list.
+  if (a.local) return null;
   if (p.on.has('retriable-status-codes') && p.codes.has(a.status)) return `status-${a.status}`;
   if (p.on.has('5xx') && a.status >= 500) return `status-${a.status}`;
   if (p.on.has('gateway-error') && a.status >= 502 && a.status <= 504) return `status-${a.status}`;
