@@ -347,7 +347,7 @@ describe('L7 resilience across nodes', { skip: !isRoot() && 'needs root (eBPF, n
     assert.ok(Math.abs(copies / 400 - 0.25) <= 0.08, `mirrored ${copies} of 400`);
   });
 
-  it('bad input: attempts -1, percent 150, a baseEjectionTime that is no duration: file:line:field; the last good config serves', async () => {
+  it('bad input: attempts -1, percent 150, a baseEjectionTime that is no duration: file:line:field; the last good config serves; a DestinationRule for no Service is reported', async () => {
     const cfgDir = path.dirname(meshConfigFile(lab));
     const bad = path.join(cfgDir, 'bad-resilience.yaml');
     fs.writeFileSync(
@@ -370,6 +370,11 @@ spec:
   host: od
   trafficPolicy:
     outlierDetection: { consecutive5xxErrors: 3, baseEjectionTime: soon }
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: typo, namespace: default }
+spec: { host: webb, trafficPolicy: { loadBalancer: { simple: RANDOM } } }
 `,
     );
     try {
@@ -383,6 +388,8 @@ spec:
       assert.match(text, /spec\.rules\[0\]\.retry\.attempts/);
       assert.match(text, /spec\.rules\[0\]\.filters\[0\]\.requestMirror\.percent/);
       assert.match(text, /spec\.trafficPolicy\.outlierDetection\.baseEjectionTime/);
+      // A valid DestinationRule whose host matches no Service is reported, not dropped silently.
+      await waitFor('the unmatched DestinationRule reported', async () => /DestinationRule applies to nothing: no Service has the host \\"webb\\"/.test(fs.readFileSync(log, 'utf8')), 3000);
       await new Promise((r) => setTimeout(r, 300));
       // The last good web-routes: /timeout-request still times out, and nothing is mirrored from it.
       assert.deepEqual((await client(`http://${WEB}/timeout-request?delay=1500`, ['--count', '1'])).byStatus, { '504': 1 });
