@@ -208,6 +208,17 @@ describe('embedded trace store', () => {
     assert.equal(store.get('4'.repeat(32))!.spans.length, 2);
     assert.equal(store.get('4'.repeat(32))!.droppedSpans, 2);
   });
+
+  it('failed traces outlive successful ones while they hold at most half the store', () => {
+    const store = new TraceStore({ maxTraces: 4, maxSpansPerTrace: 2, maxSpans: 100 });
+    const rx = (n: number, failed: boolean) => decodeExportRequest(encodeExportRequest([span({ traceId: String(n).padStart(32, '0'), startMs: n, endMs: n + 1, status: { code: failed ? 2 : 0 } })]));
+    store.add(rx(1, true));
+    store.add(rx(2, true));
+    store.add(rx(3, true));
+    for (let n = 10; n < 20; n++) store.add(rx(n, false)); // a busy stretch of successes
+    const kept = store.list().map((t) => [Number(t.traceId), t.failed]);
+    assert.deepEqual(kept, [[3, true], [2, true], [19, false], [18, false]], 'the two newest failures stay (half of 4), the rest are the newest successes');
+  });
 });
 
 describe('tap filter', () => {

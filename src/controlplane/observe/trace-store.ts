@@ -19,6 +19,8 @@ interface StoredTrace {
   spans: ReceivedSpan[];
   droppedSpans: number;
   receivedAt: number;
+  /** A span of it failed: kept longer than a successful trace (see evict). */
+  failed: boolean;
 }
 
 export interface TraceSummary {
@@ -56,6 +58,7 @@ export function spanFailed(s: ReceivedSpan): boolean {
 export class TraceStore {
   private readonly traces = new Map<string, StoredTrace>();
   private spanCount = 0;
+  private failedCount = 0;
   private readonly maxTraces: number;
   private readonly maxSpansPerTrace: number;
   private readonly maxSpans: number;
@@ -79,7 +82,7 @@ export class TraceStore {
       }
       let t = this.traces.get(s.traceId);
       if (t === undefined) {
-        t = { traceId: s.traceId, spans: [], droppedSpans: 0, receivedAt: now };
+        t = { traceId: s.traceId, spans: [], droppedSpans: 0, receivedAt: now, failed: false };
         this.traces.set(s.traceId, t);
       }
       if (t.spans.length >= this.maxSpansPerTrace) {
@@ -89,16 +92,40 @@ export class TraceStore {
       }
       t.spans.push(s);
       this.spanCount++;
+      if (!t.failed && spanFailed(s)) {
+        t.failed = true;
+        this.failedCount++;
+      }
     }
     this.evict();
   }
 
+  private full(): boolean {
+    return this.traces.size > this.maxTraces || this.spanCount > this.maxSpans;
+  }
+
+  /**
+   * Oldest first, but failed traces (what an on-call engineer opens first) outlive successful ones while they
+   * hold no more than half the store: a busy service's successes do not push its failures out within seconds.
+   */
   private evict(): void {
+    if (!this.full()) return;
+    const failedShare = Math.floor(this.maxTraces / 2);
     for (const [id, t] of this.traces) {
-      if (this.traces.size <= this.maxTraces && this.spanCount <= this.maxSpans) break;
-      this.traces.delete(id);
-      this.spanCount -= t.spans.length;
+      if (!this.full()) return;
+      if (t.failed && this.failedCount <= failedShare) continue;
+      this.drop(id, t);
     }
+    for (const [id, t] of this.traces) {
+      if (!this.full()) return;
+      this.drop(id, t);
+    }
+  }
+
+  private drop(id: string, t: StoredTrace): void {
+    this.traces.delete(id);
+    this.spanCount -= t.spans.length;
+    if (t.failed) this.failedCount--;
   }
 
   get size(): { traces: number; spans: number } {
