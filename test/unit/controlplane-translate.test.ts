@@ -77,8 +77,9 @@ test('translation: names, shapes and metadata of the four resource types', () =>
   const snap = translate(model);
   const host = 'echo.default.svc.cluster.local';
   const cname = `outbound|80||${host}`;
-  assert.deepEqual([...snap.shared.get(CDS)!.keys()], ['InboundPassthroughCluster', 'nodemesh-workloads', cname]);
-  assert.deepEqual([...snap.shared.get(EDS)!.keys()], ['nodemesh-workloads', cname]);
+  // The workload directory has one part per node with in-mesh pods (b is not in the mesh).
+  assert.deepEqual([...snap.shared.get(CDS)!.keys()], ['InboundPassthroughCluster', 'nodemesh-workloads|n1', cname]);
+  assert.deepEqual([...snap.shared.get(EDS)!.keys()], ['nodemesh-workloads|n1', cname]);
   assert.deepEqual([...snap.shared.get(LDS)!.keys()], [`${host}:80`, 'vip|198.18.200.1:80']);
   assert.deepEqual([...snap.shared.get(RDS)!.keys()], [`${host}:80`, `routes|${host}:80`]);
   assert.deepEqual([...snap.inbound.keys()], ['n1']); // b is not in the mesh: no inbound config on n2
@@ -131,6 +132,8 @@ test('translation: names, shapes and metadata of the four resource types', () =>
   // Each node sees all services plus only its own inbound listener.
   assert.ok(resourcesFor(snap, LDS, 'n1').has('inbound|n1'));
   assert.equal(resourcesFor(snap, LDS, 'n2').has('inbound|n1'), false);
+  // Agents are not sent the API listeners only proxyless gRPC clients use.
+  assert.deepEqual([...resourcesFor(snap, LDS, { node: 'n1', agent: true }).keys()], ['vip|198.18.200.1:80', 'inbound|n1']);
 });
 
 test('versions are content hashes: same config, same versions; one endpoint change moves only EDS', () => {
