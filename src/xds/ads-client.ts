@@ -15,6 +15,7 @@ import {
   type DiscoveryResponse,
   type XdsNode,
 } from './protos';
+import { XDS_MAX_MESSAGE_BYTES } from './limits';
 import { CDS, EDS, LDS, NODE_NAME_METADATA, RDS, typeShortName } from './resource-types';
 
 export type XdsMode = 'delta' | 'sotw';
@@ -55,6 +56,8 @@ export interface XdsClientOptions {
    * node's credential (`tokenFile`, re-read for every stream: projected tokens rotate) sent as a bearer token.
    */
   tls?: { rootFile: string; tokenFile?: string; serverName?: string };
+  /** The largest xDS message taken (XDS_MAX_MESSAGE_BYTES): at least the control plane's own limit. */
+  maxMessageBytes?: number;
   /** Called each time the stream comes up (the first response of a stream); never after close(). */
   onConnected?: () => void;
   /**
@@ -124,6 +127,9 @@ export class XdsClient {
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.initial_reconnect_backoff_ms': opts.initialBackoffMs ?? 200,
       'grpc.max_reconnect_backoff_ms': opts.maxBackoffMs ?? 5_000,
+      // Explicit, so it is the bound the control plane packs responses under (xds/limits.ts).
+      'grpc.max_receive_message_length': opts.maxMessageBytes ?? XDS_MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': opts.maxMessageBytes ?? XDS_MAX_MESSAGE_BYTES,
     });
     for (const t of [CDS, EDS, LDS, RDS]) {
       this.types.set(t, { resources: new Map(), versionInfo: '', names: WILDCARD_TYPES.includes(t) ? null : [], lastNack: null });
@@ -433,9 +439,12 @@ export class XdsClient {
     const st = this.types.get(typeUrl)!;
     const want = [...new Set(names)].sort();
     const have = st.names ?? [];
-    if (want.join('\n') === have.join('\n')) return;
-    const added = want.filter((n) => !have.includes(n));
-    const removed = have.filter((n) => !want.includes(n));
+    if (want.length === have.length && want.every((n, i) => n === have[i])) return;
+    // Sets: at 10,000 Services both lists hold tens of thousands of names.
+    const wanted = new Set(want);
+    const had = new Set(have);
+    const added = want.filter((n) => !had.has(n));
+    const removed = have.filter((n) => !wanted.has(n));
     st.names = want;
     if (removed.length) {
       for (const n of removed) st.resources.delete(n);
