@@ -11,9 +11,11 @@ export const XDS_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
 /**
  * Resource bytes per response before the control plane starts another one (delta, and state-of-the-world
- * EDS/RDS): small enough that a stream interleaves types and the bytes buffered per stream stay bounded.
+ * EDS/RDS): a quarter of the limit, so a resource near the limit never waits behind a full response and the
+ * bytes buffered per stream stay bounded, and large enough that 10,000 Services take a handful of responses
+ * per type (each one a pass over the agent's tables).
  */
-export const XDS_RESPONSE_TARGET_BYTES = 256 * 1024;
+export const XDS_RESPONSE_TARGET_BYTES = 1024 * 1024;
 
 /** What a response carries besides its resources (type URL, nonce, versions, control-plane id), bounded above. */
 export const XDS_RESPONSE_OVERHEAD_BYTES = 4096;
