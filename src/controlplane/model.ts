@@ -46,6 +46,12 @@ export interface ServiceModel {
   ports: ServicePortModel[];
   /** The Service's rate budget for retries (nodemesh.io/retry-budget-* annotations), when it sets one. */
   retryBudget?: ServiceObject['retryBudget'];
+  /**
+   * What it was built from: the store's Service object, its VIP, its backing pods (the store's objects) and
+   * the domain. The same elements (===) mean the same model, which translation's memo checks before
+   * fingerprinting the model.
+   */
+  sources?: readonly unknown[];
 }
 
 /**
@@ -190,7 +196,7 @@ export function buildModel(
           endpoints,
         };
       });
-    out.push({ name: s.meta.name, namespace: s.meta.namespace, host, vip, ports, ...(s.retryBudget ? { retryBudget: s.retryBudget } : {}) });
+    out.push({ name: s.meta.name, namespace: s.meta.namespace, host, vip, ports, ...(s.retryBudget ? { retryBudget: s.retryBudget } : {}), sources: [s, vip, domain, ...backing] });
   }
   const workloadsByNode = new Map<string, PodObject[]>();
   for (const p of pods) {

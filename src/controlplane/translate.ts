@@ -336,25 +336,38 @@ export function translate(model: MeshModel, opts: TranslateOptions = {}, memo = 
     const routes = new Map(svc.ports.map((p) => [p.clusterName, routeModel.ports.get(p.clusterName)]));
     // Route tables hold a Map of consumer tables: given as entries, so the fingerprint sees them.
     const routeInputs = [...routes.values()].map((r) => r && [r.table, [...r.consumers], r.proxyless]);
-    // A DestinationRule's policy for the Service's clusters is an input too.
+    // A DestinationRule's policy for the Service's clusters is an input too. The model's sources compare by
+    // identity; route tables and traffic policies are rebuilt each time, so they compare as text.
     const traffic = svc.ports.map((p) => model.traffic?.clusters.get(p.clusterName));
+    const same = svc.sources && [...svc.sources, JSON.stringify(routeInputs), JSON.stringify(traffic), detect];
+    const { sources: _, ...svcInputs } = svc;
     const build = (): XdsResource[] => serviceResources(svc, (p) => routes.get(p.clusterName), opts, (p) => model.traffic?.clusters.get(p.clusterName));
-    for (const r of memo.once(`svc:${svc.namespace}/${svc.name}`, [svc, routeInputs, detect, traffic], build)) add(r);
+    for (const r of memo.once(`svc:${svc.namespace}/${svc.name}`, [svcInputs, routeInputs, detect, traffic], build, same)) add(r);
   }
   const inbound = new Map<string, XdsResource>();
   for (const [node, list] of model.workloadsByNode) {
     const chains = list.map((pod) => {
       const wp = model.policies?.get(`${pod.meta.namespace}/${pod.meta.name}`) ?? DEFAULT_WORKLOAD_POLICY;
-      return memo.once(`chains:${pod.meta.namespace}/${pod.meta.name}`, [pod, wp], () => {
-        const c = inboundChains(pod, wp);
-        return { ...encoded(c.chains.map((chain) => encodeMessage(FILTER_CHAIN_TYPE, chain))), http: c.http };
-      });
+      // The store's pod object is kept while the pod is unchanged, and without policies every pod shares
+      // DEFAULT_WORKLOAD_POLICY: both compare by identity. A policy object rebuilt each time is fingerprinted.
+      return memo.once(
+        `chains:${pod.meta.namespace}/${pod.meta.name}`,
+        [pod, wp],
+        () => {
+          const c = inboundChains(pod, wp);
+          return { ...encoded(c.chains.map((chain) => encodeMessage(FILTER_CHAIN_TYPE, chain))), http: c.http };
+        },
+        [pod, wp],
+      );
     });
     const http = chains.some((c) => c.http);
     inbound.set(
       node,
-      memo.once(`inbound:${node}`, [node, http, detect, chains.map((c) => c.digest)], () =>
-        encodedResource(LDS, inboundListenerName(node), encodeSpliced(LISTENER_TYPE, inboundListenerShell(node, http, detect), 'filter_chains', chains.flatMap((c) => c.bytes))),
+      memo.once(
+        `inbound:${node}`,
+        [node, http, detect, chains.map((c) => c.digest)],
+        () => encodedResource(LDS, inboundListenerName(node), encodeSpliced(LISTENER_TYPE, inboundListenerShell(node, http, detect), 'filter_chains', chains.flatMap((c) => c.bytes))),
+        [node, http, detect, ...chains],
       ),
     );
   }
@@ -381,22 +394,25 @@ const LB_ENDPOINT_TYPE = 'envoy.config.endpoint.v3.LbEndpoint';
  */
 function directory(node: string, pods: PodObject[], memo: TranslationMemo): XdsResource[] {
   const entries = pods.map((pod) =>
-    memo.once(`dir:${pod.meta.namespace}/${pod.meta.name}`, [pod.podIP, pod.meta.name, pod.meta.namespace, pod.serviceAccount, node], () =>
-      encoded([encodeMessage(LB_ENDPOINT_TYPE, directoryEndpoint(pod, node))]),
+    memo.once(
+      `dir:${pod.meta.namespace}/${pod.meta.name}`,
+      [pod.podIP, pod.meta.name, pod.meta.namespace, pod.serviceAccount, node],
+      () => encoded([encodeMessage(LB_ENDPOINT_TYPE, directoryEndpoint(pod, node))]),
+      [pod, node],
     ),
   );
   const name = workloadsClusterName(node);
+  const part = (): XdsResource =>
+    encodedResource(
+      EDS,
+      name,
+      encodeSpliced(ENDPOINT_TYPE, { cluster_name: name }, 'endpoints', [
+        encodeSpliced(LOCALITY_TYPE, { locality: { zone: node } }, 'lb_endpoints', entries.flatMap((e) => e.bytes)),
+      ]),
+    );
   return [
-    memo.once(`cds:dir:${node}`, [node], () => makeResource(CDS, name, buildWorkloadsCluster(node))),
-    memo.once(`eds:dir:${node}`, [node, entries.map((e) => e.digest)], () =>
-      encodedResource(
-        EDS,
-        name,
-        encodeSpliced(ENDPOINT_TYPE, { cluster_name: name }, 'endpoints', [
-          encodeSpliced(LOCALITY_TYPE, { locality: { zone: node } }, 'lb_endpoints', entries.flatMap((e) => e.bytes)),
-        ]),
-      ),
-    ),
+    memo.once(`cds:dir:${node}`, [node], () => makeResource(CDS, name, buildWorkloadsCluster(node)), [node]),
+    memo.once(`eds:dir:${node}`, [node, entries.map((e) => e.digest)], part, [node, ...entries]),
   ];
 }
 
