@@ -15,6 +15,8 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { writeConfig, changeService, serviceRef } = require('./lib/xds-scale-config');
+// The V8 flags agents run with (the lab's, src/lab/up.ts).
+const { AGENT_NODE_FLAGS } = require('../dist/src/lab/up');
 
 const root = path.join(__dirname, '..');
 const args = Object.fromEntries(
@@ -109,7 +111,7 @@ async function runSize(services) {
     const ta = now();
     const procs = [];
     for (let i = 0; i < agents; i++) {
-      const a = fork(path.join(__dirname, 'lib/xds-scale-agent.js'), [`127.0.0.1:${xdsPort}`, `node-${i}`], { execArgv: ['--expose-gc'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      const a = fork(path.join(__dirname, 'lib/xds-scale-agent.js'), [`127.0.0.1:${xdsPort}`, `node-${i}`], { execArgv: [...AGENT_NODE_FLAGS, '--expose-gc'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
       children.push(a);
       procs.push(a);
     }
@@ -143,7 +145,7 @@ async function runSize(services) {
       const r = nextMessage(a, 'rss', 10_000, 'agent RSS');
       a.send({ type: 'rss' });
       const m = await r;
-      agentRss.push({ ...rssOf(a.pid), heapUsedMB: Math.round(m.heapUsed / 1048576) });
+      agentRss.push({ ...rssOf(a.pid), heapUsedMB: Math.round(m.heapUsed / 1048576), heapTotalMB: Math.round(m.heapTotal / 1048576), externalMB: Math.round(m.external / 1048576) });
     }
     const cpAfter = rssOf(cp.pid);
     const translate = await metric(metricsPort, 'nodemesh_xds_translate_seconds_sum');
@@ -206,7 +208,7 @@ async function main() {
   const md = `# xDS scale (${d.toISOString().slice(0, 16).replace('T', ' ')} UTC, git ${git()})
 
 ${env.cpus} CPUs (${env.cpu}), Linux ${env.kernel}, Node ${env.node}; load average at the end ${env.load} (shared machine).
-${pods} pods on 100 nodes, ${agents} agents (delta xDS, each its own process: the agent's ADS client and proxy stores, no datapath), one control plane process reading the config from files.
+${pods} pods on 100 nodes, ${agents} agents (delta xDS, each its own process with the agents' V8 flags \`${AGENT_NODE_FLAGS.join(' ')}\`: the agent's ADS client and proxy stores, no datapath), one control plane process reading the config from files.
 A change: one Service's targetPort edited in its file (500 Services per file), timed from the write until every agent's endpoints show it (file watch 40 ms and push debounce 30 ms included); ${changes} changes per size.
 
 | Services | control plane load ms | initial sync ms (per agent) | one-Service change ms, median | control-plane RSS MB | agent RSS MB | notes |

@@ -47,7 +47,8 @@ process.on('message', (msg) => {
     check();
   } else if (msg.type === 'rss') {
     global.gc?.();
-    process.send({ type: 'rss', rss: process.memoryUsage().rss, heapUsed: process.memoryUsage().heapUsed });
+    const m = process.memoryUsage();
+    process.send({ type: 'rss', rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external });
   } else if (msg.type === 'stop') {
     client.close();
     process.exit(0);
