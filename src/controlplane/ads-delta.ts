@@ -3,7 +3,7 @@
 // under the message limit, and no more are built while the stream's buffer is full.
 
 import type { ServerDuplexStream } from '@grpc/grpc-js';
-import { resourceEntryBytes } from '../xds/limits';
+import { resourceEntryBytes, XDS_MORE_FOLLOWS } from '../xds/limits';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse } from '../xds/protos';
 import { inboundListenerName, LDS, typeShortName, XDS_TYPE_URLS, type XdsTypeUrl } from '../xds/resource-types';
 import { AdsStream, Subscription, type StreamContext } from './ads-stream';
@@ -23,6 +23,8 @@ interface TypeState {
   answer: boolean;
   lastNonce?: string;
   nacked?: { nonce: string; message: string };
+  /** The last response sent said more of this type follows. */
+  partial?: boolean;
   /** Names refused because the subscription is at its bound. */
   refused: number;
 }
@@ -163,7 +165,8 @@ export class DeltaStream extends AdsStream<TypeState> {
         continue;
       }
       if (bytes + b > target && resources.length + removed.length > 0) {
-        this.write(typeUrl, st, resources, removed, bytes);
+        // More of this type follows (in this pass, or on drain): the client must not take its set as complete.
+        this.write(typeUrl, st, resources, removed, bytes, true);
         resources = [];
         removed = [];
         bytes = 0;
@@ -181,15 +184,18 @@ export class DeltaStream extends AdsStream<TypeState> {
       }
       bytes += b;
     }
-    if (resources.length + removed.length > 0 || st.answer) this.write(typeUrl, st, resources, removed, bytes);
+    // The last response of a split set says it is the last (one with nothing in it if the rest turned out
+    // to be up to date).
+    if (resources.length + removed.length > 0 || st.answer || st.partial) this.write(typeUrl, st, resources, removed, bytes, false);
   }
 
-  private write(typeUrl: XdsTypeUrl, st: TypeState, resources: XdsResource[], removed: string[], bytes: number): void {
+  private write(typeUrl: XdsTypeUrl, st: TypeState, resources: XdsResource[], removed: string[], bytes: number, more: boolean): void {
+    st.partial = more;
     const nonce = this.nextNonce();
     st.lastNonce = nonce;
     st.answer = false;
     const res: DeltaDiscoveryResponse = {
-      system_version_info: this.ctx.view.systemVersion(),
+      system_version_info: this.ctx.view.systemVersion() + (more ? XDS_MORE_FOLLOWS : ''),
       resources: resources.map((r) => ({ name: r.name, version: r.version, resource: r.any })),
       type_url: typeUrl,
       removed_resources: removed,

@@ -15,7 +15,7 @@ import {
   type DiscoveryResponse,
   type XdsNode,
 } from './protos';
-import { XDS_MAX_MESSAGE_BYTES } from './limits';
+import { XDS_MAX_MESSAGE_BYTES, XDS_MORE_FOLLOWS } from './limits';
 import { CDS, EDS, LDS, NODE_NAME_METADATA, RDS, typeShortName } from './resource-types';
 
 export type XdsMode = 'delta' | 'sotw';
@@ -109,6 +109,8 @@ export class XdsClient {
   private dirty = false;
   private saving = true;
   private readonly pendingCommits = new Set<string>();
+  /** Types whose last response said more of the set follows (delta, split under the message limit). */
+  private readonly partial = new Set<string>();
   private commitTimer: NodeJS.Immediate | null = null;
   private readonly m: {
     connected: Gauge;
@@ -166,7 +168,7 @@ export class XdsClient {
    * route table of every listener. Until then the agent would route by an empty config, so it reports not ready.
    */
   synced(): boolean {
-    if (!this.received.has(CDS) || !this.received.has(LDS)) return false;
+    if (!this.received.has(CDS) || !this.received.has(LDS) || this.partial.size > 0) return false;
     return FOLLOWING_TYPES.every((t) => {
       const st = this.types.get(t)!;
       return (st.names ?? []).every((n) => st.resources.has(n));
@@ -326,6 +328,8 @@ export class XdsClient {
     if (stream !== this.stream || this.closed) return;
     this.stream = null;
     stream.cancel();
+    // The rest of a split set will not come on this stream; the next one starts over from what is held.
+    this.partial.clear();
     if (this.connected) this.opts.log.warn({ address: this.opts.address, why }, 'xDS stream lost; keeping the last good config');
     this.connected = false;
     this.lastError = why;
@@ -401,7 +405,11 @@ export class XdsClient {
     for (const name of res.removed_resources) next.delete(name);
     for (const [name, h] of decoded) next.set(name, h);
     st.resources = next;
-    st.versionInfo = res.system_version_info;
+    // A split set: the type is complete only once its last part arrived (xds/limits.ts).
+    const more = res.system_version_info.endsWith(XDS_MORE_FOLLOWS);
+    if (more) this.partial.add(res.type_url);
+    else this.partial.delete(res.type_url);
+    st.versionInfo = more ? res.system_version_info.slice(0, -XDS_MORE_FOLLOWS.length) : res.system_version_info;
     this.live.add(res.type_url);
     this.commitSoon(res.type_url);
     this.send({ type_url: res.type_url, resource_names_subscribe: [], resource_names_unsubscribe: [], initial_resource_versions: {}, response_nonce: res.nonce });

@@ -17,6 +17,14 @@ export const XDS_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
  */
 export const XDS_RESPONSE_TARGET_BYTES = 1024 * 1024;
 
+/**
+ * Ends a delta response's system_version_info when more responses of its type follow for the same push (a set
+ * split under the message limit). The protocol has no such signal; without it a client cannot tell a complete
+ * first config from the first part of one, and would report ready with half its listeners. Clients that do not
+ * know it lose nothing but that.
+ */
+export const XDS_MORE_FOLLOWS = '+more';
+
 /** What a response carries besides its resources (type URL, nonce, versions, control-plane id), bounded above. */
 export const XDS_RESPONSE_OVERHEAD_BYTES = 4096;
 
