@@ -90,7 +90,7 @@ async function runSize(services) {
     const t0 = now();
     const cp = spawn(
       process.execPath,
-      [path.join(root, 'dist/src/cli/main.js'), 'controlplane', '--config', dir, '--xds-address', `127.0.0.1:${xdsPort}`, '--metrics-port', String(metricsPort), '--log-level', 'warn'],
+      [path.join(root, 'dist/src/cli/main.js'), 'controlplane', '--config', dir, '--xds-address', `127.0.0.1:${xdsPort}`, '--metrics-port', String(metricsPort), '--dashboard-address', 'off', '--log-level', 'warn'],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     children.push(cp);
