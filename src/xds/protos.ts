@@ -87,10 +87,10 @@ export function toAny(typeName: string, message: Record<string, unknown>): AnyMe
   return { type_url: TYPE_URL_PREFIX + typeName, value: encodeMessage(typeName, message) };
 }
 
-/** Readable form of encoded bytes: nested Anys expanded as `{"@type": URL, ...fields}`, enums by name, no defaults. */
+/** Readable form of encoded bytes: nested Anys expanded as `{"@type": URL, ...fields}`, enums by name, 64-bit integers as numbers (as the trees are built), no defaults. */
 export function decodeReadable(typeName: string, bytes: Uint8Array): Record<string, unknown> {
   const t = messageType(typeName);
-  return t.toObject(t.decode(bytes), { json: true, enums: String, longs: String, bytes: String }) as Record<string, unknown>;
+  return t.toObject(t.decode(bytes), { json: true, enums: String, longs: Number, bytes: String }) as Record<string, unknown>;
 }
 
 export function decodeMessage<T = Record<string, unknown>>(typeName: string, bytes: Uint8Array): T {
