@@ -52,7 +52,7 @@ export interface AgentOptions {
    */
   kubernetes?: { kubeconfig?: string; procRoot: string; cni?: CniLifecycleOptions };
   /** Control plane ADS address (`host:port` or `unix:///path`); absent: no services, passthrough only. */
-  xds?: { address: string; mode: XdsMode; tls?: { rootFile: string; tokenFile?: string; serverName?: string } };
+  xds?: { address: string; mode: XdsMode; maxMessageBytes?: number; tls?: { rootFile: string; tokenFile?: string; serverName?: string } };
   /**
    * Workload identities from the control plane's CA: with them, traffic between mesh pods goes over HBONE
    * (mTLS). Absent: plaintext everywhere.

@@ -11,6 +11,7 @@ import { loadNative, repoRoot } from '../datapath/native';
 import { createLogger, type Logger } from '../telemetry/logger';
 import { H2_ENGINES, type H2EngineName, isH2EngineName } from '../proxy/hbone/h2-engine';
 import { runDaemon } from './daemon';
+import { parseMessageBytes, XDS_MAX_MESSAGE_BYTES } from '../xds/limits';
 import { DEFAULT_HANDSHAKE_LIMITS } from '../proxy/hbone/handshake-limits';
 import { cgroupCpuLimit, findOrMountCgroup2, processCgroup2Path } from '../util/cgroup2';
 import { mountCommand } from '../util/host-fs';
@@ -150,6 +151,7 @@ export function registerAgentCommand(program: Command): void {
     )
     .option('--xds <address>', 'control plane ADS address: host:port or unix:///path (none: passthrough only)')
     .option('--xds-mode <mode>', 'ADS flavour: delta or sotw', 'delta')
+    .option('--xds-max-message-bytes <size>', 'largest xDS message taken (4MiB): at least the control plane\'s own --xds-max-message-bytes', parseMessageBytes, XDS_MAX_MESSAGE_BYTES)
     .option('--xds-root-file <file>', 'dial --xds over TLS, verifying the control plane with this root (the mesh root)')
     .option('--xds-token-file <file>', "with --xds-root-file: this node's credential (a projected ServiceAccount token), re-read for every stream")
     .option('--ca-token-file <file>', "this node's credential for the control plane's CA; enables mTLS (HBONE) between mesh pods")
@@ -219,6 +221,7 @@ export function registerAgentCommand(program: Command): void {
       handoverDrainSeconds: number;
       xds?: string;
       xdsMode: string;
+      xdsMaxMessageBytes: number;
       xdsRootFile?: string;
       xdsTokenFile?: string;
       caTokenFile?: string;
@@ -273,7 +276,7 @@ export function registerAgentCommand(program: Command): void {
           handoverDrainMs: o.handoverDrainSeconds * 1000,
           lock: loadNative(),
           xds: o.xds
-            ? { address: o.xds, mode: o.xdsMode, tls: o.xdsRootFile !== undefined ? { rootFile: o.xdsRootFile, tokenFile: o.xdsTokenFile } : undefined }
+            ? { address: o.xds, mode: o.xdsMode, maxMessageBytes: o.xdsMaxMessageBytes, tls: o.xdsRootFile !== undefined ? { rootFile: o.xdsRootFile, tokenFile: o.xdsTokenFile } : undefined }
             : undefined,
           mesh: meshOptions(o, log),
           dataThreads: o.concurrency === 0 ? usableCpus(cg2.path) : o.concurrency,

@@ -10,6 +10,7 @@ import { createLogger } from '../telemetry/logger';
 import { Registry } from 'prom-client';
 import { registerDefaultMetrics } from '../telemetry/default-metrics';
 import type { DashboardListen } from '../controlplane/observe/dashboard-listen';
+import { parseMessageBytes, XDS_MAX_MESSAGE_BYTES } from '../xds/limits';
 
 function port(v: string): number {
   const n = Number(v);
@@ -40,6 +41,14 @@ function millis(v: string): number {
   const m = /^(\d+)(ms|s)?$/.exec(v.trim());
   if (!m || Number(m[1]) <= 0) throw new InvalidArgumentError('must be a positive duration: 100, 100ms or 1s');
   return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
+}
+
+function messageBytes(v: string): number {
+  try {
+    return parseMessageBytes(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 }
 
 /**
@@ -101,6 +110,7 @@ export function registerControlPlaneCommand(program: Command): void {
     .option('--root-configmap <name>', 'with --kubernetes: publish the CA root as ConfigMap NAME (root-cert.pem) in every namespace')
     .option('--ca-audience <aud>', 'audience agents\' projected tokens must carry (TokenReview spec.audiences)', 'nodemesh-ca')
     .option('--protocol-detection-timeout <duration>', 'how long ports of undeclared protocol wait for the client\'s first bytes (100ms, 1s)', millis, DEFAULT_DETECT_TIMEOUT_MS)
+    .option('--xds-max-message-bytes <size>', 'largest xDS message sent or received (4MiB); agents must take as much (their own --xds-max-message-bytes)', messageBytes, XDS_MAX_MESSAGE_BYTES)
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
     .action(
       async (o: {
@@ -131,6 +141,7 @@ export function registerControlPlaneCommand(program: Command): void {
         rootConfigmap?: string;
         caAudience: string;
         protocolDetectionTimeout: number;
+        xdsMaxMessageBytes: number;
         logLevel: string;
       }) => {
         const log = createLogger({ level: o.logLevel, name: 'controlplane' });
@@ -181,6 +192,7 @@ export function registerControlPlaneCommand(program: Command): void {
               metricsHost: o.metricsHost,
               domain: o.domain,
               detectTimeoutMs: o.protocolDetectionTimeout,
+              xdsMaxMessageBytes: o.xdsMaxMessageBytes,
               logger: log,
               registry,
               dashboard,

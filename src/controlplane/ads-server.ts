@@ -17,14 +17,28 @@ export interface StreamGate {
 
 export const ADS_SERVICE_NAME = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
 
+/** Names one stream may subscribe to per type (an agent looking up 10,000 Services holds about 2 per Service). */
+export const DEFAULT_MAX_NAMES_PER_TYPE = 100_000;
+
+/** gRPC server options of every listener: keepalive, and the message limit the agents share (xds/limits.ts). */
+function serverOptions(maxMessageBytes: number): grpc.ServerOptions {
+  return {
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.max_receive_message_length': maxMessageBytes,
+    'grpc.max_send_message_length': maxMessageBytes,
+  };
+}
+
 export class AdsServer {
-  private readonly server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1 });
+  private readonly server: grpc.Server;
   private readonly streams = new Set<AdsStream>();
   readonly health = new HealthImplementation({ '': 'NOT_SERVING', [ADS_SERVICE_NAME]: 'NOT_SERVING' });
   private bound: string | undefined;
   private secureServer: grpc.Server | undefined;
 
   constructor(private readonly ctx: StreamContext) {
+    this.server = new grpc.Server(serverOptions(ctx.limits.maxMessageBytes));
     this.server.addService(adsServiceDefinition(), this.adsHandlers(undefined));
     this.health.addToServer(this.server);
   }
@@ -87,7 +101,7 @@ export class AdsServer {
    * projected token). Returns the bound address.
    */
   async listenSecure(address: string, creds: grpc.ServerCredentials, gate: StreamGate, extra: { definition: grpc.ServiceDefinition; handlers: grpc.UntypedServiceImplementation }[]): Promise<string> {
-    const server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1 });
+    const server = new grpc.Server(serverOptions(this.ctx.limits.maxMessageBytes));
     server.addService(adsServiceDefinition(), this.adsHandlers(gate));
     for (const e of extra) server.addService(e.definition, e.handlers);
     this.health.addToServer(server);

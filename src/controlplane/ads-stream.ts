@@ -2,9 +2,10 @@
 
 import type { Logger } from '../telemetry/logger';
 import { fromStruct, type XdsNode } from '../xds/protos';
-import { isXdsTypeUrl, NODE_NAME_METADATA, typeShortName, XDS_TYPE_URLS, type XdsTypeUrl } from '../xds/resource-types';
+import { XDS_RESPONSE_OVERHEAD_BYTES } from '../xds/limits';
+import { isXdsTypeUrl, NODE_NAME_METADATA, typeShortName, type XdsTypeUrl } from '../xds/resource-types';
 import type { ControlPlaneMetrics } from './metrics';
-import { resourcesFor, type Snapshot, type XdsResource } from './translate';
+import { resourceFor, resourcesFor, type ClientScope, type Snapshot, type XdsResource } from './translate';
 
 export interface SnapshotView {
   snapshot(): Snapshot;
@@ -17,19 +18,35 @@ export interface StreamContext {
   metrics: ControlPlaneMetrics;
   log: Logger;
   controlPlaneId: string;
+  limits: StreamLimits;
+}
+
+/** What one ADS stream may cost (see xds/limits.ts). */
+export interface StreamLimits {
+  /** The largest message a client takes (XDS_MAX_MESSAGE_BYTES unless configured). */
+  maxMessageBytes: number;
+  /** Resource bytes per response before another is started. */
+  targetBytes: number;
+  /** Names one stream may subscribe to per type; more are refused (counted, logged once). */
+  maxNamesPerType: number;
 }
 
 export interface ClientIdentity {
   id: string;
   /** The Kubernetes node the client runs on: metadata NODE_NAME, else Node.id. */
   node: string;
+  /** A nodemesh agent (user agent `nodemesh-agent`): it is not sent what only proxyless clients use. */
+  agent: boolean;
 }
+
+/** What the agent's ADS client sends as Node.user_agent_name. */
+export const AGENT_USER_AGENT = 'nodemesh-agent';
 
 export function identify(node: XdsNode | null | undefined): ClientIdentity | undefined {
   if (!node || !node.id) return undefined;
   const meta = node.metadata ? fromStruct(node.metadata) : {};
   const name = meta[NODE_NAME_METADATA];
-  return { id: node.id, node: typeof name === 'string' && name ? name : node.id };
+  return { id: node.id, node: typeof name === 'string' && name ? name : node.id, agent: node.user_agent_name === AGENT_USER_AGENT };
 }
 
 /** Subscription of one stream to one type: wildcard and/or explicit names. */
@@ -41,6 +58,9 @@ export class Subscription {
     return this.wildcard || this.names.has(name);
   }
 }
+
+/** Resources withheld because they exceed the message limit: logged once per name and version. */
+const withheldLogged = new Map<string, string>();
 
 /** One ADS stream; `TypeState` is what the flavour keeps per subscribed type. */
 export abstract class AdsStream<TypeState = unknown> {
@@ -55,19 +75,11 @@ export abstract class AdsStream<TypeState = unknown> {
     readonly peer: string,
   ) {}
 
-  /** Sends the type's state; `always` answers even when nothing changed for this client. */
-  protected abstract send(typeUrl: XdsTypeUrl, st: TypeState, always: boolean): void;
-
   /** The per-type part of describe(). */
   protected abstract describeType(st: TypeState): Record<string, unknown>;
 
   /** Called after every snapshot change; sends only what changed for this subscriber. */
-  push(): void {
-    for (const typeUrl of XDS_TYPE_URLS) {
-      const st = this.types.get(typeUrl);
-      if (st) this.send(typeUrl, st, false);
-    }
-  }
+  abstract push(): void;
 
   /** For /debug/config. */
   describe(): Record<string, unknown> {
@@ -120,14 +132,37 @@ export abstract class AdsStream<TypeState = unknown> {
 
   /** The resources of `typeUrl` this client may see and has subscribed to. */
   protected visible(typeUrl: XdsTypeUrl, sub: Subscription): Map<string, XdsResource> {
-    const all = resourcesFor(this.ctx.view.snapshot(), typeUrl, this.client?.node ?? '');
-    if (sub.wildcard) return all;
+    if (sub.wildcard) return resourcesFor(this.ctx.view.snapshot(), typeUrl, this.scope());
     const out = new Map<string, XdsResource>();
     for (const n of sub.names) {
-      const r = all.get(n);
+      const r = this.resource(typeUrl, n);
       if (r) out.set(n, r);
     }
     return out;
+  }
+
+  /** One resource of `typeUrl` this client may see (its own inbound Listener, no other node's). */
+  protected resource(typeUrl: XdsTypeUrl, name: string): XdsResource | undefined {
+    return resourceFor(this.ctx.view.snapshot(), typeUrl, name, this.scope());
+  }
+
+  protected scope(): ClientScope {
+    return { node: this.client?.node ?? '', agent: this.client?.agent ?? false };
+  }
+
+  /** Whether `r` fits in one response; if not it is withheld (clients keep what they had) and said so once. */
+  protected fits(r: XdsResource, bytes: number): boolean {
+    if (bytes + XDS_RESPONSE_OVERHEAD_BYTES <= this.ctx.limits.maxMessageBytes) return true;
+    this.ctx.metrics.withheld.inc({ type: typeShortName(r.typeUrl) });
+    if (withheldLogged.get(r.name) !== r.version) {
+      withheldLogged.set(r.name, r.version);
+      if (withheldLogged.size > 10_000) withheldLogged.delete(withheldLogged.keys().next().value!);
+      this.ctx.log.error(
+        { resource: r.name, type: typeShortName(r.typeUrl), bytes, limit: this.ctx.limits.maxMessageBytes },
+        `xDS resource ${r.name} is ${bytes} bytes, over the ${this.ctx.limits.maxMessageBytes}-byte message limit: not sent (clients keep their previous version); raise --xds-max-message-bytes on the control plane and the agents together`,
+      );
+    }
+    return false;
   }
 
   protected recordNack(typeUrl: string, nonce: string, version: string, message: string): void {

@@ -6,7 +6,8 @@ import { Registry } from 'prom-client';
 import { createLogger, type Logger } from '../telemetry/logger';
 import { toDebugJson } from '../xds/protos';
 import { typeShortName, XDS_TYPE_URLS } from '../xds/resource-types';
-import { AdsServer } from './ads-server';
+import { AdsServer, DEFAULT_MAX_NAMES_PER_TYPE } from './ads-server';
+import { XDS_MAX_MESSAGE_BYTES, XDS_RESPONSE_TARGET_BYTES } from '../xds/limits';
 import { startCertificateAuthority, type CaHandle, type CaServerOptions } from './ca/ca-server';
 import { ConflictReporter } from './conflicts';
 import { ControlPlaneError, CP_ERR, formatIssue, type ConfigIssue } from './errors';
@@ -23,7 +24,8 @@ import { buildTrafficModel, routeExtras, storedDestinationRules, type Destinatio
 import type { RouteStatus } from './routes/route-status';
 import { apiServerRouteStatus, RouteStatusWriter, type RouteStatusApi } from './routes/status-writer';
 import { ObjectStore, type SourceUpdate } from './store';
-import { translate, type Snapshot } from './translate';
+import { translate, type Snapshot, type XdsResource } from './translate';
+import { TranslationMemo } from './translate-memo';
 import { VipAllocator } from './vip-allocator';
 import { OtlpReceiver } from './observe/otlp-receiver';
 import { TraceStore, type TraceStoreOptions } from './observe/trace-store';
@@ -34,6 +36,8 @@ import { startDashboard, type DashboardHandle, type DashboardListen } from './ob
 
 export const DEFAULT_XDS_ADDRESS = '127.0.0.1:15010';
 export const DEFAULT_METRICS_PORT = 15014;
+/** /debug/config lists objects and resources in full up to this many of each. */
+const DEBUG_DETAIL_LIMIT = 2000;
 /** Where Kubernetes-source routes come from (their origin file is their API path). */
 const ROUTE_API_PREFIX = '/apis/gateway.networking.k8s.io/';
 
@@ -73,6 +77,11 @@ export interface ControlPlaneOptions {
   rootConfigMap?: string;
   /** How long `detect` ports wait for a client's first bytes (DEFAULT_DETECT_TIMEOUT_MS, 100 ms). */
   detectTimeoutMs?: number;
+  /**
+   * The largest xDS message sent or received (XDS_MAX_MESSAGE_BYTES, 4 MiB): agents must accept at least this
+   * much (their --xds-max-message-bytes); responses are packed well below it.
+   */
+  xdsMaxMessageBytes?: number;
 }
 
 export interface ControlPlaneHandle {
@@ -114,6 +123,8 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   private readonly vips = new VipAllocator();
   private readonly conflicts: ConflictReporter;
   private current: Snapshot;
+  /** What translation built last time, so a rebuild encodes only what changed. */
+  private readonly memo = new TranslationMemo();
   private readonly ads: AdsServer;
   private http: ControlPlaneHttpServer | undefined;
   ca: CaHandle | undefined;
@@ -144,12 +155,17 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   ) {
     this.metrics = new ControlPlaneMetrics(opts.registry ?? new Registry());
     this.conflicts = new ConflictReporter(this.store, this.metrics, log.child({ component: 'config' }));
-    this.current = translate({ services: [], workloadsByNode: new Map() });
+    this.current = translate({ services: [], workloadsByNode: new Map() }, {}, this.memo);
     this.ads = new AdsServer({
       view: { snapshot: () => this.current, systemVersion: () => String(this.builtGeneration) },
       metrics: this.metrics,
       log: log.child({ component: 'xds' }),
       controlPlaneId: this.id,
+      limits: {
+        maxMessageBytes: opts.xdsMaxMessageBytes ?? XDS_MAX_MESSAGE_BYTES,
+        targetBytes: Math.min(XDS_RESPONSE_TARGET_BYTES, Math.floor((opts.xdsMaxMessageBytes ?? XDS_MAX_MESSAGE_BYTES) / 4)),
+        maxNamesPerType: DEFAULT_MAX_NAMES_PER_TYPE,
+      },
     });
     this.store.onChange(() => this.schedule());
     if (opts.traces !== false) {
@@ -308,7 +324,11 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       const model = buildModel(this.store.services(), this.store.pods(), this.vips, this.opts.domain, policyObjects(this.store));
       model.traffic = buildTrafficModel(model.services, storedDestinationRules(this.store), this.opts.domain);
       model.routes = buildRouteModel(model.services, storedRoutes(this.store), invalidIssues(this.store.issues()), routeExtras(this.store, model.traffic));
-      this.current = translate(model, { detectTimeoutMs: this.opts.detectTimeoutMs });
+      const started = performance.now();
+      this.current = translate(model, { detectTimeoutMs: this.opts.detectTimeoutMs }, this.memo, this.current);
+      this.metrics.translateSeconds.observe((performance.now() - started) / 1000);
+      this.metrics.translatedPieces.inc({ result: 'built' }, this.memo.built);
+      this.metrics.translatedPieces.inc({ result: 'reused' }, this.memo.reused);
       this.routes = model.routes.status;
       this.statusWriter?.update(this.routes);
       this.reportDestinationRules(model.traffic.destinationRules);
@@ -358,24 +378,26 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   }
 
   debugConfig(): unknown {
+    // At scale the full document would be hundreds of megabytes: above DEBUG_DETAIL_LIMIT objects or
+    // resources, only names, versions and sizes are listed.
+    const total = XDS_TYPE_URLS.reduce((n, t) => n + (this.current.shared.get(t)?.size ?? 0), 0) + this.current.inbound.size;
+    const detail = total <= DEBUG_DETAIL_LIMIT;
+    const show = (r: XdsResource): Record<string, unknown> => ({ name: r.name, version: r.version, bytes: r.any.value.length, ...(detail ? { resource: toDebugJson(r.message) } : {}) });
     const resources: Record<string, unknown> = {};
-    for (const t of XDS_TYPE_URLS) {
-      resources[typeShortName(t)] = [...(this.current.shared.get(t)?.values() ?? [])].map((r) => ({
-        name: r.name,
-        version: r.version,
-        resource: toDebugJson(r.message),
-      }));
-    }
+    for (const t of XDS_TYPE_URLS) resources[typeShortName(t)] = [...(this.current.shared.get(t)?.values() ?? [])].map(show);
+    const objects = [...this.store.all()];
+    const objectDetail = objects.length <= DEBUG_DETAIL_LIMIT;
     return {
       controlPlane: this.id,
       generation: this.builtGeneration,
-      objects: [...this.store.all()].map(([key, s]) => ({ key, origin: s.origin, object: s.object })),
+      objects: objects.map(([key, s]) => ({ key, origin: s.origin, ...(objectDetail ? { object: s.object } : {}) })),
+      ...(detail && objectDetail ? {} : { detail: `objects and resources are shown in full up to ${DEBUG_DETAIL_LIMIT} of each; there are ${objects.length} objects and ${total} resources` }),
       issues: this.store.issues(),
       conflicts: this.conflicts.list(),
       routeStatus: this.routes,
       destinationRules: this.destinationRules,
       resources,
-      inbound: Object.fromEntries([...this.current.inbound].map(([node, r]) => [node, { name: r.name, version: r.version, resource: toDebugJson(r.message) }])),
+      inbound: Object.fromEntries([...this.current.inbound].map(([node, r]) => [node, show(r)])),
       streams: this.ads.describeStreams(),
     };
   }

@@ -1,6 +1,6 @@
 // Prometheus metrics of the control plane: pushes, connected clients, ACK/NACKs, config errors, objects.
 
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export class ControlPlaneMetrics {
   readonly registry: Registry;
@@ -22,6 +22,16 @@ export class ControlPlaneMetrics {
   readonly snapshots: Counter;
   /** DestinationRules by state: applied (to at least one Service port) or unmatched (no Service has its host). */
   readonly destinationRules: Gauge<'state'>;
+  /** How long turning the model into a snapshot took (pieces whose inputs did not change are reused). */
+  readonly translateSeconds: Histogram;
+  /** Pieces (a Service's resources, a pod's chains, a node's listener, ...) encoded anew or reused, per build. */
+  readonly translatedPieces: Counter<'result'>;
+  /** Size of each response sent, by mode: what the agents' message limit is measured against. */
+  readonly responseBytes: Histogram<'mode'>;
+  /** Resources or whole responses not sent because they exceed the message limit, by type. */
+  readonly withheld: Counter<'type'>;
+  /** Names a stream asked for beyond the per-stream bound, not served. */
+  readonly refusedNames: Counter;
 
   constructor(registry = new Registry()) {
     this.registry = registry;
@@ -53,6 +63,32 @@ export class ControlPlaneMetrics {
       registers,
     });
     for (const state of ['applied', 'unmatched']) this.destinationRules.set({ state }, 0);
+    this.translateSeconds = new Histogram({
+      name: 'nodemesh_xds_translate_seconds',
+      help: 'Time to turn the config into xDS resources, per snapshot',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.translatedPieces = new Counter({
+      name: 'nodemesh_xds_translate_pieces_total',
+      help: "Pieces of a snapshot encoded anew (built) or reused because their inputs did not change (reused)",
+      labelNames: ['result'],
+      registers,
+    });
+    this.responseBytes = new Histogram({
+      name: 'nodemesh_xds_response_bytes',
+      help: 'Resource bytes in each xDS response sent',
+      labelNames: ['mode'],
+      buckets: [1024, 16384, 65536, 262144, 1048576, 2097152, 4194304],
+      registers,
+    });
+    this.withheld = new Counter({
+      name: 'nodemesh_xds_withheld_total',
+      help: 'Resources (or state-of-the-world responses) not sent because they exceed the xDS message limit',
+      labelNames: ['type'],
+      registers,
+    });
+    this.refusedNames = new Counter({ name: 'nodemesh_xds_refused_names_total', help: 'Resource names a stream subscribed to beyond its bound, not served', registers });
     for (const mode of ['sotw', 'delta']) this.connected.set({ mode }, 0);
     for (const reason of ['syntax', 'invalid', 'duplicate']) this.configErrors.inc({ reason }, 0);
     for (const kind of ['vip', 'duplicate']) {

@@ -46,6 +46,12 @@ export interface ServiceModel {
   ports: ServicePortModel[];
   /** The Service's rate budget for retries (nodemesh.io/retry-budget-* annotations), when it sets one. */
   retryBudget?: ServiceObject['retryBudget'];
+  /**
+   * What it was built from: the store's Service object, its VIP, its backing pods (the store's objects) and
+   * the domain. The same elements (===) mean the same model, which translation's memo checks before
+   * fingerprinting the model.
+   */
+  sources?: readonly unknown[];
 }
 
 /**
@@ -78,7 +84,48 @@ export interface MeshModel {
 }
 
 function matches(selector: Record<string, string>, labels: Record<string, string>): boolean {
-  return Object.entries(selector).every(([k, v]) => labels[k] === v);
+  for (const k in selector) if (labels[k] !== selector[k]) return false;
+  return true;
+}
+
+/** Code-point order: names are DNS labels, and locale-aware comparison costs more than the whole model at scale. */
+function byName(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Pods by namespace and by each `key=value` label, so a selector is matched against the pods that carry its
+ * rarest pair instead of every pod of the namespace (services x pods is the model's cost at scale).
+ */
+class SelectorIndex {
+  private readonly byNs = new Map<string, { all: PodObject[]; byLabel: Map<string, PodObject[]> }>();
+
+  constructor(pods: PodObject[]) {
+    for (const p of pods) {
+      let ns = this.byNs.get(p.meta.namespace);
+      if (!ns) this.byNs.set(p.meta.namespace, (ns = { all: [], byLabel: new Map() }));
+      ns.all.push(p);
+      for (const k in p.meta.labels) {
+        const key = `${k}=${p.meta.labels[k]}`;
+        const list = ns.byLabel.get(key);
+        if (list) list.push(p);
+        else ns.byLabel.set(key, [p]);
+      }
+    }
+  }
+
+  /** Pods of `namespace` matching every pair of `selector` (an empty selector matches every pod, as Kubernetes). */
+  select(namespace: string, selector: Record<string, string>): PodObject[] {
+    const ns = this.byNs.get(namespace);
+    if (!ns) return [];
+    let candidates = ns.all;
+    for (const k in selector) {
+      const list = ns.byLabel.get(`${k}=${selector[k]}`);
+      if (!list) return [];
+      if (list.length < candidates.length) candidates = list;
+    }
+    return candidates.filter((p) => matches(selector, p.meta.labels));
+  }
 }
 
 /** The pod's port for `targetPort`: the number itself, or the named container port (undefined: pod lacks it). */
@@ -113,19 +160,14 @@ export function buildModel(
   const assigned = vips.assign(requested);
   const vipConflicts = contestedVips(services, assigned);
   for (const c of vipConflicts) assigned.delete(c.refused);
-  const byNs = new Map<string, PodObject[]>();
-  for (const p of pods) {
-    if (!isServing(p)) continue;
-    const list = byNs.get(p.meta.namespace) ?? [];
-    list.push(p);
-    byNs.set(p.meta.namespace, list);
-  }
+  const selectable = new SelectorIndex(pods.filter(isServing));
   const out: ServiceModel[] = [];
-  for (const s of [...services].sort((a, b) => (a.meta.namespace + '/' + a.meta.name).localeCompare(b.meta.namespace + '/' + b.meta.name))) {
+  const sorted = services.map((s) => ({ key: `${s.meta.namespace}/${s.meta.name}`, s })).sort((a, b) => byName(a.key, b.key));
+  for (const { key, s } of sorted) {
     const host = serviceHost(s.meta.name, s.meta.namespace, domain);
-    const vip = assigned.get(`${s.meta.namespace}/${s.meta.name}`);
-    const backing = s.selector ? (byNs.get(s.meta.namespace) ?? []).filter((p) => matches(s.selector!, p.meta.labels)) : [];
-    backing.sort((a, b) => a.meta.name.localeCompare(b.meta.name));
+    const vip = assigned.get(key);
+    const backing = s.selector ? selectable.select(s.meta.namespace, s.selector) : [];
+    backing.sort((a, b) => byName(a.meta.name, b.meta.name));
     const ports: ServicePortModel[] = s.ports
       .filter((p) => p.protocol === 'TCP')
       .map((sp) => {
@@ -154,7 +196,7 @@ export function buildModel(
           endpoints,
         };
       });
-    out.push({ name: s.meta.name, namespace: s.meta.namespace, host, vip, ports, ...(s.retryBudget ? { retryBudget: s.retryBudget } : {}) });
+    out.push({ name: s.meta.name, namespace: s.meta.namespace, host, vip, ports, ...(s.retryBudget ? { retryBudget: s.retryBudget } : {}), sources: [s, vip, domain, ...backing] });
   }
   const workloadsByNode = new Map<string, PodObject[]>();
   for (const p of pods) {
@@ -163,7 +205,7 @@ export function buildModel(
     list.push(p);
     workloadsByNode.set(p.nodeName, list);
   }
-  for (const list of workloadsByNode.values()) list.sort((a, b) => a.meta.name.localeCompare(b.meta.name));
+  for (const list of workloadsByNode.values()) list.sort((a, b) => byName(a.meta.name, b.meta.name));
   const index = new PolicyIndex(policyObjects);
   const policies = new Map<string, WorkloadPolicy>();
   for (const list of workloadsByNode.values()) {

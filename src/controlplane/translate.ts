@@ -1,7 +1,7 @@
 // Translates the mesh model into Envoy xDS v3 resources (Cluster, ClusterLoadAssignment, Listener, RouteConfiguration).
 
 import { createHash } from 'node:crypto';
-import { anyOf, toAny, toStruct, type AnyMessage, type JsonValue } from '../xds/protos';
+import { anyOf, decodeReadable, encodeMessage, encodeSpliced, toStruct, type AnyMessage, type JsonValue } from '../xds/protos';
 import {
   CDS,
   CLUSTER_TYPE,
@@ -16,7 +16,7 @@ import {
   ROUTE_TYPE,
   type XdsTypeUrl,
   HBONE_PORT,
-  WORKLOADS_CLUSTER,
+  workloadsClusterName,
 } from '../xds/resource-types';
 import type { EndpointModel, MeshModel, ServiceModel, ServicePortModel } from './model';
 import type { PodObject } from './objects';
@@ -28,15 +28,17 @@ import { buildRouteModel, defaultRoute } from './routes/route-tables';
 import { buildVipListener, ROUTER, tcpProxyFilter } from './routes/vip-listener';
 import { clusterTrafficFields } from './traffic/cluster-fields';
 import type { ClusterTraffic } from './traffic/traffic-model';
+import type { PortRoutes } from './routes/route-tables';
+import { diffVersions, TranslationMemo, type Changes } from './translate-memo';
 
 /** One encoded resource with its content version (a hash, so identical config has identical versions everywhere). */
 export interface XdsResource {
-  typeUrl: XdsTypeUrl;
-  name: string;
-  version: string;
-  /** The message as built (with readable Any markers), for /debug/config. */
-  message: Record<string, unknown>;
-  any: AnyMessage;
+  readonly typeUrl: XdsTypeUrl;
+  readonly name: string;
+  readonly version: string;
+  readonly any: AnyMessage;
+  /** The message, decoded from `any` when asked (for /debug/config and tests): only the bytes are kept. */
+  readonly message: Record<string, unknown>;
 }
 
 /** Inbound capture port in each pod (ztunnel's number). */
@@ -52,10 +54,28 @@ const TYPE_NAMES: Record<XdsTypeUrl, string> = {
   [RDS]: ROUTE_TYPE,
 };
 
+class EncodedResource implements XdsResource {
+  constructor(
+    readonly typeUrl: XdsTypeUrl,
+    readonly name: string,
+    readonly version: string,
+    readonly any: AnyMessage,
+  ) {}
+
+  get message(): Record<string, unknown> {
+    return decodeReadable(TYPE_NAMES[this.typeUrl], this.any.value);
+  }
+}
+
+/** A resource from bytes already encoded as its type. */
+export function encodedResource(typeUrl: XdsTypeUrl, name: string, bytes: Buffer): XdsResource {
+  const version = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
+  // type_url is the shared constant: one string for every resource of the type.
+  return new EncodedResource(typeUrl, name, version, { type_url: typeUrl, value: bytes });
+}
+
 export function makeResource(typeUrl: XdsTypeUrl, name: string, message: Record<string, unknown>): XdsResource {
-  const any = toAny(TYPE_NAMES[typeUrl], message);
-  const version = createHash('sha256').update(any.value).digest('hex').slice(0, 16);
-  return { typeUrl, name, version, message, any };
+  return encodedResource(typeUrl, name, encodeMessage(TYPE_NAMES[typeUrl], message));
 }
 
 const ADS_SOURCE = { ads: {}, resource_api_version: 'V3' };
@@ -165,57 +185,64 @@ function securityMetadata(wp: WorkloadPolicy): Record<string, JsonValue> {
  * inspects for HTTP.
  */
 export function buildInboundListener(node: string, pods: PodObject[], policies?: Map<string, WorkloadPolicy>, detectTimeoutMs?: number): Record<string, unknown> {
-  let http = false;
-  const chains = pods.flatMap((pod) => {
-    const id = `${pod.meta.namespace}/${pod.meta.name}`;
-    const wp = policies?.get(id) ?? DEFAULT_WORKLOAD_POLICY;
-    const meta = { ...workloadMetadata(pod), ...securityMetadata(wp) };
-    const tcp = {
-      name: id,
-      filter_chain_match: {
-        prefix_ranges: [{ address_prefix: pod.podIP, prefix_len: { value: pod.podIP!.includes(':') ? 128 : 32 } }],
-      },
-      filters: [...buildRbacFilters(wp, `inbound|${id}`), tcpProxyFilter(`inbound|${id}`, INBOUND_PASSTHROUGH_CLUSTER)],
-      metadata: nodemeshMetadata(meta),
-    };
-    if (!needsHttpChain(wp)) return [tcp];
-    http = true;
-    return [inboundHttpChain(pod, wp, meta, INBOUND_PASSTHROUGH_CLUSTER), tcp];
-  });
+  const each = pods.map((pod) => inboundChains(pod, policies?.get(`${pod.meta.namespace}/${pod.meta.name}`) ?? DEFAULT_WORKLOAD_POLICY));
+  return { ...inboundListenerShell(node, each.some((c) => c.http), detectTimeoutMs), filter_chains: each.flatMap((c) => c.chains) };
+}
+
+/** One pod's inbound filter chains (its HTTP chain first when it has one) and whether it has an HTTP chain. */
+export function inboundChains(pod: PodObject, wp: WorkloadPolicy): { chains: Record<string, unknown>[]; http: boolean } {
+  const id = `${pod.meta.namespace}/${pod.meta.name}`;
+  const meta = { ...workloadMetadata(pod), ...securityMetadata(wp) };
+  const tcp = {
+    name: id,
+    filter_chain_match: {
+      prefix_ranges: [{ address_prefix: pod.podIP, prefix_len: { value: pod.podIP!.includes(':') ? 128 : 32 } }],
+    },
+    filters: [...buildRbacFilters(wp, `inbound|${id}`), tcpProxyFilter(`inbound|${id}`, INBOUND_PASSTHROUGH_CLUSTER)],
+    metadata: nodemeshMetadata(meta),
+  };
+  if (!needsHttpChain(wp)) return { chains: [tcp], http: false };
+  return { chains: [inboundHttpChain(pod, wp, meta, INBOUND_PASSTHROUGH_CLUSTER), tcp], http: true };
+}
+
+/** The node's inbound Listener without its filter chains. */
+export function inboundListenerShell(node: string, http: boolean, detectTimeoutMs?: number): Record<string, unknown> {
   return {
     name: inboundListenerName(node),
     address: { socket_address: { address: '0.0.0.0', port_value: INBOUND_PORT } },
     traffic_direction: 'INBOUND',
     bind_to_port: { value: false },
     ...(http ? httpInspection(detectTimeoutMs) : {}),
-    filter_chains: chains,
     metadata: nodemeshMetadata({ node }),
   };
 }
 
-export function buildWorkloadsCluster(): Record<string, unknown> {
+/** The workload directory's cluster for `node`'s in-mesh pods (nothing routes to it: it carries identities). */
+export function buildWorkloadsCluster(node: string): Record<string, unknown> {
+  const name = workloadsClusterName(node);
   return {
-    name: WORKLOADS_CLUSTER,
+    name,
     type: 'EDS',
-    eds_cluster_config: { eds_config: ADS_SOURCE, service_name: WORKLOADS_CLUSTER },
+    eds_cluster_config: { eds_config: ADS_SOURCE, service_name: name },
     connect_timeout: CONNECT_TIMEOUT,
     lb_policy: 'ROUND_ROBIN',
-    metadata: nodemeshMetadata({ directory: true }),
+    metadata: nodemeshMetadata({ directory: true, node }),
   };
 }
 
-/** Every in-mesh pod at its HBONE address, one locality per node, with the identity metadata agents need. */
-export function buildWorkloadsAssignment(model: MeshModel): Record<string, unknown> {
+/** `node`'s in-mesh pods at their HBONE address, with the identity metadata agents need. */
+export function buildWorkloadsAssignment(node: string, pods: PodObject[]): Record<string, unknown> {
   return {
-    cluster_name: WORKLOADS_CLUSTER,
-    endpoints: [...model.workloadsByNode.keys()].sort().map((node) => ({
-      locality: { zone: node },
-      lb_endpoints: model.workloadsByNode.get(node)!.map((pod) => ({
-        endpoint: { address: { socket_address: { address: pod.podIP, port_value: HBONE_PORT } } },
-        health_status: 'HEALTHY',
-        metadata: nodemeshMetadata({ pod: pod.meta.name, namespace: pod.meta.namespace, serviceAccount: pod.serviceAccount, node, inMesh: true }),
-      })),
-    })),
+    cluster_name: workloadsClusterName(node),
+    endpoints: [{ locality: { zone: node }, lb_endpoints: pods.map((pod) => directoryEndpoint(pod, node)) }],
+  };
+}
+
+function directoryEndpoint(pod: PodObject, node: string): Record<string, unknown> {
+  return {
+    endpoint: { address: { socket_address: { address: pod.podIP, port_value: HBONE_PORT } } },
+    health_status: 'HEALTHY',
+    metadata: nodemeshMetadata({ pod: pod.meta.name, namespace: pod.meta.namespace, serviceAccount: pod.serviceAccount, node, inMesh: true }),
   };
 }
 
@@ -228,10 +255,17 @@ export function buildInboundPassthroughCluster(): Record<string, unknown> {
   };
 }
 
-/** Everything the control plane serves: resources every client sees, plus each node's own inbound Listener. */
+/** Everything the control plane serves: resources every client may see, plus each node's own inbound Listener. */
 export interface Snapshot {
+  /** Counts builds (of one TranslationMemo). */
+  generation: number;
   shared: Map<XdsTypeUrl, Map<string, XdsResource>>;
+  /** Node name -> its inbound Listener. */
   inbound: Map<string, XdsResource>;
+  /** Shared Listeners only proxyless gRPC clients use (API listeners): agents are not sent them. */
+  proxylessOnly: Set<string>;
+  /** What changed since the snapshot of generation `since` (the one served before); absent for a first build. */
+  changes?: { since: number; shared: Map<XdsTypeUrl, Changes>; inbound: Changes };
 }
 
 export interface TranslateOptions {
@@ -239,7 +273,49 @@ export interface TranslateOptions {
   detectTimeoutMs?: number;
 }
 
-export function translate(model: MeshModel, opts: TranslateOptions = {}): Snapshot {
+/** Every resource of one Service: what `translate` memoizes per Service, so it must read only its arguments. */
+export function serviceResources(
+  svc: ServiceModel,
+  routesOf: (p: ServicePortModel) => PortRoutes | undefined,
+  opts: TranslateOptions,
+  trafficOf: (p: ServicePortModel) => ClusterTraffic | undefined = () => undefined,
+): XdsResource[] {
+  const out: XdsResource[] = [];
+  for (const p of svc.ports) {
+    out.push(makeResource(CDS, p.clusterName, buildCluster(svc, p, trafficOf(p))));
+    out.push(makeResource(EDS, p.clusterName, buildLoadAssignment(p)));
+    out.push(makeResource(LDS, p.listenerName, buildServiceListener(svc, p)));
+    const routes = routesOf(p);
+    const proxyless = routes?.proxyless ?? { name: p.listenerName, routes: [defaultRoute(p)] };
+    out.push(makeResource(RDS, p.listenerName, buildRouteTableConfig(proxyless, routeDomains(svc, p.port.port))));
+    if (p.vipListenerName) {
+      out.push(makeResource(LDS, p.vipListenerName, buildVipListener(svc, p, serviceMetadata(svc, p), routes, opts.detectTimeoutMs)));
+      for (const t of routes ? [routes.table, ...routes.consumers.values()] : []) out.push(makeResource(RDS, t.name, buildRouteTableConfig(t)));
+    }
+  }
+  return out;
+}
+
+/** A piece's bytes and their digest (what the piece that splices it is keyed on). */
+interface Encoded {
+  bytes: Buffer[];
+  digest: string;
+}
+
+function encoded(bytes: Buffer[]): Encoded {
+  const h = createHash('sha1');
+  for (const b of bytes) h.update(b);
+  return { bytes, digest: h.digest('base64') };
+}
+
+/**
+ * The model as xDS resources. With `memo` (the control plane keeps one), pieces whose inputs did not change
+ * since the last build are reused, not encoded again: a Service's resources, a pod's inbound filter chains
+ * and directory entry, an address's workload, a node's inbound Listener. `prev` (the last snapshot) gives
+ * the new one its generation and `changes`.
+ */
+export function translate(model: MeshModel, opts: TranslateOptions = {}, memo = new TranslationMemo(), prev?: Snapshot): Snapshot {
+  const generation = memo.begin();
   const shared = new Map<XdsTypeUrl, Map<string, XdsResource>>([
     [CDS, new Map()],
     [EDS, new Map()],
@@ -249,39 +325,122 @@ export function translate(model: MeshModel, opts: TranslateOptions = {}): Snapsh
   const add = (r: XdsResource): void => void shared.get(r.typeUrl)!.set(r.name, r);
   // Without routes every HTTP port still gets its default table: all HTTP ports are served the same way.
   const routeModel = model.routes ?? buildRouteModel(model.services, [], new Map(), { hashOf: (c) => model.traffic?.clusters.get(c)?.hash });
+  const detect = opts.detectTimeoutMs;
   if (model.workloadsByNode.size > 0) {
-    add(makeResource(CDS, INBOUND_PASSTHROUGH_CLUSTER, buildInboundPassthroughCluster()));
-    add(makeResource(CDS, WORKLOADS_CLUSTER, buildWorkloadsCluster()));
-    add(makeResource(EDS, WORKLOADS_CLUSTER, buildWorkloadsAssignment(model)));
+    add(memo.once('cds:passthrough', [], () => makeResource(CDS, INBOUND_PASSTHROUGH_CLUSTER, buildInboundPassthroughCluster())));
+    for (const node of [...model.workloadsByNode.keys()].sort()) for (const r of directory(node, model.workloadsByNode.get(node)!, memo)) add(r);
   }
+  const proxylessOnly = new Set<string>();
   for (const svc of model.services) {
-    for (const p of svc.ports) {
-      add(makeResource(CDS, p.clusterName, buildCluster(svc, p, model.traffic?.clusters.get(p.clusterName))));
-      add(makeResource(EDS, p.clusterName, buildLoadAssignment(p)));
-      add(makeResource(LDS, p.listenerName, buildServiceListener(svc, p)));
-      const routes = routeModel.ports.get(p.clusterName);
-      const proxyless = routes?.proxyless ?? { name: p.listenerName, routes: [defaultRoute(p)] };
-      add(makeResource(RDS, p.listenerName, buildRouteTableConfig(proxyless, routeDomains(svc, p.port.port))));
-      if (p.vipListenerName) {
-        add(makeResource(LDS, p.vipListenerName, buildVipListener(svc, p, serviceMetadata(svc, p), routes, opts.detectTimeoutMs)));
-        for (const t of routes ? [routes.table, ...routes.consumers.values()] : []) add(makeResource(RDS, t.name, buildRouteTableConfig(t)));
-      }
-    }
+    for (const p of svc.ports) proxylessOnly.add(p.listenerName);
+    const routes = new Map(svc.ports.map((p) => [p.clusterName, routeModel.ports.get(p.clusterName)]));
+    // Route tables hold a Map of consumer tables: given as entries, so the fingerprint sees them.
+    const routeInputs = [...routes.values()].map((r) => r && [r.table, [...r.consumers], r.proxyless]);
+    // A DestinationRule's policy for the Service's clusters is an input too. The model's sources compare by
+    // identity; route tables and traffic policies are rebuilt each time, so they compare as text.
+    const traffic = svc.ports.map((p) => model.traffic?.clusters.get(p.clusterName));
+    const same = svc.sources && [...svc.sources, JSON.stringify(routeInputs), JSON.stringify(traffic), detect];
+    const { sources: _, ...svcInputs } = svc;
+    const build = (): XdsResource[] => serviceResources(svc, (p) => routes.get(p.clusterName), opts, (p) => model.traffic?.clusters.get(p.clusterName));
+    for (const r of memo.once(`svc:${svc.namespace}/${svc.name}`, [svcInputs, routeInputs, detect, traffic], build, same)) add(r);
   }
   const inbound = new Map<string, XdsResource>();
-  for (const [node, pods] of model.workloadsByNode) {
-    inbound.set(node, makeResource(LDS, inboundListenerName(node), buildInboundListener(node, pods, model.policies, opts.detectTimeoutMs)));
+  for (const [node, list] of model.workloadsByNode) {
+    const chains = list.map((pod) => {
+      const wp = model.policies?.get(`${pod.meta.namespace}/${pod.meta.name}`) ?? DEFAULT_WORKLOAD_POLICY;
+      // The store's pod object is kept while the pod is unchanged, and without policies every pod shares
+      // DEFAULT_WORKLOAD_POLICY: both compare by identity. A policy object rebuilt each time is fingerprinted.
+      return memo.once(
+        `chains:${pod.meta.namespace}/${pod.meta.name}`,
+        [pod, wp],
+        () => {
+          const c = inboundChains(pod, wp);
+          return { ...encoded(c.chains.map((chain) => encodeMessage(FILTER_CHAIN_TYPE, chain))), http: c.http };
+        },
+        [pod, wp],
+      );
+    });
+    const http = chains.some((c) => c.http);
+    inbound.set(
+      node,
+      memo.once(
+        `inbound:${node}`,
+        [node, http, detect, chains.map((c) => c.digest)],
+        () => encodedResource(LDS, inboundListenerName(node), encodeSpliced(LISTENER_TYPE, inboundListenerShell(node, http, detect), 'filter_chains', chains.flatMap((c) => c.bytes))),
+        [node, http, detect, ...chains],
+      ),
+    );
   }
-  return { shared, inbound };
+  memo.sweep();
+  const snapshot: Snapshot = { generation, shared, inbound, proxylessOnly };
+  if (prev) {
+    snapshot.changes = {
+      since: prev.generation,
+      shared: new Map(XDS_TYPES.map((t) => [t, diffVersions(prev.shared.get(t), shared.get(t)!)])),
+      inbound: diffVersions(prev.inbound, inbound),
+    };
+  }
+  return snapshot;
 }
 
-/** The resources of one type that node `node` may see (all shared ones plus its own inbound Listener). */
-export function resourcesFor(snapshot: Snapshot, typeUrl: XdsTypeUrl, node: string): Map<string, XdsResource> {
+const XDS_TYPES: XdsTypeUrl[] = [CDS, EDS, LDS, RDS];
+const FILTER_CHAIN_TYPE = 'envoy.config.listener.v3.FilterChain';
+const LOCALITY_TYPE = 'envoy.config.endpoint.v3.LocalityLbEndpoints';
+const LB_ENDPOINT_TYPE = 'envoy.config.endpoint.v3.LbEndpoint';
+
+/**
+ * The workload directory of one node, spliced from each pod's entry so one pod's change re-encodes one entry
+ * and re-sends one node's part of the directory, never the whole cluster's.
+ */
+function directory(node: string, pods: PodObject[], memo: TranslationMemo): XdsResource[] {
+  const entries = pods.map((pod) =>
+    memo.once(
+      `dir:${pod.meta.namespace}/${pod.meta.name}`,
+      [pod.podIP, pod.meta.name, pod.meta.namespace, pod.serviceAccount, node],
+      () => encoded([encodeMessage(LB_ENDPOINT_TYPE, directoryEndpoint(pod, node))]),
+      [pod, node],
+    ),
+  );
+  const name = workloadsClusterName(node);
+  const part = (): XdsResource =>
+    encodedResource(
+      EDS,
+      name,
+      encodeSpliced(ENDPOINT_TYPE, { cluster_name: name }, 'endpoints', [
+        encodeSpliced(LOCALITY_TYPE, { locality: { zone: node } }, 'lb_endpoints', entries.flatMap((e) => e.bytes)),
+      ]),
+    );
+  return [
+    memo.once(`cds:dir:${node}`, [node], () => makeResource(CDS, name, buildWorkloadsCluster(node)), [node]),
+    memo.once(`eds:dir:${node}`, [node, entries.map((e) => e.digest)], part, [node, ...entries]),
+  ];
+}
+
+/**
+ * Who asks: the node a client runs on, and whether it is a nodemesh agent. An agent sees its own node's inbound
+ * Listener and none of another node's, and not the API listeners only proxyless gRPC clients use.
+ */
+export interface ClientScope {
+  node: string;
+  agent?: boolean;
+}
+
+/** The resources of one type that `scope` may see. */
+export function resourcesFor(snapshot: Snapshot, typeUrl: XdsTypeUrl, scope: ClientScope | string): Map<string, XdsResource> {
+  const { node, agent } = typeof scope === 'string' ? { node: scope, agent: false } : scope;
   const shared = snapshot.shared.get(typeUrl) ?? new Map<string, XdsResource>();
   if (typeUrl !== LDS) return shared;
+  const m = agent ? new Map([...shared].filter(([n]) => !snapshot.proxylessOnly.has(n))) : new Map(shared);
   const own = snapshot.inbound.get(node);
-  if (!own) return shared;
-  const m = new Map(shared);
-  m.set(own.name, own);
+  if (own) m.set(own.name, own);
   return m;
+}
+
+/** One resource of `typeUrl` by name, as `scope` may see it (undefined: none, or not for this client). */
+export function resourceFor(snapshot: Snapshot, typeUrl: XdsTypeUrl, name: string, scope: ClientScope): XdsResource | undefined {
+  const r = snapshot.shared.get(typeUrl)?.get(name);
+  if (typeUrl !== LDS) return r;
+  if (r) return scope.agent && snapshot.proxylessOnly.has(name) ? undefined : r;
+  const own = snapshot.inbound.get(scope.node);
+  return own?.name === name ? own : undefined;
 }

@@ -15,6 +15,7 @@ import {
   type DiscoveryResponse,
   type XdsNode,
 } from './protos';
+import { XDS_MAX_MESSAGE_BYTES, XDS_MORE_FOLLOWS } from './limits';
 import { CDS, EDS, LDS, NODE_NAME_METADATA, RDS, typeShortName } from './resource-types';
 
 export type XdsMode = 'delta' | 'sotw';
@@ -55,6 +56,8 @@ export interface XdsClientOptions {
    * node's credential (`tokenFile`, re-read for every stream: projected tokens rotate) sent as a bearer token.
    */
   tls?: { rootFile: string; tokenFile?: string; serverName?: string };
+  /** The largest xDS message taken (XDS_MAX_MESSAGE_BYTES): at least the control plane's own limit. */
+  maxMessageBytes?: number;
   /** Called each time the stream comes up (the first response of a stream); never after close(). */
   onConnected?: () => void;
   /**
@@ -105,6 +108,10 @@ export class XdsClient {
   private saveTimer: NodeJS.Timeout | null = null;
   private dirty = false;
   private saving = true;
+  private readonly pendingCommits = new Set<string>();
+  /** Types whose last response said more of the set follows (delta, split under the message limit). */
+  private readonly partial = new Set<string>();
+  private commitTimer: NodeJS.Immediate | null = null;
   private readonly m: {
     connected: Gauge;
     applied: Counter<'type'>;
@@ -124,6 +131,9 @@ export class XdsClient {
       'grpc.keepalive_timeout_ms': 5_000,
       'grpc.initial_reconnect_backoff_ms': opts.initialBackoffMs ?? 200,
       'grpc.max_reconnect_backoff_ms': opts.maxBackoffMs ?? 5_000,
+      // Explicit, so it is the bound the control plane packs responses under (xds/limits.ts).
+      'grpc.max_receive_message_length': opts.maxMessageBytes ?? XDS_MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': opts.maxMessageBytes ?? XDS_MAX_MESSAGE_BYTES,
     });
     for (const t of [CDS, EDS, LDS, RDS]) {
       this.types.set(t, { resources: new Map(), versionInfo: '', names: WILDCARD_TYPES.includes(t) ? null : [], lastNack: null });
@@ -146,6 +156,7 @@ export class XdsClient {
     this.flush();
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.commitTimer) clearImmediate(this.commitTimer);
     this.stream?.cancel();
     this.stream = null;
     this.client.close();
@@ -157,7 +168,7 @@ export class XdsClient {
    * route table of every listener. Until then the agent would route by an empty config, so it reports not ready.
    */
   synced(): boolean {
-    if (!this.received.has(CDS) || !this.received.has(LDS)) return false;
+    if (!this.received.has(CDS) || !this.received.has(LDS) || this.partial.size > 0) return false;
     return FOLLOWING_TYPES.every((t) => {
       const st = this.types.get(t)!;
       return (st.names ?? []).every((n) => st.resources.has(n));
@@ -317,6 +328,8 @@ export class XdsClient {
     if (stream !== this.stream || this.closed) return;
     this.stream = null;
     stream.cancel();
+    // The rest of a split set will not come on this stream; the next one starts over from what is held.
+    this.partial.clear();
     if (this.connected) this.opts.log.warn({ address: this.opts.address, why }, 'xDS stream lost; keeping the last good config');
     this.connected = false;
     this.lastError = why;
@@ -379,7 +392,7 @@ export class XdsClient {
     st.resources = decoded;
     st.versionInfo = res.version_info;
     this.live.add(res.type_url);
-    this.commit(res.type_url);
+    this.commitSoon(res.type_url);
     this.send({ version_info: res.version_info, resource_names: st.names ?? [], type_url: res.type_url, response_nonce: res.nonce });
   }
 
@@ -392,9 +405,13 @@ export class XdsClient {
     for (const name of res.removed_resources) next.delete(name);
     for (const [name, h] of decoded) next.set(name, h);
     st.resources = next;
-    st.versionInfo = res.system_version_info;
+    // A split set: the type is complete only once its last part arrived (xds/limits.ts).
+    const more = res.system_version_info.endsWith(XDS_MORE_FOLLOWS);
+    if (more) this.partial.add(res.type_url);
+    else this.partial.delete(res.type_url);
+    st.versionInfo = more ? res.system_version_info.slice(0, -XDS_MORE_FOLLOWS.length) : res.system_version_info;
     this.live.add(res.type_url);
-    this.commit(res.type_url);
+    this.commitSoon(res.type_url);
     this.send({ type_url: res.type_url, resource_names_subscribe: [], resource_names_unsubscribe: [], initial_resource_versions: {}, response_nonce: res.nonce });
   }
 
@@ -410,6 +427,23 @@ export class XdsClient {
       // SotW NACK: the version we still run, the nonce we reject.
       this.send({ version_info: st?.versionInfo ?? '', resource_names: st?.names ?? [], type_url: typeUrl, response_nonce: nonce, error_detail });
     }
+  }
+
+  /**
+   * Commits `typeUrl` once the responses already received are processed: a large config comes in many
+   * responses (packed under the message limit), and handing the whole set to the sink after each would cost
+   * responses x resources. Endpoints and route tables before clusters and listeners, as on restore.
+   */
+  private commitSoon(typeUrl: string): void {
+    this.pendingCommits.add(typeUrl);
+    if (this.commitTimer) return;
+    this.commitTimer = setImmediate(() => {
+      this.commitTimer = null;
+      if (this.closed) return;
+      const due = [EDS, RDS, CDS, LDS].filter((t) => this.pendingCommits.has(t));
+      this.pendingCommits.clear();
+      for (const t of due) this.commit(t);
+    });
   }
 
   /** Hands the accepted set to the sink and follows the named subscriptions: EDS after CDS, RDS after LDS. */
@@ -433,9 +467,12 @@ export class XdsClient {
     const st = this.types.get(typeUrl)!;
     const want = [...new Set(names)].sort();
     const have = st.names ?? [];
-    if (want.join('\n') === have.join('\n')) return;
-    const added = want.filter((n) => !have.includes(n));
-    const removed = have.filter((n) => !want.includes(n));
+    if (want.length === have.length && want.every((n, i) => n === have[i])) return;
+    // Sets: at 10,000 Services both lists hold tens of thousands of names.
+    const wanted = new Set(want);
+    const had = new Set(have);
+    const added = want.filter((n) => !had.has(n));
+    const removed = have.filter((n) => !wanted.has(n));
     st.names = want;
     if (removed.length) {
       for (const n of removed) st.resources.delete(n);

@@ -33,48 +33,64 @@ export interface AnyMessage {
   value: Buffer;
 }
 
-const ANY_MARK = Symbol('nodemesh.any');
-
 /**
- * A not-yet-encoded Any inside a message tree. Resources are built as plain trees with these markers so
- * /debug/config can show them readable, and `encodeMessage` turns each into type_url + bytes.
+ * A not-yet-encoded Any inside a message tree: the message's own fields beside `@type`, the form protobufjs'
+ * Any converter encodes in place (so a tree is encoded with one `fromObject`, no copy). Resources are built as
+ * plain trees with these so they can be fingerprinted and shown readable.
  */
 export interface AnyOf {
-  [ANY_MARK]: true;
-  typeName: string;
-  message: Record<string, unknown>;
+  '@type': string;
+  [field: string]: unknown;
 }
 
 export function anyOf(typeName: string, message: Record<string, unknown>): AnyOf {
-  return { [ANY_MARK]: true, typeName, message };
+  return { '@type': TYPE_URL_PREFIX + typeName, ...message };
 }
 
-function isAnyOf(v: unknown): v is AnyOf {
-  return typeof v === 'object' && v !== null && (v as Partial<AnyOf>)[ANY_MARK] === true;
-}
-
-function encodeAnys(v: unknown): unknown {
-  if (isAnyOf(v)) return toAny(v.typeName, v.message);
-  if (Array.isArray(v)) return v.map(encodeAnys);
-  if (typeof v === 'object' && v !== null && !Buffer.isBuffer(v)) {
-    const out: Record<string, unknown> = {};
-    for (const [k, val] of Object.entries(v)) out[k] = encodeAnys(val);
-    return out;
-  }
-  return v;
-}
-
-/** Encodes a plain tree (snake_case fields, `anyOf` markers allowed) as message `typeName`. */
+/** Encodes a plain tree (snake_case fields, `anyOf` values allowed) as message `typeName`. */
 export function encodeMessage(typeName: string, message: Record<string, unknown>): Buffer {
   const t = messageType(typeName);
-  const plain = encodeAnys(message) as Record<string, unknown>;
-  const err = t.verify(t.fromObject(plain));
+  // One conversion: the verified instance is the one encoded.
+  const m = t.fromObject(message);
+  const err = t.verify(m);
   if (err) throw new Error(`${typeName}: ${err}`);
-  return Buffer.from(t.encode(t.fromObject(plain)).finish());
+  return t.encode(m).finish() as Buffer;
+}
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  out.push(n);
+  return Buffer.from(out);
+}
+
+/**
+ * `message` encoded as `typeName`, followed by `items` as the elements of its repeated message field `field`,
+ * each already encoded. Protobuf readers accept a field's elements after any other field, so a message with
+ * thousands of elements (a node's filter chains, a directory's endpoints) is re-encoded by concatenation when
+ * one element changes.
+ */
+export function encodeSpliced(typeName: string, message: Record<string, unknown>, field: string, items: readonly Uint8Array[]): Buffer {
+  const f = messageType(typeName).fields[field]?.resolve();
+  if (!f || !f.repeated || !(f.resolvedType instanceof protobuf.Type)) throw new Error(`${typeName}.${field} is not a repeated message field`);
+  if (message[field] !== undefined) throw new Error(`${typeName}.${field} must be given as items only`);
+  const tag = varint((f.id << 3) | 2);
+  const parts: Uint8Array[] = [encodeMessage(typeName, message)];
+  for (const it of items) parts.push(tag, varint(it.length), it);
+  return Buffer.concat(parts);
 }
 
 export function toAny(typeName: string, message: Record<string, unknown>): AnyMessage {
   return { type_url: TYPE_URL_PREFIX + typeName, value: encodeMessage(typeName, message) };
+}
+
+/** Readable form of encoded bytes: nested Anys expanded as `{"@type": URL, ...fields}`, enums by name, 64-bit integers as numbers (as the trees are built), no defaults. */
+export function decodeReadable(typeName: string, bytes: Uint8Array): Record<string, unknown> {
+  const t = messageType(typeName);
+  return t.toObject(t.decode(bytes), { json: true, enums: String, longs: Number, bytes: String }) as Record<string, unknown>;
 }
 
 export function decodeMessage<T = Record<string, unknown>>(typeName: string, bytes: Uint8Array): T {
@@ -88,9 +104,8 @@ export function decodeAny<T = Record<string, unknown>>(any: { type_url: string; 
   return decodeMessage<T>(any.type_url.slice(TYPE_URL_PREFIX.length), any.value);
 }
 
-/** Readable form of a tree for debug output: markers become `{"@type": URL, ...fields}`. */
+/** Readable form of a tree for debug output: Buffers as base64, everything else as built. */
 export function toDebugJson(v: unknown): unknown {
-  if (isAnyOf(v)) return { '@type': TYPE_URL_PREFIX + v.typeName, ...(toDebugJson(v.message) as object) };
   if (Array.isArray(v)) return v.map(toDebugJson);
   if (Buffer.isBuffer(v)) return v.toString('base64');
   if (typeof v === 'object' && v !== null) {

@@ -80,11 +80,16 @@ export function serviceHost(name: string, namespace: string, domain = DEFAULT_DO
 }
 
 /**
- * The workload directory: a Cluster + ClusterLoadAssignment listing every in-mesh pod at its HBONE address
- * (pod IP, 15008) with its identity metadata, so agents know which destinations speak mTLS and as whom,
- * whether or not a Service selects them. Nothing routes to it.
+ * The workload directory: per node with in-mesh pods, a Cluster + ClusterLoadAssignment listing its pods at
+ * their HBONE address (pod IP, 15008) with their identity metadata, so agents know which destinations speak
+ * mTLS and as whom, whether or not a Service selects them. Nothing routes to it. One part per node, so a pod
+ * change re-sends one node's part, and no part outgrows a message as the cluster grows.
  */
-export const WORKLOADS_CLUSTER = 'nodemesh-workloads';
+export const WORKLOADS_CLUSTER_PREFIX = 'nodemesh-workloads|';
+
+export function workloadsClusterName(node: string): string {
+  return WORKLOADS_CLUSTER_PREFIX + node;
+}
 export const HBONE_PORT = 15008;
 
 /** Cluster and ClusterLoadAssignment name for one service port (Istio's outbound naming). */

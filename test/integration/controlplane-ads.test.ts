@@ -75,7 +75,7 @@ test('state of the world: wildcard and named subscriptions, ACK, NACK, live edit
     s.send({ node: node('agent-n1', 'n1'), type_url: CDS, resource_names: [] });
     const cds = await s.next();
     assert.equal(cds.type_url, CDS);
-    assert.deepEqual(names(cds), ['InboundPassthroughCluster', 'nodemesh-workloads', CLUSTER]);
+    assert.deepEqual(names(cds), ['InboundPassthroughCluster', 'nodemesh-workloads|n1', 'nodemesh-workloads|n2', CLUSTER]);
     assert.ok(cds.version_info && cds.nonce);
     const cluster = decodeAny<Record<string, unknown>>(cds.resources.find((r) => decodeAny<{ name: string }>(r).name === CLUSTER)!);
     assert.equal(cluster.type, 'EDS');
@@ -132,9 +132,14 @@ test('state of the world: wildcard and named subscriptions, ACK, NACK, live edit
     s.send({ type_url: RDS, resource_names: [`${HOST}:80`], version_info: rds.version_info, response_nonce: rds.nonce });
     await s.quiet(100);
 
-    // Live edit: echo-b leaves; only the endpoints change for this node, pushed within a second.
+    // Live edit: echo-b leaves; the endpoints change for this node, and n2's part of the workload directory
+    // goes (n2 has no in-mesh pod left), pushed within a second.
     const t0 = Date.now();
     fs.writeFileSync(path.join(dir, 'pods.yaml'), pod('echo-a', '10.0.0.1', 'n1'));
+    const cds1 = await s.next(1000);
+    assert.equal(cds1.type_url, CDS);
+    assert.deepEqual(names(cds1), ['InboundPassthroughCluster', 'nodemesh-workloads|n1', CLUSTER]);
+    s.send({ type_url: CDS, resource_names: [], version_info: cds1.version_info, response_nonce: cds1.nonce });
     const eds2 = await s.next(1000);
     assert.ok(Date.now() - t0 < 1000);
     assert.equal(eds2.type_url, EDS);
@@ -148,7 +153,7 @@ test('state of the world: wildcard and named subscriptions, ACK, NACK, live edit
     const got = [await s.next(1000), await s.next(1000)];
     const cds2 = got.find((r) => r.type_url === CDS)!;
     const lds2 = got.find((r) => r.type_url === LDS)!;
-    assert.deepEqual(names(cds2), ['InboundPassthroughCluster', 'nodemesh-workloads']);
+    assert.deepEqual(names(cds2), ['InboundPassthroughCluster', 'nodemesh-workloads|n1']);
     assert.deepEqual(names(lds2), ['inbound|n1']);
     fs.writeFileSync(path.join(dir, 'service.yaml'), SERVICE);
     await s.next(1000); // CDS back (later responses drain with the stream)
@@ -164,7 +169,7 @@ test('delta: versions per resource, initial_resource_versions, removed_resources
   try {
     d.send({ node: node('agent-n2', 'n2'), type_url: CDS, resource_names_subscribe: ['*'] });
     const cds = await d.next();
-    assert.deepEqual(names(cds), ['InboundPassthroughCluster', 'nodemesh-workloads', CLUSTER]);
+    assert.deepEqual(names(cds), ['InboundPassthroughCluster', 'nodemesh-workloads|n1', 'nodemesh-workloads|n2', CLUSTER]);
     assert.ok(cds.resources.every((r) => /^[0-9a-f]{16}$/.test(r.version)));
     assert.deepEqual(cds.removed_resources, []);
     d.send({ type_url: CDS, response_nonce: cds.nonce });
@@ -174,7 +179,7 @@ test('delta: versions per resource, initial_resource_versions, removed_resources
     const d2 = new RawAdsStream(client.DeltaAggregatedResources());
     d2.send({ node: node('agent-n2b', 'n2'), type_url: CDS, resource_names_subscribe: ['*'], initial_resource_versions: { [CLUSTER]: clusterVersion, gone: 'x' } });
     const resumed = await d2.next();
-    assert.deepEqual(names(resumed), ['InboundPassthroughCluster', 'nodemesh-workloads']);
+    assert.deepEqual(names(resumed), ['InboundPassthroughCluster', 'nodemesh-workloads|n1', 'nodemesh-workloads|n2']);
     assert.deepEqual(resumed.removed_resources, ['gone']);
     d2.close();
 
@@ -191,9 +196,13 @@ test('delta: versions per resource, initial_resource_versions, removed_resources
     await d.quiet(100);
     assert.deepEqual(await metric('nodemesh_xds_nacks_total{type="lds"}'), [nacksBefore.replace(/\d+$/, (n) => String(Number(n) + 1))]);
 
-    // echo-b (on n2) leaves: this node's inbound listener is removed and the endpoints change.
+    // echo-b (on n2) leaves: this node's inbound listener and n2's part of the directory are removed, and the
+    // endpoints change.
     fs.writeFileSync(path.join(dir, 'pods.yaml'), pod('echo-a', '10.0.0.1', 'n1'));
-    const got = [await d.next(1000), await d.next(1000)];
+    const got = [await d.next(1000), await d.next(1000), await d.next(1000)];
+    const cds2 = got.find((r) => r.type_url === CDS)!;
+    assert.deepEqual([cds2.resources, cds2.removed_resources], [[], ['nodemesh-workloads|n2']]);
+    d.send({ type_url: CDS, response_nonce: cds2.nonce });
     const eds2 = got.find((r) => r.type_url === EDS)!;
     const lds2 = got.find((r) => r.type_url === LDS)!;
     assert.deepEqual(names(eds2), [CLUSTER]);

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { buildModel } from '../../src/controlplane/model';
 import type { PodObject, ServiceObject } from '../../src/controlplane/objects';
-import { resourcesFor, translate } from '../../src/controlplane/translate';
+import { buildWorkloadsAssignment, makeResource, resourcesFor, translate } from '../../src/controlplane/translate';
+import { TranslationMemo } from '../../src/controlplane/translate-memo';
 import { inVipRange, VipAllocator } from '../../src/controlplane/vip-allocator';
 import { decodeAny, decodeMessage, fromStruct } from '../../src/xds/protos';
 import { CDS, EDS, HCM_TYPE, LDS, RDS } from '../../src/xds/resource-types';
@@ -77,8 +78,9 @@ test('translation: names, shapes and metadata of the four resource types', () =>
   const snap = translate(model);
   const host = 'echo.default.svc.cluster.local';
   const cname = `outbound|80||${host}`;
-  assert.deepEqual([...snap.shared.get(CDS)!.keys()], ['InboundPassthroughCluster', 'nodemesh-workloads', cname]);
-  assert.deepEqual([...snap.shared.get(EDS)!.keys()], ['nodemesh-workloads', cname]);
+  // The workload directory has one part per node with in-mesh pods (b is not in the mesh).
+  assert.deepEqual([...snap.shared.get(CDS)!.keys()], ['InboundPassthroughCluster', 'nodemesh-workloads|n1', cname]);
+  assert.deepEqual([...snap.shared.get(EDS)!.keys()], ['nodemesh-workloads|n1', cname]);
   assert.deepEqual([...snap.shared.get(LDS)!.keys()], [`${host}:80`, 'vip|198.18.200.1:80']);
   assert.deepEqual([...snap.shared.get(RDS)!.keys()], [`${host}:80`, `routes|${host}:80`]);
   assert.deepEqual([...snap.inbound.keys()], ['n1']); // b is not in the mesh: no inbound config on n2
@@ -131,6 +133,8 @@ test('translation: names, shapes and metadata of the four resource types', () =>
   // Each node sees all services plus only its own inbound listener.
   assert.ok(resourcesFor(snap, LDS, 'n1').has('inbound|n1'));
   assert.equal(resourcesFor(snap, LDS, 'n2').has('inbound|n1'), false);
+  // Agents are not sent the API listeners only proxyless gRPC clients use.
+  assert.deepEqual([...resourcesFor(snap, LDS, { node: 'n1', agent: true }).keys()], ['vip|198.18.200.1:80', 'inbound|n1']);
 });
 
 test('versions are content hashes: same config, same versions; one endpoint change moves only EDS', () => {
@@ -143,4 +147,46 @@ test('versions are content hashes: same config, same versions; one endpoint chan
   assert.equal(v(a, EDS, cname), v(b, EDS, cname));
   assert.notEqual(v(a, EDS, cname), v(c, EDS, cname));
   assert.equal(v(a, CDS, cname), v(c, CDS, cname));
+});
+
+test('rebuilds reuse what did not change: one Service changed re-encodes that Service only, and the changes name only its resources', () => {
+  const memo = new TranslationMemo();
+  const alloc = new VipAllocator();
+  const services = ['a', 'b', 'c'].map((n, i) => svc(n, { clusterIP: `198.18.200.${i + 1}` }));
+  const pods = [pod('a1', 'a', '10.0.0.1', 8080), pod('b1', 'b', '10.0.0.2', 8080, { nodeName: 'n2' }), pod('c1', 'c', '10.0.0.3', 8080)];
+  const first = translate(buildModel(services, pods, alloc), {}, memo);
+  const built = memo.built;
+  assert.ok(built > 0 && first.changes === undefined);
+
+  // Same objects again: nothing is encoded, nothing changed.
+  const same = translate(buildModel(services, pods, alloc), {}, memo, first);
+  assert.equal(memo.built, 0);
+  assert.equal(memo.reused, built);
+  for (const c of same.changes!.shared.values()) assert.deepEqual([c.changed.size, c.removed.size], [0, 0]);
+
+  // b's pod serves on another port: b's Service is rebuilt (its endpoints) and b1's inbound chains (whose
+  // inputs are the whole pod) are encoded again, to the same bytes; b1's directory entry is fingerprinted and
+  // reused. Only b's endpoints change.
+  const moved = pods.map((p) => (p.meta.name === 'b1' ? pod('b1', 'b', '10.0.0.2', 9090, { nodeName: 'n2' }) : p));
+  const next = translate(buildModel(services, moved, alloc), {}, memo, same);
+  assert.equal(memo.built, 2);
+  assert.deepEqual([...next.changes!.shared.get(EDS)!.changed], ['outbound|80||b.default.svc.cluster.local']);
+  for (const t of [CDS, LDS, RDS]) assert.equal(next.changes!.shared.get(t)!.changed.size, 0);
+  assert.deepEqual([...next.changes!.inbound.changed], []);
+  // Identical bytes to a build without the memo.
+  const fresh = translate(buildModel(services, moved, new VipAllocator()));
+  for (const t of [CDS, EDS, LDS, RDS]) {
+    assert.deepEqual(
+      [...next.shared.get(t)!].map(([n, r]) => [n, r.version]),
+      [...fresh.shared.get(t)!].map(([n, r]) => [n, r.version]),
+    );
+  }
+  assert.deepEqual([...next.inbound].map(([n, r]) => [n, r.version]), [...fresh.inbound].map(([n, r]) => [n, r.version]));
+});
+
+test('the spliced workload directory part is the message its builder describes', () => {
+  const pods = [pod('a1', 'a', '10.0.0.1', 8080), pod('a2', 'a', '10.0.0.2', 8080)];
+  const snap = translate(buildModel([], pods, new VipAllocator()));
+  const part = snap.shared.get(EDS)!.get('nodemesh-workloads|n1')!;
+  assert.deepEqual(part.any.value, makeResource(EDS, 'nodemesh-workloads|n1', buildWorkloadsAssignment('n1', pods)).any.value);
 });
