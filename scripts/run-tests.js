@@ -7,7 +7,7 @@
 //   node scripts/run-tests.js [--fresh-host] [--fuzz-seconds=N] [tier ...]
 //
 // --fuzz-seconds=N (or NODEMESH_FUZZ_SECONDS): the fuzz tier's total fuzzing time, shared by its targets
-// (default 150); the tier prints executions and findings per target.
+// (default 90); the tier prints executions and findings per target.
 //
 // --fresh-host (what `bash scripts/dev.sh test`, and so CI, uses): first refuses to start if the host
 // holds lab or agent state this run did not create (netns, pins, cgroups, programs, lab dirs); then

@@ -3,7 +3,7 @@
 // bound), with the input saved under corpus/TARGET/crashes/ and printed as base64. Every run first replays the
 // target's committed seeds and regressions.
 //
-//   NODEMESH_FUZZ_SECONDS   the whole tier's fuzzing time, shared evenly (default 150; run-tests.js --fuzz-seconds)
+//   NODEMESH_FUZZ_SECONDS   the whole tier's fuzzing time, shared evenly (default 90; run-tests.js --fuzz-seconds)
 //   NODEMESH_FUZZ_TARGETS   a comma-separated subset of targets
 //   NODEMESH_FUZZ_SUMMARY   a file to write the per-target results to as JSON (run-tests.js prints it as a table)
 
@@ -14,7 +14,7 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { describeArtifact, fuzzTarget, summaryLine, targetsNamed, type FuzzResult } from './runner';
 
-const DEFAULT_SECONDS = 150;
+const DEFAULT_SECONDS = 90;
 /** What starting a target's process costs (Node, instrumenting, loading the seeds), outside libFuzzer's clock. */
 const STARTUP_SECONDS = 2;
 
