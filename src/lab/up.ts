@@ -205,23 +205,16 @@ async function startPod(state: LabState, plan: AddressPlan, pod: PodState, log: 
   return started;
 }
 
-/**
- * Brings a lab up. Returns once every agent answers /healthz/ready and every pod is enrolled and
- * its containers started. On failure everything created is torn down and the error rethrown
- * (with keepGoing, pod failures are recorded in state.errors instead).
- */
-export async function labUp(opts: UpOptions): Promise<LabState> {
-  const lab = P.checkLabName(opts.lab ?? P.DEFAULT_LAB);
-  const log = opts.logger ?? silentLogger;
-  // Parse and plan first: invalid input must create nothing.
-  const manifest: LabManifest = loadManifest(opts.file);
-  const plan = planAddresses(lab, manifest.pods);
+/** Namespaces, cgroups and bpf pins need root: refused before anything is created. */
+export function requireRoot(): void {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
     throw new LabError('NM_LAB_NOT_ROOT', 'lab up needs root', { hint: 'network namespaces, cgroups and bpf pins need CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF' });
   }
-  const cg2 = prepareHost(log);
-  await claimLab(lab);
-  const state: LabState = {
+}
+
+/** What a lab starts from (phase `creating`): everything planned, before the first kernel object exists. */
+export function newLabState(lab: string, opts: UpOptions, manifest: LabManifest, plan: AddressPlan, cg2: string): LabState {
+  return {
     version: 1,
     lab,
     manifest: path.resolve(opts.file),
@@ -242,6 +235,23 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     objects: manifest.others.map((o) => ({ kind: o.kind, namespace: o.namespace, name: o.name })),
     errors: [],
   };
+}
+
+/**
+ * Brings a lab up. Returns once every agent answers /healthz/ready and every pod is enrolled and
+ * its containers started. On failure everything created is torn down and the error rethrown
+ * (with keepGoing, pod failures are recorded in state.errors instead).
+ */
+export async function labUp(opts: UpOptions): Promise<LabState> {
+  const lab = P.checkLabName(opts.lab ?? P.DEFAULT_LAB);
+  const log = opts.logger ?? silentLogger;
+  // Parse and plan first: invalid input must create nothing.
+  const manifest: LabManifest = loadManifest(opts.file);
+  const plan = planAddresses(lab, manifest.pods);
+  requireRoot();
+  const cg2 = prepareHost(log);
+  await claimLab(lab);
+  const state = newLabState(lab, opts, manifest, plan, cg2);
   try {
     // Everything planned is in state.json before the first kernel object exists, so `lab down`
     // can always find it (it also scans by naming convention for a crash before this write).

@@ -17,7 +17,7 @@ import * as P from '../paths';
 import { logTail, waitAgentReady, writeCliWrapper, type Started } from '../processes';
 import { sleep } from '../run';
 import { procAlive, readState, writeState, type LabState, type PodState } from '../state';
-import { checkAborted, claimLab, defaultAgentCommand, nodeState, podState, prepareHost, type UpOptions } from '../up';
+import { checkAborted, claimLab, newLabState, podState, prepareHost, requireRoot, type UpOptions } from '../up';
 import { startApiProxy, startOwnApiServer, useGivenApiServer } from './api-access';
 import { KubeApi } from './api-client';
 import { applyBootstrap, applyManifestObjects, ensurePodPrerequisites, namespaceLabels, rawPods } from './apply';
@@ -82,35 +82,16 @@ export async function labUpKubernetes(opts: KubeUpOptions): Promise<LabState> {
   const manifest = loadManifest(opts.file);
   const plan = planAddresses(lab, manifest.pods);
   const raw = rawPods(fs.readFileSync(opts.file, 'utf8'));
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
-    throw new LabError('NM_LAB_NOT_ROOT', 'lab up needs root', { hint: 'network namespaces, cgroups and bpf pins need CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF' });
-  }
+  requireRoot();
   if (opts.kubeconfig !== undefined && !fs.existsSync(opts.kubeconfig)) {
     throw new LabKubeError('NM_LAB_KUBE_KUBECONFIG', `no kubeconfig at ${opts.kubeconfig}`, { hint: 'give the path of an existing kubeconfig, or leave --kubeconfig out to start an API server' });
   }
   const cg2 = prepareHost(log);
   await claimLab(lab);
   const state: LabState = {
-    version: 1,
-    lab,
-    manifest: path.resolve(opts.file),
-    createdAt: new Date().toISOString(),
-    phase: 'creating',
-    cgroup2Root: cg2,
-    labCgroup: P.labCgroup(cg2, lab),
-    fabricNetns: plan.fabricNetns,
-    pinDir: P.labPinDir(lab),
-    binDir: P.binDir(lab),
-    logDir: P.logDir(lab),
-    agentCommand: opts.agentCommand ?? defaultAgentCommand(),
-    agentLogLevel: opts.agentLogLevel ?? 'info',
-    agentArgs: opts.agentArgs ?? [],
-    cli: opts.cli ?? P.DEFAULT_CLI,
-    nodes: plan.nodes.map((n) => nodeState(lab, cg2, n)),
+    ...newLabState(lab, opts, manifest, plan, cg2),
     // IPs come from host-local at ADD; cgroups are named after the uids the API server gives.
     pods: plan.pods.map((p) => ({ ...podState(lab, cg2, p), ip: '', uid: '' })),
-    objects: manifest.others.map((o) => ({ kind: o.kind, namespace: o.namespace, name: o.name })),
-    errors: [],
     kubernetes: { server: '', adminKubeconfig: '', labServer: '', created: [], labelled: [], sandboxes: {} },
   };
   try {
