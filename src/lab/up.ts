@@ -205,6 +205,28 @@ async function startPod(state: LabState, plan: AddressPlan, pod: PodState, log: 
   return started;
 }
 
+/**
+ * A lab up that failed: the state says so, everything created is torn down, and the error goes on (a LabError,
+ * or one the caller calls its `own`, as is; anything else as NM_LAB_UP_FAILED).
+ */
+export async function failUp(state: LabState, e: unknown, log: LabLogger, own: (e: unknown) => boolean = () => false): Promise<never> {
+  state.phase = 'failed';
+  state.errors.push((e as Error).message);
+  try {
+    writeState(state);
+  } catch {
+    // the lab dir may be the thing that failed; down scans by convention anyway
+  }
+  log.warn(`lab up failed, tearing down what was created: ${(e as Error).message}`);
+  try {
+    await labDown({ lab: state.lab, logger: log });
+  } catch (downErr) {
+    log.warn(`teardown after failed up was incomplete: ${(downErr as Error).message}`);
+  }
+  if (e instanceof LabError || own(e)) throw e;
+  throw new LabError('NM_LAB_UP_FAILED', `lab up failed: ${(e as Error).message}`, { cause: e });
+}
+
 /** Namespaces, cgroups and bpf pins need root: refused before anything is created. */
 export function requireRoot(): void {
   if (typeof process.getuid === 'function' && process.getuid() !== 0) {
@@ -328,20 +350,6 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     log.info(`lab "${lab}" is up: ${state.nodes.length} node(s), ${state.pods.length} pod(s)`);
     return state;
   } catch (e) {
-    state.phase = 'failed';
-    state.errors.push((e as Error).message);
-    try {
-      writeState(state);
-    } catch {
-      // the lab dir may be the thing that failed; down scans by convention anyway
-    }
-    log.warn(`lab up failed, tearing down what was created: ${(e as Error).message}`);
-    try {
-      await labDown({ lab, logger: log });
-    } catch (downErr) {
-      log.warn(`teardown after failed up was incomplete: ${(downErr as Error).message}`);
-    }
-    if (e instanceof LabError) throw e;
-    throw new LabError('NM_LAB_UP_FAILED', `lab up failed: ${(e as Error).message}`, { cause: e });
+    return failUp(state, e, log);
   }
 }

@@ -5,7 +5,6 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { labDown } from '../down';
 import { LabError } from '../errors';
 import { silentLogger, type LabLogger } from '../log';
 import { loadManifest, parseManifest, type PodSpec } from '../manifest';
@@ -17,7 +16,7 @@ import * as P from '../paths';
 import { logTail, waitAgentReady, writeCliWrapper, type Started } from '../processes';
 import { sleep } from '../run';
 import { procAlive, readState, writeState, type LabState, type PodState } from '../state';
-import { checkAborted, claimLab, newLabState, podState, prepareHost, requireRoot, type UpOptions } from '../up';
+import { checkAborted, claimLab, failUp, newLabState, podState, prepareHost, requireRoot, type UpOptions } from '../up';
 import { startApiProxy, startOwnApiServer, useGivenApiServer } from './api-access';
 import { KubeApi } from './api-client';
 import { applyBootstrap, applyManifestObjects, ensurePodPrerequisites, namespaceLabels, rawPods } from './apply';
@@ -153,21 +152,7 @@ export async function labUpKubernetes(opts: KubeUpOptions): Promise<LabState> {
     log.info(`lab "${lab}" is up: ${state.nodes.length} node(s), ${state.pods.length} pod(s), API server ${state.kubernetes!.server}`);
     return state;
   } catch (e) {
-    state.phase = 'failed';
-    state.errors.push((e as Error).message);
-    try {
-      writeState(state);
-    } catch {
-      // the lab dir may be the thing that failed; down scans by convention anyway
-    }
-    log.warn(`lab up failed, tearing down what was created: ${(e as Error).message}`);
-    try {
-      await labDown({ lab, logger: log });
-    } catch (downErr) {
-      log.warn(`teardown after failed up was incomplete: ${(downErr as Error).message}`);
-    }
-    if (e instanceof LabError || e instanceof LabKubeError) throw e;
-    throw new LabError('NM_LAB_UP_FAILED', `lab up failed: ${(e as Error).message}`, { cause: e });
+    return failUp(state, e, log, (x) => x instanceof LabKubeError);
   }
 }
 
