@@ -6,7 +6,8 @@
 //
 //   node bench/run.js [--quick] [--name bench] [--reps N] [--no-publish] [--only S1,S5]
 //                     [--agent-command "node --cpu-prof ... dist/src/cli/main.js agent"] [--keep]
-//                     [--threads N] [--load-cpus 0] [--proxy-cpus 1]
+//                     [--threads N] [--load-cpus 0] [--proxy-cpus 1] [--trace-sampling 1]
+//                     [--contenders nodemesh-l7,haproxy-http-mtls]
 'use strict';
 
 const fs = require('node:fs');
@@ -39,7 +40,7 @@ const QUICK = argv.includes('--quick');
 const IDLE_S = QUICK ? 10 : 30;
 const LAB = opt('name', 'bench');
 const KEEP = argv.includes('--keep');
-const PUBLISH = !QUICK && !argv.includes('--no-publish');
+const PUBLISH = !QUICK && !argv.includes('--no-publish') && !argv.includes('--contenders');
 const ONLY = opt('only', null);
 const AGENT_COMMAND = opt('agent-command', null);
 const REPS = Number(opt('reps', QUICK ? '1' : '3'));
@@ -72,9 +73,13 @@ const runs = (s) => !ONLY || ONLY.split(',').includes(s);
  * `--no-l7` leaves both out.
  */
 const L7 = !argv.includes('--no-l7');
-const CONTENDERS = ['direct', 'nodemesh-l4', 'haproxy-mtls', ...(L7 ? ['nodemesh-l7', 'haproxy-http-mtls'] : [])];
+/** `--contenders a,b`: only these besides direct (the baseline every "added" figure needs); for profiling. */
+const PICKED = opt('contenders', null);
+const CONTENDERS = ['direct', 'nodemesh-l4', 'haproxy-mtls', ...(L7 ? ['nodemesh-l7', 'haproxy-http-mtls'] : [])].filter(
+  (c) => c === 'direct' || PICKED === null || PICKED.split(',').includes(c),
+);
 /** The L7 contenders carry HTTP only: S5 (a bulk TCP stream) is not theirs. */
-const BULK_CONTENDERS = ['direct', 'nodemesh-l4', 'haproxy-mtls'];
+const BULK_CONTENDERS = ['direct', 'nodemesh-l4', 'haproxy-mtls'].filter((c) => CONTENDERS.includes(c));
 const L7_VIP = '198.18.128.50';
 const HTTP_PORT = 8080;
 const BULK_PORT = 5201;
@@ -83,6 +88,8 @@ const LOAD_CPU = opt('load-cpus', '0');
 const PROXY_CPU = opt('proxy-cpus', '1');
 /** Threads per proxy: the agents' --concurrency and HAProxy's nbthread (more only helps with --proxy-cpus to match). */
 const THREADS = Number(opt('threads', '1'));
+/** Percent of requests traced by the agents: the agent's default (1); the lab's own is 100. */
+const TRACE_SAMPLING = opt('trace-sampling', '1');
 if (!Number.isInteger(THREADS) || THREADS < 1) throw new Error(`--threads must be a positive integer, not "${opt('threads')}"`);
 for (const [flag, list] of [['load-cpus', LOAD_CPU], ['proxy-cpus', PROXY_CPU]]) {
   if (!/^\d+([-,]\d+)*$/.test(list)) throw new Error(`--${flag} takes a taskset CPU list such as 1 or 1-3 or 1,3, not "${list}"`);
@@ -385,7 +392,10 @@ async function main() {
   owned.labUp = true;
   const upOpts = { file, lab: LAB, agentLogLevel: 'warn', logger: lab.silentLogger };
   if (AGENT_COMMAND) upOpts.agentCommand = AGENT_COMMAND.split(' ').filter(Boolean);
-  if (THREADS > 1) upOpts.agentArgs = ['--concurrency', String(THREADS)];
+  // The agents' shipping defaults: the lab traces every request (for its tests), an agent out of the box
+  // samples 1 % (--trace-sampling), and that is what a user's traffic pays for.
+  upOpts.agentArgs = ['--trace-sampling', TRACE_SAMPLING];
+  if (THREADS > 1) upOpts.agentArgs.push('--concurrency', String(THREADS));
   await lab.labUp(upOpts);
   const state = lab.readState(LAB);
   const nodeA = state.nodes.find((n) => n.name === 'node-a');
@@ -507,14 +517,15 @@ async function main() {
 
   const crosscheck = (!QUICK || ONLY) && runs('X') ? await wrkCrosscheck() : null;
 
-  const rat = {};
-  for (const key of Object.keys(results['nodemesh-l4'])) {
-    rat[key] = ratios(results['nodemesh-l4'][key], results['haproxy-mtls'][key], results.direct[key]);
-  }
-  const ratL7 = {};
-  if (L7) {
-    for (const key of Object.keys(results['nodemesh-l7'])) ratL7[key] = ratios(results['nodemesh-l7'][key], results['haproxy-http-mtls'][key], results.direct[key]);
-  }
+  /** nodemesh's contender against HAProxy's, per scenario; a partial run (--contenders) may lack either. */
+  const ratiosOf = (nm, hp) => {
+    const r = {};
+    if (!results[nm] || !results[hp]) return r;
+    for (const key of Object.keys(results[nm])) r[key] = ratios(results[nm][key], results[hp][key], results.direct[key]);
+    return r;
+  };
+  const rat = ratiosOf('nodemesh-l4', 'haproxy-mtls');
+  const ratL7 = ratiosOf('nodemesh-l7', 'haproxy-http-mtls');
   const haproxyLog = fs.readFileSync(path.join(owned.tmp, 'haproxy-a.log'), 'utf8') + fs.readFileSync(path.join(owned.tmp, 'haproxy-b.log'), 'utf8');
   const out = {
     schema: 1,
@@ -526,7 +537,7 @@ async function main() {
     skipped,
     pinning: { load_generator_and_servers_cpu: LOAD_CPU, agents_and_haproxy_cpu: PROXY_CPU, threads_per_proxy: THREADS },
     cpu_source: { 'nodemesh-l4': 'agent cgroup v2 cpu.stat usage_usec, both agents summed', 'haproxy-mtls': '/proc/PID/stat utime+stime, both haproxy processes summed' },
-    l7: L7 ? { route: 'HTTPRoute web: x-canary: true -> web-v2, else 50/50 web-v1 / web-v2; telemetry and access log on', haproxy: 'mode http on both hops, keep-alive both sides' } : null,
+    l7: L7 ? { route: `HTTPRoute web: x-canary: true -> web-v2, else 50/50 web-v1 / web-v2; telemetry and access log on, ${TRACE_SAMPLING} % of requests traced`, haproxy: 'mode http on both hops, keep-alive both sides' } : null,
     machine: sys.machine(),
     idle: {
       settle_s: IDLE_S,

@@ -24,6 +24,7 @@ function scenarioTitle(key, plan) {
 function targets(r) {
   const nm = r.contenders['nodemesh-l4'];
   const hp = r.contenders['haproxy-mtls'];
+  if (!nm || !hp) return [];
   const rows = [];
   const add = (name, value, limit, ok) => rows.push({ name, value, limit, ok: value === null || value === undefined ? null : ok });
   if (nm.S1) {
@@ -85,7 +86,7 @@ function markdown(r) {
     L.push(`Skipped in this run: ${r.skipped.join('; ')}.`);
   }
   L.push('');
-  const keys = Object.keys(r.contenders['nodemesh-l4']);
+  const keys = Object.keys(r.contenders.direct);
   for (const key of keys) {
     L.push(`## ${scenarioTitle(key, r.plan)}`);
     L.push('');
