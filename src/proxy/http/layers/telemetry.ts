@@ -95,20 +95,20 @@ function accessLine(req: L7Request, rc: RequestContext, r: RequestResult, labels
 
 export function telemetryLayer(o: TelemetryOptions): Layer {
   return (next) => (req, rc) => {
-    // The access line needs the request as the client sent it (layers rewrite path and authority).
-    const seen = o.accessLog === 'off' ? null : { method: req.method, path: req.path, authority: req.authority, version: req.version, headers: req.headers };
+    // The access line needs the request as the client sent it (layers rewrite path and authority). Access
+    // lines are info records: at a quieter log level there is nothing to build.
+    const logging = o.accessLog !== 'off' && o.log.isLevelEnabled('info');
+    const seen = logging ? { method: req.method, path: req.path, authority: req.authority, version: req.version, headers: req.headers } : null;
     rc.done.push((r) => {
       // Everything the labels depend on, as one string: the label object is built once per distinct set.
       const c = rc.conn;
       c.labelKey ??= Object.values(c.labels).join('\u0001');
       const t = rc.target;
       const key = `${c.labelKey}\u0002${rc.endpoint?.ip ?? ''}\u0002${rc.cluster?.name ?? ''}\u0002${t?.via ?? ''}\u0002${t?.peerId ?? ''}\u0002${r.status}\u0002${rc.grpc ? grpcLabel(r.grpcStatus) : ''}\u0002${rc.flags.join(',')}`;
-      let labels: RequestLabels | null = null;
-      const make = (): RequestLabels => (labels ??= labelsOf(rc, r, o));
-      o.metrics.recordKeyed(key, make, r.durationMs, r.requestBytes, r.responseBytes);
+      const labels = o.metrics.recordKeyed(key, () => labelsOf(rc, r, o), r.durationMs, r.requestBytes, r.responseBytes);
       if (seen === null) return;
       if (o.accessLog === 'errors' && r.status < 500 && rc.flags.length === 0) return;
-      o.log.info(accessLine(seen as L7Request, rc, r, make()), 'request');
+      o.log.info(accessLine(seen as L7Request, rc, r, labels), 'request');
     });
     return next(req, rc);
   };
