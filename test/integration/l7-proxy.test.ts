@@ -312,6 +312,67 @@ describe('L7 between two agents over HBONE (in-process)', () => {
     assert.equal((await badRequests()) - before, 1);
   });
 
+  /** HTTP/2 frames by hand: a 9-byte header and the payload. */
+  const frame = (type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer => {
+    const h = Buffer.alloc(9);
+    h.writeUIntBE(payload.length, 0, 3);
+    h[3] = type;
+    h[4] = flags;
+    h.writeUInt32BE(stream, 5);
+    return Buffer.concat([h, payload]);
+  };
+  /** An HPACK block of literal fields without indexing (names and values under 127 bytes). */
+  const hpack = (fields: [string, string][]): Buffer =>
+    Buffer.concat(fields.map(([k, v]) => Buffer.concat([Buffer.from([0, k.length]), Buffer.from(k), Buffer.from([v.length]), Buffer.from(v)])));
+  const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+  /** The frame types the client agent sent back to `bytes` (a prior-knowledge HTTP/2 connection). */
+  const h2Answer = (bytes: Buffer): Promise<{ type: number; code: number | null }[]> =>
+    new Promise((resolve, reject) => {
+      const s = net.connect(pair.clientPort, '127.0.0.1');
+      let got = Buffer.alloc(0);
+      const done = (): void => {
+        clearTimeout(timer);
+        s.destroy();
+        const frames: { type: number; code: number | null }[] = [];
+        for (let at = 0; at + 9 <= got.length; ) {
+          const len = got.readUIntBE(at, 3);
+          const type = got[at + 3]!;
+          // RST_STREAM: the code is the payload; GOAWAY: after the last stream id.
+          const code = type === 3 ? got.readUInt32BE(at + 9) : type === 7 ? got.readUInt32BE(at + 13) : null;
+          frames.push({ type, code });
+          at += 9 + len;
+        }
+        resolve(frames);
+      };
+      const timer = setTimeout(done, 3000);
+      s.on('data', (d) => (got = Buffer.concat([got, d])));
+      s.on('end', done);
+      s.on('error', reject);
+      s.write(bytes);
+    });
+
+  it('counts a client breaking HTTP/2 once per connection: a connection error (GOAWAY) and a malformed request (RST_STREAM)', async () => {
+    const settings = frame(4, 0, 0);
+    // HEADERS on stream 0 is a connection error: a GOAWAY with an error code (Node's http2 destroys the session
+    // on nghttp2's verdict and says INTERNAL_ERROR rather than PROTOCOL_ERROR).
+    let before = await badRequests();
+    let frames = await h2Answer(Buffer.concat([PREFACE, settings, frame(1, 0x4, 0, Buffer.from([0x82]))]));
+    assert.ok(frames.some((f) => f.type === 7 && f.code !== 0), `expected a GOAWAY with an error code, got ${JSON.stringify(frames)}`);
+    assert.equal((await badRequests()) - before, 1);
+    // A request whose DATA disagrees with its content-length: the stream is reset PROTOCOL_ERROR; the
+    // connection carries on (a second request on it, well formed, would be served).
+    before = await badRequests();
+    const head = hpack([[':method', 'POST'], [':scheme', 'http'], [':path', '/h2-bad'], [':authority', HOST], ['content-length', '10']]);
+    frames = await h2Answer(Buffer.concat([PREFACE, settings, frame(1, 0x4, 1, head), frame(0, 0x1, 1, Buffer.from('abc'))]));
+    assert.ok(frames.some((f) => f.type === 3 && f.code === 1), `expected RST_STREAM PROTOCOL_ERROR, got ${JSON.stringify(frames)}`);
+    assert.ok(!frames.some((f) => f.type === 7 && f.code !== 0), 'the connection is not torn down for one bad stream');
+    assert.equal((await badRequests()) - before, 1);
+    // A client that just goes away is not a malformed one.
+    before = await badRequests();
+    await h2Answer(Buffer.concat([PREFACE, settings, frame(7, 0, 0, Buffer.from([0, 0, 0, 0, 0, 0, 0, 0]))]));
+    assert.equal((await badRequests()) - before, 0);
+  });
+
   it('does not count a client resetting its keep-alive connection as a malformed request', async () => {
     const before = await badRequests();
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
