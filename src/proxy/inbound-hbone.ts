@@ -24,20 +24,20 @@ export function handleHboneConnect(ctx: ProxyContext, pod: Workload, sockets: Po
   // An undeclared port the source agent already detected: no second wait for the client's first bytes.
   if (protocol === 'detect' && c.detected === 'tcp') protocol = 'tcp';
   if (protocol === 'tcp') {
-    authorizeAndForward(ctx, { direction: 'inbound', pod, downstream: { kind: 'hbone', stream: c.stream, respond }, src: c.peerAddress, dst: target, sockets }, c.peerId);
+    authorizeAndForward(ctx, { direction: 'inbound', pod, downstream: { kind: 'hbone', stream: c.stream, respond }, src: c.peerAddress, dst: target, sockets }, c.peerId, c.peer);
     return;
   }
   // HTTP inside the tunnel: the tunnel is accepted, every request in it is authorized on its own.
   respond(200);
   const tunnel = new TunnelSocket(c.stream, { remoteAddress: c.peerAddress.ip, remotePort: c.peerAddress.port, localAddress: target.ip, localPort: target.port });
-  ctx.http!.serveInbound(pod, sockets, tunnel, c.peerAddress, target, c.peerId, protocol, (initial) => tunnelToApp(ctx, pod, sockets, tunnel, c, initial), c.detected !== null);
+  ctx.http!.serveInbound(pod, sockets, tunnel, c.peerAddress, target, c.peerId, protocol, (initial) => tunnelToApp(ctx, pod, sockets, tunnel, c, initial), c.detected !== null, c.peer);
 }
 
 /** A detected port whose tunnel turned out not to carry HTTP: the TCP view decides, then bytes go through. */
 function tunnelToApp(ctx: ProxyContext, pod: Workload, sockets: PodSockets, tunnel: TunnelSocket, c: HboneConnectContext, initial: Buffer): void {
   const target = c.authority;
   const decision = ctx.authorize(target.ip, { principal: c.peerId, sourceIp: c.peerAddress.ip, destinationPort: target.port });
-  const labels = inboundLabels(ctx, pod, c.peerAddress.ip, c.peerId);
+  const labels = inboundLabels(ctx, pod, c.peerAddress.ip, c.peerId, c.peer);
   if (!decision.allowed) {
     ctx.metrics.proxyErrors.inc({ direction: 'inbound', reason: 'denied' });
     tunnel.destroy(new Error(decision.reason));

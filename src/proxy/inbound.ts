@@ -6,19 +6,23 @@ import { parseSpiffeId } from '../identity/types';
 import { UNKNOWN, type Workload } from '../state/workloads';
 import type { TcpLabels } from '../telemetry/metrics';
 import type { Endpoint } from './connection-tracker';
+import type { PeerMeta } from './hbone/peer-meta';
 import type { PodSockets, ProxyContext } from './context';
 import { forward, refuse, type ForwardRequest } from './forward';
 
 export const AGENT_PORTS = new Set([PORT_OUTBOUND, PORT_INBOUND, PORT_HBONE]);
 
-/** Istio's destination-side labels; the source is named from what the agent knows about `peerIp`. */
-export function inboundLabels(ctx: ProxyContext, pod: Workload, peerIp: string, principal: string | null): TcpLabels {
+/**
+ * Istio's destination-side labels. The source is named from what the agent knows about `peerIp`: a pod of its
+ * own, else what the source agent said of it on the CONNECT (`peer`), else a Service endpoint's metadata.
+ */
+export function inboundLabels(ctx: ProxyContext, pod: Workload, peerIp: string, principal: string | null, peer: PeerMeta | null = null): TcpLabels {
   const localSrc = ctx.workloads.findByIp(peerIp);
-  const remoteSrc = localSrc ? undefined : ctx.services.findWorkload(peerIp);
+  const remoteSrc = localSrc || peer ? undefined : ctx.services.findWorkload(peerIp);
   return {
     reporter: 'destination',
-    source_workload: localSrc?.workloadName ?? remoteSrc?.pod ?? UNKNOWN,
-    source_workload_namespace: localSrc?.namespace ?? remoteSrc?.namespace ?? (principal ? (parseSpiffeId(principal)?.namespace ?? UNKNOWN) : UNKNOWN),
+    source_workload: localSrc?.workloadName ?? peer?.workload ?? remoteSrc?.pod ?? UNKNOWN,
+    source_workload_namespace: localSrc?.namespace ?? peer?.namespace ?? remoteSrc?.namespace ?? (principal ? (parseSpiffeId(principal)?.namespace ?? UNKNOWN) : UNKNOWN),
     source_principal: principal ?? UNKNOWN,
     destination_workload: pod.workloadName,
     destination_workload_namespace: pod.namespace,
@@ -34,23 +38,23 @@ export function inboundLabels(ctx: ProxyContext, pod: Workload, peerIp: string, 
  * leaves from the pod netns towards the pod's own IP: sk_lookup skips same-pod flows, so it reaches the
  * application instead of coming back here.
  */
-export function authorizeAndForward(ctx: ProxyContext, r: Omit<ForwardRequest, 'targets' | 'labels' | 'authz'>, principal: string | null): void {
-  if (!authorizeConnection(ctx, r, principal)) return;
-  void forward(ctx, { ...withLabels(ctx, r, principal), authz: { podIp: r.dst.ip, request: { principal, sourceIp: r.src.ip, destinationPort: r.dst.port } } });
+export function authorizeAndForward(ctx: ProxyContext, r: Omit<ForwardRequest, 'targets' | 'labels' | 'authz'>, principal: string | null, peer: PeerMeta | null = null): void {
+  if (!authorizeConnection(ctx, r, principal, peer)) return;
+  void forward(ctx, { ...withLabels(ctx, r, principal, peer), authz: { podIp: r.dst.ip, request: { principal, sourceIp: r.src.ip, destinationPort: r.dst.port } } });
 }
 
-function withLabels(ctx: ProxyContext, r: Omit<ForwardRequest, 'targets' | 'labels' | 'authz'>, principal: string | null): ForwardRequest {
-  const labels = inboundLabels(ctx, r.pod, r.src.ip, principal);
+function withLabels(ctx: ProxyContext, r: Omit<ForwardRequest, 'targets' | 'labels' | 'authz'>, principal: string | null, peer: PeerMeta | null): ForwardRequest {
+  const labels = inboundLabels(ctx, r.pod, r.src.ip, principal, peer);
   return { ...r, targets: [{ ip: r.dst.ip, port: r.dst.port, via: 'tcp' }], labels: () => labels };
 }
 
 /** The TCP view of the pod's policy for a whole connection; a refusal is answered (reset or 403) and counted. */
-function authorizeConnection(ctx: ProxyContext, r: Omit<ForwardRequest, 'targets' | 'labels' | 'authz'>, principal: string | null): boolean {
+function authorizeConnection(ctx: ProxyContext, r: Omit<ForwardRequest, 'targets' | 'labels' | 'authz'>, principal: string | null, peer: PeerMeta | null = null): boolean {
   const decision = ctx.authorize(r.dst.ip, { principal, sourceIp: r.src.ip, destinationPort: r.dst.port });
   if (decision.allowed) return true;
   ctx.metrics.proxyErrors.inc({ direction: 'inbound', reason: 'denied' });
   ctx.log.debug({ pod: `${r.pod.namespace}/${r.pod.name}`, src: r.src, dst: r.dst, principal, reason: decision.reason }, 'inbound connection denied');
-  refuse(ctx, withLabels(ctx, r, principal), 'DENY', decision.reason, 403);
+  refuse(ctx, withLabels(ctx, r, principal, peer), 'DENY', decision.reason, 403);
   return false;
 }
 

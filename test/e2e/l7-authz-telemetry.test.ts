@@ -40,12 +40,8 @@ apiVersion: v1
 kind: Pod
 metadata: { name: client, namespace: default, labels: { app: client, version: v7 } }
 spec: { nodeName: node-a, serviceAccountName: client, containers: [{ name: main, command: [sleep, infinity] }] }
----
-# The client is also a server: node-b's agent knows its app and version from the endpoint metadata.
-apiVersion: v1
-kind: Service
-metadata: { name: client, namespace: default }
-spec: { clusterIP: 198.18.132.12, selector: { app: client }, ports: [{ name: tcp-any, port: 9, targetPort: 9 }] }
+# No Service selects the client: node-b's agent knows its workload, app and version only from what node-a's
+# agent says of it on each HBONE CONNECT.
 ---
 apiVersion: v1
 kind: Pod

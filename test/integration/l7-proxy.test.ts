@@ -159,8 +159,8 @@ describe('L7 between two agents over HBONE (in-process)', () => {
     const b = await pair.registryB.getSingleMetricAsString('istio_requests_total');
     assert.match(a, /istio_requests_total\{reporter="source",source_workload="client",.*destination_workload="web-v2".*destination_service="web.default.svc.cluster.local",destination_service_name="web",destination_service_namespace="default",request_protocol="http",response_code="200",grpc_response_status="-",response_flags="-",connection_security_policy="mutual_tls"\} 3$/m);
     assert.match(a, /response_code="404".*response_flags="NR".* 1/);
-    // (In-process the client's tunnels come from 127.0.0.1, which names no pod: the principal does.)
-    assert.match(b, /istio_requests_total\{reporter="destination",source_workload="unknown",source_workload_namespace="default",source_principal="spiffe:\/\/cluster.local\/ns\/default\/sa\/client",.*destination_workload="web-v1",.*destination_app="web",destination_version="v1",destination_service="web.default.svc.cluster.local",.*response_code="200".*connection_security_policy="mutual_tls"\} 7$/m);
+    // In-process the client's tunnels come from 127.0.0.1, which names no pod: the source agent's CONNECT does.
+    assert.match(b, /istio_requests_total\{reporter="destination",source_workload="client",source_workload_namespace="default",source_principal="spiffe:\/\/cluster.local\/ns\/default\/sa\/client",source_app="client",.*destination_workload="web-v1",.*destination_app="web",destination_version="v1",destination_service="web.default.svc.cluster.local",.*response_code="200".*connection_security_policy="mutual_tls"\} 7$/m);
     assert.doesNotMatch(a + b, /\/api|\/old|\/x/, 'no path in any label');
   });
 

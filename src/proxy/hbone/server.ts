@@ -6,6 +6,7 @@ import type { CertBundle } from '../../identity/types';
 import { CountedLog } from '../../telemetry/counted-log';
 import type { Logger } from '../../telemetry/logger';
 import type { Endpoint } from '../connection-tracker';
+import { HBONE_PEER_HEADER, parsePeerMeta, type PeerMeta } from './peer-meta';
 import { HBONE_DETECTED_HEADER, HBONE_REASON_HEADER, parseAuthority, refusalFrames } from './protocol';
 import { HboneClosedError, errMessage } from './errors';
 import { ErrorCode, H2PeerSilentError, isInternal } from './h2/constants';
@@ -27,6 +28,8 @@ export interface HboneConnectContext {
   authority: Endpoint;
   /** The source agent's detection result for an undeclared port, when it sent one. */
   detected: 'tcp' | 'http1' | 'http2' | null;
+  /** The calling pod as its agent described it (workload, app, version), when it did and it holds. */
+  peer: PeerMeta | null;
   /** The tunnel. Relay it only after answering 200. */
   stream: HboneStream;
 }
@@ -376,7 +379,8 @@ export class HboneServer {
     };
     const det = headers[HBONE_DETECTED_HEADER];
     const detected = det === 'tcp' || det === 'http1' || det === 'http2' ? det : null;
-    const ctx: HboneConnectContext = { peerId: info.peerId, peerAddress: info.peerAddress, localAddress: info.localAddress, authority, stream, detected };
+    const peer = parsePeerMeta(headers[HBONE_PEER_HEADER], info.peerId);
+    const ctx: HboneConnectContext = { peerId: info.peerId, peerAddress: info.peerAddress, localAddress: info.localAddress, authority, stream, detected, peer };
     try {
       const r = this.opts.onConnect(ctx, respond);
       if (r instanceof Promise) r.catch(failed);

@@ -9,6 +9,7 @@ import type { Registry } from 'prom-client';
 import type { PortProtocol, RouteStore, ServicePort } from '../../state/routes';
 import { UNKNOWN, type Workload } from '../../state/workloads';
 import { RequestMetrics } from '../../telemetry/request-metrics';
+import type { PeerMeta } from '../hbone/peer-meta';
 import { ResilienceMetrics } from '../../telemetry/resilience-metrics';
 import { ClusterStates } from './cluster-state';
 import type { TcpLabels } from '../../telemetry/metrics';
@@ -131,8 +132,8 @@ export class HttpProxy {
    * An inbound connection to a local pod's HTTP (or undeclared) port: plaintext from 15006 (principal null)
    * or the bytes of an HBONE tunnel.
    */
-  serveInbound(pod: Workload, sockets: PodSockets, socket: Duplex, src: Endpoint, dst: Endpoint, principal: string | null, protocol: PortProtocol, fallback: TcpFallback, knownHttp = false): void {
-    const conn: HttpConn = { direction: 'inbound', pod, sockets, src, dst, service: null, protocol, principal, labels: this.inboundLabels(pod, src.ip, principal, dst) };
+  serveInbound(pod: Workload, sockets: PodSockets, socket: Duplex, src: Endpoint, dst: Endpoint, principal: string | null, protocol: PortProtocol, fallback: TcpFallback, knownHttp = false, peer: PeerMeta | null = null): void {
+    const conn: HttpConn = { direction: 'inbound', pod, sockets, src, dst, service: null, protocol, principal, labels: this.inboundLabels(pod, src.ip, principal, dst, peer) };
     // `knownHttp`: the source agent detected HTTP already; only the version is left to tell, without a bound.
     this.serve(socket, conn, this.inbound, protocol === 'detect' && !knownHttp ? this.detectTimeoutMs : null, fallback);
   }
@@ -238,21 +239,29 @@ export class HttpProxy {
     };
   }
 
-  private inboundLabels(pod: Workload, peerIp: string, principal: string | null, dst: Endpoint): ConnLabels {
+  /**
+   * The source is named from a pod of this agent's own, else from what the source agent said of it on the
+   * HBONE CONNECT (`peer`), else from a Service endpoint's metadata (a plaintext client selected by a Service).
+   */
+  private inboundLabels(pod: Workload, peerIp: string, principal: string | null, dst: Endpoint, peer: PeerMeta | null): ConnLabels {
     const ctx = this.o.ctx;
     const host = ctx.services.portService(dst.ip, dst.port) ?? UNKNOWN;
     const [svcName, svcNs] = host === UNKNOWN ? [UNKNOWN, UNKNOWN] : host.split('.');
     const local = ctx.workloads.findByIp(peerIp);
-    const remote = local ? undefined : ctx.services.findWorkload(peerIp);
+    const remote = local || peer ? undefined : ctx.services.findWorkload(peerIp);
     const peerNs = principal ? (/\/ns\/([^/]+)\//.exec(principal)?.[1] ?? UNKNOWN) : UNKNOWN;
+    const src = local
+      ? { workload: local.workloadName, namespace: local.namespace, app: local.labels.app, version: local.labels.version }
+      : peer
+        ? { workload: peer.workload, namespace: peer.namespace, app: peer.app ?? undefined, version: peer.version ?? undefined }
+        : { workload: remote?.pod, namespace: remote?.namespace, app: remote?.app, version: remote?.version };
     return {
       reporter: 'destination',
-      source_workload: local?.workloadName ?? remote?.pod ?? UNKNOWN,
-      source_workload_namespace: local?.namespace ?? remote?.namespace ?? peerNs,
+      source_workload: src.workload ?? UNKNOWN,
+      source_workload_namespace: src.namespace ?? peerNs,
       source_principal: principal ?? UNKNOWN,
-      // A pod on another node is known by its endpoint metadata, when a Service selects it.
-      source_app: local?.labels.app ?? remote?.app ?? UNKNOWN,
-      source_version: local?.labels.version ?? remote?.version ?? UNKNOWN,
+      source_app: src.app ?? UNKNOWN,
+      source_version: src.version ?? UNKNOWN,
       destination_workload: pod.workloadName,
       destination_workload_namespace: pod.namespace,
       destination_principal: principal && ctx.mesh ? ctx.mesh.spiffeIdOf(pod) : UNKNOWN,

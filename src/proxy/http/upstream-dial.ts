@@ -4,6 +4,7 @@
 import net from 'node:net';
 import type { HttpVersion } from '../../state/routes';
 import type { Workload } from '../../state/workloads';
+import { HBONE_PEER_HEADER, formatPeerMeta } from '../hbone/peer-meta';
 import { HBONE_DETECTED_HEADER } from '../hbone/protocol';
 import type { PodSockets, ProxyContext } from '../context';
 import { connectOnce, type Target } from '../forward';
@@ -65,7 +66,7 @@ async function dialTunnel(ctx: ProxyContext, pod: Workload, sockets: PodSockets,
         address: { ip: target.ip, port: mesh.hbonePort },
         target: { ip: target.ip, port: target.port },
         newSocket: (family) => sockets.newSocket(family),
-        headers: detected ? { [HBONE_DETECTED_HEADER]: detected } : undefined,
+        headers: detected ? { [HBONE_PEER_HEADER]: formatPeerMeta(pod), [HBONE_DETECTED_HEADER]: detected } : { [HBONE_PEER_HEADER]: formatPeerMeta(pod) },
       });
     const retried = (): void => ctx.metrics.proxyErrors.inc({ direction: 'outbound', reason: 'hbone_refused_retry' });
     const { stream } = await retryWhileRefused(dial, { budgetMs: Math.min(REFUSED_RETRY_BUDGET_MS, timeoutMs), gone: () => false, retried });
