@@ -38,7 +38,8 @@ import type { KubeEnrollment } from './kube-enrollment';
 import type { CniLifecycle } from './cni-lifecycle';
 import { StateDir } from './state-dir';
 import { takeOver, waitForConfig } from './successor';
-import { allConnections, allL7Clusters, metricsText, workersStatus, type WorkerReport } from './thread-status';
+import { allConnections, allL7Clusters, l7ClustersOf, metricsText, workersStatus, type WorkerReport } from './thread-status';
+import { endpointTotals } from '../proxy/http/cluster-report';
 import { XdsStateFile } from './xds-state-file';
 import { createWorkers, type DataPlaneWorkers } from './workers';
 import { TapHub, type TapDelivery } from '../telemetry/tap/tap-hub';
@@ -419,26 +420,27 @@ export class Agent implements EnrollmentHandler, XdsSink {
 
   /** What the control plane's dashboard shows of this agent (see telemetry/mesh-report). */
   async telemetryReport(): Promise<AgentReport> {
-    const workers = this.workers ? (await this.workers.stats()).map((w) => w.metrics.filter((m) => !isProcessWide(m.name))) : [];
+    const stats = this.workers ? await this.workers.stats() : [];
+    const workers = stats.map((w) => w.metrics.filter((m) => !isProcessWide(m.name)));
     const metrics = workers.length === 0 ? await this.registry.getMetricsAsJSON() : await AggregatorRegistry.aggregate([await this.registry.getMetricsAsJSON(), ...workers]).getMetricsAsJSON();
+    // The endpoints' state over every thread, as /config_dump's l7Clusters shows it per thread.
+    const totals = endpointTotals(l7ClustersOf(this.runtime, stats));
     const endpoints: EndpointReport[] = [];
-    const states = this.runtime.ctx.http?.states;
-    const now = Date.now();
     for (const c of this.runtime.services.snapshot().clusters) {
-      const cs = states?.peek(c.name);
+      const byEndpoint = totals.get(c.name);
       for (const ep of c.endpoints) {
-        const st = cs?.endpoints.get(`${ep.ip}:${ep.port}`);
+        const t = byEndpoint?.get(`${ep.ip}:${ep.port}`);
         endpoints.push({
           cluster: c.name,
           address: `${ep.ip}:${ep.port}`,
           pod: ep.pod ?? '',
           namespace: ep.namespace ?? '',
-          active: st?.active ?? 0,
-          ejected: (st?.ejectedUntil ?? 0) > now,
-          ejected_until_ms: st?.ejectedUntil ?? 0,
-          consecutive_5xx: st?.consecutive5xx ?? 0,
-          ejections: st?.ejections ?? 0,
-          ewma_ms: st?.ewmaMs ?? 0,
+          active: t?.active ?? 0,
+          ejected: (t?.ejectedUntilMs ?? 0) > 0,
+          ejected_until_ms: t?.ejectedUntilMs ?? 0,
+          consecutive_5xx: t?.consecutive5xx ?? 0,
+          ejections: t?.ejections ?? 0,
+          ewma_ms: t?.ewmaMs ?? 0,
           in_mesh: ep.inMesh,
         });
       }

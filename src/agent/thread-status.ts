@@ -61,6 +61,11 @@ export async function allConnections(runtime: ProxyRuntime, workers: DataPlaneWo
 
 /** Every thread's per-cluster L7 state (requests in flight, endpoints' outlier state). */
 export async function allL7Clusters(runtime: ProxyRuntime, workers: DataPlaneWorkers | null): Promise<ClusterReport[]> {
+  return l7ClustersOf(runtime, workers ? await workers.stats() : []);
+}
+
+/** The same, from worker answers already in hand. */
+export function l7ClustersOf(runtime: ProxyRuntime, stats: WorkerStats[]): ClusterReport[] {
   const main = runtime.ctx.http ? clusterReport(runtime.ctx.http.states, 0) : [];
-  return [...main, ...(workers ? await workers.stats() : []).flatMap((s) => s.l7Clusters)];
+  return [...main, ...stats.flatMap((s) => s.l7Clusters)];
 }

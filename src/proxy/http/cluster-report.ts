@@ -46,3 +46,40 @@ export function clusterReport(states: ClusterStates, thread: number, now = Date.
     })),
   }));
 }
+
+/** One endpoint of a cluster as the control plane's dashboard sees it, over every thread of an agent. */
+export interface EndpointTotals {
+  active: number;
+  /** Ejected on any thread, until the latest of them (ms since the epoch; 0 when healthy everywhere). */
+  ejectedUntilMs: number;
+  ejections: number;
+  consecutive5xx: number;
+  ewmaMs: number;
+}
+
+/**
+ * Folds the per-thread reports of `clusterReport` into one figure per cluster and endpoint (`IP:port`): requests
+ * in flight summed; ejection, error streaks and latency as the worst thread sees them (each thread ejects on
+ * what it saw; an endpoint ejected anywhere is getting fewer requests from this agent).
+ */
+export function endpointTotals(reports: ClusterReport[], now = Date.now()): Map<string, Map<string, EndpointTotals>> {
+  const out = new Map<string, Map<string, EndpointTotals>>();
+  for (const r of reports) {
+    let eps = out.get(r.cluster);
+    if (eps === undefined) out.set(r.cluster, (eps = new Map()));
+    for (const e of r.endpoints) {
+      const until = e.state === 'ejected' && e.ejectedUntil !== undefined ? Date.parse(e.ejectedUntil) : 0;
+      const t = eps.get(e.endpoint);
+      if (t === undefined) {
+        eps.set(e.endpoint, { active: e.active, ejectedUntilMs: until > now ? until : 0, ejections: e.ejections, consecutive5xx: e.consecutive5xx, ewmaMs: e.ewmaMs });
+        continue;
+      }
+      t.active += e.active;
+      if (until > now) t.ejectedUntilMs = Math.max(t.ejectedUntilMs, until);
+      t.ejections = Math.max(t.ejections, e.ejections);
+      t.consecutive5xx = Math.max(t.consecutive5xx, e.consecutive5xx);
+      t.ewmaMs = Math.max(t.ewmaMs, e.ewmaMs);
+    }
+  }
+  return out;
+}
