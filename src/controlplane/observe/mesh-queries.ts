@@ -5,16 +5,10 @@
 import type { StoredObject } from '../objects';
 import type { MeshDirectory, RequestDelta } from './mesh-directory';
 import { quantile } from './mesh-directory';
+import type { AgentView, GraphEdge, GraphNode, RouteView, ServiceView, Signals, WorkloadView } from './dashboard-api';
 
-export interface Signals {
-  rps: number;
-  successRate: number | null;
-  p50: number | null;
-  p95: number | null;
-  p99: number | null;
-  requests: number;
-  errors: number;
-}
+export type { AgentView, GraphEdge, GraphNode, RouteView, ServiceView, Signals, WorkloadView };
+
 
 interface Acc {
   rps: number;
@@ -69,23 +63,7 @@ function serviceNode(host: string): GraphNode {
   return { id: `svc:${host}`, kind: 'service', name, namespace };
 }
 
-export interface GraphNode {
-  id: string;
-  kind: 'workload' | 'service' | 'outside';
-  name: string;
-  namespace: string;
-}
 
-export interface GraphEdge {
-  source: string;
-  target: string;
-  protocol: 'http' | 'grpc' | 'tcp';
-  mtls: boolean;
-  signals: Signals;
-  /** TCP edges: bytes per second both ways and connections per second. */
-  bytesPerSecond?: number;
-  connectionsPerSecond?: number;
-}
 
 /**
  * Who calls whom over the window: workload → service edges from the callers' agents (reporter=source), and
@@ -155,12 +133,6 @@ function byService(deltas: RequestDelta[]): Map<string, Acc> {
   return src;
 }
 
-export interface RouteView {
-  name: string;
-  namespace: string;
-  kind: string;
-  rules: { matches: string[]; backends: { name: string; port?: number; weight: number }[] }[];
-}
 
 /** HTTPRoutes and GRPCRoutes whose parentRefs name the Service, with their backends' weights. */
 export function routesFor(routes: StoredObject[], service: string, namespace: string): RouteView[] {
@@ -183,17 +155,6 @@ export function routesFor(routes: StoredObject[], service: string, namespace: st
   return out;
 }
 
-export interface ServiceView {
-  service: string;
-  name: string;
-  namespace: string;
-  signals: Signals;
-  /** Oldest first: one point per step over the history window. */
-  history: { time: number; rps: number; successRate: number | null; p99: number | null }[];
-  workloads: { workload: string; namespace: string; signals: Signals }[];
-  endpoints: { address: string; pod: string; cluster: string; healthy: boolean; ejected: boolean; active: number; consecutive5xx: number; ejections: number; seenBy: string[] }[];
-  routes: RouteView[];
-}
 
 export function services(dir: MeshDirectory, windowMs: number, o: { history?: { spanMs: number; stepMs: number }; routes?: StoredObject[]; only?: string } = {}): ServiceView[] {
   const deltas = dir.requestDeltas(windowMs);
@@ -233,12 +194,6 @@ export function services(dir: MeshDirectory, windowMs: number, o: { history?: { 
   return out.sort((a, b) => b.signals.rps - a.signals.rps || a.service.localeCompare(b.service));
 }
 
-export interface WorkloadView {
-  workload: string;
-  namespace: string;
-  inbound: Signals;
-  outbound: Signals;
-}
 
 export function workloads(dir: MeshDirectory, windowMs: number): WorkloadView[] {
   const deltas = dir.requestDeltas(windowMs);
@@ -253,23 +208,6 @@ export function workloads(dir: MeshDirectory, windowMs: number): WorkloadView[] 
     .sort((a, b) => b.inbound.rps + b.outbound.rps - (a.inbound.rps + a.outbound.rps));
 }
 
-export interface AgentView {
-  node: string;
-  version: string;
-  connected: boolean;
-  ready: boolean;
-  notReadyReason: string;
-  lastReportAgoMs: number;
-  uptimeS: number;
-  cpuCores: number;
-  rssBytes: number;
-  heapUsedBytes: number;
-  threads: number;
-  pods: number;
-  xds: { connected: boolean; synced: boolean; mode: string; lastNack: Record<string, string>; lastError: string } | null;
-  certificates: { identity: string; serial: string; notAfter: number; expiresInS: number; state: string; lastError: string }[];
-  tracing: { endpoint: string; exported: number; dropped: number; defaultPercent: number } | null;
-}
 
 export function agents(dir: MeshDirectory): AgentView[] {
   const now = Date.now();

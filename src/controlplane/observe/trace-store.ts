@@ -4,6 +4,13 @@
 
 import type { AttributeValue } from '../../telemetry/tracing/span';
 import type { ReceivedSpan } from '../../telemetry/tracing/otlp-proto';
+import type { SpanView, TraceSummary } from './dashboard-api';
+
+export type { TraceSummary };
+
+/** What the API serves of a received span must stay what the UI reads: this fails to compile otherwise. */
+type SpanViewHolds = ReceivedSpan extends SpanView ? true : never;
+export const SPAN_VIEW_HOLDS: SpanViewHolds = true;
 
 export interface TraceStoreOptions {
   /** Traces kept. Default 1000. */
@@ -23,21 +30,6 @@ interface StoredTrace {
   failed: boolean;
 }
 
-export interface TraceSummary {
-  traceId: string;
-  /** The root span's name, else the earliest span's. */
-  name: string;
-  /** `service.name` of the root (or earliest) span. */
-  service: string;
-  startMs: number;
-  durationMs: number;
-  spans: number;
-  failed: boolean;
-  /** Every span kept only because its request failed (not sampled). */
-  failureOnly: boolean;
-  services: string[];
-  status: number | null;
-}
 
 export interface TraceQuery {
   /** Only traces with a span of this `service.name` or mesh workload. */

@@ -3,10 +3,13 @@
 // merges and forwards subscriptions) and the CLI (which parses what a person types).
 
 import { NodemeshError } from '../../util/errors';
+import type { TapEvent } from './tap-event';
 
 export const TAP_ERR = { BAD_FILTER: 'NM_TAP_BAD_FILTER' } as const;
 
 export class TapFilterError extends NodemeshError<(typeof TAP_ERR)[keyof typeof TAP_ERR]> {}
+
+export type { TapEvent };
 
 export type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx' | 'error';
 
@@ -23,33 +26,6 @@ export interface TapFilter {
   reporter?: 'source' | 'destination';
 }
 
-/** One request as the tap shows it. */
-export interface TapEvent {
-  /** Unix ms when the request started. */
-  time: number;
-  node: string;
-  reporter: 'source' | 'destination';
-  sourceWorkload: string;
-  sourceNamespace: string;
-  destinationWorkload: string;
-  destinationNamespace: string;
-  destinationService: string;
-  method: string;
-  authority: string;
-  path: string;
-  status: number;
-  grpcStatus: string | null;
-  flags: string;
-  route: string | null;
-  cluster: string | null;
-  endpoint: string | null;
-  latencyMs: number;
-  mtls: boolean;
-  requestId: string;
-  /** The trace this request belongs to, and whether its spans were kept (sampled or failed). */
-  traceId: string | null;
-  traceKept: boolean;
-}
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 /** Workload names are pod or owner names: DNS subdomains. */
