@@ -7,7 +7,7 @@
 //   node bench/run.js [--quick] [--name bench] [--reps N] [--no-publish] [--only S1,S5]
 //                     [--agent-command "node --cpu-prof ... dist/src/cli/main.js agent"] [--keep]
 //                     [--threads N] [--load-cpus 0] [--proxy-cpus 1] [--trace-sampling 1]
-//                     [--contenders nodemesh-l7,haproxy-http-mtls]
+//                     [--contenders nodemesh-l7,haproxy-http-mtls] [--s6-lb PEAK_EWMA]
 'use strict';
 
 const fs = require('node:fs');
@@ -41,7 +41,7 @@ const QUICK = argv.includes('--quick');
 const IDLE_S = QUICK ? 10 : 30;
 const LAB = opt('name', 'bench');
 const KEEP = argv.includes('--keep');
-const PUBLISH = !QUICK && !argv.includes('--no-publish') && !argv.includes('--contenders');
+const PUBLISH = !QUICK && !argv.includes('--no-publish') && !argv.includes('--contenders') && !argv.includes('--s6-lb');
 const ONLY = opt('only', null);
 const AGENT_COMMAND = opt('agent-command', null);
 const REPS = Number(opt('reps', QUICK ? '1' : '3'));
@@ -86,6 +86,9 @@ const BULK_CONTENDERS = ['direct', 'nodemesh-l4', 'haproxy-mtls'].filter((c) => 
 /** S6 (one bad instance of three): direct against the L7 contenders; its pods exist only when it runs. */
 const S6_CONTENDERS = s6.CONTENDERS.filter((c) => CONTENDERS.includes(c));
 const S6_ON = runs('S6') && S6_CONTENDERS.length > 1;
+/** S6's DestinationRule loadBalancer.simple: the scenario's LEAST_REQUEST unless asked (to see what the balancer does). */
+const S6_LB = opt('s6-lb', 'LEAST_REQUEST');
+if (!(S6_LB in s6.LB)) throw new Error(`--s6-lb takes one of ${Object.keys(s6.LB).join(', ')}, not "${S6_LB}"`);
 const L7_VIP = '198.18.128.50';
 const HTTP_PORT = 8080;
 const BULK_PORT = 5201;
@@ -174,7 +177,7 @@ spec:
 `,
     );
   }
-  if (S6_ON) docs.push(s6.manifest(pod, ['taskset', '-c', String(LOAD_CPU), node, server], HTTP_PORT));
+  if (S6_ON) docs.push(s6.manifest(pod, ['taskset', '-c', String(LOAD_CPU), node, server], HTTP_PORT, S6_LB));
   return docs.join('\n');
 }
 
@@ -458,7 +461,7 @@ async function main() {
     // S6 measures a policy: make sure the source agent has it (the route table may come a moment after the Service).
     let problem = 'not checked';
     for (const until = Date.now() + 15_000; problem && Date.now() < until; await new Promise((r) => setTimeout(r, 250))) {
-      problem = s6.configProblem(JSON.parse(await adminText(state, 'node-a', '/config_dump')));
+      problem = s6.configProblem(JSON.parse(await adminText(state, 'node-a', '/config_dump')), S6_LB);
     }
     if (problem) throw new Error(`S6: node-a does not have the s6 Service's policy: ${problem}`);
   }
@@ -587,7 +590,7 @@ async function main() {
     contenders: results,
     ratios: rat,
     ratios_l7: ratL7,
-    s6: S6_ON ? { config: s6.describe(), verdict: s6.verdict(results) } : null,
+    s6: S6_ON ? { config: s6.describe(S6_LB), verdict: s6.verdict(results) } : null,
     haproxy_log_tail: haproxyLog.split('\n').slice(-10).join('\n'),
     duration_s: Math.round((Date.now() - started) / 1000),
   };

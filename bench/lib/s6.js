@@ -5,7 +5,7 @@
 // rate and a lower p99 than the client spreading requests over the endpoints itself?
 'use strict';
 
-const { aggregateHttp, median, spread, r3 } = require('./stats');
+const { aggregateHttp, median, r3 } = require('./stats');
 
 const VIP = '198.18.128.51';
 /** The three instances: name -> bench/server.js options. */
@@ -16,6 +16,8 @@ const ENDPOINTS = {
 };
 const CONTENDERS = ['direct', 'nodemesh-l7', 'haproxy-http-mtls'];
 const RETRY = { codes: [500, 502, 503], attempts: 2 };
+/** DestinationRule loadBalancer.simple values run.js's --s6-lb may pick, with the agent's name for each. */
+const LB = { LEAST_REQUEST: 'least_request', ROUND_ROBIN: 'round_robin', RANDOM: 'random', PEAK_EWMA: 'peak_ewma' };
 const OUTLIER = { consecutive5xxErrors: 3, interval: '1s', baseEjectionTime: '10s', maxEjectionPercent: 50 };
 
 const PLAN = {
@@ -29,7 +31,7 @@ const PLAN = {
  * @param {(name: string, node: string, sa: string, enroll: boolean, containers: object[]) => string} pod run.js's pod document
  * @param {string[]} serverArgv the server command up to its options (taskset, node, bench/server.js)
  */
-function manifest(pod, serverArgv, httpPort) {
+function manifest(pod, serverArgv, httpPort, lb = 'LEAST_REQUEST') {
   const docs = [];
   for (const [name, opts] of Object.entries(ENDPOINTS)) {
     const c = [{ name: 'http', argv: [...serverArgv, '--port', String(httpPort), ...opts] }];
@@ -61,18 +63,18 @@ metadata: { name: s6, namespace: default }
 spec:
   host: s6.default.svc.cluster.local
   trafficPolicy:
-    loadBalancer: { simple: LEAST_REQUEST }
+    loadBalancer: { simple: ${lb} }
     outlierDetection: { ${Object.entries(OUTLIER).map(([k, v]) => `${k}: ${v}`).join(', ')} }
 `);
   return docs.join('\n');
 }
 
 /** What each contender is configured with, for the results. */
-function describe() {
+function describe(lb = 'LEAST_REQUEST') {
   return {
     endpoints: 'three bench servers on node-b: good; flaky (500 to 20 % of requests, seeded PRNG); slow (every response held 30 ms)',
     direct: 'client-plain round-robins requests over the three plain instances itself (request i to instance i mod 3), its connections split evenly',
-    'nodemesh-l7': `Service s6 (appProtocol http, VIP ${VIP}); HTTPRoute retry ${JSON.stringify(RETRY)} (default backoff); DestinationRule loadBalancer LEAST_REQUEST, outlierDetection ${JSON.stringify(OUTLIER)}; default retry budget`,
+    'nodemesh-l7': `Service s6 (appProtocol http, VIP ${VIP}); HTTPRoute retry ${JSON.stringify(RETRY)} (default backoff); DestinationRule loadBalancer ${lb}, outlierDetection ${JSON.stringify(OUTLIER)}; default retry budget`,
     'haproxy-http-mtls': 'mode http on both hops, mTLS between them; B: balance leastconn, retries 2, retry-on 500 502 503 conn-failure, option redispatch 1; no health checks',
   };
 }
@@ -92,9 +94,9 @@ function targets(podOf, haproxyFront, haproxyPort, httpPort) {
 
 /**
  * Why the agents' view of S6 is not what the manifest asks, or null when it is: node-a (the source agent)
- * must have the route's retry and the cluster's LEAST_REQUEST and outlier detection.
+ * must have the route's retry and the cluster's balancer and outlier detection.
  */
-function configProblem(dump) {
+function configProblem(dump, lb = 'LEAST_REQUEST') {
   const table = (dump.routes || []).find((t) => t.name.startsWith('routes|s6.default'));
   const route = table && table.routes && table.routes[0];
   const retry = route && route.effective && route.effective.retry;
@@ -104,8 +106,8 @@ function configProblem(dump) {
   if (!cluster) return 'no s6 cluster';
   if (!cluster.policy || !cluster.policy.outlierDetection) return `s6 cluster without outlier detection: ${JSON.stringify(cluster.policy || null)}`;
   if (cluster.endpoints && cluster.endpoints.length !== 3) return `s6 cluster has ${cluster.endpoints.length} endpoints, not 3`;
-  const lb = cluster.policy.lb && cluster.policy.lb.kind;
-  if (lb !== undefined && lb !== 'least_request') return `s6 cluster balances ${lb}`;
+  const kind = (cluster.policy.lb && cluster.policy.lb.kind) || 'least_request';
+  if (kind !== LB[lb]) return `s6 cluster balances ${kind}, not ${LB[lb]}`;
   return null;
 }
 
@@ -152,7 +154,8 @@ function aggregate(reps, baseReps) {
   const out = aggregateHttp(reps, baseReps);
   const m = median(reps.map((r) => r.load.success_rate));
   out.success_rate = m === null ? null : Math.round(m * 1e5) / 1e5;
-  out.spread.success_rate = spread(reps.map((r) => r.load.success_rate));
+  const sr = reps.map((r) => r.load.success_rate).filter((x) => typeof x === 'number');
+  out.spread.success_rate = sr.length ? [Math.min(...sr), Math.max(...sr)] : null;
   out.non_2xx = reps.reduce((s, r) => s + r.load.non_2xx, 0);
   out.status_counts = reps.reduce((acc, r) => {
     for (const [k, v] of Object.entries(r.load.status_counts || {})) acc[k] = (acc[k] || 0) + v;
@@ -211,4 +214,4 @@ async function run(o) {
   return { agg, raw: reps };
 }
 
-module.exports = { VIP, ENDPOINTS, CONTENDERS, PLAN, manifest, describe, targets, configProblem, meshEndpointCounts, haproxyEndpointCounts, diff, aggregate, verdict, run };
+module.exports = { VIP, ENDPOINTS, CONTENDERS, LB, PLAN, manifest, describe, targets, configProblem, meshEndpointCounts, haproxyEndpointCounts, diff, aggregate, verdict, run };
