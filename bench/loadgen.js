@@ -2,10 +2,16 @@
 // Open-loop HTTP/1.1 load generator. Requests are scheduled at fixed intended times (rate R, evenly
 // spaced) independent of responses; latency is measured from the INTENDED send time, so a slow
 // response that delays later requests shows up in their latency (coordinated omission corrected,
-// as in wrk2). Prints one JSON object on stdout.
+// as in wrk2). Prints one JSON object on stdout. A request succeeds when it is answered 2xx; any other
+// status, a reset or a timeout is a failure, and latency percentiles are over successes
+// (`latency_all_ms`: over every answer, whatever its status).
 //
-//   node bench/loadgen.js --target IP:PORT --rate 1000 --conns 4 --duration 10 [--warmup 2]
+//   node bench/loadgen.js --target IP:PORT[,IP:PORT...] --rate 1000 --conns 4 --duration 10 [--warmup 2]
 //                         [--new-conn] [--max-inflight 512] [--path /] [--drain 2]
+//
+// Several targets: the client spreads requests itself, request i to target i mod n (round robin per
+// request, whatever the targets' speed), each target with its own connections (--conns split evenly,
+// rounded up) and its own FIFO; `per_target` counts what each one answered.
 //
 // Keep-alive mode: N connections are opened first; a due request goes to the least recently used
 // idle connection, or waits in a FIFO until one is idle (no pipelining). New-connection mode
@@ -29,8 +35,15 @@ if (!target) {
   console.error('loadgen: --target IP:PORT is required');
   process.exit(2);
 }
-const [host, portStr] = target.split(':');
-const port = Number(portStr);
+const targets = target.split(',').map((t) => {
+  const [host, portStr] = t.split(':');
+  const port = Number(portStr);
+  if (!host || !Number.isInteger(port) || port < 1 || port > 65535) {
+    console.error(`loadgen: --target takes IP:PORT[,IP:PORT...], not "${target}"`);
+    process.exit(2);
+  }
+  return { host, port, name: t };
+});
 const rate = Number(arg('rate', '1000'));
 const conns = Number(arg('conns', '4'));
 const durationS = Number(arg('duration', '10'));
@@ -40,24 +53,39 @@ const newConn = flag('new-conn');
 const maxInflight = Number(arg('max-inflight', '512'));
 const reqPath = arg('path', '/');
 
-const REQ = Buffer.from(`GET ${reqPath} HTTP/1.1\r\nHost: ${target}\r\nUser-Agent: nodemesh-bench\r\n\r\n`);
-const REQ_CLOSE = Buffer.from(`GET ${reqPath} HTTP/1.1\r\nHost: ${target}\r\nUser-Agent: nodemesh-bench\r\nConnection: close\r\n\r\n`);
+const CONNS_PER_TARGET = Math.max(1, Math.ceil(conns / targets.length));
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
 const intervalMs = 1000 / rate;
 const totalReqs = Math.round(rate * (warmupS + durationS));
 const warmupReqs = Math.round(rate * warmupS);
 
-const lat = new Float64Array(Math.max(0, totalReqs - warmupReqs)); // ms from intended send, measured requests
+const lat = new Float64Array(Math.max(0, totalReqs - warmupReqs)); // ms from intended send, measured successes
 const svc = new Float64Array(lat.length); // ms from actual write (service time, for insight)
 const lag = new Float64Array(lat.length); // ms the write happened after the intended time
+const latAll = new Float64Array(lat.length); // ms from intended send, every measured answer (any status)
 let nLat = 0;
+let nAll = 0;
 let errors = 0;
-let nonOk = 0;
+let non2xx = 0;
+const statusCounts = {};
 let connectErrors = 0;
 let completedMeasured = 0;
 let firstMeasuredAt = 0;
 let lastMeasuredAt = 0;
+
+/** One target: its request bytes, idle connections (LRU first), due requests waiting, live connections. */
+const pools = targets.map((t) => ({
+  ...t,
+  req: Buffer.from(`GET ${reqPath} HTTP/1.1\r\nHost: ${t.name}\r\nUser-Agent: nodemesh-bench\r\n\r\n`),
+  reqClose: Buffer.from(`GET ${reqPath} HTTP/1.1\r\nHost: ${t.name}\r\nUser-Agent: nodemesh-bench\r\nConnection: close\r\n\r\n`),
+  idle: [],
+  queue: [],
+  head: 0, // queue read index (avoids Array.shift on long queues)
+  live: new Set(),
+  ok: 0,
+  answered: 0,
+}));
 
 /** Incremental response reader: status line, Content-Length, body. Calls onDone(status) per response. */
 class ResponseReader {
@@ -95,11 +123,18 @@ class ResponseReader {
   }
 }
 
-function record(intended, sentAt, now, status) {
-  if (status !== 200) nonOk++;
+function record(intended, sentAt, now, status, pool) {
   if (intended.idx < warmupReqs) return;
   completedMeasured++;
-  if (status !== 200) return;
+  const ok = status >= 200 && status < 300;
+  statusCounts[status] = (statusCounts[status] || 0) + 1;
+  pool.answered++;
+  latAll[nAll++] = now - intended.t;
+  if (!ok) {
+    non2xx++;
+    return;
+  }
+  pool.ok++;
   if (nLat === 0) firstMeasuredAt = now;
   lastMeasuredAt = now;
   lat[nLat] = now - intended.t;
@@ -110,27 +145,23 @@ function record(intended, sentAt, now, status) {
 
 // ---- keep-alive mode ------------------------------------------------------------------------
 
-const idle = []; // FIFO of idle connections (least recently used first)
-const queue = []; // due requests waiting for an idle connection
-let head = 0; // queue read index (avoids Array.shift on long queues)
-const live = new Set();
 let stopping = false;
 
-function openConn() {
+function openConn(pool) {
   return new Promise((resolve) => {
-    const c = { sock: null, cur: null, sentAt: 0, ready: false };
-    const sock = net.connect({ host, port, noDelay: true });
+    const c = { sock: null, cur: null, sentAt: 0, ready: false, pool };
+    const sock = net.connect({ host: pool.host, port: pool.port, noDelay: true });
     c.sock = sock;
     c.reader = new ResponseReader((status) => {
       const now = performance.now();
       const r = c.cur;
       c.cur = null;
-      if (r) record(r, c.sentAt, now, status);
+      if (r) record(r, c.sentAt, now, status, pool);
       next(c);
     });
     sock.on('connect', () => {
       c.ready = true;
-      live.add(c);
+      pool.live.add(c);
       resolve(c);
     });
     sock.on('data', (d) => c.reader.push(d));
@@ -140,16 +171,16 @@ function openConn() {
         resolve(null);
         return;
       }
-      if (!live.delete(c)) return;
-      const i = idle.indexOf(c);
-      if (i >= 0) idle.splice(i, 1);
+      if (!pool.live.delete(c)) return;
+      const i = pool.idle.indexOf(c);
+      if (i >= 0) pool.idle.splice(i, 1);
       if (c.cur) {
         if (c.cur.idx >= warmupReqs) errors++;
         c.cur = null;
       }
       if (!stopping) {
         setTimeout(() => {
-          openConn().then((n) => n && next(n));
+          openConn(pool).then((n) => n && next(n));
         }, 10);
       }
     };
@@ -159,29 +190,31 @@ function openConn() {
 }
 
 function next(c) {
-  if (head < queue.length) {
-    const r = queue[head];
-    queue[head++] = undefined;
-    if (head > 4096 && head * 2 > queue.length) {
-      queue.splice(0, head);
-      head = 0;
+  const p = c.pool;
+  if (p.head < p.queue.length) {
+    const r = p.queue[p.head];
+    p.queue[p.head++] = undefined;
+    if (p.head > 4096 && p.head * 2 > p.queue.length) {
+      p.queue.splice(0, p.head);
+      p.head = 0;
     }
     send(c, r);
   } else {
-    idle.push(c);
+    p.idle.push(c);
   }
 }
 
 function send(c, r) {
   c.cur = r;
   c.sentAt = performance.now();
-  c.sock.write(REQ);
+  c.sock.write(c.pool.req);
 }
 
 function dispatchKeepAlive(r) {
-  const c = idle.shift();
+  const p = pools[r.idx % pools.length];
+  const c = p.idle.shift();
   if (c) send(c, r);
-  else queue.push(r);
+  else p.queue.push(r);
 }
 
 // ---- new-connection mode ----------------------------------------------------------------------
@@ -197,12 +230,13 @@ function dispatchNewConn(r) {
   }
   inflight++;
   let done = false;
-  const sock = net.connect({ host, port, noDelay: true });
+  const pool = pools[r.idx % pools.length];
+  const sock = net.connect({ host: pool.host, port: pool.port, noDelay: true });
   const finish = (ok, status) => {
     if (done) return;
     done = true;
     inflight--;
-    if (ok) record(r, r.sentAt, performance.now(), status);
+    if (ok) record(r, r.sentAt, performance.now(), status, pool);
     else if (r.idx >= warmupReqs) errors++;
     if (ncHead < ncQueue.length) {
       const q = ncQueue[ncHead];
@@ -216,7 +250,7 @@ function dispatchNewConn(r) {
   });
   sock.on('connect', () => {
     r.sentAt = performance.now();
-    sock.write(REQ_CLOSE);
+    sock.write(pool.reqClose);
   });
   sock.on('data', (d) => reader.push(d));
   sock.on('error', () => finish(false, 0));
@@ -249,28 +283,33 @@ function summary(arr, n) {
 function finish(t0, sentCount) {
   const measuredSpanS = durationS;
   const l = summary(lat, nLat);
+  const scheduled = totalReqs - warmupReqs;
   const out = {
     target,
     mode: newConn ? 'new-conn' : 'keep-alive',
     rate_target: rate,
-    conns: newConn ? null : conns,
+    conns: newConn ? null : CONNS_PER_TARGET * pools.length,
     duration_s: durationS,
     warmup_s: warmupS,
-    scheduled: totalReqs - warmupReqs,
+    scheduled,
     sent_total: sentCount,
     completed: completedMeasured,
     ok: nLat,
-    // Everything scheduled in the measured window that did not end in a 200 within the bounds.
-    errors: totalReqs - warmupReqs - nLat,
+    // Everything scheduled in the measured window that did not end in a 2xx within the bounds.
+    errors: scheduled - nLat,
+    success_rate: scheduled > 0 ? Math.round((nLat / scheduled) * 1e5) / 1e5 : null,
     socket_errors: errors,
-    unfinished: Math.max(0, totalReqs - warmupReqs - completedMeasured - errors),
-    non_200: nonOk,
+    unfinished: Math.max(0, scheduled - completedMeasured - errors),
+    non_2xx: non2xx,
+    status_counts: statusCounts,
     connect_errors: connectErrors,
     rate_rps: Math.round((nLat / measuredSpanS) * 10) / 10,
     completion_span_s: nLat ? Math.round((lastMeasuredAt - firstMeasuredAt) / 10) / 100 : 0,
     latency_ms: l,
+    latency_all_ms: summary(latAll, nAll),
     service_ms: summary(svc, nLat),
     send_lag_ms: summary(lag, nLat),
+    per_target: pools.length > 1 ? Object.fromEntries(pools.map((p) => [p.name, { ok: p.ok, answered: p.answered }])) : undefined,
     wall_s: Math.round((performance.now() - t0) / 10) / 100,
   };
   process.stdout.write(JSON.stringify(out) + '\n');
@@ -279,11 +318,13 @@ function finish(t0, sentCount) {
 
 async function main() {
   if (!newConn) {
-    const opened = await Promise.all(Array.from({ length: conns }, () => openConn()));
-    for (const c of opened) if (c) idle.push(c);
-    if (idle.length === 0) {
-      process.stdout.write(JSON.stringify({ target, fatal: `no connection to ${target} could be opened`, connect_errors: connectErrors }) + '\n');
-      process.exit(1);
+    for (const p of pools) {
+      const opened = await Promise.all(Array.from({ length: CONNS_PER_TARGET }, () => openConn(p)));
+      for (const c of opened) if (c) p.idle.push(c);
+      if (p.idle.length === 0) {
+        process.stdout.write(JSON.stringify({ target, fatal: `no connection to ${p.name} could be opened`, connect_errors: connectErrors }) + '\n');
+        process.exit(1);
+      }
     }
   }
   const dispatch = newConn ? dispatchNewConn : dispatchKeepAlive;
@@ -306,7 +347,7 @@ async function main() {
     const wait = () => {
       if (completedMeasured + errors >= totalReqs - warmupReqs || performance.now() >= deadline) {
         stopping = true;
-        for (const c of live) c.sock.destroy();
+        for (const p of pools) for (const c of p.live) c.sock.destroy();
         finish(t0, i);
       } else setTimeout(wait, 5);
     };

@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 // `npm run bench [-- --quick]`: brings up the bench lab, runs the contenders (direct, nodemesh-l4,
-// haproxy-mtls, nodemesh-l7, haproxy-http-mtls) interleaved through scenarios S1-S5, writes
+// haproxy-mtls, nodemesh-l7, haproxy-http-mtls) interleaved through scenarios S1-S6, writes
 // bench/results/, tears everything down.
 // Method, pinning and caveats: bench/README.md.
 //
 //   node bench/run.js [--quick] [--name bench] [--reps N] [--no-publish] [--only S1,S5]
 //                     [--agent-command "node --cpu-prof ... dist/src/cli/main.js agent"] [--keep]
 //                     [--threads N] [--load-cpus 0] [--proxy-cpus 1] [--trace-sampling 1]
-//                     [--contenders nodemesh-l7,haproxy-http-mtls]
+//                     [--contenders nodemesh-l7,haproxy-http-mtls] [--s6-lb PEAK_EWMA]
 'use strict';
 
 const fs = require('node:fs');
@@ -27,6 +27,7 @@ const sys = require('./lib/system');
 const hap = require('./lib/haproxy');
 const { aggregateHttp, aggregateBulk, ratios, r3 } = require('./lib/stats');
 const { writeResults } = require('./lib/report');
+const s6 = require('./lib/s6');
 
 // ---- options ----------------------------------------------------------------------------------
 
@@ -40,7 +41,7 @@ const QUICK = argv.includes('--quick');
 const IDLE_S = QUICK ? 10 : 30;
 const LAB = opt('name', 'bench');
 const KEEP = argv.includes('--keep');
-const PUBLISH = !QUICK && !argv.includes('--no-publish') && !argv.includes('--contenders');
+const PUBLISH = !QUICK && !argv.includes('--no-publish') && !argv.includes('--contenders') && !argv.includes('--s6-lb');
 const ONLY = opt('only', null);
 const AGENT_COMMAND = opt('agent-command', null);
 const REPS = Number(opt('reps', QUICK ? '1' : '3'));
@@ -53,6 +54,7 @@ const PLAN = QUICK
       s3: null,
       s4: { rate: 200, dur: 5, warm: 1 },
       s5: { dur: 3, omit: 1 },
+      s6: s6.PLAN.quick,
     }
   : {
       s1: { rate: 1000, conns: 4, dur: 15, warm: 2 },
@@ -64,6 +66,7 @@ const PLAN = QUICK
       s3: { conns: 100, dur: 5, warm: 1, ladder: [1000, 2500, 5000, 10000, 20000, 40000], bisect: 3, p99LimitMs: 10 },
       s4: { rate: 300, dur: 10, warm: 2 },
       s5: { dur: 6, omit: 1 },
+      s6: s6.PLAN.full,
     };
 const runs = (s) => !ONLY || ONLY.split(',').includes(s);
 
@@ -80,6 +83,12 @@ const CONTENDERS = ['direct', 'nodemesh-l4', 'haproxy-mtls', ...(L7 ? ['nodemesh
 );
 /** The L7 contenders carry HTTP only: S5 (a bulk TCP stream) is not theirs. */
 const BULK_CONTENDERS = ['direct', 'nodemesh-l4', 'haproxy-mtls'].filter((c) => CONTENDERS.includes(c));
+/** S6 (one bad instance of three): direct against the L7 contenders; its pods exist only when it runs. */
+const S6_CONTENDERS = s6.CONTENDERS.filter((c) => CONTENDERS.includes(c));
+const S6_ON = runs('S6') && S6_CONTENDERS.length > 1;
+/** S6's DestinationRule loadBalancer.simple: the scenario's LEAST_REQUEST unless asked (to see what the balancer does). */
+const S6_LB = opt('s6-lb', 'LEAST_REQUEST');
+if (!(S6_LB in s6.LB)) throw new Error(`--s6-lb takes one of ${Object.keys(s6.LB).join(', ')}, not "${S6_LB}"`);
 const L7_VIP = '198.18.128.50';
 const HTTP_PORT = 8080;
 const BULK_PORT = 5201;
@@ -168,6 +177,7 @@ spec:
 `,
     );
   }
+  if (S6_ON) docs.push(s6.manifest(pod, ['taskset', '-c', String(LOAD_CPU), node, server], HTTP_PORT, S6_LB));
   return docs.join('\n');
 }
 
@@ -262,9 +272,8 @@ async function measured(name, fn) {
 
 let TARGETS = {};
 
-async function loadgen(contender, args, timeoutS) {
-  const t = TARGETS[contender];
-  const argvL = ['taskset', '-c', String(LOAD_CPU), process.execPath, path.join(__dirname, 'loadgen.js'), '--target', `${t.host}:${t.http}`, ...args];
+async function loadgen(contender, args, timeoutS, t = TARGETS[contender]) {
+  const argvL = ['taskset', '-c', String(LOAD_CPU), process.execPath, path.join(__dirname, 'loadgen.js'), '--target', t.target || `${t.host}:${t.http}`, ...args];
   const r = await labExecCapture(LAB, t.client, argvL, (timeoutS + 15) * 1000);
   const line = r.stdout.trim().split('\n').pop() || '';
   let j;
@@ -277,10 +286,10 @@ async function loadgen(contender, args, timeoutS) {
   return j;
 }
 
-async function httpRun(contender, s, extra = []) {
+async function httpRun(contender, s, extra = [], target = undefined) {
   const args = ['--rate', String(s.rate), '--duration', String(s.dur), '--warmup', String(s.warm), ...extra];
   if (s.conns) args.push('--conns', String(s.conns));
-  const m = await measured(contender, () => loadgen(contender, args, s.dur + s.warm));
+  const m = await measured(contender, () => loadgen(contender, args, s.dur + s.warm, target));
   return { load: m.result, cpu_s: m.cpu_s, cpu_max_s: m.cpu_max_s, cpu_per_proc_s: m.cpu_per_proc_s, rss_peak_mb: m.rss_peak_mb, rss_steady_mb: m.rss_steady_mb, rss_anon_steady_mb: m.rss_anon_steady_mb };
 }
 
@@ -307,7 +316,7 @@ function fmtRun(c, r) {
 }
 
 /** Contender order for rep i: rotated, so no contender always runs first or right after another. */
-const orderFor = (i) => CONTENDERS.map((_, k) => CONTENDERS[(k + i) % CONTENDERS.length]);
+const orderFor = (i, list = CONTENDERS) => list.map((_, k) => list[(k + i) % list.length]);
 
 async function interleavedHttp(label, s, extra = []) {
   const reps = Object.fromEntries(CONTENDERS.map((c) => [c, []]));
@@ -417,6 +426,7 @@ async function main() {
     httpPort: HTTP_PORT,
     bulkPort: BULK_PORT,
     threads: THREADS,
+    s6Servers: S6_ON ? Object.keys(s6.ENDPOINTS).map((n) => ({ name: n, ip: pod(`s6-${n}-plain`).ip })) : undefined,
   });
   const hA = hap.startHaproxy(`/run/netns/${nodeA.netns}`, cfg.a, PROXY_CPU, path.join(owned.tmp, 'haproxy-a.log'));
   const hB = hap.startHaproxy(`/run/netns/${nodeB.netns}`, cfg.b, PROXY_CPU, path.join(owned.tmp, 'haproxy-b.log'));
@@ -446,6 +456,14 @@ async function main() {
   if (!/connection_security_policy="mutual_tls"/.test(mtls)) throw new Error('nodemesh-l4 smoke traffic did not arrive as mutual_tls on node-b: is HBONE on?');
   if (L7 && !/istio_requests_total\{reporter="destination",[^}]*destination_service="web(-v[12])?\.default\.svc\.cluster\.local"[^}]*connection_security_policy="mutual_tls"/.test(mtls)) {
     throw new Error(`nodemesh-l7 smoke traffic was not counted per request on node-b: is the web Service routed as HTTP? node-b counted:\n${mtls.split("\n").filter((l) => l.startsWith("istio_requests_total")).join("\n") || "(no istio_requests_total)"}`);
+  }
+  if (S6_ON) {
+    // S6 measures a policy: make sure the source agent has it (the route table may come a moment after the Service).
+    let problem = 'not checked';
+    for (const until = Date.now() + 15_000; problem && Date.now() < until; await new Promise((r) => setTimeout(r, 250))) {
+      problem = s6.configProblem(JSON.parse(await adminText(state, 'node-a', '/config_dump')), S6_LB);
+    }
+    if (problem) throw new Error(`S6: node-a does not have the s6 Service's policy: ${problem}`);
   }
 
   // Idle cost: memory right after start-up, then CPU and memory over a settle window with no traffic (xDS
@@ -515,6 +533,26 @@ async function main() {
     for (const c of BULK_CONTENDERS) results[c].S5 = aggregateBulk(reps[c]);
   }
 
+  if (S6_ON) {
+    const targets = s6.targets(pod, nodeA.gateway, hap.PORTS.s6.front, HTTP_PORT);
+    const r = await s6.run({
+      reps: REPS,
+      plan: PLAN.s6,
+      order: (i) => orderFor(i, S6_CONTENDERS),
+      httpRun: (c, s) => httpRun(c, s, [], targets[c]),
+      smoke: (c) => loadgen(c, ['--rate', '100', '--conns', String(PLAN.s6.conns), '--duration', '1', '--warmup', '0'], 1, targets[c]),
+      counts: {
+        'nodemesh-l7': async () => s6.meshEndpointCounts(await adminText(state, 'node-b', '/metrics')),
+        'haproxy-http-mtls': async () => s6.haproxyEndpointCounts(await hap.showStat(cfg.statsSocket)),
+      },
+      endpointByIp: targets.direct.endpointByIp,
+      log,
+      fmt: fmtRun,
+    });
+    for (const c of S6_CONTENDERS) results[c].S6 = r.agg[c];
+    raw.S6 = r.raw;
+  } else if (runs('S6')) skipped.push('S6 (needs the L7 contenders)');
+
   const crosscheck = (!QUICK || ONLY) && runs('X') ? await wrkCrosscheck() : null;
 
   /** nodemesh's contender against HAProxy's, per scenario; a partial run (--contenders) may lack either. */
@@ -552,6 +590,7 @@ async function main() {
     contenders: results,
     ratios: rat,
     ratios_l7: ratL7,
+    s6: S6_ON ? { config: s6.describe(S6_LB), verdict: s6.verdict(results) } : null,
     haproxy_log_tail: haproxyLog.split('\n').slice(-10).join('\n'),
     duration_s: Math.round((Date.now() - started) / 1000),
   };

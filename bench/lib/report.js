@@ -17,6 +17,7 @@ function scenarioTitle(key, plan) {
   if (key === 'S3') return `S3: knee (highest rate with p99 < ${plan.s3.p99LimitMs} ms, ${plan.s3.conns} connections, ${plan.s3.dur} s steps)`;
   if (key === 'S4') return `S4: a new connection per request, ${plan.s4.rate} rps, ${plan.s4.dur} s`;
   if (key === 'S5') return `S5: one bulk TCP stream (iperf3), ${plan.s5.dur} s`;
+  if (key === 'S6') return `S6: one bad instance of three (one answers 500 to 20 %, one 30 ms slower), ${plan.s6.rate} rps over ${plan.s6.conns} connections, ${plan.s6.dur} s`;
   return key;
 }
 
@@ -73,6 +74,36 @@ function targetsL7(r) {
   return rows;
 }
 
+const pct = (x, d = 2) => (x === null || x === undefined ? '–' : `${(x * 100).toFixed(d)} %`);
+
+/** S6: what the client saw from each contender, the instances' shares, and whether the promise holds. */
+function s6Table(L, r) {
+  L.push('| contender | client success rate | non-2xx answers | p50 ms | p99 ms (2xx) | p99 ms (every answer) | 2xx rps | proxy CPU s per 1k req (both) | share good / flaky / slow |');
+  L.push('|---|---|---|---|---|---|---|---|---|');
+  for (const [c, v] of Object.entries(r.contenders)) {
+    const s = v.S6;
+    if (!s) continue;
+    const sh = s.endpoint_share ? `${pct(s.endpoint_share.good, 1)} / ${pct(s.endpoint_share.flaky, 1)} / ${pct(s.endpoint_share.slow, 1)}` : '–';
+    const range = s.spread.success_rate ? ` (${pct(s.spread.success_rate[0])}–${pct(s.spread.success_rate[1])})` : '';
+    L.push(`| ${c} | ${pct(s.success_rate)}${range} | ${s.non_2xx} | ${f(s.p50_ms)}${sp(s.spread.p50_ms)} | ${f(s.p99_ms)}${sp(s.spread.p99_ms)} | ${f(s.p99_all_answers_ms)} | ${f(s.rate_rps, 1)} | ${f(s.cpu_s_per_1k_req, 4)} | ${sh} |`);
+  }
+  L.push('');
+  L.push('Shares: direct, what each instance answered; nodemesh-l7, what each enrolled instance received (node-b\'s destination counter, retries included); HAProxy, the responses B passed on per server (an attempt it retried is not among them).');
+  if (r.s6 && r.s6.config) {
+    L.push('');
+    for (const [k, v] of Object.entries(r.s6.config)) L.push(`- ${k}: ${v}`);
+  }
+  const v = r.s6 && r.s6.verdict;
+  if (v) {
+    L.push('');
+    L.push('Does the proxy make the client\'s success rate higher and its p99 lower than direct (issue 17)?');
+    L.push('');
+    for (const [c, x] of Object.entries(v)) {
+      L.push(`- **${c}**: success ${pct(x.success_rate)} vs ${pct(x.direct_success_rate)} (${x.higher_success ? 'higher' : 'not higher'}), p99 ${f(x.p99_ms)} vs ${f(x.direct_p99_ms)} ms (${x.lower_p99 ? 'lower' : 'not lower'}): **${x.holds ? 'holds' : 'does not hold'}**.`);
+    }
+  }
+}
+
 function markdown(r) {
   const m = r.machine;
   const L = [];
@@ -97,6 +128,8 @@ function markdown(r) {
         const s = v[key];
         if (s) L.push(`| ${c} | ${f(s.gbit_s, 2)}${sp(s.spread.gbit_s)} | ${f(s.cpu_s_per_gb)} | ${f(s.rss_peak_mb, 1)} | ${s.errors} |`);
       }
+    } else if (key === 'S6') {
+      s6Table(L, r);
     } else if (key === 'S3') {
       L.push('| contender | knee rps | first failing rps | p50 / p99 ms at knee | proxy CPU s per 1k req at knee | RSS peak MB at 5k rps |');
       L.push('|---|---|---|---|---|---|');
