@@ -1,12 +1,14 @@
 // Resilience at its edges in the lab, across nodes over HBONE mTLS, with real clients: what the retry layer must
 // not replay (a body over 64 KiB, a request still streaming when the upstream failed) next to what it replays
-// byte for byte, and plain HTTP/2 balanced per request over one client connection.
+// byte for byte, plain HTTP/2 balanced per request over one client connection, and the DestinationRule idle
+// timeout closing idle upstream connections (HTTP/1.1 and HTTP/2).
 
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { admin, down, execInPod, isRoot, metricSum, podYaml, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
+import { admin, down, execInPod, isRoot, metricSum, podIP, podYaml, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
+import type { LabState } from '../../src/lab';
 
 const EARLY_FAIL = path.resolve(__dirname, '../helpers/early-fail-http.js');
 const STREAMING_POST = path.resolve(__dirname, '../helpers/streaming-post.js');
@@ -71,9 +73,10 @@ const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex
 
 describe('L7 resilience at the edges, across nodes', { skip: !isRoot() && 'needs root (eBPF, netns, cgroups)' }, () => {
   const lab = uniqueLabName('re');
+  let state: LabState;
 
   before(async () => {
-    await upFromYaml(lab, MANIFEST);
+    state = await upFromYaml(lab, MANIFEST);
     await waitFor('node-a to have solo-routes and the idle timeouts', async () => {
       const dump = JSON.parse(await admin(lab, 'node-a', '/config_dump')) as { routes: { name: string; routes: unknown[] }[]; services: { clusters: { host: string; policy?: { connectionPool?: { idleTimeoutMs?: number } } }[] } };
       const solo = dump.routes.find((t) => t.name.startsWith('routes|solo.default'));
@@ -162,5 +165,39 @@ describe('L7 resilience at the edges, across nodes', { skip: !isRoot() && 'needs
       const toVip = [...conns.active, ...conns.recent].filter((c) => (typeof c.dst === 'string' ? c.dst.split(':')[0] : c.dst.ip) === vip);
       assert.equal(toVip.length, 1, `one client connection to ${vip}: ${JSON.stringify(toVip)}`);
     }
+  });
+
+  it('DestinationRule idleTimeout: idle upstream connections (HTTP/1.1 and HTTP/2) close after 1 s, while those of a 30 s rule stay open', async () => {
+    type Pool = { perSession: { address: string; streams: number }[] } | null;
+    type Dump = { mesh: { hboneClient: Pool } | null; workers: { hboneClient?: Pool }[] };
+    // node-a's upstream connections to a pod are HBONE tunnels (one CONNECT stream each) to its port 15008.
+    const tunnels = async (): Promise<Record<string, number>> => {
+      const dump = JSON.parse(await admin(lab, 'node-a', '/config_dump')) as Dump;
+      const out: Record<string, number> = {};
+      for (const p of [dump.mesh?.hboneClient, ...dump.workers.map((w) => w.hboneClient)]) {
+        for (const s of p?.perSession ?? []) {
+          const ip = s.address.slice(0, s.address.lastIndexOf(':'));
+          out[ip] = (out[ip] ?? 0) + s.streams;
+        }
+      }
+      return out;
+    };
+    const idle = podIP(state, 'idle-1');
+    const keep = podIP(state, 'keep-1');
+    // One HTTP/1.1 and one h2c request to each pod: two tunnels each, idle once answered.
+    for (const vip of [VIP.idle, VIP.keep]) assert.equal((await once(`http://${vip}/`, [])).status, 200);
+    for (const vip of [VIP.idleH2, VIP.keepH2]) assert.equal((await once(`http://${vip}/`, ['--http2'])).status, 200);
+    const open = await tunnels();
+    console.log(`idle timeout: tunnels after the requests ${JSON.stringify(open)}`);
+    assert.equal(open[keep], 2, `two upstream connections to keep-1: ${JSON.stringify(open)}`);
+    let last: Record<string, number> = open;
+    const closed = await waitFor(`the idle-1 connections to close (idle-1 ${idle}, keep-1 ${keep})`, async () => {
+      last = await tunnels();
+      return (last[idle] ?? 0) === 0 ? last : null;
+    }, 20_000).catch((e: Error) => assert.fail(`${e.message}: ${JSON.stringify(last)}`));
+    // Without asserting how long it took: the 30 s connections outlive the 1 s ones.
+    assert.equal(closed[keep], 2, `keep-1's connections are still open: ${JSON.stringify(closed)}`);
+    // The next request opens a new connection, and is served.
+    assert.equal((await once(`http://${VIP.idle}/`, [])).status, 200);
   });
 });

@@ -36,6 +36,9 @@ interface H2Entry {
   live: http2.ClientHttp2Session | null;
   /** Streams open on it. */
   active: number;
+  /** DestinationRule idleTimeout: closed this long after its last stream ended; null: the sweeper's (idlePoolMs). */
+  idleMs: number | null;
+  idleTimer: NodeJS.Timeout | null;
 }
 
 function key(pod: Workload, t: Target): string {
@@ -119,25 +122,43 @@ export class UpstreamPools {
     headers: http2.OutgoingHttpHeaders,
     opts: http2.ClientSessionRequestOptions,
     detected?: HttpVersion,
+    idleTimeoutMs?: number,
   ): Promise<http2.ClientHttp2Stream> {
-    const entry = this.h2Entry(pod, sockets, target, connectTimeoutMs, detected);
+    const k = key(pod, target);
+    const entry = this.h2Entry(k, pod, sockets, target, connectTimeoutMs, detected);
+    // The latest policy applies (a push may change it while the session lives).
+    entry.idleMs = idleTimeoutMs ?? null;
     const session = await entry.session;
     const stream = session.request(headers, opts);
     entry.active++;
     entry.lastUsed = Date.now();
+    if (entry.idleTimer !== null) {
+      clearTimeout(entry.idleTimer);
+      entry.idleTimer = null;
+    }
     stream.once('close', () => {
       entry.active--;
       entry.lastUsed = Date.now();
+      if (entry.active === 0 && entry.idleMs !== null) this.closeWhenIdle(k, entry, entry.idleMs);
     });
     return stream;
   }
 
-  private h2Entry(pod: Workload, sockets: PodSockets, target: Target, connectTimeoutMs: number, detected: HttpVersion | undefined): H2Entry {
-    const k = key(pod, target);
+  /** Closes `entry`'s session once it has carried no stream for `ms` (HTTP/1.1 pools have undici's keep-alive timer). */
+  private closeWhenIdle(k: string, entry: H2Entry, ms: number): void {
+    if (entry.idleTimer !== null) clearTimeout(entry.idleTimer);
+    entry.idleTimer = setTimeout(() => {
+      entry.idleTimer = null;
+      if (entry.active === 0 && this.h2.get(k) === entry) this.closeH2(k, entry);
+    }, ms);
+    entry.idleTimer.unref();
+  }
+
+  private h2Entry(k: string, pod: Workload, sockets: PodSockets, target: Target, connectTimeoutMs: number, detected: HttpVersion | undefined): H2Entry {
     const cur = this.h2.get(k);
     if (cur && (cur.live === null || (!cur.live.closed && !cur.live.destroyed))) return cur;
     this.makeRoom();
-    const entry: H2Entry = { session: null as unknown as Promise<http2.ClientHttp2Session>, pod: pod.uid, lastUsed: Date.now(), live: null, active: 0 };
+    const entry: H2Entry = { session: null as unknown as Promise<http2.ClientHttp2Session>, pod: pod.uid, lastUsed: Date.now(), live: null, active: 0, idleMs: null, idleTimer: null };
     const forget = (): void => {
       if (this.h2.get(k) === entry) this.h2.delete(k);
     };
@@ -196,7 +217,9 @@ export class UpstreamPools {
   }
 
   private closeH2(k: string, e: H2Entry): void {
-    this.h2.delete(k);
+    if (this.h2.get(k) === e) this.h2.delete(k);
+    if (e.idleTimer !== null) clearTimeout(e.idleTimer);
+    e.idleTimer = null;
     e.live?.close();
   }
 
