@@ -41,6 +41,8 @@ interface H2Entry {
   idleTimer: NodeJS.Timeout | null;
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 function key(pod: Workload, t: Target): string {
   return `${pod.uid}|${t.via}|${t.ip}|${t.port}|${t.from ?? ''}`;
 }
@@ -126,10 +128,10 @@ export class UpstreamPools {
   ): Promise<http2.ClientHttp2Stream> {
     const k = key(pod, target);
     const entry = this.h2Entry(k, pod, sockets, target, connectTimeoutMs, detected);
-    // The latest policy applies (a push may change it while the session lives).
-    entry.idleMs = idleTimeoutMs ?? null;
     const session = await entry.session;
     const stream = session.request(headers, opts);
+    // The latest policy applies (a push may change it while the session lives).
+    entry.idleMs = idleTimeoutMs ?? null;
     entry.active++;
     entry.lastUsed = Date.now();
     if (entry.idleTimer !== null) {
@@ -139,18 +141,26 @@ export class UpstreamPools {
     stream.once('close', () => {
       entry.active--;
       entry.lastUsed = Date.now();
-      if (entry.active === 0 && entry.idleMs !== null) this.closeWhenIdle(k, entry, entry.idleMs);
+      if (entry.active === 0) this.closeWhenIdle(k, entry);
     });
     return stream;
   }
 
-  /** Closes `entry`'s session once it has carried no stream for `ms` (HTTP/1.1 pools have undici's keep-alive timer). */
-  private closeWhenIdle(k: string, entry: H2Entry, ms: number): void {
+  /** Closes `entry`'s session once it has carried no stream for its idleMs (HTTP/1.1 pools have undici's keep-alive timer). */
+  private closeWhenIdle(k: string, entry: H2Entry): void {
     if (entry.idleTimer !== null) clearTimeout(entry.idleTimer);
+    entry.idleTimer = null;
+    if (entry.idleMs === null) return;
+    const left = entry.lastUsed + entry.idleMs - Date.now();
+    if (left <= 0) {
+      this.closeH2(k, entry);
+      return;
+    }
+    // Node's timers overflow past 2^31-1 ms (and then fire at once): a longer timeout is waited in parts.
     entry.idleTimer = setTimeout(() => {
       entry.idleTimer = null;
-      if (entry.active === 0 && this.h2.get(k) === entry) this.closeH2(k, entry);
-    }, ms);
+      if (entry.active === 0 && this.h2.get(k) === entry) this.closeWhenIdle(k, entry);
+    }, Math.min(left, MAX_TIMER_MS));
     entry.idleTimer.unref();
   }
 
@@ -226,7 +236,8 @@ export class UpstreamPools {
   private idle(e: H1Entry | H2Entry, now: number): boolean {
     if (now - e.lastUsed < this.idlePoolMs) return false;
     if ('pool' in e) return e.pool.stats.connected === 0 && e.pool.stats.pending === 0 && e.pool.stats.running === 0;
-    return e.active === 0;
+    // A session under a DestinationRule idleTimeout keeps it, longer than idlePoolMs too (HTTP/1.1 pools do).
+    return e.active === 0 && e.idleMs === null;
   }
 
   private sweep(): void {
