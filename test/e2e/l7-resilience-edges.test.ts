@@ -1,18 +1,20 @@
 // Resilience at its edges in the lab, across nodes over HBONE mTLS, with real clients: what the retry layer must
-// not replay (a body over 64 KiB, a request still streaming when the upstream failed) next to what it replays
-// byte for byte, plain HTTP/2 balanced per request over one client connection, and the DestinationRule idle
-// timeout closing idle upstream connections (HTTP/1.1 and HTTP/2).
+// not replay (a body over 64 KiB, a request or gRPC call still streaming when the upstream failed) next to what
+// it replays byte for byte, plain HTTP/2 balanced per request over one client connection, and the
+// DestinationRule idle timeout closing idle upstream connections (HTTP/1.1 and HTTP/2).
 
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { admin, down, execInPod, isRoot, metricSum, podIP, podYaml, uniqueLabName, upFromYaml, waitFor } from '../helpers/lab';
+import { grpcMessage } from '../helpers/streaming-post';
 import type { LabState } from '../../src/lab';
 
 const EARLY_FAIL = path.resolve(__dirname, '../helpers/early-fail-http.js');
+const EARLY_FAIL_GRPC = path.resolve(__dirname, '../helpers/early-fail-grpc.js');
 const STREAMING_POST = path.resolve(__dirname, '../helpers/streaming-post.js');
-const VIP = { solo: '198.18.128.70', early: '198.18.128.71', web: '198.18.128.72', webH2: '198.18.128.73', idle: '198.18.128.74', keep: '198.18.128.75', idleH2: '198.18.128.76', keepH2: '198.18.128.77' };
+const VIP = { solo: '198.18.128.70', early: '198.18.128.71', web: '198.18.128.72', webH2: '198.18.128.73', idle: '198.18.128.74', keep: '198.18.128.75', idleH2: '198.18.128.76', keepH2: '198.18.128.77', grpc: '198.18.128.78' };
 const H2C = 'kubernetes.io/h2c';
 
 const pod = (name: string, node: string, app: string, command: string[]): string => podYaml({ name, node, serviceAccount: app, app, command });
@@ -34,6 +36,7 @@ const MANIFEST = [
   pod('client', 'node-a', 'client', ['sleep', 'infinity']),
   pod('solo-1', 'node-b', 'solo', sample('solo')),
   pod('early-1', 'node-b', 'early', [process.execPath, EARLY_FAIL, '8080']),
+  pod('early-grpc-1', 'node-b', 'early-grpc', [process.execPath, EARLY_FAIL_GRPC, '8080']),
   pod('web-1', 'node-b', 'web', sample('web')),
   pod('web-2', 'node-b', 'web', sample('web')),
   // Each serves one HTTP/1.1 and one h2c Service: the upstream connections to a pod are its HBONE tunnels.
@@ -41,6 +44,7 @@ const MANIFEST = [
   pod('keep-1', 'node-b', 'keep', sample('keep')),
   svc('solo', VIP.solo, 'solo'),
   svc('early', VIP.early, 'early'),
+  svc('early-grpc', VIP.grpc, 'early-grpc', 'grpc'),
   svc('web', VIP.web, 'web'),
   svc('web-h2', VIP.webH2, 'web', H2C),
   svc('idle', VIP.idle, 'idle'),
@@ -143,6 +147,30 @@ describe('L7 resilience at the edges, across nodes', { skip: !isRoot() && 'needs
     assert.deepEqual(whole.body?.requestBody, { bytes: body.length, sha256: sha256(Buffer.from(body)) });
     assert.equal(await hits(k2), 2);
     assert.equal((await retries()) - r0, 1, 'only the complete body was retried');
+  });
+
+  it('gRPC client streaming: a call still sending when the upstream answers UNAVAILABLE is not retried; the same call complete is', async () => {
+    const hits = async (key: string): Promise<number> => ((await once(`http://${VIP.grpc}/hits/${key}`, ['--http2'])).body as unknown as { hits: number }).hits;
+    type Call = { status: number; grpcStatus: number; head: Record<string, string>; messagesBeforeAnswer: number };
+    const call = async (key: string, mode: string): Promise<Call> => {
+      const r = await execInPod(lab, 'client', [process.execPath, STREAMING_POST, `http://${VIP.grpc}/nodemesh.test.Upload/Send`, key, mode], 20_000);
+      return JSON.parse(r.stdout.trim().split('\n')[0]!) as Call;
+    };
+    const r0 = await retries();
+    const k1 = `${lab}-grpc-stream`;
+    const streamed = await call(k1, 'grpc');
+    console.log(`gRPC streaming: ${JSON.stringify(streamed)}`);
+    assert.deepEqual([streamed.status, streamed.grpcStatus, streamed.head['x-attempt']], [200, 14, '1'], JSON.stringify(streamed));
+    assert.ok(streamed.messagesBeforeAnswer >= 1, 'the call was still sending');
+    assert.equal(await hits(k1), 1, 'sent once');
+    // Istio's default retries include UNAVAILABLE: the complete call is replayed, its messages intact.
+    const k2 = `${lab}-grpc-whole`;
+    const whole = await call(k2, 'grpc-whole');
+    assert.deepEqual([whole.grpcStatus, whole.head['x-attempt']], [0, '2'], JSON.stringify(whole));
+    const sent = Buffer.concat([0, 1, 2].map(grpcMessage));
+    assert.deepEqual([whole.head['x-request-bytes'], whole.head['x-request-sha256']], [String(sent.length), sha256(sent)]);
+    assert.equal(await hits(k2), 2);
+    assert.equal((await retries()) - r0, 1, 'only the complete call was retried');
   });
 
   it('HTTP/2 (h2c, not gRPC): 40 requests on one client connection are balanced per request, to HTTP/1.1 and to h2c upstreams', async () => {
