@@ -132,13 +132,17 @@ describe('L7 resilience at the edges, across nodes', { skip: !isRoot() && 'needs
     // The backend answers 503 at the request's head (Istio's default retries include 503), while the client
     // keeps sending chunks until that answer arrives.
     const k1 = `${lab}-stream`;
-    const r = await execInPod(lab, 'client', [process.execPath, STREAMING_POST, `http://${VIP.early}/upload?fail=1`, k1], 20_000);
-    const streamed = JSON.parse(r.stdout.trim().split('\n')[0]!) as { status: number; body: { attempt: number }; chunksBeforeAnswer: number };
+    // Then, on the same keep-alive client, a GET asking the backend how many requests carried that key.
+    const r = await execInPod(lab, 'client', [process.execPath, STREAMING_POST, `http://${VIP.early}/upload?fail=1`, k1, `http://${VIP.early}/hits?key=${k1}`], 20_000);
+    type Streamed = { status: number; body: { attempt: number }; chunksBeforeAnswer: number; next: { status: number; body: { hits: number }; sameConnection: boolean } };
+    const streamed = JSON.parse(r.stdout.trim().split('\n')[0]!) as Streamed;
     console.log(`streaming: ${JSON.stringify(streamed)}`);
     assert.equal(streamed.status, 503, JSON.stringify(streamed));
     assert.equal(streamed.body.attempt, 1, 'the client got the failed attempt');
     assert.ok(streamed.chunksBeforeAnswer >= 1, 'the body was still streaming');
-    assert.equal(await hits(k1), 1, 'sent once');
+    // The rest of the upload is not taken for a request: the next one on that client is served as itself.
+    assert.deepEqual([streamed.next.status, streamed.next.body.hits], [200, 1], 'sent once');
+    assert.equal(await hits(k1), 1);
     // The same failure on a complete body is retried, the body replayed: a second attempt answers 200.
     const k2 = `${lab}-whole`;
     const body = randomBytes(2000).toString('hex');

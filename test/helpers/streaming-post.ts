@@ -1,7 +1,8 @@
 // Run inside a pod: one request whose body is still being sent when the answer comes: a piece every 100 ms
 // until the answer's head arrives (at most 10 s), the last one after it. Prints one JSON line: the status, the
 // answer (JSON body, or for gRPC the head), and how many pieces went out before the answer.
-//   node streaming-post.js URL FAIL_KEY            HTTP/1.1 POST, chunked body of 1 KiB chunks
+//   node streaming-post.js URL FAIL_KEY [NEXT_URL] HTTP/1.1 POST, chunked body of 1 KiB chunks; then a GET of
+//                                                  NEXT_URL on the same keep-alive client
 //   node streaming-post.js URL FAIL_KEY grpc       a gRPC client-streaming call over h2c (length-prefixed messages)
 //   node streaming-post.js URL FAIL_KEY grpc-whole the same call with all 3 messages sent and ended at once
 
@@ -34,23 +35,46 @@ function stream(write: (i: number) => void, answered: () => boolean, last: () =>
   return () => sent;
 }
 
-function h1(): void {
+function json(parts: Buffer[]): unknown {
+  const text = Buffer.concat(parts).toString('utf8');
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** Then a GET of `next` on the same keep-alive client: served as its own request, whether or not on the same connection. */
+function h1(next: string | undefined): void {
   const chunk = Buffer.alloc(1024, 's');
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   let answered = false;
   let sent = (): number => 0;
-  const req = http.request(url!, { method: 'POST', headers: { 'x-fail-key': key!, 'transfer-encoding': 'chunked' }, agent: false }, (res) => {
+  const req = http.request(url!, { method: 'POST', headers: { 'x-fail-key': key!, 'transfer-encoding': 'chunked' }, agent }, (res) => {
     answered = true;
     const before = sent();
     const parts: Buffer[] = [];
     res.on('data', (c: Buffer) => parts.push(c));
     res.on('end', () => {
-      let body: unknown = Buffer.concat(parts).toString('utf8');
-      try {
-        body = JSON.parse(body as string);
-      } catch {
-        // kept as text
+      const first = { status: res.statusCode, body: json(parts), chunksBeforeAnswer: before };
+      if (!next) {
+        out(first);
+        agent.destroy();
+        return;
       }
-      out({ status: res.statusCode, body, chunksBeforeAnswer: before });
+      const socket = req.socket;
+      const again = http.get(next, { agent }, (r) => {
+        const p: Buffer[] = [];
+        r.on('data', (c: Buffer) => p.push(c));
+        r.on('end', () => {
+          out({ ...first, next: { status: r.statusCode, body: json(p), sameConnection: r.socket === socket } });
+          agent.destroy();
+        });
+      });
+      again.on('error', (e) => {
+        out({ ...first, next: { status: null, error: e.message } });
+        agent.destroy();
+      });
     });
     // The body ends only now: the upstream answered while it was streaming.
     req.end(chunk);
@@ -94,5 +118,5 @@ function grpc(whole: boolean): void {
 // Imported by the tests for grpcMessage.
 if (require.main === module) {
   if (mode === 'grpc' || mode === 'grpc-whole') grpc(mode === 'grpc-whole');
-  else h1();
+  else h1(mode);
 }
