@@ -187,7 +187,12 @@ function protocolOptions(where: string, c: Msg, pool: NonNullable<ClusterPolicy[
     const common = m.common_http_protocol_options as Msg | null | undefined;
     if (!common) continue;
     refuse(`${where} ${name} common_http_protocol_options`, common, { max_headers_count: 'not supported', max_connection_duration: 'use idle_timeout', max_stream_duration: 'use the route timeout' });
-    if (common.idle_timeout) pool.idleTimeoutMs = durationMs(common.idle_timeout, 0);
+    if (common.idle_timeout) {
+      const idle = durationMs(common.idle_timeout, 0);
+      // Envoy reads 0 as "never close idle connections"; the pools always close them (undici refuses 0).
+      if (idle < 1) throw new XdsResourceError(`${where} ${name}: common_http_protocol_options idle_timeout ${idle === 0 ? '0 (no idle timeout)' : 'under 1 ms'} is not supported (give a duration of at least 1 ms, or leave it unset for the agent's default)`);
+      pool.idleTimeoutMs = idle;
+    }
     const max = limit(common.max_requests_per_connection);
     if (max !== undefined) pool.maxRequestsPerConnection = max;
   }

@@ -1,6 +1,6 @@
 // Integration: gRPC through two in-process agents over HBONE with a real @grpc/grpc-js client and server:
 // unary, server streaming and bidi streaming, statuses and trailers passed through, per-request balancing
-// over one client HTTP/2 connection, and a client deadline.
+// over one client HTTP/2 connection, a client deadline, and the upstream idle timeout.
 
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
@@ -182,5 +182,18 @@ describe('gRPC between two agents over HBONE (in-process, @grpc/grpc-js both end
     // any answer (code 0, DC, as Envoy reports it) or as DEADLINE_EXCEEDED.
     await waitFor('the call in the metrics', async () => (await total()) === before + 1, 5000);
     assert.match(await pair.registryA.getSingleMetricAsString('istio_requests_total'), /response_code="0",grpc_response_status="-",response_flags="DC"|grpc_response_status="4"/);
+  });
+
+  it('a DestinationRule idleTimeout closes idle upstream HTTP/2 sessions (without one they stay pooled)', async () => {
+    const sessions = (): number => pair.a.ctx.http!.pools.stats().h2Sessions;
+    // The calls above left a session per endpoint, which the pool keeps for 60 s without a rule.
+    assert.equal(sessions(), 2);
+    const cluster: ClusterInfo = { name: 'echo', host: HOST, lbPolicy: 'round_robin', connectTimeoutMs: 2000, protocol: 'grpc', policy: { lb: { kind: 'round_robin' }, connectionPool: { idleTimeoutMs: 200 } } };
+    pair.configure({ clusters: [cluster], endpoints: new Map([['echo', [ep(S1), ep(S2)]]]), vips: [{ vip: VIP.ip, port: VIP.port, cluster: 'echo', protocol: 'grpc' }] });
+    for (const m of ['a', 'b']) assert.equal((await unary(m)).err, null);
+    await waitFor('both sessions to close once idle', async () => sessions() === 0, 5000);
+    // The next call dials a new session and is served.
+    assert.equal((await unary('c')).err, null);
+    assert.equal(sessions(), 1);
   });
 });

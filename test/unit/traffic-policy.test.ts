@@ -356,6 +356,7 @@ test('the agent NACKs, with the reason, cluster policy its layers cannot honour'
   const lbp = (type: string, cfg: Record<string, unknown> = {}) => ({
     load_balancing_policy: { policies: [{ typed_extension_config: { name: 'p', typed_config: toAny(type, cfg) } }] },
   });
+  const HPO = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
   const cases: [string, RegExp][] = [
     [nack({ lb_policy: 'CLUSTER_PROVIDED' }), /lb_policy CLUSTER_PROVIDED is not supported \(ROUND_ROBIN, LEAST_REQUEST/],
     [nack({ lb_policy: 'LEAST_REQUEST', least_request_lb_config: { choice_count: { value: 3 } } }), /choice_count 3 is not supported \(the agent picks the better of 2\)/],
@@ -369,6 +370,7 @@ test('the agent NACKs, with the reason, cluster policy its layers cannot honour'
     [nack({ common_lb_config: { locality_weighted_lb_config: {} } }), /locality_weighted_lb_config is not supported \(the agent prefers its own node, then zone/],
     [nack({ health_checks: [{ timeout: { seconds: 1 } }] }), /health_checks is not supported \(the agent does no active health checking/],
     [nack({ metadata: { filter_metadata: { nodemesh: { fields: { retryBudget: { stringValue: 'lots' } } } } } }), /metadata nodemesh.retryBudget must be/],
+    [nack({ typed_extension_protocol_options: { [HPO]: toAny(HPO, { common_http_protocol_options: { idle_timeout: { seconds: 0 } } }) } }), /idle_timeout 0 \(no idle timeout\) is not supported/],
   ];
   for (const [got, want] of cases) assert.match(got, want);
 });

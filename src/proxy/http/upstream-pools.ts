@@ -36,7 +36,12 @@ interface H2Entry {
   live: http2.ClientHttp2Session | null;
   /** Streams open on it. */
   active: number;
+  /** DestinationRule idleTimeout: closed this long after its last stream ended; null: the sweeper's (idlePoolMs). */
+  idleMs: number | null;
+  idleTimer: NodeJS.Timeout | null;
 }
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function key(pod: Workload, t: Target): string {
   return `${pod.uid}|${t.via}|${t.ip}|${t.port}|${t.from ?? ''}`;
@@ -119,25 +124,51 @@ export class UpstreamPools {
     headers: http2.OutgoingHttpHeaders,
     opts: http2.ClientSessionRequestOptions,
     detected?: HttpVersion,
+    idleTimeoutMs?: number,
   ): Promise<http2.ClientHttp2Stream> {
-    const entry = this.h2Entry(pod, sockets, target, connectTimeoutMs, detected);
+    const k = key(pod, target);
+    const entry = this.h2Entry(k, pod, sockets, target, connectTimeoutMs, detected);
     const session = await entry.session;
     const stream = session.request(headers, opts);
+    // The latest policy applies (a push may change it while the session lives).
+    entry.idleMs = idleTimeoutMs ?? null;
     entry.active++;
     entry.lastUsed = Date.now();
+    if (entry.idleTimer !== null) {
+      clearTimeout(entry.idleTimer);
+      entry.idleTimer = null;
+    }
     stream.once('close', () => {
       entry.active--;
       entry.lastUsed = Date.now();
+      if (entry.active === 0) this.closeWhenIdle(k, entry);
     });
     return stream;
   }
 
-  private h2Entry(pod: Workload, sockets: PodSockets, target: Target, connectTimeoutMs: number, detected: HttpVersion | undefined): H2Entry {
-    const k = key(pod, target);
+  /** Closes `entry`'s session once it has carried no stream for its idleMs (HTTP/1.1 pools have undici's keep-alive timer). */
+  private closeWhenIdle(k: string, entry: H2Entry): void {
+    if (entry.idleTimer !== null) clearTimeout(entry.idleTimer);
+    entry.idleTimer = null;
+    if (entry.idleMs === null) return;
+    const left = entry.lastUsed + entry.idleMs - Date.now();
+    if (left <= 0) {
+      this.closeH2(k, entry);
+      return;
+    }
+    // Node's timers overflow past 2^31-1 ms (and then fire at once): a longer timeout is waited in parts.
+    entry.idleTimer = setTimeout(() => {
+      entry.idleTimer = null;
+      if (entry.active === 0 && this.h2.get(k) === entry) this.closeWhenIdle(k, entry);
+    }, Math.min(left, MAX_TIMER_MS));
+    entry.idleTimer.unref();
+  }
+
+  private h2Entry(k: string, pod: Workload, sockets: PodSockets, target: Target, connectTimeoutMs: number, detected: HttpVersion | undefined): H2Entry {
     const cur = this.h2.get(k);
     if (cur && (cur.live === null || (!cur.live.closed && !cur.live.destroyed))) return cur;
     this.makeRoom();
-    const entry: H2Entry = { session: null as unknown as Promise<http2.ClientHttp2Session>, pod: pod.uid, lastUsed: Date.now(), live: null, active: 0 };
+    const entry: H2Entry = { session: null as unknown as Promise<http2.ClientHttp2Session>, pod: pod.uid, lastUsed: Date.now(), live: null, active: 0, idleMs: null, idleTimer: null };
     const forget = (): void => {
       if (this.h2.get(k) === entry) this.h2.delete(k);
     };
@@ -196,14 +227,17 @@ export class UpstreamPools {
   }
 
   private closeH2(k: string, e: H2Entry): void {
-    this.h2.delete(k);
+    if (this.h2.get(k) === e) this.h2.delete(k);
+    if (e.idleTimer !== null) clearTimeout(e.idleTimer);
+    e.idleTimer = null;
     e.live?.close();
   }
 
   private idle(e: H1Entry | H2Entry, now: number): boolean {
     if (now - e.lastUsed < this.idlePoolMs) return false;
     if ('pool' in e) return e.pool.stats.connected === 0 && e.pool.stats.pending === 0 && e.pool.stats.running === 0;
-    return e.active === 0;
+    // A session under a DestinationRule idleTimeout keeps it, longer than idlePoolMs too (HTTP/1.1 pools do).
+    return e.active === 0 && e.idleMs === null;
   }
 
   private sweep(): void {
