@@ -454,7 +454,7 @@ async function main() {
   }
   const mtls = await adminText(state, 'node-b', '/metrics');
   if (!/connection_security_policy="mutual_tls"/.test(mtls)) throw new Error('nodemesh-l4 smoke traffic did not arrive as mutual_tls on node-b: is HBONE on?');
-  if (L7 && !/istio_requests_total\{reporter="destination",[^}]*destination_service="web(-v[12])?\.default\.svc\.cluster\.local"[^}]*connection_security_policy="mutual_tls"/.test(mtls)) {
+  if (CONTENDERS.includes('nodemesh-l7') && !/istio_requests_total\{reporter="destination",[^}]*destination_service="web(-v[12])?\.default\.svc\.cluster\.local"[^}]*connection_security_policy="mutual_tls"/.test(mtls)) {
     throw new Error(`nodemesh-l7 smoke traffic was not counted per request on node-b: is the web Service routed as HTTP? node-b counted:\n${mtls.split("\n").filter((l) => l.startsWith("istio_requests_total")).join("\n") || "(no istio_requests_total)"}`);
   }
   if (S6_ON) {
