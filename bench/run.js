@@ -7,7 +7,7 @@
 //   node bench/run.js [--quick] [--name bench] [--reps N] [--no-publish] [--only S1,S5]
 //                     [--agent-command "node --cpu-prof ... dist/src/cli/main.js agent"] [--keep]
 //                     [--threads N] [--load-cpus 0] [--proxy-cpus 1] [--trace-sampling 1]
-//                     [--contenders nodemesh-l7,haproxy-http-mtls] [--s6-lb PEAK_EWMA]
+//                     [--contenders nodemesh-l7,haproxy-http-mtls] [--s6-lb PEAK_EWMA] [--l7-policy idle]
 'use strict';
 
 const fs = require('node:fs');
@@ -41,7 +41,7 @@ const QUICK = argv.includes('--quick');
 const IDLE_S = QUICK ? 10 : 30;
 const LAB = opt('name', 'bench');
 const KEEP = argv.includes('--keep');
-const PUBLISH = !QUICK && !argv.includes('--no-publish') && !argv.includes('--contenders') && !argv.includes('--s6-lb');
+const PUBLISH = !QUICK && !argv.includes('--no-publish') && !argv.includes('--contenders') && !argv.includes('--s6-lb') && !argv.includes('--l7-policy');
 const ONLY = opt('only', null);
 const AGENT_COMMAND = opt('agent-command', null);
 const REPS = Number(opt('reps', QUICK ? '1' : '3'));
@@ -88,6 +88,32 @@ const S6_CONTENDERS = s6.CONTENDERS.filter((c) => CONTENDERS.includes(c));
 const S6_ON = runs('S6') && S6_CONTENDERS.length > 1;
 /** S6's DestinationRule loadBalancer.simple: the scenario's LEAST_REQUEST unless asked (to see what the balancer does). */
 const S6_LB = opt('s6-lb', 'LEAST_REQUEST');
+/**
+ * `--l7-policy idle`: the L7 route with the resilience layers configured but never triggered (issue 17: the
+ * L7 scenarios must not get slower than noise for it): a request and a per-try timeout and a retry on every
+ * rule, and for both backends a connection pool with limits the load never reaches, outlier detection and
+ * LEAST_REQUEST. Never published; compare with a run without it (A/B).
+ */
+const L7_POLICY = opt('l7-policy', null);
+if (L7_POLICY !== null && L7_POLICY !== 'idle') throw new Error(`--l7-policy takes "idle", not "${L7_POLICY}"`);
+const IDLE_POLICY = {
+  route: ['      timeouts: { request: 10s, backendRequest: 5s }', '      retry: { codes: [502, 503], attempts: 2, backoff: 25ms }'].join('\n'),
+  destinationRules: ['web-v1', 'web-v2']
+    .map(
+      (h) => `---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: ${h}, namespace: default }
+spec:
+  host: ${h}.default.svc.cluster.local
+  trafficPolicy:
+    loadBalancer: { simple: LEAST_REQUEST }
+    connectionPool: { tcp: { maxConnections: 10000 }, http: { http1MaxPendingRequests: 10000, http2MaxRequests: 10000, maxRetries: 1000 } }
+    outlierDetection: { consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50 }
+`,
+    )
+    .join(''),
+};
 if (!(S6_LB in s6.LB)) throw new Error(`--s6-lb takes one of ${Object.keys(s6.LB).join(', ')}, not "${S6_LB}"`);
 const L7_VIP = '198.18.128.50';
 const HTTP_PORT = 8080;
@@ -174,8 +200,9 @@ spec:
     - matches: [{ headers: [{ name: x-canary, value: "true" }] }]
       backendRefs: [{ name: web-v2, port: ${HTTP_PORT} }]
     - backendRefs: [{ name: web-v1, port: ${HTTP_PORT}, weight: 50 }, { name: web-v2, port: ${HTTP_PORT}, weight: 50 }]
-`,
+${L7_POLICY ? IDLE_POLICY.route : ''}`,
     );
+    if (L7_POLICY) docs.push(IDLE_POLICY.destinationRules);
   }
   if (S6_ON) docs.push(s6.manifest(pod, ['taskset', '-c', String(LOAD_CPU), node, server], HTTP_PORT, S6_LB));
   return docs.join('\n');
@@ -575,7 +602,7 @@ async function main() {
     skipped,
     pinning: { load_generator_and_servers_cpu: LOAD_CPU, agents_and_haproxy_cpu: PROXY_CPU, threads_per_proxy: THREADS },
     cpu_source: { 'nodemesh-l4': 'agent cgroup v2 cpu.stat usage_usec, both agents summed', 'haproxy-mtls': '/proc/PID/stat utime+stime, both haproxy processes summed' },
-    l7: L7 ? { route: `HTTPRoute web: x-canary: true -> web-v2, else 50/50 web-v1 / web-v2; telemetry and access log on, ${TRACE_SAMPLING} % of requests traced`, haproxy: 'mode http on both hops, keep-alive both sides' } : null,
+    l7: L7 ? { route: `HTTPRoute web: x-canary: true -> web-v2, else 50/50 web-v1 / web-v2${L7_POLICY ? ' (that rule with timeouts and a retry, both backends with a DestinationRule: connection pool, outlier detection, LEAST_REQUEST; none of it triggered)' : ''}; Istio request metrics on, ${TRACE_SAMPLING} % of requests traced, no access log (agents at --log-level warn; HAProxy logs errors only)`, haproxy: 'mode http on both hops, keep-alive both sides' } : null,
     machine: sys.machine(),
     idle: {
       settle_s: IDLE_S,
