@@ -39,13 +39,13 @@ export interface H2ProbeReport {
   fresh: { status: number | null; error?: string };
 }
 
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const TYPES = ['DATA', 'HEADERS', 'PRIORITY', 'RST_STREAM', 'SETTINGS', 'PUSH_PROMISE', 'PING', 'GOAWAY', 'WINDOW_UPDATE', 'CONTINUATION'];
 const ERRORS = ['NO_ERROR', 'PROTOCOL_ERROR', 'INTERNAL_ERROR', 'FLOW_CONTROL_ERROR', 'SETTINGS_TIMEOUT', 'STREAM_CLOSED', 'FRAME_SIZE_ERROR', 'REFUSED_STREAM', 'CANCEL', 'COMPRESSION_ERROR', 'CONNECT_ERROR', 'ENHANCE_YOUR_CALM', 'INADEQUATE_SECURITY', 'HTTP_1_1_REQUIRED'];
-const END_STREAM = 0x1;
-const END_HEADERS = 0x4;
+export const END_STREAM = 0x1;
+export const END_HEADERS = 0x4;
 
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+export function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
   const h = Buffer.alloc(9);
   h.writeUIntBE(payload.length, 0, 3);
   h[3] = type;
@@ -70,7 +70,7 @@ function hpackInt(value: number, prefixBits: number, first: number): Buffer {
 
 const str = (s: string): Buffer => Buffer.concat([hpackInt(Buffer.byteLength(s, 'latin1'), 7, 0), Buffer.from(s, 'latin1')]);
 /** A literal field without indexing, new name (no Huffman). */
-const literal = (name: string, value: string): Buffer => Buffer.concat([Buffer.from([0]), str(name), str(value)]);
+export const literal = (name: string, value: string): Buffer => Buffer.concat([Buffer.from([0]), str(name), str(value)]);
 /** A literal without indexing whose name is static table entry `index`. */
 const literalIndexed = (index: number, value: string): Buffer => Buffer.concat([hpackInt(index, 4, 0), str(value)]);
 

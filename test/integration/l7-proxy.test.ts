@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ClusterInfo, EndpointInfo } from '../../src/state/services';
 import type { RouteTable } from '../../src/state/routes';
 import { appServer, pod, startPair, type L7Pair } from '../helpers/l7-pair';
+import { END_HEADERS, END_STREAM, PREFACE, frame, literal } from '../helpers/raw-h2-probe';
 import { waitFor } from '../helpers/wait';
 
 const base = 10 + Math.floor(Math.random() * 200);
@@ -312,19 +313,6 @@ describe('L7 between two agents over HBONE (in-process)', () => {
     assert.equal((await badRequests()) - before, 1);
   });
 
-  /** HTTP/2 frames by hand: a 9-byte header and the payload. */
-  const frame = (type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer => {
-    const h = Buffer.alloc(9);
-    h.writeUIntBE(payload.length, 0, 3);
-    h[3] = type;
-    h[4] = flags;
-    h.writeUInt32BE(stream, 5);
-    return Buffer.concat([h, payload]);
-  };
-  /** An HPACK block of literal fields without indexing (names and values under 127 bytes). */
-  const hpack = (fields: [string, string][]): Buffer =>
-    Buffer.concat(fields.map(([k, v]) => Buffer.concat([Buffer.from([0, k.length]), Buffer.from(k), Buffer.from([v.length]), Buffer.from(v)])));
-  const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
   /** The frame types the client agent sent back to `bytes` (a prior-knowledge HTTP/2 connection). */
   const h2Answer = (bytes: Buffer): Promise<{ type: number; code: number | null }[]> =>
     new Promise((resolve, reject) => {
@@ -356,14 +344,14 @@ describe('L7 between two agents over HBONE (in-process)', () => {
     // HEADERS on stream 0 is a connection error: a GOAWAY with an error code (Node's http2 destroys the session
     // on nghttp2's verdict and says INTERNAL_ERROR rather than PROTOCOL_ERROR).
     let before = await badRequests();
-    let frames = await h2Answer(Buffer.concat([PREFACE, settings, frame(1, 0x4, 0, Buffer.from([0x82]))]));
+    let frames = await h2Answer(Buffer.concat([PREFACE, settings, frame(1, END_HEADERS, 0, Buffer.from([0x82]))]));
     assert.ok(frames.some((f) => f.type === 7 && f.code !== 0), `expected a GOAWAY with an error code, got ${JSON.stringify(frames)}`);
     assert.equal((await badRequests()) - before, 1);
     // A request whose DATA disagrees with its content-length: the stream is reset PROTOCOL_ERROR; the
     // connection carries on (a second request on it, well formed, would be served).
     before = await badRequests();
-    const head = hpack([[':method', 'POST'], [':scheme', 'http'], [':path', '/h2-bad'], [':authority', HOST], ['content-length', '10']]);
-    frames = await h2Answer(Buffer.concat([PREFACE, settings, frame(1, 0x4, 1, head), frame(0, 0x1, 1, Buffer.from('abc'))]));
+    const head = Buffer.concat([literal(':method', 'POST'), literal(':scheme', 'http'), literal(':path', '/h2-bad'), literal(':authority', HOST), literal('content-length', '10')]);
+    frames = await h2Answer(Buffer.concat([PREFACE, settings, frame(1, END_HEADERS, 1, head), frame(0, END_STREAM, 1, Buffer.from('abc'))]));
     assert.ok(frames.some((f) => f.type === 3 && f.code === 1), `expected RST_STREAM PROTOCOL_ERROR, got ${JSON.stringify(frames)}`);
     assert.ok(!frames.some((f) => f.type === 7 && f.code !== 0), 'the connection is not torn down for one bad stream');
     assert.equal((await badRequests()) - before, 1);
