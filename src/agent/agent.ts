@@ -129,6 +129,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       mesh: this.identity && opts.mesh ? { identity: this.identity, trustDomain: opts.mesh.trustDomain, keepalive: opts.mesh.keepalive, handshakes: opts.mesh.handshakes, h2: opts.mesh.h2 } : undefined,
       l7: opts.l7?.enabled,
       accessLog: opts.l7?.accessLog,
+      httpIdleTimeoutMs: opts.l7?.idleTimeoutMs,
       locality: { node: opts.node },
       relieveMemory: opts.relieveMemory,
       tracer,

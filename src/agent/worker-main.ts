@@ -39,6 +39,7 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
     mesh: data.mesh ? { identity, trustDomain: data.mesh.trustDomain, keepalive: data.mesh.keepalive, handshakes: data.mesh.handshakes, h2: data.mesh.h2 } : undefined,
     l7: data.l7?.enabled,
     accessLog: data.l7?.accessLog,
+    httpIdleTimeoutMs: data.l7?.idleTimeoutMs,
     locality: data.node ? { node: data.node } : undefined,
     relieveMemory: () => loadNative().relieveMemory(),
     tracer,

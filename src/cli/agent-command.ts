@@ -193,6 +193,7 @@ export function registerAgentCommand(program: Command): void {
     )
     .option('--l7 <on|off>', 'L7 for HTTP ports (routes, per-request balancing and telemetry, L7 authorization); off: every connection takes the L4 path', 'on')
     .option('--access-log <all|errors|off>', 'one JSON line per HTTP request: all of them, only failed ones (5xx or a response flag), or none', 'all')
+    .option('--http-idle-timeout <seconds>', "a client's HTTP connection (HTTP/1.1 keep-alive, or HTTP/2 with no stream open) idle this long is closed (0: never)", int, 60)
     .option('--kubernetes', 'watch this node\'s pods in the Kubernetes API: resolve CNI events, enroll pods that ran before the agent, unenroll pods that left', false)
     .option('--kubeconfig <file>', 'kubeconfig for --kubernetes (default: in-cluster, then KUBECONFIG)')
     .option('--proc-root <dir>', "the node's /proc (the agent runs with hostPID), where reconcile finds pods' network namespaces", '/proc')
@@ -235,6 +236,7 @@ export function registerAgentCommand(program: Command): void {
       workerStallTimeout: number;
       l7: string;
       accessLog: string;
+      httpIdleTimeout: number;
       kubernetes: boolean;
       kubeconfig?: string;
       procRoot: string;
@@ -281,7 +283,7 @@ export function registerAgentCommand(program: Command): void {
           mesh: meshOptions(o, log),
           dataThreads: o.concurrency === 0 ? usableCpus(cg2.path) : o.concurrency,
           workerStallTimeoutMs: o.workerStallTimeout * 1000,
-          l7: { enabled: o.l7 === 'on', accessLog: o.accessLog as AccessLogMode },
+          l7: { enabled: o.l7 === 'on', accessLog: o.accessLog as AccessLogMode, idleTimeoutMs: o.httpIdleTimeout * 1000 },
           tracing,
           defaultMetrics: true,
           telemetry: o.xds && o.meshTelemetry === 'on' ? { address: o.xds } : undefined,

@@ -31,6 +31,8 @@ import { DEFAULT_RELAY_BUFFER } from './relay';
 export interface L7Options {
   enabled: boolean;
   accessLog: AccessLogMode;
+  /** A client's HTTP connection with no request in progress is closed after this long (0: never). Default 60 s. */
+  idleTimeoutMs?: number;
 }
 
 export interface ProxyRuntimeOptions {
@@ -44,6 +46,8 @@ export interface ProxyRuntimeOptions {
   l7?: boolean;
   /** Per-request access lines: all (default), errors only, or none. */
   accessLog?: AccessLogMode;
+  /** Downstream idle timeout of HTTP client connections (L7Options.idleTimeoutMs). */
+  httpIdleTimeoutMs?: number;
   /** This agent's node (and zone), for locality-aware balancing. */
   locality?: { node: string; zone?: string };
   /**
@@ -104,7 +108,7 @@ export class ProxyRuntime {
       const pool = this.ctx.mesh.pool;
       registerHboneMetrics(opts.registry, () => pool.stats(), () => this.hboneServers());
     }
-    if (opts.l7 !== false) this.ctx.http = new HttpProxy({ ctx: this.ctx, routes: this.routes, registry: opts.registry, accessLog: opts.accessLog, locality: opts.locality, tracer: opts.tracer, tap: opts.tap });
+    if (opts.l7 !== false) this.ctx.http = new HttpProxy({ ctx: this.ctx, routes: this.routes, registry: opts.registry, accessLog: opts.accessLog, idleTimeoutMs: opts.httpIdleTimeoutMs, locality: opts.locality, tracer: opts.tracer, tap: opts.tap });
     // A policy change re-checks every connection it admitted: what is no longer allowed is closed.
     this.authz.onChange(() => {
       const closed = this.tracker.revalidateAll();

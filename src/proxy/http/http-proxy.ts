@@ -42,6 +42,8 @@ export interface HttpProxyOptions {
   routes: RouteStore;
   registry: Registry;
   accessLog?: AccessLogMode;
+  /** A client connection (HTTP/1.1 keep-alive, or HTTP/2 with no stream) idle this long is closed; 0: never. Default 60 s. */
+  idleTimeoutMs?: number;
   /** Detection bound for ports whose protocol is not declared, when the control plane gives none. Default 100 ms. */
   detectTimeoutMs?: number;
   /** Where this agent runs, for locality-aware balancing. */
@@ -72,8 +74,8 @@ export class HttpProxy {
     this.pools = new UpstreamPools(ctx);
     this.metrics = new RequestMetrics(o.registry);
     this.resilience = new ResilienceMetrics(o.registry);
-    this.h1 = new H1Downstream({ log: ctx.log });
-    this.h2 = new H2Downstream({ log: ctx.log });
+    this.h1 = new H1Downstream({ log: ctx.log, idleTimeoutMs: o.idleTimeoutMs });
+    this.h2 = new H2Downstream({ log: ctx.log, idleTimeoutMs: o.idleTimeoutMs });
     const appVersion = (ip: string): { app?: string; version?: string } | undefined => {
       const w = ctx.workloads.findByIp(ip);
       return w ? { app: w.labels.app, version: w.labels.version } : undefined;
