@@ -196,4 +196,17 @@ describe('gRPC between two agents over HBONE (in-process, @grpc/grpc-js both end
     assert.equal((await unary('c')).err, null);
     assert.equal(sessions(), 1);
   });
+
+  it('a DestinationRule maxRequestsPerConnection retires an upstream HTTP/2 session after that many requests', async () => {
+    // Each upstream session is one HBONE tunnel from node A: count the tunnels opened.
+    const tunnels = (): number => pair.a.ctx.mesh!.pool.stats().streamsOpened;
+    const cluster: ClusterInfo = { name: 'echo', host: HOST, lbPolicy: 'round_robin', connectTimeoutMs: 2000, protocol: 'grpc', policy: { lb: { kind: 'round_robin' }, connectionPool: { maxRequestsPerConnection: 2 } } };
+    pair.configure({ clusters: [cluster], endpoints: new Map([['echo', [ep(S1), ep(S2)]]]), vips: [{ vip: VIP.ip, port: VIP.port, cluster: 'echo', protocol: 'grpc' }] });
+    const before = tunnels();
+    // Round robin over two endpoints: 8 calls are 4 per endpoint, 2 per session, so 2 sessions per endpoint
+    // (at most one more each: the session left from the test before may still have been in the pool).
+    for (let i = 0; i < 8; i++) assert.equal((await unary(`m${i}`)).err, null);
+    const opened = tunnels() - before;
+    assert.ok(opened >= 3 && opened <= 4, `tunnels opened for 8 calls at 2 per session: ${opened}`);
+  });
 });

@@ -149,7 +149,7 @@ async function h2Request(pools: UpstreamPools, req: L7Request, rc: RequestContex
   const headers = h2Headers(req);
   let stream: http2.ClientHttp2Stream;
   try {
-    stream = await pools.h2Request(conn.pod, conn.sockets, target, rc.cluster?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, headers, { endStream: req.body === null }, conn.protocol === 'detect' ? 'http2' : undefined, rc.cluster?.policy?.connectionPool?.idleTimeoutMs);
+    stream = await pools.h2Request(conn.pod, conn.sockets, target, rc.cluster?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, headers, { endStream: req.body === null }, conn.protocol === 'detect' ? 'http2' : undefined, rc.cluster?.policy?.connectionPool);
   } catch (err) {
     // A connect error, or headers the HTTP/2 codec refuses.
     return upstreamFailure(rc, err, true);

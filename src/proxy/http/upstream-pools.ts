@@ -38,6 +38,8 @@ interface H2Entry {
   active: number;
   /** DestinationRule idleTimeout: closed this long after its last stream ended; null: the sweeper's (idlePoolMs). */
   idleMs: number | null;
+  /** Streams opened on the session so far (DestinationRule maxRequestsPerConnection retires it). */
+  requests: number;
   idleTimer: NodeJS.Timeout | null;
 }
 
@@ -124,14 +126,18 @@ export class UpstreamPools {
     headers: http2.OutgoingHttpHeaders,
     opts: http2.ClientSessionRequestOptions,
     detected?: HttpVersion,
-    idleTimeoutMs?: number,
+    limits?: H1Limits,
   ): Promise<http2.ClientHttp2Stream> {
     const k = key(pod, target);
     const entry = this.h2Entry(k, pod, sockets, target, connectTimeoutMs, detected);
     const session = await entry.session;
     const stream = session.request(headers, opts);
     // The latest policy applies (a push may change it while the session lives).
-    entry.idleMs = idleTimeoutMs ?? null;
+    entry.idleMs = limits?.idleTimeoutMs ?? null;
+    entry.requests++;
+    // Its last request: later ones get a new session; this one closes once what it carries is done (closing it
+    // now would cancel the stream just opened, which Node has not sent yet).
+    if (limits?.maxRequestsPerConnection !== undefined && entry.requests >= limits.maxRequestsPerConnection && this.h2.get(k) === entry) this.h2.delete(k);
     entry.active++;
     entry.lastUsed = Date.now();
     if (entry.idleTimer !== null) {
@@ -141,7 +147,9 @@ export class UpstreamPools {
     stream.once('close', () => {
       entry.active--;
       entry.lastUsed = Date.now();
-      if (entry.active === 0) this.closeWhenIdle(k, entry);
+      if (entry.active > 0) return;
+      if (this.h2.get(k) !== entry) this.closeH2(k, entry);
+      else this.closeWhenIdle(k, entry);
     });
     return stream;
   }
@@ -168,7 +176,7 @@ export class UpstreamPools {
     const cur = this.h2.get(k);
     if (cur && (cur.live === null || (!cur.live.closed && !cur.live.destroyed))) return cur;
     this.makeRoom();
-    const entry: H2Entry = { session: null as unknown as Promise<http2.ClientHttp2Session>, pod: pod.uid, lastUsed: Date.now(), live: null, active: 0, idleMs: null, idleTimer: null };
+    const entry: H2Entry = { session: null as unknown as Promise<http2.ClientHttp2Session>, pod: pod.uid, lastUsed: Date.now(), live: null, active: 0, idleMs: null, requests: 0, idleTimer: null };
     const forget = (): void => {
       if (this.h2.get(k) === entry) this.h2.delete(k);
     };
