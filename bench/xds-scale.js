@@ -4,9 +4,13 @@
 // initial sync, the time a one-Service change takes to reach every agent, and the RSS of both.
 //
 //   node bench/xds-scale.js [--services=1000,10000,50000] [--pods=20000] [--agents=2] [--changes=5] [--quick]
+//                           [--cpu-prof=DIR]
+//
+// --cpu-prof writes a V8 profile of the control plane and of each agent into DIR (fold with profile-summary.js;
+// the md says when the changes began in each process, for --skip-s). Not for published runs: the sampler costs.
 //
 // Needs `npm run build`. Loopback only. Bounded: each size has a deadline (--deadline-s, default 600 s).
-// Writes bench/results/xds-scale/YYYY-MM-DD-HH-MM.{json,md}.
+// Writes bench/results/xds-scale/YYYY-MM-DD-HH-MM.{json,md} (with --cpu-prof, into DIR instead).
 'use strict';
 
 const { spawn, fork, execFileSync } = require('node:child_process');
@@ -31,6 +35,8 @@ const pods = Number(args.pods ?? 20000);
 const agents = Number(args.agents ?? 2);
 const changes = Number(args.changes ?? (quick ? 3 : 5));
 const deadlineMs = Number(args['deadline-s'] ?? 600) * 1000;
+const cpuProfDir = args['cpu-prof'] ? path.resolve(args['cpu-prof']) : undefined;
+const profFlags = (name) => (cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${name}.cpuprofile`] : []);
 
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -90,7 +96,7 @@ async function runSize(services) {
     const t0 = now();
     const cp = spawn(
       process.execPath,
-      [path.join(root, 'dist/src/cli/main.js'), 'controlplane', '--config', dir, '--xds-address', `127.0.0.1:${xdsPort}`, '--metrics-port', String(metricsPort), '--dashboard-address', 'off', '--log-level', 'warn'],
+      [...profFlags(`controlplane-${services}`), path.join(root, 'dist/src/cli/main.js'), 'controlplane', '--config', dir, '--xds-address', `127.0.0.1:${xdsPort}`, '--metrics-port', String(metricsPort), '--dashboard-address', 'off', '--log-level', 'warn'],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     children.push(cp);
@@ -111,7 +117,7 @@ async function runSize(services) {
     const ta = now();
     const procs = [];
     for (let i = 0; i < agents; i++) {
-      const a = fork(path.join(__dirname, 'lib/xds-scale-agent.js'), [`127.0.0.1:${xdsPort}`, `node-${i}`], { execArgv: [...AGENT_NODE_FLAGS, '--expose-gc'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      const a = fork(path.join(__dirname, 'lib/xds-scale-agent.js'), [`127.0.0.1:${xdsPort}`, `node-${i}`], { execArgv: [...AGENT_NODE_FLAGS, '--expose-gc', ...profFlags(`agent-${services}-${i}`)], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
       children.push(a);
       procs.push(a);
     }
@@ -121,6 +127,7 @@ async function runSize(services) {
     await sleep(500);
 
     // One-Service changes, spread over the Services: each must reach every agent.
+    const changesFrom = { controlPlaneS: Math.round((now() - t0) / 1000), agentsS: Math.round((now() - ta) / 1000) };
     const changeMs = [];
     let changeError;
     try {
@@ -155,8 +162,11 @@ async function runSize(services) {
     }
     const cpAfter = rssOf(cp.pid);
     const translate = await metric(metricsPort, 'nodemesh_xds_translate_seconds_sum');
+    const exited = children.map((c) => new Promise((r) => (c.exitCode !== null ? r() : c.once('exit', r))));
     for (const a of procs) a.send({ type: 'stop' });
     cp.kill('SIGTERM');
+    // Let them exit on their own (a profile is written at exit), bounded.
+    await Promise.race([Promise.all(exited), sleep(cpuProfDir ? 60_000 : 5_000)]);
     const out = {
       services,
       pods,
@@ -173,6 +183,7 @@ async function runSize(services) {
       controlPlaneRssMB: { loaded: cpLoaded.rssMB, afterChanges: cpAfter.rssMB, peak: cpAfter.peakMB },
       agentRssMB: agentRss,
       translateSecondsSum: translate[0]?.split(' ')[1],
+      ...(cpuProfDir ? { cpuProfile: { dir: cpuProfDir, changesFrom } } : {}),
     };
     process.stderr.write(`${JSON.stringify(out)}\n`);
     return out;
@@ -204,7 +215,8 @@ async function main() {
   const d = new Date();
   const stamp = d.toISOString().slice(0, 16).replace('T', '-').replace(':', '-');
   const env = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, kernel: os.release(), node: process.version, load: os.loadavg().map((x) => x.toFixed(1)).join(' ') };
-  const outDir = path.join(__dirname, 'results', 'xds-scale');
+  // A profiled run is not a result: it goes beside its profiles.
+  const outDir = cpuProfDir ?? path.join(__dirname, 'results', 'xds-scale');
   fs.mkdirSync(outDir, { recursive: true });
   fs.writeFileSync(path.join(outDir, `${stamp}.json`), JSON.stringify({ date: d.toISOString(), git: git(), env, pods, agents, changes, results }, null, 2) + '\n');
   const rows = results.map((r) =>

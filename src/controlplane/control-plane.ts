@@ -17,9 +17,9 @@ import { FileSource, type ConfigSink, type ConfigSource } from './file-source';
 import { ControlPlaneHttpServer } from './http-server';
 import { apiServerInformers, KubernetesSource, type InformerFactory } from './kubernetes-source';
 import { ControlPlaneMetrics } from './metrics';
-import { buildModel } from './model';
+import { buildModel, ModelCache } from './model';
 import { policyObjects } from './policy';
-import { buildRouteModel, invalidIssues, storedRoutes } from './routes/route-tables';
+import { buildRouteModel, DefaultTableCache, invalidIssues, storedRoutes } from './routes/route-tables';
 import { buildTrafficModel, routeExtras, storedDestinationRules, type DestinationRuleStatus } from './traffic/traffic-model';
 import type { RouteStatus } from './routes/route-status';
 import { apiServerRouteStatus, RouteStatusWriter, type RouteStatusApi } from './routes/status-writer';
@@ -125,6 +125,9 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   private current: Snapshot;
   /** What translation built last time, so a rebuild encodes only what changed. */
   private readonly memo = new TranslationMemo();
+  /** What the model and the route tables keep between rebuilds, for the same reason. */
+  private readonly modelCache = new ModelCache();
+  private readonly defaultTables = new DefaultTableCache();
   private readonly ads: AdsServer;
   private http: ControlPlaneHttpServer | undefined;
   ca: CaHandle | undefined;
@@ -321,9 +324,9 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   private rebuild(): void {
     if (this.builtGeneration === this.store.generation && this.builtIssuesVersion === this.issuesVersion) return;
     try {
-      const model = buildModel(this.store.services(), this.store.pods(), this.vips, this.opts.domain, policyObjects(this.store));
+      const model = buildModel(this.store.services(), this.store.pods(), this.vips, this.opts.domain, policyObjects(this.store), this.modelCache);
       model.traffic = buildTrafficModel(model.services, storedDestinationRules(this.store), this.opts.domain);
-      model.routes = buildRouteModel(model.services, storedRoutes(this.store), invalidIssues(this.store.issues()), routeExtras(this.store, model.traffic));
+      model.routes = buildRouteModel(model.services, storedRoutes(this.store), invalidIssues(this.store.issues()), routeExtras(this.store, model.traffic), this.defaultTables);
       const started = performance.now();
       this.current = translate(model, { detectTimeoutMs: this.opts.detectTimeoutMs }, this.memo, this.current);
       this.metrics.translateSeconds.observe((performance.now() - started) / 1000);

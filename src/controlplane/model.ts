@@ -128,6 +128,60 @@ class SelectorIndex {
   }
 }
 
+/** Element-wise identity: the store keeps an unchanged object's identity across reads. */
+function sameElements(a: readonly unknown[] | undefined, b: readonly unknown[]): boolean {
+  if (!a || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * What `buildModel` keeps from one build to the next (the control plane holds one): the selector index and the
+ * workloads and policies while the pods and policies are the same objects, and each Service's model while its
+ * `sources` are. A one-Service change then builds one Service's model; the rest are a few map hits each.
+ */
+export class ModelCache {
+  private pods: PodObject[] | undefined;
+  private selectable: SelectorIndex | undefined;
+  private policyObjects: PolicyObject[] | undefined;
+  private workloads: Pick<MeshModel, 'workloadsByNode' | 'policies'> | undefined;
+  private services = new Map<string, ServiceModel>();
+  /** Service models reused in the last build, for tests. */
+  reused = 0;
+
+  selectorIndex(pods: PodObject[]): SelectorIndex {
+    if (!this.selectable || !sameElements(this.pods, pods)) {
+      this.selectable = new SelectorIndex(pods.filter(isServing));
+      this.pods = pods;
+      this.workloads = undefined;
+    }
+    return this.selectable;
+  }
+
+  workloadsOf(pods: PodObject[], policyObjects: PolicyObject[], build: () => Pick<MeshModel, 'workloadsByNode' | 'policies'>): Pick<MeshModel, 'workloadsByNode' | 'policies'> {
+    this.selectorIndex(pods);
+    if (!this.workloads || !sameElements(this.policyObjects, policyObjects)) {
+      this.workloads = build();
+      this.policyObjects = policyObjects;
+    }
+    return this.workloads;
+  }
+
+  /** The model built last time for `key` from the same sources, or `build()`'s; call `sweep` after the build. */
+  service(key: string, sources: readonly unknown[], build: () => ServiceModel, next: Map<string, ServiceModel>): ServiceModel {
+    const cur = this.services.get(key);
+    const m = cur && sameElements(cur.sources, sources) ? cur : build();
+    if (m === cur) this.reused++;
+    next.set(key, m);
+    return m;
+  }
+
+  /** Ends a build: keeps only the Services it saw. */
+  replaceServices(next: Map<string, ServiceModel>): void {
+    this.services = next;
+  }
+}
+
 /** The pod's port for `targetPort`: the number itself, or the named container port (undefined: pod lacks it). */
 export function resolveTargetPort(pod: PodObject, sp: ServicePort): number | undefined {
   if (typeof sp.targetPort === 'number') return sp.targetPort;
@@ -152,6 +206,7 @@ export function buildModel(
   vips: VipAllocator,
   domain?: string,
   policyObjects: PolicyObject[] = [],
+  cache = new ModelCache(),
 ): MeshModel {
   const requested = new Map<string, string | undefined>();
   for (const s of services) {
@@ -160,44 +215,58 @@ export function buildModel(
   const assigned = vips.assign(requested);
   const vipConflicts = contestedVips(services, assigned);
   for (const c of vipConflicts) assigned.delete(c.refused);
-  const selectable = new SelectorIndex(pods.filter(isServing));
+  const selectable = cache.selectorIndex(pods);
+  cache.reused = 0;
+  const seen = new Map<string, ServiceModel>();
   const out: ServiceModel[] = [];
   const sorted = services.map((s) => ({ key: `${s.meta.namespace}/${s.meta.name}`, s })).sort((a, b) => byName(a.key, b.key));
   for (const { key, s } of sorted) {
-    const host = serviceHost(s.meta.name, s.meta.namespace, domain);
     const vip = assigned.get(key);
     const backing = s.selector ? selectable.select(s.meta.namespace, s.selector) : [];
     backing.sort((a, b) => byName(a.meta.name, b.meta.name));
-    const ports: ServicePortModel[] = s.ports
-      .filter((p) => p.protocol === 'TCP')
-      .map((sp) => {
-        const endpoints: EndpointModel[] = [];
-        for (const pod of backing) {
-          const port = resolveTargetPort(pod, sp);
-          if (port === undefined) continue;
-          endpoints.push({
-            address: pod.podIP!,
-            port,
-            pod: pod.meta.name,
-            namespace: pod.meta.namespace,
-            serviceAccount: pod.serviceAccount,
-            node: pod.nodeName ?? '',
-            inMesh: pod.inMesh,
-            app: pod.meta.labels.app,
-            version: pod.meta.labels.version,
-          });
-        }
-        return {
-          port: sp,
-          protocol: portProtocol(sp),
-          clusterName: outboundClusterName(host, sp.port),
-          listenerName: serviceListenerName(host, sp.port),
-          vipListenerName: vip ? vipListenerName(vip, sp.port) : undefined,
-          endpoints,
-        };
-      });
-    out.push({ name: s.meta.name, namespace: s.meta.namespace, host, vip, ports, ...(s.retryBudget ? { retryBudget: s.retryBudget } : {}), sources: [s, vip, domain, ...backing] });
+    out.push(cache.service(key, [s, vip, domain, ...backing], () => serviceModel(s, vip, backing, domain), seen));
   }
+  cache.replaceServices(seen);
+  const { workloadsByNode, policies } = cache.workloadsOf(pods, policyObjects, () => workloadsAndPolicies(pods, policyObjects));
+  return { services: out, workloadsByNode, policies, vipConflicts };
+}
+
+/** One Service's model: a pure function of its `sources` (the Service, its VIP, the domain, its backing pods). */
+function serviceModel(s: ServiceObject, vip: string | undefined, backing: PodObject[], domain: string | undefined): ServiceModel {
+  const host = serviceHost(s.meta.name, s.meta.namespace, domain);
+  const ports: ServicePortModel[] = s.ports
+    .filter((p) => p.protocol === 'TCP')
+    .map((sp) => {
+      const endpoints: EndpointModel[] = [];
+      for (const pod of backing) {
+        const port = resolveTargetPort(pod, sp);
+        if (port === undefined) continue;
+        endpoints.push({
+          address: pod.podIP!,
+          port,
+          pod: pod.meta.name,
+          namespace: pod.meta.namespace,
+          serviceAccount: pod.serviceAccount,
+          node: pod.nodeName ?? '',
+          inMesh: pod.inMesh,
+          app: pod.meta.labels.app,
+          version: pod.meta.labels.version,
+        });
+      }
+      return {
+        port: sp,
+        protocol: portProtocol(sp),
+        clusterName: outboundClusterName(host, sp.port),
+        listenerName: serviceListenerName(host, sp.port),
+        vipListenerName: vip ? vipListenerName(vip, sp.port) : undefined,
+        endpoints,
+      };
+    });
+  return { name: s.meta.name, namespace: s.meta.namespace, host, vip, ports, ...(s.retryBudget ? { retryBudget: s.retryBudget } : {}), sources: [s, vip, domain, ...backing] };
+}
+
+/** In-mesh pods with an IP per node, and each one's security policy. */
+function workloadsAndPolicies(pods: PodObject[], policyObjects: PolicyObject[]): Pick<MeshModel, 'workloadsByNode' | 'policies'> {
   const workloadsByNode = new Map<string, PodObject[]>();
   for (const p of pods) {
     if (!p.inMesh || p.podIP === undefined || p.nodeName === undefined) continue;
@@ -211,7 +280,7 @@ export function buildModel(
   for (const list of workloadsByNode.values()) {
     for (const p of list) policies.set(`${p.meta.namespace}/${p.meta.name}`, index.workloadPolicy(p));
   }
-  return { services: out, workloadsByNode, policies, vipConflicts };
+  return { workloadsByNode, policies };
 }
 
 /** Walks the Services oldest first: each claims its VIP's ports unless an earlier one has any of them. */

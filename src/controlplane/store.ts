@@ -63,12 +63,21 @@ function compareAge(a: Aged, b: Aged): number {
   return a.seen - b.seen;
 }
 
+/**
+ * An object whose content did not change keeps the object it had (its origin may have moved), so the model and
+ * translation, which compare their inputs by identity first, see one changed object, not a whole file's.
+ */
+function keepUnchanged(previous: Map<string, StoredObject> | undefined, next: Map<string, StoredObject>): void {
+  if (!previous) return;
+  for (const [k, v] of next) {
+    const old = previous.get(k);
+    if (old && old.object !== v.object && JSON.stringify(old.object) === JSON.stringify(v.object)) next.set(k, { ...v, object: old.object });
+  }
+}
+
 function sameObjects(a: Map<string, StoredObject> | undefined, b: Map<string, StoredObject>): boolean {
   if (!a || a.size !== b.size) return false;
-  for (const [k, v] of b) {
-    const old = a.get(k);
-    if (!old || JSON.stringify(old.object) !== JSON.stringify(v.object)) return false;
-  }
+  for (const [k, v] of b) if (a.get(k)?.object !== v.object) return false;
   return true;
 }
 
@@ -124,6 +133,7 @@ export class ObjectStore {
     }
     if (issues.length > 0) this.sourceIssues.set(update.source, issues);
     else this.sourceIssues.delete(update.source);
+    keepUnchanged(previous, next);
     const changed = !sameObjects(previous, next);
     this.sources.set(update.source, next);
     this.noteSeen(update.source, next);

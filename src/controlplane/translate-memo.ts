@@ -19,6 +19,10 @@ interface Entry {
  */
 export class TranslationMemo {
   private readonly entries = new Map<string, Entry>();
+  private readonly texts = new Map<string, { value: unknown; text: string; build: number }>();
+  private readonly sections = new Map<string, { same: readonly unknown[]; value: unknown }>();
+  /** Id prefixes of the pieces of sections reused in this build. */
+  private held: string[] = [];
   private current = 0;
   /** Pieces built (not reused) in the last build, for tests and metrics. */
   built = 0;
@@ -39,7 +43,8 @@ export class TranslationMemo {
    * The value built for `id` from the same `inputs` before, or `build()`'s. With `same` (the inputs as
    * immutable objects and primitives, e.g. the store's pod object): when each element is identical (===) to
    * last time's, the value is reused without fingerprinting `inputs`; at 20,000 pods fingerprinting every
-   * pod on every change cost more than the change.
+   * pod on every change cost more than the change. `inputs` may be a function returning them, called only
+   * when `same` does not match.
    */
   once<T>(id: string, inputs: unknown, build: () => T, same?: readonly unknown[]): T {
     const e = this.entries.get(id);
@@ -48,7 +53,7 @@ export class TranslationMemo {
       this.reused++;
       return e.value as T;
     }
-    const key = fingerprint(inputs);
+    const key = fingerprint(typeof inputs === 'function' ? (inputs as () => unknown)() : inputs);
     if (e && e.key === key) {
       e.build = this.current;
       e.same = same;
@@ -61,9 +66,42 @@ export class TranslationMemo {
     return value;
   }
 
+  /**
+   * `value` as text (`toText()`), computed again only when `value` is not the object it was last time for `id`:
+   * inputs rebuilt each time compare as text, inputs handed out again (cached route tables) cost nothing.
+   */
+  text(id: string, value: unknown, toText: () => string): string {
+    const e = this.texts.get(id);
+    if (e && e.value === value) {
+      e.build = this.current;
+      return e.text;
+    }
+    const text = toText();
+    this.texts.set(id, { value, text, build: this.current });
+    return text;
+  }
+
+  /**
+   * A section made of memoized pieces (ids starting with one of `pieces`), reused whole while `same` is
+   * element-wise identical to last time's: its pieces are then not looked at, and `sweep` keeps them.
+   */
+  section<T>(id: string, same: readonly unknown[], build: () => T, pieces: readonly string[]): T {
+    const e = this.sections.get(id);
+    if (e && e.same.length === same.length && e.same.every((v, i) => v === same[i])) {
+      this.held.push(...pieces);
+      return e.value as T;
+    }
+    const value = build();
+    this.sections.set(id, { same, value });
+    return value;
+  }
+
   /** Ends a build: forgets pieces it did not use (deleted Services, pods gone). */
   sweep(): void {
-    for (const [id, e] of this.entries) if (e.build !== this.current) this.entries.delete(id);
+    const held = this.held;
+    this.held = [];
+    for (const [id, e] of this.entries) if (e.build !== this.current && !held.some((p) => id.startsWith(p))) this.entries.delete(id);
+    for (const [id, e] of this.texts) if (e.build !== this.current) this.texts.delete(id);
   }
 
   get size(): number {

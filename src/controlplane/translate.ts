@@ -326,24 +326,63 @@ export function translate(model: MeshModel, opts: TranslateOptions = {}, memo = 
   // Without routes every HTTP port still gets its default table: all HTTP ports are served the same way.
   const routeModel = model.routes ?? buildRouteModel(model.services, [], new Map(), { hashOf: (c) => model.traffic?.clusters.get(c)?.hash });
   const detect = opts.detectTimeoutMs;
-  if (model.workloadsByNode.size > 0) {
-    add(memo.once('cds:passthrough', [], () => makeResource(CDS, INBOUND_PASSTHROUGH_CLUSTER, buildInboundPassthroughCluster())));
-    for (const node of [...model.workloadsByNode.keys()].sort()) for (const r of directory(node, model.workloadsByNode.get(node)!, memo)) add(r);
-  }
+  // The workload directory and the inbound Listeners read only the workloads, their policies and `detect`: when
+  // the model hands out the same objects (ModelCache), the whole section is what it was.
+  const workloads = memo.section(
+    'workloads',
+    [model.workloadsByNode, model.policies, detect],
+    () => ({ directory: workloadDirectory(model, memo), inbound: inboundListeners(model, detect, memo) }),
+    ['cds:passthrough', 'cds:dir:', 'eds:dir:', 'dir:', 'chains:', 'inbound:'],
+  );
+  for (const r of workloads.directory) add(r);
   const proxylessOnly = new Set<string>();
   for (const svc of model.services) {
     for (const p of svc.ports) proxylessOnly.add(p.listenerName);
     const routes = new Map(svc.ports.map((p) => [p.clusterName, routeModel.ports.get(p.clusterName)]));
     // Route tables hold a Map of consumer tables: given as entries, so the fingerprint sees them.
-    const routeInputs = [...routes.values()].map((r) => r && [r.table, [...r.consumers], r.proxyless]);
+    const routeInputs = (): unknown[] => [...routes.values()].map((r) => r && [r.table, [...r.consumers], r.proxyless]);
     // A DestinationRule's policy for the Service's clusters is an input too. The model's sources compare by
-    // identity; route tables and traffic policies are rebuilt each time, so they compare as text.
+    // identity; route tables and traffic policies compare as text, made again only for objects not handed out
+    // last time (the tables of ports without routes are: DefaultTableCache).
     const traffic = svc.ports.map((p) => model.traffic?.clusters.get(p.clusterName));
-    const same = svc.sources && [...svc.sources, JSON.stringify(routeInputs), JSON.stringify(traffic), detect];
-    const { sources: _, ...svcInputs } = svc;
+    const same = svc.sources && [
+      ...svc.sources,
+      ...svc.ports.map((p) => {
+        const r = routes.get(p.clusterName);
+        return memo.text(`routes:${p.clusterName}`, r, () => JSON.stringify(r && [r.table, [...r.consumers], r.proxyless]));
+      }),
+      JSON.stringify(traffic),
+      detect,
+    ];
     const build = (): XdsResource[] => serviceResources(svc, (p) => routes.get(p.clusterName), opts, (p) => model.traffic?.clusters.get(p.clusterName));
-    for (const r of memo.once(`svc:${svc.namespace}/${svc.name}`, [svcInputs, routeInputs, detect, traffic], build, same)) add(r);
+    const inputs = (): unknown[] => {
+      const { sources: _, ...svcInputs } = svc;
+      return [svcInputs, routeInputs(), detect, traffic];
+    };
+    for (const r of memo.once(`svc:${svc.namespace}/${svc.name}`, inputs, build, same)) add(r);
   }
+  memo.sweep();
+  const snapshot: Snapshot = { generation, shared, inbound: workloads.inbound, proxylessOnly };
+  if (prev) {
+    snapshot.changes = {
+      since: prev.generation,
+      shared: new Map(XDS_TYPES.map((t) => [t, diffVersions(prev.shared.get(t), shared.get(t)!)])),
+      inbound: diffVersions(prev.inbound, workloads.inbound),
+    };
+  }
+  return snapshot;
+}
+
+/** The ORIGINAL_DST cluster and each node's part of the workload directory. */
+function workloadDirectory(model: MeshModel, memo: TranslationMemo): XdsResource[] {
+  if (model.workloadsByNode.size === 0) return [];
+  const out = [memo.once('cds:passthrough', [], () => makeResource(CDS, INBOUND_PASSTHROUGH_CLUSTER, buildInboundPassthroughCluster()))];
+  for (const node of [...model.workloadsByNode.keys()].sort()) out.push(...directory(node, model.workloadsByNode.get(node)!, memo));
+  return out;
+}
+
+/** Each node's inbound Listener, spliced from its pods' filter chains. */
+function inboundListeners(model: MeshModel, detect: number | undefined, memo: TranslationMemo): Map<string, XdsResource> {
   const inbound = new Map<string, XdsResource>();
   for (const [node, list] of model.workloadsByNode) {
     const chains = list.map((pod) => {
@@ -371,16 +410,7 @@ export function translate(model: MeshModel, opts: TranslateOptions = {}, memo = 
       ),
     );
   }
-  memo.sweep();
-  const snapshot: Snapshot = { generation, shared, inbound, proxylessOnly };
-  if (prev) {
-    snapshot.changes = {
-      since: prev.generation,
-      shared: new Map(XDS_TYPES.map((t) => [t, diffVersions(prev.shared.get(t), shared.get(t)!)])),
-      inbound: diffVersions(prev.inbound, inbound),
-    };
-  }
-  return snapshot;
+  return inbound;
 }
 
 const XDS_TYPES: XdsTypeUrl[] = [CDS, EDS, LDS, RDS];

@@ -2,7 +2,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildModel } from '../../src/controlplane/model';
+import { buildModel, ModelCache } from '../../src/controlplane/model';
+import { buildRouteModel, DefaultTableCache } from '../../src/controlplane/routes/route-tables';
 import type { PodObject, ServiceObject } from '../../src/controlplane/objects';
 import { buildWorkloadsAssignment, makeResource, resourcesFor, translate } from '../../src/controlplane/translate';
 import { TranslationMemo } from '../../src/controlplane/translate-memo';
@@ -182,6 +183,54 @@ test('rebuilds reuse what did not change: one Service changed re-encodes that Se
     );
   }
   assert.deepEqual([...next.inbound].map(([n, r]) => [n, r.version]), [...fresh.inbound].map(([n, r]) => [n, r.version]));
+});
+
+test('the caches kept between rebuilds hand out the same objects only for the same inputs, and change no byte', () => {
+  const memo = new TranslationMemo();
+  const cache = new ModelCache();
+  const tables = new DefaultTableCache();
+  const alloc = new VipAllocator();
+  let hashed: string | undefined = undefined;
+  const build = (services: ServiceObject[], pods: PodObject[], prev?: ReturnType<typeof translate>) => {
+    const model = buildModel(services, pods, alloc, undefined, [], cache);
+    model.routes = buildRouteModel(model.services, [], new Map(), { hashOf: (c) => (c === hashed ? [{ kind: 'header' as const, name: 'x-user' }] : undefined) }, tables);
+    return { model, snap: translate(model, {}, memo, prev) };
+  };
+  const fresh = (services: ServiceObject[], pods: PodObject[]) => {
+    const model = buildModel(services, pods, new VipAllocator());
+    model.routes = buildRouteModel(model.services, [], new Map(), { hashOf: (c) => (c === hashed ? [{ kind: 'header' as const, name: 'x-user' }] : undefined) });
+    return translate(model);
+  };
+  const versions = (s: ReturnType<typeof translate>) => [...[CDS, EDS, LDS, RDS].map((t) => [...s.shared.get(t)!].map(([n, r]) => [n, r.version])), [...s.inbound].map(([n, r]) => [n, r.version])];
+  let services = ['a', 'b', 'c'].map((n, i) => svc(n, { clusterIP: `198.18.200.${i + 1}` }));
+  let pods = [pod('a1', 'a', '10.0.0.1', 8080), pod('b1', 'b', '10.0.0.2', 8080, { nodeName: 'n2' }), pod('c1', 'c', '10.0.0.3', 8080)];
+  const one = build(services, pods);
+  // Same objects: every Service model, the route tables and the workloads are the same objects.
+  const two = build(services, pods, one.snap);
+  assert.equal(cache.reused, 3);
+  assert.ok(two.model.services.every((m, i) => m === one.model.services[i]));
+  assert.equal(two.model.workloadsByNode, one.model.workloadsByNode);
+  assert.ok([...two.model.routes!.ports].every(([c, r]) => one.model.routes!.ports.get(c) === r));
+  assert.equal(memo.built, 0);
+  // One Service edited (a new object): its model only is built again.
+  services = services.map((s) => (s.meta.name === 'b' ? svc('b', { clusterIP: '198.18.200.2', ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 9090, appProtocol: 'http' }] }) : s));
+  const three = build(services, pods, two.snap);
+  assert.equal(cache.reused, 2);
+  assert.deepEqual([...three.snap.changes!.shared.get(EDS)!.changed], ['outbound|80||b.default.svc.cluster.local']);
+  assert.deepEqual(versions(three.snap), versions(fresh(services, pods)));
+  // A pod replaced: the workloads are built again; a cluster's hash key set: its tables are built again.
+  pods = pods.map((p) => (p.meta.name === 'c1' ? pod('c1', 'c', '10.0.0.9', 8080) : p));
+  hashed = 'outbound|80||a.default.svc.cluster.local';
+  const four = build(services, pods, three.snap);
+  assert.notEqual(four.model.workloadsByNode, three.model.workloadsByNode);
+  assert.notEqual(four.model.routes!.ports.get(hashed), three.model.routes!.ports.get(hashed));
+  assert.ok(four.snap.changes!.shared.get(RDS)!.changed.has('routes|a.default.svc.cluster.local:80'));
+  assert.deepEqual(versions(four.snap), versions(fresh(services, pods)));
+  // Back to the same objects: the section of workloads is reused and sweeping kept its pieces.
+  build(services, pods, four.snap);
+  const five = build(services, pods, four.snap);
+  assert.equal(memo.built, 0);
+  assert.deepEqual(versions(five.snap), versions(fresh(services, pods)));
 });
 
 test('the spliced workload directory part is the message its builder describes', () => {

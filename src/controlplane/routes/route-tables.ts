@@ -33,6 +33,29 @@ export interface RouteModel {
   status: RouteStatus[];
 }
 
+/**
+ * The tables of ports no route attaches to, kept from one build to the next (the control plane holds one):
+ * such a port's tables depend only on its names and its cluster's hash key, so while those are the same the
+ * same objects are handed out, and translation sees by identity that nothing changed.
+ */
+export class DefaultTableCache {
+  private prev = new Map<string, { key: string; routes: PortRoutes }>();
+  private next = new Map<string, { key: string; routes: PortRoutes }>();
+
+  get(cluster: string, key: string, build: () => PortRoutes): PortRoutes {
+    const hit = this.prev.get(cluster);
+    const e = hit && hit.key === key ? hit : { key, routes: build() };
+    this.next.set(cluster, e);
+    return e.routes;
+  }
+
+  /** Ends a build: keeps only the ports it saw. */
+  sweep(): void {
+    this.prev = this.next;
+    this.next = new Map();
+  }
+}
+
 export interface StoredRoute {
   object: RouteObject;
   origin: ObjectOrigin;
@@ -239,7 +262,13 @@ function selectPorts(ref: ParentRef, svc: ServiceModel): ServicePortModel[] {
  * Builds every HTTP port's tables and every route's status. `invalid` holds the issues of routes whose latest
  * version failed validation (by key); `routes` holds what the store serves (their last good versions included).
  */
-export function buildRouteModel(services: ServiceModel[], routes: StoredRoute[], invalid: Map<string, ConfigIssue[]> = new Map(), extras: RouteModelExtras = {}): RouteModel {
+export function buildRouteModel(
+  services: ServiceModel[],
+  routes: StoredRoute[],
+  invalid: Map<string, ConfigIssue[]> = new Map(),
+  extras: RouteModelExtras = {},
+  cache?: DefaultTableCache,
+): RouteModel {
   const index = new Services(services, extras);
   const attachments: Attachment[] = [];
   // Per port cluster: producer routes and consumer routes per namespace, each split by kind.
@@ -274,7 +303,8 @@ export function buildRouteModel(services: ServiceModel[], routes: StoredRoute[],
     if (!svc.vip) continue;
     for (const p of svc.ports) {
       if (!routable(p.protocol)) continue;
-      const byGroup = groups.get(p.clusterName) ?? new Map<string, { http: StoredRoute[]; grpc: StoredRoute[]; atts: Attachment[] }>();
+      const attached = groups.get(p.clusterName);
+      const byGroup = attached ?? new Map<string, { http: StoredRoute[]; grpc: StoredRoute[]; atts: Attachment[] }>();
       const tableFor = (group: string): RouteTable => {
         const g = byGroup.get(group);
         const name = routeTableName(svc.host, p.port.port, group || undefined);
@@ -287,16 +317,27 @@ export function buildRouteModel(services: ServiceModel[], routes: StoredRoute[],
         }
         return buildTable(name, used.map((x) => x.object), index, p);
       };
-      const table = tableFor(PRODUCER);
-      const consumers = new Map<string, RouteTable>();
-      for (const group of [...byGroup.keys()].sort()) if (group !== PRODUCER) consumers.set(group, tableFor(group));
-      const proxyless: RouteTable = {
-        name: p.listenerName,
-        routes: table.routes.every(proxylessSafe) ? table.routes : [defaultRoute(p)],
+      const build = (): PortRoutes => {
+        const table = tableFor(PRODUCER);
+        const consumers = new Map<string, RouteTable>();
+        for (const group of [...byGroup.keys()].sort()) if (group !== PRODUCER) consumers.set(group, tableFor(group));
+        const proxyless: RouteTable = {
+          name: p.listenerName,
+          routes: table.routes.every(proxylessSafe) ? table.routes : [defaultRoute(p)],
+        };
+        return { table, consumers, proxyless };
       };
-      ports.set(p.clusterName, { table, consumers, proxyless });
+      if (attached || !cache) {
+        ports.set(p.clusterName, build());
+        continue;
+      }
+      // No route attaches: the tables follow from the names and the hash key alone (buildTable's first case).
+      const hash = extras.hashOf?.(p.clusterName);
+      const key = `${svc.host} ${p.port.port} ${p.listenerName} ${hash === undefined ? '' : JSON.stringify(hash)}`;
+      ports.set(p.clusterName, cache.get(p.clusterName, key, build));
     }
   }
+  cache?.sweep();
   return { ports, status: statuses(routes, attachments, invalid, index) };
 }
 
