@@ -1,5 +1,5 @@
 // One agent's xDS side for the "xDS scale" bench, in its own process: the agent's ADS client (delta) feeding the
-// proxy runtime's stores exactly as the agent does, without a datapath, pods or worker threads. Reports over IPC:
+// proxy runtime's stores exactly as the agent does (whole sets, then what changed), without a datapath, pods or worker threads. Reports over IPC:
 // when its first config was complete, and when a watched cluster's endpoints reach a given port.
 'use strict';
 
@@ -26,17 +26,25 @@ function check() {
 }
 
 let synced = false;
+function applied() {
+  if (!synced && client.synced()) {
+    synced = true;
+    const m = runtime.services.snapshot();
+    process.send({ type: 'synced', at: performance.timeOrigin + performance.now(), clusters: m.clusters.length });
+  }
+  check();
+}
+
 const client = new XdsClient(
   { address, node, mode: 'delta', log: silentLogger(), registry: new Registry(), initialBackoffMs: 100, maxBackoffMs: 1000 },
   {
     apply(typeUrl, resources) {
       runtime.applyResources(typeUrl, [...resources.values()]);
-      if (!synced && client.synced()) {
-        synced = true;
-        const m = runtime.services.snapshot();
-        process.send({ type: 'synced', at: performance.timeOrigin + performance.now(), clusters: m.clusters.length });
-      }
-      check();
+      applied();
+    },
+    update(typeUrl, changes) {
+      runtime.updateResources(typeUrl, changes);
+      applied();
     },
   },
 );

@@ -24,7 +24,7 @@ import { NodemeshError } from '../util/errors';
 import { createBoundedServer } from '../util/http';
 import { createAdminHandler } from '../admin/server';
 import { XdsClient, type XdsSink } from '../xds/ads-client';
-import type { AgentResource } from '../xds/agent-resources';
+import type { AgentResource, ResourceChange } from '../xds/agent-resources';
 import { DEFAULT_HANDOVER_DRAIN_MS, type AgentOptions, type AgentRole } from './agent-options';
 
 export type { AgentOptions, AgentRole } from './agent-options';
@@ -70,8 +70,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
   private readonly runtime: ProxyRuntime;
   private readonly identity: IdentityProvider | null = null;
   private workers: DataPlaneWorkers | null = null;
-  /** The last accepted set of each xDS type, for workers that start after it arrived. */
-  private readonly lastResources = new Map<string, AgentResource[]>();
+  /** The last accepted set of each xDS type (read when asked), for workers that start after it arrived. */
+  private readonly lastResources = new Map<string, () => AgentResource[]>();
   private readonly pods = new Map<string, PodEntry>();
   private readonly stateFile: PodStateFile;
   /** Unix sockets on this agent's own paths, and TCP ports (one agent at a time: they move at the handover). */
@@ -271,7 +271,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
         log: this.log,
         registry: this.registry,
         agent: this.opts,
-        resources: this.lastResources,
+        resources: new Map([...this.lastResources].map(([t, all]) => [t, all()])),
         onSpans: (spans) => {
           for (const sp of spans) this.spans?.record(sp);
         },
@@ -414,9 +414,17 @@ export class Agent implements EnrollmentHandler, XdsSink {
   apply(typeUrl: string, resources: Map<string, AgentResource>): void {
     const all = [...resources.values()];
     this.runtime.applyResources(typeUrl, all);
-    this.lastResources.set(typeUrl, all);
+    this.lastResources.set(typeUrl, () => all);
     this.workers?.applyResources(typeUrl, all);
     this.log.debug({ type: typeUrl, count: resources.size }, 'xDS resources applied');
+  }
+
+  /** xDS sink: what changed in one type. Worker threads (--concurrency above 1) are still given the whole set. */
+  update(typeUrl: string, changes: ResourceChange[], all: () => Map<string, AgentResource>): void {
+    this.runtime.updateResources(typeUrl, changes);
+    this.lastResources.set(typeUrl, () => [...all().values()]);
+    this.workers?.applyResources(typeUrl, [...all().values()]);
+    this.log.debug({ type: typeUrl, changed: changes.length }, 'xDS resources updated');
   }
 
   /** What the control plane's dashboard shows of this agent (see telemetry/mesh-report). */

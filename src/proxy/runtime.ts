@@ -7,12 +7,12 @@ import { spiffeId } from '../identity/types';
 import { PORT_HBONE } from '../datapath/types';
 import { authorize, AuthzStore } from '../state/authz';
 import { RouteStore } from '../state/routes';
-import { ServiceStore } from '../state/services';
+import { ServiceStore, type EndpointInfo } from '../state/services';
 import { WorkloadStore, type Workload } from '../state/workloads';
 import { registerHboneMetrics } from '../telemetry/hbone-metrics';
 import type { Logger } from '../telemetry/logger';
 import { ProxyMetrics } from '../telemetry/metrics';
-import type { AgentResource } from '../xds/agent-resources';
+import type { AgentResource, ResourceChange } from '../xds/agent-resources';
 import { CDS, EDS, LDS, RDS } from '../xds/resource-types';
 import { ConnectionTracker } from './connection-tracker';
 import type { PodSockets, ProxyContext } from './context';
@@ -168,6 +168,41 @@ export class ProxyRuntime {
       this.authz.replace(new Map(all.flatMap((r) => (r.kind === 'inbound' ? [...r.policies] : []))));
     } else if (typeUrl === RDS) {
       this.routes.replace(all.flatMap((r) => (r.kind === 'routes' ? [r.table] : [])));
+    }
+  }
+
+  /**
+   * xDS: some resources of one type changed (`before` absent: added; `after` absent: removed). Each store takes
+   * only what changed; the inbound listener (one per agent: its node's) replaces the policies as a whole.
+   */
+  updateResources(typeUrl: string, changes: readonly ResourceChange[]): void {
+    const before = changes.flatMap((c) => (c.before ? [c.before] : []));
+    const after = changes.flatMap((c) => (c.after ? [c.after] : []));
+    if (typeUrl === CDS) {
+      const names = new Set(after.flatMap((r) => (r.kind === 'cluster' ? [r.cluster.name] : [])));
+      this.services.updateClusters(
+        before.flatMap((r) => (r.kind === 'cluster' && !names.has(r.cluster.name) ? [r.cluster.name] : [])),
+        after.flatMap((r) => (r.kind === 'cluster' ? [r.cluster] : [])),
+      );
+    } else if (typeUrl === EDS) {
+      const m = new Map<string, EndpointInfo[] | undefined>();
+      for (const r of before) if (r.kind === 'endpoints') m.set(r.cluster, undefined);
+      for (const r of after) if (r.kind === 'endpoints') m.set(r.cluster, r.endpoints);
+      this.services.updateEndpoints(m);
+    } else if (typeUrl === LDS) {
+      this.services.updateVips(
+        before.flatMap((r) => (r.kind === 'vip' ? [r.vip] : [])),
+        after.flatMap((r) => (r.kind === 'vip' ? [r.vip] : [])),
+      );
+      if ([...before, ...after].some((r) => r.kind === 'inbound')) {
+        this.authz.replace(new Map(after.flatMap((r) => (r.kind === 'inbound' ? [...r.policies] : []))));
+      }
+    } else if (typeUrl === RDS) {
+      const names = new Set(after.flatMap((r) => (r.kind === 'routes' ? [r.table.name] : [])));
+      this.routes.update(
+        before.flatMap((r) => (r.kind === 'routes' && !names.has(r.table.name) ? [r.table.name] : [])),
+        after.flatMap((r) => (r.kind === 'routes' ? [r.table] : [])),
+      );
     }
   }
 

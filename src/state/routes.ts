@@ -157,7 +157,7 @@ export interface ServicePort {
   consumerRouteTables?: Record<string, string>;
 }
 
-/** Route tables by name; replaced as a whole on each accepted RDS set. */
+/** Route tables by name; replaced as a whole on each accepted RDS set, or by what changed in it. */
 export class RouteStore {
   private tables = new Map<string, RouteTable>();
   private version = 0;
@@ -167,11 +167,18 @@ export class RouteStore {
     this.version++;
   }
 
+  /** Some tables changed: `removed` (names) go, `upserted` are set. */
+  update(removed: string[], upserted: RouteTable[]): void {
+    for (const n of removed) this.tables.delete(n);
+    for (const t of upserted) this.tables.set(t.name, t);
+    this.version++;
+  }
+
   get(name: string): RouteTable | undefined {
     return this.tables.get(name);
   }
 
-  /** Bumped on every replace: readers that compile tables key their caches on it. */
+  /** Bumped on every replace or update: readers that compile tables key their caches on it. */
   generation(): number {
     return this.version;
   }

@@ -90,18 +90,26 @@ export interface Resolved {
 /** How many endpoints one connection may try before the client sees an error. */
 export const MAX_CONNECT_ATTEMPTS = 3;
 
+/** One endpoint naming a pod IP, and the cluster it is in. */
+interface EndpointRef {
+  cluster: string;
+  e: EndpointInfo;
+}
+
+/** Two Services selecting the same pod port with different protocols: TCP wins over HTTP, declared over detected. */
+const PROTOCOL_RANK: Record<PortProtocol, number> = { tcp: 4, grpc: 3, http2: 2, http: 1, detect: 0 };
+
 /**
- * Written by the xDS client (whole resource sets per type, already validated), read by the proxy per
- * connection. Lookups are map hits; no allocation beyond the candidate list.
+ * Written by the xDS client (whole resource sets per type, or what changed in one, already validated), read by
+ * the proxy per connection. Lookups are map hits; no allocation beyond the candidate list. An update costs what
+ * it changes: nothing is re-indexed over every cluster.
  */
 export class ServiceStore {
   private vips = new Map<string, VipInfo>();
   private readonly clusters = new Map<string, ClusterState>();
   private endpoints = new Map<string, EndpointInfo[]>();
-  /** Pod IP -> endpoint metadata, from every cluster's endpoints (names pods on other nodes). */
-  private byIp = new Map<string, EndpointInfo>();
-  /** `podIP:port` -> the Service port that selects it: its protocol (a pod IP destination takes its Service's) and host. */
-  private portIndex = new Map<string, { protocol: PortProtocol; host: string }>();
+  /** Pod IP -> the endpoints naming it, in every cluster (names pods on other nodes). */
+  private refs = new Map<string, EndpointRef[]>();
 
   private static key(ip: string, port: number): string {
     return `${ip}:${port}`;
@@ -113,52 +121,92 @@ export class ServiceStore {
     this.vips = next;
   }
 
+  /** Some VIP listeners changed: `removed` go, `upserted` are set (a changed one is in both). */
+  updateVips(removed: VipInfo[], upserted: VipInfo[]): void {
+    for (const v of removed) this.vips.delete(ServiceStore.key(v.vip, v.port));
+    for (const v of upserted) this.vips.set(ServiceStore.key(v.vip, v.port), v);
+  }
+
   replaceClusters(clusters: ClusterInfo[]): void {
     const keep = new Set(clusters.map((c) => c.name));
-    for (const name of [...this.clusters.keys()]) if (!keep.has(name)) this.clusters.delete(name);
-    for (const c of clusters) {
+    this.updateClusters(
+      [...this.clusters.keys()].filter((name) => !keep.has(name)),
+      clusters,
+    );
+  }
+
+  /** Some clusters changed: `removed` (names) go, `upserted` are set. */
+  updateClusters(removed: string[], upserted: ClusterInfo[]): void {
+    for (const name of removed) this.clusters.delete(name);
+    for (const c of upserted) {
       const cur = this.clusters.get(c.name);
       if (cur) cur.info = c;
       else this.clusters.set(c.name, { info: c, endpoints: this.endpoints.get(c.name) ?? [], next: 0 });
     }
-    this.indexPortProtocols();
   }
 
   /** Endpoints per cluster name; clusters not listed keep no endpoints. */
   replaceEndpoints(byCluster: Map<string, EndpointInfo[]>): void {
     this.endpoints = byCluster;
     for (const [name, st] of this.clusters) st.endpoints = byCluster.get(name) ?? [];
-    const byIp = new Map<string, EndpointInfo>();
-    for (const eps of byCluster.values()) for (const e of eps) if (e.pod) byIp.set(e.ip, e);
-    this.byIp = byIp;
-    this.indexPortProtocols();
+    this.refs = new Map();
+    for (const [name, eps] of byCluster) this.index(name, eps);
+  }
+
+  /** Some clusters' endpoints changed: each listed cluster's endpoints are replaced (undefined: it has none now). */
+  updateEndpoints(changed: Map<string, EndpointInfo[] | undefined>): void {
+    for (const [name, eps] of changed) {
+      const old = this.endpoints.get(name);
+      if (old) this.unindex(name, old);
+      if (eps) {
+        this.endpoints.set(name, eps);
+        this.index(name, eps);
+      } else this.endpoints.delete(name);
+      const st = this.clusters.get(name);
+      if (st) st.endpoints = eps ?? [];
+    }
+  }
+
+  private index(cluster: string, eps: EndpointInfo[]): void {
+    for (const e of eps) {
+      const list = this.refs.get(e.ip);
+      if (list) list.push({ cluster, e });
+      else this.refs.set(e.ip, [{ cluster, e }]);
+    }
+  }
+
+  private unindex(cluster: string, eps: EndpointInfo[]): void {
+    for (const e of eps) {
+      const list = this.refs.get(e.ip);
+      if (!list) continue;
+      const rest = list.filter((r) => r.cluster !== cluster);
+      if (rest.length > 0) this.refs.set(e.ip, rest);
+      else this.refs.delete(e.ip);
+    }
   }
 
   /**
-   * Two Services selecting the same pod port with different protocols: TCP wins over HTTP, declared over
-   * detected, so a port is never parsed as HTTP when any Service says it is not.
+   * The cluster whose Service port selects the pod's port: of several, the one whose protocol ranks first
+   * (PROTOCOL_RANK), so a port is never parsed as HTTP when any Service says it is not.
    */
-  private indexPortProtocols(): void {
-    const rank: Record<PortProtocol, number> = { tcp: 4, grpc: 3, http2: 2, http: 1, detect: 0 };
-    const next = new Map<string, { protocol: PortProtocol; host: string }>();
-    for (const st of this.clusters.values()) {
-      for (const e of st.endpoints) {
-        const key = ServiceStore.key(e.ip, e.port);
-        const cur = next.get(key);
-        if (cur === undefined || rank[st.info.protocol] > rank[cur.protocol]) next.set(key, { protocol: st.info.protocol, host: st.info.host });
-      }
+  private portOwner(ip: string, port: number): ClusterInfo | undefined {
+    let best: ClusterInfo | undefined;
+    for (const r of this.refs.get(ip) ?? []) {
+      if (r.e.port !== port) continue;
+      const info = this.clusters.get(r.cluster)?.info;
+      if (info && (best === undefined || PROTOCOL_RANK[info.protocol] > PROTOCOL_RANK[best.protocol])) best = info;
     }
-    this.portIndex = next;
+    return best;
   }
 
   /** The protocol of a pod's port from the Services that select it; undefined when none does. */
   portProtocol(ip: string, port: number): PortProtocol | undefined {
-    return this.portIndex.get(ServiceStore.key(ip, port))?.protocol;
+    return this.portOwner(ip, port)?.protocol;
   }
 
   /** The host of a Service that selects the pod's port (the one whose protocol counts), for telemetry. */
   portService(ip: string, port: number): string | undefined {
-    return this.portIndex.get(ServiceStore.key(ip, port))?.host;
+    return this.portOwner(ip, port)?.host;
   }
 
   /** The Service VIP:port, with its protocol and route tables; undefined for anything else. */
@@ -175,9 +223,12 @@ export class ServiceStore {
     return this.clusters.get(name)?.endpoints ?? [];
   }
 
-  /** Workload metadata of a pod IP known from any service's endpoints. */
+  /** Workload metadata of a pod IP known from any service's endpoints (the latest applied, when several). */
   findWorkload(ip: string): EndpointInfo | undefined {
-    return this.byIp.get(ip);
+    const list = this.refs.get(ip);
+    if (!list) return undefined;
+    for (let i = list.length - 1; i >= 0; i--) if (list[i]!.e.pod) return list[i]!.e;
+    return undefined;
   }
 
   /** The service behind VIP:port, or null for destinations that are not services (passthrough). */

@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { channelCredentials } from './channel-credentials';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../telemetry/logger';
-import { decodeResource, routeTablesOf, XdsResourceError, type AgentResource } from './agent-resources';
+import { decodeResource, routeTablesOf, XdsResourceError, type AgentResource, type ResourceChange } from './agent-resources';
 import {
   adsServiceDefinition,
   toStruct,
@@ -40,6 +40,12 @@ export interface XdsSnapshotStore {
 export interface XdsSink {
   /** The complete current set of resources of one type (name -> decoded). */
   apply(typeUrl: string, resources: Map<string, AgentResource>): void;
+  /**
+   * What changed in a type since it was last handed over (optional): once a type has been applied whole, its
+   * later changes come here, so a one-Service change costs the sink one Service, not the cluster's size.
+   * `all()` builds the whole current set, for a sink that needs it.
+   */
+  update?(typeUrl: string, changes: ResourceChange[], all: () => Map<string, AgentResource>): void;
 }
 
 export interface XdsClientOptions {
@@ -82,6 +88,10 @@ interface TypeState {
   /** Names subscribed explicitly; null = wildcard. */
   names: string[] | null;
   lastNack: string | null;
+  /** Names changed since the sink was last given this type, with what the sink had for each (undefined: none). */
+  pending: Map<string, AgentResource | undefined>;
+  /** The whole set must go to the sink (state of the world, a restore, never handed yet). */
+  whole: boolean;
 }
 
 type Stream = grpc.ClientDuplexStream<unknown, unknown>;
@@ -136,7 +146,7 @@ export class XdsClient {
       'grpc.max_send_message_length': opts.maxMessageBytes ?? XDS_MAX_MESSAGE_BYTES,
     });
     for (const t of [CDS, EDS, LDS, RDS]) {
-      this.types.set(t, { resources: new Map(), versionInfo: '', names: WILDCARD_TYPES.includes(t) ? null : [], lastNack: null });
+      this.types.set(t, { resources: new Map(), versionInfo: '', names: WILDCARD_TYPES.includes(t) ? null : [], lastNack: null, pending: new Map(), whole: true });
     }
     const registers = [opts.registry];
     this.m = {
@@ -247,6 +257,7 @@ export class XdsClient {
         const st = this.types.get(t)!;
         st.resources = d.resources;
         st.versionInfo = d.versionInfo;
+        st.whole = true;
       }
       // endpoints and route tables first: committing clusters and listeners keeps those they name
       for (const t of [EDS, RDS, CDS, LDS]) if (decoded.has(t)) this.commit(t);
@@ -391,6 +402,7 @@ export class XdsClient {
     if (typeof decoded === 'string') return this.nack(res.type_url, res.nonce, decoded);
     st.resources = decoded;
     st.versionInfo = res.version_info;
+    st.whole = true;
     this.live.add(res.type_url);
     this.commitSoon(res.type_url);
     this.send({ version_info: res.version_info, resource_names: st.names ?? [], type_url: res.type_url, response_nonce: res.nonce });
@@ -401,10 +413,17 @@ export class XdsClient {
     if (!st) return this.nack(res.type_url, res.nonce, `unsupported type ${res.type_url}`);
     const decoded = this.decodeAll(res.type_url, res.resources.map((r) => ({ name: r.name, version: r.version, any: r.resource })));
     if (typeof decoded === 'string') return this.nack(res.type_url, res.nonce, decoded);
-    const next = new Map(st.resources);
-    for (const name of res.removed_resources) next.delete(name);
-    for (const [name, h] of decoded) next.set(name, h);
-    st.resources = next;
+    // In place: everything was decoded and checked above, so nothing is half-applied.
+    for (const name of res.removed_resources) {
+      const had = st.resources.get(name);
+      if (!had) continue;
+      if (!st.pending.has(name)) st.pending.set(name, had.decoded);
+      st.resources.delete(name);
+    }
+    for (const [name, h] of decoded) {
+      if (!st.pending.has(name)) st.pending.set(name, st.resources.get(name)?.decoded);
+      st.resources.set(name, h);
+    }
     // A split set: the type is complete only once its last part arrived (xds/limits.ts).
     const more = res.system_version_info.endsWith(XDS_MORE_FOLLOWS);
     if (more) this.partial.add(res.type_url);
@@ -452,7 +471,7 @@ export class XdsClient {
     st.lastNack = null;
     this.received.add(typeUrl);
     if (!this.restoring) this.m.applied.inc({ type: typeShortName(typeUrl) });
-    this.sink.apply(typeUrl, new Map([...st.resources].map(([n, h]) => [n, h.decoded])));
+    this.handOver(typeUrl, st);
     const decoded = [...st.resources.values()].map((h) => h.decoded);
     if (typeUrl === CDS) {
       this.follow(EDS, decoded.flatMap((d) => (d.kind === 'cluster' && d.eds ? [d.cluster.name] : [])));
@@ -460,6 +479,23 @@ export class XdsClient {
       this.follow(RDS, decoded.flatMap(routeTablesOf));
     }
     this.scheduleSave();
+  }
+
+  /** Gives the sink the type: what changed since last time when it takes that, else the whole set. */
+  private handOver(typeUrl: string, st: TypeState): void {
+    if (st.whole || !this.sink.update) {
+      st.whole = false;
+      st.pending.clear();
+      this.sink.apply(typeUrl, new Map([...st.resources].map(([n, h]) => [n, h.decoded])));
+      return;
+    }
+    const changes: ResourceChange[] = [];
+    for (const [name, before] of st.pending) {
+      const after = st.resources.get(name)?.decoded;
+      if (before !== after) changes.push({ name, before, after });
+    }
+    st.pending.clear();
+    if (changes.length > 0) this.sink.update(typeUrl, changes, () => new Map([...st.resources].map(([n, h]) => [n, h.decoded])));
   }
 
   /** Subscribes `typeUrl` to exactly `names`; what is no longer named is dropped and the sink told at once. */
@@ -475,8 +511,13 @@ export class XdsClient {
     const removed = have.filter((n) => !wanted.has(n));
     st.names = want;
     if (removed.length) {
-      for (const n of removed) st.resources.delete(n);
-      this.sink.apply(typeUrl, new Map([...st.resources].map(([n, h]) => [n, h.decoded])));
+      for (const n of removed) {
+        const had = st.resources.get(n);
+        if (!had) continue;
+        if (!st.pending.has(n)) st.pending.set(n, had.decoded);
+        st.resources.delete(n);
+      }
+      this.handOver(typeUrl, st);
     }
     if (this.opts.mode === 'delta') {
       this.send({ type_url: typeUrl, resource_names_subscribe: added, resource_names_unsubscribe: removed, initial_resource_versions: {}, response_nonce: '' });

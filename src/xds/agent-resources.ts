@@ -31,6 +31,13 @@ export type AgentResource =
     }
   | { kind: 'ignored'; why: string };
 
+/** One resource of a type that changed: `before` absent when it is new, `after` absent when it is gone. */
+export interface ResourceChange {
+  name: string;
+  before?: AgentResource;
+  after?: AgentResource;
+}
+
 export interface InboundWorkload {
   pod: string;
   namespace: string;
