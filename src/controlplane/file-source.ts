@@ -31,6 +31,11 @@ export class FileSource implements ConfigSource {
   private closed = false;
   /** Files read empty once after having content: possibly caught mid-write, so looked at once more. */
   private readonly emptyOnce = new Set<string>();
+  /** Files the watch named since the last scan, and whether it named none (then every file is read). */
+  private readonly named = new Set<string>();
+  private everything = false;
+  /** Size, mtime and inode of each file when last read: a file the watch did not name is read if they moved. */
+  private readonly stats = new Map<string, string>();
 
   constructor(
     configPath: string,
@@ -64,6 +69,8 @@ export class FileSource implements ConfigSource {
     const dir = this.isDir ? this.root : path.dirname(this.root);
     this.watcher = fs.watch(dir, { persistent: false }, (_event, name) => {
       if (!this.isDir && name !== null && name !== path.basename(this.root)) return;
+      if (name === null) this.everything = true;
+      else this.named.add(path.join(dir, name));
       this.schedule();
     });
     this.watcher.on('error', (err) => this.log.error({ err, dir }, 'config watch failed; changes are no longer followed'));
@@ -98,9 +105,17 @@ export class FileSource implements ConfigSource {
     }
   }
 
-  /** Re-reads every file whose content changed and drops files that disappeared. */
+  /**
+   * Re-reads every file whose content changed and drops files that disappeared. A file is read when the watch
+   * named it, when its size, mtime or inode moved, or on a scan no event named files for (the first one, and
+   * events without a name): at thousands of Services, reading every file on each change cost more than the change.
+   */
   private scan(): void {
     if (this.closed) return;
+    const named = new Set(this.named);
+    const everything = this.everything || this.stats.size === 0;
+    this.named.clear();
+    this.everything = false;
     const present = new Set(this.files());
     for (const file of [...this.seen.keys()]) {
       if (!present.has(file)) {
@@ -109,9 +124,14 @@ export class FileSource implements ConfigSource {
         this.sink.remove(FileSource.sourceId(file));
       }
     }
+    for (const file of [...this.stats.keys()]) if (!present.has(file)) this.stats.delete(file);
     for (const file of present) {
       let text: string;
       try {
+        const st = fs.statSync(file, { bigint: true });
+        const stamp = `${st.size} ${st.mtimeNs} ${st.ino}`;
+        if (!everything && !named.has(file) && !this.emptyOnce.has(file) && this.stats.get(file) === stamp) continue;
+        this.stats.set(file, stamp);
         text = fs.readFileSync(file, 'utf8');
       } catch (err) {
         // Vanished between readdir and read: the next event removes it.
