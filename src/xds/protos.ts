@@ -14,8 +14,16 @@ export function envoyRoot(): protobuf.Root {
   return cachedRoot;
 }
 
+const types = new Map<string, protobuf.Type>();
+
+/** A type by full name; looked up once (a lookup walks the namespaces, and every resource decoded asks). */
 export function messageType(fullName: string): protobuf.Type {
-  return envoyRoot().lookupType(fullName);
+  let t = types.get(fullName);
+  if (!t) {
+    t = envoyRoot().lookupType(fullName);
+    types.set(fullName, t);
+  }
+  return t;
 }
 
 /** Options for decoded messages: proto field names, enums as names, 64-bit ints as strings, oneof names set. */
