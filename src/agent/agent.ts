@@ -421,6 +421,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
 
   /** xDS sink: what changed in one type. Worker threads (--concurrency above 1) are still given the whole set. */
   update(typeUrl: string, changes: ResourceChange[], all: () => Map<string, AgentResource>): void {
+    if (changes.length === 0) return;
     this.runtime.updateResources(typeUrl, changes);
     this.lastResources.set(typeUrl, () => [...all().values()]);
     this.workers?.applyResources(typeUrl, [...all().values()]);

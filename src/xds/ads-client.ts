@@ -495,7 +495,8 @@ export class XdsClient {
       if (before !== after) changes.push({ name, before, after });
     }
     st.pending.clear();
-    if (changes.length > 0) this.sink.update(typeUrl, changes, () => new Map([...st.resources].map(([n, h]) => [n, h.decoded])));
+    // Called even when nothing changed (the empty last part of a split set): the sink hears of every commit.
+    this.sink.update(typeUrl, changes, () => new Map([...st.resources].map(([n, h]) => [n, h.decoded])));
   }
 
   /** Subscribes `typeUrl` to exactly `names`; what is no longer named is dropped and the sink told at once. */
