@@ -12,17 +12,44 @@ import { forward, refuse, type ForwardRequest } from './forward';
 
 export const AGENT_PORTS = new Set([PORT_OUTBOUND, PORT_INBOUND, PORT_HBONE]);
 
+/** The calling pod as a destination agent names it in its metrics (Istio's source_* labels). */
+export interface InboundSource {
+  workload: string;
+  namespace: string;
+  app: string;
+  version: string;
+}
+
 /**
- * Istio's destination-side labels. The source is named from what the agent knows about `peerIp`: a pod of its
- * own, else what the source agent said of it on the CONNECT (`peer`), else a Service endpoint's metadata.
+ * The source of an inbound connection, from what the agent knows about `peerIp`: a pod of its own, else what
+ * the source agent said of it on the CONNECT (`peer`), else a Service endpoint's metadata; the namespace falls
+ * back to the peer certificate's.
  */
+export function inboundSource(ctx: ProxyContext, peerIp: string, principal: string | null, peer: PeerMeta | null): InboundSource {
+  const local = ctx.workloads.findByIp(peerIp);
+  const s = local
+    ? { workload: local.workloadName, namespace: local.namespace, app: local.labels.app, version: local.labels.version }
+    : peer
+      ? { workload: peer.workload, namespace: peer.namespace, app: peer.app ?? undefined, version: peer.version ?? undefined }
+      : (() => {
+          const remote = ctx.services.findWorkload(peerIp);
+          return { workload: remote?.pod, namespace: remote?.namespace, app: remote?.app, version: remote?.version };
+        })();
+  return {
+    workload: s.workload ?? UNKNOWN,
+    namespace: s.namespace ?? (principal ? (parseSpiffeId(principal)?.namespace ?? UNKNOWN) : UNKNOWN),
+    app: s.app ?? UNKNOWN,
+    version: s.version ?? UNKNOWN,
+  };
+}
+
+/** Istio's destination-side labels for a connection (the TCP view); the source as `inboundSource` names it. */
 export function inboundLabels(ctx: ProxyContext, pod: Workload, peerIp: string, principal: string | null, peer: PeerMeta | null = null): TcpLabels {
-  const localSrc = ctx.workloads.findByIp(peerIp);
-  const remoteSrc = localSrc || peer ? undefined : ctx.services.findWorkload(peerIp);
+  const src = inboundSource(ctx, peerIp, principal, peer);
   return {
     reporter: 'destination',
-    source_workload: localSrc?.workloadName ?? peer?.workload ?? remoteSrc?.pod ?? UNKNOWN,
-    source_workload_namespace: localSrc?.namespace ?? peer?.namespace ?? remoteSrc?.namespace ?? (principal ? (parseSpiffeId(principal)?.namespace ?? UNKNOWN) : UNKNOWN),
+    source_workload: src.workload,
+    source_workload_namespace: src.namespace,
     source_principal: principal ?? UNKNOWN,
     destination_workload: pod.workloadName,
     destination_workload_namespace: pod.namespace,

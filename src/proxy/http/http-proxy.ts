@@ -15,6 +15,7 @@ import { ClusterStates } from './cluster-state';
 import type { TcpLabels } from '../../telemetry/metrics';
 import type { Endpoint } from '../connection-tracker';
 import type { PodSockets, ProxyContext } from '../context';
+import { inboundSource } from '../inbound';
 import type { ConnLabels, HttpConn } from './conn';
 import { detect, type Detected } from './detect';
 import { H1Downstream, type ServedConnection } from './downstream-h1';
@@ -241,29 +242,19 @@ export class HttpProxy {
     };
   }
 
-  /**
-   * The source is named from a pod of this agent's own, else from what the source agent said of it on the
-   * HBONE CONNECT (`peer`), else from a Service endpoint's metadata (a plaintext client selected by a Service).
-   */
+  /** The source as the TCP view names it (`inboundSource`), with its app and version. */
   private inboundLabels(pod: Workload, peerIp: string, principal: string | null, dst: Endpoint, peer: PeerMeta | null): ConnLabels {
     const ctx = this.o.ctx;
     const host = ctx.services.portService(dst.ip, dst.port) ?? UNKNOWN;
     const [svcName, svcNs] = host === UNKNOWN ? [UNKNOWN, UNKNOWN] : host.split('.');
-    const local = ctx.workloads.findByIp(peerIp);
-    const remote = local || peer ? undefined : ctx.services.findWorkload(peerIp);
-    const peerNs = principal ? (/\/ns\/([^/]+)\//.exec(principal)?.[1] ?? UNKNOWN) : UNKNOWN;
-    const src = local
-      ? { workload: local.workloadName, namespace: local.namespace, app: local.labels.app, version: local.labels.version }
-      : peer
-        ? { workload: peer.workload, namespace: peer.namespace, app: peer.app ?? undefined, version: peer.version ?? undefined }
-        : { workload: remote?.pod, namespace: remote?.namespace, app: remote?.app, version: remote?.version };
+    const src = inboundSource(ctx, peerIp, principal, peer);
     return {
       reporter: 'destination',
-      source_workload: src.workload ?? UNKNOWN,
-      source_workload_namespace: src.namespace ?? peerNs,
+      source_workload: src.workload,
+      source_workload_namespace: src.namespace,
       source_principal: principal ?? UNKNOWN,
-      source_app: src.app ?? UNKNOWN,
-      source_version: src.version ?? UNKNOWN,
+      source_app: src.app,
+      source_version: src.version,
       destination_workload: pod.workloadName,
       destination_workload_namespace: pod.namespace,
       destination_principal: principal && ctx.mesh ? ctx.mesh.spiffeIdOf(pod) : UNKNOWN,
