@@ -6,8 +6,8 @@ import type { Workload } from '../state/workloads';
 import type { TcpLabels } from '../telemetry/metrics';
 import type { Direction as ConnDirection, Endpoint } from './connection-tracker';
 import type { PodSockets, ProxyContext } from './context';
-import { HBONE_DETECTED_HEADER, relayStream, type HboneRespond } from './hbone';
-import { HBONE_PEER_HEADER, formatPeerMeta } from './hbone/peer-meta';
+import { relayStream, type HboneRespond } from './hbone';
+import { connectHeaders } from './hbone/peer-meta';
 import { ErrorCode } from './hbone/h2/constants';
 import type { HboneStream } from './hbone/h2-engine';
 import { adoptAccepted, Direction, newUpstream, startRelay, type RelayResult } from './relay';
@@ -241,7 +241,7 @@ async function dialHbone(ctx: ProxyContext, r: ForwardRequest, target: Target): 
       address: { ip: target.ip, port: mesh.hbonePort },
       target: { ip: target.ip, port: target.port },
       newSocket: (family) => r.sockets.newSocket(family),
-      headers: r.detectedTcp ? { [HBONE_PEER_HEADER]: formatPeerMeta(r.pod), [HBONE_DETECTED_HEADER]: 'tcp' } : { [HBONE_PEER_HEADER]: formatPeerMeta(r.pod) },
+      headers: connectHeaders(r.pod, r.detectedTcp ? 'tcp' : undefined),
     });
   const budgetMs = Math.min(REFUSED_RETRY_BUDGET_MS, r.connectTimeoutMs ?? ctx.connectTimeoutMs);
   const retried = (): void => ctx.metrics.proxyErrors.inc({ direction: r.direction, reason: 'hbone_refused_retry' });

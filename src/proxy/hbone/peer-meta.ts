@@ -7,6 +7,7 @@
 
 import { parseSpiffeId } from '../../identity/types';
 import type { Workload } from '../../state/workloads';
+import { HBONE_DETECTED_HEADER } from './protocol';
 
 export const HBONE_PEER_HEADER = 'x-nodemesh-peer';
 
@@ -30,6 +31,19 @@ export function formatPeerMeta(pod: Workload): string {
   if (app !== undefined && LABEL_VALUE.test(app)) v += `;app=${app}`;
   if (version !== undefined && LABEL_VALUE.test(version)) v += `;ver=${version}`;
   return v;
+}
+
+/** A pod's header value, made once per pod (its labels do not change while it is enrolled as that object). */
+const formatted = new WeakMap<Workload, string>();
+
+/**
+ * The headers a source agent adds to every CONNECT it sends for `pod`: who is calling, and, on an undeclared
+ * port, what its detection decided (`x-nodemesh-detected`, so the destination does not wait to detect again).
+ */
+export function connectHeaders(pod: Workload, detected?: string): Record<string, string> {
+  let peer = formatted.get(pod);
+  if (peer === undefined) formatted.set(pod, (peer = formatPeerMeta(pod)));
+  return detected ? { [HBONE_PEER_HEADER]: peer, [HBONE_DETECTED_HEADER]: detected } : { [HBONE_PEER_HEADER]: peer };
 }
 
 /**

@@ -4,8 +4,7 @@
 import net from 'node:net';
 import type { HttpVersion } from '../../state/routes';
 import type { Workload } from '../../state/workloads';
-import { HBONE_PEER_HEADER, formatPeerMeta } from '../hbone/peer-meta';
-import { HBONE_DETECTED_HEADER } from '../hbone/protocol';
+import { connectHeaders } from '../hbone/peer-meta';
 import type { PodSockets, ProxyContext } from '../context';
 import { connectOnce, type Target } from '../forward';
 import { newUpstream } from '../relay';
@@ -66,7 +65,7 @@ async function dialTunnel(ctx: ProxyContext, pod: Workload, sockets: PodSockets,
         address: { ip: target.ip, port: mesh.hbonePort },
         target: { ip: target.ip, port: target.port },
         newSocket: (family) => sockets.newSocket(family),
-        headers: detected ? { [HBONE_PEER_HEADER]: formatPeerMeta(pod), [HBONE_DETECTED_HEADER]: detected } : { [HBONE_PEER_HEADER]: formatPeerMeta(pod) },
+        headers: connectHeaders(pod, detected),
       });
     const retried = (): void => ctx.metrics.proxyErrors.inc({ direction: 'outbound', reason: 'hbone_refused_retry' });
     const { stream } = await retryWhileRefused(dial, { budgetMs: Math.min(REFUSED_RETRY_BUDGET_MS, timeoutMs), gone: () => false, retried });
