@@ -30,30 +30,31 @@ interface Exchange {
   trailers: Headers | null;
 }
 
-/**
- * Whether nghttp2 ended a session or stream because the client broke HTTP/2: a connection error it detected
- * (`ERR_HTTP2_ERROR`: "Protocol error", "Flow control error", a bad preface), or a stream it reset for a
- * malformed request (`ERR_HTTP2_STREAM_ERROR` with PROTOCOL_ERROR, e.g. DATA that disagrees with
- * content-length). A peer's own GOAWAY or reset with some other code, or a socket error, is not one.
- * nghttp2 refuses some malformed requests (invalid header names, say) before Node creates a stream: those
- * are answered with RST_STREAM and never reach JavaScript, so they cannot be counted here.
+/*
+ * A client that breaks HTTP/2 shows in two ways: a connection error nghttp2 detected (the session's error is
+ * `ERR_HTTP2_ERROR`: "Protocol error", "Flow control error", a bad preface), or a stream it reset for a
+ * malformed request (its reset code: PROTOCOL_ERROR for DATA that disagrees with content-length, say). A
+ * peer's own GOAWAY or reset with another code, or a socket error, is not one. nghttp2 refuses some malformed
+ * requests (invalid header names) before Node creates a stream: those never reach JavaScript and cannot be
+ * counted here.
  */
-function peerBrokeProtocol(err: NodeJS.ErrnoException): boolean {
-  if (err.code === 'ERR_HTTP2_ERROR') return true;
-  return err.code === 'ERR_HTTP2_STREAM_ERROR' && /PROTOCOL_ERROR|FLOW_CONTROL_ERROR|FRAME_SIZE_ERROR|COMPRESSION_ERROR/.test(err.message);
-}
 
-/** RST_STREAM codes that mean the client broke HTTP/2 on that stream (PROTOCOL_ERROR, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR). */
+/** RST_STREAM codes that mean the client broke HTTP/2 on that stream. */
 const PEER_FAULT_CODES = new Set([http2.constants.NGHTTP2_PROTOCOL_ERROR, http2.constants.NGHTTP2_FLOW_CONTROL_ERROR, http2.constants.NGHTTP2_FRAME_SIZE_ERROR]);
 
 const COUNTED = Symbol('nodemesh.malformedCounted');
 
 /** Counts a client connection that broke HTTP/2 once, however many of its streams failed with it. */
-function malformed(session: http2.Http2Session, err: NodeJS.ErrnoException): void {
+function malformed(session: http2.Http2Session, why: string): void {
   const s = session as unknown as WithServed & { [COUNTED]?: true };
   if (s[COUNTED]) return;
   s[COUNTED] = true;
-  s[SERVED]?.onClientError(`H2:${err.message}`);
+  s[SERVED]?.onClientError(`H2:${why}`);
+}
+
+/** A stream that ended reset for a fault of the client's counts its connection (once). */
+function countIfPeerFault(session: http2.Http2Session, stream: http2.ServerHttp2Stream): void {
+  if (stream.rstCode !== undefined && PEER_FAULT_CODES.has(stream.rstCode)) malformed(session, `stream reset with HTTP/2 error code ${stream.rstCode}`);
 }
 
 export interface H2DownstreamOptions {
@@ -84,7 +85,7 @@ export class H2Downstream {
       session.once('close', () => this.sessions.delete(session));
       session.on('error', (err: NodeJS.ErrnoException) => {
         this.log.debug({ err }, 'downstream HTTP/2 session error');
-        if (peerBrokeProtocol(err)) malformed(session, err);
+        if (err.code === 'ERR_HTTP2_ERROR') malformed(session, err.message);
       });
       // From the session, not the server: a stream nghttp2 has reset already (its DATA broke the request)
       // arrives detached from its session, and its failure still belongs to this connection.
@@ -107,11 +108,10 @@ export class H2Downstream {
   }
 
   private onStream(session: http2.ServerHttp2Session, stream: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders): void {
-    stream.on('error', (err: NodeJS.ErrnoException) => {
-      if (peerBrokeProtocol(err)) malformed(session, err);
-    });
+    // A stream's error is its reset (or its session's failure): counted from 'close' and the session.
+    stream.on('error', () => undefined);
     if (stream.destroyed) {
-      if (stream.rstCode !== undefined && PEER_FAULT_CODES.has(stream.rstCode)) malformed(session, new Error(`stream reset with HTTP/2 error code ${stream.rstCode}`));
+      countIfPeerFault(session, stream);
       return;
     }
     const served = (session as unknown as WithServed)[SERVED];
@@ -143,9 +143,7 @@ export class H2Downstream {
     const x: Exchange = { answer: null, responseBytes: 0, trailers: null };
     // 'close' comes once per stream, answered or not: the one place the exchange is settled.
     stream.once('close', () => {
-      // A stream nghttp2 reset for a malformed request does not always surface as an 'error' (not when its
-      // body had ended): its reset code says so.
-      if (stream.rstCode !== undefined && PEER_FAULT_CODES.has(stream.rstCode)) malformed(session, new Error(`stream reset with HTTP/2 error code ${stream.rstCode}`));
+      countIfPeerFault(session, stream);
       const complete = stream.writableFinished && (stream.rstCode ?? 0) === 0;
       if (!complete) abortExchange(rc);
       settle(rc, x.answer ?? NO_ANSWER, { requestBytes: requestBytes(), responseBytes: x.responseBytes, downstreamReset: !complete, trailers: x.trailers });
