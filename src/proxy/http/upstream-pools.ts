@@ -49,14 +49,14 @@ function key(pod: Workload, t: Target): string {
   return `${pod.uid}|${t.via}|${t.ip}|${t.port}|${t.from ?? ''}`;
 }
 
-/** What a cluster's connection-pool policy asks of an HTTP/1.1 pool (DestinationRule connectionPool). */
-export interface H1Limits {
+/** What a cluster's connection-pool policy asks of its upstream connections (DestinationRule connectionPool): all three of an HTTP/1.1 pool, the last two of an HTTP/2 session. */
+export interface PoolLimits {
   maxConnections?: number;
   maxRequestsPerConnection?: number;
   idleTimeoutMs?: number;
 }
 
-function limitsKey(l: H1Limits | undefined): string {
+function limitsKey(l: PoolLimits | undefined): string {
   return l ? `${l.maxConnections ?? ''}/${l.maxRequestsPerConnection ?? ''}/${l.idleTimeoutMs ?? ''}` : '';
 }
 
@@ -80,7 +80,7 @@ export class UpstreamPools {
   }
 
   /** The HTTP/1.1 pool for `target` from `pod`. Its connections are dialled on demand. */
-  h1Pool(pod: Workload, sockets: PodSockets, target: Target, connectTimeoutMs: number, detected?: HttpVersion, limits?: H1Limits): Pool {
+  h1Pool(pod: Workload, sockets: PodSockets, target: Target, connectTimeoutMs: number, detected?: HttpVersion, limits?: PoolLimits): Pool {
     const k = key(pod, target);
     const cur = this.h1.get(k);
     const lk = limitsKey(limits);
@@ -126,7 +126,7 @@ export class UpstreamPools {
     headers: http2.OutgoingHttpHeaders,
     opts: http2.ClientSessionRequestOptions,
     detected?: HttpVersion,
-    limits?: H1Limits,
+    limits?: PoolLimits,
   ): Promise<http2.ClientHttp2Stream> {
     const k = key(pod, target);
     const entry = this.h2Entry(k, pod, sockets, target, connectTimeoutMs, detected);
