@@ -80,14 +80,14 @@ class SeriesView {
     readonly name: string,
     readonly help: string,
     readonly type: 'counter' | 'histogram',
-    private readonly all: () => Iterable<Series>,
+    private readonly store: SeriesStore,
     private readonly part: Part | null,
     private readonly bounds: readonly number[] = [],
   ) {}
 
   get(): Promise<MetricObjectWithValues<MetricValue<string>>> {
     const values: MetricValue<string>[] = [];
-    for (const s of this.all()) {
+    for (const s of this.store.all()) {
       if (this.part === null) {
         values.push({ labels: s.labels, value: s.requests });
         continue;
@@ -106,9 +106,15 @@ class SeriesView {
     return Promise.resolve({ name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator } as unknown as MetricObjectWithValues<MetricValue<string>>);
   }
 
+  /** The registry's reset: the four views share the series, so it clears them for all four. */
   reset(): void {
-    // The series are shared by the four views; RequestMetrics.reset() clears them.
+    this.store.clear();
   }
+}
+
+interface SeriesStore {
+  all(): Iterable<Series>;
+  clear(): void;
 }
 
 export class RequestMetrics {
@@ -118,12 +124,18 @@ export class RequestMetrics {
   private readonly byKey = new Map<string, Series>();
 
   constructor(registry: Registry) {
-    const all = (): Iterable<Series> => this.series.values();
+    const store: SeriesStore = {
+      all: () => this.series.values(),
+      clear: () => {
+        this.series.clear();
+        this.byKey.clear();
+      },
+    };
     const views = [
-      new SeriesView('istio_requests_total', 'Requests served, by source, destination and outcome', 'counter', all, null),
-      new SeriesView('istio_request_duration_milliseconds', 'Request duration in milliseconds, from the first request byte to the last response byte', 'histogram', all, 'duration', DURATION_BUCKETS),
-      new SeriesView('istio_request_bytes', 'Request body sizes in bytes', 'histogram', all, 'requestBytes', SIZE_BUCKETS),
-      new SeriesView('istio_response_bytes', 'Response body sizes in bytes', 'histogram', all, 'responseBytes', SIZE_BUCKETS),
+      new SeriesView('istio_requests_total', 'Requests served, by source, destination and outcome', 'counter', store, null),
+      new SeriesView('istio_request_duration_milliseconds', 'Request duration in milliseconds, from the first request byte to the last response byte', 'histogram', store, 'duration', DURATION_BUCKETS),
+      new SeriesView('istio_request_bytes', 'Request body sizes in bytes', 'histogram', store, 'requestBytes', SIZE_BUCKETS),
+      new SeriesView('istio_response_bytes', 'Response body sizes in bytes', 'histogram', store, 'responseBytes', SIZE_BUCKETS),
     ];
     for (const v of views) registry.registerMetric(v as unknown as Parameters<Registry['registerMetric']>[0]);
   }
@@ -150,12 +162,6 @@ export class RequestMetrics {
     observe(s.requestBytes, SIZE_BUCKETS, requestBytes);
     observe(s.responseBytes, SIZE_BUCKETS, responseBytes);
     return s.labels;
-  }
-
-  /** Forgets every series (as prom-client's registry reset does for its own metrics). */
-  reset(): void {
-    this.series.clear();
-    this.byKey.clear();
   }
 
   private seriesOf(labels: RequestLabels): Series {
