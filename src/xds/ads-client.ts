@@ -208,6 +208,21 @@ export class XdsClient {
     };
   }
 
+  /** `status()` without the per-resource versions: what a periodic report needs, at any config size. */
+  summary(): Record<string, unknown> {
+    return {
+      address: this.opts.address,
+      mode: this.opts.mode,
+      connected: this.connected,
+      synced: this.synced(),
+      configSource: this.configSource(),
+      lastError: this.lastError,
+      versions: Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), st.versionInfo])),
+      lastNack: Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), st.lastNack])),
+      counts: Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), st.resources.size])),
+    };
+  }
+
   private node(): XdsNode {
     return {
       id: `nodemesh-agent~${this.opts.node}`,
