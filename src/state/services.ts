@@ -90,10 +90,34 @@ export interface Resolved {
 /** How many endpoints one connection may try before the client sees an error. */
 export const MAX_CONNECT_ATTEMPTS = 3;
 
-/** One endpoint naming a pod IP, and the cluster it is in. */
-interface EndpointRef {
-  cluster: string;
-  e: EndpointInfo;
+/**
+ * The endpoints naming one pod IP, each with its cluster: `[cluster, endpoint, cluster, endpoint, …]`, exactly as
+ * long as it needs to be. Flat and exact because there is one per pod of the cluster (20,000 at 20,000 pods): pairs as
+ * objects in arrays grown by push cost ~6 MB there.
+ */
+type EndpointRefs = readonly (string | EndpointInfo)[];
+
+/** `refs` with one more pair, or without `cluster`'s pairs (a new array either way: exact size). */
+function withRef(refs: EndpointRefs | undefined, cluster: string, e: EndpointInfo): EndpointRefs {
+  const n = refs?.length ?? 0;
+  const out = new Array<string | EndpointInfo>(n + 2);
+  for (let i = 0; i < n; i++) out[i] = refs![i]!;
+  out[n] = cluster;
+  out[n + 1] = e;
+  return out;
+}
+
+function withoutCluster(refs: EndpointRefs, cluster: string): EndpointRefs {
+  let keep = 0;
+  for (let i = 0; i < refs.length; i += 2) if (refs[i] !== cluster) keep += 2;
+  const out = new Array<string | EndpointInfo>(keep);
+  let j = 0;
+  for (let i = 0; i < refs.length; i += 2) {
+    if (refs[i] === cluster) continue;
+    out[j++] = refs[i]!;
+    out[j++] = refs[i + 1]!;
+  }
+  return out;
 }
 
 /** Two Services selecting the same pod port with different protocols: TCP wins over HTTP, declared over detected. */
@@ -109,7 +133,7 @@ export class ServiceStore {
   private readonly clusters = new Map<string, ClusterState>();
   private endpoints = new Map<string, EndpointInfo[]>();
   /** Pod IP -> the endpoints naming it, in every cluster (names pods on other nodes). */
-  private refs = new Map<string, EndpointRef[]>();
+  private refs = new Map<string, EndpointRefs>();
 
   private static key(ip: string, port: number): string {
     return `${ip}:${port}`;
@@ -168,18 +192,14 @@ export class ServiceStore {
   }
 
   private index(cluster: string, eps: EndpointInfo[]): void {
-    for (const e of eps) {
-      const list = this.refs.get(e.ip);
-      if (list) list.push({ cluster, e });
-      else this.refs.set(e.ip, [{ cluster, e }]);
-    }
+    for (const e of eps) this.refs.set(e.ip, withRef(this.refs.get(e.ip), cluster, e));
   }
 
   private unindex(cluster: string, eps: EndpointInfo[]): void {
     for (const e of eps) {
       const list = this.refs.get(e.ip);
       if (!list) continue;
-      const rest = list.filter((r) => r.cluster !== cluster);
+      const rest = withoutCluster(list, cluster);
       if (rest.length > 0) this.refs.set(e.ip, rest);
       else this.refs.delete(e.ip);
     }
@@ -191,9 +211,11 @@ export class ServiceStore {
    */
   private portOwner(ip: string, port: number): ClusterInfo | undefined {
     let best: ClusterInfo | undefined;
-    for (const r of this.refs.get(ip) ?? []) {
-      if (r.e.port !== port) continue;
-      const info = this.clusters.get(r.cluster)?.info;
+    const refs = this.refs.get(ip);
+    if (!refs) return undefined;
+    for (let i = 0; i < refs.length; i += 2) {
+      if ((refs[i + 1] as EndpointInfo).port !== port) continue;
+      const info = this.clusters.get(refs[i] as string)?.info;
       if (info && (best === undefined || PROTOCOL_RANK[info.protocol] > PROTOCOL_RANK[best.protocol])) best = info;
     }
     return best;
@@ -227,7 +249,7 @@ export class ServiceStore {
   findWorkload(ip: string): EndpointInfo | undefined {
     const list = this.refs.get(ip);
     if (!list) return undefined;
-    for (let i = list.length - 1; i >= 0; i--) if (list[i]!.e.pod) return list[i]!.e;
+    for (let i = list.length - 1; i > 0; i -= 2) if ((list[i] as EndpointInfo).pod) return list[i] as EndpointInfo;
     return undefined;
   }
 

@@ -5,13 +5,13 @@ import type { PortProtocol } from '../state/routes';
 import type { EndpointInfo } from '../state/services';
 import type { AgentResource } from './agent-resources';
 import { decodeClusterPolicy } from './decode-cluster-policy';
-import { durationMs, list, nodemeshMeta, XdsResourceError, type Msg } from './decode-util';
+import { durationMs, intern, internOpt, list, nodemeshMeta, XdsResourceError, type Msg } from './decode-util';
 import { parseOutboundClusterName } from './resource-types';
 
 const PORT_PROTOCOLS: readonly PortProtocol[] = ['tcp', 'http', 'http2', 'grpc', 'detect'];
 
 export function decodeCluster(c: Msg): AgentResource {
-  const name = String(c.name ?? '');
+  const name = intern(String(c.name ?? ''));
   const type = String(c.type ?? 'STATIC');
   if (type === 'ORIGINAL_DST') {
     return { kind: 'ignored', why: 'original-destination clusters need no state: the agent always forwards to the original destination' };
@@ -31,12 +31,13 @@ export function decodeCluster(c: Msg): AgentResource {
 /** Metadata `protocol` (what the Service port speaks); clusters from control planes that do not say are TCP. */
 export function protocolOf(where: string, v: unknown): PortProtocol {
   if (v === undefined || v === null) return 'tcp';
-  if (typeof v === 'string' && (PORT_PROTOCOLS as readonly string[]).includes(v)) return v as PortProtocol;
+  const known = PORT_PROTOCOLS.find((p) => p === v);
+  if (known) return known;
   throw new XdsResourceError(`${where}: metadata nodemesh.protocol ${JSON.stringify(v)} is not one of ${PORT_PROTOCOLS.join(', ')}`);
 }
 
 export function decodeLoadAssignment(cla: Msg): AgentResource {
-  const cluster = String(cla.cluster_name ?? '');
+  const cluster = intern(String(cla.cluster_name ?? ''));
   const endpoints: EndpointInfo[] = [];
   for (const loc of list(cla, 'endpoints')) {
     for (const lb of list(loc, 'lb_endpoints')) {
@@ -53,14 +54,15 @@ export function decodeLoadAssignment(cla: Msg): AgentResource {
         ip: sa.address,
         port,
         pod: typeof m.pod === 'string' ? m.pod : undefined,
-        namespace: typeof m.namespace === 'string' ? m.namespace : undefined,
-        serviceAccount: typeof m.serviceAccount === 'string' ? m.serviceAccount : undefined,
-        app: typeof m.app === 'string' ? m.app : undefined,
-        version: typeof m.version === 'string' ? m.version : undefined,
-        node: typeof m.node === 'string' ? m.node : undefined,
+        namespace: internOpt(m.namespace),
+        serviceAccount: internOpt(m.serviceAccount),
+        app: internOpt(m.app),
+        version: internOpt(m.version),
+        node: internOpt(m.node),
         inMesh: m.inMesh === true,
       });
     }
   }
-  return { kind: 'endpoints', cluster, endpoints };
+  // An exact-size copy: a pushed-to array keeps room for 17 elements, most clusters have two or three.
+  return { kind: 'endpoints', cluster, endpoints: endpoints.slice() };
 }

@@ -6,7 +6,7 @@ import type { PortProtocol } from '../state/routes';
 import type { VipInfo } from '../state/services';
 import type { AgentResource } from './agent-resources';
 import { protocolOf } from './decode-clusters';
-import { decodeTyped, durationMs, isType, list, nodemeshMeta, XdsResourceError, type Msg } from './decode-util';
+import { decodeTyped, durationMs, intern, isType, list, nodemeshMeta, XdsResourceError, type Msg } from './decode-util';
 import { decodeHttpFault } from './decode-route-policy';
 import { HCM_TYPE, HTTP_FAULT_TYPE, HTTP_INSPECTOR_TYPE, ROUTER_TYPE, TCP_PROXY_TYPE } from './resource-types';
 
@@ -20,7 +20,7 @@ function tcpProxyCluster(where: string, chain: Msg): string {
   const proxy = decodeTyped(where, tcp.typed_config as never);
   const cluster = typeof proxy.cluster === 'string' ? proxy.cluster : '';
   if (!cluster) throw new XdsResourceError(`${where}: tcp_proxy without a cluster (weighted_clusters are not supported)`);
-  return cluster;
+  return intern(cluster);
 }
 
 /** An http_connection_manager with RDS over ADS and only the router: its codec and route table name. */
@@ -47,7 +47,7 @@ export function outboundHcm(where: string, chain: Msg): { codec: string; routeTa
   if (unsupported.length > 0 || rest.length !== 1) {
     throw new XdsResourceError(`${where}: outbound http_filters must be the router, after an optional fault filter (not supported: ${unsupported.join(', ') || 'none given'})`);
   }
-  return { codec: String(hcm.codec_type ?? 'AUTO'), routeTable: rds.route_config_name };
+  return { codec: String(hcm.codec_type ?? 'AUTO'), routeTable: intern(rds.route_config_name) };
 }
 
 /** Listener metadata consumerRouteTables: { namespace: RouteConfiguration name }. */
@@ -99,7 +99,7 @@ export function decodeVipListener(name: string, l: Msg): AgentResource {
   const filters = list(chain, 'filters');
   if (filters.some((f) => isType(f.typed_config, HCM_TYPE))) {
     const hcm = outboundHcm(`${where} chain ${String(chain.name)}`, chain);
-    const cluster = typeof meta.cluster === 'string' ? meta.cluster : '';
+    const cluster = typeof meta.cluster === 'string' ? intern(meta.cluster) : '';
     if (!cluster) throw new XdsResourceError(`${where}: an HTTP listener needs metadata nodemesh.cluster (the Service's own cluster)`);
     // Metadata says which HTTP the port speaks (http2 and grpc share a codec); the codec is the fallback.
     const protocol = meta.protocol !== undefined ? protocolOf(where, meta.protocol) : (CODEC_PROTOCOL[hcm.codec] ?? 'http');

@@ -20,7 +20,7 @@ import type {
   WeightedBackend,
 } from '../state/routes';
 import { decodeRoutePolicy } from './decode-route-policy';
-import { isSet, list, nodemeshMeta, refuse, XdsResourceError, type Msg } from './decode-util';
+import { intern, isSet, list, nodemeshMeta, refuse, XdsResourceError, type Msg } from './decode-util';
 import { INVALID_BACKEND_PREFIX } from './resource-types';
 
 const REDIRECT_STATUS: Record<string, Redirect['status']> = {
@@ -209,7 +209,7 @@ function decodeForward(where: string, a: Msg, matches: RouteMatch[]): RouteActio
   });
   const spec = String(a.cluster_specifier ?? '');
   let backends: WeightedBackend[];
-  if (spec === 'cluster') backends = [{ cluster: String(a.cluster), weight: 1 }];
+  if (spec === 'cluster') backends = [{ cluster: intern(String(a.cluster)), weight: 1 }];
   else if (spec === 'weighted_clusters') {
     const wc = a.weighted_clusters as Msg;
     refuse(`${where} weighted_clusters`, wc, { runtime_key_prefix: 'the agent has no runtime', header_name: 'weights pick at random' });
@@ -319,7 +319,7 @@ function decodeRoute(where: string, r: Msg, i: number): Route {
 
 /** A RouteConfiguration with one virtual host for every authority (`*`): the agent routes by VIP:port. */
 export function decodeRouteConfiguration(rc: Msg): RouteTable {
-  const name = String(rc.name ?? '');
+  const name = intern(String(rc.name ?? ''));
   const where = `RouteConfiguration ${name}`;
   refuse(where, rc, {
     vhds: 'virtual hosts come inline',

@@ -26,6 +26,28 @@ export function durationMs(d: unknown, fallback: number): number {
   return Number(seconds ?? 0) * 1000 + Math.round((nanos ?? 0) / 1e6);
 }
 
+/** Most distinct strings `intern` shares at once; past it the table starts over (memory stays bounded). */
+const INTERN_MAX = 65_536;
+const interned = new Map<string, string>();
+
+/**
+ * One copy of a decoded string that many resources repeat: namespaces, service accounts, nodes, apps, cluster
+ * names (each cluster's name is in its Cluster, its ClusterLoadAssignment and its VIP listener). A protobuf
+ * decoder makes a new string per field; at 10,000 Services and 20,000 pods those copies were megabytes.
+ */
+export function intern(s: string): string {
+  const had = interned.get(s);
+  if (had !== undefined) return had;
+  if (interned.size >= INTERN_MAX) interned.clear();
+  interned.set(s, s);
+  return s;
+}
+
+/** `intern` for an optional string field. */
+export function internOpt(v: unknown): string | undefined {
+  return typeof v === 'string' ? intern(v) : undefined;
+}
+
 /** `metadata.filter_metadata.nodemesh` as JSON ({} when absent). */
 export function nodemeshMeta(m: unknown): Record<string, unknown> {
   const fm = (m as { filter_metadata?: Record<string, unknown> } | null | undefined)?.filter_metadata;
