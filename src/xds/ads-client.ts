@@ -15,6 +15,7 @@ import {
   type DiscoveryResponse,
   type XdsNode,
 } from './protos';
+import { intern } from './decode-util';
 import { XDS_MAX_MESSAGE_BYTES, XDS_MORE_FOLLOWS } from './limits';
 import { CDS, EDS, LDS, NODE_NAME_METADATA, RDS, typeShortName } from './resource-types';
 
@@ -27,13 +28,29 @@ export type XdsMode = 'delta' | 'sotw';
 export interface XdsSnapshot {
   node: string;
   savedAt: string;
-  types: { typeUrl: string; versionInfo: string; resources: { name: string; version: string; any: AnyMessage }[] }[];
+  types: { typeUrl: string; versionInfo: string; resources: SavedResource[] }[];
 }
 
-/** Where snapshots live (the agent's state dir). `load` returns null when there is none. */
+/**
+ * A resource of a snapshot: its bytes (`any`), or, given to `save`, only the handle of where the store already
+ * has them (`saved`, from the last `load` or `save`), so the client need not keep them in memory.
+ */
+export interface SavedResource {
+  name: string;
+  version: string;
+  any?: AnyMessage;
+  saved?: number;
+}
+
+/**
+ * Where snapshots live (the agent's state dir). `load` returns null when there is none; its resources come with
+ * their bytes and, when the store can copy them into a later save without being given them again, a handle.
+ * `save` returns each resource's handle in what it saved (per type, in order).
+ */
 export interface XdsSnapshotStore {
   load(): XdsSnapshot | null;
-  save(snapshot: XdsSnapshot): void;
+  save(snapshot: XdsSnapshot): number[][];
+  close?(): void;
 }
 
 /** Receives validated resource sets. Called on the event loop; never called after close(). */
@@ -76,8 +93,10 @@ export interface XdsClientOptions {
 interface Held {
   version: string;
   decoded: AgentResource;
-  /** As received, for the snapshot. */
-  any: AnyMessage;
+  /** As received, until saved: held only while the store does not have it. */
+  any?: AnyMessage;
+  /** Where the store has it (its handle). */
+  saved?: number;
 }
 
 interface TypeState {
@@ -165,6 +184,7 @@ export class XdsClient {
   close(): void {
     this.flush();
     this.closed = true;
+    this.opts.store?.close?.();
     if (this.timer) clearTimeout(this.timer);
     if (this.commitTimer) clearImmediate(this.commitTimer);
     this.stream?.cancel();
@@ -255,7 +275,7 @@ export class XdsClient {
     const decoded = new Map<string, { versionInfo: string; resources: Map<string, Held> }>();
     for (const t of snap.types) {
       if (!this.types.has(t.typeUrl)) continue;
-      const d = this.decodeAll(t.typeUrl, t.resources);
+      const d = t.resources.every((r): r is SavedResource & { any: AnyMessage } => r.any !== undefined) ? this.decodeAll(t.typeUrl, t.resources) : 'a resource without its bytes';
       if (typeof d === 'string') {
         this.opts.log.warn({ error: d }, 'ignoring the saved xDS config: this agent rejects part of it; waiting for the control plane');
         return;
@@ -283,16 +303,28 @@ export class XdsClient {
     this.opts.log.info({ savedAt: snap.savedAt, resources: [...decoded.values()].reduce((n, d) => n + d.resources.size, 0) }, 'applied the saved xDS config; the control plane will send what changed');
   }
 
-  private snapshot(): XdsSnapshot {
-    return {
+  /** The snapshot to save, and the held resources it lists (per type, in order). */
+  private snapshot(): { snap: XdsSnapshot; held: Held[][] } {
+    const held: Held[][] = [];
+    const snap: XdsSnapshot = {
       node: this.opts.node,
       savedAt: new Date().toISOString(),
-      types: [...this.types].map(([typeUrl, st]) => ({
-        typeUrl,
-        versionInfo: st.versionInfo,
-        resources: [...st.resources].map(([name, h]) => ({ name, version: h.version, any: h.any })),
-      })),
+      types: [...this.types].map(([typeUrl, st]) => {
+        const hs = [...st.resources.values()];
+        held.push(hs);
+        return {
+          typeUrl,
+          versionInfo: st.versionInfo,
+          resources: [...st.resources].map(([name, h]) => (h.any ? { name, version: h.version, any: h.any } : { name, version: h.version, saved: h.saved })),
+        };
+      }),
     };
+    return { snap, held };
+  }
+
+  /** Whether a resource's bytes must be held until the next save. */
+  private keepsBytes(): boolean {
+    return this.opts.store !== undefined && this.saving;
   }
 
   /** From now on nothing is saved: another agent (a successor) owns the saved config. */
@@ -301,6 +333,7 @@ export class XdsClient {
     this.saveTimer = null;
     this.dirty = false;
     this.saving = false;
+    for (const st of this.types.values()) for (const h of st.resources.values()) h.any = undefined;
   }
 
   /** Saves the accepted config now if it changed since the last save (shutdown, handover). */
@@ -310,8 +343,17 @@ export class XdsClient {
     if (!this.dirty || !this.opts.store || !this.saving || this.closed) return;
     this.dirty = false;
     try {
-      this.opts.store.save(this.snapshot());
+      const { snap, held } = this.snapshot();
+      const handles = this.opts.store.save(snap);
+      // The store has every resource now: the bytes held for it can go.
+      held.forEach((hs, i) =>
+        hs.forEach((h, j) => {
+          h.saved = handles[i]![j];
+          h.any = undefined;
+        }),
+      );
     } catch (err) {
+      this.dirty = true;
       this.opts.log.error({ err }, 'cannot save the xDS config; a restart without the control plane would wait for it');
     }
   }
@@ -397,12 +439,17 @@ export class XdsClient {
   }
 
   /** Decodes every resource or none: one bad resource rejects the whole response (xDS semantics). */
-  private decodeAll(typeUrl: string, items: { name?: string; version: string; any: AnyMessage }[]): Map<string, Held> | string {
+  private decodeAll(typeUrl: string, items: { name?: string; version: string; any: AnyMessage; saved?: number }[]): Map<string, Held> | string {
     const out = new Map<string, Held>();
+    const keep = this.keepsBytes();
     for (const it of items) {
       try {
         const { name, resource } = decodeResource(typeUrl, it.any);
-        out.set(it.name ?? name, { version: it.version, decoded: resource, any: it.any });
+        // Bytes the store has (a handle) or that nobody will save are not kept: at 10,000 Services they are
+        // ~23 MB, needed only to write the saved config.
+        // Every field set here, so each Held has one shape with its fields in the object (no property array).
+        const h: Held = { version: it.version, decoded: resource, any: it.saved === undefined && keep ? it.any : undefined, saved: it.saved };
+        out.set(intern(it.name ?? name), h);
       } catch (e) {
         return e instanceof XdsResourceError ? e.message : `${typeShortName(typeUrl)}: ${(e as Error).message}`;
       }
