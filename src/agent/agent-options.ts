@@ -38,7 +38,7 @@ export interface AgentOptions {
   workerStallTimeoutMs?: number;
   /** L7 for HTTP ports (default on), and which requests get an access line (default all). */
   l7?: L7Options;
-  /** After a burst of connections to pods' 15008: memory back to the kernel (the addon's relieveMemory; tests: absent). */
+  /** After a burst of connections to pods' 15008, and after a large xDS change: memory back to the kernel (the addon's relieveMemory; tests: absent). */
   relieveMemory?: () => void;
   /** `process_*` and `nodejs_*` metrics, every thread's (the CLI turns them on; in-process tests leave them off). */
   defaultMetrics?: boolean;

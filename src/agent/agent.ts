@@ -41,6 +41,7 @@ import { takeOver, waitForConfig } from './successor';
 import { allConnections, allL7Clusters, l7ClustersOf, metricsText, workersStatus, type WorkerReport } from './thread-status';
 import { endpointTotals } from '../proxy/http/cluster-report';
 import { XdsStateFile } from './xds-state-file';
+import { ConfigRelief } from './config-relief';
 import { createWorkers, type DataPlaneWorkers } from './workers';
 import { TapHub, type TapDelivery } from '../telemetry/tap/tap-hub';
 import type { TapFilter } from '../telemetry/tap/tap-filter';
@@ -72,6 +73,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
   private workers: DataPlaneWorkers | null = null;
   /** The last accepted set of each xDS type (read when asked), for workers that start after it arrived. */
   private readonly lastResources = new Map<string, () => AgentResource[]>();
+  private readonly relief: ConfigRelief;
   private readonly pods = new Map<string, PodEntry>();
   private readonly stateFile: PodStateFile;
   /** Unix sockets on this agent's own paths, and TCP ports (one agent at a time: they move at the handover). */
@@ -140,6 +142,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
       this.workers?.identityIssued(id, bundle, this.identity!.trustBundle());
     });
     this.stateFile = new PodStateFile(opts.stateDir);
+    this.relief = new ConfigRelief(opts.relieveMemory, this.log.child({ component: 'xds' }));
     this.stateDir = new StateDir(opts.stateDir, opts.lock ?? null, instances++ === 0 ? String(process.pid) : `${process.pid}-${instances}`);
     this.queue = new Promise<void>((resolve) => (this.openQueue = resolve));
     this.exited = new Promise<void>((resolve) => (this.exit = resolve));
@@ -414,6 +417,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
   apply(typeUrl: string, resources: Map<string, AgentResource>): void {
     const all = [...resources.values()];
     this.runtime.applyResources(typeUrl, all);
+    this.relief.committed(all.length);
     this.lastResources.set(typeUrl, () => all);
     this.workers?.applyResources(typeUrl, all);
     this.log.debug({ type: typeUrl, count: resources.size }, 'xDS resources applied');
@@ -423,6 +427,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
   update(typeUrl: string, changes: ResourceChange[], all: () => Map<string, AgentResource>): void {
     if (changes.length === 0) return;
     this.runtime.updateResources(typeUrl, changes);
+    this.relief.committed(changes.length);
     this.lastResources.set(typeUrl, () => [...all().values()]);
     this.workers?.applyResources(typeUrl, [...all().values()]);
     this.log.debug({ type: typeUrl, changed: changes.length }, 'xDS resources updated');
@@ -760,6 +765,7 @@ export class Agent implements EnrollmentHandler, XdsSink {
     this.kube?.close();
     await this.cniLifecycle?.stop();
     this.xds?.close();
+    this.relief.close();
     this.identity?.close();
     this.handover?.destroy();
     if (this.datapath) await this.datapath.close({ detach });
