@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 // "xDS scale": a real control plane (its own process, file config) and agents' xDS sides (their own
 // processes, bench/lib/xds-scale-agent.js) at 1,000 / 10,000 / 50,000 Services and 20,000 pods. Measures the
-// initial sync, the time a one-Service change takes to reach every agent, and the RSS of both.
+// initial sync, the time a one-Service change takes to reach every agent, and the RSS of both. With
+// --real-agents, also real agents (bench/lib/xds-scale-lab.js: a lab, datapath, telemetry, worker threads) at
+// --real-services sizes, one lab per --real-agents concurrency.
 //
 //   node bench/xds-scale.js [--services=1000,10000,50000] [--pods=20000] [--agents=2] [--changes=5] [--quick]
-//                           [--cpu-prof=DIR]
+//                           [--cpu-prof=DIR] [--before=DIR] [--real-agents=1,2] [--real-services=10000]
+//
+// --before=DIR: another build of nodemesh (a checkout with dist/ built), measured in the same run: its agents'
+// xDS sides beside this build's on the same control plane and pushes, and its real agents the same way.
 //
 // --cpu-prof writes a V8 profile of the control plane and of each agent into DIR (fold with profile-summary.js;
 // the md says when the changes began in each process, for --skip-s). Not for published runs: the sampler costs.
@@ -19,6 +24,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { writeConfig, changeService, serviceRef } = require('./lib/xds-scale-config');
+const { measureLab } = require('./lib/xds-scale-lab');
 // The V8 flags agents run with (the lab's, src/lab/up.ts).
 const { AGENT_NODE_FLAGS } = require('../dist/src/lab/up');
 
@@ -36,6 +42,11 @@ const agents = Number(args.agents ?? 2);
 const changes = Number(args.changes ?? (quick ? 3 : 5));
 const deadlineMs = Number(args['deadline-s'] ?? 600) * 1000;
 const cpuProfDir = args['cpu-prof'] ? path.resolve(args['cpu-prof']) : undefined;
+const beforeRoot = args.before ? path.resolve(args.before) : undefined;
+/** The builds measured: this one, and --before's. */
+const builds = [{ build: 'this', root }, ...(beforeRoot ? [{ build: 'before', root: beforeRoot }] : [])];
+const realConcurrency = args['real-agents'] ? args['real-agents'].split(',').map(Number) : [];
+const realSizes = (args['real-services'] ?? '10000').split(',').map(Number);
 const profFlags = (name) => (cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${name}.cpuprofile`] : []);
 
 const now = () => performance.timeOrigin + performance.now();
@@ -116,10 +127,14 @@ async function runSize(services) {
     // Agents on distinct nodes, started together once the control plane has its snapshot.
     const ta = now();
     const procs = [];
-    for (let i = 0; i < agents; i++) {
-      const a = fork(path.join(__dirname, 'lib/xds-scale-agent.js'), [`127.0.0.1:${xdsPort}`, `node-${i}`], { execArgv: [...AGENT_NODE_FLAGS, '--expose-gc', ...profFlags(`agent-${services}-${i}`)], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-      children.push(a);
-      procs.push(a);
+    for (const b of builds) {
+      for (let i = 0; i < agents; i++) {
+        const stateDir = fs.mkdtempSync(path.join(dir, `agent-${b.build}-${i}-`));
+        const a = fork(path.join(__dirname, 'lib/xds-scale-agent.js'), [`127.0.0.1:${xdsPort}`, `node-${i}`, stateDir, b.root], { execArgv: [...AGENT_NODE_FLAGS, '--expose-gc', ...profFlags(`agent-${services}-${b.build}-${i}`)], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+        a.build = b.build;
+        children.push(a);
+        procs.push(a);
+      }
     }
     const synced = await Promise.all(procs.map((a) => nextMessage(a, 'synced', deadlineMs, 'an agent\'s initial sync')));
     const syncMs = synced.map((m) => m.at - ta);
@@ -158,7 +173,7 @@ async function runSize(services) {
       const r = nextMessage(a, 'rss', 10_000, 'agent RSS');
       a.send({ type: 'rss' });
       const m = await r;
-      agentRss.push({ ...rssOf(a.pid), heapUsedMB: Math.round(m.heapUsed / 1048576), heapTotalMB: Math.round(m.heapTotal / 1048576), externalMB: Math.round(m.external / 1048576) });
+      agentRss.push({ build: a.build, ...rssOf(a.pid), heapUsedMB: Math.round(m.heapUsed / 1048576), heapTotalMB: Math.round(m.heapTotal / 1048576), externalMB: Math.round(m.external / 1048576) });
     }
     const cpAfter = rssOf(cp.pid);
     const translate = await metric(metricsPort, 'nodemesh_xds_translate_seconds_sum');
@@ -167,6 +182,19 @@ async function runSize(services) {
     cp.kill('SIGTERM');
     // Let them exit on their own (a profile is written at exit), bounded.
     await Promise.race([Promise.all(exited), sleep(cpuProfDir ? 60_000 : 5_000)]);
+    const real = [];
+    if (realSizes.includes(services)) {
+      for (const b of builds) {
+        for (const concurrency of realConcurrency) {
+          process.stderr.write(`${services} Services: real agents of ${b.build} (${b.root})\n`);
+          try {
+            real.push({ build: b.build, ...(await measureLab({ root: b.root, services, pods, concurrency, deadlineMs, log: (l) => process.stderr.write(`${l}\n`) })) });
+          } catch (err) {
+            real.push({ build: b.build, concurrency, error: err.message });
+          }
+        }
+      }
+    }
     const out = {
       services,
       pods,
@@ -183,6 +211,7 @@ async function runSize(services) {
       controlPlaneRssMB: { loaded: cpLoaded.rssMB, afterChanges: cpAfter.rssMB, peak: cpAfter.peakMB },
       agentRssMB: agentRss,
       translateSecondsSum: translate[0]?.split(' ')[1],
+      realAgents: real,
       ...(cpuProfDir ? { cpuProfile: { dir: cpuProfDir, changesFrom } } : {}),
     };
     process.stderr.write(`${JSON.stringify(out)}\n`);
@@ -194,9 +223,9 @@ async function runSize(services) {
   }
 }
 
-function git() {
+function git(at = root) {
   try {
-    return execFileSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    return execFileSync('git', ['-C', at, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
   } catch {
     return 'unknown';
   }
@@ -218,22 +247,40 @@ async function main() {
   // A profiled run is not a result: it goes beside its profiles.
   const outDir = cpuProfDir ?? path.join(__dirname, 'results', 'xds-scale');
   fs.mkdirSync(outDir, { recursive: true });
-  fs.writeFileSync(path.join(outDir, `${stamp}.json`), JSON.stringify({ date: d.toISOString(), git: git(), env, pods, agents, changes, results }, null, 2) + '\n');
+  fs.writeFileSync(path.join(outDir, `${stamp}.json`), JSON.stringify({ date: d.toISOString(), git: git(), before: beforeRoot && git(beforeRoot), env, pods, agents, changes, results }, null, 2) + '\n');
+  /** Per build, `a / b` of each agent's value. */
+  const perBuild = (xs, f) => builds.map((b) => `${builds.length > 1 ? `${b.build}: ` : ''}${xs.filter((x) => (x.build ?? 'this') === b.build).map(f).join(' / ')}`).join('; ');
   const rows = results.map((r) =>
     r.error
       ? `| ${r.services} | – | – | – | – | – | failed: ${r.error} |`
-      : `| ${r.services} | ${r.controlPlaneLoadMs} | ${r.initialSyncMs.join(' / ')} | ${r.changeMs.length ? `${r.changeMedianMs} (max ${r.changeMaxMs})` : '–'}${r.changeError ? ` (${r.changeError})` : ''} | ${r.controlPlaneRssMB.afterChanges} (peak ${r.controlPlaneRssMB.peak}) | ${r.agentRssMB.map((a) => a.rssMB).join(' / ')} | ${r.yamlMB} MB YAML, ${Object.values(r.resources).reduce((a, b) => a + b, 0)} resources, ${r.clusters} clusters per agent |`,
+      : `| ${r.services} | ${r.controlPlaneLoadMs} | ${r.initialSyncMs.join(' / ')} | ${r.changeMs.length ? `${r.changeMedianMs} (max ${r.changeMaxMs})` : '–'}${r.changeError ? ` (${r.changeError})` : ''} | ${r.controlPlaneRssMB.afterChanges} (peak ${r.controlPlaneRssMB.peak}) | ${perBuild(r.agentRssMB, (a) => a.rssMB)} | ${r.yamlMB} MB YAML, ${Object.values(r.resources).reduce((a, b) => a + b, 0)} resources, ${r.clusters} clusters per agent |`,
   );
+  const realRows = results.flatMap((r) =>
+    (r.realAgents ?? []).map((x) =>
+      x.error
+        ? `| ${r.services} | ${x.build} | ${x.concurrency} | – | – | – | – | failed: ${x.error} |`
+        : `| ${r.services} | ${x.build} | ${x.concurrency} | ${x.agents.map((a) => a.idle.rssMB).join(' / ')} | ${x.agents.map((a) => a.settled.rssMB).join(' / ')} (${x.settledS} s) | ${x.agents.map((a) => `${a.steady.rssMB} (anon ${a.steady.anonMB})`).join(' / ')} | ${x.agents.map((a) => a.steady.peakMB).join(' / ')} | ${x.agents.map((a) => `${a.vips} VIPs, ${a.workers} workers`).join(' / ')} |`,
+    ),
+  );
+  const realMd = realRows.length
+    ? `
+Real agents (\`nodemesh lab\`: two nodes, node-0 and node-1 of the config, one pod each; agents with their datapath, mesh telemetry and tracing as the lab runs them, \`--concurrency\` threads), fed the same config through the lab control plane's directory. Settled: 10 s without CPU; steady: 30 s later. RSS includes file-backed pages (the node binary, ~45 MB, shared between processes).
+
+| Services | build | concurrency | RSS MB at 0 Services | settled | steady | peak (VmHWM) | held |
+|---|---|---|---|---|---|---|---|
+${realRows.join('\n')}
+`
+    : '';
   const md = `# xDS scale (${d.toISOString().slice(0, 16).replace('T', ' ')} UTC, git ${git()})
 
 ${env.cpus} CPUs (${env.cpu}), Linux ${env.kernel}, Node ${env.node}; load average at the end ${env.load} (shared machine).
-${pods} pods on 100 nodes, ${agents} agents (delta xDS, each its own process with the agents' V8 flags \`${AGENT_NODE_FLAGS.join(' ')}\`: the agent's ADS client and proxy stores, no datapath), one control plane process reading the config from files.
+${beforeRoot ? `Builds: this (git ${git()}) and before (${beforeRoot}, git ${git(beforeRoot)}), measured side by side.\n` : ''}${pods} pods on 100 nodes, ${agents} agents per build (delta xDS, each its own process with the agents' V8 flags \`${AGENT_NODE_FLAGS.join(' ')}\`: the agent's ADS client, proxy stores and saved config, no datapath), one control plane process reading the config from files.
 A change: one Service's targetPort edited in its file (500 Services per file), timed from the write until every agent's endpoints show it (file watch 40 ms and push debounce 30 ms included); ${changes} changes per size.
 
 | Services | control plane load ms | initial sync ms (per agent) | one-Service change ms, median | control-plane RSS MB | agent RSS MB | notes |
 |---|---|---|---|---|---|---|
 ${rows.join('\n')}
-`;
+${realMd}`;
   fs.writeFileSync(path.join(outDir, `${stamp}.md`), md);
   process.stdout.write(md);
 }
