@@ -6,7 +6,7 @@
 // --real-services sizes, one lab per --real-agents concurrency.
 //
 //   node bench/xds-scale.js [--services=1000,10000,50000] [--pods=20000] [--agents=2] [--changes=5] [--quick]
-//                           [--cpu-prof=DIR] [--before=DIR] [--real-agents=1,2] [--real-services=10000]
+//                           [--cpu-prof=DIR] [--before=DIR [--before-label=TEXT]] [--real-agents=1,2] [--real-services=10000] [--real-deadline-s=240]
 //
 // --before=DIR: another build of nodemesh (a checkout with dist/ built), measured in the same run: its agents'
 // xDS sides beside this build's on the same control plane and pushes, and its real agents the same way.
@@ -43,10 +43,14 @@ const changes = Number(args.changes ?? (quick ? 3 : 5));
 const deadlineMs = Number(args['deadline-s'] ?? 600) * 1000;
 const cpuProfDir = args['cpu-prof'] ? path.resolve(args['cpu-prof']) : undefined;
 const beforeRoot = args.before ? path.resolve(args.before) : undefined;
+/** What the --before build is (its git commit, unless --before-label says better: a copy of a checkout has none). */
+const beforeLabel = () => args['before-label'] ?? `git ${git(beforeRoot)}`;
 /** The builds measured: this one, and --before's. */
 const builds = [{ build: 'this', root }, ...(beforeRoot ? [{ build: 'before', root: beforeRoot }] : [])];
 const realConcurrency = args['real-agents'] ? args['real-agents'].split(',').map(Number) : [];
 const realSizes = (args['real-services'] ?? '10000').split(',').map(Number);
+/** How long real agents may take to go quiet before they are measured anyway. */
+const realDeadlineMs = Number(args['real-deadline-s'] ?? 240) * 1000;
 const profFlags = (name) => (cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=${name}.cpuprofile`] : []);
 
 const now = () => performance.timeOrigin + performance.now();
@@ -188,7 +192,7 @@ async function runSize(services) {
         for (const concurrency of realConcurrency) {
           process.stderr.write(`${services} Services: real agents of ${b.build} (${b.root})\n`);
           try {
-            real.push({ build: b.build, ...(await measureLab({ root: b.root, services, pods, concurrency, deadlineMs, log: (l) => process.stderr.write(`${l}\n`) })) });
+            real.push({ build: b.build, ...(await measureLab({ root: b.root, services, pods, concurrency, deadlineMs: realDeadlineMs, log: (l) => process.stderr.write(`${l}\n`) })) });
           } catch (err) {
             real.push({ build: b.build, concurrency, error: err.message });
           }
@@ -247,7 +251,7 @@ async function main() {
   // A profiled run is not a result: it goes beside its profiles.
   const outDir = cpuProfDir ?? path.join(__dirname, 'results', 'xds-scale');
   fs.mkdirSync(outDir, { recursive: true });
-  fs.writeFileSync(path.join(outDir, `${stamp}.json`), JSON.stringify({ date: d.toISOString(), git: git(), before: beforeRoot && git(beforeRoot), env, pods, agents, changes, results }, null, 2) + '\n');
+  fs.writeFileSync(path.join(outDir, `${stamp}.json`), JSON.stringify({ date: d.toISOString(), git: git(), before: beforeRoot && beforeLabel(), env, pods, agents, changes, results }, null, 2) + '\n');
   /** Per build, `a / b` of each agent's value. */
   const perBuild = (xs, f) => builds.map((b) => `${builds.length > 1 ? `${b.build}: ` : ''}${xs.filter((x) => (x.build ?? 'this') === b.build).map(f).join(' / ')}`).join('; ');
   const rows = results.map((r) =>
@@ -259,7 +263,7 @@ async function main() {
     (r.realAgents ?? []).map((x) =>
       x.error
         ? `| ${r.services} | ${x.build} | ${x.concurrency} | – | – | – | – | failed: ${x.error} |`
-        : `| ${r.services} | ${x.build} | ${x.concurrency} | ${x.agents.map((a) => a.idle.rssMB).join(' / ')} | ${x.agents.map((a) => a.settled.rssMB).join(' / ')} (${x.settledS} s) | ${x.agents.map((a) => `${a.steady.rssMB} (anon ${a.steady.anonMB})`).join(' / ')} | ${x.agents.map((a) => a.steady.peakMB).join(' / ')} | ${x.agents.map((a) => `${a.vips} VIPs, ${a.workers} workers`).join(' / ')} |`,
+        : `| ${r.services} | ${x.build} | ${x.concurrency} | ${x.agents.map((a) => a.idle.rssMB).join(' / ')} | ${x.agents.map((a) => a.settled.rssMB).join(' / ')} (${x.quiet ? '' : 'still busy at '}${x.settledS} s) | ${x.agents.map((a) => `${a.steady.rssMB} (anon ${a.steady.anonMB})`).join(' / ')} | ${x.agents.map((a) => a.steady.peakMB).join(' / ')} | ${x.agents.map((a) => `${a.vips} VIPs, ${a.workers} workers`).join(' / ')} |`,
     ),
   );
   const realMd = realRows.length
@@ -274,7 +278,7 @@ ${realRows.join('\n')}
   const md = `# xDS scale (${d.toISOString().slice(0, 16).replace('T', ' ')} UTC, git ${git()})
 
 ${env.cpus} CPUs (${env.cpu}), Linux ${env.kernel}, Node ${env.node}; load average at the end ${env.load} (shared machine).
-${beforeRoot ? `Builds: this (git ${git()}) and before (${beforeRoot}, git ${git(beforeRoot)}), measured side by side.\n` : ''}${pods} pods on 100 nodes, ${agents} agents per build (delta xDS, each its own process with the agents' V8 flags \`${AGENT_NODE_FLAGS.join(' ')}\`: the agent's ADS client, proxy stores and saved config, no datapath), one control plane process reading the config from files.
+${beforeRoot ? `Builds: this (git ${git()}) and before (${beforeRoot}, ${beforeLabel()}), measured side by side.\n` : ''}${pods} pods on 100 nodes, ${agents} agents per build (delta xDS, each its own process with the agents' V8 flags \`${AGENT_NODE_FLAGS.join(' ')}\`: the agent's ADS client, proxy stores and saved config, no datapath), one control plane process reading the config from files.
 A change: one Service's targetPort edited in its file (500 Services per file), timed from the write until every agent's endpoints show it (file watch 40 ms and push debounce 30 ms included); ${changes} changes per size.
 
 | Services | control plane load ms | initial sync ms (per agent) | one-Service change ms, median | control-plane RSS MB | agent RSS MB | notes |
