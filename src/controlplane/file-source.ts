@@ -1,5 +1,6 @@
 // Config source: a YAML file or a directory of them, watched; every file is one source in the store.
 
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../telemetry/logger';
@@ -20,13 +21,22 @@ export interface ConfigSource {
 }
 
 const YAML_FILE = /\.ya?ml$/i;
+/** What `seen` holds for a blank file (any whitespace). */
+const EMPTY = '';
+
+function digestOf(text: string): string {
+  return createHash('sha1').update(text).digest('base64');
+}
 
 export class FileSource implements ConfigSource {
   private readonly root: string;
   private readonly isDir: boolean;
   private watcher: fs.FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
-  /** Last content delivered per file, so touching a file without changing it pushes nothing. */
+  /**
+   * A digest of the last content delivered per file, so touching a file without changing it pushes nothing
+   * (the digest, not the text: the store holds what the text said).
+   */
   private readonly seen = new Map<string, string>();
   private closed = false;
   /** Files read empty once after having content: possibly caught mid-write, so looked at once more. */
@@ -138,15 +148,16 @@ export class FileSource implements ConfigSource {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ err, file }, 'cannot read config file');
         continue;
       }
-      if (this.seen.get(file) === text) continue;
+      const sum = text.trim() === '' ? EMPTY : digestOf(text);
+      if (this.seen.get(file) === sum) continue;
       // writeFile truncates before it writes: an empty read of a non-empty file gets one more debounce period.
-      if (text.trim() === '' && this.seen.get(file)?.trim() && !this.emptyOnce.has(file)) {
+      if (text.trim() === '' && this.seen.has(file) && this.seen.get(file) !== EMPTY && !this.emptyOnce.has(file)) {
         this.emptyOnce.add(file);
         this.schedule();
         continue;
       }
       this.emptyOnce.delete(file);
-      this.seen.set(file, text);
+      this.seen.set(file, sum);
       this.sink.apply(parseYamlSource(FileSource.sourceId(file), file, text));
     }
   }

@@ -75,6 +75,13 @@ function keepUnchanged(previous: Map<string, StoredObject> | undefined, next: Ma
   }
 }
 
+/** Kinds whose document as written stays in the store (see StoredObject.raw). */
+const KEEP_RAW: ReadonlySet<Kind> = new Set<Kind>(['HTTPRoute', 'GRPCRoute']);
+
+function withoutRaw(s: StoredObject): StoredObject {
+  return s.raw === undefined || KEEP_RAW.has(s.object.kind) ? s : { object: s.object, origin: s.origin };
+}
+
 function sameObjects(a: Map<string, StoredObject> | undefined, b: Map<string, StoredObject>): boolean {
   if (!a || a.size !== b.size) return false;
   for (const [k, v] of b) if (a.get(k)?.object !== v.object) return false;
@@ -119,7 +126,7 @@ export class ObjectStore {
           });
           continue;
         }
-        next.set(key, d.stored);
+        next.set(key, withoutRaw(d.stored));
       } else if (d.status === 'invalid') {
         issues.push(...d.issues);
         const good = d.key ? previous?.get(d.key) : undefined;

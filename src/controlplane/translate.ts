@@ -1,10 +1,9 @@
 // Translates the mesh model into Envoy xDS v3 resources (Cluster, ClusterLoadAssignment, Listener, RouteConfiguration).
 
 import { createHash } from 'node:crypto';
-import { anyOf, decodeReadable, encodeMessage, encodeSpliced, toStruct, type AnyMessage, type JsonValue } from '../xds/protos';
+import { anyOf, encodeMessage, encodeSpliced, toStruct, type JsonValue } from '../xds/protos';
 import {
   CDS,
-  CLUSTER_TYPE,
   EDS,
   ENDPOINT_TYPE,
   HCM_TYPE,
@@ -13,7 +12,6 @@ import {
   LISTENER_TYPE,
   METADATA_NAMESPACE,
   RDS,
-  ROUTE_TYPE,
   type XdsTypeUrl,
   HBONE_PORT,
   workloadsClusterName,
@@ -30,53 +28,15 @@ import { clusterTrafficFields } from './traffic/cluster-fields';
 import type { ClusterTraffic } from './traffic/traffic-model';
 import type { PortRoutes } from './routes/route-tables';
 import { diffVersions, TranslationMemo, type Changes } from './translate-memo';
+import { encodedResource, makeResource, makeResources, ownBytes, type XdsResource } from './encoded-resource';
 
-/** One encoded resource with its content version (a hash, so identical config has identical versions everywhere). */
-export interface XdsResource {
-  readonly typeUrl: XdsTypeUrl;
-  readonly name: string;
-  readonly version: string;
-  readonly any: AnyMessage;
-  /** The message, decoded from `any` when asked (for /debug/config and tests): only the bytes are kept. */
-  readonly message: Record<string, unknown>;
-}
+export { encodedResource, makeResource, type XdsResource };
 
 /** Inbound capture port in each pod (ztunnel's number). */
 export const INBOUND_PORT = 15006;
 /** The ORIGINAL_DST cluster inbound filter chains hand connections to (Istio's name). */
 export const INBOUND_PASSTHROUGH_CLUSTER = 'InboundPassthroughCluster';
 export const CONNECT_TIMEOUT = { seconds: 5 };
-
-const TYPE_NAMES: Record<XdsTypeUrl, string> = {
-  [CDS]: CLUSTER_TYPE,
-  [EDS]: ENDPOINT_TYPE,
-  [LDS]: LISTENER_TYPE,
-  [RDS]: ROUTE_TYPE,
-};
-
-class EncodedResource implements XdsResource {
-  constructor(
-    readonly typeUrl: XdsTypeUrl,
-    readonly name: string,
-    readonly version: string,
-    readonly any: AnyMessage,
-  ) {}
-
-  get message(): Record<string, unknown> {
-    return decodeReadable(TYPE_NAMES[this.typeUrl], this.any.value);
-  }
-}
-
-/** A resource from bytes already encoded as its type. */
-export function encodedResource(typeUrl: XdsTypeUrl, name: string, bytes: Buffer): XdsResource {
-  const version = createHash('sha256').update(bytes).digest('hex').slice(0, 16);
-  // type_url is the shared constant: one string for every resource of the type.
-  return new EncodedResource(typeUrl, name, version, { type_url: typeUrl, value: bytes });
-}
-
-export function makeResource(typeUrl: XdsTypeUrl, name: string, message: Record<string, unknown>): XdsResource {
-  return encodedResource(typeUrl, name, encodeMessage(TYPE_NAMES[typeUrl], message));
-}
 
 const ADS_SOURCE = { ads: {}, resource_api_version: 'V3' };
 
@@ -280,20 +240,22 @@ export function serviceResources(
   opts: TranslateOptions,
   trafficOf: (p: ServicePortModel) => ClusterTraffic | undefined = () => undefined,
 ): XdsResource[] {
-  const out: XdsResource[] = [];
+  const out: { typeUrl: XdsTypeUrl; name: string; message: Record<string, unknown> }[] = [];
+  const add = (typeUrl: XdsTypeUrl, name: string, message: Record<string, unknown>): void => void out.push({ typeUrl, name, message });
   for (const p of svc.ports) {
-    out.push(makeResource(CDS, p.clusterName, buildCluster(svc, p, trafficOf(p))));
-    out.push(makeResource(EDS, p.clusterName, buildLoadAssignment(p)));
-    out.push(makeResource(LDS, p.listenerName, buildServiceListener(svc, p)));
+    add(CDS, p.clusterName, buildCluster(svc, p, trafficOf(p)));
+    add(EDS, p.clusterName, buildLoadAssignment(p));
+    add(LDS, p.listenerName, buildServiceListener(svc, p));
     const routes = routesOf(p);
     const proxyless = routes?.proxyless ?? { name: p.listenerName, routes: [defaultRoute(p)] };
-    out.push(makeResource(RDS, p.listenerName, buildRouteTableConfig(proxyless, routeDomains(svc, p.port.port))));
+    add(RDS, p.listenerName, buildRouteTableConfig(proxyless, routeDomains(svc, p.port.port)));
     if (p.vipListenerName) {
-      out.push(makeResource(LDS, p.vipListenerName, buildVipListener(svc, p, serviceMetadata(svc, p), routes, opts.detectTimeoutMs)));
-      for (const t of routes ? [routes.table, ...routes.consumers.values()] : []) out.push(makeResource(RDS, t.name, buildRouteTableConfig(t)));
+      add(LDS, p.vipListenerName, buildVipListener(svc, p, serviceMetadata(svc, p), routes, opts.detectTimeoutMs));
+      for (const t of routes ? [routes.table, ...routes.consumers.values()] : []) add(RDS, t.name, buildRouteTableConfig(t));
     }
   }
-  return out;
+  // The Service's resources are rebuilt together, so their bytes share one allocation.
+  return makeResources(out);
 }
 
 /** A piece's bytes and their digest (what the piece that splices it is keyed on). */
@@ -302,10 +264,10 @@ interface Encoded {
   digest: string;
 }
 
-function encoded(bytes: Buffer[]): Encoded {
+function encoded(parts: Buffer[]): Encoded {
   const h = createHash('sha1');
-  for (const b of bytes) h.update(b);
-  return { bytes, digest: h.digest('base64') };
+  for (const b of parts) h.update(b);
+  return { bytes: ownBytes(parts), digest: h.digest('base64') };
 }
 
 /**

@@ -138,7 +138,7 @@ function byService(deltas: RequestDelta[]): Map<string, Acc> {
 export function routesFor(routes: StoredObject[], service: string, namespace: string): RouteView[] {
   const out: RouteView[] = [];
   for (const r of routes) {
-    const raw = r.raw as { kind?: string; metadata?: { name?: string; namespace?: string }; spec?: { parentRefs?: { kind?: string; name?: string; namespace?: string }[]; rules?: { matches?: unknown[]; backendRefs?: { name?: string; port?: number; weight?: number }[] }[] } };
+    const raw = (r.raw ?? {}) as { kind?: string; metadata?: { name?: string; namespace?: string }; spec?: { parentRefs?: { kind?: string; name?: string; namespace?: string }[]; rules?: { matches?: unknown[]; backendRefs?: { name?: string; port?: number; weight?: number }[] }[] } };
     const ns = raw.metadata?.namespace ?? 'default';
     const parents = raw.spec?.parentRefs ?? [];
     if (!parents.some((p) => (p.kind ?? 'Service') === 'Service' && p.name === service && (p.namespace ?? ns) === namespace)) continue;
