@@ -47,8 +47,8 @@ function versionOf(bytes: Uint8Array): string {
 
 /**
  * `parts` copied into one allocation of their total size, as views of it. Small encoder outputs are slices of
- * Node's shared 8 KiB pool: one kept slice keeps its whole slab, and at 50,000 Services the slabs held twice
- * the bytes in use. A piece's parts live and die together, so one allocation per piece wastes nothing.
+ * Node's shared 8 KiB pool: one kept slice keeps its whole slab (at 50,000 Services, 209 MB of buffers held
+ * 164 MB of resources). A piece's parts live and die together, so one allocation per piece wastes nothing.
  */
 export function ownBytes(parts: readonly Uint8Array[]): Buffer[] {
   let total = 0;

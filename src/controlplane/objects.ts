@@ -160,7 +160,7 @@ export interface StoredObject {
   origin: ObjectOrigin;
   /**
    * The document as written. The store keeps it only for kinds shown as written (routes, in the dashboard):
-   * for every other object it was a second copy, a tenth of the control plane's memory at 50,000 Services.
+   * for every other object it was a second copy (46 MB at 50,000 Services and 20,000 pods).
    */
   raw?: unknown;
 }
