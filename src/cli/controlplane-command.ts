@@ -11,7 +11,7 @@ import { Registry } from 'prom-client';
 import { registerDefaultMetrics } from '../telemetry/default-metrics';
 import type { DashboardListen } from '../controlplane/observe/dashboard-listen';
 import { parseMessageBytes, XDS_MAX_MESSAGE_BYTES } from '../xds/limits';
-import { DEFAULT_HEAP_GROWTH_PERCENT, setHeapGrowth } from '../controlplane/heap-growth';
+import { DEFAULT_HEAP_HEADROOM_MB } from '../controlplane/heap-growth';
 
 function port(v: string): number {
   const n = Number(v);
@@ -19,9 +19,9 @@ function port(v: string): number {
   return n;
 }
 
-function percent(v: string): number {
+function megabytes(v: string): number {
   const n = Number(v);
-  if (!/^\d+$/.test(v.trim()) || n > 1000) throw new InvalidArgumentError('must be a whole percent 0-1000');
+  if (!/^\d+$/.test(v.trim()) || n > 65536) throw new InvalidArgumentError('must be whole MB, 0-65536');
   return n;
 }
 
@@ -118,7 +118,7 @@ export function registerControlPlaneCommand(program: Command): void {
     .option('--ca-audience <aud>', 'audience agents\' projected tokens must carry (TokenReview spec.audiences)', 'nodemesh-ca')
     .option('--protocol-detection-timeout <duration>', 'how long ports of undeclared protocol wait for the client\'s first bytes (100ms, 1s)', millis, DEFAULT_DETECT_TIMEOUT_MS)
     .option('--xds-max-message-bytes <size>', 'largest xDS message sent or received (4MiB); agents must take as much (their own --xds-max-message-bytes)', messageBytes, XDS_MAX_MESSAGE_BYTES)
-    .option('--heap-growth <percent>', 'how far the heap may grow past its live data before a full collection (0: V8\'s own heuristics, up to 4x)', percent, DEFAULT_HEAP_GROWTH_PERCENT)
+    .option('--heap-headroom <MB>', 'how far the heap may grow past what it holds before a full collection, kept within 20-100 % of it (0: V8\'s own factor, up to 4x)', megabytes, DEFAULT_HEAP_HEADROOM_MB)
     .option('--log-level <level>', 'pino level', process.env.NODEMESH_LOG_LEVEL ?? 'info')
     .action(
       async (o: {
@@ -150,11 +150,10 @@ export function registerControlPlaneCommand(program: Command): void {
         caAudience: string;
         protocolDetectionTimeout: number;
         xdsMaxMessageBytes: number;
-        heapGrowth: number;
+        heapHeadroom: number;
         logLevel: string;
       }) => {
         const log = createLogger({ level: o.logLevel, name: 'controlplane' });
-        setHeapGrowth(o.heapGrowth);
         if (o.config.length === 0 && !o.kubernetes) {
           process.stderr.write('nodemesh controlplane: give --config PATH and/or --kubernetes\n');
           process.exit(2);
@@ -203,6 +202,7 @@ export function registerControlPlaneCommand(program: Command): void {
               domain: o.domain,
               detectTimeoutMs: o.protocolDetectionTimeout,
               xdsMaxMessageBytes: o.xdsMaxMessageBytes,
+              heapHeadroomMB: o.heapHeadroom,
               logger: log,
               registry,
               dashboard,

@@ -14,6 +14,7 @@ import { ControlPlaneError, CP_ERR, formatIssue, type ConfigIssue } from './erro
 import { certificateService } from '../identity/ca-proto';
 import { startRootPublisher, type RootPublisher } from './ca/root-publisher';
 import { FileSource, type ConfigSink, type ConfigSource } from './file-source';
+import { HeapGrowth } from './heap-growth';
 import { ControlPlaneHttpServer } from './http-server';
 import { apiServerInformers, KubernetesSource, type InformerFactory } from './kubernetes-source';
 import { ControlPlaneMetrics } from './metrics';
@@ -82,6 +83,11 @@ export interface ControlPlaneOptions {
    * much (their --xds-max-message-bytes); responses are packed well below it.
    */
   xdsMaxMessageBytes?: number;
+  /**
+   * Keep the V8 heap's growth at about this many MB over what it holds (`HeapGrowth`); absent: V8's own
+   * factor. Sets a process-wide V8 flag: the CLI's control plane passes it, one embedded in a test does not.
+   */
+  heapHeadroomMB?: number;
 }
 
 export interface ControlPlaneHandle {
@@ -128,6 +134,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   /** What the model and the route tables keep between rebuilds, for the same reason. */
   private readonly modelCache = new ModelCache();
   private readonly defaultTables = new DefaultTableCache();
+  private readonly heap: HeapGrowth | undefined;
   private readonly ads: AdsServer;
   private http: ControlPlaneHttpServer | undefined;
   ca: CaHandle | undefined;
@@ -157,6 +164,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
     private readonly log: Logger,
   ) {
     this.metrics = new ControlPlaneMetrics(opts.registry ?? new Registry());
+    this.heap = opts.heapHeadroomMB === undefined ? undefined : new HeapGrowth(opts.heapHeadroomMB);
     this.conflicts = new ConflictReporter(this.store, this.metrics, log.child({ component: 'config' }));
     this.current = translate({ services: [], workloadsByNode: new Map() }, {}, this.memo);
     this.ads = new AdsServer({
@@ -340,6 +348,8 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       this.builtIssuesVersion = this.issuesVersion;
       this.metrics.snapshots.inc();
       for (const t of XDS_TYPE_URLS) this.metrics.resources.set({ type: typeShortName(t) }, this.current.shared.get(t)?.size ?? 0);
+      // The heap's size follows the config's: its growth is set for what it holds now.
+      this.heap?.adjust();
       this.log.debug({ generation: this.builtGeneration }, 'snapshot rebuilt');
     } catch (err) {
       // Keep serving the previous snapshot: a translation bug must not blank every client's config.

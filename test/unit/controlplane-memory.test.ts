@@ -5,10 +5,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
 import { test } from 'node:test';
 import { encodedResource, makeResource, makeResources, ownBytes } from '../../src/controlplane/encoded-resource';
 import { FileSource, type ConfigSink } from '../../src/controlplane/file-source';
-import { setHeapGrowth } from '../../src/controlplane/heap-growth';
+import { HeapGrowth } from '../../src/controlplane/heap-growth';
 import { buildModel } from '../../src/controlplane/model';
 import type { PodObject, ServiceObject, StoredObject } from '../../src/controlplane/objects';
 import { ObjectStore, type SourceUpdate } from '../../src/controlplane/store';
@@ -183,6 +184,14 @@ async function waitFor(ok: () => boolean): Promise<void> {
   assert.ok(ok());
 }
 
-test('setHeapGrowth takes whole percents from 0 to 1000 and refuses the rest', () => {
-  for (const bad of [-1, 1.5, 1001, Number.NaN]) assert.throws(() => setHeapGrowth(bad), RangeError);
+test('HeapGrowth: about the headroom over the heap in use, within 20-100 %; 0 leaves V8 alone', () => {
+  const MB = 1048576;
+  const g = new HeapGrowth(160);
+  assert.equal(g.adjust(400 * MB), 40);
+  assert.equal(g.adjust(2000 * MB), 20);
+  assert.equal(g.adjust(100 * MB), 100);
+  assert.equal(new HeapGrowth(0).adjust(400 * MB), undefined);
+  for (const bad of [-1, 1.5, 65537, Number.NaN]) assert.throws(() => new HeapGrowth(bad), RangeError);
+  // The rest of this test process runs with V8's own factor again.
+  v8.setFlagsFromString('--heap-growing-percent=0');
 });
