@@ -16,7 +16,7 @@ import type { RouteStore } from '../state/routes';
 import type { ServiceStore } from '../state/services';
 import { workloadName, type Workload } from '../state/workloads';
 import { registerDatapathMetrics } from '../telemetry/datapath-metrics';
-import { isProcessWide, registerDefaultMetrics } from '../telemetry/default-metrics';
+import { registerDefaultMetrics } from '../telemetry/default-metrics';
 import { registerAgentStatusMetrics } from '../telemetry/agent-status-metrics';
 import { version as packageVersion } from '../../package.json';
 import type { Logger } from '../telemetry/logger';
@@ -48,7 +48,7 @@ import type { TapFilter } from '../telemetry/tap/tap-filter';
 import { createSpanQueue } from '../telemetry/tracing/tracing-config';
 import type { SpanQueue } from '../telemetry/tracing/span-queue';
 import { Tracer } from '../telemetry/tracing/tracer';
-import { buildReport } from '../telemetry/mesh-report/build-report';
+import { buildReport, REPORT_METRICS, reportMetrics } from '../telemetry/mesh-report/build-report';
 import { ReportClient } from '../telemetry/mesh-report/report-client';
 import type { AgentReport, EndpointReport } from '../telemetry/mesh-report/telemetry-proto';
 
@@ -436,8 +436,9 @@ export class Agent implements EnrollmentHandler, XdsSink {
   /** What the control plane's dashboard shows of this agent (see telemetry/mesh-report). */
   async telemetryReport(): Promise<AgentReport> {
     const stats = this.workers ? await this.workers.stats() : [];
-    const workers = stats.map((w) => w.metrics.filter((m) => !isProcessWide(m.name)));
-    const metrics = workers.length === 0 ? await this.registry.getMetricsAsJSON() : await AggregatorRegistry.aggregate([await this.registry.getMetricsAsJSON(), ...workers]).getMetricsAsJSON();
+    const workers = stats.map((w) => w.metrics.filter((m) => REPORT_METRICS.includes(m.name)));
+    const own = await reportMetrics(this.registry);
+    const metrics = workers.length === 0 ? own : await AggregatorRegistry.aggregate([own, ...workers]).getMetricsAsJSON();
     // The endpoints' state over every thread, as /config_dump's l7Clusters shows it per thread. Only clusters
     // some thread sent requests to: every endpoint of every cluster (at 10,000 Services and the workload
     // directory, ~40,000 every 2 s) kept the agent's CPU busy and its RSS several times its config's size.
