@@ -211,25 +211,17 @@ export class XdsClient {
     return this.restoredFrom !== null ? 'saved' : 'none';
   }
 
+  /** `summary()` with every resource's version, and where the saved config came from: for `/config_dump`. */
   status(): Record<string, unknown> {
     const resources: Record<string, Record<string, string>> = {};
     for (const [t, st] of this.types) resources[typeShortName(t)] = Object.fromEntries([...st.resources].map(([n, h]) => [n, h.version]));
-    return {
-      address: this.opts.address,
-      mode: this.opts.mode,
-      connected: this.connected,
-      synced: this.synced(),
-      configSource: this.configSource(),
-      savedConfigFrom: this.restoredFrom,
-      lastError: this.lastError,
-      versions: Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), st.versionInfo])),
-      lastNack: Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), st.lastNack])),
-      resources,
-    };
+    const { counts: _counts, ...summary } = this.summary();
+    return { ...summary, savedConfigFrom: this.restoredFrom, resources };
   }
 
-  /** `status()` without the per-resource versions: what a periodic report needs, at any config size. */
+  /** The stream's state without per-resource versions: what a periodic report needs, at any config size. */
   summary(): Record<string, unknown> {
+    const perType = <T>(f: (st: TypeState) => T): Record<string, T> => Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), f(st)]));
     return {
       address: this.opts.address,
       mode: this.opts.mode,
@@ -237,9 +229,9 @@ export class XdsClient {
       synced: this.synced(),
       configSource: this.configSource(),
       lastError: this.lastError,
-      versions: Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), st.versionInfo])),
-      lastNack: Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), st.lastNack])),
-      counts: Object.fromEntries([...this.types].map(([t, st]) => [typeShortName(t), st.resources.size])),
+      versions: perType((st) => st.versionInfo),
+      lastNack: perType((st) => st.lastNack),
+      counts: perType((st) => st.resources.size),
     };
   }
 
