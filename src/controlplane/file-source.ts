@@ -1,11 +1,11 @@
 // Config source: a YAML file or a directory of them, watched; every file is one source in the store.
 
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../telemetry/logger';
 import { ControlPlaneError, CP_ERR } from './errors';
 import type { SourceUpdate } from './store';
+import { digest } from './translate-memo';
 import { parseYamlSource } from './yaml-parse';
 
 /** Where sources deliver; the control plane logs, counts and stores in one place behind it. */
@@ -23,10 +23,6 @@ export interface ConfigSource {
 const YAML_FILE = /\.ya?ml$/i;
 /** What `seen` holds for a blank file (any whitespace). */
 const EMPTY = '';
-
-function digestOf(text: string): string {
-  return createHash('sha1').update(text).digest('base64');
-}
 
 export class FileSource implements ConfigSource {
   private readonly root: string;
@@ -148,7 +144,7 @@ export class FileSource implements ConfigSource {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ err, file }, 'cannot read config file');
         continue;
       }
-      const sum = text.trim() === '' ? EMPTY : digestOf(text);
+      const sum = text.trim() === '' ? EMPTY : digest(text);
       if (this.seen.get(file) === sum) continue;
       // writeFile truncates before it writes: an empty read of a non-empty file gets one more debounce period.
       if (text.trim() === '' && this.seen.has(file) && this.seen.get(file) !== EMPTY && !this.emptyOnce.has(file)) {

@@ -116,7 +116,8 @@ export function fingerprint(inputs: unknown): string {
   return digest(JSON.stringify(inputs) ?? 'undefined');
 }
 
-function digest(text: string): string {
+/** A short digest of a text: what the control plane keeps instead of texts it only compares. */
+export function digest(text: string): string {
   return createHash('sha1').update(text).digest('base64');
 }
 
