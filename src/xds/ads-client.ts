@@ -16,6 +16,7 @@ import {
   type XdsNode,
 } from './protos';
 import { intern } from './decode-util';
+import { HeldSet, type Received } from './held-set';
 import { XDS_MAX_MESSAGE_BYTES, XDS_MORE_FOLLOWS } from './limits';
 import { CDS, EDS, LDS, NODE_NAME_METADATA, RDS, typeShortName } from './resource-types';
 
@@ -90,18 +91,9 @@ export interface XdsClientOptions {
   store?: XdsSnapshotStore;
 }
 
-interface Held {
-  version: string;
-  decoded: AgentResource;
-  /** As received, until saved: held only while the store does not have it. */
-  any?: AnyMessage;
-  /** Where the store has it (its handle). */
-  saved?: number;
-}
-
 interface TypeState {
   /** Accepted resources (last good): survive NACKs and disconnects. */
-  resources: Map<string, Held>;
+  resources: HeldSet;
   /** SotW: version_info of the last accepted response. */
   versionInfo: string;
   /** Names subscribed explicitly; null = wildcard. */
@@ -165,7 +157,7 @@ export class XdsClient {
       'grpc.max_send_message_length': opts.maxMessageBytes ?? XDS_MAX_MESSAGE_BYTES,
     });
     for (const t of [CDS, EDS, LDS, RDS]) {
-      this.types.set(t, { resources: new Map(), versionInfo: '', names: WILDCARD_TYPES.includes(t) ? null : [], lastNack: null, pending: new Map(), whole: true });
+      this.types.set(t, { resources: new HeldSet(), versionInfo: '', names: WILDCARD_TYPES.includes(t) ? null : [], lastNack: null, pending: new Map(), whole: true });
     }
     const registers = [opts.registry];
     this.m = {
@@ -214,7 +206,7 @@ export class XdsClient {
   /** `summary()` with every resource's version, and where the saved config came from: for `/config_dump`. */
   status(): Record<string, unknown> {
     const resources: Record<string, Record<string, string>> = {};
-    for (const [t, st] of this.types) resources[typeShortName(t)] = Object.fromEntries([...st.resources].map(([n, h]) => [n, h.version]));
+    for (const [t, st] of this.types) resources[typeShortName(t)] = Object.fromEntries(st.resources.versions());
     const { counts: _counts, ...summary } = this.summary();
     return { ...summary, savedConfigFrom: this.restoredFrom, resources };
   }
@@ -264,7 +256,7 @@ export class XdsClient {
       this.opts.log.warn({ saved: snap.node, node: this.opts.node }, 'ignoring the saved xDS config: it was sent to another node');
       return;
     }
-    const decoded = new Map<string, { versionInfo: string; resources: Map<string, Held> }>();
+    const decoded = new Map<string, { versionInfo: string; resources: HeldSet }>();
     for (const t of snap.types) {
       if (!this.types.has(t.typeUrl)) continue;
       const d = t.resources.every((r): r is SavedResource & { any: AnyMessage } => r.any !== undefined) ? this.decodeAll(t.typeUrl, t.resources) : 'a resource without its bytes';
@@ -272,7 +264,7 @@ export class XdsClient {
         this.opts.log.warn({ error: d }, 'ignoring the saved xDS config: this agent rejects part of it; waiting for the control plane');
         return;
       }
-      decoded.set(t.typeUrl, { versionInfo: t.versionInfo, resources: d });
+      decoded.set(t.typeUrl, { versionInfo: t.versionInfo, resources: HeldSet.of(d) });
     }
     if (!decoded.has(CDS) || !decoded.has(LDS)) {
       this.opts.log.warn('ignoring the saved xDS config: it lacks clusters or listeners');
@@ -295,23 +287,19 @@ export class XdsClient {
     this.opts.log.info({ savedAt: snap.savedAt, resources: [...decoded.values()].reduce((n, d) => n + d.resources.size, 0) }, 'applied the saved xDS config; the control plane will send what changed');
   }
 
-  /** The snapshot to save, and the held resources it lists (per type, in order). */
-  private snapshot(): { snap: XdsSnapshot; held: Held[][] } {
-    const held: Held[][] = [];
+  /** The snapshot to save, and per type what records where the store put each resource. */
+  private snapshot(): { snap: XdsSnapshot; takes: ((handles: number[]) => void)[] } {
+    const takes: ((handles: number[]) => void)[] = [];
     const snap: XdsSnapshot = {
       node: this.opts.node,
       savedAt: new Date().toISOString(),
       types: [...this.types].map(([typeUrl, st]) => {
-        const hs = [...st.resources.values()];
-        held.push(hs);
-        return {
-          typeUrl,
-          versionInfo: st.versionInfo,
-          resources: [...st.resources].map(([name, h]) => (h.any ? { name, version: h.version, any: h.any } : { name, version: h.version, saved: h.saved })),
-        };
+        const { resources, take } = st.resources.forSave();
+        takes.push(take);
+        return { typeUrl, versionInfo: st.versionInfo, resources };
       }),
     };
-    return { snap, held };
+    return { snap, takes };
   }
 
   /** Whether a resource's bytes must be held until the next save. */
@@ -325,7 +313,7 @@ export class XdsClient {
     this.saveTimer = null;
     this.dirty = false;
     this.saving = false;
-    for (const st of this.types.values()) for (const h of st.resources.values()) h.any = undefined;
+    for (const st of this.types.values()) st.resources.dropBytes();
   }
 
   /** Saves the accepted config now if it changed since the last save (shutdown, handover). */
@@ -335,15 +323,10 @@ export class XdsClient {
     if (!this.dirty || !this.opts.store || !this.saving || this.closed) return;
     this.dirty = false;
     try {
-      const { snap, held } = this.snapshot();
+      const { snap, takes } = this.snapshot();
       const handles = this.opts.store.save(snap);
       // The store has every resource now: the bytes held for it can go.
-      held.forEach((hs, i) =>
-        hs.forEach((h, j) => {
-          h.saved = handles[i]![j];
-          h.any = undefined;
-        }),
-      );
+      takes.forEach((take, i) => take(handles[i] ?? []));
     } catch (err) {
       this.dirty = true;
       this.opts.log.error({ err }, 'cannot save the xDS config; a restart without the control plane would wait for it');
@@ -416,7 +399,7 @@ export class XdsClient {
         resource_names_subscribe: st.names ?? [],
         resource_names_unsubscribe: [],
         // a reconnect says what it already holds, so the server sends only what changed
-        initial_resource_versions: Object.fromEntries([...st.resources].map(([n, h]) => [n, h.version])),
+        initial_resource_versions: Object.fromEntries(st.resources.versions()),
         response_nonce: '',
       };
       req.node = this.node();
@@ -431,17 +414,15 @@ export class XdsClient {
   }
 
   /** Decodes every resource or none: one bad resource rejects the whole response (xDS semantics). */
-  private decodeAll(typeUrl: string, items: { name?: string; version: string; any: AnyMessage; saved?: number }[]): Map<string, Held> | string {
-    const out = new Map<string, Held>();
+  private decodeAll(typeUrl: string, items: { name?: string; version: string; any: AnyMessage; saved?: number }[]): Received[] | string {
+    const out: Received[] = [];
     const keep = this.keepsBytes();
     for (const it of items) {
       try {
         const { name, resource } = decodeResource(typeUrl, it.any);
         // Bytes the store has (a handle) or that nobody will save are not kept: at 10,000 Services they are
         // ~23 MB, needed only to write the saved config.
-        // Every field set here, so each Held has one shape with its fields in the object (no property array).
-        const h: Held = { version: it.version, decoded: resource, any: it.saved === undefined && keep ? it.any : undefined, saved: it.saved };
-        out.set(intern(it.name ?? name), h);
+        out.push({ name: intern(it.name ?? name), version: it.version, decoded: resource, any: it.saved === undefined && keep ? it.any : undefined, saved: it.saved });
       } catch (e) {
         return e instanceof XdsResourceError ? e.message : `${typeShortName(typeUrl)}: ${(e as Error).message}`;
       }
@@ -454,7 +435,7 @@ export class XdsClient {
     if (!st) return this.nack(res.type_url, res.nonce, `unsupported type ${res.type_url}`);
     const decoded = this.decodeAll(res.type_url, res.resources.map((any) => ({ version: res.version_info, any })));
     if (typeof decoded === 'string') return this.nack(res.type_url, res.nonce, decoded);
-    st.resources = decoded;
+    st.resources = HeldSet.of(decoded);
     st.versionInfo = res.version_info;
     st.whole = true;
     this.live.add(res.type_url);
@@ -471,12 +452,12 @@ export class XdsClient {
     for (const name of res.removed_resources) {
       const had = st.resources.get(name);
       if (!had) continue;
-      if (!st.pending.has(name)) st.pending.set(name, had.decoded);
+      if (!st.pending.has(name)) st.pending.set(name, had);
       st.resources.delete(name);
     }
-    for (const [name, h] of decoded) {
-      if (!st.pending.has(name)) st.pending.set(name, st.resources.get(name)?.decoded);
-      st.resources.set(name, h);
+    for (const r of decoded) {
+      if (!st.pending.has(r.name)) st.pending.set(r.name, st.resources.get(r.name));
+      st.resources.set(r);
     }
     // A split set: the type is complete only once its last part arrived (xds/limits.ts).
     const more = res.system_version_info.endsWith(XDS_MORE_FOLLOWS);
@@ -526,11 +507,14 @@ export class XdsClient {
     this.received.add(typeUrl);
     if (!this.restoring) this.m.applied.inc({ type: typeShortName(typeUrl) });
     this.handOver(typeUrl, st);
-    const decoded = [...st.resources.values()].map((h) => h.decoded);
     if (typeUrl === CDS) {
-      this.follow(EDS, decoded.flatMap((d) => (d.kind === 'cluster' && d.eds ? [d.cluster.name] : [])));
+      const names: string[] = [];
+      for (const [, d] of st.resources.decoded()) if (d.kind === 'cluster' && d.eds) names.push(d.cluster.name);
+      this.follow(EDS, names);
     } else if (typeUrl === LDS) {
-      this.follow(RDS, decoded.flatMap(routeTablesOf));
+      const names: string[] = [];
+      for (const [, d] of st.resources.decoded()) names.push(...routeTablesOf(d));
+      this.follow(RDS, names);
     }
     this.scheduleSave();
   }
@@ -540,17 +524,17 @@ export class XdsClient {
     if (st.whole || !this.sink.update) {
       st.whole = false;
       st.pending.clear();
-      this.sink.apply(typeUrl, new Map([...st.resources].map(([n, h]) => [n, h.decoded])));
+      this.sink.apply(typeUrl, new Map(st.resources.decoded()));
       return;
     }
     const changes: ResourceChange[] = [];
     for (const [name, before] of st.pending) {
-      const after = st.resources.get(name)?.decoded;
+      const after = st.resources.get(name);
       if (before !== after) changes.push({ name, before, after });
     }
     st.pending.clear();
     // Called even when nothing changed (the empty last part of a split set): the sink hears of every commit.
-    this.sink.update(typeUrl, changes, () => new Map([...st.resources].map(([n, h]) => [n, h.decoded])));
+    this.sink.update(typeUrl, changes, () => new Map(st.resources.decoded()));
   }
 
   /** Subscribes `typeUrl` to exactly `names`; what is no longer named is dropped and the sink told at once. */
@@ -569,7 +553,7 @@ export class XdsClient {
       for (const n of removed) {
         const had = st.resources.get(n);
         if (!had) continue;
-        if (!st.pending.has(n)) st.pending.set(n, had.decoded);
+        if (!st.pending.has(n)) st.pending.set(n, had);
         st.resources.delete(n);
       }
       this.handOver(typeUrl, st);

@@ -43,6 +43,15 @@ export function intern(s: string): string {
   return s;
 }
 
+/**
+ * Lets go of the intern table. Sharing matters while a large config is decoded (the same names come in CDS, EDS and
+ * LDS of one push); once it is held, the table itself (up to 65,536 entries, ~1.8 MB) only keeps strings alive that
+ * the config already holds, or no longer does. A later change decodes a few names again, each once.
+ */
+export function forgetInterned(): void {
+  interned.clear();
+}
+
 /** `intern` for an optional string field. */
 export function internOpt(v: unknown): string | undefined {
   return typeof v === 'string' ? intern(v) : undefined;
