@@ -414,12 +414,12 @@ export class Agent implements EnrollmentHandler, XdsSink {
   }
 
   /** xDS sink: a complete, validated set of one resource type replaces what the proxy reads. */
-  apply(typeUrl: string, resources: Map<string, AgentResource>): void {
-    const all = [...resources.values()];
-    this.runtime.applyResources(typeUrl, all);
-    this.relief.committed(all.length);
-    this.lastResources.set(typeUrl, () => all);
-    this.workers?.applyResources(typeUrl, all);
+  apply(typeUrl: string, resources: Map<string, AgentResource>, all: () => Map<string, AgentResource>): void {
+    const list = [...resources.values()];
+    this.runtime.applyResources(typeUrl, list);
+    this.relief.committed(list.length);
+    this.lastResources.set(typeUrl, () => [...all().values()]);
+    this.workers?.applyResources(typeUrl, list);
     this.log.debug({ type: typeUrl, count: resources.size }, 'xDS resources applied');
   }
 

@@ -16,7 +16,7 @@ import {
   type XdsNode,
 } from './protos';
 import { intern } from './decode-util';
-import { HeldSet, type Received } from './held-set';
+import { HeldSet, sameHeld, type Received } from './held-set';
 import { XDS_MAX_MESSAGE_BYTES, XDS_MORE_FOLLOWS } from './limits';
 import { CDS, EDS, LDS, NODE_NAME_METADATA, RDS, typeShortName } from './resource-types';
 
@@ -56,8 +56,11 @@ export interface XdsSnapshotStore {
 
 /** Receives validated resource sets. Called on the event loop; never called after close(). */
 export interface XdsSink {
-  /** The complete current set of resources of one type (name -> decoded). */
-  apply(typeUrl: string, resources: Map<string, AgentResource>): void;
+  /**
+   * The complete current set of resources of one type (name -> decoded). `all()` builds it again later (the
+   * client holds the decoded forms compactly: a sink that keeps `resources` keeps a second copy of the wrappers).
+   */
+  apply(typeUrl: string, resources: Map<string, AgentResource>, all: () => Map<string, AgentResource>): void;
   /**
    * What changed in a type since it was last handed over (optional): once a type has been applied whole, its
    * later changes come here, so a one-Service change costs the sink one Service, not the cluster's size.
@@ -524,13 +527,13 @@ export class XdsClient {
     if (st.whole || !this.sink.update) {
       st.whole = false;
       st.pending.clear();
-      this.sink.apply(typeUrl, new Map(st.resources.decoded()));
+      this.sink.apply(typeUrl, new Map(st.resources.decoded()), () => new Map(st.resources.decoded()));
       return;
     }
     const changes: ResourceChange[] = [];
     for (const [name, before] of st.pending) {
       const after = st.resources.get(name);
-      if (before !== after) changes.push({ name, before, after });
+      if (!sameHeld(before, after)) changes.push({ name, before, after });
     }
     st.pending.clear();
     // Called even when nothing changed (the empty last part of a split set): the sink hears of every commit.

@@ -1,7 +1,8 @@
 // One xDS type's accepted resources as the agent's ADS client holds them: per name, the decoded form, the version
 // the control plane gave it, and where the saved config has its bytes (or the bytes, until saved). Kept as
-// parallel tables indexed by a slot per name rather than an object per resource: at 10,000 Services the client
-// holds ~39,000 resources, and an object plus a version string each was ~3.4 MB of the agent's heap.
+// parallel tables indexed by a slot per name rather than objects per resource: at 10,000 Services the client
+// holds ~39,000 resources, and an object, a version string and the decoded form's wrapper ({kind, …}) each were
+// ~5 MB of the agent's heap. The wrapper is made again when asked for; its contents are the ones held.
 
 import type { AgentResource } from './agent-resources';
 import type { AnyMessage } from './protos';
@@ -21,9 +22,75 @@ export interface Received {
 const HEX16 = /^[0-9a-f]{16}$/;
 const NO_HANDLE = -1;
 
+/** How a slot holds its decoded form: the wrapper itself, or only what it wraps. */
+const enum Held {
+  Whole,
+  Cluster,
+  EdsCluster,
+  /** A ClusterLoadAssignment named after its cluster (as every one is): the endpoint list. */
+  Endpoints,
+  Vip,
+  Routes,
+}
+
+/** The decoded form of `name` as a slot holds it. */
+function pack(name: string, r: AgentResource): [Held, unknown] {
+  switch (r.kind) {
+    case 'cluster':
+      return [r.eds ? Held.EdsCluster : Held.Cluster, r.cluster];
+    case 'endpoints':
+      return r.cluster === name ? [Held.Endpoints, r.endpoints] : [Held.Whole, r];
+    case 'vip':
+      return [Held.Vip, r.vip];
+    case 'routes':
+      return [Held.Routes, r.table];
+    default:
+      return [Held.Whole, r];
+  }
+}
+
+function unpack(name: string, how: Held, v: unknown): AgentResource {
+  switch (how) {
+    case Held.Cluster:
+    case Held.EdsCluster:
+      return { kind: 'cluster', cluster: v as Extract<AgentResource, { kind: 'cluster' }>['cluster'], eds: how === Held.EdsCluster };
+    case Held.Endpoints:
+      return { kind: 'endpoints', cluster: name, endpoints: v as Extract<AgentResource, { kind: 'endpoints' }>['endpoints'] };
+    case Held.Vip:
+      return { kind: 'vip', vip: v as Extract<AgentResource, { kind: 'vip' }>['vip'] };
+    case Held.Routes:
+      return { kind: 'routes', table: v as Extract<AgentResource, { kind: 'routes' }>['table'] };
+    default:
+      return v as AgentResource;
+  }
+}
+
+/**
+ * Whether two decoded forms (as `get` makes them: a new wrapper each time) are the same resource held: the same
+ * contents, by identity. Both absent counts as the same.
+ */
+export function sameHeld(a: AgentResource | undefined, b: AgentResource | undefined): boolean {
+  if (a === b) return true;
+  if (!a || !b || a.kind !== b.kind) return false;
+  switch (a.kind) {
+    case 'cluster':
+      return a.cluster === (b as typeof a).cluster && a.eds === (b as typeof a).eds;
+    case 'endpoints':
+      return a.endpoints === (b as typeof a).endpoints && a.cluster === (b as typeof a).cluster;
+    case 'vip':
+      return a.vip === (b as typeof a).vip;
+    case 'routes':
+      return a.table === (b as typeof a).table;
+    default:
+      return false;
+  }
+}
+
 export class HeldSet {
   private readonly slots = new Map<string, number>();
-  private decodedAt: (AgentResource | undefined)[] = [];
+  /** What a slot holds of its decoded form (`pack`), and how. */
+  private payloadAt: unknown[] = [];
+  private howAt = new Uint8Array(0);
   /** A version that is not 16 hex digits, by slot (a state-of-the-world version is one string shared by all). */
   private textAt: (string | undefined)[] = [];
   private hi = new Uint32Array(0);
@@ -47,9 +114,10 @@ export class HeldSet {
     return this.slots.has(name);
   }
 
+  /** The decoded form of `name` (a new wrapper around what is held: compare with `sameHeld`, not ===). */
   get(name: string): AgentResource | undefined {
     const i = this.slots.get(name);
-    return i === undefined ? undefined : this.decodedAt[i];
+    return i === undefined ? undefined : unpack(name, this.howAt[i]!, this.payloadAt[i]);
   }
 
   version(name: string): string | undefined {
@@ -63,7 +131,7 @@ export class HeldSet {
 
   /** Each name with its decoded form. */
   *decoded(): IterableIterator<[string, AgentResource]> {
-    for (const [name, i] of this.slots) yield [name, this.decodedAt[i]!];
+    for (const [name, i] of this.slots) yield [name, unpack(name, this.howAt[i]!, this.payloadAt[i])];
   }
 
   /** Each name with its version. */
@@ -107,7 +175,9 @@ export class HeldSet {
       i = this.free.pop() ?? this.grow();
       this.slots.set(r.name, i);
     }
-    this.decodedAt[i] = r.decoded;
+    const [how, payload] = pack(r.name, r.decoded);
+    this.howAt[i] = how;
+    this.payloadAt[i] = payload;
     if (HEX16.test(r.version)) {
       this.hi[i] = parseInt(r.version.slice(0, 8), 16);
       this.lo[i] = parseInt(r.version.slice(8), 16);
@@ -122,7 +192,7 @@ export class HeldSet {
     const i = this.slots.get(name);
     if (i === undefined) return false;
     this.slots.delete(name);
-    this.decodedAt[i] = undefined;
+    this.payloadAt[i] = undefined;
     this.textAt[i] = undefined;
     this.savedAt[i] = NO_HANDLE;
     this.bytes.delete(i);
@@ -136,13 +206,16 @@ export class HeldSet {
 
   /** A new slot at the end, growing the typed tables by half again when full. */
   private grow(): number {
-    const i = this.decodedAt.length;
-    this.decodedAt.push(undefined);
+    const i = this.payloadAt.length;
+    this.payloadAt.push(undefined);
     this.textAt.push(undefined);
     if (i >= this.hi.length) {
       const cap = Math.max(16, Math.ceil(i * 1.5));
       this.hi = resized(this.hi, cap);
       this.lo = resized(this.lo, cap);
+      const how = new Uint8Array(cap);
+      how.set(this.howAt);
+      this.howAt = how;
       const saved = new Int32Array(cap).fill(NO_HANDLE);
       saved.set(this.savedAt);
       this.savedAt = saved;

@@ -4,7 +4,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { AgentResource } from '../../src/xds/agent-resources';
-import { HeldSet } from '../../src/xds/held-set';
+import { HeldSet, sameHeld } from '../../src/xds/held-set';
+import type { ClusterInfo, EndpointInfo } from '../../src/state/services';
+import type { RouteTable } from '../../src/state/routes';
 
 const res = (why: string): AgentResource => ({ kind: 'ignored', why });
 const any = (n: number) => ({ type_url: 't', value: Buffer.from([n]) });
@@ -82,4 +84,34 @@ test('a save gets bytes while held and handles after; replaced bytes wait for th
   s.delete('c');
   s.set({ name: 'd', version: 'v6', decoded: res('d') });
   assert.deepEqual(s.forSave().resources.find((r) => r.name === 'd'), { name: 'd', version: 'v6', saved: undefined });
+});
+
+test('each kind comes back as it was given, around the same contents; sameHeld tells contents, not wrappers', () => {
+  const cluster = { name: 'c', host: 'c.ns.svc.cluster.local', lbPolicy: 'round_robin', connectTimeoutMs: 1000, protocol: 'http' } as ClusterInfo;
+  const endpoints: EndpointInfo[] = [{ ip: '198.18.0.1', port: 80, inMesh: true }];
+  const vip = { vip: '198.19.0.1', port: 80, cluster: 'c', protocol: 'http' } as Extract<AgentResource, { kind: 'vip' }>['vip'];
+  const table = { name: 'rt', routes: [] } as unknown as RouteTable;
+  const given: [string, AgentResource][] = [
+    ['c', { kind: 'cluster', cluster, eds: true }],
+    ['c2', { kind: 'cluster', cluster, eds: false }],
+    ['c', { kind: 'endpoints', cluster: 'c', endpoints }],
+    // an assignment not named after its cluster is held whole, so its cluster name survives
+    ['other', { kind: 'endpoints', cluster: 'c', endpoints }],
+    ['vip|198.19.0.1:80', { kind: 'vip', vip }],
+    ['rt', { kind: 'routes', table }],
+    ['inbound|n', { kind: 'inbound', node: 'n', workloads: [], policies: new Map() }],
+  ];
+  for (const [name, r] of given) {
+    const s = HeldSet.of([{ name, version: 'v', decoded: r }]);
+    const got = s.get(name)!;
+    assert.deepEqual(got, r);
+    assert.ok(sameHeld(got, r) && sameHeld(got, s.get(name)));
+    assert.deepEqual([...s.decoded()], [[name, r]]);
+  }
+  assert.ok(sameHeld(undefined, undefined));
+  assert.ok(!sameHeld(given[0]![1], undefined));
+  assert.ok(!sameHeld(given[0]![1], given[1]![1]), 'eds differs');
+  assert.ok(!sameHeld({ kind: 'cluster', cluster: { ...cluster }, eds: true }, given[0]![1]), 'another ClusterInfo, even an equal one');
+  assert.ok(!sameHeld({ kind: 'endpoints', cluster: 'c', endpoints: [...endpoints] }, given[2]![1]));
+  assert.ok(!sameHeld({ kind: 'ignored', why: 'x' }, { kind: 'ignored', why: 'x' }), 'wrappers held whole compare by identity');
 });
