@@ -48,7 +48,7 @@ import type { TapFilter } from '../telemetry/tap/tap-filter';
 import { createSpanQueue } from '../telemetry/tracing/tracing-config';
 import type { SpanQueue } from '../telemetry/tracing/span-queue';
 import { Tracer } from '../telemetry/tracing/tracer';
-import { buildReport, REPORT_METRICS, reportMetrics } from '../telemetry/mesh-report/build-report';
+import { buildReport, reportMetrics } from '../telemetry/mesh-report/build-report';
 import { ReportClient } from '../telemetry/mesh-report/report-client';
 import type { AgentReport, EndpointReport } from '../telemetry/mesh-report/telemetry-proto';
 
@@ -435,8 +435,8 @@ export class Agent implements EnrollmentHandler, XdsSink {
 
   /** What the control plane's dashboard shows of this agent (see telemetry/mesh-report). */
   async telemetryReport(): Promise<AgentReport> {
-    const stats = this.workers ? await this.workers.stats() : [];
-    const workers = stats.map((w) => w.metrics.filter((m) => REPORT_METRICS.includes(m.name)));
+    const stats = this.workers ? await this.workers.stats({ reportOnly: true }) : [];
+    const workers = stats.map((w) => w.metrics);
     const own = await reportMetrics(this.registry);
     const metrics = workers.length === 0 ? own : await AggregatorRegistry.aggregate([own, ...workers]).getMetricsAsJSON();
     // The endpoints' state over every thread, as /config_dump's l7Clusters shows it per thread. Only clusters

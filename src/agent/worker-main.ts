@@ -9,6 +9,7 @@ import { WorkerDatapath, type WorkerPodSockets } from '../datapath/worker-datapa
 import { IdentityReplica } from '../identity/replica';
 import { ProxyRuntime } from '../proxy/runtime';
 import { createLogger } from '../telemetry/logger';
+import { reportMetrics } from '../telemetry/mesh-report/build-report';
 import { TapHub } from '../telemetry/tap/tap-hub';
 import { registerDefaultMetrics } from '../telemetry/default-metrics';
 import { ForwardingSpanSink } from '../telemetry/tracing/forwarding-sink';
@@ -49,11 +50,11 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
   const datapath = new WorkerDatapath(data.datapath, log);
   const sockets = new Map<string, WorkerPodSockets>();
 
-  const stats = async (): Promise<WorkerStats> => {
+  const stats = async (reportOnly: boolean): Promise<WorkerStats> => {
     runtime.tracker.flush();
     return {
       index: data.index,
-      metrics: await registry.getMetricsAsJSON(),
+      metrics: reportOnly ? await reportMetrics(registry) : await registry.getMetricsAsJSON(),
       connections: runtime.tracker.snapshot(),
       hboneClient: runtime.ctx.mesh?.pool.stats() ?? null,
       hboneServers: runtime.hboneServers(),
@@ -118,7 +119,7 @@ function main(port: NonNullable<typeof parentPort>, data: WorkerData): void {
       case 'call':
         try {
           if (m.method === 'stats') {
-            send({ type: 'reply', seq: m.seq, value: await stats() });
+            send({ type: 'reply', seq: m.seq, value: await stats(m.reportOnly === true) });
           } else {
             const left = await runtime.drain(m.deadlineMs, { keepHbone: m.keepHbone });
             spanSink?.flush();

@@ -68,7 +68,8 @@ export type ToWorker =
   | { type: 'tap'; filters: TapFilter[] }
   /** Shutdown or handover: stop accepting on every pod (15008 too unless keepHbone); the drain call follows. */
   | { type: 'stop'; keepHbone?: boolean }
-  | { type: 'call'; seq: number; method: 'stats' }
+  /** `reportOnly`: of the metrics, only the series a mesh report reads (REPORT_METRICS), every report interval. */
+  | { type: 'call'; seq: number; method: 'stats'; reportOnly?: boolean }
   | { type: 'call'; seq: number; method: 'drain'; deadlineMs: number; keepHbone?: boolean };
 
 export type FromWorker =

@@ -393,9 +393,12 @@ export class DataPlaneWorkers {
     });
   }
 
-  /** Metrics, connections and HBONE state of every running worker (a worker that cannot answer is left out). */
-  async stats(): Promise<WorkerStats[]> {
-    const all = await Promise.allSettled(this.slots.map((s) => this.call<WorkerStats>(s, { type: 'call', seq: ++this.seq, method: 'stats' }, CALL_TIMEOUT_MS)));
+  /**
+   * Metrics, connections and HBONE state of every running worker (a worker that cannot answer is left out).
+   * `reportOnly`: only the metric series a mesh report reads, not every collector of every thread.
+   */
+  async stats(opts: { reportOnly?: boolean } = {}): Promise<WorkerStats[]> {
+    const all = await Promise.allSettled(this.slots.map((s) => this.call<WorkerStats>(s, { type: 'call', seq: ++this.seq, method: 'stats', reportOnly: opts.reportOnly }, CALL_TIMEOUT_MS)));
     return all.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   }
 
