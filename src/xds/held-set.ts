@@ -91,8 +91,11 @@ export class HeldSet {
   /** What a slot holds of its decoded form (`pack`), and how. */
   private payloadAt: unknown[] = [];
   private howAt = new Uint8Array(0);
-  /** A version that is not 16 hex digits, by slot (a state-of-the-world version is one string shared by all). */
-  private textAt: (string | undefined)[] = [];
+  /**
+   * A version that is not 16 hex digits, by slot. nodemesh's control plane sends none (delta and state of the world
+   * alike), so this stays empty unless another control plane does.
+   */
+  private readonly textAt = new Map<number, string>();
   private hi = new Uint32Array(0);
   private lo = new Uint32Array(0);
   private savedAt = new Int32Array(0);
@@ -181,8 +184,8 @@ export class HeldSet {
     if (HEX16.test(r.version)) {
       this.hi[i] = parseInt(r.version.slice(0, 8), 16);
       this.lo[i] = parseInt(r.version.slice(8), 16);
-      this.textAt[i] = undefined;
-    } else this.textAt[i] = r.version;
+      this.textAt.delete(i);
+    } else this.textAt.set(i, r.version);
     this.savedAt[i] = r.saved ?? NO_HANDLE;
     if (r.any) this.bytes.set(i, r.any);
     else this.bytes.delete(i);
@@ -193,7 +196,7 @@ export class HeldSet {
     if (i === undefined) return false;
     this.slots.delete(name);
     this.payloadAt[i] = undefined;
-    this.textAt[i] = undefined;
+    this.textAt.delete(i);
     this.savedAt[i] = NO_HANDLE;
     this.bytes.delete(i);
     this.free.push(i);
@@ -201,14 +204,13 @@ export class HeldSet {
   }
 
   private versionAt(i: number): string {
-    return this.textAt[i] ?? this.hi[i]!.toString(16).padStart(8, '0') + this.lo[i]!.toString(16).padStart(8, '0');
+    return this.textAt.get(i) ?? this.hi[i]!.toString(16).padStart(8, '0') + this.lo[i]!.toString(16).padStart(8, '0');
   }
 
   /** A new slot at the end, growing the typed tables by half again when full. */
   private grow(): number {
     const i = this.payloadAt.length;
     this.payloadAt.push(undefined);
-    this.textAt.push(undefined);
     if (i >= this.hi.length) {
       const cap = Math.max(16, Math.ceil(i * 1.5));
       this.hi = resized(this.hi, cap);
