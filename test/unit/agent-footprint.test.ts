@@ -16,4 +16,13 @@ test('the agent command loads neither node-forge, @grpc/proto-loader nor the con
   assert.ok(loaded.some((f) => f.includes(`${path.sep}identity${path.sep}pki.js`)), 'sanity: the agent\'s PKI helpers are loaded');
   const unwanted = loaded.filter((f) => /node_modules[/\\](node-forge|@grpc[/\\]proto-loader)[/\\]|[/\\]src[/\\](controlplane|lab|sample)[/\\]|demo-command/.test(f));
   assert.deepEqual(unwanted, [], 'modules an agent should not carry');
+  // undici's Pool alone (upstream-pools.ts), not its entry with fetch, WebSocket and the rest
+  assert.ok(loaded.some((f) => /undici[/\\]lib[/\\]dispatcher[/\\]pool\.js$/.test(f)), 'sanity: undici\'s Pool is loaded');
+  const undiciExtras = loaded.filter((f) => /node_modules[/\\]undici[/\\](index\.js|lib[/\\](web|mock|cache)[/\\])/.test(f));
+  assert.deepEqual(undiciExtras, [], 'undici beyond its Pool');
+});
+
+test('the Pool the agent loads alone is undici\'s exported Pool', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  assert.equal(require('undici/lib/dispatcher/pool'), (require('undici') as typeof import('undici')).Pool);
 });
