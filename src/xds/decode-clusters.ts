@@ -18,7 +18,7 @@ export function decodeCluster(c: Msg): AgentResource {
   }
   if (type !== 'EDS') throw new XdsResourceError(`cluster ${name}: discovery type ${type} is not supported (supported: EDS)`);
   const meta = nodemeshMeta(c.metadata);
-  const host = typeof meta.host === 'string' ? meta.host : (parseOutboundClusterName(name)?.host ?? name);
+  const host = hostOf(name, meta.host);
   const policy = decodeClusterPolicy(`cluster ${name}`, c, meta);
   // Connections (the L4 path) rotate over the endpoints; requests (L7) follow the cluster's policy.
   return {
@@ -26,6 +26,16 @@ export function decodeCluster(c: Msg): AgentResource {
     eds: true,
     cluster: { name, host, lbPolicy: 'round_robin', connectTimeoutMs: durationMs(c.connect_timeout, 10_000), protocol: protocolOf(`cluster ${name}`, meta.protocol), policy },
   };
+}
+
+/**
+ * The Service FQDN: metadata `host`, else the outbound cluster name's. When both say the same, the name's: a slice
+ * of the (kept) name costs a few words where the metadata's own copy of a 30-60 character host costs its length.
+ */
+function hostOf(name: string, metaHost: unknown): string {
+  const fromName = parseOutboundClusterName(name)?.host;
+  if (typeof metaHost !== 'string') return fromName ?? name;
+  return fromName === metaHost ? fromName : metaHost;
 }
 
 /** Metadata `protocol` (what the Service port speaks); clusters from control planes that do not say are TCP. */
