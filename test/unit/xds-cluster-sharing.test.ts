@@ -1,13 +1,14 @@
 // Unit: decoded Clusters share what they have in common: equal traffic policies are one frozen object (the
 // default one for clusters without policy fields), and the host is the cluster name's when metadata agrees.
+// Decoded endpoints read the same with or without app and version labels.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ClusterInfo } from '../../src/state/services';
+import type { ClusterInfo, EndpointInfo } from '../../src/state/services';
 import { decodeResource } from '../../src/xds/agent-resources';
 import { DEFAULT_CLUSTER_POLICY } from '../../src/xds/decode-cluster-policy';
 import { toAny, toStruct } from '../../src/xds/protos';
-import { CDS, CLUSTER_TYPE } from '../../src/xds/resource-types';
+import { CDS, CLUSTER_TYPE, EDS, ENDPOINT_TYPE } from '../../src/xds/resource-types';
 
 function decode(fields: Record<string, unknown>, meta: Record<string, string> = {}, name = 'outbound|80||web.shop.svc.cluster.local'): ClusterInfo {
   const c = { name, type: 'EDS', eds_cluster_config: { service_name: name }, ...fields, metadata: { filter_metadata: { nodemesh: toStruct(meta) } } };
@@ -64,4 +65,29 @@ test("a cluster's host is its metadata's, and its name's when metadata says noth
   assert.equal(decode({}).host, 'web.shop.svc.cluster.local');
   assert.equal(decode({}, {}, 'plain').host, 'plain');
   assert.equal(decode({}, { host: 'given.example' }, 'plain').host, 'given.example');
+});
+
+test('decoded endpoints read the same whether or not their pod has app and version labels', () => {
+  const lbEndpoint = (address: string, port: number, meta: Record<string, string | boolean>) => ({
+    endpoint: { address: { socket_address: { address, port_value: port } } },
+    health_status: 'HEALTHY',
+    metadata: { filter_metadata: { nodemesh: toStruct(meta) } },
+  });
+  const id = { pod: 'web-1', namespace: 'shop', serviceAccount: 'web', node: 'n1', inMesh: true };
+  const cla = {
+    cluster_name: 'outbound|80||web.shop.svc.cluster.local',
+    endpoints: [{ lb_endpoints: [lbEndpoint('10.0.0.1', 15008, id), lbEndpoint('10.0.0.1', 8080, { ...id, app: 'web', version: 'v2' }), lbEndpoint('10.0.0.2', 8080, { ...id, version: 'v1' }), lbEndpoint('10.0.0.3', 8080, {})] }],
+  };
+  const r = decodeResource(EDS, toAny(ENDPOINT_TYPE, cla)).resource as { kind: string; endpoints: EndpointInfo[] };
+  assert.equal(r.kind, 'endpoints');
+  const read = (e: EndpointInfo) => [e.ip, e.port, e.pod, e.namespace, e.serviceAccount, e.app, e.version, e.node, e.inMesh, e.zone];
+  assert.deepEqual(r.endpoints.map(read), [
+    ['10.0.0.1', 15008, 'web-1', 'shop', 'web', undefined, undefined, 'n1', true, undefined],
+    ['10.0.0.1', 8080, 'web-1', 'shop', 'web', 'web', 'v2', 'n1', true, undefined],
+    ['10.0.0.2', 8080, 'web-1', 'shop', 'web', undefined, 'v1', 'n1', true, undefined],
+    ['10.0.0.3', 8080, undefined, undefined, undefined, undefined, undefined, undefined, false, undefined],
+  ]);
+  // What /config_dump and the worker threads get: the same JSON and the same structured clone.
+  assert.equal(JSON.stringify(r.endpoints[0]), '{"ip":"10.0.0.1","port":15008,"pod":"web-1","namespace":"shop","serviceAccount":"web","node":"n1","inMesh":true}');
+  assert.deepEqual(structuredClone(r.endpoints).map(read), r.endpoints.map(read));
 });
