@@ -118,7 +118,8 @@ function withoutCluster(refs: EndpointRefs, cluster: string): EndpointRefs {
  * is equal; its pod name usually is too. Equal values only: nothing any reader sees changes.
  */
 function shareStrings(e: EndpointInfo, had: EndpointInfo): void {
-  if (e.ip !== had.ip) return;
+  // A frozen endpoint (none the decoders make) keeps its own copies.
+  if (e.ip !== had.ip || Object.isFrozen(e)) return;
   e.ip = had.ip;
   if (e.pod !== undefined && e.pod === had.pod) e.pod = had.pod;
 }

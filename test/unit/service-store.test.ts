@@ -168,4 +168,9 @@ test('endpoints indexed for a pod IP already known keep every value as decoded',
   s.updateEndpoints(new Map([['dir', undefined], ['web', undefined]]));
   assert.equal(s.findWorkload('10.0.0.1'), undefined);
   assert.deepEqual([dir, web, other], expected);
+  // Frozen endpoints are indexed as they are.
+  const frozen = Object.freeze({ ...web, port: 8081 });
+  s.updateEndpoints(new Map([['dir', [dir]], ['web', [frozen]]]));
+  assert.equal(s.findWorkload('10.0.0.1'), frozen);
+  assert.equal(s.portProtocol('10.0.0.1', 8081), 'http');
 });
