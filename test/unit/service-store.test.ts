@@ -174,3 +174,21 @@ test('endpoints indexed for a pod IP already known keep every value as decoded',
   assert.equal(s.findWorkload('10.0.0.1'), frozen);
   assert.equal(s.portProtocol('10.0.0.1', 8081), 'http');
 });
+
+test("VIPs and endpoint lists naming a known cluster keep their values, frozen ones included", () => {
+  const s = new ServiceStore();
+  const copy = (x: string) => x.split('').join('');
+  s.replaceClusters([cluster('outbound|80||web.shop.svc.cluster.local', 'http')]);
+  const v = vip('10.96.0.10', copy('outbound|80||web.shop.svc.cluster.local'));
+  const frozen = Object.freeze(vip('10.96.0.11', copy('outbound|80||web.shop.svc.cluster.local')));
+  s.replaceVips([v, frozen]);
+  s.replaceEndpoints(new Map([[copy('outbound|80||web.shop.svc.cluster.local'), [ep('10.0.0.1', 8080, 'a')]]]));
+  assert.equal(v.cluster, 'outbound|80||web.shop.svc.cluster.local');
+  assert.equal(s.servicePort('10.96.0.11', 80), frozen);
+  assert.deepEqual(s.resolve('10.96.0.10', 80)?.candidates.map((e) => e.ip), ['10.0.0.1']);
+  assert.deepEqual(s.resolve('10.96.0.11', 80)?.candidates.map((e) => e.ip), ['10.0.0.1']);
+  assert.equal(s.portService('10.0.0.1', 8080), 'outbound|80||web.shop.svc.cluster.local.default.svc.cluster.local');
+  s.updateEndpoints(new Map([[copy('outbound|80||web.shop.svc.cluster.local'), undefined]]));
+  assert.equal(s.endpointsOf('outbound|80||web.shop.svc.cluster.local').length, 0);
+  assert.equal(s.findWorkload('10.0.0.1'), undefined);
+});
