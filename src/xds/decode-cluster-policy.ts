@@ -2,7 +2,8 @@
 // lb_policy), locality, circuit_breakers (with retry_budget), outlier_detection, the HTTP protocol options the
 // pools honour, and nodemesh's rate budget from filter_metadata.nodemesh.retryBudget, into ClusterPolicy
 // (state/services.ts). The shapes are controlplane/traffic/cluster-fields.ts's; what the layers cannot honour
-// is refused by name (a NACK says what to remove).
+// is refused by name (a NACK says what to remove). Equal policies come out as one frozen object (canonical), so
+// 10,000 clusters with the default policy hold one policy, not 10,000 copies of it.
 
 import type { ClusterPolicy, LoadBalancing } from '../state/services';
 import { decodeTyped, durationMs, list, refuse, XdsResourceError, type Any, type Msg } from './decode-util';
@@ -23,6 +24,43 @@ const UNLIMITED = 4_294_967_295;
 
 type Pick = { lb: LoadBalancing; locality?: boolean };
 
+/** The balancers without parameters, one frozen object each (what a decoded policy's `lb` points to). */
+const LB: { readonly [K in 'least_request' | 'round_robin' | 'random' | 'peak_ewma']: LoadBalancing } = {
+  least_request: Object.freeze({ kind: 'least_request' }),
+  round_robin: Object.freeze({ kind: 'round_robin' }),
+  random: Object.freeze({ kind: 'random' }),
+  peak_ewma: Object.freeze({ kind: 'peak_ewma' }),
+};
+
+/** What a Cluster with no traffic-policy fields gets (nearly every one): shared by all of them. */
+export const DEFAULT_CLUSTER_POLICY: ClusterPolicy = Object.freeze({ lb: LB.round_robin });
+
+/** Most distinct non-default policies kept for sharing; past it the table starts over (memory stays bounded). */
+const CANONICAL_MAX = 4096;
+const canonical = new Map<string, ClusterPolicy>();
+
+/** Freezes `o` and every object under it (policies are plain JSON-like data). */
+function deepFreeze<T extends object>(o: T): T {
+  for (const v of Object.values(o)) if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) deepFreeze(v as object);
+  return Object.freeze(o);
+}
+
+/**
+ * The one frozen instance of `p`'s value. Policies are built in a fixed field order (decodeClusterPolicy), so
+ * equal policies serialize alike. Identity then also tells the proxy's per-cluster state (ClusterStates.get)
+ * that a pushed cluster's policy did not change.
+ */
+function canonicalPolicy(p: ClusterPolicy): ClusterPolicy {
+  if (p.lb === LB.round_robin && Object.keys(p).length === 1) return DEFAULT_CLUSTER_POLICY;
+  const key = JSON.stringify(p);
+  const had = canonical.get(key);
+  if (had) return had;
+  if (canonical.size >= CANONICAL_MAX) canonical.clear();
+  const frozen = deepFreeze(p);
+  canonical.set(key, frozen);
+  return frozen;
+}
+
 /** A LocalityLbConfig: zone-aware means the client's own locality first (what the agent does); weighting it does not do. */
 function locality(where: string, l: unknown): boolean | undefined {
   if (!l) return undefined;
@@ -42,15 +80,15 @@ function typedPolicy(where: string, any: Any): Pick | null {
       if (choices !== undefined && choices !== null && Number(choices) !== 2) throw new XdsResourceError(`${at}: choice_count ${choices} is not supported (the agent picks the better of 2)`);
       refuse(at, m, { active_request_bias: 'not supported', slow_start_config: 'not supported' });
       if (String(m.selection_method ?? 'N_CHOICES') !== 'N_CHOICES') throw new XdsResourceError(`${at}: selection_method ${String(m.selection_method)} is not supported (the agent picks the better of 2)`);
-      return { lb: { kind: 'least_request' }, locality: locality(at, m.locality_lb_config) };
+      return { lb: LB.least_request, locality: locality(at, m.locality_lb_config) };
     }
     case LB_ROUND_ROBIN_TYPE: {
       const m = decodeTyped(at, any);
       refuse(at, m, { slow_start_config: 'not supported' });
-      return { lb: { kind: 'round_robin' }, locality: locality(at, m.locality_lb_config) };
+      return { lb: LB.round_robin, locality: locality(at, m.locality_lb_config) };
     }
     case LB_RANDOM_TYPE:
-      return { lb: { kind: 'random' }, locality: locality(at, decodeTyped(at, any).locality_lb_config) };
+      return { lb: LB.random, locality: locality(at, decodeTyped(at, any).locality_lb_config) };
     case LB_RING_HASH_TYPE: {
       const m = decodeTyped(at, any);
       refuse(at, m, { consistent_hashing_lb_config: 'not supported', locality_weighted_lb_config: 'the agent does not weight localities' });
@@ -65,7 +103,7 @@ function typedPolicy(where: string, any: Any): Pick | null {
     }
     case TYPED_STRUCT_TYPE: {
       const m = decodeTyped(at, any);
-      return m.type_url === LB_PEAK_EWMA_TYPE_URL ? { lb: { kind: 'peak_ewma' } } : null;
+      return m.type_url === LB_PEAK_EWMA_TYPE_URL ? { lb: LB.peak_ewma } : null;
     }
     default:
       return null;
@@ -89,15 +127,15 @@ function loadBalancing(where: string, c: Msg): Pick {
   const lb = String(c.lb_policy ?? 'ROUND_ROBIN');
   switch (lb) {
     case 'ROUND_ROBIN':
-      return { lb: { kind: 'round_robin' } };
+      return { lb: LB.round_robin };
     case 'LEAST_REQUEST': {
       const cfg = c.least_request_lb_config as Msg | null | undefined;
       const choices = (cfg?.choice_count as Msg | null | undefined)?.value;
       if (choices !== undefined && choices !== null && Number(choices) !== 2) throw new XdsResourceError(`${where}: least_request_lb_config choice_count ${choices} is not supported (the agent picks the better of 2)`);
-      return { lb: { kind: 'least_request' } };
+      return { lb: LB.least_request };
     }
     case 'RANDOM':
-      return { lb: { kind: 'random' } };
+      return { lb: LB.random };
     case 'RING_HASH': {
       const min = ((c.ring_hash_lb_config as Msg | null | undefined)?.minimum_ring_size as Msg | null | undefined)?.value;
       return { lb: min ? { kind: 'ring_hash', minRingSize: Number(min) } : { kind: 'ring_hash' } };
@@ -216,6 +254,10 @@ function rateBudget(where: string, v: unknown): ClusterPolicy['retryBudgetRate']
 
 /** The ClusterPolicy a Cluster's fields ask for (`meta`: its filter_metadata.nodemesh). */
 export function decodeClusterPolicy(where: string, c: Msg, meta: Record<string, unknown>): ClusterPolicy {
+  return canonicalPolicy(buildClusterPolicy(where, c, meta));
+}
+
+function buildClusterPolicy(where: string, c: Msg, meta: Record<string, unknown>): ClusterPolicy {
   refuse(where, c, {
     lb_subset_config: 'endpoint subsets are not supported',
     health_checks: 'the agent does no active health checking (use outlier_detection)',
