@@ -4,6 +4,7 @@ import type { ServiceDefinition } from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { grpcCodec, type GrpcCodec } from '../util/grpc-codec';
 import { loadEnvoyDescriptor } from './envoy-descriptor';
+import { decodePlain } from './plain-decoder';
 import { TYPE_URL_PREFIX } from './resource-types';
 
 let cachedRoot: protobuf.Root | undefined;
@@ -101,9 +102,9 @@ export function decodeReadable(typeName: string, bytes: Uint8Array): Record<stri
   return t.toObject(t.decode(bytes), { json: true, enums: String, longs: Number, bytes: String }) as Record<string, unknown>;
 }
 
+/** `bytes` as message `typeName` in DECODE_OPTIONS form (decoded in one pass: plain-decoder.ts). */
 export function decodeMessage<T = Record<string, unknown>>(typeName: string, bytes: Uint8Array): T {
-  const t = messageType(typeName);
-  return t.toObject(t.decode(bytes), DECODE_OPTIONS) as T;
+  return decodePlain(messageType(typeName), bytes) as T;
 }
 
 /** Decodes an Any whose type nodemesh knows; throws on an unknown type URL. */
@@ -171,8 +172,10 @@ function fromValue(v: unknown): JsonValue {
   }
 }
 
+/** Encodes as grpc-codec does; decodes with the plain decoder (the same objects, without the instances between). */
 function codec(typeName: string): GrpcCodec {
-  return grpcCodec(() => messageType(typeName), DECODE_OPTIONS);
+  const { serialize } = grpcCodec(() => messageType(typeName), DECODE_OPTIONS);
+  return { serialize, deserialize: (b) => decodePlain(messageType(typeName), b) };
 }
 
 const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
