@@ -208,6 +208,8 @@ async function runSize(services) {
       resources,
       controlPlaneLoadMs: Math.round(loadedMs),
       initialSyncMs: syncMs.map(Math.round),
+      // CPU each agent spent from starting its ADS client to its first complete config (in procs' order).
+      initialSyncCpuMs: synced.map((m, i) => ({ build: procs[i].build, ms: m.cpuMs === undefined ? undefined : Math.round(m.cpuMs) })),
       changeMs: changeMs.map(Math.round),
       changeError,
       changeMedianMs: Math.round(median(changeMs)),
@@ -284,7 +286,7 @@ A change: one Service's targetPort edited in its file (500 Services per file), t
 | Services | control plane load ms | initial sync ms (per agent) | one-Service change ms, median | control-plane RSS MB | agent RSS MB | notes |
 |---|---|---|---|---|---|---|
 ${rows.join('\n')}
-${realMd}`;
+${results.some((r) => r.initialSyncCpuMs) ? `\nCPU ms per agent from starting its ADS client to its first complete config: ${results.filter((r) => r.initialSyncCpuMs).map((r) => `${r.services} Services: ${perBuild(r.initialSyncCpuMs, (a) => a.ms)}`).join('; ')}.\n` : ''}${realMd}`;
   fs.writeFileSync(path.join(outDir, `${stamp}.md`), md);
   process.stdout.write(md);
 }
