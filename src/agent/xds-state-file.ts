@@ -227,6 +227,14 @@ function parseOr<T>(text: string): T | null {
 class ChunkWriter {
   private readonly buf = Buffer.allocUnsafe(CHUNK);
   private used = 0;
+  /**
+   * Bytes of the file copied from, read ahead: a save copies thousands of resources, mostly in the order the
+   * file has them, and a read per resource was a third of a save at 10,000 Services.
+   */
+  private ahead: Buffer | null = null;
+  private aheadFd = -1;
+  private aheadAt = 0;
+  private aheadLen = 0;
   /** Bytes written so far (flushed or not). */
   position = 0;
 
@@ -253,10 +261,26 @@ class ChunkWriter {
       this.writeAll(b);
     } else {
       if (this.used + length > CHUNK) this.flush();
-      readExactly(from, this.buf, this.used, length, offset);
+      if (from !== this.aheadFd || offset < this.aheadAt || offset + length > this.aheadAt + this.aheadLen) this.readAhead(from, offset, length);
+      this.ahead!.copy(this.buf, this.used, offset - this.aheadAt, offset - this.aheadAt + length);
       this.used += length;
     }
     this.position += length;
+  }
+
+  /** Fills the read-ahead buffer from `offset`: at least `length` bytes, as many as the file has up to CHUNK. */
+  private readAhead(fd: number, offset: number, length: number): void {
+    this.ahead ??= Buffer.allocUnsafe(CHUNK);
+    this.aheadFd = fd;
+    this.aheadAt = offset;
+    let got = 0;
+    while (got < CHUNK) {
+      const n = fs.readSync(fd, this.ahead, got, CHUNK - got, offset + got);
+      if (n === 0) break;
+      got += n;
+    }
+    this.aheadLen = got;
+    if (got < length) throw new Error(`the saved xDS config ended before byte ${offset + length}: it was changed by something else`);
   }
 
   flush(): void {

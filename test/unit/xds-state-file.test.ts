@@ -124,3 +124,28 @@ test('a cut or foreign file is refused; no file is null', () => {
   fs.writeFileSync(path.join(dir, 'xds.json'), JSON.stringify({ version: 2, node: 'x', types: [] }));
   assert.throws(() => new XdsStateFile(dir).load(), /not a saved xDS config of this version/);
 });
+
+test('a save copying more than a read-ahead of resources, in and out of file order, copies each exactly', () => {
+  const f = new XdsStateFile(dir);
+  // ~3 MB of resources (three read-aheads), each its own bytes.
+  const n = 3000;
+  const value = (i: number, v: number): Buffer => Buffer.alloc(700 + (i % 300), `${v}:${i};`);
+  const first: XdsSnapshot = { node: 'node-a', savedAt: 't0', types: [{ typeUrl: CDS, versionInfo: 'v1', resources: Array.from({ length: n }, (_, i) => ({ name: `c${i}`, version: '1', any: { type_url: CDS, value: value(i, 1) } })) }] };
+  const h = f.save(first);
+  // Every other resource kept (by handle), in file order, then a run backwards; the rest new.
+  const order = [...Array.from({ length: n / 2 }, (_, k) => 2 * k), ...Array.from({ length: n / 2 }, (_, k) => n - 1 - 2 * k)];
+  const next: XdsSnapshot = {
+    node: 'node-a',
+    savedAt: 't1',
+    types: [{ typeUrl: CDS, versionInfo: 'v2', resources: order.map((i) => (i % 2 === 0 ? { name: `c${i}`, version: '1', saved: h[0]![i] } : { name: `c${i}`, version: '2', any: { type_url: CDS, value: value(i, 2) } })) }],
+  };
+  f.save(next);
+  f.close();
+  const loaded = new XdsStateFile(dir).load()!;
+  assert.equal(loaded.types[0]!.resources.length, n);
+  loaded.types[0]!.resources.forEach((r, k) => {
+    const i = order[k]!;
+    assert.equal(r.name, `c${i}`);
+    assert.ok(Buffer.from(r.any!.value).equals(value(i, i % 2 === 0 ? 1 : 2)), `c${i}`);
+  });
+});
