@@ -167,8 +167,13 @@ export class XdsStateFile implements XdsSnapshotStore {
         t.resources.forEach((r, ri) => {
           const start = out.position;
           if (r.any) {
-            const rec: FileResource = { name: r.name, version: r.version, typeUrl: r.any.type_url, value: Buffer.from(r.any.value).toString('base64') };
-            out.text(JSON.stringify(rec));
+            // A FileResource written in parts: the value's base64 needs no JSON escaping, and a JSON.stringify of the
+            // whole record (and a copy of the bytes to get a Buffer) was a second copy of every new resource.
+            const v: Uint8Array = r.any.value;
+            const b64 = (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength)).toString('base64');
+            out.text(`{"name":${JSON.stringify(r.name)},"version":${JSON.stringify(r.version)},"typeUrl":${JSON.stringify(r.any.type_url)},"value":"`);
+            out.text(b64);
+            out.text('"}');
           } else if (r.saved !== undefined && this.fd !== null && r.saved < this.at.length) {
             out.copy(this.fd, this.at[r.saved]!, this.len[r.saved]!);
           } else {
