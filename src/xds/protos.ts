@@ -4,6 +4,7 @@ import type { ServiceDefinition } from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { grpcCodec, type GrpcCodec } from '../util/grpc-codec';
 import { loadEnvoyDescriptor } from './envoy-descriptor';
+import { encodeDeltaResponse } from './encode-delta-response';
 import { decodePlain } from './plain-decoder';
 import { TYPE_URL_PREFIX } from './resource-types';
 
@@ -172,11 +173,18 @@ function fromValue(v: unknown): JsonValue {
   }
 }
 
-/** Encodes as grpc-codec does; decodes with the plain decoder (the same objects, without the instances between). */
+const DELTA_RESPONSE = 'envoy.service.discovery.v3.DeltaDiscoveryResponse';
+
+/**
+ * Encodes as grpc-codec does (a DeltaDiscoveryResponse's resources written directly: encode-delta-response.ts);
+ * decodes with the plain decoder (the same objects, without the instances between).
+ */
 function codec(typeName: string): GrpcCodec {
-  const { serialize } = grpcCodec(() => messageType(typeName), DECODE_OPTIONS);
+  const serialize =
+    typeName === DELTA_RESPONSE ? (v: object): Buffer => encodeDeltaResponse(messageType(typeName), v as Record<string, unknown>) : grpcCodec(() => messageType(typeName), DECODE_OPTIONS).serialize;
   return { serialize, deserialize: (b) => decodePlain(messageType(typeName), b) };
 }
+
 
 const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
 
@@ -188,7 +196,7 @@ export function adsServiceDefinition(): ServiceDefinition {
   const req = codec('envoy.service.discovery.v3.DiscoveryRequest');
   const res = codec('envoy.service.discovery.v3.DiscoveryResponse');
   const dreq = codec('envoy.service.discovery.v3.DeltaDiscoveryRequest');
-  const dres = codec('envoy.service.discovery.v3.DeltaDiscoveryResponse');
+  const dres = codec(DELTA_RESPONSE);
   return {
     StreamAggregatedResources: {
       path: `/${ADS_SERVICE}/StreamAggregatedResources`,
