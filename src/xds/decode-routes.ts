@@ -25,7 +25,8 @@ import type {
 import { decodeRoutePolicy } from './decode-route-policy';
 import { intern, isSet, list, nodemeshMeta, refuse, XdsResourceError, type Msg } from './decode-util';
 import { INVALID_BACKEND_PREFIX } from './resource-types';
-import { deepFreeze, listOrEmpty, RouteCanon } from './route-canon';
+import { deepFreeze } from '../util/deep-freeze';
+import { listOrEmpty, RouteCanon } from './route-canon';
 
 /** The parts decoded tables share, across every RouteConfiguration this agent decodes. */
 const canon = new RouteCanon();

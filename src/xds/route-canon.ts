@@ -1,6 +1,6 @@
 // Shared, frozen parts of decoded route tables: one instance of each distinct match list, path matcher,
-// route source and policy that many RouteConfigurations repeat, found through a bounded table keyed on the
-// part's JSON form.
+// route source, policy, header mutation and rule route that many RouteConfigurations repeat, found through a
+// bounded table keyed on the part's JSON form.
 //
 // At 10,000 Services most tables are the control plane's default table: one route, prefix "/", one backend.
 // Decoded one by one, each has its own copy of the same match, path, source and empty lists (about 60% of a
@@ -8,25 +8,20 @@
 // tables are read-only for every reader (state/routes.ts): freezing the parts turns a write into a
 // TypeError, instead of a change that every table sharing the part would see.
 
+import { deepFreeze } from '../util/deep-freeze';
+
 /** Most distinct parts shared at once, and most characters of their keys; past either the table starts over. */
 const CANON_MAX = 1024;
 const KEY_CHARS_MAX = 128 * 1024;
 /** A part whose JSON form is longer than this is kept but not shared: its key would cost more than it saves. */
 const KEY_MAX = 2048;
 
-/** The one empty list of every decoded table (header and query matches, header mutations, retry codes). */
+/** The one empty list of every decoded table (header and query matches, header mutations). */
 export const EMPTY: readonly never[] = Object.freeze([]);
 
 /** `items`, or EMPTY when there are none. */
 export function listOrEmpty<T>(items: T[]): T[] {
   return items.length === 0 ? (EMPTY as never[]) : items;
-}
-
-/** Freezes `v` and every plain object and array under it; a frozen subtree (a shared part) is left as it is. */
-export function deepFreeze<T>(v: T): T {
-  if (typeof v !== 'object' || v === null || Object.isFrozen(v)) return v;
-  for (const k of Object.keys(v)) deepFreeze((v as Record<string, unknown>)[k]);
-  return Object.freeze(v);
 }
 
 /** Shares frozen parts by kind and JSON form; see the header for why. */

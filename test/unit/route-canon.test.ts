@@ -157,6 +157,26 @@ describe('decoded route tables', () => {
   });
 });
 
+describe('RouteStore', () => {
+  it('holds tables frozen: the structured clone a worker gets keeps the sharing and is frozen again on replace', () => {
+    const decoded = [decode({ name: 't1', routes: ruleRoutes() }), decode({ name: 't2', routes: ruleRoutes() }), decode(defaultTable(1)), decode(defaultTable(2))];
+    const clone = structuredClone(decoded);
+    assert.ok(!Object.isFrozen(clone[0]));
+    const store = new RouteStore();
+    store.replace(clone);
+    for (const t of store.all()) for (const [at, p] of parts(t)) assert.ok(Object.isFrozen(p), `${t.name} ${at} is frozen`);
+    assert.equal(store.get('t1')!.routes[0], store.get('t2')!.routes[0]);
+    assert.equal(store.get(defaultTable(1).name)!.routes[0]!.matches, store.get(defaultTable(2).name)!.routes[0]!.matches);
+    const more = structuredClone([decode(defaultTable(3))]);
+    store.update(['t2'], more);
+    assert.ok(Object.isFrozen(store.get(defaultTable(3).name)!.routes[0]!.action));
+    assert.deepEqual(
+      store.all().map((t) => t.name),
+      ['t1', defaultTable(1).name, defaultTable(2).name, defaultTable(3).name],
+    );
+  });
+});
+
 describe('RouteCanon', () => {
   it('gives one frozen instance per kind and JSON form, never one for a different form', () => {
     const canon = new RouteCanon();
