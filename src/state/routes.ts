@@ -3,7 +3,10 @@
 //
 // This is the contract between the xDS decoding (`xds/agent-resources.ts`, the only writer) and the
 // per-request layers in `proxy/http/` (the readers). Plain data only: it crosses to worker threads by
-// structured clone, and readers compile what they need (regular expressions) once per table.
+// structured clone, and readers compile what they need (regular expressions) once per table. Readers never
+// write into a table: decoded tables are frozen and share the parts many tables repeat (xds/route-canon.ts).
+
+import { deepFreeze } from '../util/deep-freeze';
 
 /** How the agent treats a Service port (Istio's names; decided by appProtocol, then port name, then detection). */
 export type PortProtocol = 'tcp' | 'http' | 'http2' | 'grpc' | 'detect';
@@ -157,20 +160,24 @@ export interface ServicePort {
   consumerRouteTables?: Record<string, string>;
 }
 
-/** Route tables by name; replaced as a whole on each accepted RDS set, or by what changed in it. */
+/**
+ * Route tables by name; replaced as a whole on each accepted RDS set, or by what changed in it. What it holds
+ * is frozen: tables share parts (decoded ones on the main thread; structured clone keeps that sharing within
+ * one message to a worker), so a write by one reader would change every table holding the part.
+ */
 export class RouteStore {
   private tables = new Map<string, RouteTable>();
   private version = 0;
 
   replace(tables: RouteTable[]): void {
-    this.tables = new Map(tables.map((t) => [t.name, t]));
+    this.tables = new Map(tables.map((t) => [t.name, deepFreeze(t)]));
     this.version++;
   }
 
   /** Some tables changed: `removed` (names) go, `upserted` are set. */
   update(removed: string[], upserted: RouteTable[]): void {
     for (const n of removed) this.tables.delete(n);
-    for (const t of upserted) this.tables.set(t.name, t);
+    for (const t of upserted) this.tables.set(t.name, deepFreeze(t));
     this.version++;
   }
 

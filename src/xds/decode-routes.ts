@@ -3,6 +3,9 @@
 // Reads the shapes controlplane/routes/rds.ts writes (one virtual host "*", one route per match) and the
 // standard Envoy forms next to them; a field that would change what happens to a request and that the agent
 // does not implement is refused by name, so a NACK says exactly what to remove.
+//
+// A decoded table is frozen, and the parts that tables repeat (match lists, sources, policies, header
+// mutations, a rule's route in every table its parentRefs reach) are one shared instance (route-canon.ts).
 
 import { compileFullMatch } from '../util/regex';
 import type {
@@ -22,6 +25,11 @@ import type {
 import { decodeRoutePolicy } from './decode-route-policy';
 import { intern, isSet, list, nodemeshMeta, refuse, XdsResourceError, type Msg } from './decode-util';
 import { INVALID_BACKEND_PREFIX } from './resource-types';
+import { deepFreeze } from '../util/deep-freeze';
+import { listOrEmpty, RouteCanon } from './route-canon';
+
+/** The parts decoded tables share, across every RouteConfiguration this agent decodes. */
+const canon = new RouteCanon();
 
 const REDIRECT_STATUS: Record<string, Redirect['status']> = {
   MOVED_PERMANENTLY: 301,
@@ -138,15 +146,19 @@ function decodeMatch(where: string, m: Msg): RouteMatch {
   });
   const cs = m.case_sensitive as Msg | null | undefined;
   if (cs && cs.value === false) throw new XdsResourceError(`${where}: case_sensitive false is not supported (paths match case-sensitively)`);
-  const out: RouteMatch = { path: decodePath(where, m), headers: [], query: [] };
+  const path = canon.share('path', decodePath(where, m));
+  const headers: HeaderMatch[] = [];
+  let method: string | undefined;
   for (const h of list(m, 'headers')) {
     const d = decodeHeader(where, h);
     if ('method' in d) {
-      if (out.method !== undefined) throw new XdsResourceError(`${where}: two :method matches`);
-      out.method = d.method;
-    } else out.headers.push(d);
+      if (method !== undefined) throw new XdsResourceError(`${where}: two :method matches`);
+      method = d.method;
+    } else headers.push(d);
   }
-  out.query = list(m, 'query_parameters').map((q) => decodeQuery(where, q));
+  // Fields in this order, as /config_dump has always shown them; slice() drops push's spare capacity.
+  const out: RouteMatch = { path, headers: listOrEmpty(headers.slice()), query: listOrEmpty(list(m, 'query_parameters').map((q) => decodeQuery(where, q))) };
+  if (method !== undefined) out.method = method;
   return out;
 }
 
@@ -155,7 +167,8 @@ function decodeHeaders(where: string, m: Msg, prefix: 'request' | 'response'): H
   const add = list(m, `${prefix}_headers_to_add`);
   const remove = ((m[`${prefix}_headers_to_remove`] as unknown[] | undefined) ?? []).map((x) => String(x).toLowerCase());
   if (add.length === 0 && remove.length === 0) return undefined;
-  const out: HeaderMutation = { set: [], add: [], remove };
+  const set: [string, string][] = [];
+  const append: [string, string][] = [];
   for (const o of add) {
     const h = (o.header as Msg | null | undefined) ?? {};
     const key = String(h.key ?? '').toLowerCase();
@@ -165,11 +178,11 @@ function decodeHeaders(where: string, m: Msg, prefix: 'request' | 'response'): H
     // Envoy: `append` (legacy) wins when present; else append_action, whose default appends.
     const legacy = o.append as Msg | null | undefined;
     const action = legacy ? (legacy.value === false ? 'OVERWRITE_IF_EXISTS_OR_ADD' : 'APPEND_IF_EXISTS_OR_ADD') : String(o.append_action ?? 'APPEND_IF_EXISTS_OR_ADD');
-    if (action === 'OVERWRITE_IF_EXISTS_OR_ADD') out.set.push([key, value]);
-    else if (action === 'APPEND_IF_EXISTS_OR_ADD') out.add.push([key, value]);
+    if (action === 'OVERWRITE_IF_EXISTS_OR_ADD') set.push([key, value]);
+    else if (action === 'APPEND_IF_EXISTS_OR_ADD') append.push([key, value]);
     else throw new XdsResourceError(`${where}: ${prefix}_headers_to_add ${key}: append_action ${action} is not supported`);
   }
-  return out;
+  return canon.share('mutation', { set: listOrEmpty(set.slice()), add: listOrEmpty(append.slice()), remove: listOrEmpty(remove) });
 }
 
 function decodeBackend(where: string, w: Msg): WeightedBackend {
@@ -183,7 +196,7 @@ function decodeBackend(where: string, w: Msg): WeightedBackend {
     host_rewrite_literal: 'rewrite the host on the route',
   });
   const weight = (w.weight as Msg | null | undefined)?.value;
-  const b: WeightedBackend = { cluster: name, weight: weight === undefined || weight === null ? 0 : Number(weight) };
+  const b: WeightedBackend = { cluster: intern(name), weight: weight === undefined || weight === null ? 0 : Number(weight) };
   if (name.startsWith(INVALID_BACKEND_PREFIX)) b.invalid = name.slice(INVALID_BACKEND_PREFIX.length) || 'backend is not usable';
   const rq = decodeHeaders(at, w, 'request');
   if (rq) b.requestHeaders = rq;
@@ -273,48 +286,55 @@ function decodeRedirect(where: string, r: Msg, matches: RouteMatch[]): Redirect 
 
 function decodeSource(where: string, metadata: unknown): Route['source'] {
   const m = nodemeshMeta(metadata);
-  if (m.kind === undefined) return { kind: 'default', namespace: '', name: '' };
+  if (m.kind === undefined) return canon.share('source', { kind: 'default', namespace: '', name: '' });
   if (m.kind !== 'HTTPRoute' && m.kind !== 'GRPCRoute' && m.kind !== 'default') {
     throw new XdsResourceError(`${where}: metadata nodemesh.kind ${JSON.stringify(m.kind)} is not HTTPRoute, GRPCRoute or default`);
   }
   const s: Route['source'] = { kind: m.kind, namespace: String(m.namespace ?? ''), name: String(m.name ?? '') };
   if (typeof m.rule === 'string') s.rule = m.rule;
-  return s;
+  return canon.share('source', s);
 }
 
 function decodeRoute(where: string, r: Msg, i: number): Route {
-  const name = String(r.name ?? '') || `route-${i}`;
+  const name = intern(String(r.name ?? '') || `route-${i}`);
   const at = `${where} route ${name}`;
   refuse(at, r, {
     decorator: 'tracing comes later',
     tracing: 'tracing comes later',
     per_request_buffer_limit_bytes: 'the agent streams requests',
   });
-  const matches = [decodeMatch(at, (r.match as Msg | null | undefined) ?? {})];
-  const route: Route = { name, source: decodeSource(at, r.metadata), matches, action: { kind: 'respond', status: 404 } };
+  const matches = canon.share('matches', [decodeMatch(at, (r.match as Msg | null | undefined) ?? {})]);
+  const source = decodeSource(at, r.metadata);
   const policy: RoutePolicy = {};
   const kind = String(r.action ?? '');
   if (kind !== 'route' && isSet(r.typed_per_filter_config, 'typed_per_filter_config')) {
     throw new XdsResourceError(`${at}: typed_per_filter_config is supported on routes that forward (faults apply to forwarded requests)`);
   }
+  let action: RouteAction;
   if (kind === 'route') {
-    route.action = decodeForward(at, r.route as Msg, matches);
+    action = decodeForward(at, r.route as Msg, matches);
     decodeRoutePolicy(at, r, r.route as Msg, policy);
-  } else if (kind === 'redirect') route.action = { kind: 'redirect', redirect: decodeRedirect(at, r.redirect as Msg, matches) };
+  } else if (kind === 'redirect') action = { kind: 'redirect', redirect: decodeRedirect(at, r.redirect as Msg, matches) };
   else if (kind === 'direct_response') {
     const d = r.direct_response as Msg;
     const status = Number(d.status ?? 0);
     if (!(status >= 200 && status <= 599)) throw new XdsResourceError(`${at}: direct_response status ${status} is out of range 200-599`);
     const body = d.body as Msg | null | undefined;
     if (body && String(body.specifier ?? '') !== 'inline_string') throw new XdsResourceError(`${at}: direct_response body must be inline_string`);
-    route.action = body ? { kind: 'respond', status, body: String(body.inline_string) } : { kind: 'respond', status };
+    action = body ? { kind: 'respond', status, body: String(body.inline_string) } : { kind: 'respond', status };
   } else throw new XdsResourceError(`${at}: action ${kind || '(none)'} is not supported (route, redirect, direct_response)`);
+  // Fields in this order, as /config_dump has always shown them.
+  const route: Route = { name, source, matches, action };
   const rq = decodeHeaders(at, r, 'request');
   if (rq) route.requestHeaders = rq;
   const rs = decodeHeaders(at, r, 'response');
   if (rs) route.responseHeaders = rs;
-  if (Object.keys(policy).length > 0) route.policy = policy;
-  return route;
+  if (Object.keys(policy).length > 0) route.policy = canon.share('policy', policy);
+  // The default route (a Service port without routes: one cluster, nothing else) is its table's own, which no
+  // other table repeats: a key per table would cost more than it shares. Other routes come from HTTPRoute and
+  // GRPCRoute rules, and a rule's route recurs in the table of every port its parentRefs reach.
+  const plain = action.kind === 'forward' && action.backends.length === 1 && action.rewrite === undefined && !rq && !rs && route.policy === undefined;
+  return plain && String((r.route as Msg).cluster_specifier ?? '') === 'cluster' ? route : canon.share('route', route);
 }
 
 /** A RouteConfiguration with one virtual host for every authority (`*`): the agent routes by VIP:port. */
@@ -352,5 +372,6 @@ export function decodeRouteConfiguration(rc: Msg): RouteTable {
     hedge_policy: 'hedging is not supported',
     matcher: 'matcher trees are not supported (use routes)',
   });
-  return { name, routes: list(vh, 'routes').map((r, i) => decodeRoute(at, r, i)) };
+  // Frozen as a whole: readers never write into a table, and its shared parts must never change under another.
+  return deepFreeze({ name, routes: list(vh, 'routes').map((r, i) => decodeRoute(at, r, i)) });
 }
