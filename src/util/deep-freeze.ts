@@ -1,4 +1,4 @@
-// Deep freezing for data that many holders share and none may change (decoded route tables).
+// Deep freezing for data that many holders share and none may change (decoded route tables, cluster policies).
 
 /** Freezes `v` and every object and array under it; a frozen object is taken as frozen all the way down. */
 export function deepFreeze<T>(v: T): T {

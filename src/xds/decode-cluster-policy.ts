@@ -6,6 +6,7 @@
 // 10,000 clusters with the default policy hold one policy, not 10,000 copies of it.
 
 import type { ClusterPolicy, LoadBalancing } from '../state/services';
+import { deepFreeze } from '../util/deep-freeze';
 import { decodeTyped, durationMs, list, refuse, XdsResourceError, type Any, type Msg } from './decode-util';
 import {
   HTTP_PROTOCOL_OPTIONS_TYPE,
@@ -39,11 +40,6 @@ export const DEFAULT_CLUSTER_POLICY: ClusterPolicy = Object.freeze({ lb: LB.roun
 const CANONICAL_MAX = 4096;
 const canonical = new Map<string, ClusterPolicy>();
 
-/** Freezes `o` and every object under it (policies are plain JSON-like data). */
-function deepFreeze<T extends object>(o: T): T {
-  for (const v of Object.values(o)) if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) deepFreeze(v as object);
-  return Object.freeze(o);
-}
 
 /**
  * The one frozen instance of `p`'s value. Policies are built in a fixed field order (decodeClusterPolicy), so

@@ -31,6 +31,11 @@ import { listOrEmpty, RouteCanon } from './route-canon';
 /** The parts decoded tables share, across every RouteConfiguration this agent decodes. */
 const canon = new RouteCanon();
 
+/** Lets go of the shared parts' lookup table once a large change is applied (`forgetInterned`'s reason). */
+export function forgetRouteParts(): void {
+  canon.clear();
+}
+
 const REDIRECT_STATUS: Record<string, Redirect['status']> = {
   MOVED_PERMANENTLY: 301,
   FOUND: 302,

@@ -47,14 +47,17 @@ export class RouteCanon {
     const key = `${kind}:${json}`;
     const had = this.byKey.get(key);
     if (had !== undefined) return had as T;
-    if (this.byKey.size >= this.max || this.keyChars + key.length > this.maxKeyChars) {
-      this.byKey.clear();
-      this.keyChars = 0;
-    }
+    if (this.byKey.size >= this.max || this.keyChars + key.length > this.maxKeyChars) this.clear();
     deepFreeze(part);
     this.byKey.set(key, part);
     this.keyChars += key.length;
     return part;
+  }
+
+  /** Lets go of every part (the tables that share them keep them). */
+  clear(): void {
+    this.byKey.clear();
+    this.keyChars = 0;
   }
 
   /** Distinct parts held now, and the characters of their keys (tests). */
