@@ -61,6 +61,11 @@ async function counter(name: string): Promise<number> {
   return (m?.values ?? []).reduce((n, v) => n + Number(v.value), 0);
 }
 
+async function agentCounter(name: string): Promise<number> {
+  const m = (await agent.registry.getMetricsAsJSON()).find((x) => x.name === name);
+  return (m?.values ?? []).reduce((n, v) => n + Number(v.value), 0);
+}
+
 async function pushes(type: string): Promise<number> {
   const m = (await registry.getMetricsAsJSON()).find((x) => x.name === 'nodemesh_xds_pushes_total');
   return Number(m?.values.find((v) => v.labels.type === type && v.labels.mode === 'delta')?.value ?? 0);
@@ -86,7 +91,13 @@ after(async () => {
 test(`${SERVICES} Services: an agent converges over delta xDS, then a one-Service change arrives alone`, async () => {
   // Ready means complete: the config comes in parts (split under the message limit), and the agent must not
   // call the first part of its listeners or clusters its config.
+  const syncStart = Date.now();
   await waitFor('the agent to be ready', async () => agent.notReadyReason() === null, 50_000);
+  // The saved config is written once the config is whole, not once per burst of responses while it arrives
+  // (an incomplete one waits at most 5 s): each save rewrites the whole file.
+  await waitFor('the config saved', async () => (await agentCounter('nodemesh_xds_config_saves_total')) > 0, 10_000);
+  const saves = await agentCounter('nodemesh_xds_config_saves_total');
+  assert.ok(saves <= 1 + Math.ceil((Date.now() - syncStart) / 5_000), `${saves} saves in ${Date.now() - syncStart} ms`);
   const snap = agent.services.snapshot();
   assert.equal(snap.vips.length, SERVICES);
   // Every Service port has its cluster with both endpoints; the agent's own part of the workload directory is there.
