@@ -10,20 +10,9 @@ import { formatGrpcTimeout, parseGrpcTimeout, timeoutLayer } from '../../src/pro
 import type { Handler, L7Request, L7Response } from '../../src/proxy/http/request';
 import { RouteStore, type Route } from '../../src/state/routes';
 import { ServiceStore } from '../../src/state/services';
+import { testConn } from '../helpers/http-conn';
 
-function conn(service: HttpConn['service'] = null): HttpConn {
-  return {
-    direction: 'outbound',
-    pod: { uid: 'u', name: 'c', namespace: 'default', serviceAccount: 'c', ips: ['10.0.0.1'], labels: {}, annotations: {}, workloadName: 'c' },
-    sockets: { newSocket: async () => null, originalDst: () => null },
-    src: { ip: '10.0.0.1', port: 1 },
-    dst: { ip: '10.96.0.1', port: 80 },
-    service,
-    protocol: 'http',
-    principal: null,
-    labels: {} as HttpConn['labels'],
-  };
-}
+const conn = (service: HttpConn['service'] = null): HttpConn => testConn({ service });
 
 function request(path: string, headers: Record<string, string> = {}, method = 'GET'): L7Request {
   return { method, path, authority: 'web.default:80', scheme: 'http', headers: { ...headers }, body: null, version: 'http1' };

@@ -7,7 +7,6 @@ import { Readable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { ClusterStates } from '../../src/proxy/http/cluster-state';
-import type { HttpConn } from '../../src/proxy/http/conn';
 import { newRequestContext } from '../../src/proxy/http/exchange';
 import { balanceLayer } from '../../src/proxy/http/layers/balance';
 import { breakerLayer } from '../../src/proxy/http/layers/breaker';
@@ -20,18 +19,9 @@ import type { Route } from '../../src/state/routes';
 import { ServiceStore, type ClusterInfo, type ClusterPolicy, type EndpointInfo } from '../../src/state/services';
 import { WorkloadStore } from '../../src/state/workloads';
 import { ResilienceMetrics } from '../../src/telemetry/resilience-metrics';
+import { testConn } from '../helpers/http-conn';
 
-const conn: HttpConn = {
-  direction: 'outbound',
-  pod: { uid: 'u', name: 'c', namespace: 'default', serviceAccount: 'c', ips: ['10.0.0.1'], labels: {}, annotations: {}, workloadName: 'c' },
-  sockets: { newSocket: async () => null, originalDst: () => null },
-  src: { ip: '10.0.0.1', port: 1 },
-  dst: { ip: '10.96.0.1', port: 80 },
-  service: null,
-  protocol: 'http',
-  principal: null,
-  labels: {} as HttpConn['labels'],
-};
+const conn = testConn();
 
 const EPS: EndpointInfo[] = [1, 2, 3].map((i) => ({ ip: `10.1.0.${i}`, port: 8080, pod: `p${i}`, namespace: 'default', inMesh: false }));
 

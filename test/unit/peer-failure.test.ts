@@ -8,20 +8,9 @@ import { newRequestContext } from '../../src/proxy/http/exchange';
 import { ISTIO_DEFAULT_RETRY, retriable, retryPolicyFor } from '../../src/proxy/http/layers/retry';
 import { markFailure, readFailure, UPSTREAM_FAILURE_HEADER } from '../../src/proxy/http/peer-failure';
 import { localReply, type Handler, type L7Request, type RequestContext } from '../../src/proxy/http/request';
+import { testConn } from '../helpers/http-conn';
 
-function conn(direction: HttpConn['direction']): HttpConn {
-  return {
-    direction,
-    pod: { uid: 'u', name: 'c', namespace: 'default', serviceAccount: 'c', ips: ['10.0.0.1'], labels: {}, annotations: {}, workloadName: 'c' },
-    sockets: { newSocket: async () => null, originalDst: () => null },
-    src: { ip: '10.0.0.1', port: 1 },
-    dst: { ip: '10.0.0.2', port: 80 },
-    service: null,
-    protocol: 'http',
-    principal: null,
-    labels: {} as HttpConn['labels'],
-  };
-}
+const conn = (direction: HttpConn['direction']): HttpConn => testConn({ direction, dst: { ip: '10.0.0.2', port: 80 } });
 
 const req = (): L7Request => ({ method: 'GET', path: '/', authority: 'web:80', scheme: 'http', headers: {}, body: null, version: 'http1' });
 

@@ -15,6 +15,7 @@ import { decodeResource } from '../../src/xds/agent-resources';
 import { toAny } from '../../src/xds/protos';
 import { RDS, ROUTE_TYPE } from '../../src/xds/resource-types';
 import { EMPTY, RouteCanon } from '../../src/xds/route-canon';
+import { testConn } from '../helpers/http-conn';
 
 function decode(t: RouteTable): RouteTable {
   const r = decodeResource(RDS, toAny(ROUTE_TYPE, buildRouteTableConfig(t))).resource;
@@ -58,19 +59,7 @@ function parts(v: unknown, at = 'table', out: [string, object][] = []): [string,
   return out;
 }
 
-function conn(sp: HttpConn['service']): HttpConn {
-  return {
-    direction: 'outbound',
-    pod: { uid: 'u', name: 'c', namespace: 'default', serviceAccount: 'c', ips: ['10.0.0.1'], labels: {}, annotations: {}, workloadName: 'c' },
-    sockets: { newSocket: async () => null, originalDst: () => null },
-    src: { ip: '10.0.0.1', port: 1 },
-    dst: { ip: '10.96.0.1', port: 80 },
-    service: sp,
-    protocol: 'http',
-    principal: null,
-    labels: {} as HttpConn['labels'],
-  };
-}
+const conn = (sp: HttpConn['service']): HttpConn => testConn({ service: sp });
 
 /** What a router over `tables` does with each request: status, route, cluster, path and headers sent on. */
 async function outcomes(tables: RouteTable[], table: string): Promise<unknown[]> {

@@ -12,7 +12,6 @@
 //   path nor the replacement had one;
 // - a redirect's Location is an absolute URL with the scheme asked for.
 
-import type { HttpConn } from '../../../src/proxy/http/conn';
 import { newRequestContext } from '../../../src/proxy/http/exchange';
 import { prefixMatches, redirectLocation, replacePrefix, routerLayer } from '../../../src/proxy/http/layers/router';
 import type { L7Request, L7Response } from '../../../src/proxy/http/request';
@@ -20,6 +19,7 @@ import { RouteStore, type Route, type RouteMatch } from '../../../src/state/rout
 import { ServiceStore } from '../../../src/state/services';
 import { FuzzInput } from '../input';
 import { check, type FuzzTarget } from '../target';
+import { testConn } from '../../helpers/http-conn';
 
 /** Regexes as the control plane lets through (RE2 syntax that JavaScript reads the same way). */
 const REGEXES = ['/v[0-9]+/.*', '.*', 'pro?d', '[a-z]+', '/api/(users|orders)/[0-9]{1,6}', '(a|b)*c', '\\d+'];
@@ -33,17 +33,7 @@ services.replaceClusters([
 ]);
 const answer = (req: L7Request): Promise<L7Response> => Promise.resolve({ status: 200, headers: { 'x-path': req.path }, body: null });
 const sp = { vip: '10.96.0.1', port: 80, cluster: 'c1', protocol: 'http' as const, routeTable: 't' };
-const conn: HttpConn = {
-  direction: 'outbound',
-  pod: { uid: 'u', name: 'c', namespace: 'default', serviceAccount: 'c', ips: ['10.0.0.1'], labels: {}, annotations: {}, workloadName: 'c' },
-  sockets: { newSocket: async () => null, originalDst: () => null },
-  src: { ip: '10.0.0.1', port: 1 },
-  dst: { ip: '10.96.0.1', port: 80 },
-  service: sp,
-  protocol: 'http',
-  principal: null,
-  labels: {} as HttpConn['labels'],
-};
+const conn = testConn({ service: sp });
 
 function str(input: FuzzInput, options: readonly string[], max = 24): string {
   return input.bool() ? input.pick(options) : input.string(max);

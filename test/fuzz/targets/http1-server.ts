@@ -13,27 +13,22 @@
 //   headers.
 
 import { Duplex } from 'node:stream';
-import type { HttpConn } from '../../../src/proxy/http/conn';
 import { H1Downstream } from '../../../src/proxy/http/downstream-h1';
 import type { Handler } from '../../../src/proxy/http/request';
 import { silentLogger } from '../../../src/telemetry/logger';
 import { check, type FuzzTarget } from '../target';
+import { testConn } from '../../helpers/http-conn';
 
 const HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host'];
 /** Answers per request are small; a connection's output over this is a server writing without bound. */
 const MAX_OUTPUT = 1 << 20;
 
-const conn: HttpConn = {
+const conn = testConn({
   direction: 'inbound',
   pod: { uid: 'u', name: 'p', namespace: 'default', serviceAccount: 'p', ips: ['10.0.0.2'], labels: {}, annotations: {}, workloadName: 'p' },
-  sockets: { newSocket: async () => null, originalDst: () => null },
   src: { ip: '10.0.0.1', port: 40000 },
   dst: { ip: '10.0.0.2', port: 8080 },
-  service: null,
-  protocol: 'http',
-  principal: null,
-  labels: {} as HttpConn['labels'],
-};
+});
 
 const handler: Handler = async (req) => {
   check(typeof req.method === 'string' && req.method.length > 0 && typeof req.path === 'string', 'a request without method or path');
