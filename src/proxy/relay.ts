@@ -225,10 +225,19 @@ type SocketCtorOptions = net.SocketConstructorOpts & {
 
 /**
  * Re-wraps a socket accepted by a `pauseOnConnect` server so its reads go into `dir`'s buffer
- * (net.Server offers no `onread` for accepted sockets). The returned socket starts paused; the
- * original wrapper must not be used afterwards.
+ * (net.Server offers no `onread` for accepted sockets). Bytes the original wrapper holds unread go to `dir`
+ * first. The returned socket starts paused; the original wrapper must not be used afterwards.
  */
 export function adoptAccepted(accepted: net.Socket, dir: Direction): net.Socket {
+  // A socket read from before (protocol detection) and paused goes on reading into its own buffer until that is
+  // full: a paused net.Socket stops its reads only once its buffer is. What it read while the connection's
+  // upstream was set up would go with the old wrapper, and the client's stream would arrive with a hole. Only what
+  // it holds is read: read() on an empty buffer would start reads on the handle being taken.
+  while (accepted.readableLength > 0) {
+    const left = accepted.read() as Buffer | null;
+    if (left === null) break;
+    dir.preload(left);
+  }
   const internals = accepted as unknown as SocketInternals;
   const handle = internals._handle;
   internals._handle = null;

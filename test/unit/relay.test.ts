@@ -53,6 +53,47 @@ describe('relay', () => {
     assert.equal(results[0]!.error, null);
   });
 
+  it('relays, in order, what an accepted socket read after it was paused, before its handle was adopted', async () => {
+    // As protocol detection does: read the first chunk, pause, and set up the upstream meanwhile. A paused
+    // net.Socket goes on reading into its own buffer, and those bytes must not be lost with the old wrapper.
+    const first = Buffer.alloc(1000, 1);
+    const rest = Buffer.alloc(54, 2);
+    const tail = Buffer.alloc(4096, 3);
+    let sendRest!: () => void;
+    const restSent = new Promise<void>((r) => (sendRest = r));
+    const detecting = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (accepted) => {
+      accepted.once('data', (initial: Buffer) => {
+        accepted.pause();
+        sendRest();
+        void (async () => {
+          await waitFor(() => accepted.readableLength >= rest.length);
+          const up = new Direction(DEFAULT_RELAY_BUFFER);
+          const down = new Direction(DEFAULT_RELAY_BUFFER);
+          up.preload(initial);
+          const upstream = newUpstream(null, down);
+          // connected first, as forward.ts does: the preloaded bytes are written when the relay starts
+          upstream.connect(echoPort, '127.0.0.1', () => startRelay(adoptAccepted(accepted, up), upstream, up, down, { onClose: () => undefined }));
+        })();
+      });
+      accepted.resume();
+    });
+    const port = await listen(detecting);
+    const got: Buffer[] = [];
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    c.on('data', (d: Buffer) => got.push(d));
+    const ended = new Promise((r) => c.once('end', r));
+    await new Promise((r) => c.once('connect', r));
+    c.write(first);
+    await restSent;
+    c.write(rest);
+    // the rest sits in the old wrapper's buffer before the relay starts; the tail comes through the new one
+    await new Promise((r) => setTimeout(r, 100));
+    c.end(tail);
+    await ended;
+    assert.deepEqual(Buffer.concat(got), Buffer.concat([first, rest, tail]));
+    detecting.close();
+  });
+
   it('carries 50 concurrent connections intact', async () => {
     const all = await Promise.all(Array.from({ length: 50 }, (_, i) => pump(proxyPort, 1000 + i * 997)));
     for (const r of all) assert.ok(r.intact);
