@@ -278,14 +278,8 @@ class ChunkWriter {
     this.ahead ??= Buffer.allocUnsafe(CHUNK);
     this.aheadFd = fd;
     this.aheadAt = offset;
-    let got = 0;
-    while (got < CHUNK) {
-      const n = fs.readSync(fd, this.ahead, got, CHUNK - got, offset + got);
-      if (n === 0) break;
-      got += n;
-    }
-    this.aheadLen = got;
-    if (got < length) throw new Error(`the saved xDS config ended before byte ${offset + length}: it was changed by something else`);
+    this.aheadLen = readUpTo(fd, this.ahead, 0, CHUNK, offset);
+    if (this.aheadLen < length) throw endedBefore(offset + length);
   }
 
   flush(): void {
@@ -299,11 +293,21 @@ class ChunkWriter {
   }
 }
 
-function readExactly(fd: number, into: Buffer, at: number, length: number, position: number): void {
+/** Reads up to `length` bytes at `position` into `into` at `at`; fewer only where the file ends. */
+function readUpTo(fd: number, into: Buffer, at: number, length: number, position: number): number {
   let got = 0;
   while (got < length) {
     const n = fs.readSync(fd, into, at + got, length - got, position + got);
-    if (n === 0) throw new Error(`the saved xDS config ended before byte ${position + length}: it was changed by something else`);
+    if (n === 0) break;
     got += n;
   }
+  return got;
+}
+
+function readExactly(fd: number, into: Buffer, at: number, length: number, position: number): void {
+  if (readUpTo(fd, into, at, length, position) < length) throw endedBefore(position + length);
+}
+
+function endedBefore(byte: number): Error {
+  return new Error(`the saved xDS config ended before byte ${byte}: it was changed by something else`);
 }
