@@ -213,21 +213,17 @@ export class HeldSet {
     this.payloadAt.push(undefined);
     if (i >= this.hi.length) {
       const cap = Math.max(16, Math.ceil(i * 1.5));
-      this.hi = resized(this.hi, cap);
-      this.lo = resized(this.lo, cap);
-      const how = new Uint8Array(cap);
-      how.set(this.howAt);
-      this.howAt = how;
-      const saved = new Int32Array(cap).fill(NO_HANDLE);
-      saved.set(this.savedAt);
-      this.savedAt = saved;
+      this.hi = grown(this.hi, new Uint32Array(cap));
+      this.lo = grown(this.lo, new Uint32Array(cap));
+      this.howAt = grown(this.howAt, new Uint8Array(cap));
+      this.savedAt = grown(this.savedAt, new Int32Array(cap).fill(NO_HANDLE));
     }
     return i;
   }
 }
 
-function resized(a: Uint32Array<ArrayBuffer>, cap: number): Uint32Array<ArrayBuffer> {
-  const b = new Uint32Array(cap);
-  b.set(a);
-  return b;
+/** `into` (a larger table, its new slots already as they should start) with `from`'s slots copied in. */
+function grown<T extends Uint8Array | Uint32Array | Int32Array>(from: T, into: T): T {
+  into.set(from);
+  return into;
 }
