@@ -40,7 +40,6 @@ export const DEFAULT_CLUSTER_POLICY: ClusterPolicy = Object.freeze({ lb: LB.roun
 const CANONICAL_MAX = 4096;
 const canonical = new Map<string, ClusterPolicy>();
 
-
 /**
  * The one frozen instance of `p`'s value. Policies are built in a fixed field order (decodeClusterPolicy), so
  * equal policies serialize alike. Identity then also tells the proxy's per-cluster state (ClusterStates.get)

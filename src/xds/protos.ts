@@ -185,7 +185,6 @@ function codec(typeName: string): GrpcCodec {
   return { serialize, deserialize: (b) => decodePlain(messageType(typeName), b) };
 }
 
-
 const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
 
 /**
