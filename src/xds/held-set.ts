@@ -4,6 +4,7 @@
 // holds ~39,000 resources, and an object, a version string and the decoded form's wrapper ({kind, …}) each were
 // ~5 MB of the agent's heap. The wrapper is made again when asked for; its contents are the ones held.
 
+import type { SavedResource } from './ads-client';
 import type { AgentResource } from './agent-resources';
 import type { AnyMessage } from './protos';
 
@@ -146,9 +147,9 @@ export class HeldSet {
    * Each resource for a save: its bytes while held, else its handle in the saved config. `take(handles)` then
    * records where the store put each one (same order) and lets the held bytes go.
    */
-  forSave(): { resources: { name: string; version: string; any?: AnyMessage; saved?: number }[]; take: (handles: number[]) => void } {
+  forSave(): { resources: SavedResource[]; take: (handles: number[]) => void } {
     const order: number[] = [];
-    const resources: { name: string; version: string; any?: AnyMessage; saved?: number }[] = [];
+    const resources: SavedResource[] = [];
     for (const [name, i] of this.slots) {
       order.push(i);
       const any = this.bytes.get(i);
