@@ -4,7 +4,7 @@
 // This is the contract between the xDS decoding (`xds/agent-resources.ts`, the only writer) and the
 // per-request layers in `proxy/http/` (the readers). Plain data only: it crosses to worker threads by
 // structured clone, and readers compile what they need (regular expressions) once per table. Readers never
-// write into a table: decoded tables are frozen and share the parts many tables repeat (xds/route-canon.ts).
+// write into a table: decoded tables are frozen and share the parts many tables repeat (xds/canon.ts).
 
 import { deepFreeze } from '../util/deep-freeze';
 

@@ -6,7 +6,7 @@
 // 10,000 clusters with the default policy hold one policy, not 10,000 copies of it.
 
 import type { ClusterPolicy, LoadBalancing } from '../state/services';
-import { deepFreeze } from '../util/deep-freeze';
+import { Canon } from './canon';
 import { decodeTyped, durationMs, list, refuse, XdsResourceError, type Any, type Msg } from './decode-util';
 import {
   HTTP_PROTOCOL_OPTIONS_TYPE,
@@ -38,7 +38,7 @@ export const DEFAULT_CLUSTER_POLICY: ClusterPolicy = Object.freeze({ lb: LB.roun
 
 /** Most distinct non-default policies kept for sharing; past it the table starts over (memory stays bounded). */
 const CANONICAL_MAX = 4096;
-const canonical = new Map<string, ClusterPolicy>();
+const canonical = new Canon(CANONICAL_MAX, Number.POSITIVE_INFINITY);
 
 /**
  * The one frozen instance of `p`'s value. Policies are built in a fixed field order (decodeClusterPolicy), so
@@ -47,13 +47,7 @@ const canonical = new Map<string, ClusterPolicy>();
  */
 function canonicalPolicy(p: ClusterPolicy): ClusterPolicy {
   if (p.lb === LB.round_robin && Object.keys(p).length === 1) return DEFAULT_CLUSTER_POLICY;
-  const key = JSON.stringify(p);
-  const had = canonical.get(key);
-  if (had) return had;
-  if (canonical.size >= CANONICAL_MAX) canonical.clear();
-  const frozen = deepFreeze(p);
-  canonical.set(key, frozen);
-  return frozen;
+  return canonical.share('policy', p);
 }
 
 /** A LocalityLbConfig: zone-aware means the client's own locality first (what the agent does); weighting it does not do. */

@@ -5,7 +5,7 @@
 // does not implement is refused by name, so a NACK says exactly what to remove.
 //
 // A decoded table is frozen, and the parts that tables repeat (match lists, sources, policies, header
-// mutations, a rule's route in every table its parentRefs reach) are one shared instance (route-canon.ts).
+// mutations, a rule's route in every table its parentRefs reach) are one shared instance (canon.ts).
 
 import { compileFullMatch } from '../util/regex';
 import type {
@@ -26,10 +26,10 @@ import { decodeRoutePolicy } from './decode-route-policy';
 import { intern, isSet, list, nodemeshMeta, refuse, XdsResourceError, type Msg } from './decode-util';
 import { INVALID_BACKEND_PREFIX } from './resource-types';
 import { deepFreeze } from '../util/deep-freeze';
-import { listOrEmpty, RouteCanon } from './route-canon';
+import { Canon, listOrEmpty } from './canon';
 
 /** The parts decoded tables share, across every RouteConfiguration this agent decodes. */
-const canon = new RouteCanon();
+const canon = new Canon();
 
 /** Lets go of the shared parts' lookup table once a large change is applied (`forgetInterned`'s reason). */
 export function forgetRouteParts(): void {

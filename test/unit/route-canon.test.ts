@@ -14,7 +14,7 @@ import { ServiceStore } from '../../src/state/services';
 import { decodeResource } from '../../src/xds/agent-resources';
 import { toAny } from '../../src/xds/protos';
 import { RDS, ROUTE_TYPE } from '../../src/xds/resource-types';
-import { EMPTY, RouteCanon } from '../../src/xds/route-canon';
+import { Canon, EMPTY } from '../../src/xds/canon';
 import { testConn } from '../helpers/http-conn';
 
 function decode(t: RouteTable): RouteTable {
@@ -166,9 +166,9 @@ describe('RouteStore', () => {
   });
 });
 
-describe('RouteCanon', () => {
+describe('Canon', () => {
   it('gives one frozen instance per kind and JSON form, never one for a different form', () => {
-    const canon = new RouteCanon();
+    const canon = new Canon();
     const a = canon.share('source', { kind: 'HTTPRoute', namespace: 'ns', name: 'web' });
     assert.ok(Object.isFrozen(a));
     assert.equal(canon.share('source', { kind: 'HTTPRoute', namespace: 'ns', name: 'web' }), a);
@@ -180,7 +180,7 @@ describe('RouteCanon', () => {
   });
 
   it('stays bounded: past its count or key characters it starts over; a part with a long form is frozen, not kept', () => {
-    const canon = new RouteCanon(4, 1000);
+    const canon = new Canon(4, 1000);
     for (let i = 0; i < 10; i++) canon.share('path', { kind: 'exact', value: `/p${i}` });
     assert.ok(canon.size().parts <= 4);
     for (let i = 0; i < 10; i++) canon.share('path', { kind: 'exact', value: `/${String(i).repeat(300)}` });

@@ -1,6 +1,7 @@
-// Shared, frozen parts of decoded route tables: one instance of each distinct match list, path matcher,
-// route source, policy, header mutation and rule route that many RouteConfigurations repeat, found through a
-// bounded table keyed on the part's JSON form.
+// Shared, frozen parts of decoded resources: one instance of each distinct value that many resources repeat,
+// found through a bounded table keyed on the part's JSON form. Route tables share their match lists, path
+// matchers, sources, policies, header mutations and rule routes (decode-routes.ts); clusters their traffic
+// policies (decode-cluster-policy.ts).
 //
 // At 10,000 Services most tables are the control plane's default table: one route, prefix "/", one backend.
 // Decoded one by one, each has its own copy of the same match, path, source and empty lists (about 60% of a
@@ -25,7 +26,7 @@ export function listOrEmpty<T>(items: T[]): T[] {
 }
 
 /** Shares frozen parts by kind and JSON form; see the header for why. */
-export class RouteCanon {
+export class Canon {
   private readonly byKey = new Map<string, unknown>();
   private keyChars = 0;
 
