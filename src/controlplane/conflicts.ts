@@ -1,13 +1,21 @@
-// Config conflicts (a Service taking another's clusterIP:port, one name in two sources): each reported once
-// with both locations when it appears and when it is gone, counted, and listed for /debug/config.
+// Config conflicts (a Service taking another's clusterIP:port, a pod giving another's IP, one name in two sources):
+// each reported once with both locations when it appears and when it is gone, counted, and listed for /debug/config.
 
 import type { Logger } from '../telemetry/logger';
 import type { ControlPlaneMetrics } from './metrics';
-import type { VipConflict } from './model';
+import type { PodIpConflict, VipConflict } from './model';
 import type { StoredObject } from './objects';
 import type { DuplicateObject, ObjectStore } from './store';
 
-export type ConflictKind = 'vip' | 'duplicate';
+export const CONFLICT_KINDS = ['vip', 'pod-ip', 'duplicate'] as const;
+export type ConflictKind = (typeof CONFLICT_KINDS)[number];
+
+/** What one rebuild found. */
+export interface Conflicts {
+  vip: VipConflict[];
+  podIp: PodIpConflict[];
+  duplicates: DuplicateObject[];
+}
 
 /** One conflict as /debug/config shows it: what happened, who won, and where both are. */
 export interface ConflictReport {
@@ -17,6 +25,8 @@ export interface ConflictReport {
   refused: { object: string; at: string };
   vip?: string;
   ports?: string[];
+  /** The pod IP both claim (kind pod-ip). */
+  ip?: string;
 }
 
 /**
@@ -39,33 +49,36 @@ export class ConflictReporter {
   ) {}
 
   /** The current conflicts after a rebuild: logs and counts what is new, logs what is gone. */
-  update(vip: VipConflict[], duplicates: DuplicateObject[]): void {
+  update(found: Conflicts): void {
     const now = new Map<string, ConflictReport>();
-    for (const c of vip) now.set(`vip ${c.vip} ${c.ports.join(',')} ${c.kept} ${c.refused}`, this.vipReport(c));
-    for (const d of duplicates) now.set(`duplicate ${d.key} ${d.kept.origin.source} ${d.ignored.origin.source}`, this.duplicateReport(d));
+    for (const c of found.vip) now.set(`vip ${c.vip} ${c.ports.join(',')} ${c.kept} ${c.refused}`, this.vipReport(c));
+    for (const c of found.podIp) now.set(`pod-ip ${c.ip} ${c.kept} ${c.refused} ${c.reason}`, this.podIpReport(c));
+    for (const d of found.duplicates) now.set(`duplicate ${d.key} ${d.kept.origin.source} ${d.ignored.origin.source}`, this.duplicateReport(d));
     for (const [id, r] of now) {
       if (this.reported.has(id)) continue;
       this.metrics.conflicts.inc({ kind: r.kind });
-      this.log.error({ conflict: r.kind, kept: r.kept, refused: r.refused, vip: r.vip, ports: r.ports }, `config conflict: ${r.message}`);
+      this.log.error({ conflict: r.kind, kept: r.kept, refused: r.refused, vip: r.vip, ports: r.ports, ip: r.ip }, `config conflict: ${r.message}`);
     }
     for (const [id, r] of this.reported) {
       if (!now.has(id)) this.log.info({ conflict: r.kind, kept: r.kept, refused: r.refused }, `config conflict resolved: ${r.message}`);
     }
     this.reported = now;
-    for (const kind of ['vip', 'duplicate'] as const) this.metrics.openConflicts.set({ kind }, [...now.values()].filter((r) => r.kind === kind).length);
+    for (const kind of CONFLICT_KINDS) this.metrics.openConflicts.set({ kind }, [...now.values()].filter((r) => r.kind === kind).length);
   }
 
   list(): ConflictReport[] {
     return [...this.reported.values()];
   }
 
+  /** `kind namespace/name` and where it is. */
+  private place(kind: 'Service' | 'Pod', nsName: string): { object: string; at: string } {
+    const s = this.store.get(`${kind}/${nsName}`);
+    return { object: `${kind} ${nsName}`, at: s ? locate(s.origin, s.object) : 'unknown' };
+  }
+
   private vipReport(c: VipConflict): ConflictReport {
-    const at = (nsName: string): string => {
-      const s = this.store.get(`Service/${nsName}`);
-      return s ? locate(s.origin, s.object) : 'unknown';
-    };
-    const kept = { object: `Service ${c.kept}`, at: at(c.kept) };
-    const refused = { object: `Service ${c.refused}`, at: at(c.refused) };
+    const kept = this.place('Service', c.kept);
+    const refused = this.place('Service', c.refused);
     return {
       kind: 'vip',
       vip: c.vip,
@@ -75,6 +88,22 @@ export class ConflictReporter {
       message:
         `${refused.object} (${refused.at}) asks for ${c.vip} ${c.ports.join(', ')}, which the older ${kept.object} (${kept.at}) has: ` +
         `${c.kept} keeps it, ${c.refused} is served without a VIP until one of them changes`,
+    };
+  }
+
+  private podIpReport(c: PodIpConflict): ConflictReport {
+    const kept = this.place('Pod', c.kept);
+    const refused = this.place('Pod', c.refused);
+    const why =
+      c.reason === 'older'
+        ? `${refused.object} (${refused.at}) gives IP ${c.ip}, which the older ${kept.object} (${kept.at}) has`
+        : `${refused.object} (${refused.at}), which is being deleted, still gives IP ${c.ip}, which ${kept.object} (${kept.at}) has`;
+    return {
+      kind: 'pod-ip',
+      ip: c.ip,
+      kept,
+      refused,
+      message: `${why}: ${c.kept} keeps it, ${c.refused} is served without an IP (no endpoint, no inbound listener) until one of them changes`,
     };
   }
 

@@ -344,7 +344,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
       this.statusWriter?.update(this.routes);
       this.reportDestinationRules(model.traffic.destinationRules);
       this.builtGeneration = this.store.generation;
-      this.conflicts.update(model.vipConflicts ?? [], this.store.duplicates());
+      this.conflicts.update({ vip: model.vipConflicts ?? [], podIp: model.podIpConflicts ?? [], duplicates: this.store.duplicates() });
       this.builtIssuesVersion = this.issuesVersion;
       this.metrics.snapshots.inc();
       for (const t of XDS_TYPE_URLS) this.metrics.resources.set({ type: typeShortName(t) }, this.current.shared.get(t)?.size ?? 0);

@@ -1,6 +1,7 @@
 // Prometheus metrics of the control plane: pushes, connected clients, ACK/NACKs, config errors, objects.
 
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { CONFLICT_KINDS } from './conflicts';
 
 export class ControlPlaneMetrics {
   readonly registry: Registry;
@@ -13,7 +14,7 @@ export class ControlPlaneMetrics {
   /** Rejected documents or files, by reason (syntax/invalid/duplicate). */
   readonly configErrors: Counter<'reason'>;
   readonly objects: Gauge<'kind'>;
-  /** Config conflicts found (a Service taking another's clusterIP:port, one name in two sources), by kind (vip/duplicate). */
+  /** Config conflicts found (a Service taking another's clusterIP:port, a pod another's IP, one name in two sources), by kind. */
   readonly conflicts: Counter<'kind'>;
   /** Conflicts in the config now, by kind. */
   readonly openConflicts: Gauge<'kind'>;
@@ -49,7 +50,7 @@ export class ControlPlaneMetrics {
     this.objects = new Gauge({ name: 'nodemesh_config_objects', help: 'Objects in the store', labelNames: ['kind'], registers });
     this.conflicts = new Counter({
       name: 'nodemesh_config_conflicts_total',
-      help: "Config conflicts found: a Service asking for another's clusterIP:port (vip), one kind/namespace/name in two sources (duplicate); the older object wins",
+      help: "Config conflicts found: a Service asking for another's clusterIP:port (vip), a pod giving another's IP (pod-ip), one kind/namespace/name in two sources (duplicate); the older object wins",
       labelNames: ['kind'],
       registers,
     });
@@ -91,7 +92,7 @@ export class ControlPlaneMetrics {
     this.refusedNames = new Counter({ name: 'nodemesh_xds_refused_names_total', help: 'Resource names a stream subscribed to beyond its bound, not served', registers });
     for (const mode of ['sotw', 'delta']) this.connected.set({ mode }, 0);
     for (const reason of ['syntax', 'invalid', 'duplicate']) this.configErrors.inc({ reason }, 0);
-    for (const kind of ['vip', 'duplicate']) {
+    for (const kind of CONFLICT_KINDS) {
       this.conflicts.inc({ kind }, 0);
       this.openConflicts.set({ kind }, 0);
     }

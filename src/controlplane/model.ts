@@ -1,5 +1,5 @@
-// Derives the mesh model from stored objects: service VIPs (the older Service keeps a contested one), ports
-// with resolved endpoints, workloads per node.
+// Derives the mesh model from stored objects: service VIPs (the older Service keeps a contested one), pod IPs (of
+// two pods with one IP, one holds it), ports with resolved endpoints, workloads per node.
 
 import { outboundClusterName, serviceHost, serviceListenerName, vipListenerName } from '../xds/resource-types';
 import type { PodObject, PolicyObject, ServiceObject, ServicePort } from './objects';
@@ -69,10 +69,27 @@ export interface VipConflict {
   refused: string;
 }
 
+/**
+ * A pod whose status gives an IP another pod holds. Two live pods cannot own one address, so one record is
+ * stale or wrong: the pod that holds it is the one not being deleted, else the older. The other is served as if it
+ * had no IP yet (no endpoint, no inbound listener) until either changes, so the holder's traffic never moves.
+ */
+export interface PodIpConflict {
+  ip: string;
+  /** `namespace/name` of the pod that keeps the IP. */
+  kept: string;
+  /** `namespace/name` of the one served without it. */
+  refused: string;
+  /** Why the kept one won: it is older, or the refused one is being deleted. */
+  reason: 'older' | 'refused-deleting';
+}
+
 export interface MeshModel {
   services: ServiceModel[];
   /** Services served without their VIP because an older one has it (see VipConflict). */
   vipConflicts?: VipConflict[];
+  /** Pods served without their IP because another pod holds it (see PodIpConflict). */
+  podIpConflicts?: PodIpConflict[];
   /** In-mesh pods with an IP, per node name. */
   workloadsByNode: Map<string, PodObject[]>;
   /** Security policy per in-mesh pod (`ns/name`); a pod missing here gets PERMISSIVE and allow-all. */
@@ -196,18 +213,63 @@ export function isServing(pod: PodObject): boolean {
   return pod.podIP !== undefined && pod.ready;
 }
 
+/** Succeeded or Failed: its containers are gone for good and Kubernetes may give its IP to another pod. */
+function isTerminal(pod: PodObject): boolean {
+  return pod.phase === 'Succeeded' || pod.phase === 'Failed';
+}
+
+/** One spelling per address (`fd00:0::1` and `fd00::1` are one IPv6 address). */
+function addressKey(ip: string): string {
+  return ip.includes(':') ? new URL(`http://[${ip}]/`).hostname : ip;
+}
+
 /**
- * `services` must come oldest first (as ObjectStore lists them): of two Services claiming one clusterIP:port,
- * the first keeps it.
+ * `pods` oldest first. Groups the pods that claim each IP (host-network pods share their node's, and terminal pods
+ * have given theirs up, so neither claims); of two or more, the first not being deleted holds it, else the oldest.
+ * Returns the pods without the refused ones (the model's pods then never share an IP) and the conflicts.
+ */
+function claimPodIps(pods: PodObject[]): { pods: PodObject[]; conflicts: PodIpConflict[] } {
+  const claims = new Map<string, PodObject[]>();
+  let contested = false;
+  for (const p of pods) {
+    if (p.podIP === undefined || p.hostNetwork || isTerminal(p)) continue;
+    const key = addressKey(p.podIP);
+    const list = claims.get(key);
+    if (list) {
+      list.push(p);
+      contested = true;
+    } else claims.set(key, [p]);
+  }
+  if (!contested) return { pods, conflicts: [] };
+  const refused = new Set<PodObject>();
+  const conflicts: PodIpConflict[] = [];
+  const nsName = (p: PodObject): string => `${p.meta.namespace}/${p.meta.name}`;
+  for (const [ip, list] of claims) {
+    if (list.length < 2) continue;
+    const holder = list.find((p) => !p.deleting) ?? list[0]!;
+    const holderAt = list.indexOf(holder);
+    list.forEach((p, i) => {
+      if (p === holder) return;
+      refused.add(p);
+      conflicts.push({ ip, kept: nsName(holder), refused: nsName(p), reason: i < holderAt ? 'refused-deleting' : 'older' });
+    });
+  }
+  return { pods: pods.filter((p) => !refused.has(p)), conflicts };
+}
+
+/**
+ * `services` and `allPods` must come oldest first (as ObjectStore lists them): of two Services claiming one
+ * clusterIP:port the first keeps it, and of two pods claiming one IP the first not being deleted (claimPodIps).
  */
 export function buildModel(
   services: ServiceObject[],
-  pods: PodObject[],
+  allPods: PodObject[],
   vips: VipAllocator,
   domain?: string,
   policyObjects: PolicyObject[] = [],
   cache = new ModelCache(),
 ): MeshModel {
+  const { pods: holding, conflicts: podIpConflicts } = claimPodIps(allPods);
   const requested = new Map<string, string | undefined>();
   for (const s of services) {
     if (s.clusterIP !== 'None') requested.set(`${s.meta.namespace}/${s.meta.name}`, s.clusterIP);
@@ -215,7 +277,7 @@ export function buildModel(
   const assigned = vips.assign(requested);
   const vipConflicts = contestedVips(services, assigned);
   for (const c of vipConflicts) assigned.delete(c.refused);
-  const selectable = cache.selectorIndex(pods);
+  const selectable = cache.selectorIndex(holding);
   cache.reused = 0;
   const seen = new Map<string, ServiceModel>();
   const out: ServiceModel[] = [];
@@ -227,8 +289,8 @@ export function buildModel(
     out.push(cache.service(key, [s, vip, domain, ...backing], () => serviceModel(s, vip, backing, domain), seen));
   }
   cache.replaceServices(seen);
-  const { workloadsByNode, policies } = cache.workloadsOf(pods, policyObjects, () => workloadsAndPolicies(pods, policyObjects));
-  return { services: out, workloadsByNode, policies, vipConflicts };
+  const { workloadsByNode, policies } = cache.workloadsOf(holding, policyObjects, () => workloadsAndPolicies(holding, policyObjects));
+  return { services: out, workloadsByNode, policies, vipConflicts, podIpConflicts };
 }
 
 /** One Service's model: a pure function of its `sources` (the Service, its VIP, the domain, its backing pods). */
@@ -269,7 +331,7 @@ function serviceModel(s: ServiceObject, vip: string | undefined, backing: PodObj
 function workloadsAndPolicies(pods: PodObject[], policyObjects: PolicyObject[]): Pick<MeshModel, 'workloadsByNode' | 'policies'> {
   const workloadsByNode = new Map<string, PodObject[]>();
   for (const p of pods) {
-    if (!p.inMesh || p.podIP === undefined || p.nodeName === undefined) continue;
+    if (!p.inMesh || p.podIP === undefined || p.nodeName === undefined || isTerminal(p)) continue;
     const list = workloadsByNode.get(p.nodeName) ?? [];
     list.push(p);
     workloadsByNode.set(p.nodeName, list);

@@ -60,7 +60,12 @@ export interface PodObject {
   phase?: string;
   /** False when the Ready condition says so, or the pod is terminating. */
   ready: boolean;
+  /** Not opted out, and not a host-network pod (whose address is its node's). */
   inMesh: boolean;
+  /** spec.hostNetwork (absent: false): the pod's IP is its node's, shared with every such pod there. */
+  hostNetwork?: boolean;
+  /** metadata.deletionTimestamp is set (absent: false). */
+  deleting?: boolean;
 }
 
 export interface ServicePort {

@@ -69,7 +69,12 @@ function validatePod(c: Checker, doc: Json): PodObject {
     if (cond?.type === 'Ready' && cond.status !== undefined && String(cond.status) !== 'True') ready = false;
   });
   const rawMeta = isMap(doc.metadata) ? doc.metadata : {};
-  if (rawMeta.deletionTimestamp) ready = false;
+  const deleting = !!rawMeta.deletionTimestamp;
+  if (deleting) ready = false;
+  const hostNetwork = spec.hostNetwork === true;
+  if (spec.hostNetwork !== undefined && spec.hostNetwork !== null && typeof spec.hostNetwork !== 'boolean') {
+    c.fail(['spec', 'hostNetwork'], `must be true or false, got ${describe(spec.hostNetwork)}`);
+  }
   if (phase !== undefined && phase !== 'Running') ready = false;
   const enroll = m.annotations[ENROLL_ANNOTATION];
   if (enroll !== undefined && enroll !== 'true' && enroll !== 'false') {
@@ -84,7 +89,10 @@ function validatePod(c: Checker, doc: Json): PodObject {
     podIP,
     phase,
     ready,
-    inMesh: enroll !== 'false',
+    // A host-network pod is the node itself: no agent listens for it, so other agents reach it in plaintext.
+    inMesh: enroll !== 'false' && !hostNetwork,
+    ...(hostNetwork ? { hostNetwork } : {}),
+    ...(deleting ? { deleting } : {}),
   };
 }
 

@@ -1,6 +1,6 @@
 // Config conflicts through a running control plane watching a directory: a Service added with another's
-// clusterIP:port, and a second copy of an object in another file, are logged with both locations, counted,
-// shown in /debug/config, and never change what the older object serves.
+// clusterIP:port, a pod giving another's IP, and a second copy of an object in another file, are logged with both
+// locations, counted, shown in /debug/config, and never change what the older object serves.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import type { ConflictReport } from '../../src/controlplane/conflicts';
 import { startControlPlane, type ControlPlaneHandle } from '../../src/controlplane/control-plane';
+import { decodeResource } from '../../src/xds/agent-resources';
 import { LDS } from '../../src/xds/resource-types';
 import { waitFor } from '../helpers/wait';
 
@@ -24,6 +25,15 @@ spec:
   clusterIP: ${clusterIP}
   selector: { app: ${app} }
   ports: [{ name: http, port: 80, targetPort: 8080 }]
+`;
+}
+
+function pod(name: string, namespace: string): string {
+  return `apiVersion: v1
+kind: Pod
+metadata: { name: ${name}, namespace: ${namespace}, labels: { app: web } }
+spec: { nodeName: n2, serviceAccountName: web, containers: [{ name: web, ports: [{ name: http, containerPort: 8080 }] }] }
+status: { podIP: 198.19.2.10 }
 `;
 }
 
@@ -92,12 +102,35 @@ describe('config conflicts in a watched directory', () => {
     assert.equal(await metric('nodemesh_config_conflicts_total', 'duplicate'), 1);
   });
 
+  it("a pod giving another's IP: reported with both file:line, counted; the node's inbound listener keeps the older pod and decodes", async () => {
+    const inboundChains = (): string[] =>
+      ((cp.snapshot().inbound.get('n2')?.message as { filter_chains: { name: string }[] } | undefined)?.filter_chains ?? []).map((c) => c.name);
+    fs.writeFileSync(path.join(dir, 'pods.yaml'), pod('web-4', 'shop'));
+    await waitFor('the pod', async () => inboundChains().some((n) => n.includes('shop/web-4')), 5000);
+    const before = inboundChains();
+    // the fuzzer's find: the same pod again with its namespace key misspelt, so in "default", with the same IP
+    fs.writeFileSync(path.join(dir, 'z-pods.yaml'), `# copied\n${pod('web-4', 'default')}`);
+    await waitFor('the pod-ip conflict', async () => conflicts().some((c) => c.kind === 'pod-ip'), 5000);
+    const c = conflicts().find((x) => x.kind === 'pod-ip')!;
+    assert.equal(c.ip, '198.19.2.10');
+    assert.deepEqual(c.kept, { object: 'Pod shop/web-4', at: `${path.join(dir, 'pods.yaml')}:1` });
+    assert.deepEqual(c.refused, { object: 'Pod default/web-4', at: `${path.join(dir, 'z-pods.yaml')}:2` });
+    assert.deepEqual(inboundChains(), before, "the node's inbound listener still serves the older pod alone");
+    const inbound = cp.snapshot().inbound.get('n2')!;
+    assert.ok(decodeResource(inbound.typeUrl, inbound.any).resource, 'an agent accepts the inbound listener');
+    const logged = lines.filter((l) => l.msg.startsWith('config conflict:') && l.msg.includes('198.19.2.10'));
+    assert.equal(logged.length, 1);
+    assert.match(logged[0]!.msg, /Pod default\/web-4 .*z-pods.yaml:2.* gives IP 198.19.2.10, which the older Pod shop\/web-4 .*pods.yaml:1/);
+    assert.equal(await metric('nodemesh_config_conflicts_total', 'pod-ip'), 1);
+    assert.equal(await metric('nodemesh_config_conflicts_open', 'pod-ip'), 1);
+  });
+
   it('fixing the config resolves the conflicts, logged as such', async () => {
     fs.rmSync(path.join(dir, '0-copy.yaml'));
     fs.rmSync(path.join(dir, 'a-takeover.yaml'));
+    fs.rmSync(path.join(dir, 'z-pods.yaml'));
     await waitFor('no conflict left', async () => conflicts().length === 0, 5000);
-    assert.equal(lines.filter((l) => l.msg.startsWith('config conflict resolved:')).length, 2);
-    assert.equal(await metric('nodemesh_config_conflicts_open', 'vip'), 0);
-    assert.equal(await metric('nodemesh_config_conflicts_open', 'duplicate'), 0);
+    assert.equal(lines.filter((l) => l.msg.startsWith('config conflict resolved:')).length, 3);
+    for (const kind of ['vip', 'pod-ip', 'duplicate']) assert.equal(await metric('nodemesh_config_conflicts_open', kind), 0, kind);
   });
 });

@@ -1,6 +1,6 @@
-// Config conflicts in the store and the model: the older of two objects with one name, or of two Services
-// with one clusterIP:port, wins; age is first sight then file order for files, creationTimestamp then uid
-// for the API server's objects.
+// Config conflicts in the store and the model: the older of two objects with one name, of two Services with one
+// clusterIP:port, or of two pods with one IP (unless it is being deleted) wins; age is first sight then file order
+// for files, creationTimestamp then uid for the API server's objects.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -106,4 +106,31 @@ test('API-server objects: the earlier creationTimestamp, then the smaller uid, k
   assert.deepEqual(model(store).vipConflicts!.map((c) => [c.kept, c.refused]), [['prod/b-same', 'prod/a-same']], 'same second: the smaller uid');
   const kept = store.get('Service/prod/b-same')!;
   assert.equal(locate(kept.origin, kept.object), 'Service prod/b-same (uid u-2, created 2026-03-01T00:00:00.000Z)');
+});
+
+test('API-server pods giving one IP: the older holds it unless it is being deleted; host-network pods never conflict', () => {
+  const store = new ObjectStore();
+  const podKind = WATCHED_RESOURCES.find((r) => r.kind === 'Pod')!;
+  const item = (name: string, created: string, ip: string, extra: { deleting?: boolean; hostNetwork?: boolean } = {}) => ({
+    metadata: { name, namespace: 'prod', uid: `u-${name}`, creationTimestamp: created, ...(extra.deleting ? { deletionTimestamp: '2026-03-03T00:00:00Z' } : {}) },
+    spec: { nodeName: 'n1', containers: [{ name: 'c' }], ...(extra.hostNetwork ? { hostNetwork: true } : {}) },
+    status: { phase: 'Running', podIP: ip, conditions: [{ type: 'Ready', status: 'True' }] },
+  });
+  const source = 'kubernetes:Pod';
+  const deliver = (items: unknown[]) => store.apply({ source, documents: items.map((i) => toDocument(source, podKind, i)) });
+  const hosts = [item('proxy', '2026-03-01T00:00:00Z', '192.0.2.1', { hostNetwork: true }), item('exporter', '2026-03-01T00:00:00Z', '192.0.2.1', { hostNetwork: true })];
+  deliver([item('newer', '2026-03-02T00:00:00Z', '10.1.0.5'), item('older', '2026-03-01T00:00:00Z', '10.1.0.5'), ...hosts]);
+  assert.deepEqual(model(store).podIpConflicts!.map((c) => [c.kept, c.refused, c.reason]), [['prod/older', 'prod/newer', 'older']]);
+  assert.deepEqual(store.pods().filter((p) => p.hostNetwork).map((p) => p.inMesh), [false, false], 'host-network pods are not in the mesh');
+  deliver([item('newer', '2026-03-02T00:00:00Z', '10.1.0.5'), item('older', '2026-03-01T00:00:00Z', '10.1.0.5', { deleting: true }), ...hosts]);
+  assert.deepEqual(model(store).podIpConflicts!.map((c) => [c.kept, c.refused, c.reason]), [['prod/newer', 'prod/older', 'refused-deleting']]);
+  assert.deepEqual(model(store).workloadsByNode.get('n1')!.map((p) => p.meta.name), ['newer']);
+});
+
+test('spec.hostNetwork must be a boolean', () => {
+  const store = new ObjectStore();
+  const r = store.apply(parseYamlSource('file:/cfg/p.yaml', '/cfg/p.yaml', 'apiVersion: v1\nkind: Pod\nmetadata: { name: p }\nspec: { hostNetwork: "yes", containers: [{ name: c }] }\n'));
+  assert.equal(r.issues.length, 1);
+  assert.equal(r.issues[0]!.field, 'spec.hostNetwork');
+  assert.match(r.issues[0]!.message, /must be true or false, got string "yes"/);
 });

@@ -1,5 +1,7 @@
-// A Service that takes another's clusterIP:port, added to the lab's watched config while traffic flows to the
-// original: the control plane reports both locations and counts it, and none of the traffic moves.
+// Conflicting objects added to the lab's watched config while traffic flows: a Service that takes another's
+// clusterIP:port, and a stale Pod record that gives a running pod's IP. The control plane reports both locations
+// and counts each, none of the traffic moves, and the agents accept every resource (no NACK holds back a later
+// change).
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -40,7 +42,7 @@ spec:
   ports: [{ name: http, port: 80, targetPort: 8080 }]
 `;
 
-describe('a Service taking another one\'s VIP in the lab', { skip: !isRoot() && 'needs root (eBPF, netns, cgroups)' }, () => {
+describe('config conflicts in the lab', { skip: !isRoot() && 'needs root (eBPF, netns, cgroups)' }, () => {
   const lab = uniqueLabName('vc');
   let state: LabState;
 
@@ -116,5 +118,56 @@ describe('a Service taking another one\'s VIP in the lab', { skip: !isRoot() && 
     await waitFor('the conflict resolved', async () => fs.readFileSync(cpLog, 'utf8').includes('config conflict resolved:'), 5000);
     // 20 answers: with two endpoints picked at random, both answer unless something is wrong (p = 2^-19)
     assert.deepEqual([...new Set(await answers(20))].sort(), ['http-a', 'http-b']);
+  });
+
+  it("2. a Pod record giving a running pod's IP: reported and counted, the pod keeps its traffic, its node's agent NACKs nothing", async () => {
+    const httpB = state.pods.find((p) => p.name === 'http-b')!;
+    const cpLog = state.controlPlane!.log;
+    const staleFile = path.join(configDir(lab), 'stale-pod.yaml');
+    // the same pod under another namespace (a copy with its namespace changed), on the same node with the same IP
+    fs.writeFileSync(
+      staleFile,
+      `apiVersion: v1
+kind: Pod
+metadata: { name: http-b, namespace: shop, labels: { app: http } }
+spec: { nodeName: node-b, serviceAccountName: http, containers: [{ name: main }] }
+status: { podIP: ${httpB.ip} }
+`,
+    );
+    const line = await waitFor(
+      'the control plane to report the conflict',
+      async () => fs.readFileSync(cpLog, 'utf8').split('\n').find((l) => l.includes('config conflict:') && l.includes(httpB.ip)),
+      5000,
+    );
+    assert.match(line, new RegExp(`${staleFile}:1`), "the stale record's location");
+    assert.match(line, new RegExp(`${meshConfigFile(lab)}:\\d+`), "the running pod's location");
+    const debug = JSON.parse(controlPlaneGet('/debug/config')) as { conflicts: { kind: string; ip?: string; kept: { object: string }; refused: { object: string } }[] };
+    assert.deepEqual(
+      debug.conflicts.filter((c) => c.kind === 'pod-ip').map((c) => [c.ip, c.kept.object, c.refused.object]),
+      [[httpB.ip, 'Pod default/http-b', 'Pod shop/http-b']],
+    );
+    assert.equal(metricSum(controlPlaneGet('/metrics'), 'nodemesh_config_conflicts_total', { kind: 'pod-ip' }), 1);
+
+    // A change after the conflict reaches node-b: a NACKed inbound listener would have held back every listener.
+    fs.writeFileSync(
+      path.join(configDir(lab), 'later.yaml'),
+      `apiVersion: v1
+kind: Service
+metadata: { name: later, namespace: default }
+spec: { clusterIP: 198.18.128.22, selector: { app: http }, ports: [{ name: http, port: 80, targetPort: 8080, appProtocol: http }] }
+`,
+    );
+    await waitFor('node-b to have the later Service', async () => (await admin(lab, 'node-b', '/config_dump')).includes('later.default.'), 10_000);
+    for (const node of ['node-a', 'node-b']) {
+      assert.equal(metricSum(await admin(lab, node, '/metrics'), 'nodemesh_xds_nacks_sent_total'), 0, `${node} rejected no xDS response`);
+    }
+    assert.deepEqual([...new Set(await answers(20))].sort(), ['http-a', 'http-b'], 'http-b still answers at its IP');
+
+    fs.rmSync(staleFile);
+    await waitFor(
+      'the conflict resolved',
+      async () => fs.readFileSync(cpLog, 'utf8').split('\n').some((l) => l.includes('config conflict resolved:') && l.includes(httpB.ip)),
+      5000,
+    );
   });
 });
