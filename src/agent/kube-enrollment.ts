@@ -8,7 +8,8 @@ import path from 'node:path';
 import type { CniAnswer, CniEvent } from '../enroll/cni-protocol';
 import { EnrollError, type EnrolledPod, type parseEnrollRequest } from '../enroll/protocol';
 import type { Logger } from '../telemetry/logger';
-import { KubePodWatch, wanted, type PodInfo } from './kube-pods';
+import { wanted } from '../enroll/membership';
+import { KubePodWatch, type PodInfo } from './kube-pods';
 import { canonicalIp, scanNetns } from './netns-finder';
 
 type ValidRequest = ReturnType<typeof parseEnrollRequest>;

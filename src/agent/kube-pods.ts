@@ -1,13 +1,9 @@
 // The agent's view of the Kubernetes API: the pods scheduled on its node and the namespaces' labels (list/watch),
-// and which of those pods the mesh takes: namespace label nodemesh.io/mesh=enabled, or pod annotation
-// nodemesh.io/enroll=true; nodemesh.io/enroll=false opts a pod out; host-network pods never.
+// from which the agent decides which of those pods the mesh takes (enroll/membership.ts).
 // The caches survive an API outage: until a watch is re-established the last listed state stands.
 
 import type * as K8s from '@kubernetes/client-node';
 import type { Logger } from '../telemetry/logger';
-
-export const MESH_LABEL = 'nodemesh.io/mesh';
-export const ENROLL_ANNOTATION = 'nodemesh.io/enroll';
 
 export interface PodInfo {
   uid: string;
@@ -37,16 +33,6 @@ export function podInfo(p: K8s.V1Pod): PodInfo {
     deleting: !!p.metadata?.deletionTimestamp,
     phase: p.status?.phase ?? 'Pending',
   };
-}
-
-/** Whether the mesh takes this pod, and why not. */
-export function wanted(pod: PodInfo, namespaceLabels: Record<string, string> | undefined): { wanted: boolean; reason: string } {
-  if (pod.hostNetwork) return { wanted: false, reason: 'host-network pod' };
-  const a = pod.annotations[ENROLL_ANNOTATION];
-  if (a === 'false') return { wanted: false, reason: `opted out (${ENROLL_ANNOTATION}: "false")` };
-  if (a === 'true') return { wanted: true, reason: `annotated ${ENROLL_ANNOTATION}: "true"` };
-  if (namespaceLabels?.[MESH_LABEL] === 'enabled') return { wanted: true, reason: `namespace labelled ${MESH_LABEL}=enabled` };
-  return { wanted: false, reason: `namespace ${pod.namespace} is not labelled ${MESH_LABEL}=enabled and the pod has no ${ENROLL_ANNOTATION} annotation` };
 }
 
 export class KubePodWatch {

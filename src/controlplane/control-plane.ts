@@ -18,6 +18,7 @@ import { HeapGrowth } from './heap-growth';
 import { ControlPlaneHttpServer } from './http-server';
 import { apiServerInformers, KubernetesSource, type InformerFactory } from './kubernetes-source';
 import { ControlPlaneMetrics } from './metrics';
+import { meshPods } from './membership';
 import { buildModel, ModelCache } from './model';
 import { policyObjects } from './policy';
 import { buildRouteModel, DefaultTableCache, invalidIssues, storedRoutes } from './routes/route-tables';
@@ -332,7 +333,7 @@ class ControlPlane implements ControlPlaneHandle, ConfigSink {
   private rebuild(): void {
     if (this.builtGeneration === this.store.generation && this.builtIssuesVersion === this.issuesVersion) return;
     try {
-      const model = buildModel(this.store.services(), this.store.pods(), this.vips, this.opts.domain, policyObjects(this.store), this.modelCache);
+      const model = buildModel(this.store.services(), meshPods(this.store), this.vips, this.opts.domain, policyObjects(this.store), this.modelCache);
       model.traffic = buildTrafficModel(model.services, storedDestinationRules(this.store), this.opts.domain);
       model.routes = buildRouteModel(model.services, storedRoutes(this.store), invalidIssues(this.store.issues()), routeExtras(this.store, model.traffic), this.defaultTables);
       const started = performance.now();

@@ -24,6 +24,8 @@ export interface WatchedResource {
 export const WATCHED_RESOURCES: WatchedResource[] = [
   { kind: 'Pod', apiVersion: 'v1', group: '', version: 'v1', plural: 'pods', optional: false },
   { kind: 'Service', apiVersion: 'v1', group: '', version: 'v1', plural: 'services', optional: false },
+  // Their labels decide which pods are in the mesh (membership.ts), as on the agents.
+  { kind: 'Namespace', apiVersion: 'v1', group: '', version: 'v1', plural: 'namespaces', optional: false },
   res('HTTPRoute', 'gateway.networking.k8s.io', 'v1', 'httproutes'),
   res('GRPCRoute', 'gateway.networking.k8s.io', 'v1', 'grpcroutes'),
   res('AuthorizationPolicy', 'security.istio.io', 'v1', 'authorizationpolicies'),
@@ -73,6 +75,7 @@ export async function apiServerInformers(kubeconfig?: string): Promise<InformerF
     const list = (): Promise<{ items: K8s.KubernetesObject[]; metadata?: K8s.V1ListMeta }> => {
       if (r.kind === 'Pod') return core.listPodForAllNamespaces();
       if (r.kind === 'Service') return core.listServiceForAllNamespaces();
+      if (r.kind === 'Namespace') return core.listNamespace();
       return custom.listClusterCustomObject({ group: r.group, version: r.version, plural: r.plural }) as Promise<{
         items: K8s.KubernetesObject[];
       }>;

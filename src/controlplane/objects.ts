@@ -10,6 +10,7 @@ export const SERVICE = 'Service';
 export const KNOWN_KINDS = {
   Pod: ['v1'],
   Service: ['v1'],
+  Namespace: ['v1'],
   HTTPRoute: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1beta1'],
   GRPCRoute: ['gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v1alpha2'],
   AuthorizationPolicy: ['security.istio.io/v1', 'security.istio.io/v1beta1'],
@@ -24,8 +25,6 @@ export function isKnownKind(kind: string): kind is Kind {
   return Object.prototype.hasOwnProperty.call(KNOWN_KINDS, kind);
 }
 
-/** Annotation that keeps a pod out of the mesh (it still backs services, as plaintext). */
-export const ENROLL_ANNOTATION = 'nodemesh.io/enroll';
 
 export interface ObjectMeta {
   name: string;
@@ -158,7 +157,13 @@ export interface AuthorizationPolicyObject {
 
 export type PolicyObject = PeerAuthenticationObject | AuthorizationPolicyObject;
 
-export type MeshObject = PodObject | ServiceObject | PolicyObject | RouteObject | TrafficObject;
+/** A Namespace (cluster-scoped: `meta.namespace` is empty); only its labels matter, for mesh membership. */
+export interface NamespaceObject {
+  kind: 'Namespace';
+  meta: ObjectMeta;
+}
+
+export type MeshObject = PodObject | ServiceObject | NamespaceObject | PolicyObject | RouteObject | TrafficObject;
 
 export interface StoredObject {
   object: MeshObject;

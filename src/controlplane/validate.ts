@@ -1,11 +1,12 @@
 // Validates one plain Kubernetes document into a typed MeshObject, collecting every issue with its field path.
 
+import { ENROLL_ANNOTATION } from '../enroll/membership';
 import {
-  ENROLL_ANNOTATION,
   isKnownKind,
   KNOWN_KINDS,
   type ContainerPort,
   type MeshObject,
+  type NamespaceObject,
   type PodObject,
   type ServiceObject,
   type ServicePort,
@@ -96,6 +97,11 @@ function validatePod(c: Checker, doc: Json): PodObject {
   };
 }
 
+function validateNamespace(c: Checker, doc: Json): NamespaceObject {
+  const m = readMeta(c, doc, LABEL);
+  return { kind: 'Namespace', meta: { ...m, namespace: '' } };
+}
+
 function validateService(c: Checker, doc: Json): ServiceObject {
   const m = readMeta(c, doc, LABEL);
   const spec = c.map(doc.spec, ['spec'], true) ?? {};
@@ -158,6 +164,7 @@ export function validateDocument(doc: unknown): ValidationResult {
   let object: MeshObject;
   if (kind === 'Pod') object = validatePod(c, doc);
   else if (kind === 'Service') object = validateService(c, doc);
+  else if (kind === 'Namespace') object = validateNamespace(c, doc);
   else if (kind === 'AuthorizationPolicy') object = validateAuthorizationPolicy(c, doc, readMeta(c, doc, SUBDOMAIN));
   else if (kind === 'PeerAuthentication') object = validatePeerAuthentication(c, doc, readMeta(c, doc, SUBDOMAIN));
   else if (kind === 'HTTPRoute' || kind === 'GRPCRoute') object = validateRoute(c, doc, kind, apiVersion);

@@ -7,7 +7,8 @@
 
 import { isIPv4 } from 'node:net';
 import { LabManifestError, type ManifestIssue } from './errors';
-import { ENROLL_ANNOTATION, type PodSpec } from './manifest';
+import { wantedUnlessNamespaceSays } from '../enroll/membership';
+import type { PodSpec } from './manifest';
 import { fabricNetns, IF, nodeNetns, podKey, podKeyDisambiguated, podNetns } from './paths';
 
 export const FABRIC_CIDR = '198.18.0.0/24';
@@ -76,8 +77,11 @@ export function nodeCidr(index: number): string {
   return `198.19.${index}.0/24`;
 }
 
-/** Decides nodes, IPs, names and routes. Throws LabManifestError (with the podIP's line) on conflicts. */
-export function planAddresses(lab: string, pods: PodSpec[]): AddressPlan {
+/**
+ * Decides nodes, IPs, names, routes and which pods are enrolled (`namespaceLabels`: of the manifest's Namespace
+ * objects, see namespaceLabels). Throws LabManifestError (with the podIP's line) on conflicts.
+ */
+export function planAddresses(lab: string, pods: PodSpec[], namespaceLabels: ReadonlyMap<string, Record<string, string>> = new Map()): AddressPlan {
   const issues: ManifestIssue[] = [];
   const nodeNames: string[] = [];
   for (const p of pods) if (!nodeNames.includes(p.nodeName)) nodeNames.push(p.nodeName);
@@ -159,7 +163,7 @@ export function planAddresses(lab: string, pods: PodSpec[]): AddressPlan {
     // Pod netns names share the lab prefix with node netns ("node default-x" vs "pod default/x").
     const clash = (keyCount.get(base) ?? 0) > 1 || nodeNetnsSeen.has(podNetns(lab, base)) || podNetns(lab, base) === fabricNetns(lab);
     const key = clash ? podKeyDisambiguated(p.namespace, p.name) : base;
-    const enroll = p.annotations[ENROLL_ANNOTATION] !== 'false';
+    const enroll = wantedUnlessNamespaceSays({ namespace: p.namespace, annotations: p.annotations, hostNetwork: false }, namespaceLabels.get(p.namespace));
     const plan: PodPlan = { spec: p, key, netns: podNetns(lab, key), ip, hostIf: IF.nodePodPort(node.pods.length), node: node.name, enroll };
     node.pods.push(plan);
     planned.push(plan);

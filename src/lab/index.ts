@@ -4,7 +4,8 @@ export { labUp, defaultAgentCommand, AGENT_NODE_FLAGS, type UpOptions } from './
 export { labDown, type DownOptions, type DownReport } from './down';
 export { labExec, resolvePod, type ExecOptions } from './exec';
 export { labStatus, formatStatus, type LabStatus, type NodeStatus, type PodStatus } from './status';
-export { parseManifest, loadManifest, ENROLL_ANNOTATION, type LabManifest, type PodSpec } from './manifest';
+export { parseManifest, loadManifest, type LabManifest, type PodSpec } from './manifest';
+export { ENROLL_ANNOTATION } from '../enroll/membership';
 export { planAddresses, type AddressPlan } from './address-plan';
 export { LabError, LabManifestError, type ManifestIssue } from './errors';
 export { nodeStateDir, adminSocket, enrollSocket, labDir, DEFAULT_LAB } from './paths';

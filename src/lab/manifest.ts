@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { Document, isCollection, isMap, isSeq, LineCounter, parseAllDocuments, type Node as YamlNode } from 'yaml';
 import { LabError, LabManifestError, type ManifestIssue } from './errors';
+import { ENROLL_ANNOTATION } from '../enroll/membership';
 
 export interface SourceLoc {
   file: string;
@@ -48,8 +49,6 @@ export interface LabManifest {
   others: OtherObject[];
 }
 
-/** Annotation that opts a pod out of enrollment (the workload runs, the mesh ignores it). */
-export const ENROLL_ANNOTATION = 'nodemesh.io/enroll';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -310,4 +309,15 @@ export function loadManifest(file: string): LabManifest {
     });
   }
   return parseManifest(text, file);
+}
+
+/** Labels of the manifest's Namespace objects, by name: with its pods' annotations they decide enrollment. */
+export function namespaceLabels(m: LabManifest): Map<string, Record<string, string>> {
+  const out = new Map<string, Record<string, string>>();
+  for (const o of m.others) {
+    if (o.kind !== 'Namespace') continue;
+    const labels = (o.object.metadata as { labels?: unknown } | undefined)?.labels;
+    out.set(o.name, labels && typeof labels === 'object' ? (labels as Record<string, string>) : {});
+  }
+  return out;
 }

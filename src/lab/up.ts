@@ -14,7 +14,7 @@ import { provisionNodeTokens, spawnControlPlane, writeMeshConfig } from './contr
 import { labDown } from './down';
 import { LabError } from './errors';
 import { silentLogger, type LabLogger } from './log';
-import { loadManifest, type LabManifest } from './manifest';
+import { loadManifest, namespaceLabels, type LabManifest } from './manifest';
 import * as P from './paths';
 import { logTail, startDetached, waitAgentReady, writeCliWrapper, type Started } from './processes';
 import { procAlive, writeState, type LabState, type NodeState, type PodState } from './state';
@@ -269,7 +269,7 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
   const log = opts.logger ?? silentLogger;
   // Parse and plan first: invalid input must create nothing.
   const manifest: LabManifest = loadManifest(opts.file);
-  const plan = planAddresses(lab, manifest.pods);
+  const plan = planAddresses(lab, manifest.pods, namespaceLabels(manifest));
   requireRoot();
   const cg2 = prepareHost(log);
   await claimLab(lab);

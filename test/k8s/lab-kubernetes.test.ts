@@ -1,7 +1,8 @@
 // `lab up --kubernetes` end to end: a real kube-apiserver 1.20 (the lab's own), real agents with eBPF in lab
 // namespaces, pods wired by the reference CNI plugins with nodemesh-cni chained last by each agent. Shown here:
 // the lab's nodes and pods are API objects as a kubelet leaves them; the pods were enrolled through CNI (the
-// agents' counters say so, not the lab); traffic crosses the mesh; a Service and an HTTPRoute created through the
+// agents' counters say so, not the lab); traffic crosses the mesh; a pod in a namespace outside the mesh is not
+// enrolled and mesh pods reach it in plaintext; a Service and an HTTPRoute created through the
 // API re-route requests in the lab; the mesh root reaches new namespaces; `check --pre` and `--proxy` pass in the
 // lab and name a stopped agent; `lab upgrade-agent` under load drops no request; an agent started after its pods
 // enrolls them by reconcile, without CNI; `lab down` leaves nothing behind. (CNI bad input, TokenReview and API
@@ -26,6 +27,8 @@ import { waitFor } from '../helpers/wait';
 import { labLeftovers, statePids } from '../fixtures/lab-leftovers';
 
 const VIP = '198.18.128.11';
+/** A Service in namespace legacy, which is not labelled nodemesh.io/mesh=enabled: its pod is not in the mesh. */
+const LEGACY_VIP = '198.18.128.12';
 
 function skipReason(): string | null {
   return kubeUnavailable() ?? (fs.existsSync(path.join(REFERENCE_PLUGINS, 'bridge')) ? null : 'containernetworking-plugins is not installed: run "bash scripts/kube-apiserver.sh"');
@@ -59,6 +62,25 @@ metadata: { name: http, namespace: default }
 spec:
   clusterIP: ${VIP}
   selector: { app: http }
+  ports: [{ name: http, port: 8080, targetPort: 8080, appProtocol: http }]
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: legacy }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: db, namespace: legacy, labels: { app: db } }
+spec:
+  nodeName: node-b
+  containers: [{ name: main, command: ["nodemesh", "sample", "http", "--port", "8080", "--name", "db", "--version", "v1"] }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: db, namespace: legacy }
+spec:
+  clusterIP: ${LEGACY_VIP}
+  selector: { app: db }
   ports: [{ name: http, port: 8080, targetPort: 8080, appProtocol: http }]
 `;
 
@@ -120,12 +142,23 @@ describe('lab up --kubernetes', { skip: skipReason() ?? false }, () => {
     for (const n of state.nodes) {
       const d = await dump(n.name);
       const here = state.pods.filter((p) => p.node === n.name);
-      assert.deepEqual(d.pods.map((p) => p.uid).sort(), here.map((p) => p.uid).sort(), `pods of ${n.name}`);
-      assert.equal(d.kubernetes.cniAdds, here.length, `CNI ADDs on ${n.name}`);
+      const meshed = here.filter((p) => p.namespace !== 'legacy');
+      assert.deepEqual(d.pods.map((p) => p.uid).sort(), meshed.map((p) => p.uid).sort(), `pods of ${n.name}`);
+      assert.equal(d.kubernetes.cniAdds, here.length, `CNI ADDs on ${n.name}, the pod outside the mesh's too`);
       assert.equal(d.kubernetes.enrolledByReconcile, 0, `nothing on ${n.name} needed reconcile`);
     }
     const conflist = JSON.parse(fs.readFileSync(state.kubernetes!.sandboxes[state.pods[0]!.key]!.conflist, 'utf8')) as { plugins: { type: string }[] };
     assert.deepEqual(conflist.plugins.map((p) => p.type), ['loopback', 'bridge', 'nodemesh-cni'], 'nodemesh-cni chained last');
+  });
+
+  it('a pod in a namespace not in the mesh is not enrolled, and mesh pods reach it in plaintext through its Service', async () => {
+    const db = state.pods.find((p) => p.name === 'db')!;
+    assert.ok(!(await dump('node-b')).pods.some((p) => p.uid === db.uid), 'node-b did not enroll db');
+    const answers = await get(6, `http://${LEGACY_VIP}:8080/`);
+    assert.deepEqual(answers.map((a) => (a.ok ? a.servedBy : a.error)), Array(6).fill('db'));
+    const cluster = JSON.parse(await admin(lab, 'node-a', '/config_dump')) as { services: { clusters: { host: string; endpoints: { pod: string; inMesh: boolean }[] }[] } };
+    const endpoints = cluster.services.clusters.find((c) => c.host.startsWith('db.legacy.'))?.endpoints ?? [];
+    assert.deepEqual(endpoints.map((e) => [e.pod, e.inMesh]), [['db', false]], 'the calling agent knows db is not in the mesh');
   });
 
   it('a Service and an HTTPRoute created through the API re-route the lab\'s requests (bounded wait)', async () => {

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ControlPlaneError, CP_ERR } from '../errors';
+import { meshPods } from '../membership';
 import { buildModel } from '../model';
 import { ObjectStore } from '../store';
 import { VipAllocator } from '../vip-allocator';
@@ -32,7 +33,7 @@ function yamlFiles(p: string): string[] {
 export function routeStatusOfFiles(paths: string[], domain?: string): RouteStatus[] {
   const store = new ObjectStore();
   for (const file of paths.flatMap(yamlFiles)) store.apply(parseYamlSource(`file:${file}`, file, fs.readFileSync(file, 'utf8')));
-  const model = buildModel(store.services(), store.pods(), new VipAllocator(), domain);
+  const model = buildModel(store.services(), meshPods(store), new VipAllocator(), domain);
   const traffic = buildTrafficModel(model.services, storedDestinationRules(store), domain);
   return buildRouteModel(model.services, storedRoutes(store), invalidIssues(store.issues()), routeExtras(store, traffic)).status;
 }

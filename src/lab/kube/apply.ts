@@ -14,7 +14,8 @@ import { describeRef, refOf, statusMessage, type ObjectRef } from './api-client'
 import { LabKubeError } from './errors';
 import { FIELD_MANAGER, LAB_LABEL } from './kube-state';
 import { createObject, kubeOf, recordCreated, type KubeletContext } from './kubelet';
-import { MESH_LABEL, meshBootstrapObjects, namespaceObject, serviceAccountObject, watchedKindCrds, type Obj } from './objects';
+import { MESH_LABEL } from '../../enroll/membership';
+import { meshBootstrapObjects, namespaceObject, serviceAccountObject, watchedKindCrds, type Obj } from './objects';
 import { sleep } from '../run';
 
 /** The lab file's Pod documents as written, by namespace/name. */

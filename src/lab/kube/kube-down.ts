@@ -9,7 +9,7 @@ import type { LabLogger } from '../log';
 import type { LabState } from '../state';
 import { describeRef, KubeApi } from './api-client';
 import { deleteSandbox } from './kubelet';
-import { MESH_LABEL } from './objects';
+import { MESH_LABEL } from '../../enroll/membership';
 
 /** Returns what could not be removed (the caller reports it and keeps the lab dir for another try). */
 export async function kubeTeardown(state: LabState, log: LabLogger): Promise<string[]> {

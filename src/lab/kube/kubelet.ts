@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { wanted } from '../../agent/kube-pods';
+import { wanted } from '../../enroll/membership';
 import { EnrollClient } from '../../enroll/client';
 import { PLUGIN_TYPE } from '../../cni/install';
 import { mkCgroup } from '../cgroups';
@@ -71,7 +71,7 @@ export async function registerNodes(ctx: KubeletContext): Promise<void> {
 
 /** Whether the agent will take the pod: the agent's own rule (namespace label, pod annotation). */
 export function podWanted(spec: Pick<PodSpec, 'namespace' | 'annotations'>, namespaceLabels: Record<string, string> | undefined): boolean {
-  return wanted({ uid: '', name: '', namespace: spec.namespace, serviceAccount: '', labels: {}, annotations: spec.annotations, ips: [], hostNetwork: false, deleting: false, phase: 'Pending' }, namespaceLabels).wanted;
+  return wanted({ namespace: spec.namespace, annotations: spec.annotations, hostNetwork: false }, namespaceLabels).wanted;
 }
 
 function findNode(state: LabState, name: string): NodeState {

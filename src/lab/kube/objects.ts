@@ -12,6 +12,7 @@
 import { installObjects } from '../../install/render';
 import { defaultValues } from '../../install/values';
 import { KNOWN_KINDS } from '../../controlplane/objects';
+import { MESH_LABEL } from '../../enroll/membership';
 import { WATCHED_RESOURCES } from '../../controlplane/kubernetes-source';
 import type { NodeState, PodState } from '../state';
 import type { PodSpec } from '../manifest';
@@ -22,7 +23,6 @@ export type Obj = Record<string, unknown>;
 /** The image given to containers that name none. */
 export const LAB_IMAGE = 'nodemesh.io/lab-host:none';
 export const MESH_NAMESPACE = 'nodemesh-system';
-export const MESH_LABEL = 'nodemesh.io/mesh';
 export const ROOT_CONFIGMAP = 'nodemesh-ca-root-cert';
 export const AGENT_SA = 'nodemesh-agent';
 export const CONTROLPLANE_SA = 'nodemesh-controlplane';

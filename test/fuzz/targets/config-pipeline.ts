@@ -3,6 +3,7 @@
 // never make the later stages throw, nor make the control plane send a resource the agent NACKs (one
 // NACKed resource holds back every update of its type).
 
+import { meshPods } from '../../../src/controlplane/membership';
 import { buildModel } from '../../../src/controlplane/model';
 import { policyObjects } from '../../../src/controlplane/policy';
 import { buildRouteModel, invalidIssues, storedRoutes } from '../../../src/controlplane/routes/route-tables';
@@ -17,7 +18,7 @@ export function throughPipeline(update: SourceUpdate): void {
   const store = new ObjectStore();
   store.apply(update);
   // As the control plane's rebuild does: services and pods, policies, then the route tables.
-  const model = buildModel(store.services(), store.pods(), new VipAllocator(), undefined, policyObjects(store));
+  const model = buildModel(store.services(), meshPods(store), new VipAllocator(), undefined, policyObjects(store));
   model.routes = buildRouteModel(model.services, storedRoutes(store), invalidIssues(store.issues()));
   const snapshot = translate(model);
   const resources = [...[...snapshot.shared.values()].flatMap((m) => [...m.values()]), ...snapshot.inbound.values()];
