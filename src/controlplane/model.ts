@@ -229,23 +229,27 @@ function addressKey(ip: string): string {
  * Returns the pods without the refused ones (the model's pods then never share an IP) and the conflicts.
  */
 function claimPodIps(pods: PodObject[]): { pods: PodObject[]; conflicts: PodIpConflict[] } {
-  const claims = new Map<string, PodObject[]>();
-  let contested = false;
+  const first = new Map<string, PodObject>();
+  /** Only the IPs two or more pods claim, with all their claimants (the common case allocates no list). */
+  let contested: Map<string, PodObject[]> | undefined;
   for (const p of pods) {
     if (p.podIP === undefined || p.hostNetwork || isTerminal(p)) continue;
     const key = addressKey(p.podIP);
-    const list = claims.get(key);
-    if (list) {
-      list.push(p);
-      contested = true;
-    } else claims.set(key, [p]);
+    const had = first.get(key);
+    if (had === undefined) {
+      first.set(key, p);
+      continue;
+    }
+    contested ??= new Map();
+    const list = contested.get(key);
+    if (list) list.push(p);
+    else contested.set(key, [had, p]);
   }
   if (!contested) return { pods, conflicts: [] };
   const refused = new Set<PodObject>();
   const conflicts: PodIpConflict[] = [];
   const nsName = (p: PodObject): string => `${p.meta.namespace}/${p.meta.name}`;
-  for (const [ip, list] of claims) {
-    if (list.length < 2) continue;
+  for (const [ip, list] of contested) {
     const holder = list.find((p) => !p.deleting) ?? list[0]!;
     const holderAt = list.indexOf(holder);
     list.forEach((p, i) => {
