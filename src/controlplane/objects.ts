@@ -25,7 +25,6 @@ export function isKnownKind(kind: string): kind is Kind {
   return Object.prototype.hasOwnProperty.call(KNOWN_KINDS, kind);
 }
 
-
 export interface ObjectMeta {
   name: string;
   namespace: string;
