@@ -2,8 +2,8 @@
 // name rules and metadata reading every kind shares. Kind validators (validate.ts, policy-validate.ts,
 // routes/route-validate.ts) build on this file and never on each other.
 
-import { isIP } from 'node:net';
 import type { ObjectMeta } from './objects';
+import { ipFamily, notAnAddress } from '../util/ip';
 
 export type FieldPath = (string | number)[];
 
@@ -140,8 +140,8 @@ export class Checker {
   ip(v: unknown, path: FieldPath): string | undefined {
     const s = this.string(v, path, false);
     if (s === undefined) return undefined;
-    if (isIP(s) === 0) {
-      this.fail(path, `"${s}" is not an IPv4 or IPv6 address`);
+    if (ipFamily(s) === 0) {
+      this.fail(path, notAnAddress(s));
       return undefined;
     }
     return s;

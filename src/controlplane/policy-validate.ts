@@ -1,7 +1,6 @@
 // Validates Istio AuthorizationPolicy and PeerAuthentication (security.istio.io) into typed objects: sources,
 // operations (ports, and the HTTP fields hosts, methods, paths) and `when` conditions nodemesh can evaluate.
 
-import { isIP } from 'node:net';
 import type {
   AuthorizationPolicyObject,
   AuthzCondition,
@@ -13,6 +12,7 @@ import type {
   PeerAuthenticationObject,
 } from './objects';
 import type { Checker, FieldPath, Json } from './checker';
+import { ipFamily, notAnAddress } from '../util/ip';
 
 const JWT = 'needs request authentication (JWT, RequestAuthentication), which nodemesh does not support';
 /** Fields that need what nodemesh does not have, with why. */
@@ -83,7 +83,8 @@ function namespacePattern(s: string): string | undefined {
 
 function cidr(s: string): string | undefined {
   const [ip, len, extra] = s.split('/');
-  const family = isIP(ip);
+  const family = ipFamily(ip);
+  if (family === 0 && ip.includes('%')) return notAnAddress(ip);
   if (family === 0 || extra !== undefined) return `"${s}" is not an IP address or CIDR range`;
   if (len === undefined) return undefined;
   const max = family === 4 ? 32 : 128;

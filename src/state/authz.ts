@@ -165,7 +165,9 @@ interface ParsedIp {
   bits: bigint;
 }
 
-function parseIp(ip: string): ParsedIp | null {
+function parseIp(address: string): ParsedIp | null {
+  // A link-local peer may come with its zone index (fe80::1%eth0): the address is what policies name.
+  const ip = address.includes('%') ? address.slice(0, address.indexOf('%')) : address;
   // Dual-stack sockets report IPv4 peers as ::ffff:a.b.c.d; policies name them as IPv4.
   const s = ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
   const family = isIP(s);
@@ -193,6 +195,7 @@ function parseIp(ip: string): ParsedIp | null {
 
 function cidrMatcher(cidr: string): Matcher {
   const [addr, len] = cidr.split('/');
+  if (addr.includes('%')) throw new Error(`"${cidr}": a range cannot carry a zone index (%...)`);
   const net = parseIp(addr);
   if (!net) throw new Error(`"${cidr}" is not an IP address or CIDR range`);
   const width = net.v6 ? 128 : 32;

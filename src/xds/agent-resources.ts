@@ -2,7 +2,6 @@
 // dispatches by type; the decoders live beside it (decode-clusters, decode-listeners, decode-inbound,
 // decode-routes) and refuse, with an XdsResourceError naming the field, anything the agent cannot honour.
 
-import { isIP } from 'node:net';
 import type { InboundPolicy } from '../state/authz';
 import type { RouteTable } from '../state/routes';
 import type { ClusterInfo, EndpointInfo, VipInfo } from '../state/services';
@@ -11,6 +10,7 @@ import { decodeInboundListener } from './decode-inbound';
 import { decodeVipListener } from './decode-listeners';
 import { decodeRouteConfiguration } from './decode-routes';
 import { XdsResourceError, type Any, type Msg } from './decode-util';
+import { ipFamily } from '../util/ip';
 import { decodeAny } from './protos';
 import { CDS, EDS, LDS, RDS, TYPE_URL_PREFIX } from './resource-types';
 
@@ -92,7 +92,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * timeout is a duration a timer can hold.
  */
 function checkUsable(name: string, r: AgentResource): void {
-  const ip = (v: string): boolean => isIP(v) !== 0;
+  const ip = (v: string): boolean => ipFamily(v) !== 0;
   const port = (p: number): boolean => Number.isInteger(p) && p >= 1 && p <= 65535;
   if (r.kind === 'cluster') {
     const ms = r.cluster.connectTimeoutMs;

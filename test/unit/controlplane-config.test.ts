@@ -185,3 +185,12 @@ test('pod readiness follows status.phase, the Ready condition and deletionTimest
     [true, false, false],
   );
 });
+
+test('an IP with a zone index is refused where config gives an address, with what to fix', () => {
+  const store = new ObjectStore();
+  const r = load(store, 'apiVersion: v1\nkind: Pod\nmetadata: { name: p }\nspec: { containers: [{ name: c }] }\nstatus: { podIP: "fe80::1%eth0" }\n');
+  assert.deepEqual(
+    r.issues.map((i) => `${i.field}: ${i.message}`),
+    ['status.podIP: "fe80::1%eth0" has a zone index (%eth0), which names one host\'s interface: give the address alone'],
+  );
+});

@@ -8,7 +8,7 @@ import { PolicyIndex } from '../../src/controlplane/policy';
 import { translate } from '../../src/controlplane/translate';
 import { VipAllocator } from '../../src/controlplane/vip-allocator';
 import { parseYamlSource } from '../../src/controlplane/yaml-parse';
-import { authorize, type InboundPolicy } from '../../src/state/authz';
+import { authorize, ipInCidr, type InboundPolicy } from '../../src/state/authz';
 import { decodeResource } from '../../src/xds/agent-resources';
 import { LDS } from '../../src/xds/resource-types';
 
@@ -173,6 +173,14 @@ spec:
   assert.equal(d('10.9.9.10'), true);
   assert.equal(d('fd12::1'), false);
   assert.equal(d('fe80::1'), true);
+  // a link-local peer reported with its zone index is matched by its address
+  assert.equal(d('fd12::1%eth0'), false);
+  assert.equal(d('fe80::1%eth0'), true);
+});
+
+test('a range with a zone index is refused by the agent with the range named, not a number error', () => {
+  assert.throws(() => ipInCidr('fd00::1', 'fd00::%8'), /"fd00::%8": a range cannot carry a zone index/);
+  assert.equal(ipInCidr('fe80::1%eth0', 'fe80::/64'), true);
 });
 
 test('PeerAuthentication precedence: workload selector > namespace > mesh-wide; UNSET inherits; DISABLE acts as PERMISSIVE', () => {
