@@ -65,6 +65,9 @@ function lastNumber(text: string, re: RegExp): number {
   return v;
 }
 
+/** The lines a run's figures are read from once it ends. */
+const FINAL_STAT = /^stat::|^fuzz-engine: \d+ executions/;
+
 function classify(code: number | null, out: string): Outcome {
   if (code === 0) return 'ok';
   if (code === EXIT_FINDING) return 'finding';
@@ -133,20 +136,29 @@ export function fuzzTarget(name: string, opts: FuzzOptions): Promise<FuzzResult>
   const started = Date.now();
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    // libFuzzer prints a line per new input: keep the start and the end, not all of it.
+    // libFuzzer prints a line per new input: keep the start and the end, not all of it, and every final statistic
+    // (a long run's recommended dictionary, printed after them, can be longer than the end kept).
     let head = '';
     let tail: string[] = [];
-    const take = (b: Buffer): void => {
+    const stats: string[] = [];
+    /** Each stream's unfinished last line. */
+    const partial = { stdout: '', stderr: '' };
+    const take = (stream: keyof typeof partial) => (b: Buffer): void => {
       const s = b.toString('utf8');
       if (head.length < 8192) head += s;
-      tail.push(...s.split('\n'));
-      if (tail.length > 400) tail = tail.slice(-200);
+      const lines = (partial[stream] + s).split('\n');
+      partial[stream] = lines.pop()!;
+      tail.push(...lines);
+      if (tail.length > 400) {
+        for (const l of tail.slice(0, -200)) if (FINAL_STAT.test(l)) stats.push(l);
+        tail = tail.slice(-200);
+      }
     };
-    child.stdout.on('data', take);
-    child.stderr.on('data', take);
+    child.stdout.on('data', take('stdout'));
+    child.stderr.on('data', take('stderr'));
     child.on('close', (code) => {
       if (!opts.keepCorpus) fs.rmSync(scratch, { recursive: true, force: true });
-      const out = `${head}\n${tail.join('\n')}`;
+      const out = `${head}\n${stats.join('\n')}\n${[...tail, partial.stdout, partial.stderr].join('\n')}`;
       const outcome = classify(code, out);
       const artifacts = fs
         .readdirSync(crashes)
