@@ -76,20 +76,36 @@ function median(xs) {
 }
 
 /** Resolves with the next IPC message of `type` from `child`, or rejects after `ms`. */
+/** The child's next message of `type`; fails after `ms`, or at once when the child has exited. */
 function nextMessage(child, type, ms, what) {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => {
+    const done = () => {
+      clearTimeout(t);
       child.off('message', on);
+      child.off('exit', gone);
+    };
+    const t = setTimeout(() => {
+      done();
       reject(new Error(`timed out after ${ms} ms waiting for ${what}`));
     }, ms);
     const on = (m) => {
       if (m.type !== type) return;
-      clearTimeout(t);
-      child.off('message', on);
+      done();
       resolve(m);
     };
+    const gone = (code, signal) => {
+      done();
+      reject(new Error(`the process exited (${signal ?? `code ${code}`}) while waiting for ${what}`));
+    };
+    if (child.exitCode !== null || child.signalCode !== null) return gone(child.exitCode, child.signalCode);
     child.on('message', on);
+    child.on('exit', gone);
   });
+}
+
+/** Sends to a child that may have exited: the wait for its answer then fails, instead of the send throwing later. */
+function tell(child, msg) {
+  if (child.connected) child.send(msg);
 }
 
 async function metric(port, name) {
@@ -136,6 +152,8 @@ async function runSize(services) {
         const stateDir = fs.mkdtempSync(path.join(dir, `agent-${b.build}-${i}-`));
         const a = fork(path.join(__dirname, 'lib/xds-scale-agent.js'), [`127.0.0.1:${xdsPort}`, `node-${i}`, stateDir, b.root], { execArgv: [...AGENT_NODE_FLAGS, '--expose-gc', ...profFlags(`agent-${services}-${b.build}-${i}`)], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
         a.build = b.build;
+        // A send racing the agent's exit: the wait for its answer reports the exit (nextMessage).
+        a.on('error', () => {});
         children.push(a);
         procs.push(a);
       }
@@ -155,14 +173,14 @@ async function runSize(services) {
         const ref = serviceRef(plan, i);
         const port = 8081 + (k % 2);
         const seen = procs.map((a) => nextMessage(a, 'seen', 60_000, `change ${k} (svc-${i})`));
-        for (const a of procs) a.send({ type: 'watch', cluster: ref.cluster, port, id: k });
+        for (const a of procs) tell(a, { type: 'watch', cluster: ref.cluster, port, id: k });
         const tc = now();
         changeService(dir, plan, i, k);
         const at = await Promise.all(seen);
         changeMs.push(Math.max(...at.map((m) => m.at)) - tc);
         // Put it back (8080) so the next change is a change for every variant; wait for it too.
         const back = procs.map((a) => nextMessage(a, 'seen', 60_000, `revert ${k}`));
-        for (const a of procs) a.send({ type: 'watch', cluster: ref.cluster, port: 8080, id: `r${k}` });
+        for (const a of procs) tell(a, { type: 'watch', cluster: ref.cluster, port: 8080, id: `r${k}` });
         fs.writeFileSync(path.join(dir, `services-${String(Math.floor(i / 500)).padStart(4, '0')}.yaml`), fs.readFileSync(path.join(dir, `services-${String(Math.floor(i / 500)).padStart(4, '0')}.yaml`), 'utf8').replace(/targetPort: 808[12]/, 'targetPort: 8080'));
         await Promise.all(back);
         await sleep(200);
@@ -175,14 +193,14 @@ async function runSize(services) {
     const agentRss = [];
     for (const a of procs) {
       const r = nextMessage(a, 'rss', 10_000, 'agent RSS');
-      a.send({ type: 'rss' });
+      tell(a, { type: 'rss' });
       const m = await r;
       agentRss.push({ build: a.build, ...rssOf(a.pid), heapUsedMB: Math.round(m.heapUsed / 1048576), heapTotalMB: Math.round(m.heapTotal / 1048576), externalMB: Math.round(m.external / 1048576) });
     }
     const cpAfter = rssOf(cp.pid);
     const translate = await metric(metricsPort, 'nodemesh_xds_translate_seconds_sum');
     const exited = children.map((c) => new Promise((r) => (c.exitCode !== null ? r() : c.once('exit', r))));
-    for (const a of procs) a.send({ type: 'stop' });
+    for (const a of procs) tell(a, { type: 'stop' });
     cp.kill('SIGTERM');
     // Let them exit on their own (a profile is written at exit), bounded.
     await Promise.race([Promise.all(exited), sleep(cpuProfDir ? 60_000 : 5_000)]);
