@@ -10,7 +10,8 @@ import { EnrollError, type EnrolledPod, type parseEnrollRequest } from '../enrol
 import type { Logger } from '../telemetry/logger';
 import { wanted } from '../enroll/membership';
 import { KubePodWatch, type PodInfo } from './kube-pods';
-import { canonicalIp, scanNetns } from './netns-finder';
+import { canonicalIp } from '../util/ip';
+import { scanNetns } from './netns-finder';
 
 type ValidRequest = ReturnType<typeof parseEnrollRequest>;
 

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { cgroup2Mounts } from '../util/cgroup2';
+import { canonicalIp } from '../util/ip';
 
 export interface FoundNetns {
   pid: number;
@@ -28,11 +29,6 @@ export function localIPv4(fibTrie: string): string[] {
   }
   out.delete('127.0.0.1');
   return [...out];
-}
-
-/** The canonical text of an address (IPv6 compressed, as the API writes pod IPs). */
-export function canonicalIp(ip: string): string {
-  return ip.includes(':') ? new URL(`http://[${ip}]/`).hostname.slice(1, -1) : ip;
 }
 
 /** Addresses in /proc/net/if_inet6 (hex, 32 digits per line), global scope only. */

@@ -1,6 +1,7 @@
 // Derives the mesh model from stored objects: service VIPs (the older Service keeps a contested one), pod IPs (of
 // two pods with one IP, one holds it), ports with resolved endpoints, workloads per node.
 
+import { canonicalIp } from '../util/ip';
 import { outboundClusterName, serviceHost, serviceListenerName, vipListenerName } from '../xds/resource-types';
 import type { PodObject, PolicyObject, ServiceObject, ServicePort } from './objects';
 import { PolicyIndex, type WorkloadPolicy } from './policy';
@@ -218,11 +219,6 @@ function isTerminal(pod: PodObject): boolean {
   return pod.phase === 'Succeeded' || pod.phase === 'Failed';
 }
 
-/** One spelling per address (`fd00:0::1` and `fd00::1` are one IPv6 address). */
-function addressKey(ip: string): string {
-  return ip.includes(':') ? new URL(`http://[${ip}]/`).hostname : ip;
-}
-
 /**
  * `pods` oldest first. Groups the pods that claim each IP (host-network pods share their node's, and terminal pods
  * have given theirs up, so neither claims); of two or more, the first not being deleted holds it, else the oldest.
@@ -234,7 +230,7 @@ function claimPodIps(pods: PodObject[]): { pods: PodObject[]; conflicts: PodIpCo
   let contested: Map<string, PodObject[]> | undefined;
   for (const p of pods) {
     if (p.podIP === undefined || p.hostNetwork || isTerminal(p)) continue;
-    const key = addressKey(p.podIP);
+    const key = canonicalIp(p.podIP);
     const had = first.get(key);
     if (had === undefined) {
       first.set(key, p);

@@ -14,3 +14,8 @@ export function notAnAddress(s: string): string {
     ? `"${s}" has a zone index (%${s.slice(s.indexOf('%') + 1)}), which names one host's interface: give the address alone`
     : `"${s}" is not an IPv4 or IPv6 address`;
 }
+
+/** The canonical text of an address (IPv6 compressed, as the API writes pod IPs): one spelling per address. */
+export function canonicalIp(ip: string): string {
+  return ip.includes(':') ? new URL(`http://[${ip}]/`).hostname.slice(1, -1) : ip;
+}
