@@ -58,7 +58,7 @@ export interface PodObject {
   phase?: string;
   /** False when the Ready condition says so, or the pod is terminating. */
   ready: boolean;
-  /** Not opted out, and not a host-network pod (whose address is its node's). */
+  /** In the mesh as far as the pod alone decides (enroll/membership.ts: not opted out, not host network); the model's pods also follow their Namespace's labels (controlplane/membership.ts). */
   inMesh: boolean;
   /** spec.hostNetwork (absent: false): the pod's IP is its node's, shared with every such pod there. */
   hostNetwork?: boolean;

@@ -1,6 +1,6 @@
 // Validates one plain Kubernetes document into a typed MeshObject, collecting every issue with its field path.
 
-import { ENROLL_ANNOTATION } from '../enroll/membership';
+import { ENROLL_ANNOTATION, wantedUnlessNamespaceSays } from '../enroll/membership';
 import {
   isKnownKind,
   KNOWN_KINDS,
@@ -90,8 +90,8 @@ function validatePod(c: Checker, doc: Json): PodObject {
     podIP,
     phase,
     ready,
-    // A host-network pod is the node itself: no agent listens for it, so other agents reach it in plaintext.
-    inMesh: enroll !== 'false' && !hostNetwork,
+    // What the pod alone decides (host network, opted out); its Namespace's labels decide the rest (membership.ts).
+    inMesh: wantedUnlessNamespaceSays({ namespace: m.namespace, annotations: m.annotations, hostNetwork }, undefined),
     ...(hostNetwork ? { hostNetwork } : {}),
     ...(deleting ? { deleting } : {}),
   };
