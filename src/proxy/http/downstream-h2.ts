@@ -69,6 +69,7 @@ export class H2Downstream {
   readonly server: http2.Http2Server;
   private readonly log: Logger;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private draining = false;
 
   constructor(opts: H2DownstreamOptions) {
     this.log = opts.log;
@@ -102,14 +103,20 @@ export class H2Downstream {
     }
   }
 
-  /** GOAWAY on every connection: streams in flight finish, new ones go to a new connection. */
+  /**
+   * GOAWAY on every connection: streams in flight finish, new ones go to a new connection. A connection that
+   * was accepted before the drain but read after it gets its GOAWAY with its first stream.
+   */
   drain(): void {
+    this.draining = true;
     for (const s of this.sessions) s.close();
   }
 
   private onStream(session: http2.ServerHttp2Session, stream: http2.ServerHttp2Stream, h: http2.IncomingHttpHeaders): void {
     // A stream's error is its reset (or its session's failure): counted from 'close' and the session.
     stream.on('error', () => undefined);
+    // after its first stream, so that stream is served (GOAWAY names it as processed)
+    if (this.draining && !session.closed) session.close();
     if (stream.destroyed) {
       countIfPeerFault(session, stream);
       return;

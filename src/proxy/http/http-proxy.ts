@@ -161,34 +161,48 @@ export class HttpProxy {
     // A response goes out as several writes (head, chunks, the last chunk): Nagle would hold the tail for
     // the client's delayed ACK, 40 ms a request.
     (socket as Partial<net.Socket>).setNoDelay?.(true);
+    // A drain counts the connection from here: while its first bytes are on their way it is in no list, and a
+    // drain that saw nothing open would end the agent under the request. Released once the connection is
+    // tracked, handed to the TCP path (which counts it itself) or closed.
+    const accepted = ctx.tracker.connectingStarted();
     void detect(socket, detectMs).then((d: Detected) => {
-      if (d.closed && d.bytes.length === 0) {
-        socket.destroy();
-        return;
+      try {
+        this.detected(socket, conn, handler, d, fallback);
+      } finally {
+        accepted();
       }
-      // A declared HTTP port speaks HTTP whatever comes first: the HTTP/1.1 parser answers garbage with 400.
-      if (d.kind === 'tcp' && conn.protocol === 'detect') {
-        if (d.timedOut) ctx.metrics.proxyErrors.inc({ direction: conn.direction, reason: 'detect_timeout' });
-        let rest: Buffer | null;
-        const parts = [d.bytes];
-        while ((rest = socket.read() as Buffer | null) !== null) parts.push(rest);
-        fallback(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
-        return;
-      }
-      if (d.bytes.length > 0) socket.unshift(d.bytes);
-      const tracked = this.track(socket, conn);
-      const served: ServedConnection = {
-        conn,
-        handler,
-        onClientError: (code) => {
-          ctx.metrics.proxyErrors.inc({ direction: conn.direction, reason: 'bad_request' });
-          ctx.log.debug({ pod: `${conn.pod.namespace}/${conn.pod.name}`, src: conn.src, code }, 'malformed HTTP request; answered and closed');
-          tracked.flag = 'DPE';
-        },
-      };
-      if (d.kind === 'http2') this.h2.serve(socket, served);
-      else this.h1.serve(socket, served);
     });
+  }
+
+  /** What the first bytes said decides who serves the connection: the TCP path, or HTTP/1.1 or HTTP/2. */
+  private detected(socket: Duplex, conn: HttpConn, handler: Handler, d: Detected, fallback: TcpFallback): void {
+    const ctx = this.o.ctx;
+    if (d.closed && d.bytes.length === 0) {
+      socket.destroy();
+      return;
+    }
+    // A declared HTTP port speaks HTTP whatever comes first: the HTTP/1.1 parser answers garbage with 400.
+    if (d.kind === 'tcp' && conn.protocol === 'detect') {
+      if (d.timedOut) ctx.metrics.proxyErrors.inc({ direction: conn.direction, reason: 'detect_timeout' });
+      let rest: Buffer | null;
+      const parts = [d.bytes];
+      while ((rest = socket.read() as Buffer | null) !== null) parts.push(rest);
+      fallback(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+      return;
+    }
+    if (d.bytes.length > 0) socket.unshift(d.bytes);
+    const tracked = this.track(socket, conn);
+    const served: ServedConnection = {
+      conn,
+      handler,
+      onClientError: (code) => {
+        ctx.metrics.proxyErrors.inc({ direction: conn.direction, reason: 'bad_request' });
+        ctx.log.debug({ pod: `${conn.pod.namespace}/${conn.pod.name}`, src: conn.src, code }, 'malformed HTTP request; answered and closed');
+        tracked.flag = 'DPE';
+      },
+    };
+    if (d.kind === 'http2') this.h2.serve(socket, served);
+    else this.h1.serve(socket, served);
   }
 
   /** The connection in /connections and in drain, with TCP-level labels and byte counts. */
