@@ -142,19 +142,34 @@ describe('agent upgrades under load', { skip: !isRoot() && 'needs root (eBPF, ne
   });
 
   it('with the control plane down, an upgrade and a restart serve with the saved config and certificates: nothing fails, nothing in clear', async () => {
+    // The restart below presents saved certificates: both agents must hold theirs before the CA goes away.
+    for (const node of state.nodes) {
+      await waitFor(`${node.name}'s certificates issued (and saved)`, async () => {
+        const d = JSON.parse(await admin(lab, node.name, '/config_dump')) as { mesh: { identities: { state: string }[] } };
+        return d.mesh.identities.length > 0 && d.mesh.identities.every((i) => i.state === 'valid');
+      });
+    }
     await stopControlPlane(lab);
     const stop = path.join(tmp, 'stop-cp');
     const caps = await Promise.all(state.nodes.map((n) => Capture.start(netnsPath(n.netns), IF.nodeUplink, path.join(tmp, `cp-${n.name}.pcap`))));
     const load = execInPod(lab, 'client', [process.execPath, LOAD, '--connect', `${podIP(state, 'web')}:8080`, '--connect-every-ms', '10', '--stop-file', stop, '--max-seconds', '120'], 150_000);
     let r: LoadResult;
     let segs: TcpSegment[];
+    // when each step began, for a failure's message: a failed connect's time says which step it fell in
+    const steps: string[] = [];
+    const step = (what: string): void => void steps.push(`${new Date().toISOString()} ${what}`);
     try {
       await new Promise((res) => setTimeout(res, 1000));
+      step('upgrade node-b');
       await upgradeAgent(lab, 'node-b');
+      step('upgrade node-a');
       await upgradeAgent(lab, 'node-a');
       // a restart (no successor) of the server side: 15008 accepts through the drain, the client retries the gap
+      step('SIGTERM node-b');
       await killAgent(lab, 'node-b', 'SIGTERM', 30_000, { onlyActive: true });
+      step('start node-b');
       await startAgent(lab, 'node-b');
+      step('node-b started');
       const dump = JSON.parse(await admin(lab, 'node-b', '/config_dump')) as { xds: { connected: boolean; configSource: string }; mesh: { identities: { state: string }[] } };
       assert.deepEqual([dump.xds.connected, dump.xds.configSource], [false, 'saved'], 'ready without the control plane, from the saved config');
       assert.ok(dump.mesh.identities.every((i) => i.state === 'valid'), `saved certificates in use: ${JSON.stringify(dump.mesh.identities)}`);
@@ -166,7 +181,7 @@ describe('agent upgrades under load', { skip: !isRoot() && 'needs root (eBPF, ne
       r = JSON.parse(out.stdout.trim().split('\n').at(-1) ?? '{}') as LoadResult;
       await startControlPlane(lab);
     }
-    assert.deepEqual({ failed: r.connects.failed, errors: r.connects.errors }, { failed: 0, errors: [] }, 'no new connection failed');
+    assert.deepEqual({ failed: r.connects.failed, errors: r.connects.errors }, { failed: 0, errors: [] }, `no new connection failed; steps:\n${steps.join('\n')}`);
     assert.ok(r.connects.ok > 300, JSON.stringify(r));
     const podIps = new Set(state.pods.map((p) => p.ip));
     const clear = segs.filter((s) => podIps.has(s.src) && podIps.has(s.dst) && s.srcPort !== 15008 && s.dstPort !== 15008);
