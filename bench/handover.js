@@ -110,7 +110,8 @@ async function underLoad(name, event) {
     connects: { ok: r.connects.ok, failed: r.connects.failed },
     keepalive: { ok: r.keepalive.ok, failed: r.keepalive.failed },
     plaintextSegments: clear.length,
-    errors: [...r.long.errors, ...r.connects.errors, ...r.keepalive.errors].slice(0, 6),
+    // the first two of each kind: long-lived breaks alone would fill the column
+    errors: [...r.long.errors.slice(0, 2), ...r.connects.errors.slice(0, 2), ...r.keepalive.errors.slice(0, 2)],
     note,
   };
   log(`${name}: long ${row.long.broken}/${row.long.opened} broken, connects ${row.connects.failed}/${row.connects.ok + row.connects.failed} failed, keep-alive ${row.keepalive.failed}/${row.keepalive.ok + row.keepalive.failed} failed, ${row.plaintextSegments} plaintext segments${note ? `; ${note}` : ''}`);
