@@ -8,6 +8,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { afterEach, describe, it } from 'node:test';
+import { DRAIN_FIRST_BYTES_MS } from '../../src/proxy/http/http-proxy';
 import type { RouteTable } from '../../src/state/routes';
 import { appServer, pod, startPair, type L7Pair } from '../helpers/l7-pair';
 
@@ -87,6 +88,24 @@ describe('L7 drain: a connection accepted before the drain and read after it', (
       assert.match(got, /\r\nconnection: close\r\n/i, 'the answer tells the client the connection ends');
       assert.match(got, /"pod":"web-1"/);
       assert.equal(await drained, 0, 'nothing was left when the drain ended');
+    } finally {
+      s.destroy();
+    }
+  });
+
+  it(`one that sends nothing is closed ${DRAIN_FIRST_BYTES_MS} ms into the drain, which then ends`, async () => {
+    pair = await startConfigured();
+    const s = await acceptedConnection(pair);
+    try {
+      const closed = new Promise<number>((resolve) => s.once('close', () => resolve(Date.now())));
+      s.on('error', () => undefined);
+      const began = Date.now();
+      const drained = pair.a.drain(60_000);
+      assert.equal(await settledWithin(drained, DRAIN_FIRST_BYTES_MS - 1000), false, 'the drain waits for it first');
+      assert.equal(await settledWithin(closed, 3000), true, 'the silent connection was closed');
+      assert.ok((await closed) - began >= DRAIN_FIRST_BYTES_MS - 50, 'not before its time');
+      assert.equal(await settledWithin(drained, 2000), true, 'the drain ended with it');
+      assert.equal(await drained, 0);
     } finally {
       s.destroy();
     }

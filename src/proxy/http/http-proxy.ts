@@ -38,6 +38,9 @@ import { markFailure, readFailure } from './peer-failure';
 import { compose, type Handler } from './request';
 import { UpstreamPools } from './upstream-pools';
 
+/** Once a drain began, how long an accepted connection may take to send its first request before it is closed. */
+export const DRAIN_FIRST_BYTES_MS = 5000;
+
 export interface HttpProxyOptions {
   ctx: ProxyContext;
   routes: RouteStore;
@@ -68,6 +71,9 @@ export class HttpProxy {
   private readonly outbound: Handler;
   private readonly inbound: Handler;
   private readonly detectTimeoutMs: number;
+  /** Connections accepted whose first request has not been read yet, each with its timer once a drain began. */
+  private readonly unread = new Map<Duplex, NodeJS.Timeout | null>();
+  private draining = false;
 
   constructor(private readonly o: HttpProxyOptions) {
     const ctx = o.ctx;
@@ -143,6 +149,8 @@ export class HttpProxy {
 
   /** Graceful: answers say `Connection: close`, HTTP/2 clients get GOAWAY, idle upstreams close. */
   drain(): void {
+    this.draining = true;
+    for (const socket of this.unread.keys()) this.closeIfSilent(socket);
     this.h1.drain();
     this.h2.drain();
     this.pools.closeIdle();
@@ -165,13 +173,29 @@ export class HttpProxy {
     // drain that saw nothing open would end the agent under the request. Released once the connection is
     // tracked, handed to the TCP path (which counts it itself) or closed.
     const accepted = ctx.tracker.connectingStarted();
+    this.unread.set(socket, null);
+    if (this.draining) this.closeIfSilent(socket);
     void detect(socket, detectMs).then((d: Detected) => {
+      const timer = this.unread.get(socket);
+      if (timer) clearTimeout(timer);
+      this.unread.delete(socket);
       try {
         this.detected(socket, conn, handler, d, fallback);
       } finally {
         accepted();
       }
     });
+  }
+
+  /**
+   * Draining: a connection whose first request has not come within DRAIN_FIRST_BYTES_MS is closed. Its client
+   * lost no request (none was sent), and it no longer holds the drain (up to the handover's hour) for nothing.
+   */
+  private closeIfSilent(socket: Duplex): void {
+    if (this.unread.get(socket)) return;
+    const timer = setTimeout(() => socket.destroy(), DRAIN_FIRST_BYTES_MS);
+    timer.unref();
+    this.unread.set(socket, timer);
   }
 
   /** What the first bytes said decides who serves the connection: the TCP path, or HTTP/1.1 or HTTP/2. */
