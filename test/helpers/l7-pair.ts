@@ -128,6 +128,31 @@ export async function startPair(
   };
 }
 
+/**
+ * One HTTP Service: `host` at `vip` (port 80), every path routed to cluster "web" (round robin over `servers`'
+ * port 8080), configured on both nodes; the client's connections go to the VIP.
+ */
+export function serveOneService(pair: L7Pair, vip: string, host: string, servers: PairPod[]): void {
+  const table: RouteTable = {
+    name: `vip|${vip}:80`,
+    routes: [
+      {
+        name: 'default/web/all',
+        source: { kind: 'HTTPRoute', namespace: 'default', name: 'web', rule: 'all' },
+        matches: [{ path: { kind: 'prefix', value: '/' }, headers: [], query: [] }],
+        action: { kind: 'forward', backends: [{ cluster: 'web', weight: 1 }] },
+      },
+    ],
+  };
+  pair.configure({
+    clusters: [{ name: 'web', host, lbPolicy: 'round_robin', connectTimeoutMs: 2000, protocol: 'http' }],
+    endpoints: new Map([['web', servers.map((s) => ({ ip: s.ip, port: 8080, pod: s.name, namespace: s.namespace, serviceAccount: s.serviceAccount, inMesh: true }))]]),
+    vips: [{ vip, port: 80, cluster: 'web', protocol: 'http', routeTable: table.name }],
+    routes: [table],
+  });
+  pair.setDestination({ ip: vip, port: 80 });
+}
+
 /** The local port of a listening fd (via /proc/self/fd → socket inode → /proc/net/tcp). */
 async function listeningPort(fd: number): Promise<number> {
   const fs = await import('node:fs');

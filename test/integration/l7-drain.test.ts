@@ -9,36 +9,17 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { DRAIN_FIRST_BYTES_MS } from '../../src/proxy/http/http-proxy';
-import type { RouteTable } from '../../src/state/routes';
-import { appServer, pod, startPair, type L7Pair } from '../helpers/l7-pair';
+import { appServer, pod, serveOneService, startPair, type L7Pair } from '../helpers/l7-pair';
 
 const base = 10 + Math.floor(Math.random() * 200);
 const CLIENT = pod('client', `127.${base}.0.2`, 'client', { app: 'client' });
 const WEB = pod('web-1', `127.${base}.1.2`, 'web', { app: 'web' });
-const VIP = { ip: '10.96.0.12', port: 80 };
+const VIP = '10.96.0.12';
 const HOST = 'web.default.svc.cluster.local';
-
-const ROUTES: RouteTable = {
-  name: 'vip|10.96.0.12:80',
-  routes: [
-    {
-      name: 'default/web/all',
-      source: { kind: 'HTTPRoute', namespace: 'default', name: 'web', rule: 'all' },
-      matches: [{ path: { kind: 'prefix', value: '/' }, headers: [], query: [] }],
-      action: { kind: 'forward', backends: [{ cluster: 'web', weight: 1 }] },
-    },
-  ],
-};
 
 async function startConfigured(): Promise<L7Pair> {
   const pair = await startPair(CLIENT, [WEB]);
-  pair.configure({
-    clusters: [{ name: 'web', host: HOST, lbPolicy: 'round_robin', connectTimeoutMs: 2000, protocol: 'http' }],
-    endpoints: new Map([['web', [{ ip: WEB.ip, port: 8080, pod: WEB.name, namespace: 'default', serviceAccount: WEB.serviceAccount, inMesh: true }]]]),
-    vips: [{ vip: VIP.ip, port: VIP.port, cluster: 'web', protocol: 'http', routeTable: ROUTES.name }],
-    routes: [ROUTES],
-  });
-  pair.setDestination(VIP);
+  serveOneService(pair, VIP, HOST, [WEB]);
   return pair;
 }
 

@@ -6,27 +6,14 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import type { RouteTable } from '../../src/state/routes';
-import { appServer, pod, startPair, type L7Pair } from '../helpers/l7-pair';
+import { appServer, pod, serveOneService, startPair, type L7Pair } from '../helpers/l7-pair';
 
 const base = 10 + Math.floor(Math.random() * 200);
 const CLIENT = pod('client', `127.${base}.0.2`, 'client', { app: 'client' });
 const WEB = pod('web-1', `127.${base}.1.2`, 'web', { app: 'web' });
-const VIP = { ip: '10.96.0.11', port: 80 };
+const VIP = '10.96.0.11';
 const HOST = 'web.default.svc.cluster.local';
 const IDLE_MS = 1000;
-
-const ROUTES: RouteTable = {
-  name: 'vip|10.96.0.11:80',
-  routes: [
-    {
-      name: 'default/web/all',
-      source: { kind: 'HTTPRoute', namespace: 'default', name: 'web', rule: 'all' },
-      matches: [{ path: { kind: 'prefix', value: '/' }, headers: [], query: [] }],
-      action: { kind: 'forward', backends: [{ cluster: 'web', weight: 1 }] },
-    },
-  ],
-};
 
 /** Resolves with how the connection ended, or 'open' if it was still open after `ms`. */
 function endOf(s: net.Socket, ms: number): Promise<'closed' | 'open'> {
@@ -46,13 +33,7 @@ describe(`L7 downstream idle timeout (${IDLE_MS} ms on the client's agent)`, () 
   before(async () => {
     app = await appServer(WEB.ip, 8080, 'web-1');
     pair = await startPair(CLIENT, [WEB], { extra: (node) => (node === 'a' ? { httpIdleTimeoutMs: IDLE_MS } : {}) });
-    pair.configure({
-      clusters: [{ name: 'web', host: HOST, lbPolicy: 'round_robin', connectTimeoutMs: 2000, protocol: 'http' }],
-      endpoints: new Map([['web', [{ ip: WEB.ip, port: 8080, pod: WEB.name, namespace: 'default', serviceAccount: WEB.serviceAccount, inMesh: true }]]]),
-      vips: [{ vip: VIP.ip, port: VIP.port, cluster: 'web', protocol: 'http', routeTable: ROUTES.name }],
-      routes: [ROUTES],
-    });
-    pair.setDestination(VIP);
+    serveOneService(pair, VIP, HOST, [WEB]);
   });
 
   after(async () => {
