@@ -1,7 +1,8 @@
 // A drain (SIGTERM, or an upgrade's handover) and the L7 path: a client connection the agent accepted just
 // before the drain, whose request was still on its way, is served, and the drain waits for it. Before, such a
 // connection was in no list until its first bytes were read: a drain that saw nothing open ended the agent
-// under the request, and the client saw its connection reset (the upgrade e2e caught one in CI).
+// under the request, and the client saw its connection reset (the upgrade e2e caught one in CI). Now that such
+// a connection counts, one that never sends is closed a few seconds into the drain rather than holding it.
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
