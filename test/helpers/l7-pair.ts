@@ -5,6 +5,7 @@
 // scripted per client connection (the kernel's job in the lab).
 
 import http from 'node:http';
+import type http2 from 'node:http2';
 import { Registry } from 'prom-client';
 import type { CertBundle, IdentitySource } from '../../src/identity/types';
 import { ProxyRuntime, type ProxyRuntimeOptions } from '../../src/proxy/runtime';
@@ -151,6 +152,17 @@ export function serveOneService(pair: L7Pair, vip: string, host: string, servers
     routes: [table],
   });
   pair.setDestination({ ip: vip, port: 80 });
+}
+
+/** One GET on an HTTP/2 session (the body read and dropped); resolves with its status. */
+export function h2Status(session: http2.ClientHttp2Session, path: string, authority: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const req = session.request({ ':path': path, ':authority': authority });
+    req.on('response', (h) => resolve(Number(h[':status'])));
+    req.on('error', reject);
+    req.resume();
+    req.end();
+  });
 }
 
 /** The local port of a listening fd (via /proc/self/fd → socket inode → /proc/net/tcp). */

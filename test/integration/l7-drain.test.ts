@@ -10,7 +10,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { DRAIN_FIRST_BYTES_MS } from '../../src/proxy/http/http-proxy';
-import { appServer, pod, serveOneService, startPair, type L7Pair } from '../helpers/l7-pair';
+import { appServer, h2Status, pod, serveOneService, startPair, type L7Pair } from '../helpers/l7-pair';
 
 const base = 10 + Math.floor(Math.random() * 200);
 const CLIENT = pod('client', `127.${base}.0.2`, 'client', { app: 'client' });
@@ -105,13 +105,7 @@ describe('L7 drain: a connection accepted before the drain and read after it', (
       session = h2;
       h2.on('error', () => undefined);
       const goaway = new Promise<void>((resolve) => h2.once('goaway', () => resolve()));
-      const status = await new Promise<number>((resolve, reject) => {
-        const req = h2.request({ ':path': '/late-h2', ':authority': HOST });
-        req.on('response', (h) => resolve(Number(h[':status'])));
-        req.on('error', reject);
-        req.resume();
-        req.end();
-      });
+      const status = await h2Status(h2, '/late-h2', HOST);
       assert.equal(status, 200);
       assert.equal(await settledWithin(goaway, 2000), true, 'the connection was told to go away');
       assert.equal(await settledWithin(drained, 5000), true, 'the drain ended with the connection');

@@ -6,7 +6,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { appServer, pod, serveOneService, startPair, type L7Pair } from '../helpers/l7-pair';
+import { appServer, h2Status, pod, serveOneService, startPair, type L7Pair } from '../helpers/l7-pair';
 
 const base = 10 + Math.floor(Math.random() * 200);
 const CLIENT = pod('client', `127.${base}.0.2`, 'client', { app: 'client' });
@@ -89,13 +89,7 @@ describe(`L7 downstream idle timeout (${IDLE_MS} ms on the client's agent)`, () 
     const session = http2.connect(`http://127.0.0.1:${pair.clientPort}`);
     session.on('error', () => undefined);
     try {
-      const status = await new Promise<number>((resolve, reject) => {
-        const req = session.request({ ':path': '/idle-h2', ':authority': HOST });
-        req.on('response', (h) => resolve(Number(h[':status'])));
-        req.on('error', reject);
-        req.resume();
-        req.end();
-      });
+      const status = await h2Status(session, '/idle-h2', HOST);
       assert.equal(status, 200);
       const ended = await new Promise<'closed' | 'open'>((resolve) => {
         const t = setTimeout(() => resolve('open'), 10 * IDLE_MS);
